@@ -1,0 +1,1 @@
+"""The engine: node declarations, workflow graphs, cache, executor and plugins (no torch)."""

@@ -1,0 +1,287 @@
+"""The workflow format, its validation against the registry, and the execution plan."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import networkx as nx
+import pydantic
+
+from easel.core.context import Context
+from easel.core.node import NodeType
+from easel.core.plugins import Registry
+from easel.core.types import compatible
+
+FORMAT = "easel.workflow"
+VERSION = 1
+
+
+class NodeSpec(pydantic.BaseModel):
+    """One node of a workflow: its type and its inputs (literals or links)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    type: str
+    inputs: dict[str, Any] = pydantic.Field(default_factory=dict)
+
+
+class Workflow(pydantic.BaseModel):
+    """A workflow file: `{"format": "easel.workflow", "version": 1, "nodes": {...}, "ui": {...}}`."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    format: Literal["easel.workflow"]
+    version: Literal[1]
+    nodes: dict[str, NodeSpec]
+    ui: dict[str, Any] = pydantic.Field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class Link:
+    """An input fed by another node's output: `[node_id, output_name]` in JSON."""
+
+    node: str
+    output: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a workflow, located as precisely as possible."""
+
+    message: str
+    node: str | None = None
+    input: str | None = None
+    node_type: str | None = None
+
+    def __str__(self) -> str:
+        where = []
+        if self.node is not None:
+            where.append(f"node {self.node!r}" + (f" ({self.node_type})" if self.node_type else ""))
+        if self.input is not None:
+            where.append(f"input {self.input!r}")
+        return (", ".join(where) + ": " if where else "") + self.message
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node": self.node, "node_type": self.node_type, "input": self.input,
+                "message": self.message}
+
+
+class WorkflowError(Exception):
+    """A workflow was refused; `problems` lists every reason at once."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        count = len(problems)
+        lines = [f"invalid workflow ({count} problem{'s' if count != 1 else ''}):"]
+        lines += [f"  - {problem}" for problem in problems]
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class PlannedNode:
+    """A validated node: its type, clean literal values (defaults filled) and links."""
+
+    id: str
+    node_type: NodeType
+    literals: dict[str, Any]
+    links: dict[str, Link]
+
+
+@dataclass
+class Plan:
+    """What to run, in which order, to produce `targets`."""
+
+    nodes: dict[str, PlannedNode]
+    order: list[str]
+    targets: list[str]
+    consumers: dict[str, int] = field(default_factory=dict)
+
+
+def parse_workflow(source: str | bytes | Mapping[str, Any]) -> Workflow:
+    """Parse JSON text or a dict into a Workflow, or raise WorkflowError."""
+    if isinstance(source, str | bytes):
+        try:
+            data = json.loads(source)
+        except json.JSONDecodeError as exc:
+            raise WorkflowError(
+                [Problem(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")]
+            ) from None
+    else:
+        data = source
+    if not isinstance(data, Mapping):
+        raise WorkflowError([Problem(f"a workflow is a JSON object, got {type(data).__name__}")])
+    if "format" not in data and "nodes" not in data:
+        raise WorkflowError([Problem(
+            'not an Easel workflow: expected {"format": "easel.workflow", "version": 1, '
+            '"nodes": {...}} (ComfyUI files are converted by `easel convert comfy`)'
+        )])
+    try:
+        return Workflow.model_validate(data)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = [str(part) for part in err["loc"]]
+            node = loc[1] if len(loc) >= 2 and loc[0] == "nodes" else None
+            if err["type"] == "extra_forbidden":
+                where = "top level" if len(loc) == 1 else f"node {node!r}"
+                message = f"unknown key {loc[-1]!r} at {where}"
+                if len(loc) == 1:
+                    message += " (allowed: format, version, nodes, ui)"
+                problems.append(Problem(message, node=node if len(loc) > 1 else None))
+            else:
+                field_path = ".".join(loc)
+                problems.append(Problem(f"{field_path}: {err['msg']}", node=node))
+        raise WorkflowError(problems) from None
+
+
+def as_link(value: Any) -> Link | None:
+    """The link a JSON input value stands for, if it is one."""
+    if (isinstance(value, list) and len(value) == 2
+            and isinstance(value[0], str) and isinstance(value[1], str)):
+        return Link(value[0], value[1])
+    return None
+
+
+def validate(
+    workflow: Workflow | str | bytes | Mapping[str, Any],
+    registry: Registry,
+    targets: Iterable[str] | None = None,
+    context: Context | None = None,
+) -> Plan:
+    """Check the whole workflow and return its plan; raise WorkflowError listing every problem."""
+    if not isinstance(workflow, Workflow):
+        workflow = parse_workflow(workflow)
+    problems: list[Problem] = []
+    planned: dict[str, PlannedNode] = {}
+    graph: nx.DiGraph = nx.DiGraph()
+    graph.add_nodes_from(workflow.nodes)
+    ctx = context or Context()
+
+    for node_id, spec in workflow.nodes.items():
+        node_type = registry.get(spec.type)
+        if node_type is None:
+            if spec.type in registry.collisions:
+                owners = " and ".join(repr(o) for o in registry.collisions[spec.type])
+                reason = (f"node type {spec.type!r} is defined by both plugins {owners}; "
+                          "disable one (EASEL_DISABLE_PLUGINS)")
+            else:
+                reason = f"unknown node type {spec.type!r}"
+                suggestion = registry.suggest(spec.type)
+                if suggestion:
+                    reason += f"; did you mean {suggestion!r}?"
+            problems.append(Problem(reason, node=node_id))
+            continue
+
+        def problem(message: str, input: str | None = None, _t: str = spec.type,
+                    _n: str = node_id) -> None:
+            problems.append(Problem(message, node=_n, input=input, node_type=_t))
+
+        problems_before = len(problems)
+        literals: dict[str, Any] = {}
+        links: dict[str, Link] = {}
+        for name, value in spec.inputs.items():
+            input_spec = node_type.inputs.get(name)
+            if input_spec is None:
+                known = ", ".join(node_type.inputs) or "none"
+                problem(f"unknown input (this node's inputs: {known})", name)
+                continue
+            link = as_link(value)
+            if link is not None:
+                source = workflow.nodes.get(link.node)
+                if source is None:
+                    problem(f"links to missing node {link.node!r}", name)
+                    continue
+                source_type = registry.get(source.type)
+                if source_type is None:
+                    continue  # reported on the source node itself
+                out_type = source_type.outputs.get(link.output)
+                if out_type is None:
+                    outs = ", ".join(source_type.outputs) or "none"
+                    problem(f"node {link.node!r} ({source.type}) has no output "
+                            f"{link.output!r} (its outputs: {outs})", name)
+                    continue
+                if not compatible(out_type, input_spec.type):
+                    problem(f"expects {input_spec.type}, but {link.node}.{link.output} "
+                            f"is {out_type}", name)
+                    continue
+                links[name] = link
+                graph.add_edge(link.node, node_id)
+                continue
+            if isinstance(value, list):
+                problem('a list here is neither a link ([node_id, output_name]) nor a literal; '
+                        'write a literal list as {"value": [...]}', name)
+                continue
+            if isinstance(value, dict):
+                if set(value) != {"value"}:
+                    problem('an object literal must be written {"value": ...}', name)
+                    continue
+                value = value["value"]
+            if not input_spec.is_value:
+                problem(f"expects a link from a {input_spec.type} output, got a literal "
+                        f"{value!r}", name)
+                continue
+            literals[name] = value
+        for name, input_spec in node_type.inputs.items():
+            if name not in spec.inputs and input_spec.required:
+                problem(f"missing required input ({input_spec.type})", name)
+        clean, errors = node_type.validate_literals(literals)
+        for name, reason in errors:
+            problem(reason, name)
+        if len(problems) > problems_before:
+            continue
+        full = {name: s.default for name, s in node_type.inputs.items()
+                if s.is_value and not s.required and name not in links}
+        full.update(clean)
+        if node_type.check is not None:
+            try:
+                for name, reason in node_type.check(ctx, dict(full)) or ():
+                    problem(reason, name)
+            except Exception as exc:  # a check's bug is reported, not raised
+                problem(f"input check failed: {type(exc).__name__}: {exc}")
+        planned[node_id] = PlannedNode(node_id, node_type, full, links)
+
+    cycles = _cycles(graph)
+    for cycle in cycles:
+        path = " -> ".join([*cycle, cycle[0]])
+        problems.append(Problem(f"cycle: {path}", node=cycle[0]))
+
+    wanted = list(targets) if targets is not None else [
+        node_id for node_id, spec in workflow.nodes.items()
+        if (nt := registry.get(spec.type)) is not None and nt.output_node
+    ]
+    if targets is not None:
+        for target in wanted:
+            if target not in workflow.nodes:
+                problems.append(Problem(f"requested target {target!r} is not a node of the workflow"))
+    elif not wanted and not any(p.message.startswith("unknown node type") for p in problems):
+        problems.append(Problem(
+            "the workflow has no output node (such as SaveImage or PreviewImage), "
+            "so running it would compute nothing"
+        ))
+    if problems:
+        raise WorkflowError(problems)
+
+    needed: set[str] = set(wanted)
+    for target in wanted:
+        needed |= nx.ancestors(graph, target)
+    order = [n for n in nx.lexicographical_topological_sort(graph.subgraph(needed))]
+    consumers = {node_id: 0 for node_id in order}
+    for node_id in order:
+        for link in planned[node_id].links.values():
+            consumers[link.node] += 1
+    return Plan({n: planned[n] for n in order}, order, wanted, consumers)
+
+
+def _cycles(graph: nx.DiGraph, limit: int = 10) -> list[list[str]]:
+    if nx.is_directed_acyclic_graph(graph):
+        return []
+    found: list[list[str]] = []
+    for cycle in nx.simple_cycles(graph):
+        found.append(cycle)
+        if len(found) >= limit:
+            break
+    return found

@@ -1,0 +1,21 @@
+"""The built-in plugin: registers every built-in node type through the `register_nodes` hook."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from easel.core.plugins import hookimpl
+
+# Each module lists its node types in NODES. Modules import torch lazily, inside the nodes.
+MODULES = (
+    "easel.nodes.primitives",
+)
+
+
+@hookimpl
+def register_nodes(register: Callable[[Any], None]) -> None:
+    for name in MODULES:
+        for node_type in importlib.import_module(name).NODES:
+            register(node_type)
