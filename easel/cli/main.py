@@ -9,8 +9,13 @@ import sys
 from collections.abc import Sequence
 
 from easel import __version__
-from easel.cli.common import EXIT_FAILED, EXIT_USAGE, UsageError, add_global_options, \
-    apply_environment
+from easel.cli.common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    UsageError,
+    add_global_options,
+    apply_environment,
+)
 from easel.core.graph import WorkflowError
 
 COMMANDS = ("run", "validate", "nodes", "plugins", "convert", "serve", "zoo")
@@ -40,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     try:
+        parser = build_parser()
         args = parser.parse_args(argv)
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")

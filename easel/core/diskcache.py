@@ -6,6 +6,7 @@ Values are written by codecs: JSON for plain data here; the built-in nodes add t
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -101,13 +102,17 @@ class DiskStore:
         try:
             for index, (name, codec) in enumerate(chosen.items()):
                 filename = f"{key}.{index}{codec.suffix}"
-                _atomic(folder / filename, lambda p, v=outputs[name], c=codec: c.write(v, p))
+                _atomic(folder / filename, functools.partial(_write_with, codec, outputs[name]))
                 entries[name] = {"codec": codec.name, "file": filename}
-            _atomic(self._manifest(key), lambda p: p.write_text(json.dumps(entries)))
+            _atomic(self._manifest(key), functools.partial(_write_json, entries))
         except Exception as exc:
             log.warning("could not write disk cache entry %s: %s", key, exc)
             return False
         return True
+
+
+def _write_with(codec: Codec, value: Any, path: Path) -> None:
+    codec.write(value, path)
 
 
 def _atomic(target: Path, write: Callable[[Path], None]) -> None:

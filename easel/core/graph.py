@@ -28,7 +28,7 @@ class NodeSpec(pydantic.BaseModel):
 
 
 class Workflow(pydantic.BaseModel):
-    """A workflow file: `{"format": "easel.workflow", "version": 1, "nodes": {...}, "ui": {...}}`."""
+    """A workflow file: `{"format": "easel.workflow", "version": 1, "nodes": {}, "ui": {}}`."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
     format: Literal["easel.workflow"]
@@ -176,10 +176,7 @@ def validate(
             problems.append(Problem(reason, node=node_id))
             continue
 
-        def problem(message: str, input: str | None = None, _t: str = spec.type,
-                    _n: str = node_id) -> None:
-            problems.append(Problem(message, node=_n, input=input, node_type=_t))
-
+        problem = _Reporter(problems, node_id, spec.type)
         problems_before = len(problems)
         literals: dict[str, Any] = {}
         links: dict[str, Link] = {}
@@ -233,13 +230,13 @@ def validate(
             problem(reason, name)
         if len(problems) > problems_before:
             continue
-        full = {name: s.default for name, s in node_type.inputs.items()
-                if s.is_value and not s.required and name not in links}
+        full = {name: value for name, value in node_type.value_defaults.items()
+                if name not in links}
         full.update(clean)
         if node_type.check is not None:
             try:
-                for name, reason in node_type.check(ctx, dict(full)) or ():
-                    problem(reason, name)
+                for bad_input, reason in node_type.check(ctx, dict(full)) or ():
+                    problem(reason, bad_input)
             except Exception as exc:  # a check's bug is reported, not raised
                 problem(f"input check failed: {type(exc).__name__}: {exc}")
         planned[node_id] = PlannedNode(node_id, node_type, full, links)
@@ -256,7 +253,8 @@ def validate(
     if targets is not None:
         for target in wanted:
             if target not in workflow.nodes:
-                problems.append(Problem(f"requested target {target!r} is not a node of the workflow"))
+                problems.append(
+                    Problem(f"requested target {target!r} is not a node of the workflow"))
     elif not wanted and not any(p.message.startswith("unknown node type") for p in problems):
         problems.append(Problem(
             "the workflow has no output node (such as SaveImage or PreviewImage), "
@@ -265,15 +263,40 @@ def validate(
     if problems:
         raise WorkflowError(problems)
 
-    needed: set[str] = set(wanted)
-    for target in wanted:
-        needed |= nx.ancestors(graph, target)
-    order = [n for n in nx.lexicographical_topological_sort(graph.subgraph(needed))]
-    consumers = {node_id: 0 for node_id in order}
+    needed = _ancestors_and_self(graph, wanted)
+    sub = graph if len(needed) == graph.number_of_nodes() else graph.subgraph(needed).copy()
+    order = list(nx.topological_sort(sub))
+    consumers = dict.fromkeys(order, 0)
     for node_id in order:
         for link in planned[node_id].links.values():
             consumers[link.node] += 1
     return Plan({n: planned[n] for n in order}, order, wanted, consumers)
+
+
+class _Reporter:
+    """Records problems of one node."""
+
+    __slots__ = ("node_id", "node_type", "problems")
+
+    def __init__(self, problems: list[Problem], node_id: str, node_type: str) -> None:
+        self.problems, self.node_id, self.node_type = problems, node_id, node_type
+
+    def __call__(self, message: str, input: str | None = None) -> None:
+        self.problems.append(Problem(message, node=self.node_id, input=input,
+                                     node_type=self.node_type))
+
+
+def _ancestors_and_self(graph: nx.DiGraph, targets: list[str]) -> set[str]:
+    """Every node the targets depend on, in one walk however many targets there are."""
+    seen = set(targets)
+    stack = list(targets)
+    pred = graph.pred
+    while stack:
+        for parent in pred[stack.pop()]:
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
 
 
 def _cycles(graph: nx.DiGraph, limit: int = 10) -> list[list[str]]:

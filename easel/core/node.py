@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin
 
 import pydantic
-from pydantic.fields import FieldInfo
 
 from easel.core.context import Context
 from easel.core.types import BOOLEAN, FLOAT, INT, STRING, VALUE_TYPES, Socket
 
 _MISSING: Any = inspect.Parameter.empty
+ModelClass = type[pydantic.BaseModel]
 RESERVED_OUTPUT = "ui"
 
 
@@ -55,7 +55,7 @@ class InputInfo:
     max_length: int | None = None
 
 
-def Input(  # noqa: N802 - reads like a type in a signature
+def Input(
     default: Any = _MISSING,
     *,
     ge: float | None = None,
@@ -115,12 +115,16 @@ class NodeType:
     output_node: bool = False
     deterministic: bool = True
     fingerprint: Callable[[Context, dict[str, Any]], str] | None = None
-    check: Callable[[Context, dict[str, Any]], Iterable[tuple[str | None, str]] | None] | None = None
+    check: Callable[[Context, dict[str, Any]], Iterable[tuple[str | None, str]] | None] | None = (
+        None)
     wants_context: bool = False
     plugin: str = ""
-    literal_model: type[pydantic.BaseModel] = field(init=False, repr=False)
+    literal_model: ModelClass = field(init=False, repr=False)
+    value_defaults: dict[str, Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.value_defaults = {name: spec.default for name, spec in self.inputs.items()
+                               if spec.is_value and not spec.required}
         fields: dict[str, Any] = {}
         for spec in self.inputs.values():
             if not spec.is_value:
@@ -173,7 +177,9 @@ class NodeType:
         raise NodeError(f"node function must return a dict with outputs {names}")
 
     # -- validation ----------------------------------------------------------------
-    def validate_literals(self, values: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    def validate_literals(
+        self, values: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         """Check literal values against the declaration: (clean values, [(input, reason)])."""
         errors: list[tuple[str, str]] = []
         try:
@@ -184,7 +190,7 @@ class NodeType:
             for err in exc.errors(include_url=False):
                 loc = err.get("loc") or ("?",)
                 name = str(loc[0])
-                got = values.get(name, None)
+                got = values.get(name)
                 errors.append((name, f"{_pydantic_reason(err)} (got {_short_repr(got)})"))
         failed = {name for name, _ in errors}
         for name, value in values.items():
@@ -307,7 +313,7 @@ def _output_type(value: Any, where: str) -> str:
 def node(
     fn: Callable[..., Any] | None = None,
     *,
-    type: str | None = None,  # noqa: A002 - the field is called type in the format
+    type: str | None = None,
     category: str = "misc",
     description: str | None = None,
     version: int = 1,
@@ -360,7 +366,8 @@ def node(
                 param.name, socket, required, None if required else default, info, annotation
             )
         if outputs is not None:
-            out = {key: _output_type(val, f"{where}, output {key!r}") for key, val in outputs.items()}
+            out = {key: _output_type(val, f"{where}, output {key!r}")
+                   for key, val in outputs.items()}
         else:
             ret = hints.get("return")
             if ret is None or ret is types.NoneType:

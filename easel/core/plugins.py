@@ -6,6 +6,7 @@ One broken plugin is reported by name and skipped; it never takes the host down.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -68,7 +69,8 @@ class Registry:
 
     @property
     def errors(self) -> list[str]:
-        return [f"plugin {info.name!r}: {err}" for info in self.plugins.values() for err in info.errors]
+        return [f"plugin {info.name!r}: {err}"
+                for info in self.plugins.values() for err in info.errors]
 
     def schemas(self) -> dict[str, dict[str, Any]]:
         return {name: node_type.schema() for name, node_type in sorted(self.nodes.items())}
@@ -187,6 +189,10 @@ def _collision_message(name: str, owners: list[str]) -> str:
     )
 
 
+def _identity(obj: object) -> object:
+    return obj
+
+
 def _load_file(path: str) -> ModuleType:
     file = Path(path).expanduser().resolve()
     if not file.is_file():
@@ -255,11 +261,12 @@ def load_plugins(
         if not wanted(name):
             continue
         if looks_like_file:
-            add(name, "local", item, lambda item=item: _load_file(item))
+            add(name, "local", item, functools.partial(_load_file, item))
         else:
-            add(name, "local", f"module {item}", lambda item=item: importlib.import_module(item))
+            add(name, "local", f"module {item}",
+                functools.partial(importlib.import_module, item))
     for name, obj in extra:
-        add(name, "local", "registered in process", lambda obj=obj: obj)
+        add(name, "local", "registered in process", functools.partial(_identity, obj))
     for name, info in registry.plugins.items():
         if not info.version:
             module = pm.get_plugin(name)

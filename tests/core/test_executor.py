@@ -103,7 +103,7 @@ def test_failure_stops_dependents_only_and_success_stays_cached(ex):
     [failure] = result.failures
     assert failure.node == "bad" and failure.node_type == "Fail"
     assert failure.message == "RuntimeError: kaput" and "Traceback" in failure.traceback
-    failed = [e for e in events if e.type == ev.NODE_FAILED][0]
+    failed = next(e for e in events if e.type == ev.NODE_FAILED)
     assert failed.data["message"] == "RuntimeError: kaput" and failed.data["traceback"]
     # Fixing the failing node resumes from the cache.
     wf["nodes"]["bad"] = {"type": "Add", "inputs": {"a": ["c", "value"]}}
