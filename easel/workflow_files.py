@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping
 from importlib import resources
@@ -63,17 +64,38 @@ def parse_text(text: str | bytes, name: str = "workflow") -> Any:
         )]) from None
 
 
+IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"RIFF", b"\xff\xd8\xff")  # PNG, WebP, JPEG
+
+
+def looks_like_image(head: bytes) -> bool:
+    """Whether the first bytes of a file are those of an image that may carry a workflow."""
+    return head.startswith(IMAGE_SIGNATURES)
+
+
 def read_workflow(path: str | Path) -> dict[str, Any]:
-    """Load a workflow file (.json in any supported format, or a .png with one embedded)."""
+    """Load a workflow file (.json in any supported format, or a PNG with one embedded)."""
     file = Path(path)
     if not file.is_file():
         raise WorkflowError([Problem(f"no such workflow file: {file}")])
-    if file.suffix.lower() == ".png":
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise WorkflowError([Problem(f"cannot read {file}: {exc.strerror or exc}")]) from None
+    return read_workflow_bytes(data, str(file))
+
+
+def read_workflow_bytes(data: bytes, filename: str = "workflow") -> dict[str, Any]:
+    """A workflow from a file's content (an upload, a dropped file): Easel or ComfyUI JSON,
+    or an image made by Easel or ComfyUI with its workflow embedded."""
+    if looks_like_image(data[:16]):
         from easel.pngmeta import workflow_from_png
 
-        return to_easel(workflow_from_png(file))
+        image = io.BytesIO(data)
+        image.name = filename  # type: ignore[attr-defined]
+        return to_easel(workflow_from_png(image))
     try:
-        text = file.read_text(encoding="utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise WorkflowError([Problem(f"{file} is not a text (JSON) or PNG file")]) from None
-    return to_easel(parse_text(text, str(file)))
+        raise WorkflowError([Problem(f"{filename} is neither a JSON workflow nor an image with "
+                                     "one embedded")]) from None
+    return to_easel(parse_text(text, filename))

@@ -18,6 +18,7 @@ from easel.cli.common import (
 )
 from easel.cli.progress import ProgressPrinter
 from easel.core.context import CancelToken
+from easel.workflow_edit import EditError, set_input
 from easel.workflow_files import default_workflow_path, read_workflow
 
 
@@ -51,6 +52,20 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", metavar="DIR", help="disk cache folder "
                         "(default: the user cache folder)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    batch = parser.add_argument_group("batches (one run per item)")
+    batch.add_argument("--sweep", action="append", default=[], metavar="NODE.INPUT=SPEC",
+                       help="sweep an input over a list (1,2,3), a range (1..16) or the lines "
+                            "of a file (@prompts.txt); several form a grid")
+    batch.add_argument("--zip", action="store_true", help="pair sweeps up instead of a grid")
+    batch.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="run items in N worker processes on this machine")
+    batch.add_argument("--cluster", metavar="ADDRESS",
+                       help="run items on a Dask cluster (tcp://scheduler:8786)")
+    batch.add_argument("--grid", metavar="PNG", help="write a labelled contact sheet")
+    batch.add_argument("--manifest", metavar="FILE",
+                       help="manifest path (default: OUTPUT_DIR/manifest.jsonl)")
+    batch.add_argument("--resume", metavar="MANIFEST",
+                       help="run only the items a manifest lacks or that failed")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
@@ -63,30 +78,30 @@ def load_workflow(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def apply_overrides(workflow: dict[str, Any], sets: list[str], checkpoint: str | None) -> None:
-    nodes = workflow.get("nodes")
-    if not isinstance(nodes, dict):
-        return  # validation reports it
     for item in sets:
         target, sep, text = item.partition("=")
-        node_id, dot, input_name = target.rpartition(".")
-        if not sep or not dot or not node_id or not input_name:
+        if not sep:
             raise UsageError(f"--set {item!r}: expected NODE.INPUT=VALUE")
-        node = nodes.get(node_id)
-        if not isinstance(node, dict):
-            known = ", ".join(sorted(nodes)) or "none"
-            raise UsageError(f"--set {item!r}: no node {node_id!r} in the workflow "
-                             f"(nodes: {known})")
-        value = parse_value(text)
-        if isinstance(value, list):
-            value = {"value": value}
-        node.setdefault("inputs", {})[input_name] = value
-    if checkpoint:
+        try:
+            set_input(workflow, target, parse_value(text))
+        except EditError as exc:
+            raise UsageError(f"--set {exc}") from None
+    nodes = workflow.get("nodes")
+    if checkpoint and isinstance(nodes, dict):
         for node in nodes.values():
             if isinstance(node, dict) and node.get("type") == "CheckpointLoader":
                 node.setdefault("inputs", {})["name"] = checkpoint
 
 
+def is_batch(args: argparse.Namespace) -> bool:
+    return bool(args.sweep or args.resume or args.cluster or args.workers > 1 or args.grid)
+
+
 def run(args: argparse.Namespace) -> int:
+    if is_batch(args):
+        from easel.cli.batch_cmd import run_batch_command
+
+        return run_batch_command(args)
     workflow = load_workflow(args)
     registry = make_registry(args)
     executor = make_executor(args, registry)

@@ -93,10 +93,11 @@ class Executor:
         return validate(workflow, self.registry, targets, self._context("", CancelToken()))
 
     def _context(self, run_id: str, token: CancelToken,
-                 services: Mapping[str, Any] | None = None) -> Context:
+                 services: Mapping[str, Any] | None = None,
+                 output_dir: Path | None = None) -> Context:
         merged = {**self.services, **services} if services else self.services
-        return Context(run_id=run_id, output_dir=self.output_dir, services=merged,
-                       cancel_token=token)
+        return Context(run_id=run_id, output_dir=output_dir or self.output_dir,
+                       services=merged, cancel_token=token)
 
     def run(
         self,
@@ -108,28 +109,30 @@ class Executor:
         run_id: str | None = None,
         keep_values: bool = False,
         services: Mapping[str, Any] | None = None,
+        output_dir: Path | str | None = None,
     ) -> RunResult:
         """Run a workflow (raises WorkflowError before anything runs if it is invalid).
 
         `services` adds to or overrides the executor's services for this run only (the
-        server's upload folder, the workflow being run for SaveImage's metadata, ...).
+        server's upload folder, the workflow being run for SaveImage's metadata, ...);
+        `output_dir` overrides where this run's output nodes write.
         """
         plan = workflow if isinstance(workflow, Plan) else self.validate(workflow, targets)
         run = _Run(self, plan, on_event, cancel or CancelToken(), run_id or uuid.uuid4().hex,
-                   keep_values, services)
+                   keep_values, services, Path(output_dir) if output_dir else None)
         return run.execute()
 
 
 class _Run:
     def __init__(self, executor: Executor, plan: Plan, on_event: EventHandler | None,
                  token: CancelToken, run_id: str, keep_values: bool,
-                 services: Mapping[str, Any] | None) -> None:
+                 services: Mapping[str, Any] | None, output_dir: Path | None) -> None:
         self.ex = executor
         self.plan = plan
         self.token = token
         self.run_id = run_id
         self.keep_values = keep_values
-        self.base_ctx = executor._context(run_id, token, services)
+        self.base_ctx = executor._context(run_id, token, services, output_dir)
         self.status: dict[str, str] = dict.fromkeys(plan.order, "pending")
         self.keys: dict[str, str] = {}
         self.values: dict[str, dict[str, Any]] = {}
@@ -244,7 +247,12 @@ class _Run:
             self.release_inputs(node)
             return None
         upstream = {name: (self.keys[link.node], link.output) for name, link in node.links.items()}
-        nonce = None if node_type.deterministic else f"{self.run_id}:{node_id}"
+        if not node_type.deterministic:
+            nonce: str | None = f"{self.run_id}:{node_id}"
+        elif node_type.output_node:
+            nonce = f"output_dir:{self.base_ctx.output_dir}"  # files go there: a new dir re-runs
+        else:
+            nonce = None
         key = node_key(node_type.type, node_type.version, node.literals, fingerprint, upstream,
                        nonce)
         self.keys[node_id] = key

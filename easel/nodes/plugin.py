@@ -11,6 +11,17 @@ from easel.core.plugins import hookimpl
 # Each module lists its node types in NODES. Modules import torch lazily, inside the nodes.
 MODULES = (
     "easel.nodes.primitives",
+    "easel.nodes.loaders",
+    "easel.nodes.conditioning",
+    "easel.nodes.latent",
+    "easel.nodes.sampling",
+    "easel.nodes.vae",
+    "easel.nodes.prior",
+    "easel.nodes.upscale",
+    "easel.nodes.clipscore",
+    "easel.nodes.image_io",
+    "easel.comfy.compat_nodes",
+    "easel.nodes.shapes_render",
 )
 
 

@@ -1,0 +1,1 @@
+"""Batches of workflow runs: sweeps, manifests, local worker processes and Dask clusters."""

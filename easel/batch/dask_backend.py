@@ -1,0 +1,108 @@
+"""Running batch items on a Dask distributed cluster; each worker keeps one Easel runner.
+
+Dask is an optional extra (`pip install easel[distributed]`); nothing else imports this.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from easel.batch.backends import Item, OnDone, in_order
+from easel.batch.runner import ItemRunner, RunnerConfig
+
+RUNNER_ATTRIBUTE = "easel_runner"
+PLUGIN_NAME = "easel-runner"
+
+
+def _require_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise RuntimeError("--cluster needs Dask: pip install 'easel[distributed]'") from None
+    return distributed
+
+
+def make_worker_plugin(config: RunnerConfig) -> Any:
+    """A Dask WorkerPlugin that gives each worker one runner: models load once per worker."""
+    distributed = _require_distributed()
+
+    class EaselRunnerPlugin(distributed.WorkerPlugin):  # type: ignore[misc, name-defined]
+        name = PLUGIN_NAME
+
+        def __init__(self, config: RunnerConfig) -> None:
+            self.config = config
+
+        def setup(self, worker: Any) -> None:
+            setattr(worker, RUNNER_ATTRIBUTE, ItemRunner(self.config))
+
+    return EaselRunnerPlugin(config)
+
+
+def run_item_on_worker(workflow: dict[str, Any], index: int, params: dict[str, Any]
+                       ) -> dict[str, Any]:
+    """The task Dask runs: the worker's runner runs one item."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    runner = getattr(worker, RUNNER_ATTRIBUTE, None)
+    if runner is None:  # a worker that joined before the plugin reached it
+        raise RuntimeError("this Dask worker has no Easel runner")
+    return runner.run(workflow, index, params)
+
+
+def _checkpoints(workflow: dict[str, Any], params: dict[str, Any]) -> tuple[str, ...]:
+    names = []
+    for node_id, node in workflow.get("nodes", {}).items():
+        if isinstance(node, dict) and node.get("type") == "CheckpointLoader":
+            names.append(str(params.get(f"{node_id}.name", node.get("inputs", {}).get("name"))))
+    return tuple(sorted(names))
+
+
+def run_cluster(address: Any, config: RunnerConfig, workflow: dict[str, Any],
+                items: list[Item], on_done: OnDone, retries: int = 3
+                ) -> Iterator[dict[str, Any]]:
+    """Send items to the cluster at `address` (or a Client); yield results in item order.
+
+    Items that need the same checkpoint go to the same worker when several models are
+    in play (each worker loads a model once); a lost worker's items are retried by Dask.
+    """
+    distributed = _require_distributed()
+    client = address if isinstance(address, distributed.Client) else distributed.Client(address)
+    own_client = client is not address
+    try:
+        client.register_plugin(make_worker_plugin(config), name=PLUGIN_NAME)
+        workers = sorted(client.scheduler_info()["workers"])
+        models = sorted({_checkpoints(workflow, params) for _, params in items})
+        home = {model: workers[i % len(workers)] for i, model in enumerate(models)} \
+            if len(models) > 1 and workers else {}
+        batch_token = uuid.uuid4().hex
+        futures = []
+        for index, params in items:
+            preferred = home.get(_checkpoints(workflow, params))
+            placement = {"workers": [preferred], "allow_other_workers": True} \
+                if preferred else {}
+            futures.append(client.submit(
+                run_item_on_worker, workflow, index, params, pure=False, retries=retries,
+                key=f"easel-item-{index}-{batch_token}", **placement,
+            ))
+        by_key = {future.key: (index, params) for future, (index, params) in
+                  zip(futures, items, strict=True)}
+        order = [index for index, _ in items]
+        done: dict[int, dict[str, Any]] = {}
+        cursor = 0
+        for future in distributed.as_completed(futures):
+            index, params = by_key[future.key]
+            try:
+                result = future.result()
+            except Exception as exc:
+                result = {"index": index, "params": params, "status": "failed", "files": [],
+                          "scores": {}, "error": f"{type(exc).__name__}: {exc}"}
+            on_done(result)
+            done[index] = result
+            ready, cursor = in_order(done, order, cursor)
+            yield from ready
+    finally:
+        if own_client:
+            client.close()

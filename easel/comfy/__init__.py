@@ -1,0 +1,1 @@
+"""Importing ComfyUI workflows (API and UI formats) as Easel workflows."""

@@ -1,0 +1,1 @@
+"""Loading and managing torch models: discovery, formats, device and dtype policy, sharing."""

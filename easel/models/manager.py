@@ -1,0 +1,326 @@
+"""The model manager: loads each model once, shares it, places it on a device, reports it."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from easel.models import devices, discovery, loading
+from easel.models.discovery import ModelEntry
+from easel.models.errors import ModelError
+from easel.models.handles import ClipHandle, ModelHandle, PriorHandle, UpscalerHandle, VaeHandle
+
+TRUTHY = ("1", "true", "yes", "on")
+UPSCALER_INFO_FILES = ("upscaler.json", "easel_upscaler.json", "easel.json")
+
+
+@dataclass
+class Held:
+    """One loaded module and what `describe()` says about it."""
+
+    key: tuple[str, ...]
+    module: Any
+    loaded_at: float
+    last_used: float
+    seconds: float
+
+
+def _module_bytes(module: Any) -> int:
+    params = getattr(module, "parameters", None)
+    if params is None:
+        return 0
+    total = sum(p.numel() * p.element_size() for p in params())
+    buffers = getattr(module, "buffers", None)
+    if buffers is not None:
+        total += sum(b.numel() * b.element_size() for b in buffers())
+    return int(total)
+
+
+class ModelManager:
+    """Loads models found under `roots` once and hands out shared handles.
+
+    Modules are loaded on the CPU and moved to the compute device when a node uses them
+    (`place`); when the accelerator runs short of memory, the least recently used modules go
+    back to the CPU first.
+    """
+
+    def __init__(self, roots: Iterable[Path | str] | None = None, *, device: Any = None,
+                 dtype: Any = None, allow_unsafe_pickle: bool = False,
+                 reserve_bytes: int = 512 * 1024**2) -> None:
+        self.roots = ([Path(r) for r in roots] if roots is not None
+                      else discovery.model_roots())
+        if device is None:
+            device = devices.pick_device()
+        elif isinstance(device, str):
+            device = devices.pick_device(device)
+        self.device = device
+        self.dtype = dtype if dtype is not None else devices.pick_dtype(self.device)
+        self.allow_unsafe_pickle = allow_unsafe_pickle
+        self.reserve_bytes = reserve_bytes
+        self.loads = 0  # modules read from disk, for tests and `describe`
+        self._held: dict[tuple[str, ...], Held] = {}
+        self._handles: dict[tuple[str, ...], Any] = {}
+        self._lock = threading.RLock()
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> ModelManager:
+        """Roots from EASEL_MODELS_DIR, device from EASEL_DEVICE, dtype from EASEL_DTYPE,
+        pickle policy from EASEL_ALLOW_UNSAFE_PICKLE."""
+        env = os.environ if environ is None else environ
+        device, dtype = devices.from_environment(env)
+        allow = env.get("EASEL_ALLOW_UNSAFE_PICKLE", "").lower() in TRUTHY
+        return cls(discovery.model_roots(env), device=device, dtype=dtype,
+                   allow_unsafe_pickle=allow)
+
+    # -- discovery -----------------------------------------------------------------
+    def entries(self) -> dict[str, ModelEntry]:
+        return discovery.discover(roots=self.roots)
+
+    def checkpoint_names(self) -> list[str]:
+        return discovery.checkpoint_names(roots=self.roots)
+
+    def names_with_part(self, part: str) -> list[str]:
+        return discovery.names_with_part(part, roots=self.roots)
+
+    def _entry(self, name: str, available: list[str], what: str) -> ModelEntry:
+        base = name.removesuffix("/decoder") if name.endswith("/decoder") else name
+        entry = self.entries().get(base)
+        if entry is None or name not in available:
+            shown = ", ".join(available) or "none (put models in " + \
+                ", ".join(str(r) for r in self.roots[:2]) + ")"
+            raise ModelError(f"no {what} named {name!r}; available: {shown}")
+        return entry
+
+    # -- loading once ----------------------------------------------------------------
+    def _load(self, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
+        with self._lock:
+            held = self._held.get(key)
+            if held is None:
+                started = time.perf_counter()
+                module = load()
+                now = time.time()
+                held = Held(key, module, now, now, time.perf_counter() - started)
+                self._held[key] = held
+                self.loads += 1
+            held.last_used = time.time()
+            return held.module
+
+    def _handle(self, key: tuple[str, ...], make: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key not in self._handles:
+                self._handles[key] = make()
+            return self._handles[key]
+
+    def _module(self, folder: Path, library: str, class_name: str) -> Any:
+        key = (str(folder.resolve()), class_name)
+        return self._load(key, lambda: loading.load_module(
+            folder, library, class_name, self.dtype, self.allow_unsafe_pickle))
+
+    def _single_file(self, path: Path) -> dict[str, Any]:
+        key = str(path.resolve())
+        with self._lock:
+            if (key, "unet") not in self._held:
+                parts = loading.load_single_file(path, self.dtype, self.allow_unsafe_pickle)
+                for part, module in parts.items():
+                    if module is not None:
+                        self._load((key, part), lambda module=module: module)
+            return {part: held.module for (path_key, part), held in self._held.items()
+                    if path_key == key}
+
+    def _class_of(self, folder: Path, default: str) -> tuple[str, str]:
+        config = folder / "config.json"
+        if config.is_file():
+            data = loading.read_json(config)
+            if "_class_name" in data:
+                return "diffusers", str(data["_class_name"])
+            architectures = data.get("architectures") or []
+            if architectures:
+                return "transformers", str(architectures[0])
+        library = "transformers" if default.startswith("CLIP") else "diffusers"
+        return library, default
+
+    # -- checkpoints -----------------------------------------------------------------
+    def load_checkpoint(self, name: str) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
+        """MODEL, CLIP and VAE of a checkpoint (or of `<bundle>/decoder`), shared."""
+        entry = self._entry(name, self.checkpoint_names(), "checkpoint")
+        return self._handle(("checkpoint", name), lambda: self._make_checkpoint(name, entry))
+
+    def _make_checkpoint(self, name: str, entry: ModelEntry
+                         ) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
+        if entry.format == "single_file":
+            parts = self._single_file(entry.path)
+            unet, vae = parts["unet"].eval(), parts["vae"].eval()
+            sched = dict(parts["scheduler"].config)
+            text_encoder, tokenizer = parts.get("text_encoder"), parts.get("tokenizer")
+        else:
+            folder = entry.path
+            index = loading.model_index(folder) if (folder / "model_index.json").is_file() \
+                else {}
+            vae_name = "vae" if "vae" in index or (folder / "vae").is_dir() else "movq"
+            vae = self._module(folder / vae_name,
+                               *index.get(vae_name, self._class_of(folder / vae_name,
+                                                                    "AutoencoderKL")))
+            if name.endswith("/decoder"):
+                unet = self._module(folder / "decoder",
+                                    *self._class_of(folder / "decoder", "UNet2DConditionModel"))
+                sched_dir = next((folder / d for d in ("decoder_scheduler", "decoder", "scheduler")
+                                  if (folder / d / "scheduler_config.json").is_file()), folder)
+                sched = loading.scheduler_config(sched_dir)
+                clip = self.load_clip(name.removesuffix("/decoder")) if "clip" in entry.parts \
+                    else None
+                return self._wrap(name, unet, sched, vae, clip)
+            unet = self._module(folder / "unet",
+                                *index.get("unet", ("diffusers", "UNet2DConditionModel")))
+            sched = loading.scheduler_config(folder / "scheduler")
+            text_encoder = tokenizer = None
+            if (folder / "text_encoder").is_dir():
+                text_encoder = self._module(folder / "text_encoder", *index.get(
+                    "text_encoder", ("transformers", "CLIPTextModel")))
+                tokenizer = self._module(folder / "tokenizer", *index.get(
+                    "tokenizer", ("transformers", "CLIPTokenizer")))
+        clip = ClipHandle(name, tokenizer, text_encoder, self) if text_encoder is not None else None
+        return self._wrap(name, unet, sched, vae, clip)
+
+    def _wrap(self, name: str, unet: Any, sched: dict[str, Any], vae: Any,
+              clip: ClipHandle | None) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
+        vae_handle = VaeHandle(name, vae, self)
+        model = ModelHandle(name, unet, sched, vae_handle.scale_factor, self, vae=vae_handle)
+        return model, clip, vae_handle
+
+    # -- CLIP, prior, upscaler -----------------------------------------------------------
+    def load_clip(self, name: str) -> ClipHandle:
+        """A full CLIP model (both towers): a bundle's `clip/` or a CLIP folder."""
+        entry = self._entry(name, self.names_with_part("clip"), "CLIP model")
+        return self._handle(("clip", name), lambda: self._make_clip(name, entry))
+
+    def _make_clip(self, name: str, entry: ModelEntry) -> ClipHandle:
+        folder = entry.path / "clip" if "clip" in entry.parts else entry.path
+        model = self._module(folder, *self._class_of(folder, "CLIPModel"))
+        tokenizer_dir = folder / "tokenizer" if (folder / "tokenizer").is_dir() else folder
+        tokenizer = self._load((str(tokenizer_dir.resolve()), "tokenizer"),
+                               lambda: _auto_tokenizer(tokenizer_dir))
+        handle = ClipHandle(name, tokenizer, model.text_model, self,
+                            text_projection=getattr(model, "text_projection", None),
+                            vision=model if hasattr(model, "vision_model") else None)
+        pre = folder / "preprocessor_config.json"
+        if pre.is_file():
+            data = loading.read_json(pre)
+            handle.image_mean = tuple(data.get("image_mean", handle.image_mean))
+            handle.image_std = tuple(data.get("image_std", handle.image_std))
+        return handle
+
+    def load_prior(self, name: str) -> PriorHandle:
+        """An unCLIP prior: a bundle's `prior/` (+ `prior_scheduler/`) or a prior pipeline."""
+        entry = self._entry(name, self.names_with_part("prior"), "prior")
+        return self._handle(("prior", name), lambda: self._make_prior(name, entry))
+
+    def _make_prior(self, name: str, entry: ModelEntry) -> PriorHandle:
+        folder = entry.path / "prior"
+        prior = self._module(folder, *self._class_of(folder, "PriorTransformer"))
+        for candidate in (entry.path / "prior_scheduler", folder, entry.path / "scheduler"):
+            config = loading.scheduler_config(candidate)
+            if config and config.get("_class_name") in ("UnCLIPScheduler", "DDPMScheduler",
+                                                        "DDIMScheduler"):
+                break
+        else:
+            config = {}
+        return PriorHandle(name, prior, str(config.get("_class_name", "UnCLIPScheduler")),
+                           config, self)
+
+    def load_upscaler(self, name: str) -> UpscalerHandle:
+        """A diffusion upscaler: a bundle's `upscaler/` (UNet2DModel, scheduler, info JSON)."""
+        entry = self._entry(name, self.names_with_part("upscaler"), "upscale model")
+        return self._handle(("upscaler", name), lambda: self._make_upscaler(name, entry))
+
+    def _make_upscaler(self, name: str, entry: ModelEntry) -> UpscalerHandle:
+        folder = entry.path / "upscaler"
+        unet_dir = folder / "unet" if (folder / "unet").is_dir() else folder
+        unet = self._module(unet_dir, *self._class_of(unet_dir, "UNet2DModel"))
+        sched_dir = folder / "scheduler" if (folder / "scheduler").is_dir() else folder
+        sched = loading.scheduler_config(sched_dir)
+        info: dict[str, Any] = {}
+        for file_name in UPSCALER_INFO_FILES:
+            if (folder / file_name).is_file():
+                info = loading.read_json(folder / file_name)
+                break
+        factor = int(info.get("factor") or info.get("scale") or 0)
+        if factor <= 0:
+            raise ModelError(f"{folder} has no upscaler.json with its \"factor\"")
+        return UpscalerHandle(name, unet, str(sched.get("_class_name", "DDPMScheduler")), sched,
+                              factor, self, str(info.get("upsample", "bicubic")), info)
+
+    # -- placement -------------------------------------------------------------------
+    def place(self, module: Any) -> Any:
+        """`module` on the compute device, moving least recently used ones off when short."""
+        import torch
+
+        with self._lock:
+            for held in self._held.values():
+                if held.module is module:
+                    held.last_used = time.time()
+            if self.device.type == "cpu" or not isinstance(module, torch.nn.Module):
+                return module
+            current = next(module.parameters(), None)
+            if current is not None and current.device.type == self.device.type:
+                return module
+            need = _module_bytes(module) + self.reserve_bytes
+            free = devices.free_memory(self.device)
+            while free is not None and free < need:
+                victim = self._least_recent_on_device(exclude=module)
+                if victim is None:
+                    break
+                victim.module.to("cpu")
+                torch.cuda.empty_cache()
+                free = devices.free_memory(self.device)
+            return module.to(self.device)
+
+    def _least_recent_on_device(self, exclude: Any) -> Held | None:
+        on_device = [h for h in self._held.values() if h.module is not exclude
+                     and _device_type(h.module) == self.device.type]
+        return min(on_device, key=lambda h: h.last_used, default=None)
+
+    def unload(self) -> None:
+        """Forget every loaded model (they are freed once no handle refers to them)."""
+        with self._lock:
+            self._held.clear()
+            self._handles.clear()
+
+    def describe(self) -> list[dict[str, Any]]:
+        """What the manager holds, JSON-able: path, class, device, dtype, bytes, load time."""
+        rows = []
+        with self._lock:
+            for held in self._held.values():
+                module = held.module
+                first = next(module.parameters(), None) if hasattr(module, "parameters") \
+                    else None
+                rows.append({
+                    "path": held.key[0],
+                    "component": held.key[1],
+                    "class": type(module).__name__,
+                    "device": str(first.device) if first is not None else None,
+                    "dtype": str(first.dtype).removeprefix("torch.") if first is not None
+                    else None,
+                    "bytes": _module_bytes(module),
+                    "load_seconds": round(held.seconds, 3),
+                    "last_used": held.last_used,
+                })
+        return rows
+
+
+def _device_type(module: Any) -> str | None:
+    params = getattr(module, "parameters", None)
+    if params is None:
+        return None
+    first = next(params(), None)
+    return first.device.type if first is not None else None
+
+
+def _auto_tokenizer(folder: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)

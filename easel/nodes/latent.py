@@ -1,0 +1,86 @@
+"""Latent nodes: empty latents, latent upscaling (hires fix) and batch slicing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from easel.core.node import Input, NodeError, node
+from easel.core.types import Latent, Vae
+
+DEFAULT_FACTOR = 8
+LATENT_METHODS = ["nearest-exact", "bilinear", "bicubic", "area"]
+
+
+@node(category="latent", outputs={"latent": Latent})
+def EmptyLatent(
+    width: int = Input(512, ge=8, le=8192, step=8),
+    height: int = Input(512, ge=8, le=8192, step=8),
+    batch_size: int = Input(1, ge=1, le=64),
+    vae: Vae | None = None,
+) -> Any:
+    """A blank latent for text-to-image. Its size is checked against the VAE's downscale
+    factor (the linked VAE's, else 8); the sampler re-shapes it for its model's latent
+    channels and factor."""
+    import torch
+
+    factor = vae.scale_factor if vae is not None else DEFAULT_FACTOR
+    channels = vae.latent_channels if vae is not None else 4
+    for name, value in (("width", width), ("height", height)):
+        if value % factor:
+            raise NodeError(f"{value} is not a multiple of the VAE's downscale factor {factor}; "
+                            f"try {max(factor, value - value % factor)}", name)
+    samples = torch.zeros(batch_size, channels, height // factor, width // factor)
+    return {"samples": samples, "width": width, "height": height}
+
+
+@node(category="latent", outputs={"latent": Latent})
+def LatentUpscale(
+    latent: Latent,
+    method: str = Input("nearest-exact", choices=LATENT_METHODS),
+    scale: float = Input(1.5, gt=0, le=8, step=0.05),
+    width: int = Input(0, ge=0, le=8192, step=8),
+    height: int = Input(0, ge=0, le=8192, step=8),
+) -> Any:
+    """Resize latents (for a hires-fix second pass): by `scale`, or to a pixel `width` x
+    `height` (0 keeps the aspect ratio from the other side)."""
+    import torch.nn.functional as F
+
+    samples = latent["samples"]
+    _, _, h, w = samples.shape
+    factor = latent["width"] // w if "width" in latent else DEFAULT_FACTOR
+    new_h, new_w = _target_size(h, w, scale, height // factor if height else 0,
+                                width // factor if width else 0)
+    kwargs = {"antialias": True} if method in ("bilinear", "bicubic") else {}
+    resized = F.interpolate(samples, size=(new_h, new_w), mode=method, **kwargs)
+    out = {k: v for k, v in latent.items() if k not in ("samples", "noise_mask")}
+    out["samples"] = resized
+    if "width" in latent:
+        out["width"], out["height"] = new_w * factor, new_h * factor
+    return out
+
+
+def _target_size(h: int, w: int, scale: float, new_h: int, new_w: int) -> tuple[int, int]:
+    if new_h and new_w:
+        return new_h, new_w
+    if new_w:
+        return max(1, round(h * new_w / w)), new_w
+    if new_h:
+        return new_h, max(1, round(w * new_h / h))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+@node(category="latent", outputs={"latent": Latent})
+def LatentFromBatch(latent: Latent, index: int = Input(0, ge=0, le=4095),
+                    length: int = Input(1, ge=1, le=4096)) -> Any:
+    """Pick latents `index` .. `index + length` of a batch."""
+    samples = latent["samples"]
+    if index >= samples.shape[0]:
+        raise NodeError(f"the batch has {samples.shape[0]} latents", "index")
+    out = dict(latent)
+    out["samples"] = samples[index:index + length].clone()
+    if "noise_mask" in latent and latent["noise_mask"].shape[0] == samples.shape[0]:
+        out["noise_mask"] = latent["noise_mask"][index:index + length]
+    return out
+
+
+NODES = [EmptyLatent, LatentUpscale, LatentFromBatch]

@@ -1,0 +1,66 @@
+"""Loader nodes: checkpoints, CLIP models, unCLIP priors and upscale models, by discovered name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from easel.core.context import Context
+from easel.core.node import Input, NodeError, node
+from easel.core.types import Clip, Model, Prior, UpscaleModel, Vae
+from easel.nodes.model_access import discovered, manager, model_errors
+
+
+def _fingerprint(ctx: Context, inputs: dict[str, Any]) -> str:
+    """The model file's size and time, so a replaced model is reloaded downstream."""
+    from easel.models import discovery
+
+    name = str(inputs.get("name", "")).removesuffix("/decoder")
+    models = ctx.services.get("models")
+    entries = models.entries() if models is not None else discovery.discover()
+    entry = entries.get(name)
+    if entry is None:
+        return "missing"
+    stat = entry.path.stat()
+    return f"{entry.path}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+@node(category="loaders", outputs={"model": Model, "clip": Clip, "vae": Vae},
+      fingerprint=_fingerprint)
+def CheckpointLoader(ctx: Context, name: str = Input(choices=discovered("checkpoint"))
+                     ) -> dict[str, Any]:
+    """Load a checkpoint (diffusers folder or single .safetensors file): its denoising model,
+    text encoder and VAE. `<bundle>/decoder` loads a bundle's image-embedding decoder."""
+    with model_errors("name"):
+        model, clip, vae = manager(ctx).load_checkpoint(name)
+    return {"model": model, "clip": clip, "vae": vae}
+
+
+@node(category="loaders", outputs={"clip": Clip}, fingerprint=_fingerprint)
+def CLIPLoader(ctx: Context, name: str = Input(choices=discovered("clip"))) -> Any:
+    """Load a full CLIP model (text and image towers), for CLIPScore and unCLIP priors."""
+    with model_errors("name"):
+        return manager(ctx).load_clip(name)
+
+
+@node(category="loaders", outputs={"prior": Prior}, fingerprint=_fingerprint)
+def PriorLoader(ctx: Context, name: str = Input(choices=discovered("prior"))) -> Any:
+    """Load an unCLIP prior (text embedding -> CLIP image embedding)."""
+    with model_errors("name"):
+        return manager(ctx).load_prior(name)
+
+
+@node(category="loaders", outputs={"upscale_model": UpscaleModel}, fingerprint=_fingerprint)
+def UpscaleModelLoader(ctx: Context, name: str = Input(choices=discovered("upscaler"))) -> Any:
+    """Load a diffusion super-resolution model."""
+    with model_errors("name"):
+        return manager(ctx).load_upscaler(name)
+
+
+def require(value: Any, what: str, input_name: str) -> Any:
+    """A NodeError when a loader gave no such component (a checkpoint without text encoder)."""
+    if value is None:
+        raise NodeError(f"the linked model has no {what}", input_name)
+    return value
+
+
+NODES = [CheckpointLoader, CLIPLoader, PriorLoader, UpscaleModelLoader]

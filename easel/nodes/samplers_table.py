@@ -1,0 +1,76 @@
+"""Sampler and scheduler names users know, as data: diffusers scheduler class + options.
+
+A sampler is a diffusers scheduler class with fixed options; a scheduler (noise schedule)
+is a set of options that class must accept. A pair works only if the class takes every
+option of the schedule; `tests/nodes` checks this table against the real signatures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ALL = ("normal", "karras", "exponential", "sgm_uniform", "simple", "beta")
+SPACING_ONLY = ("normal", "sgm_uniform", "simple")
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """One sampler: a diffusers scheduler class, its options and the schedules it supports."""
+
+    scheduler_class: str
+    options: dict[str, Any] = field(default_factory=dict)
+    schedules: tuple[str, ...] = ALL
+    seeded_by_config: str | None = None  # an option that takes the seed (no step generator)
+
+
+SAMPLERS: dict[str, Sampler] = {
+    "euler": Sampler("EulerDiscreteScheduler"),
+    "euler_ancestral": Sampler("EulerAncestralDiscreteScheduler", schedules=SPACING_ONLY),
+    "heun": Sampler("HeunDiscreteScheduler"),
+    "dpm_2": Sampler("KDPM2DiscreteScheduler"),
+    "dpm_2_ancestral": Sampler("KDPM2AncestralDiscreteScheduler"),
+    "lms": Sampler("LMSDiscreteScheduler"),
+    "dpmpp_2m": Sampler("DPMSolverMultistepScheduler",
+                        {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpmpp_2m_sde": Sampler("DPMSolverMultistepScheduler",
+                            {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
+    "dpmpp_sde": Sampler("DPMSolverSDEScheduler", seeded_by_config="noise_sampler_seed"),
+    "ddim": Sampler("DDIMScheduler", schedules=SPACING_ONLY),
+    "uni_pc": Sampler("UniPCMultistepScheduler"),
+    "lcm": Sampler("LCMScheduler", schedules=SPACING_ONLY),
+}
+
+# "normal" keeps the model's own scheduler config (what its diffusers pipeline does).
+SCHEDULES: dict[str, dict[str, Any]] = {
+    "normal": {},
+    "karras": {"use_karras_sigmas": True},
+    "exponential": {"use_exponential_sigmas": True},
+    "sgm_uniform": {"timestep_spacing": "trailing"},
+    "simple": {"timestep_spacing": "linspace"},
+    "beta": {"use_beta_sigmas": True},
+}
+
+SAMPLER_NAMES = tuple(SAMPLERS)
+SCHEDULE_NAMES = tuple(SCHEDULES)
+
+
+def pair_problem(sampler: str, schedule: str) -> str | None:
+    """Why a sampler cannot run a schedule, or None when the pair works."""
+    entry = SAMPLERS.get(sampler)
+    if entry is None or schedule not in SCHEDULES:
+        return None  # unknown names are reported by the choices check
+    if schedule in entry.schedules:
+        return None
+    works = ", ".join(entry.schedules)
+    return (f"sampler {sampler!r} ({entry.scheduler_class}) cannot use the {schedule!r} "
+            f"schedule; it supports: {works}")
+
+
+def scheduler_spec(sampler: str, schedule: str) -> tuple[str, dict[str, Any]]:
+    """(diffusers class name, options) for a supported pair."""
+    problem = pair_problem(sampler, schedule)
+    if problem:
+        raise ValueError(problem)
+    entry = SAMPLERS[sampler]
+    return entry.scheduler_class, {**entry.options, **SCHEDULES[schedule]}

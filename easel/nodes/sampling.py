@@ -1,0 +1,122 @@
+"""KSampler: denoise a latent with a diffusers scheduler under the sampler names users know."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from easel.core.context import Context
+from easel.core.node import Input, NodeError, node
+from easel.core.types import Conditioning, Latent, Model
+from easel.nodes.primitives import MAX_SEED
+from easel.nodes.samplers_table import SAMPLER_NAMES, SAMPLERS, SCHEDULE_NAMES, pair_problem
+
+
+def _check_pair(ctx: Context, inputs: dict[str, Any]) -> list[tuple[str, str]]:
+    problem = pair_problem(str(inputs.get("sampler_name")), str(inputs.get("scheduler")))
+    return [("scheduler", problem)] if problem else []
+
+
+def noise_for(shape: tuple[int, ...], seed: int) -> tuple[Any, Any]:
+    """Initial noise from a CPU generator seeded by `seed` (the same on every device), and
+    the generator, whose stream later steps (ancestral, SDE) continue."""
+    import torch
+
+    generator = torch.Generator("cpu").manual_seed(seed)
+    return torch.randn(shape, generator=generator, dtype=torch.float32), generator
+
+
+def latent_shape(model: Any, latent: dict[str, Any], full: bool) -> tuple[int, ...]:
+    """The shape to sample: an empty latent takes the model's channels and VAE factor."""
+    samples = latent["samples"]
+    if full and "width" in latent and "height" in latent:
+        factor = model.vae_scale_factor
+        width, height = int(latent["width"]), int(latent["height"])
+        if width % factor or height % factor:
+            raise NodeError(f"{width}x{height} is not a multiple of this model's VAE factor "
+                            f"{factor}", "latent")
+        return (samples.shape[0], model.latent_channels, height // factor, width // factor)
+    if samples.shape[1] != model.latent_channels:
+        raise NodeError(f"the latent has {samples.shape[1]} channels but the model expects "
+                        f"{model.latent_channels}: was it made by another model's VAE?",
+                        "latent")
+    return tuple(samples.shape)
+
+
+def default_negative(positive: dict[str, Any]) -> dict[str, Any]:
+    """The negative used when none is linked: the empty prompt, or zero image embeddings."""
+    import torch
+
+    if positive.get("uncond") is not None:
+        return positive["uncond"]
+    return {key: torch.zeros_like(value) for key, value in positive.items()
+            if key in ("embeds", "image_embeds", "pooled") and value is not None}
+
+
+def previewer(ctx: Context, model: Any) -> Any:
+    """A per-step callback reporting progress with a small latent preview."""
+    from easel.models.preview import fit_latent_to_rgb, latent_preview
+
+    if model.preview_matrix is None and model.vae is not None:
+        try:
+            model.manager.place(model.vae.vae)
+            model.preview_matrix = fit_latent_to_rgb(model.vae)
+        except Exception as exc:  # a preview is a nicety: never fail the sampler for it
+            ctx.logger.debug("no latent preview: %s", exc)
+            model.preview_matrix = False
+
+    def callback(step: int, total: int, latents: Any) -> None:
+        matrix = model.preview_matrix
+        preview = latent_preview(latents, matrix) if matrix is not False and matrix is not None \
+            else None
+        ctx.progress(step, total, preview)
+
+    return callback
+
+
+@node(category="sampling", outputs={"latent": Latent}, check=_check_pair)
+def KSampler(
+    ctx: Context,
+    model: Model,
+    positive: Conditioning,
+    negative: Conditioning | None = None,
+    *,
+    latent: Latent,
+    seed: int = Input(0, ge=0, le=MAX_SEED, widget="seed"),
+    steps: int = Input(20, ge=1, le=1000),
+    cfg: float = Input(7.0, ge=0.0, le=100.0, step=0.1),
+    sampler_name: str = Input("euler", choices=list(SAMPLER_NAMES)),
+    scheduler: str = Input("normal", choices=list(SCHEDULE_NAMES)),
+    denoise: float = Input(1.0, gt=0.0, le=1.0, step=0.01),
+) -> Any:
+    """Denoise `latent` for `steps` steps with classifier-free guidance (`cfg`; the negative
+    defaults to the empty prompt). With `denoise` < 1 the latent is an encoded image that is
+    partly re-noised (image-to-image). Noise comes from a CPU generator seeded by `seed`."""
+    from easel.models.sampling import denoise as run_denoise
+    from easel.models.sampling import make_scheduler
+    from easel.nodes.samplers_table import scheduler_spec
+
+    class_name, options = scheduler_spec(sampler_name, scheduler)
+    seeded = SAMPLERS[sampler_name].seeded_by_config
+    if seeded:
+        options[seeded] = seed
+    sched = make_scheduler(class_name, options, model.scheduler_config)
+    full = denoise >= 1.0
+    shape = latent_shape(model, latent, full)
+    noise, generator = noise_for(shape, seed)
+    negative = negative if negative is not None else default_negative(positive)
+    unet = model.manager.place(model.unet)
+    try:
+        samples = run_denoise(
+            unet, sched, noise=noise, positive=positive, negative=negative, cfg=cfg,
+            steps=steps, denoise_strength=denoise,
+            init_latents=None if full else latent["samples"], generator=generator,
+            callback=previewer(ctx, model))
+    except ValueError as exc:
+        raise NodeError(str(exc), "positive") from exc
+    out = {"samples": samples.float().cpu()}
+    if "noise_mask" in latent:
+        out["noise_mask"] = latent["noise_mask"]
+    return out
+
+
+NODES = [KSampler]

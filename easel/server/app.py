@@ -1,0 +1,65 @@
+"""Builds the aiohttp application: routes, middlewares, queue, worker and their lifecycle."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from easel.core.cache import OutputCache
+from easel.core.executor import Executor
+from easel.core.plugins import Registry
+from easel.server import (
+    routes_events,
+    routes_files,
+    routes_nodes,
+    routes_runs,
+    routes_workflows,
+)
+from easel.server.config import ServerConfig
+from easel.server.events import EventHub
+from easel.server.queue import RunQueue
+from easel.server.routes_static import add_static_routes, security_headers
+from easel.server.security import Guard, json_errors
+from easel.server.state import STATE, ServerState
+from easel.server.worker import RunWorker
+
+MULTIPART_OVERHEAD = 256 * 1024
+
+
+def create_app(config: ServerConfig, registry: Registry,
+               executor: Executor | None = None) -> web.Application:
+    """The whole server; the worker starts with the app and stops with it."""
+    if config.exposed and not config.token:
+        raise ValueError(f"serving on {config.host} (not loopback) requires a token")
+    config.make_dirs()
+    if executor is None:
+        executor = Executor(registry, OutputCache(), output_dir=config.outputs)
+    executor.output_dir = config.outputs
+    executor.services["input_dir"] = config.input_dir
+    guard = Guard(config)
+    app = web.Application(
+        middlewares=[json_errors, guard.middleware],
+        client_max_size=max(config.max_body_bytes, config.max_upload_bytes) + MULTIPART_OVERHEAD,
+    )
+    queue = RunQueue(config.db_path, config.history_limit)
+    hub = EventHub()
+    worker = RunWorker(queue, executor, hub)
+    app[STATE] = ServerState(config, registry, executor, queue, hub, worker)
+    for module in (routes_nodes, routes_runs, routes_files, routes_workflows, routes_events):
+        app.add_routes(module.routes)
+    add_static_routes(app, registry)
+    app.on_response_prepare.append(security_headers)
+
+    async def start_worker(app: web.Application) -> None:
+        await worker.start()
+
+    async def close_clients(app: web.Application) -> None:
+        await hub.close()
+
+    async def stop(app: web.Application) -> None:
+        await worker.stop()
+        queue.close()
+
+    app.on_startup.append(start_worker)
+    app.on_shutdown.append(close_clients)
+    app.on_cleanup.append(stop)
+    return app

@@ -1,0 +1,174 @@
+"""The run queue and history in SQLite: survives a killed server, re-queues the interrupted run."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
+    "queued", "running", "succeeded", "failed", "cancelled")
+FINAL = (SUCCEEDED, FAILED, CANCELLED)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    workflow TEXT NOT NULL,
+    client_id TEXT,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    nodes TEXT,
+    outputs TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status, seq);
+"""
+
+
+class RunQueue:
+    """Runs in submission order; every change is committed before it is reported."""
+
+    def __init__(self, path: Path, history_limit: int = 10_000) -> None:
+        self.path = path
+        self.history_limit = history_limit
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- changes -------------------------------------------------------------------
+    def add(self, run_id: str, workflow: dict[str, Any], client_id: str | None = None
+            ) -> dict[str, Any]:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO runs (id, status, workflow, client_id, created) VALUES (?,?,?,?,?)",
+                (run_id, QUEUED, json.dumps(workflow), client_id, time.time()))
+        run = self.get(run_id)
+        assert run is not None
+        return run
+
+    def claim_next(self) -> dict[str, Any] | None:
+        """Mark the oldest queued run as running and return it (with its workflow)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT id FROM runs WHERE status=? ORDER BY seq LIMIT 1", (QUEUED,)
+                ).fetchone()
+                if row is None:
+                    self._db.execute("COMMIT")
+                    return None
+                self._db.execute(
+                    "UPDATE runs SET status=?, started=?, attempts=attempts+1 WHERE id=?",
+                    (RUNNING, time.time(), row["id"]))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return self.get(row["id"], with_workflow=True)
+
+    def finish(self, run_id: str, status: str, nodes: dict[str, Any],
+               outputs: dict[str, Any], error: Any = None) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE runs SET status=?, finished=?, nodes=?, outputs=?, error=? WHERE id=?",
+                (status, time.time(), json.dumps(nodes), json.dumps(outputs),
+                 json.dumps(error) if error is not None else None, run_id))
+        self._trim()
+
+    def cancel_queued(self, run_id: str) -> bool:
+        """Cancel a run that has not started; False if it is not queued."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE runs SET status=?, finished=?, error=? WHERE id=? AND status=?",
+                (CANCELLED, time.time(), json.dumps({"message": "cancelled before it started"}),
+                 run_id, QUEUED))
+            return cursor.rowcount == 1
+
+    def requeue_interrupted(self) -> list[str]:
+        """Runs left `running` by a server that died: queue them again, first in line."""
+        with self._lock:
+            rows = self._db.execute("SELECT id FROM runs WHERE status=?", (RUNNING,)).fetchall()
+            self._db.execute("UPDATE runs SET status=?, started=NULL WHERE status=?",
+                             (QUEUED, RUNNING))
+        return [row["id"] for row in rows]
+
+    def _trim(self) -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM runs WHERE status IN (?,?,?) AND seq <= "
+                "(SELECT seq FROM runs WHERE status IN (?,?,?) ORDER BY seq DESC "
+                "LIMIT 1 OFFSET ?)", (*FINAL, *FINAL, self.history_limit))
+
+    # -- reading -------------------------------------------------------------------
+    def get(self, run_id: str, with_workflow: bool = False) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        return _row(row, with_workflow) if row is not None else None
+
+    def page(self, limit: int = 50, before: int | None = None,
+             status: str | None = None) -> tuple[list[dict[str, Any]], int | None, int]:
+        """Newest first: (runs, cursor for the next page or None, total matching)."""
+        where, params = [], []
+        if status:
+            where.append("status=?")
+            params.append(status)
+        total_sql = "SELECT COUNT(*) FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        with self._lock:
+            total = self._db.execute(total_sql, params).fetchone()[0]
+            if before is not None:
+                where.append("seq<?")
+                params.append(before)
+            sql = "SELECT * FROM runs"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            sql += " ORDER BY seq DESC LIMIT ?"
+            rows = self._db.execute(sql, [*params, limit + 1]).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        cursor = rows[-1]["seq"] if more and rows else None
+        return [_row(row, False) for row in rows], cursor, total
+
+    def position(self, run_id: str) -> int | None:
+        """0 for the next run to start, None if the run is not queued."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT seq FROM runs WHERE id=? AND status=?", (run_id, QUEUED)).fetchone()
+            if row is None:
+                return None
+            return int(self._db.execute("SELECT COUNT(*) FROM runs WHERE status=? AND seq<?",
+                                        (QUEUED, row["seq"])).fetchone()[0])
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT status, COUNT(*) AS n FROM runs GROUP BY status")
+            found = {row["status"]: row["n"] for row in rows}
+        return {status: found.get(status, 0) for status in (QUEUED, RUNNING, *FINAL)}
+
+
+def _row(row: sqlite3.Row, with_workflow: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": row["id"], "seq": row["seq"], "status": row["status"],
+        "client_id": row["client_id"], "created": row["created"], "started": row["started"],
+        "finished": row["finished"], "attempts": row["attempts"],
+        "nodes": json.loads(row["nodes"]) if row["nodes"] else {},
+        "outputs": json.loads(row["outputs"]) if row["outputs"] else {},
+        "error": json.loads(row["error"]) if row["error"] else None,
+    }
+    if with_workflow:
+        out["workflow"] = json.loads(row["workflow"])
+    return out

@@ -1,0 +1,136 @@
+"""POST/GET /api/runs and GET/DELETE /api/runs/{id}: submit, page the history, inspect, cancel."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from easel.core.graph import Problem, WorkflowError
+from easel.core.plugins import Registry
+from easel.server.bodies import read_json
+from easel.server.config import ServerConfig
+from easel.server.paths import safe_file_name
+from easel.server.queue import QUEUED, RUNNING
+from easel.server.security import json_error
+from easel.server.state import state
+from easel.workflow_files import to_easel
+
+routes = web.RouteTableDef()
+
+MAX_PAGE = 200
+
+
+def workflow_problems(exc: WorkflowError) -> web.Response:
+    return json_error(400, str(exc).splitlines()[0].rstrip(":"),
+                      problems=[p.to_json() for p in exc.problems])
+
+
+def convert(data: Any) -> dict[str, Any]:
+    """An Easel workflow dict from any supported format, or WorkflowError."""
+    try:
+        return to_easel(data)
+    except ImportError:
+        raise WorkflowError([Problem(
+            "this looks like a ComfyUI workflow, but the ComfyUI importer is not available "
+            "in this installation")]) from None
+
+
+def file_input_problems(workflow: dict[str, Any], registry: Registry,
+                        config: ServerConfig) -> list[Problem]:
+    """Image-upload inputs may only name a file in the upload folder: no paths, no escapes."""
+    problems = []
+    for node_id, spec in (workflow.get("nodes") or {}).items():
+        node_type = registry.get(spec.get("type", "")) if isinstance(spec, dict) else None
+        if node_type is None:
+            continue
+        for name, value in (spec.get("inputs") or {}).items():
+            input_spec = node_type.inputs.get(name)
+            if input_spec is None or input_spec.info.widget != "image_upload":
+                continue
+            if not isinstance(value, str):
+                continue
+            if safe_file_name(value) is None:
+                problems.append(Problem(
+                    f"{value!r} is not the name of an uploaded image: upload it first "
+                    "(POST /api/uploads) and use the name it gets; folders are not allowed",
+                    node=node_id, input=name, node_type=node_type.type))
+            elif not (config.input_dir / value).is_file():
+                problems.append(Problem(
+                    f"no uploaded image named {value!r}; upload it first",
+                    node=node_id, input=name, node_type=node_type.type))
+    return problems
+
+
+@routes.post("/api/runs")
+async def submit(request: web.Request) -> web.Response:
+    st = state(request)
+    body = await read_json(request, st.config.max_body_bytes)
+    if not isinstance(body, dict) or not isinstance(body.get("workflow"), dict):
+        return json_error(400, 'send {"workflow": {...}} (an Easel or ComfyUI workflow)')
+    try:
+        workflow = convert(body["workflow"])
+        st.executor.validate(workflow)
+    except WorkflowError as exc:
+        return workflow_problems(exc)
+    problems = file_input_problems(workflow, st.registry, st.config)
+    if problems:
+        return workflow_problems(WorkflowError(problems))
+    client_id = body.get("client_id")
+    run_id = uuid.uuid4().hex
+    run = st.queue.add(run_id, workflow, str(client_id)[:64] if client_id else None)
+    st.worker.notify()
+    st.hub.publish({"type": "run_queued", "run_id": run_id, "client_id": run["client_id"]})
+    return web.json_response({"id": run_id, "status": QUEUED,
+                              "position": st.queue.position(run_id)}, status=201)
+
+
+@routes.get("/api/runs")
+async def history(request: web.Request) -> web.Response:
+    st = state(request)
+    try:
+        limit = min(max(int(request.query.get("limit", 50)), 1), MAX_PAGE)
+        before = int(request.query["before"]) if "before" in request.query else None
+    except ValueError:
+        return json_error(400, "limit and before must be integers")
+    status = request.query.get("status") or None
+    runs, cursor, total = st.queue.page(limit, before, status)
+    for run in runs:
+        overlay(st.worker.active, run)
+    return web.json_response({"runs": runs, "next": cursor, "total": total,
+                              "counts": st.queue.counts()})
+
+
+@routes.get("/api/runs/{id}")
+async def get_run(request: web.Request) -> web.Response:
+    st = state(request)
+    run = st.queue.get(request.match_info["id"], with_workflow=True)
+    if run is None:
+        return json_error(404, f"no run {request.match_info['id']!r}")
+    overlay(st.worker.active, run)
+    if run["status"] == QUEUED:
+        run["position"] = st.queue.position(run["id"])
+    return web.json_response(run)
+
+
+def overlay(active: Any, run: dict[str, Any]) -> None:
+    """The live node states of the run being executed (the database has them at the end)."""
+    if active is not None and active.id == run["id"] and run["status"] == RUNNING:
+        run["nodes"] = {k: dict(v) for k, v in active.nodes.items()}
+        run["outputs"] = dict(active.outputs)
+
+
+@routes.delete("/api/runs/{id}")
+async def cancel(request: web.Request) -> web.Response:
+    st = state(request)
+    run_id = request.match_info["id"]
+    if st.queue.cancel_queued(run_id):
+        st.hub.publish({"type": "run_status", "run_id": run_id, "status": "cancelled"})
+        return web.json_response({"id": run_id, "status": "cancelled"})
+    if st.worker.cancel_running(run_id):
+        return web.json_response({"id": run_id, "status": "cancelling"}, status=202)
+    run = st.queue.get(run_id)
+    if run is None:
+        return json_error(404, f"no run {run_id!r}")
+    return json_error(409, f"run {run_id!r} has already {run['status']}", status=run["status"])

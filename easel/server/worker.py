@@ -1,0 +1,180 @@
+"""Takes queued runs one at a time, runs them on a worker thread and streams their events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from easel.core import events as ev
+from easel.core.context import CancelToken
+from easel.core.events import Event
+from easel.core.executor import Executor, RunResult
+from easel.core.graph import WorkflowError
+from easel.server.events import EventHub, encode_preview
+from easel.server.queue import CANCELLED, FAILED, RunQueue
+
+log = logging.getLogger("easel.server.worker")
+
+_NODE_STATE = {
+    ev.NODE_STARTED: "running", ev.NODE_PROGRESS: "running", ev.NODE_CACHED: "cached",
+    ev.NODE_FINISHED: "executed", ev.NODE_FAILED: "failed", ev.NODE_SKIPPED: "skipped",
+}
+
+
+@dataclass
+class ActiveRun:
+    """The run being executed: what GET /api/runs/{id} shows before it is stored."""
+
+    id: str
+    token: CancelToken = field(default_factory=CancelToken)
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def apply(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == ev.RUN_STARTED:
+            for node_id in message.get("nodes", []):
+                self.nodes.setdefault(node_id, {"status": "pending"})
+            return
+        node_id = message.get("node")
+        state = _NODE_STATE.get(kind)
+        if node_id is None or state is None:
+            return
+        entry = self.nodes.setdefault(node_id, {})
+        entry["status"] = state
+        entry["type"] = message.get("node_type")
+        if kind == ev.NODE_PROGRESS:
+            entry["step"], entry["total"] = message.get("step"), message.get("total")
+        elif kind == ev.NODE_FAILED:
+            entry["message"], entry["input"] = message.get("message"), message.get("input")
+        elif kind == ev.NODE_SKIPPED:
+            entry["message"] = message.get("reason")
+        if "ui" in message:
+            self.outputs[node_id] = message["ui"]
+
+
+class RunWorker:
+    """One run at a time (the models and the GPU are shared), in submission order."""
+
+    def __init__(self, queue: RunQueue, executor: Executor, hub: EventHub,
+                 services: dict[str, Any] | None = None) -> None:
+        self.queue = queue
+        self.executor = executor
+        self.hub = hub
+        self.services = services or {}
+        self.active: ActiveRun | None = None
+        self.wake = asyncio.Event()
+        self.stopping = False
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-run")
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        interrupted = self.queue.requeue_interrupted()
+        if interrupted:
+            log.warning("re-queued %d run(s) interrupted by a previous shutdown: %s",
+                        len(interrupted), ", ".join(interrupted))
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._serve(), name="easel-run-worker")
+
+    async def stop(self) -> None:
+        self.stopping = True
+        if self.active is not None:
+            self.active.token.cancel("server shutting down")
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def notify(self) -> None:
+        """A run was queued."""
+        self.wake.set()
+
+    def cancel_running(self, run_id: str) -> bool:
+        if self.active is None or self.active.id != run_id:
+            return False
+        self.active.token.cancel("cancelled by the user")
+        return True
+
+    # -- the loop ------------------------------------------------------------------
+    async def _serve(self) -> None:
+        while not self.stopping:
+            self.wake.clear()
+            run = self.queue.claim_next()
+            if run is None:
+                await self.wake.wait()
+                continue
+            try:
+                await self._execute(run)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let one run stop the queue
+                log.exception("run %s failed in the server", run["id"])
+
+    async def _execute(self, run: dict[str, Any]) -> None:
+        active = ActiveRun(run["id"])
+        self.active = active
+        self.hub.publish({"type": "run_status", "run_id": run["id"], "status": "running"})
+        loop = asyncio.get_running_loop()
+        try:
+            result: RunResult | None = await loop.run_in_executor(
+                self._pool, self._run_blocking, run, active)
+            error: Any = None
+        except WorkflowError as exc:
+            result, error = None, {"message": "invalid workflow",
+                                   "problems": [p.to_json() for p in exc.problems]}
+        except Exception as exc:
+            log.exception("run %s raised", run["id"])
+            result, error = None, {"message": f"{type(exc).__name__}: {exc}"}
+        finally:
+            self.active = None
+        if self.stopping and active.token.cancelled:
+            self.queue.requeue_interrupted()
+            return
+        if result is None:
+            status, nodes, outputs = FAILED, active.nodes, active.outputs
+        else:
+            status = result.status
+            nodes = {node_id: {**active.nodes.get(node_id, {}), "status": state}
+                     for node_id, state in result.node_status.items()}
+            outputs = dict(result.ui)
+            if result.failures:
+                failures = [{"node": f.node, "node_type": f.node_type, "input": f.input,
+                             "message": f.message} for f in result.failures]
+                count = len(failures)
+                error = {"message": f"{count} node{'s' if count != 1 else ''} failed: "
+                                    + "; ".join(str(f) for f in result.failures),
+                         "failures": failures}
+            elif status == CANCELLED:
+                error = {"message": active.token.reason or "cancelled"}
+        self.queue.finish(run["id"], status, nodes, outputs, error)
+        self.hub.publish({"type": "run_status", "run_id": run["id"], "status": status,
+                          "outputs": outputs, "error": error})
+
+    def _run_blocking(self, run: dict[str, Any], active: ActiveRun) -> RunResult:
+        loop = self._loop
+        assert loop is not None
+
+        def on_event(event: Event) -> None:
+            message = event.to_json()
+            trace = message.pop("traceback", None)
+            if trace:
+                log.info("run %s, node %s failed:\n%s", event.run_id, event.node_id, trace)
+            if event.type == ev.NODE_PROGRESS:
+                preview = encode_preview(event.data.get("preview"))
+                if preview is not None:
+                    message["preview"] = preview
+            loop.call_soon_threadsafe(self._deliver, active, message)
+
+        services = {**self.services, "workflow": run["workflow"]}
+        return self.executor.run(run["workflow"], on_event=on_event, cancel=active.token,
+                                 run_id=run["id"], services=services)
+
+    def _deliver(self, active: ActiveRun, message: dict[str, Any]) -> None:
+        active.apply(message)
+        self.hub.publish(message)

@@ -1,0 +1,243 @@
+// The editor's entry point: wires graph, canvas, palette, runs, files, shortcuts and plugins.
+
+import { api } from "./api.js";
+import { Canvas } from "./canvas.js";
+import { Files } from "./files.js";
+import { Graph } from "./graph.js";
+import { Palette } from "./palette.js";
+import { Runner } from "./runs.js";
+import { registerWidget } from "./widgets.js";
+import { loadPlugins } from "./plugins.js";
+
+const STORAGE_KEY = "easel.editor.v1";
+const CLIPBOARD_KEY = "easel.clipboard.v1";
+const DEFAULT_WORKFLOW = "text_to_image";
+
+function makeToaster(box) {
+  return function toast(message, kind = "info") {
+    const item = document.createElement("div");
+    item.className = `toast ${kind}`;
+    item.setAttribute("role", kind === "error" ? "alert" : "status");
+    item.textContent = message;
+    item.addEventListener("click", () => item.remove());
+    box.append(item);
+    setTimeout(() => item.remove(), kind === "error" ? 8000 : 3500);
+  };
+}
+
+function typing(target) {
+  return target instanceof HTMLElement && target.closest("input, textarea, select, [contenteditable]");
+}
+
+async function boot() {
+  const toast = makeToaster(document.getElementById("toasts"));
+  let schemas;
+  try {
+    schemas = await api.nodes();
+  } catch (err) {
+    document.getElementById("canvas").classList.add("fatal");
+    toast(`Cannot load the node types: ${err.message}`, "error");
+    return;
+  }
+  const graph = new Graph(schemas);
+  const canvasRoot = document.getElementById("canvas");
+  const canvas = new Canvas(canvasRoot, graph, { toast });
+  const nameInput = document.getElementById("workflow-name");
+  let mouse = null;
+  canvasRoot.addEventListener("pointermove", (e) => { mouse = { x: e.clientX, y: e.clientY }; });
+
+  const editor = {
+    graph, canvas, toast, api, registerWidget,
+    name: () => nameInput.value,
+    workflow: () => {
+      const workflow = graph.toWorkflow();
+      workflow.ui.name = nameInput.value;
+      return workflow;
+    },
+    load(workflow, name) {
+      graph.load(workflow);
+      if (name) nameInput.value = name;
+      else if (workflow.ui?.name) nameInput.value = workflow.ui.name;
+      canvas.clearStates();
+      requestAnimationFrame(() => canvas.fit());
+    },
+  };
+  window.easel = editor; // for plugins and for poking at from the console
+
+  // -- persistence: the current workflow survives a reload ----------------------------
+  let saveTimer = null;
+  const persist = () => {
+    clearTimeout(saveTimer);
+    saveTimer = setTimeout(() => {
+      const state = { workflow: editor.workflow(), view: canvas.view, name: nameInput.value };
+      try { localStorage.setItem(STORAGE_KEY, JSON.stringify(state)); } catch { /* storage full */ }
+    }, 200);
+  };
+  graph.addEventListener("change", (e) => {
+    const d = e.detail;
+    if (!(d.value || d.moved || d.seeds)) canvas.render();
+    persist();
+    document.getElementById("btn-undo").disabled = !graph.undoStack.length;
+    document.getElementById("btn-redo").disabled = !graph.redoStack.length;
+  });
+  canvasRoot.addEventListener("viewchange", persist);
+  nameInput.addEventListener("change", persist);
+
+  // -- adding nodes ------------------------------------------------------------------
+  const addNode = (type, clientX, clientY) => {
+    let at;
+    if (clientX !== undefined) {
+      const p = canvas.toWorld(clientX, clientY);
+      at = { x: p.x - 20, y: p.y - 16 };
+    } else {
+      // Next to the last node added, else the middle of the view; never on top of another.
+      const c = canvas.center();
+      at = { x: c.x - 125, y: c.y - 80 };
+      const taken = (x, y) => [...graph.nodes.values()].some((n) => Math.abs(n.x - x) < 200 && Math.abs(n.y - y) < 60);
+      const start = at;
+      for (let i = 1; i < 40 && taken(at.x, at.y); i++) {
+        at = { x: start.x + (i % 4) * 280, y: start.y + Math.floor(i / 4) * 220 };
+      }
+    }
+    graph.checkpoint();
+    const node = graph.addNode(type, at.x, at.y);
+    canvas.select([node.id]);
+    return node;
+  };
+  new Palette(document.getElementById("palette"), schemas, { onAdd: (type) => addNode(type) });
+
+  // -- runs, files ---------------------------------------------------------------
+  const lightbox = document.getElementById("lightbox");
+  const runner = new Runner({
+    graph, canvas, toast,
+    status: document.getElementById("queue-status"),
+    queueList: document.getElementById("queue-list"),
+    gallery: document.getElementById("gallery"),
+    lightbox: (file) => {
+      lightbox.querySelector("img").src = "/api/outputs/" + file.split("/").map(encodeURIComponent).join("/");
+      lightbox.querySelector(".caption").textContent = file;
+      lightbox.showModal();
+    },
+  });
+  editor.runner = runner;
+  lightbox.addEventListener("click", () => lightbox.close());
+  const files = new Files({ editor, toast });
+
+  const clipboard = {
+    copy() {
+      if (!canvas.selected.size) return;
+      localStorage.setItem(CLIPBOARD_KEY, JSON.stringify(graph.copy([...canvas.selected])));
+      toast(`Copied ${canvas.selected.size} node${canvas.selected.size > 1 ? "s" : ""}`, "info");
+    },
+    paste() {
+      const text = localStorage.getItem(CLIPBOARD_KEY);
+      if (!text) return;
+      const clip = JSON.parse(text);
+      if (!clip.nodes?.length) return;
+      let dx = 30, dy = 30;
+      if (mouse) {
+        const at = canvas.toWorld(mouse.x, mouse.y);
+        dx = at.x - Math.min(...clip.nodes.map((n) => n.x));
+        dy = at.y - Math.min(...clip.nodes.map((n) => n.y));
+      }
+      graph.checkpoint();
+      canvas.select(graph.paste(clip, dx, dy));
+    },
+  };
+  const removeSelected = () => {
+    if (!canvas.selected.size) return;
+    graph.checkpoint();
+    graph.removeNodes([...canvas.selected]);
+    canvas.selected.clear();
+  };
+  const actions = {
+    queue: () => runner.queue(),
+    save: () => files.save(),
+    open: () => files.showOpen(),
+    export: () => files.exportJson(),
+    import: () => document.getElementById("file-input").click(),
+    undo: () => graph.undo() || toast("Nothing to undo", "info"),
+    redo: () => graph.redo() || toast("Nothing to redo", "info"),
+    fit: () => canvas.fit(),
+    new: () => { editor.load({ nodes: {} }, "untitled"); },
+    help: () => document.getElementById("dlg-help").showModal(),
+  };
+  for (const [name, action] of Object.entries(actions)) {
+    document.getElementById(`btn-${name}`)?.addEventListener("click", action);
+  }
+  document.getElementById("help-close").addEventListener("click", () => document.getElementById("dlg-help").close());
+
+  // -- sidebar tabs ------------------------------------------------------------------
+  for (const tab of document.querySelectorAll("#sidebar .tabs button")) {
+    tab.addEventListener("click", () => {
+      for (const other of document.querySelectorAll("#sidebar .tabs button")) other.classList.toggle("active", other === tab);
+      for (const panel of document.querySelectorAll("#sidebar .panel")) panel.hidden = panel.id !== `panel-${tab.dataset.tab}`;
+    });
+  }
+
+  // -- keyboard ----------------------------------------------------------------------
+  window.addEventListener("keydown", (e) => {
+    const mod = e.ctrlKey || e.metaKey;
+    const key = e.key.toLowerCase();
+    if (mod && key === "enter") { e.preventDefault(); actions.queue(); return; }
+    if (mod && key === "s") { e.preventDefault(); actions.save(); return; }
+    if (mod && key === "o") { e.preventDefault(); actions.open(); return; }
+    if (typing(e.target) || document.querySelector("dialog[open]")) return;
+    if (mod && key === "z" && !e.shiftKey) { e.preventDefault(); actions.undo(); }
+    else if (mod && (key === "y" || (key === "z" && e.shiftKey))) { e.preventDefault(); actions.redo(); }
+    else if (mod && key === "c") { clipboard.copy(); }
+    else if (mod && key === "v") { e.preventDefault(); clipboard.paste(); }
+    else if (mod && key === "d") { e.preventDefault(); clipboard.copy(); clipboard.paste(); }
+    else if (mod && key === "a") { e.preventDefault(); canvas.select([...graph.nodes.keys()]); }
+    else if (key === "delete" || key === "backspace") { e.preventDefault(); removeSelected(); }
+    else if (key === "/") { e.preventDefault(); document.getElementById("palette-search").focus(); }
+    else if (key === "f") { actions.fit(); }
+    else if (key === "?") { actions.help(); }
+    else if (key === "escape") { canvas.select([]); }
+  });
+
+  // -- dropping nodes from the palette, or files onto the canvas ------------------------
+  canvasRoot.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    canvasRoot.classList.add("drop-target");
+  });
+  canvasRoot.addEventListener("dragleave", () => canvasRoot.classList.remove("drop-target"));
+  canvasRoot.addEventListener("drop", (e) => {
+    e.preventDefault();
+    canvasRoot.classList.remove("drop-target");
+    const type = e.dataTransfer.getData("application/x-easel-node");
+    if (type) { addNode(type, e.clientX, e.clientY); return; }
+    const file = e.dataTransfer.files[0];
+    if (file) files.openFile(file);
+  });
+
+  // -- start: the last workflow, else the default one ---------------------------------
+  let restored = false;
+  try {
+    const saved = JSON.parse(localStorage.getItem(STORAGE_KEY) || "null");
+    if (saved?.workflow) {
+      graph.load(saved.workflow, { keepHistory: true });
+      nameInput.value = saved.name || "untitled";
+      if (saved.view) canvas.setView(saved.view);
+      restored = true;
+    }
+  } catch { /* a broken saved state: start fresh */ }
+  if (!restored) {
+    try {
+      graph.load(await api.workflow(DEFAULT_WORKFLOW), { keepHistory: true });
+      nameInput.value = DEFAULT_WORKFLOW;
+      requestAnimationFrame(() => canvas.fit());
+    } catch {
+      canvas.render();
+      canvas.setView({ x: 40, y: 40, zoom: 1 });
+    }
+  }
+  graph.undoStack = [];
+  document.getElementById("btn-undo").disabled = true;
+  document.getElementById("btn-redo").disabled = true;
+  runner.start();
+  await loadPlugins(editor);
+  document.body.classList.add("ready");
+}
+
+boot();

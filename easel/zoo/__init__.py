@@ -1,0 +1,1 @@
+"""The bundled demo model family: data generator, training, export and evaluation."""

@@ -1,0 +1,1 @@
+"""easel-shapes: coloured shapes on plain backgrounds, the demo model's world."""

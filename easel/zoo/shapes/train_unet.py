@@ -1,0 +1,73 @@
+"""Stage `unet`: trains the text-conditioned latent UNet (Stable Diffusion style) on VAE latents."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from easel.zoo.shapes.components import encode_text, latent_scheduler, load_clip, load_vae
+from easel.zoo.shapes.data import make_batch, step_seed
+from easel.zoo.shapes.training import (
+    RunOptions,
+    StageTrainer,
+    add_noise,
+    autocast,
+    images_to_tensor,
+    min_snr_weights,
+    torch_generator,
+)
+
+EMPTY_CAPTION_PROB = 0.1  # unconditional examples for classifier-free guidance
+
+
+def train_unet(options: RunOptions) -> None:
+    from diffusers import UNet2DConditionModel
+
+    device = options.device
+    vae = load_vae(options.work_dir, device)
+    clip, tokenizer = load_clip(options.work_dir, device)
+    scheduler = latent_scheduler()
+    torch.manual_seed(options.seed)
+    unet = UNet2DConditionModel(**options.family.unet_kwargs()).to(device)
+    budget = options.budget("unet")
+    params = list(unet.parameters())
+    trainer = StageTrainer("unet", options, {"unet": unet}, params, budget, use_ema=True)
+    scale = vae.config.scaling_factor
+
+    def step_fn(step: int) -> dict[str, float]:
+        batch = make_batch(step_seed(options.seed, "unet", step), budget.batch_size)
+        gen = torch_generator(options.seed, "unet", step, device)
+        drop = torch.rand(budget.batch_size, generator=gen, device=device) < EMPTY_CAPTION_PROB
+        captions = ["" if d else c for c, d in zip(batch.captions, drop.tolist(), strict=True)]
+        with torch.no_grad(), autocast(device):
+            x = images_to_tensor(batch.images, device)
+            latents = vae.encode(x).latent_dist.sample(generator=gen).float() * scale
+            hidden = encode_text(clip, tokenizer, captions, device).float()
+        noisy, noise, timesteps = add_noise(scheduler, latents, gen)
+        with autocast(device):
+            pred = unet(noisy, timesteps, encoder_hidden_states=hidden).sample
+        per_sample = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
+        loss = (per_sample * min_snr_weights(scheduler, timesteps)).mean()
+        loss.backward()
+        return {"loss": float(loss.detach()), "mse": float(per_sample.mean().detach())}
+
+    trainer.run(step_fn)
+    save_ema_model(trainer, unet, options.model_dir("unet"))
+    scheduler.save_pretrained(options.stage_dir("unet") / "scheduler")
+    from easel.zoo.shapes.evaluate import evaluate_text_to_image
+
+    unet = UNet2DConditionModel.from_pretrained(options.model_dir("unet")).to(device)
+    metrics = evaluate_text_to_image(vae, clip, tokenizer, unet, n=8 if options.tiny else 100,
+                                     seed=options.seed)
+    trainer.log(f"done: held-out prompts at 20 euler steps {metrics}")
+    trainer.write_progress({"eval": metrics})
+
+
+def save_ema_model(trainer: StageTrainer, model: torch.nn.Module, out_dir) -> None:
+    """Save the EMA weights (what ships) with save_pretrained; keep the raw weights in place."""
+    if trainer.ema is not None:
+        trainer.ema.store(trainer.params)
+        trainer.ema.copy_to(trainer.params)
+    model.save_pretrained(out_dir)
+    if trainer.ema is not None:
+        trainer.ema.restore(trainer.params)

@@ -1,0 +1,85 @@
+"""Batches on a Dask LocalCluster (loopback, 2 worker processes), losing a worker mid-batch."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from distributed import Client, LocalCluster
+
+from easel.batch.batch import BatchOptions, run_batch
+from easel.batch.runner import RunnerConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGIN = str(ROOT / "tests" / "cli" / "cli_plugin.py")
+WORKFLOW = {"format": "easel.workflow", "version": 1, "nodes": {
+    "slow": {"type": "Slow", "inputs": {"value": 1, "steps": 4, "delay": 0.1}},
+    "a": {"type": "Add", "inputs": {"a": ["slow", "value"], "b": 0}},
+    "s": {"type": "Show", "inputs": {"value": ["a", "sum"]}},
+}}
+
+
+@pytest.fixture(scope="module")
+def client():
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(ROOT)  # the workers import the test plugin's nodes
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           host="127.0.0.1", dashboard_address=None)
+    try:
+        with Client(cluster) as dask_client:
+            yield dask_client
+    finally:
+        cluster.close()
+        if previous is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = previous
+
+
+def config(tmp_path: Path) -> RunnerConfig:
+    return RunnerConfig(output_dir=str(tmp_path), plugin_files=(PLUGIN,))
+
+
+def test_sweep_runs_on_both_workers_in_order(client, tmp_path):
+    options = BatchOptions(sweeps=["a.b=1..8"], cluster=client, progress=False)
+    batch = run_batch(WORKFLOW, options, config(tmp_path))
+    assert [r["index"] for r in batch.results] == list(range(8))
+    assert all(r["status"] == "succeeded" for r in batch.results)
+    assert len({r["worker"] for r in batch.results}) == 2
+    # Each worker kept its runner: the Slow node ran at most once per worker.
+    assert sum(r["nodes"]["slow"] == "executed" for r in batch.results) <= 2
+
+
+def test_losing_a_worker_mid_batch_loses_no_item(client, tmp_path):
+    killed = threading.Event()
+    options = BatchOptions(sweeps=["slow.value=1..10"], cluster=client, progress=False)
+    results_seen = []
+    original_on_done = None
+
+    def kill_one_worker() -> None:
+        victim = sorted(client.scheduler_info()["workers"])[0]
+        pid = client.run(os.getpid, workers=[victim])[victim]
+        os.kill(pid, 9)
+        killed.set()
+
+    import easel.batch.batch as batch_module
+
+    original_on_done = batch_module.append_item
+
+    def watching_append(path, result):
+        original_on_done(path, result)
+        results_seen.append(result["index"])
+        if len(results_seen) == 2 and not killed.is_set():
+            kill_one_worker()
+
+    batch_module.append_item = watching_append
+    try:
+        batch = run_batch(WORKFLOW, options, config(tmp_path))
+    finally:
+        batch_module.append_item = original_on_done
+    assert killed.is_set()
+    assert [r["index"] for r in batch.results] == list(range(10))
+    assert all(r["status"] == "succeeded" for r in batch.results), batch.failed
+    assert sorted(r["params"]["slow.value"] for r in batch.results) == list(range(1, 11))

@@ -1,0 +1,42 @@
+"""The Quickstart's `easel run`: the default workflow, from any folder, writes its PNG."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import easel
+from easel.core.context import Context
+from easel.nodes.shapes_render import RenderShapes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_easel_run_with_no_argument_writes_the_default_image(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "easel", "run"], capture_output=True,
+                            text=True, cwd=tmp_path, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    [printed] = result.stdout.split()
+    image = np.asarray(Image.open(tmp_path / printed).convert("RGB"))
+    assert image.shape == (256, 256, 3)
+    left, right = image[:, :128].reshape(-1, 3), image[:, 128:].reshape(-1, 3)
+    red = (left[:, 0] > 180) & (left[:, 2] < 80)
+    blue = (right[:, 2] > 180) & (right[:, 0] < 100)
+    assert red.mean() > 0.1 and blue.mean() > 0.03
+
+
+def test_render_shapes_reads_captions_and_explains_bad_ones():
+    image = RenderShapes.call(Context(), {"text": "a small green triangle at the top on a "
+                                                  "black background", "size": 32})["image"]
+    assert tuple(image.shape) == (1, 3, 32, 32)
+    assert image[0, :, 31, 0].tolist() == pytest.approx([10 / 255] * 3)  # black background
+    with pytest.raises(easel.NodeError) as info:
+        RenderShapes.call(Context(), {"text": "a fluffy cat", "size": 32})
+    assert info.value.input == "text" and "colour" in info.value.message

@@ -1,0 +1,185 @@
+"""The converter on UI-format (editor) files written from ComfyUI's documented format."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from easel.comfy.convert import to_easel
+from easel.comfy.mapping import NODE_MAPS
+from easel.comfy.ui_format import widget_inputs
+from easel.core.context import Context
+from easel.core.graph import WorkflowError, validate
+from tests.comfy.conftest import DATA, load_json
+
+
+@pytest.fixture
+def default_plus() -> dict[str, Any]:
+    return load_json(DATA / "ui_default_plus.json")
+
+
+def test_widgets_primitive_reroutes_bypass_mute_and_note(default_plus) -> None:
+    workflow = to_easel(default_plus)
+    nodes = workflow["nodes"]
+    # Reroute, PrimitiveNode, Note and the muted PreviewImage are gone, the bypassed
+    # LatentUpscale too; the other ids are ComfyUI's.
+    assert sorted(nodes, key=int) == ["3", "4", "5", "6", "7", "8", "9"]
+    sampler = nodes["3"]["inputs"]
+    # The seed widget was converted to an input fed by a PrimitiveNode: its value is inlined,
+    # and "randomize" (control_after_generate) never becomes a value.
+    assert sampler == {"seed": 42, "steps": 20, "cfg": 8, "sampler_name": "euler",
+                       "scheduler": "normal", "denoise": 1, "model": ["4", "model"],
+                       "positive": ["6", "conditioning"], "negative": ["7", "conditioning"],
+                       "latent": ["5", "latent"]}
+    assert nodes["5"]["inputs"] == {"width": 512, "height": 768, "batch_size": 2}
+    # Bypassed LatentUpscale passes the sampler's latent on; two reroutes carry the VAE.
+    assert nodes["8"]["inputs"] == {"latent": ["3", "latent"], "vae": ["4", "vae"]}
+    assert nodes["9"]["inputs"] == {"filename_prefix": "lighthouse/shot", "image": ["8", "image"]}
+    ui = workflow["ui"]
+    assert ui["titles"] == {"3": "Main sampler"}
+    assert ui["positions"]["3"] == [863.0, 186.0]
+    assert set(ui["positions"]) == set(nodes)
+    assert ui["notes"]["10"]["text"] == "Seed 42 gives the nicest lighthouse."
+
+
+def test_schema_v1_links_objects_and_advanced_sampler() -> None:
+    nodes = to_easel(load_json(DATA / "ui_img2img_v1.json"))["nodes"]
+    assert nodes["7"] == {"type": "KSampler", "inputs": {
+        "seed": 7, "steps": 30, "cfg": 6.5, "sampler_name": "dpmpp_2m_sde",
+        "scheduler": "karras", "model": ["1", "model"], "positive": ["5", "conditioning"],
+        "negative": ["6", "conditioning"], "latent": ["4", "latent"], "denoise": 1.0}}
+    assert nodes["2"] == {"type": "LoadImage", "inputs": {"image": "photo.png"}}
+    assert nodes["3"] == {"type": "Upscale", "inputs": {
+        "method": "bilinear", "width": 512, "height": 512, "image": ["2", "image"], "scale": 1.0}}
+    assert nodes["4"]["inputs"] == {"image": ["3", "image"], "vae": ["1", "vae"]}
+    assert nodes["6"]["type"] == "ConditioningZeroOut"
+
+
+def test_ui_files_validate_against_the_registry(default_plus, registry, tiny_env,
+                                                tmp_path) -> None:
+    for data in (default_plus, load_json(DATA / "ui_img2img_v1.json")):
+        workflow = to_easel(data)
+        loader = registry.get("CheckpointLoader")
+        choices = loader.inputs["name"].current_choices()
+        if choices:
+            for node in workflow["nodes"].values():
+                if node["type"] == "CheckpointLoader":
+                    node["inputs"]["name"] = choices[0]
+        (tmp_path / "photo.png").write_bytes(b"")  # only its existence is checked here
+        plan = validate(workflow, registry, context=Context(services={"input_dir": tmp_path}))
+        assert plan.targets == ["9"]
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ([5, "fixed", 20, 7.5, "euler", "karras", 0.5],
+     {"seed": 5, "steps": 20, "cfg": 7.5, "sampler_name": "euler", "scheduler": "karras",
+      "denoise": 0.5}),
+    # Files saved through the API or by older frontends have no control entry.
+    ([5, 20, 7.5, "euler", "karras", 0.5],
+     {"seed": 5, "steps": 20, "cfg": 7.5, "sampler_name": "euler", "scheduler": "karras",
+      "denoise": 0.5}),
+    ([9, "decrement", 4], {"seed": 9, "steps": 4}),
+])
+def test_positional_widgets_skip_control_after_generate(values, expected) -> None:
+    assert widget_inputs(NODE_MAPS["KSampler"], values) == expected
+
+
+def test_advanced_sampler_widgets_with_control() -> None:
+    values = ["disable", 3, "randomize", 12, 5.0, "euler", "normal", 0, 10000, "enable"]
+    assert widget_inputs(NODE_MAPS["KSamplerAdvanced"], values) == {
+        "add_noise": "disable", "noise_seed": 3, "steps": 12, "cfg": 5.0,
+        "sampler_name": "euler", "scheduler": "normal", "start_at_step": 0,
+        "end_at_step": 10000, "return_with_leftover_noise": "enable"}
+
+
+def _node(data: dict[str, Any], node_id: int) -> dict[str, Any]:
+    return next(n for n in data["nodes"] if n["id"] == node_id)
+
+
+def test_muted_source_leaves_the_input_unset(default_plus) -> None:
+    """As in ComfyUI, a consumer of a muted node gets nothing: validation then names the
+    missing input instead of running something else."""
+    data = copy.deepcopy(default_plus)
+    _node(data, 5)["mode"] = 2
+    workflow = to_easel(data)
+    assert "5" not in workflow["nodes"]
+    assert "latent" not in workflow["nodes"]["3"]["inputs"]
+
+
+def test_missing_input_after_mute_is_reported_by_validation(default_plus, registry) -> None:
+    data = copy.deepcopy(default_plus)
+    _node(data, 5)["mode"] = 2
+    with pytest.raises(WorkflowError) as caught:
+        validate(to_easel(data), registry)
+    assert any(p.node == "3" and p.input == "latent" and "missing" in p.message
+               for p in caught.value.problems)
+
+
+def test_bypassed_node_without_matching_input_passes_nothing(default_plus) -> None:
+    data = copy.deepcopy(default_plus)
+    _node(data, 8)["mode"] = 4  # VAEDecode: no IMAGE input to pass through
+    workflow = to_easel(data)
+    assert "8" not in workflow["nodes"]
+    assert "image" not in workflow["nodes"]["9"]["inputs"]
+
+
+def test_bypass_chooses_the_input_of_the_matching_type(default_plus) -> None:
+    data = copy.deepcopy(default_plus)
+    # A bypassed VAEEncode-like node whose first input is not the type the consumer wants.
+    upscale = _node(data, 14)
+    upscale["inputs"] = [{"name": "vae", "type": "VAE", "link": None},
+                         {"name": "samples", "type": "LATENT", "link": 7}]
+    nodes = to_easel(data)["nodes"]
+    assert nodes["8"]["inputs"]["latent"] == ["3", "latent"]
+
+
+def test_unsupported_ui_nodes_are_listed_with_their_ids(default_plus) -> None:
+    data = copy.deepcopy(default_plus)
+    _node(data, 5)["type"] = "SDXLEmptyLatentSizePicker+"
+    _node(data, 7)["type"] = "CLIPTextEncodeSDXL"
+    with pytest.raises(WorkflowError) as caught:
+        to_easel(data)
+    unsupported = {(p.node, p.node_type) for p in caught.value.problems if p.node}
+    assert unsupported == {("5", "SDXLEmptyLatentSizePicker+"), ("7", "CLIPTextEncodeSDXL")}
+    assert "KSampler" in str(caught.value)  # the list of what does convert
+
+
+def test_subgraph_nodes_ask_to_be_unpacked(default_plus) -> None:
+    data = copy.deepcopy(default_plus)
+    uuid = "0b6e1c52-88c9-4bd4-9a0f-3a1bb8f3f0d2"
+    _node(data, 7)["type"] = uuid
+    data["definitions"] = {"subgraphs": [{"id": uuid, "nodes": [], "links": []}]}
+    with pytest.raises(WorkflowError, match="unpack the subgraph"):
+        to_easel(data)
+
+
+def test_old_litegraph_positions_stored_as_objects(default_plus) -> None:
+    data = copy.deepcopy(default_plus)
+    _node(data, 3)["pos"] = {"0": 12.5, "1": -40}
+    assert to_easel(data)["ui"]["positions"]["3"] == [12.5, -40.0]
+
+
+def test_bypassed_unsupported_node_is_passed_through(default_plus) -> None:
+    """A bypassed LoRA loader is a common sight: it converts, its inputs flow on by type."""
+    data = copy.deepcopy(default_plus)
+    data["nodes"].append({
+        "id": 20, "type": "LoraLoader", "pos": [200, 200], "mode": 4,
+        "inputs": [{"name": "model", "type": "MODEL", "link": 1},
+                   {"name": "clip", "type": "CLIP", "link": 2}],
+        "outputs": [{"name": "MODEL", "type": "MODEL", "links": [21], "slot_index": 0},
+                    {"name": "CLIP", "type": "CLIP", "links": [22], "slot_index": 1}],
+        "widgets_values": ["style.safetensors", 1.0, 1.0]})
+    data["links"] = [link for link in data["links"] if link[0] not in (1, 2)] + [
+        [1, 4, 0, 20, 0, "MODEL"], [2, 4, 1, 20, 1, "CLIP"],
+        [21, 20, 0, 3, 0, "MODEL"], [22, 20, 1, 6, 0, "CLIP"]]
+    _node(data, 3)["inputs"][0]["link"] = 21
+    _node(data, 6)["inputs"][0]["link"] = 22
+    nodes = to_easel(data)["nodes"]
+    assert "20" not in nodes
+    assert nodes["3"]["inputs"]["model"] == ["4", "model"]
+    assert nodes["6"]["inputs"]["clip"] == ["4", "clip"]
+    _node(data, 20)["mode"] = 0
+    with pytest.raises(WorkflowError, match="'LoraLoader' has no Easel equivalent"):
+        to_easel(data)
