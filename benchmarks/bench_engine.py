@@ -148,6 +148,7 @@ def main() -> None:
                  f"{mem.cache.bytes / 1024**2:.0f} MiB / {mem.cache.stats.evictions}", ""))
 
     cpu = platform.processor() or platform.machine()
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (other processes share the cores)")
     print(f"Easel engine benchmark on {platform.node()} ({cpu}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}), best of {repeat}")
     widths = [max(len(r[i]) for r in rows) for i in range(4)]

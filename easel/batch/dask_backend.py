@@ -106,3 +106,45 @@ def run_cluster(address: Any, config: RunnerConfig, workflow: dict[str, Any],
     finally:
         if own_client:
             client.close()
+
+
+def run_workflow_on_worker(workflow: dict[str, Any], run_id: str, topic: str,
+                           inputs: dict[str, bytes]) -> dict[str, Any]:
+    """The task for a server run: run on this worker, stream events on `topic`, and return
+    the result with the bytes of every file written (the server keeps them)."""
+    import tempfile
+    from pathlib import Path
+
+    from distributed import get_worker
+
+    worker = get_worker()
+    runner: ItemRunner | None = getattr(worker, RUNNER_ATTRIBUTE, None)
+    if runner is None:
+        raise RuntimeError("this Dask worker has no Easel runner")
+
+    def on_event(event: Any) -> None:
+        message = event.to_json()
+        message.pop("traceback", None)
+        worker.log_event(topic, message)
+
+    with tempfile.TemporaryDirectory(prefix="easel-run-") as scratch:
+        input_dir = Path(scratch) / "input"
+        input_dir.mkdir()
+        for name, data in inputs.items():
+            (input_dir / name).write_bytes(data)
+        out_dir = Path(scratch) / "output"
+        result = runner.executor.run(
+            workflow, on_event=on_event, run_id=run_id, output_dir=out_dir,
+            services={"workflow": workflow, "input_dir": input_dir})
+        files = {}
+        for ui in result.ui.values():
+            for name in ui.get("files", []) if isinstance(ui, dict) else []:
+                path = out_dir / name
+                if path.is_file():
+                    files[name] = path.read_bytes()
+    return {
+        "status": result.status, "node_status": result.node_status, "ui": result.ui,
+        "seconds": result.seconds, "files": files, "worker": runner.where,
+        "failures": [{"node": f.node, "node_type": f.node_type, "message": f.message,
+                      "input": f.input} for f in result.failures],
+    }

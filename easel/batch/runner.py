@@ -27,6 +27,7 @@ class RunnerConfig:
     allow_unsafe_pickle: bool = False
     cache_bytes: int = 2 * 1024**3
     environ: dict[str, str] = field(default_factory=dict)
+    torch_threads: int | None = None  # per worker; None leaves torch's default
 
 
 def item_dir_name(index: int) -> str:
@@ -43,6 +44,10 @@ class ItemRunner:
             os.environ["EASEL_MODELS_DIR"] = config.models_dir
         if config.allow_unsafe_pickle:
             os.environ["EASEL_ALLOW_UNSAFE_PICKLE"] = "1"
+        if config.torch_threads:
+            import torch
+
+            torch.set_num_threads(config.torch_threads)
         registry = load_plugins(list(config.plugin_files))
         services: dict[str, Any] = {"allow_unsafe_pickle": config.allow_unsafe_pickle}
         try:

@@ -48,6 +48,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-size", default="2GB", help="output cache size (default 2GB)")
     parser.add_argument("--max-upload-mb", type=int, default=32,
                         help="largest accepted upload in MiB (default 32)")
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help="run queued workflows on a Dask cluster (tcp://scheduler:8786); "
+                             "needs easel[distributed] here and on the workers")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +72,20 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    app = create_app(config, registry, executor)
+    runner_config = None
+    if args.cluster:
+        import os
+
+        from easel.batch.runner import RunnerConfig
+
+        runner_config = RunnerConfig(
+            plugin_files=tuple(str(Path(p).resolve()) if p.endswith(".py") else p
+                               for p in (getattr(args, "plugin", None) or [])),
+            models_dir=os.environ.get("EASEL_MODELS_DIR"),
+            allow_unsafe_pickle=bool(getattr(args, "allow_unsafe_pickle", False)),
+            environ={k: v for k, v in os.environ.items() if k.startswith("EASEL_")})
+    app = create_app(config, registry, executor, cluster=args.cluster,
+                     runner_config=runner_config)
     shown = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
     if ":" in shown:
         shown = f"[{shown}]"

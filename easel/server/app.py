@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from easel.core.cache import OutputCache
@@ -26,8 +28,13 @@ MULTIPART_OVERHEAD = 256 * 1024
 
 
 def create_app(config: ServerConfig, registry: Registry,
-               executor: Executor | None = None) -> web.Application:
-    """The whole server; the worker starts with the app and stops with it."""
+               executor: Executor | None = None, cluster: Any = None,
+               runner_config: Any = None) -> web.Application:
+    """The whole server; the worker starts with the app and stops with it.
+
+    With `cluster` (a Dask scheduler address or Client) queued runs execute on the
+    cluster's workers, each built from `runner_config` (plugins, models directory).
+    """
     if config.exposed and not config.token:
         raise ValueError(f"serving on {config.host} (not loopback) requires a token")
     config.make_dirs()
@@ -42,7 +49,14 @@ def create_app(config: ServerConfig, registry: Registry,
     )
     queue = RunQueue(config.db_path, config.history_limit)
     hub = EventHub()
-    worker = RunWorker(queue, executor, hub)
+    if cluster is not None:
+        from easel.batch.runner import RunnerConfig
+        from easel.server.cluster_worker import ClusterRunWorker
+
+        worker: RunWorker = ClusterRunWorker(queue, executor, hub, cluster=cluster,
+                                             runner_config=runner_config or RunnerConfig())
+    else:
+        worker = RunWorker(queue, executor, hub)
     app[STATE] = ServerState(config, registry, executor, queue, hub, worker)
     for module in (routes_nodes, routes_runs, routes_files, routes_workflows, routes_events):
         app.add_routes(module.routes)

@@ -51,7 +51,11 @@ def file_input_problems(workflow: dict[str, Any], registry: Registry,
                 continue
             if not isinstance(value, str):
                 continue
-            if safe_file_name(value) is None:
+            if not value:
+                problems.append(Problem(
+                    "no image chosen: upload one (POST /api/uploads) or pick an uploaded one",
+                    node=node_id, input=name, node_type=node_type.type))
+            elif safe_file_name(value) is None:
                 problems.append(Problem(
                     f"{value!r} is not the name of an uploaded image: upload it first "
                     "(POST /api/uploads) and use the name it gets; folders are not allowed",

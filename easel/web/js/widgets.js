@@ -102,7 +102,7 @@ function uploadWidget(spec, value, change, ctx) {
     let names = [];
     try { names = (await api.uploads()).images; } catch { /* listed again next time */ }
     if (selected && !names.includes(selected)) names.unshift(selected);
-    select.replaceChildren(el("option", { value: "", text: names.length ? "— choose an image —" : "— no uploads yet —" }),
+    select.replaceChildren(el("option", { value: "", text: names.length ? "— choose —" : "— none —" }),
       ...names.map((n) => { const o = el("option", { text: n }); o.value = n; o.selected = n === selected; return o; }));
     show(selected);
   };

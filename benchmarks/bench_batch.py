@@ -1,0 +1,116 @@
+"""Batch throughput: a 16-item seed sweep of a text-to-image workflow with 1 and 2 local
+worker processes, and on a Dask LocalCluster with 1 and 2 workers, measured in one run.
+
+    python benchmarks/bench_batch.py [--items 16] [--model NAME --models-dir DIR] [--steps 20]
+
+Without --model it builds the tiny test model family (random weights) in a temporary folder
+and samples 64x64 images, so the figures measure Easel's batch machinery on this machine,
+not a trained model. Each configuration gets the machine's cores split between its workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from easel.batch.batch import BatchOptions, run_batch  # noqa: E402
+from easel.batch.runner import RunnerConfig  # noqa: E402
+
+
+def workflow(model: str, steps: int, size: int) -> dict[str, Any]:
+    return {"format": "easel.workflow", "version": 1, "nodes": {
+        "model": {"type": "CheckpointLoader", "inputs": {"name": model}},
+        "pos": {"type": "TextEncode", "inputs": {"clip": ["model", "clip"],
+                                                 "text": "a red circle"}},
+        "neg": {"type": "TextEncode", "inputs": {"clip": ["model", "clip"], "text": ""}},
+        "latent": {"type": "EmptyLatent", "inputs": {"width": size, "height": size,
+                                                     "vae": ["model", "vae"]}},
+        "sample": {"type": "KSampler", "inputs": {
+            "model": ["model", "model"], "positive": ["pos", "conditioning"],
+            "negative": ["neg", "conditioning"], "latent": ["latent", "latent"],
+            "seed": 0, "steps": steps, "cfg": 3.0, "sampler_name": "euler",
+            "scheduler": "normal"}},
+        "decode": {"type": "VAEDecode", "inputs": {"vae": ["model", "vae"],
+                                                   "latent": ["sample", "latent"]}},
+        "save": {"type": "SaveImage", "inputs": {"image": ["decode", "image"],
+                                                 "filename_prefix": "bench"}},
+    }}
+
+
+def timed(label: str, wf: dict[str, Any], options: BatchOptions, config: RunnerConfig
+          ) -> tuple[str, float, int]:
+    start = time.perf_counter()
+    batch = run_batch(wf, options, config)
+    seconds = time.perf_counter() - start
+    failed = len(batch.failed)
+    if failed:
+        print(f"{label}: {failed} items failed: {batch.failed[0].get('error')}", file=sys.stderr)
+    return label, seconds, len(batch.results) - failed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--items", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--model")
+    parser.add_argument("--models-dir")
+    parser.add_argument("--no-dask", action="store_true")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    load_before = os.getloadavg()[0]
+    scratch = Path(tempfile.mkdtemp(prefix="easel-bench-batch-"))
+    if args.model:
+        model, models_dir = args.model, args.models_dir
+    else:
+        from tests.fixtures.tiny_models import build_tiny_models
+
+        tiny = build_tiny_models(scratch / "models")
+        model, models_dir = tiny.name, str(tiny.root)
+    os.environ["EASEL_MODELS_DIR"] = str(Path(models_dir).resolve()) if models_dir else ""
+    wf = workflow(model, args.steps, args.size)
+    sweep = [f"sample.seed=1..{args.items}"]
+    rows = []
+
+    def config(name: str, workers: int) -> RunnerConfig:
+        return RunnerConfig(output_dir=str(scratch / name), models_dir=os.environ[
+            "EASEL_MODELS_DIR"] or None, torch_threads=max(1, cores // workers))
+
+    for workers in (1, 2):
+        options = BatchOptions(sweeps=sweep, workers=workers, progress=False)
+        rows.append(timed(f"local, {workers} worker process(es)", wf, options,
+                          config(f"local{workers}", workers)))
+    if not args.no_dask:
+        from distributed import Client, LocalCluster
+
+        for workers in (1, 2):
+            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                              host="127.0.0.1", dashboard_address=None) as cluster, \
+                    Client(cluster) as client:
+                options = BatchOptions(sweeps=sweep, cluster=client, progress=False)
+                rows.append(timed(f"Dask LocalCluster, {workers} worker(s)", wf, options,
+                                  config(f"dask{workers}", workers)))
+    print(f"Easel batch benchmark on {platform.node()} ({cores} cores, Python "
+          f"{platform.python_version()}): {args.items}-item seed sweep, model {model}, "
+          f"{args.size}x{args.size}, {args.steps} steps (wall time includes worker start-up)")
+    print(f"load average before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
+          "(other processes share these cores)")
+    print(f"{'configuration':<34} {'items ok':>8} {'seconds':>9} {'items/s':>8} {'speed-up':>9}")
+    base = {"local": rows[0][1], "Dask": rows[2][1] if len(rows) > 2 else rows[0][1]}
+    for label, seconds, ok in rows:
+        ref = base["Dask"] if label.startswith("Dask") else base["local"]
+        print(f"{label:<34} {ok:>8} {seconds:>9.2f} {ok / seconds:>8.2f} "
+              f"{ref / seconds:>8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
