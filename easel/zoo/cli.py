@@ -18,8 +18,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a model family, stage by stage (resumable)")
     train.add_argument("family", choices=["shapes"])
-    train.add_argument("--stage", default="all", choices=[*STAGES, "all"],
-                       help="one stage, or all of them in order (default)")
+    train.add_argument(
+        "--stage",
+        default="all",
+        choices=[*STAGES, "all"],
+        help="one stage, or all of them in order (default)",
+    )
     train.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     train.add_argument("--steps", type=int, default=None, help="override the stage's step count")
     train.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
@@ -27,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     train.add_argument("--checkpoint-minutes", type=float, default=3.0)
     train.add_argument("--tiny", action="store_true", help="tiny models (tests and smoke runs)")
+    train.add_argument("--no-eval", action="store_true", help="skip the evaluation after a stage")
 
     export = sub.add_parser("export", help="write the trained family as one model folder")
     export.add_argument("family", choices=["shapes"])
@@ -69,6 +74,7 @@ def _train(args: argparse.Namespace) -> int:
         tiny=args.tiny,
         checkpoint_minutes=args.checkpoint_minutes,
         log_every=1 if args.tiny else 50,
+        evaluate=not args.no_eval,
         family=FamilyConfig.tiny() if args.tiny else FamilyConfig(),
     )
     stages = STAGES if args.stage == "all" else (args.stage,)

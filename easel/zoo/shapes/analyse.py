@@ -106,7 +106,7 @@ def connected_components(mask: np.ndarray) -> np.ndarray:
     Vectorised label propagation: every foreground pixel takes the minimum label of its
     neighbours until nothing changes.
     """
-    n, h, w = mask.shape
+    _, h, w = mask.shape
     big = np.int64(h * w + 1)
     labels = np.where(mask, np.arange(1, h * w + 1, dtype=np.int64).reshape(1, h, w), big)
     while True:
@@ -122,7 +122,9 @@ def connected_components(mask: np.ndarray) -> np.ndarray:
     return np.where(mask, labels, 0)
 
 
-def _objects(alpha: np.ndarray, label: np.ndarray, components: np.ndarray) -> tuple[DetectedObject, ...]:
+def _objects(
+    alpha: np.ndarray, label: np.ndarray, components: np.ndarray
+) -> tuple[DetectedObject, ...]:
     h, w = components.shape
     min_area = MIN_AREA_FRACTION * h * w
     ids, counts = np.unique(components[components > 0], return_counts=True)
@@ -150,8 +152,15 @@ def _objects(alpha: np.ndarray, label: np.ndarray, components: np.ndarray) -> tu
 def _dilate(mask: np.ndarray) -> np.ndarray:
     padded = np.pad(mask, 1)
     return (
-        mask | padded[:-2, 1:-1] | padded[2:, 1:-1] | padded[1:-1, :-2] | padded[1:-1, 2:]
-        | padded[:-2, :-2] | padded[:-2, 2:] | padded[2:, :-2] | padded[2:, 2:]
+        mask
+        | padded[:-2, 1:-1]
+        | padded[2:, 1:-1]
+        | padded[1:-1, :-2]
+        | padded[1:-1, 2:]
+        | padded[:-2, :-2]
+        | padded[:-2, 2:]
+        | padded[2:, :-2]
+        | padded[2:, 2:]
     )
 
 
@@ -173,10 +182,20 @@ def _describe(weights: np.ndarray, color: int) -> DetectedObject:
     x0, x1 = max(int(xs.min()) - 2, 0), min(int(xs.max()) + 3, w)
     crop = weights[y0:y1, x0:x1]
     halves = np.array([np.sqrt(mass / _AREA_PER_HALF2[s]) for s in SHAPES], np.float32)
-    centres_y = np.array([cy - _CENTROID_DROP[s] * hf for s, hf in zip(SHAPES, halves, strict=True)])
+    centres_y = np.array(
+        [cy - _CENTROID_DROP[s] * hf for s, hf in zip(SHAPES, halves, strict=True)]
+    )
     templates = shape_coverage(
-        np.arange(len(SHAPES)), np.full(len(SHAPES), cx), centres_y, halves,
-        y1 - y0, x1 - x0, supersample=4, y0=y0, x0=x0, scale=1.0,
+        np.arange(len(SHAPES)),
+        np.full(len(SHAPES), cx),
+        centres_y,
+        halves,
+        y1 - y0,
+        x1 - x0,
+        supersample=4,
+        y0=y0,
+        x0=x0,
+        scale=1.0,
     )
     errors = np.abs(templates - crop[None]).sum(axis=(1, 2)) / mass
     best = int(errors.argmin())

@@ -19,10 +19,10 @@ def require(path: Path, stage: str) -> Path:
     return path
 
 
-def load_vae(work_dir: Path, device: str = "cpu"):
+def load_vae(work_dir: Path, device: str = "cpu", dtype: torch.dtype = torch.float32):
     from diffusers import AutoencoderKL
 
-    vae = AutoencoderKL.from_pretrained(require(work_dir / "vae" / "model", "vae"))
+    vae = AutoencoderKL.from_pretrained(require(work_dir / "vae" / "model", "vae"), dtype=dtype)
     return vae.to(device).eval().requires_grad_(False)
 
 
@@ -36,13 +36,14 @@ def load_clip(work_dir: Path, device: str = "cpu"):
 
 
 def text_encoder_from_clip(clip) -> Any:
-    """A standalone CLIPTextModel (what Stable Diffusion calls text_encoder) sharing CLIP's text tower."""
+    """A standalone CLIPTextModel (Stable Diffusion's text_encoder) with CLIP's text tower."""
     from transformers import CLIPTextModel
 
     encoder = CLIPTextModel(clip.config.text_config)
-    encoder.text_model.load_state_dict(clip.text_model.state_dict()) if hasattr(
-        encoder, "text_model") else encoder.load_state_dict(clip.text_model.state_dict())
-    return encoder.to(clip.device).eval().requires_grad_(False)
+    # transformers 5 keeps the tower's keys flat in CLIPTextModel; 4.x nests them in text_model.
+    target = getattr(encoder, "text_model", encoder)
+    target.load_state_dict(clip.text_model.state_dict())
+    return encoder.to(device=clip.device, dtype=clip.dtype).eval().requires_grad_(False)
 
 
 def latent_scheduler():

@@ -31,7 +31,7 @@ class FamilyConfig:
     clip_layers: int = 3
     clip_heads: int = 4
     clip_patch: int = 8
-    unet_channels: tuple[int, ...] = (64, 128, 128)
+    unet_channels: tuple[int, ...] = (64, 96, 96)
     unet_layers_per_block: int = 1
     unet_heads: int = 4
     unet_groups: int = 32
@@ -41,7 +41,7 @@ class FamilyConfig:
     upscaler_groups: int = 16
     budgets: dict[str, StageBudget] = field(
         default_factory=lambda: {
-            "vae": StageBudget(steps=1200, batch_size=32, lr=1e-3),
+            "vae": StageBudget(steps=2000, batch_size=32, lr=1e-3),
             "clip": StageBudget(steps=800, batch_size=128, lr=1e-3),
             "unet": StageBudget(steps=4000, batch_size=32, lr=5e-4),
             "prior": StageBudget(steps=2000, batch_size=256, lr=5e-4),

@@ -119,8 +119,12 @@ def is_held_out(color: str, shape: str, position: str) -> bool:
 _HELD_OUT_SET = frozenset(HELD_OUT)
 
 
-def caption_for(objects: tuple[ShapeObject, ...], background: str | None, show_size: bool = True,
-                show_position: bool = True) -> str:
+def caption_for(
+    objects: tuple[ShapeObject, ...],
+    background: str | None,
+    show_size: bool = True,
+    show_position: bool = True,
+) -> str:
     """The plain-English caption of a scene; a None background leaves the background unsaid."""
     phrases = []
     for obj in objects:
@@ -137,7 +141,9 @@ def caption_for(objects: tuple[ShapeObject, ...], background: str | None, show_s
     return text
 
 
-def sample_scenes(rng: np.random.Generator, n: int, config: SceneConfig | None = None) -> list[Scene]:
+def sample_scenes(
+    rng: np.random.Generator, n: int, config: SceneConfig | None = None
+) -> list[Scene]:
     """Draw n scenes from the distribution described by config."""
     config = config or SceneConfig()
     scenes = []
@@ -178,7 +184,9 @@ def _sample_scene(rng: np.random.Generator, config: SceneConfig) -> Scene | None
                 COLOR_NAMES[rng.integers(len(COLOR_NAMES))],
                 SHAPES[rng.integers(len(SHAPES))],
                 DEFAULT_SIZE if drop_size else SIZES[rng.integers(len(SIZES))],
-                DEFAULT_POSITION if drop_position else POSITION_NAMES[rng.integers(len(POSITION_NAMES))],
+                DEFAULT_POSITION
+                if drop_position
+                else POSITION_NAMES[rng.integers(len(POSITION_NAMES))],
             ),
         )
         show_position = not drop_position
@@ -187,12 +195,19 @@ def _sample_scene(rng: np.random.Generator, config: SceneConfig) -> Scene | None
         return None
     if config.held_out == "only" and not any(held):
         return None
-    caption = caption_for(objects, None if drop_background else background, not drop_size, show_position)
+    caption = caption_for(
+        objects, None if drop_background else background, not drop_size, show_position
+    )
     return Scene(objects, background, caption)
 
 
-def render(scenes: list[Scene], size: int = 32, rng: np.random.Generator | None = None,
-           jitter: bool = True, supersample: int = 4) -> np.ndarray:
+def render(
+    scenes: list[Scene],
+    size: int = 32,
+    rng: np.random.Generator | None = None,
+    jitter: bool = True,
+    supersample: int = 4,
+) -> np.ndarray:
     """Render scenes to uint8 images (N x size x size x 3), anti-aliased by supersampling.
 
     With jitter (needs rng) each object's centre moves by up to 0.75/32 of the side and its size
@@ -223,9 +238,18 @@ def render(scenes: list[Scene], size: int = 32, rng: np.random.Generator | None 
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
-def shape_coverage(shape_id: np.ndarray, cx: np.ndarray, cy: np.ndarray, half: np.ndarray,
-                   height: int, width: int, supersample: int = 4, y0: float = 0.0,
-                   x0: float = 0.0, scale: float | None = None) -> np.ndarray:
+def shape_coverage(
+    shape_id: np.ndarray,
+    cx: np.ndarray,
+    cy: np.ndarray,
+    half: np.ndarray,
+    height: int,
+    width: int,
+    supersample: int = 4,
+    y0: float = 0.0,
+    x0: float = 0.0,
+    scale: float | None = None,
+) -> np.ndarray:
     """Fraction of each pixel covered by each shape (K x height x width), by supersampling.
 
     Shape k has index shape_id[k] into SHAPES, centre (cx, cy) and half side `half`, all in
@@ -249,8 +273,9 @@ def shape_coverage(shape_id: np.ndarray, cx: np.ndarray, cy: np.ndarray, half: n
     return cover.astype(np.float32)
 
 
-def make_batch(seed: int, n: int, size: int = 32, config: SceneConfig | None = None,
-               jitter: bool = True) -> Batch:
+def make_batch(
+    seed: int, n: int, size: int = 32, config: SceneConfig | None = None, jitter: bool = True
+) -> Batch:
     """A batch fully determined by (seed, n, size, config): same arguments, same pixels."""
     rng = np.random.default_rng(seed)
     scenes = sample_scenes(rng, n, config)

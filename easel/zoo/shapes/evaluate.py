@@ -13,10 +13,17 @@ from easel.zoo.shapes.data import Scene, SceneConfig, make_batch
 EVAL_SEED_OFFSET = 10_000
 
 
-def eval_scenes(n: int, seed: int, held_out: str = "only", two_object_prob: float = 0.0) -> list[Scene]:
+def eval_scenes(
+    n: int, seed: int, held_out: str = "only", two_object_prob: float = 0.0
+) -> list[Scene]:
     """n fully described prompts: held_out="only" draws from the held-out list."""
-    config = SceneConfig(two_object_prob=two_object_prob, drop_size_prob=0.0, drop_position_prob=0.0,
-                         drop_background_prob=0.0, held_out=held_out)
+    config = SceneConfig(
+        two_object_prob=two_object_prob,
+        drop_size_prob=0.0,
+        drop_position_prob=0.0,
+        drop_background_prob=0.0,
+        held_out=held_out,
+    )
     return make_batch(seed + EVAL_SEED_OFFSET, n, config=config).scenes
 
 
@@ -44,9 +51,18 @@ def clip_score(clip, tokenizer, images: np.ndarray, captions: list[str]) -> floa
 
 
 @torch.no_grad()
-def evaluate_text_to_image(vae, clip, tokenizer, unet, n: int = 100, seed: int = 0, steps: int = 20,
-                           guidance: float = 3.0, sampler: str = "euler",
-                           held_out: str = "only") -> dict[str, Any]:
+def evaluate_text_to_image(
+    vae,
+    clip,
+    tokenizer,
+    unet,
+    n: int = 100,
+    seed: int = 0,
+    steps: int = 20,
+    guidance: float = 3.0,
+    sampler: str = "euler",
+    held_out: str = "only",
+) -> dict[str, Any]:
     """Generate n single-object prompts (held-out by default) and score them."""
     from easel.zoo.shapes.components import text_to_image_pipeline
 
@@ -56,8 +72,15 @@ def evaluate_text_to_image(vae, clip, tokenizer, unet, n: int = 100, seed: int =
     images = []
     for start in range(0, n, 50):
         gen = torch.Generator("cpu").manual_seed(seed + start)
-        out = pipe(captions[start:start + 50], height=32, width=32, num_inference_steps=steps,
-                   guidance_scale=guidance, generator=gen, output_type="np")
+        out = pipe(
+            captions[start : start + 50],
+            height=32,
+            width=32,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=gen,
+            output_type="np",
+        )
         images.append(np.clip(np.rint(out.images * 255), 0, 255).astype(np.uint8))
     all_images = np.concatenate(images)
     metrics = adherence(all_images, scenes)

@@ -30,7 +30,9 @@ def tokenize(tokenizer, captions: list[str], device: str) -> dict[str, torch.Ten
     missing = [c for c in dict.fromkeys(captions) if (id(tokenizer), c) not in _TOKEN_CACHE]
     if missing:
         enc = tokenizer(missing, padding="max_length", max_length=MAX_TOKENS, truncation=True)
-        for caption, ids, mask in zip(missing, enc["input_ids"], enc["attention_mask"], strict=True):
+        for caption, ids, mask in zip(
+            missing, enc["input_ids"], enc["attention_mask"], strict=True
+        ):
             _TOKEN_CACHE[(id(tokenizer), caption)] = (ids, mask)
     rows = [_TOKEN_CACHE[(id(tokenizer), c)] for c in captions]
     return {
@@ -47,8 +49,11 @@ def train_clip(options: RunOptions) -> None:
     out_dir = options.model_dir("clip")
     tokenizer = train_clip_tokenizer(all_captions(), out_dir)
     torch.manual_seed(options.seed)
-    config = CLIPConfig(**options.family.clip_kwargs(
-        len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id))
+    config = CLIPConfig(
+        **options.family.clip_kwargs(
+            len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+        )
+    )
     model = CLIPModel(config).to(options.device)
     budget = options.budget("clip")
     trainer = StageTrainer("clip", options, {"clip": model}, list(model.parameters()), budget)
@@ -60,13 +65,13 @@ def train_clip(options: RunOptions) -> None:
         with autocast(options.device):
             out = model(**inputs, pixel_values=pixels, return_loss=True)
         out.loss.float().backward()
-        return {"loss": float(out.loss)}
+        return {"loss": float(out.loss.detach())}
 
     trainer.run(step_fn)
     model.eval()
     model.save_pretrained(out_dir)
     save_image_processor(out_dir)
-    metrics = evaluate_retrieval(model, tokenizer, options)
+    metrics = evaluate_retrieval(model, tokenizer, options) if options.evaluate else {}
     trainer.log(f"done: retrieval {metrics}")
     trainer.write_progress({"retrieval": metrics})
 
@@ -81,9 +86,17 @@ def evaluate_retrieval(model, tokenizer, options: RunOptions, n: int = 256) -> d
     from easel.zoo.shapes.data import POSITION_NAMES, caption_for
 
     n = min(n, 16) if options.tiny else n
-    batch = make_batch(step_seed(options.seed, "clip-eval", 0), n,
-                       config=SceneConfig(held_out="only", two_object_prob=0.0, drop_size_prob=0,
-                                          drop_position_prob=0, drop_background_prob=0))
+    batch = make_batch(
+        step_seed(options.seed, "clip-eval", 0),
+        n,
+        config=SceneConfig(
+            held_out="only",
+            two_object_prob=0.0,
+            drop_size_prob=0,
+            drop_position_prob=0,
+            drop_background_prob=0,
+        ),
+    )
     pixels = images_to_tensor(batch.images, options.device)
     image_emb = model.get_image_features(pixel_values=pixels)
     image_emb = _unit(image_emb)
@@ -99,8 +112,11 @@ def evaluate_retrieval(model, tokenizer, options: RunOptions, n: int = 256) -> d
         ]
         t = _unit(model.get_text_features(**tokenize(tokenizer, options_text, options.device)))
         correct += POSITION_NAMES[int((t @ image_emb[i]).argmax())] == obj.position
-    return {"retrieval_top1": round(retrieval, 4), "position_top1": round(correct / n, 4),
-            "chance_retrieval": round(1 / n, 4)}
+    return {
+        "retrieval_top1": round(retrieval, 4),
+        "position_top1": round(correct / n, 4),
+        "chance_retrieval": round(1 / n, 4),
+    }
 
 
 def _unit(x) -> torch.Tensor:
@@ -114,7 +130,11 @@ def clip_embeddings(model, tokenizer, captions: list[str], device: str) -> dict[
     inputs = tokenize(tokenizer, captions, device)
     out = model.text_model(**inputs)
     embeds = model.text_projection(out.pooler_output)
-    return {"text_embeds": embeds, "hidden": out.last_hidden_state, "mask": inputs["attention_mask"]}
+    return {
+        "text_embeds": embeds,
+        "hidden": out.last_hidden_state,
+        "mask": inputs["attention_mask"],
+    }
 
 
 def image_embeddings(model, images: np.ndarray, device: str) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Stage `decoder`: trains the unCLIP decoder, a latent UNet conditioned on CLIP image embeddings."""
+"""Stage `decoder`: trains the unCLIP decoder, a latent UNet conditioned on CLIP image embeds."""
 
 from __future__ import annotations
 
@@ -57,15 +57,19 @@ def train_decoder(options: RunOptions) -> None:
     def step_fn(step: int) -> dict[str, float]:
         batch = make_batch(step_seed(options.seed, "decoder", step), budget.batch_size)
         gen = torch_generator(options.seed, "decoder", step, device)
-        keep = (torch.rand(budget.batch_size, generator=gen, device=device) >= EMPTY_EMBED_PROB)
+        keep = torch.rand(budget.batch_size, generator=gen, device=device) >= EMPTY_EMBED_PROB
         with torch.no_grad(), autocast(device):
             x = images_to_tensor(batch.images, device)
             latents = vae.encode(x).latent_dist.sample(generator=gen).float() * scale
             embeds = image_embeddings(clip, batch.images, device).float() * keep[:, None]
         noisy, noise, timesteps = add_noise(scheduler, latents, gen)
         with autocast(device):
-            pred = decoder(noisy, timesteps, encoder_hidden_states=None,
-                           added_cond_kwargs={"image_embeds": embeds}).sample
+            pred = decoder(
+                noisy,
+                timesteps,
+                encoder_hidden_states=None,
+                added_cond_kwargs={"image_embeds": embeds},
+            ).sample
         per_sample = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
         loss = (per_sample * min_snr_weights(scheduler, timesteps)).mean()
         loss.backward()
@@ -76,7 +80,7 @@ def train_decoder(options: RunOptions) -> None:
 
     save_ema_model(trainer, decoder, options.model_dir("decoder"))
     decoder = UNet2DConditionModel.from_pretrained(options.model_dir("decoder")).to(device).eval()
-    metrics = evaluate_unclip(decoder, vae, clip, tokenizer, options)
+    metrics = evaluate_unclip(decoder, vae, clip, tokenizer, options) if options.evaluate else {}
     trainer.log(f"done: {metrics}")
     trainer.write_progress({"eval": metrics})
 
@@ -101,4 +105,6 @@ def evaluate_unclip(decoder, vae, clip, tokenizer, options: RunOptions, n: int =
     gen = torch.Generator("cpu").manual_seed(options.seed)
     embeds = sample_prior(prior, prior_scheduler(), text, uncond, generator=gen)
     images = sample_decoder(decoder, sampling_scheduler("euler"), vae, embeds, generator=gen)
-    return {k: round(v, 4) if isinstance(v, float) else v for k, v in adherence(images, scenes).items()}
+    return {
+        k: round(v, 4) if isinstance(v, float) else v for k, v in adherence(images, scenes).items()
+    }

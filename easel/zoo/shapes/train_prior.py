@@ -56,9 +56,13 @@ def train_prior(options: RunOptions) -> None:
             target = (image_embeddings(clip, batch.images, device) - mean) / std
         noisy, _, timesteps = add_noise(scheduler, target, gen)
         with autocast(device):
-            pred = prior(noisy, timesteps, proj_embedding=text["text_embeds"],
-                         encoder_hidden_states=text["hidden"],
-                         attention_mask=text["mask"].bool()).predicted_image_embedding
+            pred = prior(
+                noisy,
+                timesteps,
+                proj_embedding=text["text_embeds"],
+                encoder_hidden_states=text["hidden"],
+                attention_mask=text["mask"].bool(),
+            ).predicted_image_embedding
         loss = F.mse_loss(pred.float(), target)
         loss.backward()
         return {"loss": float(loss.detach())}
@@ -69,7 +73,7 @@ def train_prior(options: RunOptions) -> None:
     save_ema_model(trainer, prior, options.model_dir("prior"))
     scheduler.save_pretrained(options.stage_dir("prior") / "scheduler")
     prior = PriorTransformer.from_pretrained(options.model_dir("prior")).to(device).eval()
-    metrics = evaluate_prior(prior, clip, tokenizer, options)
+    metrics = evaluate_prior(prior, clip, tokenizer, options) if options.evaluate else {}
     trainer.log(f"done: {metrics}")
     trainer.write_progress({"eval": metrics})
 
@@ -100,6 +104,9 @@ def evaluate_prior(prior, clip, tokenizer, options: RunOptions, n: int = 200) ->
     captions = [s.caption for s in scenes]
     retrieval = sum(captions[j] == captions[i] for i, j in enumerate(sims.argmax(1).tolist())) / n
     text_cos = F.cosine_similarity(text["text_embeds"], truth, dim=-1)
-    return {"cosine_to_truth": round(float(cos.mean()), 4),
-            "retrieval_top1": round(float(retrieval), 4),
-            "text_embed_cosine_to_truth": round(float(text_cos.mean()), 4), "n": n}
+    return {
+        "cosine_to_truth": round(float(cos.mean()), 4),
+        "retrieval_top1": round(float(retrieval), 4),
+        "text_embed_cosine_to_truth": round(float(text_cos.mean()), 4),
+        "n": n,
+    }

@@ -54,11 +54,14 @@ def train_unet(options: RunOptions) -> None:
     trainer.run(step_fn)
     save_ema_model(trainer, unet, options.model_dir("unet"))
     scheduler.save_pretrained(options.stage_dir("unet") / "scheduler")
-    from easel.zoo.shapes.evaluate import evaluate_text_to_image
+    metrics = {}
+    if options.evaluate:
+        from easel.zoo.shapes.evaluate import evaluate_text_to_image
 
-    unet = UNet2DConditionModel.from_pretrained(options.model_dir("unet")).to(device)
-    metrics = evaluate_text_to_image(vae, clip, tokenizer, unet, n=8 if options.tiny else 100,
-                                     seed=options.seed)
+        unet = UNet2DConditionModel.from_pretrained(options.model_dir("unet")).to(device)
+        metrics = evaluate_text_to_image(
+            vae, clip, tokenizer, unet, n=8 if options.tiny else 100, seed=options.seed
+        )
     trainer.log(f"done: held-out prompts at 20 euler steps {metrics}")
     trainer.write_progress({"eval": metrics})
 

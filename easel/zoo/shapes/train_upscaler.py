@@ -36,8 +36,9 @@ def upsample(low: torch.Tensor) -> torch.Tensor:
     return F.interpolate(low, scale_factor=2, mode="bilinear", align_corners=False)
 
 
-def training_pair(seed: int, n: int, vae, device: str,
-                  gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def training_pair(
+    seed: int, n: int, vae, device: str, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(high, low) 64x64 / 32x32 windows: half 32->64 scenes, half 64->128 crops.
 
     32->64 pairs use VAE reconstructions as the low-res input, as in the real cascade.
@@ -52,9 +53,15 @@ def training_pair(seed: int, n: int, vae, device: str,
     low64 = make_batch(seed + 1, rest, 2 * NATIVE_SIZE).images
     high128 = make_batch(seed + 1, rest, 4 * NATIVE_SIZE).images
     offsets = np.random.default_rng(seed).integers(0, NATIVE_SIZE + 1, size=(rest, 2))
-    low_crops = np.stack([im[y:y + 32, x:x + 32] for im, (y, x) in zip(low64, offsets, strict=True)])
-    high_crops = np.stack([im[2 * y:2 * y + 64, 2 * x:2 * x + 64]
-                           for im, (y, x) in zip(high128, offsets, strict=True)])
+    low_crops = np.stack(
+        [im[y : y + 32, x : x + 32] for im, (y, x) in zip(low64, offsets, strict=True)]
+    )
+    high_crops = np.stack(
+        [
+            im[2 * y : 2 * y + 64, 2 * x : 2 * x + 64]
+            for im, (y, x) in zip(high128, offsets, strict=True)
+        ]
+    )
     low = torch.cat([recon.float(), images_to_tensor(low_crops, device)])
     high = torch.cat([images_to_tensor(high64, device), images_to_tensor(high_crops, device)])
     low = low + LOW_RES_NOISE * torch.randn(low.shape, generator=gen, device=device)
@@ -75,8 +82,9 @@ def train_upscaler(options: RunOptions) -> None:
 
     def step_fn(step: int) -> dict[str, float]:
         gen = torch_generator(options.seed, "upscaler", step, device)
-        high, low = training_pair(step_seed(options.seed, "upscaler", step), budget.batch_size,
-                                  vae, device, gen)
+        high, low = training_pair(
+            step_seed(options.seed, "upscaler", step), budget.batch_size, vae, device, gen
+        )
         noisy, noise, timesteps = add_noise(scheduler, high, gen)
         with autocast(device):
             pred = unet(torch.cat([noisy, upsample(low)], dim=1), timesteps).sample
@@ -91,19 +99,25 @@ def train_upscaler(options: RunOptions) -> None:
     save_ema_model(trainer, unet, out)
     scheduler.save_pretrained(options.stage_dir("upscaler") / "scheduler")
     unet = UNet2DModel.from_pretrained(out).to(device).eval()
-    metrics = evaluate_upscaler(unet, vae, options)
+    metrics = evaluate_upscaler(unet, vae, options) if options.evaluate else {}
     trainer.log(f"done: {metrics}")
     trainer.write_progress({"eval": metrics})
 
 
 @torch.no_grad()
-def upscale(unet, images: np.ndarray, steps: int = 20, generator: torch.Generator | None = None,
-            sampler: str = "ddim") -> np.ndarray:
+def upscale(
+    unet,
+    images: np.ndarray,
+    steps: int = 20,
+    generator: torch.Generator | None = None,
+    sampler: str = "ddim",
+) -> np.ndarray:
     """2x super-resolution of uint8 images (N x H x W x 3) by conditional diffusion."""
     from diffusers import DDIMScheduler, EulerDiscreteScheduler
 
     scheduler = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler}[sampler].from_config(
-        pixel_scheduler_config())
+        pixel_scheduler_config()
+    )
     device = unet.device
     low = upsample(images_to_tensor(images, str(device)))
     x = torch.randn(low.shape, generator=generator, device=device) * scheduler.init_noise_sigma
@@ -126,7 +140,9 @@ def evaluate_upscaler(unet, vae, options: RunOptions, n: int = 50) -> dict[str, 
 
     low = render(scenes, NATIVE_SIZE, jitter=False)
     truth64 = render(scenes, 2 * NATIVE_SIZE, jitter=False)
-    recon = tensor_to_images(vae.decode(vae.encode(images_to_tensor(low, device)).latent_dist.mean).sample)
+    recon = tensor_to_images(
+        vae.decode(vae.encode(images_to_tensor(low, device)).latent_dist.mean).sample
+    )
     gen = torch.Generator("cpu").manual_seed(options.seed)
     up64 = upscale(unet, recon, generator=gen)
     up128 = upscale(unet, up64, generator=gen)

@@ -62,7 +62,7 @@ def train_vae(options: RunOptions) -> None:
     vae.eval()
     vae.register_to_config(scaling_factor=latent_scaling_factor(vae, options))
     vae.save_pretrained(options.model_dir("vae"))
-    metrics = evaluate_reconstruction(vae, options)
+    metrics = evaluate_reconstruction(vae, options) if options.evaluate else {}
     trainer.log(f"done: scaling_factor={vae.config.scaling_factor:.4f} reconstruction {metrics}")
     trainer.write_progress({"scaling_factor": vae.config.scaling_factor, "reconstruction": metrics})
 
@@ -76,15 +76,21 @@ def latent_scaling_factor(vae: torch.nn.Module, options: RunOptions, n: int = 51
 
 
 @torch.no_grad()
-def evaluate_reconstruction(vae: torch.nn.Module, options: RunOptions, n: int = 500) -> dict[str, float]:
+def evaluate_reconstruction(
+    vae: torch.nn.Module, options: RunOptions, n: int = 500
+) -> dict[str, float]:
     """Analyser accuracy on VAE reconstructions of held-out-style scenes."""
     from easel.zoo.shapes.analyse import ATTRIBUTES, analyse, score
 
     n = min(n, 40) if options.tiny else n
-    batch = make_batch(step_seed(options.seed, "vae-eval", 0), n, config=SceneConfig(held_out="allow"))
+    batch = make_batch(
+        step_seed(options.seed, "vae-eval", 0), n, config=SceneConfig(held_out="allow")
+    )
     x = images_to_tensor(batch.images, options.device)
     recon = vae.decode(vae.encode(x).latent_dist.mean).sample
-    results = [score(a, s) for a, s in zip(analyse(tensor_to_images(recon)), batch.scenes, strict=True)]
+    results = [
+        score(a, s) for a, s in zip(analyse(tensor_to_images(recon)), batch.scenes, strict=True)
+    ]
     metrics = {k: float(np.mean([r[k] for r in results])) for k in (*ATTRIBUTES, "all")}
     metrics["l1"] = float(F.l1_loss(recon, x))
     return {k: round(v, 4) for k, v in metrics.items()}

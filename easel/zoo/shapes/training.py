@@ -30,12 +30,15 @@ class RunOptions:
     checkpoint_minutes: float = 3.0
     log_every: int = 50
     threads: int | None = None
+    evaluate: bool = True  # score the finished stage with the analyser (off in smoke tests)
     family: FamilyConfig = field(default_factory=FamilyConfig)
 
     def budget(self, stage: str) -> StageBudget:
         budget = self.family.budgets[stage]
         if self.steps is not None:
-            budget = StageBudget(self.steps, budget.batch_size, budget.lr, min(budget.warmup, self.steps))
+            budget = StageBudget(
+                self.steps, budget.batch_size, budget.lr, min(budget.warmup, self.steps)
+            )
         return budget
 
     def stage_dir(self, stage: str) -> Path:
@@ -79,8 +82,11 @@ def min_snr_weights(scheduler: Any, timesteps: torch.Tensor, gamma: float = 5.0)
     return torch.clamp(snr, max=gamma) / snr
 
 
-def add_noise(scheduler: Any, x0: torch.Tensor, gen: torch.Generator,
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def add_noise(
+    scheduler: Any,
+    x0: torch.Tensor,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sample timesteps and noise; return (noisy, noise, timesteps)."""
     n = x0.shape[0]
     noise = torch.randn(x0.shape, generator=gen, device=x0.device)
@@ -98,9 +104,16 @@ class StageTrainer:
     seeded by the step index, reaches the same result as an uninterrupted run.
     """
 
-    def __init__(self, stage: str, options: RunOptions, modules: dict[str, torch.nn.Module],
-                 params: list[torch.nn.Parameter], budget: StageBudget,
-                 use_ema: bool = False, ema_decay: float = 0.999):
+    def __init__(
+        self,
+        stage: str,
+        options: RunOptions,
+        modules: dict[str, torch.nn.Module],
+        params: list[torch.nn.Parameter],
+        budget: StageBudget,
+        use_ema: bool = False,
+        ema_decay: float = 0.999,
+    ):
         from diffusers.optimization import get_cosine_schedule_with_warmup
 
         self.stage = stage
@@ -111,7 +124,9 @@ class StageTrainer:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path = self.dir / "checkpoint.pt"
         self.optimizer = torch.optim.AdamW(params, lr=budget.lr, weight_decay=1e-4)
-        self.lr_schedule = get_cosine_schedule_with_warmup(self.optimizer, budget.warmup, budget.steps)
+        self.lr_schedule = get_cosine_schedule_with_warmup(
+            self.optimizer, budget.warmup, budget.steps
+        )
         self.ema = None
         if use_ema:
             from diffusers.training_utils import EMAModel
@@ -125,7 +140,9 @@ class StageTrainer:
     def _resume(self) -> None:
         if not self.checkpoint_path.exists():
             return
-        state = torch.load(self.checkpoint_path, map_location=self.options.device, weights_only=False)
+        state = torch.load(
+            self.checkpoint_path, map_location=self.options.device, weights_only=False
+        )
         for name, module in self.modules.items():
             module.load_state_dict(state["modules"][name])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -181,8 +198,10 @@ class StageTrainer:
                 stats = " ".join(f"{k}={np.mean(v):.4f}" for k, v in window.items())
                 if any(not math.isfinite(float(np.mean(v))) for v in window.values()):
                     raise FloatingPointError(f"{self.stage}: non-finite loss at step {self.step}")
-                self.log(f"step {self.step}/{total} {stats} lr={self.lr_schedule.get_last_lr()[0]:.2e} "
-                         f"{rate:.2f} it/s eta {eta:.1f} min")
+                self.log(
+                    f"step {self.step}/{total} {stats} lr={self.lr_schedule.get_last_lr()[0]:.2e} "
+                    f"{rate:.2f} it/s eta {eta:.1f} min"
+                )
                 window = {}
             if time.monotonic() - last_ckpt > 60 * self.options.checkpoint_minutes:
                 self.save_checkpoint()
@@ -190,6 +209,11 @@ class StageTrainer:
         self.save_checkpoint()
 
     def write_progress(self, extra: dict[str, Any]) -> None:
-        info = {"stage": self.stage, "steps": self.step, "minutes": round(self.elapsed / 60, 2),
-                "seed": self.options.seed, **extra}
+        info = {
+            "stage": self.stage,
+            "steps": self.step,
+            "minutes": round(self.elapsed / 60, 2),
+            "seed": self.options.seed,
+            **extra,
+        }
         (self.dir / "result.json").write_text(json.dumps(info, indent=2))

@@ -7,9 +7,15 @@ import torch
 
 
 @torch.no_grad()
-def sample_prior(prior, scheduler, text: dict[str, torch.Tensor], uncond: dict[str, torch.Tensor],
-                 steps: int = 25, guidance: float = 4.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_prior(
+    prior,
+    scheduler,
+    text: dict[str, torch.Tensor],
+    uncond: dict[str, torch.Tensor],
+    steps: int = 25,
+    guidance: float = 4.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Sample CLIP image embeddings for text conditions (from `clip_embeddings`), with CFG.
 
     The prior predicts the normalised clean embedding; `post_process_latents` undoes the
@@ -23,8 +29,13 @@ def sample_prior(prior, scheduler, text: dict[str, torch.Tensor], uncond: dict[s
     hidden = torch.cat([uncond["hidden"].expand(n, -1, -1), text["hidden"]])
     mask = torch.cat([uncond["mask"].expand(n, -1), text["mask"]]).bool()
     for t in scheduler.timesteps:
-        out = prior(torch.cat([latents, latents]), t, proj_embedding=proj,
-                    encoder_hidden_states=hidden, attention_mask=mask).predicted_image_embedding
+        out = prior(
+            torch.cat([latents, latents]),
+            t,
+            proj_embedding=proj,
+            encoder_hidden_states=hidden,
+            attention_mask=mask,
+        ).predicted_image_embedding
         pred_uncond, pred_text = out.chunk(2)
         pred = pred_uncond + guidance * (pred_text - pred_uncond)
         latents = scheduler.step(pred, t, latents, generator=generator).prev_sample
@@ -32,22 +43,31 @@ def sample_prior(prior, scheduler, text: dict[str, torch.Tensor], uncond: dict[s
 
 
 @torch.no_grad()
-def sample_decoder(decoder, scheduler, vae, image_embeds: torch.Tensor, steps: int = 20,
-                   guidance: float = 3.0, generator: torch.Generator | None = None) -> np.ndarray:
+def sample_decoder(
+    decoder,
+    scheduler,
+    vae,
+    image_embeds: torch.Tensor,
+    steps: int = 20,
+    guidance: float = 3.0,
+    generator: torch.Generator | None = None,
+) -> np.ndarray:
     """Decode CLIP image embeddings to uint8 32x32 images (zero embedding = unconditional)."""
     from easel.zoo.shapes.training import tensor_to_images
 
     n = image_embeds.shape[0]
     size = decoder.config.sample_size
-    latents = torch.randn((n, decoder.config.in_channels, size, size), generator=generator,
-                          device=decoder.device)
+    latents = torch.randn(
+        (n, decoder.config.in_channels, size, size), generator=generator, device=decoder.device
+    )
     scheduler.set_timesteps(steps)
     latents = latents * scheduler.init_noise_sigma
     cond = torch.cat([torch.zeros_like(image_embeds), image_embeds])
     for t in scheduler.timesteps:
         model_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
-        out = decoder(model_in, t, encoder_hidden_states=None,
-                      added_cond_kwargs={"image_embeds": cond}).sample
+        out = decoder(
+            model_in, t, encoder_hidden_states=None, added_cond_kwargs={"image_embeds": cond}
+        ).sample
         pred_uncond, pred_cond = out.chunk(2)
         noise_pred = pred_uncond + guidance * (pred_cond - pred_uncond)
         latents = scheduler.step(noise_pred, t, latents).prev_sample

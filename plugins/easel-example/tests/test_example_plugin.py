@@ -36,7 +36,7 @@ def test_installed_entry_point_registers_nodes_and_socket_type():
 def test_apply_palette_maps_to_nearest_colour():
     registry = load_plugins(environ={})
     image = torch.tensor([[[0.9], [0.1]], [[0.1], [0.2]], [[0.1], [0.8]]]).reshape(1, 3, 1, 2)
-    palette = registry.nodes["Palette"].call(Context(), {"colors": "red, blue"})
+    palette = registry.nodes["Palette"].call(Context(), {"colors": "red, blue"})["palette"]
     out = registry.nodes["ApplyPalette"].call(Context(), {"image": image, "palette": palette})
     assert out["image"][0, :, 0, 0].tolist() == [1.0, 0.0, 0.0]
     assert out["image"][0, :, 0, 1].tolist() == [0.0, 0.0, 1.0]
