@@ -4,7 +4,7 @@ worker processes, and on a Dask LocalCluster with 1 and 2 workers, measured in o
     python benchmarks/bench_batch.py [--items 16] [--model NAME --models-dir DIR] [--steps 20]
 
 Without --model it builds the tiny test model family (random weights) in a temporary folder
-and samples 64x64 images, so the figures measure Easel's batch machinery on this machine,
+and samples 128x128 images, so the figures measure Easel's batch machinery on this machine,
 not a trained model. Each configuration gets the machine's cores split between its workers.
 """
 
@@ -47,21 +47,25 @@ def workflow(model: str, steps: int, size: int) -> dict[str, Any]:
 
 
 def timed(label: str, wf: dict[str, Any], options: BatchOptions, config: RunnerConfig
-          ) -> tuple[str, float, int]:
+          ) -> tuple[str, float, int, float]:
+    """(label, wall seconds, items ok, steady items/s between the first and last finish)."""
     start = time.perf_counter()
     batch = run_batch(wf, options, config)
     seconds = time.perf_counter() - start
     failed = len(batch.failed)
     if failed:
         print(f"{label}: {failed} items failed: {batch.failed[0].get('error')}", file=sys.stderr)
-    return label, seconds, len(batch.results) - failed
+    finishes = sorted(r["finished_at"] for r in batch.results if "finished_at" in r)
+    span = finishes[-1] - finishes[0] if len(finishes) > 1 else 0.0
+    steady = (len(finishes) - 1) / span if span > 0 else 0.0
+    return label, seconds, len(batch.results) - failed, steady
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--items", type=int, default=16)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--model")
     parser.add_argument("--models-dir")
     parser.add_argument("--no-dask", action="store_true")
@@ -104,12 +108,14 @@ def main() -> None:
           f"{args.size}x{args.size}, {args.steps} steps (wall time includes worker start-up)")
     print(f"load average before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
           "(other processes share these cores)")
-    print(f"{'configuration':<34} {'items ok':>8} {'seconds':>9} {'items/s':>8} {'speed-up':>9}")
-    base = {"local": rows[0][1], "Dask": rows[2][1] if len(rows) > 2 else rows[0][1]}
-    for label, seconds, ok in rows:
-        ref = base["Dask"] if label.startswith("Dask") else base["local"]
-        print(f"{label:<34} {ok:>8} {seconds:>9.2f} {ok / seconds:>8.2f} "
-              f"{ref / seconds:>8.2f}x")
+    print(f"{'configuration':<34} {'items ok':>8} {'wall s':>8} {'items/s':>8} {'speed-up':>9}"
+          f" {'steady items/s':>15} {'steady speed-up':>16}")
+    first = {"local": rows[0], "Dask": rows[2] if len(rows) > 2 else rows[0]}
+    for label, seconds, ok, steady in rows:
+        ref = first["Dask"] if label.startswith("Dask") else first["local"]
+        steady_ratio = steady / ref[3] if ref[3] else 0.0
+        print(f"{label:<34} {ok:>8} {seconds:>8.2f} {ok / seconds:>8.2f} "
+              f"{ref[1] / seconds:>8.2f}x {steady:>15.2f} {steady_ratio:>15.2f}x")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ class ItemRunner:
             if run.failures:
                 result["error"] = "; ".join(str(f) for f in run.failures)
         result["seconds"] = round(time.perf_counter() - started, 4)
+        result["finished_at"] = time.time()
         return result
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from easel.core.context import Context
@@ -52,6 +53,9 @@ def default_negative(positive: dict[str, Any]) -> dict[str, Any]:
             if key in ("embeds", "image_embeds", "pooled") and value is not None}
 
 
+PREVIEW_INTERVAL = 0.1  # seconds between latent previews
+
+
 def previewer(ctx: Context, model: Any) -> Any:
     """A per-step callback reporting progress with a small latent preview."""
     from easel.models.preview import fit_latent_to_rgb, latent_preview
@@ -64,10 +68,18 @@ def previewer(ctx: Context, model: Any) -> Any:
             ctx.logger.debug("no latent preview: %s", exc)
             model.preview_matrix = False
 
+    last_preview = [0.0]
+
     def callback(step: int, total: int, latents: Any) -> None:
+        # Progress every step; a preview at most every PREVIEW_INTERVAL seconds (and on the
+        # last step), so fast steps are not slowed down by pictures nobody can see.
         matrix = model.preview_matrix
-        preview = latent_preview(latents, matrix) if matrix is not False and matrix is not None \
-            else None
+        preview = None
+        now = time.monotonic()
+        if (matrix is not False and matrix is not None
+                and (now - last_preview[0] >= PREVIEW_INTERVAL or step == total)):
+            preview = latent_preview(latents, matrix)
+            last_preview[0] = now
         ctx.progress(step, total, preview)
 
     return callback

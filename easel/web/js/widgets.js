@@ -31,7 +31,7 @@ function numberWidget(spec, value, change) {
   if (spec.minimum !== undefined) input.min = spec.minimum;
   if (spec.maximum !== undefined) input.max = spec.maximum;
   input.step = spec.step ?? (isInt ? 1 : "any");
-  input.value = value ?? "";
+  input.value = value ?? spec.default ?? "";
   input.addEventListener("change", () => {
     let number = isInt ? parseInt(input.value, 10) : parseFloat(input.value);
     if (Number.isNaN(number)) number = spec.default ?? spec.minimum ?? 0;
@@ -62,7 +62,7 @@ function textWidget(spec, value, change) {
     ? el("textarea", { class: "w-text", rows: "3", spellcheck: "false" })
     : el("input", { type: "text", class: "w-text" });
   if (spec.maxLength) input.maxLength = spec.maxLength;
-  input.value = value ?? "";
+  input.value = value ?? spec.default ?? "";
   input.addEventListener("change", () => change(input.value));
   return input;
 }

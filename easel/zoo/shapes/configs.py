@@ -41,7 +41,7 @@ class FamilyConfig:
     upscaler_groups: int = 16
     budgets: dict[str, StageBudget] = field(
         default_factory=lambda: {
-            "vae": StageBudget(steps=2000, batch_size=32, lr=1e-3),
+            "vae": StageBudget(steps=2500, batch_size=32, lr=1e-3),
             "clip": StageBudget(steps=800, batch_size=128, lr=1e-3),
             "unet": StageBudget(steps=4500, batch_size=32, lr=5e-4),
             "prior": StageBudget(steps=1500, batch_size=128, lr=5e-4),

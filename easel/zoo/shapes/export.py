@@ -137,27 +137,38 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 def training_record(work_dir: Path) -> str:
     """TRAINING.md: the command, and per stage the steps, wall time, seed and final metrics."""
+    import platform
+
     lines = [
         f"# How {MODEL_NAME} was trained",
         "",
         "Command: `python -m easel.zoo train shapes --stage all --threads 1 "
-        "--work-dir build/zoo/shapes` then `python -m easel.zoo export shapes`.",
-        "Every stage is seeded (seed 0 unless noted) and resumable; each step's data and",
-        "noise depend only on (seed, stage, step), so a resumed run repeats the same batches.",
+        "--work-dir build/zoo/shapes`, then `python -m easel.zoo export shapes`.",
+        "Every stage is seeded and resumable; each step's data and noise depend only on",
+        "(seed, stage, step), so a resumed run repeats the same batches.",
+        f"Exported with torch {torch.__version__} on {platform.platform()}.",
         "",
-        "| stage | steps | wall minutes | seed | result |",
-        "|---|---|---|---|---|",
+        "| stage | steps | batch | wall minutes | seed | machine | result |",
+        "|---|---|---|---|---|---|---|",
     ]
     for stage in ("vae", "clip", "unet", "prior", "decoder", "upscaler"):
         path = work_dir / stage / "result.json"
         if not path.exists():
-            lines.append(f"| {stage} | - | - | - | not recorded |")
+            lines.append(f"| {stage} | - | - | - | - | - | not recorded |")
             continue
         info = json.loads(path.read_text())
-        extra = {k: v for k, v in info.items() if k not in ("stage", "steps", "minutes", "seed")}
+        machine = info.get("machine", {})
+        where = (
+            f"{machine.get('device', 'cpu')}, {machine.get('cpus', '?')} cores, "
+            f"{machine.get('torch_threads', '?')} threads"
+            if machine
+            else "-"
+        )
+        skip = ("stage", "steps", "minutes", "seed", "batch_size", "machine")
+        extra = {k: v for k, v in info.items() if k not in skip}
         lines.append(
-            f"| {stage} | {info['steps']} | {info['minutes']} | {info['seed']} | "
-            f"`{json.dumps(extra)}` |"
+            f"| {stage} | {info['steps']} | {info.get('batch_size', '-')} | {info['minutes']} | "
+            f"{info['seed']} | {where} | `{json.dumps(extra)}` |"
         )
     notes = work_dir / "NOTES.md"
     if notes.exists():

@@ -114,13 +114,14 @@ def upscale(
 ) -> np.ndarray:
     """2x super-resolution of uint8 images (N x H x W x 3) by conditional diffusion."""
     from diffusers import DDIMScheduler, EulerDiscreteScheduler
+    from diffusers.utils.torch_utils import randn_tensor
 
     scheduler = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler}[sampler].from_config(
         pixel_scheduler_config()
     )
     device = unet.device
     low = upsample(images_to_tensor(images, str(device)))
-    x = torch.randn(low.shape, generator=generator, device=device) * scheduler.init_noise_sigma
+    x = randn_tensor(low.shape, generator=generator, device=device) * scheduler.init_noise_sigma
     scheduler.set_timesteps(steps)
     for t in scheduler.timesteps:
         model_in = torch.cat([scheduler.scale_model_input(x, t), low], dim=1)

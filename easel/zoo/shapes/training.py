@@ -209,11 +209,22 @@ class StageTrainer:
         self.save_checkpoint()
 
     def write_progress(self, extra: dict[str, Any]) -> None:
+        import os
+        import platform
+
         info = {
             "stage": self.stage,
             "steps": self.step,
             "minutes": round(self.elapsed / 60, 2),
             "seed": self.options.seed,
+            "batch_size": self.budget.batch_size,
+            "machine": {
+                "device": self.options.device,
+                "cpus": os.cpu_count(),
+                "torch_threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+                "platform": platform.platform(),
+            },
             **extra,
         }
         (self.dir / "result.json").write_text(json.dumps(info, indent=2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from diffusers.utils.torch_utils import randn_tensor
 
 
 @torch.no_grad()
@@ -23,7 +24,7 @@ def sample_prior(
     """
     n = text["text_embeds"].shape[0]
     dim = prior.config.clip_embed_dim or prior.config.embedding_dim
-    latents = torch.randn((n, dim), generator=generator, device=prior.device)
+    latents = randn_tensor((n, dim), generator=generator, device=prior.device)
     scheduler.set_timesteps(steps)
     proj = torch.cat([uncond["text_embeds"].expand(n, -1), text["text_embeds"]])
     hidden = torch.cat([uncond["hidden"].expand(n, -1, -1), text["hidden"]])
@@ -57,7 +58,7 @@ def sample_decoder(
 
     n = image_embeds.shape[0]
     size = decoder.config.sample_size
-    latents = torch.randn(
+    latents = randn_tensor(
         (n, decoder.config.in_channels, size, size), generator=generator, device=decoder.device
     )
     scheduler.set_timesteps(steps)
