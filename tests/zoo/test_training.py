@@ -74,3 +74,30 @@ def test_same_seed_same_weights(tmp_path):
         state = torch.load(tmp_path / run / "vae" / "checkpoint.pt", weights_only=False)
         weights.append(state["modules"]["vae"])
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_reference_samplers_run_on_the_trained_stages(work_dir):
+    """Text -> prior -> image embedding -> decoder -> 32x32 -> upscaler -> 64 and 128."""
+    from diffusers import PriorTransformer, UNet2DConditionModel, UNet2DModel
+
+    from easel.zoo.shapes.components import load_clip, load_vae, sampling_scheduler
+    from easel.zoo.shapes.train_clip import clip_embeddings
+    from easel.zoo.shapes.train_prior import prior_scheduler
+    from easel.zoo.shapes.train_upscaler import upscale
+    from easel.zoo.shapes.unclip import sample_decoder, sample_prior
+
+    clip, tokenizer = load_clip(work_dir)
+    vae = load_vae(work_dir)
+    prior = PriorTransformer.from_pretrained(work_dir / "prior" / "model")
+    decoder = UNet2DConditionModel.from_pretrained(work_dir / "decoder" / "model")
+    upscaler = UNet2DModel.from_pretrained(work_dir / "upscaler" / "model")
+    text = clip_embeddings(clip, tokenizer, ["a red circle", "a blue square"], "cpu")
+    uncond = clip_embeddings(clip, tokenizer, [""], "cpu")
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        embeds = sample_prior(prior, prior_scheduler(), text, uncond, steps=2, generator=gen)
+        assert embeds.shape == (2, clip.config.projection_dim)
+        images = sample_decoder(decoder, sampling_scheduler("euler"), vae, embeds, steps=2)
+        assert images.shape == (2, 32, 32, 3)
+        big = upscale(upscaler, upscale(upscaler, images, steps=2), steps=2)
+    assert big.shape == (2, 128, 128, 3)
