@@ -6,6 +6,7 @@ from typing import Any
 
 from easel.core.node import Input, NodeError, node
 from easel.core.types import Latent, Vae
+from easel.nodes.upscale import target_size
 
 DEFAULT_FACTOR = 8
 LATENT_METHODS = ["nearest-exact", "bilinear", "bicubic", "area"]
@@ -48,8 +49,8 @@ def LatentUpscale(
     samples = latent["samples"]
     _, _, h, w = samples.shape
     factor = latent["width"] // w if "width" in latent else DEFAULT_FACTOR
-    new_h, new_w = _target_size(h, w, scale, height // factor if height else 0,
-                                width // factor if width else 0)
+    new_h, new_w = target_size(h, w, scale, width // factor if width else 0,
+                               height // factor if height else 0)
     kwargs = {"antialias": True} if method in ("bilinear", "bicubic") else {}
     resized = F.interpolate(samples, size=(new_h, new_w), mode=method, **kwargs)
     out = {k: v for k, v in latent.items() if k not in ("samples", "noise_mask")}
@@ -57,16 +58,6 @@ def LatentUpscale(
     if "width" in latent:
         out["width"], out["height"] = new_w * factor, new_h * factor
     return out
-
-
-def _target_size(h: int, w: int, scale: float, new_h: int, new_w: int) -> tuple[int, int]:
-    if new_h and new_w:
-        return new_h, new_w
-    if new_w:
-        return max(1, round(h * new_w / w)), new_w
-    if new_h:
-        return new_h, max(1, round(w * new_h / h))
-    return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 @node(category="latent", outputs={"latent": Latent})

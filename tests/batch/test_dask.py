@@ -7,10 +7,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from distributed import Client, LocalCluster
 
 from easel.batch.batch import BatchOptions, run_batch
 from easel.batch.runner import RunnerConfig
+from tests.batch.conftest import dask_client
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = str(ROOT / "tests" / "cli" / "cli_plugin.py")
@@ -23,19 +23,8 @@ WORKFLOW = {"format": "easel.workflow", "version": 1, "nodes": {
 
 @pytest.fixture(scope="module")
 def client():
-    previous = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(ROOT)  # the workers import the test plugin's nodes
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", dashboard_address=None)
-    try:
-        with Client(cluster) as dask_client:
-            yield dask_client
-    finally:
-        cluster.close()
-        if previous is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = previous
+    with dask_client(2) as dask:
+        yield dask
 
 
 def config(tmp_path: Path) -> RunnerConfig:

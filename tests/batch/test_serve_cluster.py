@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from distributed import Client, LocalCluster
 
 from easel.batch.runner import RunnerConfig
 from easel.server import ServerConfig, create_app
+from tests.batch.conftest import dask_client
 from tests.server.conftest import slow_save, submit, wait_run, workflow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,29 +19,18 @@ pytestmark = pytest.mark.asyncio
 
 
 @pytest.fixture(scope="module")
-def dask_client():
-    previous = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(ROOT)
-    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", dashboard_address=None)
-    try:
-        with Client(cluster) as client:
-            yield client
-    finally:
-        cluster.close()
-        if previous is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = previous
+def cluster():
+    with dask_client(1) as dask:
+        yield dask
 
 
 @pytest_asyncio.fixture
-async def cluster_client(aiohttp_client: Any, tmp_path, dask_client) -> Any:
+async def cluster_client(aiohttp_client: Any, tmp_path, cluster) -> Any:
     from easel.core.plugins import load_plugins
 
     registry = load_plugins([PLUGIN], entry_points=False, environ={})
     app = create_app(ServerConfig(port=0, data_dir=tmp_path / "data"), registry,
-                     cluster=dask_client, runner_config=RunnerConfig(plugin_files=(PLUGIN,)))
+                     cluster=cluster, runner_config=RunnerConfig(plugin_files=(PLUGIN,)))
     return await aiohttp_client(app)
 
 
