@@ -6,6 +6,7 @@ import argparse
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 STAGES = ("vae", "clip", "unet", "prior", "decoder", "upscaler")
 DEFAULT_WORK_DIR = Path("build/zoo/shapes")
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--stage",
         default="all",
         choices=[*STAGES, "all"],
-        help="one stage, or all of them in order (default)",
+        help="one stage, or all in order (default; finished stages are skipped unless --steps)",
     )
     train.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     train.add_argument("--steps", type=int, default=None, help="override the stage's step count")
@@ -79,13 +80,16 @@ def _train(args: argparse.Namespace) -> int:
     )
     stages = STAGES if args.stage == "all" else (args.stage,)
     for stage in stages:
+        if (options.stage_dir(stage) / "result.json").exists() and args.steps is None:
+            print(f"stage {stage} already trained ({options.stage_dir(stage)}); skipping")
+            continue
         start = time.monotonic()
         run_stage(stage, options)
         print(f"stage {stage} finished in {(time.monotonic() - start) / 60:.1f} min", flush=True)
     return 0
 
 
-def run_stage(stage: str, options) -> None:
+def run_stage(stage: str, options: Any) -> None:
     """Train one stage; its inputs (earlier stages) must be in options.work_dir."""
     if stage == "vae":
         from easel.zoo.shapes.train_vae import train_vae

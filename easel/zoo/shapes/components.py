@@ -19,14 +19,14 @@ def require(path: Path, stage: str) -> Path:
     return path
 
 
-def load_vae(work_dir: Path, device: str = "cpu", dtype: torch.dtype = torch.float32):
+def load_vae(work_dir: Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> Any:
     from diffusers import AutoencoderKL
 
     vae = AutoencoderKL.from_pretrained(require(work_dir / "vae" / "model", "vae"), dtype=dtype)
     return vae.to(device).eval().requires_grad_(False)
 
 
-def load_clip(work_dir: Path, device: str = "cpu"):
+def load_clip(work_dir: Path, device: str = "cpu") -> tuple[Any, Any]:
     """The full CLIPModel and its tokenizer."""
     from transformers import CLIPModel, CLIPTokenizer
 
@@ -35,7 +35,7 @@ def load_clip(work_dir: Path, device: str = "cpu"):
     return model, CLIPTokenizer.from_pretrained(path)
 
 
-def text_encoder_from_clip(clip) -> Any:
+def text_encoder_from_clip(clip: Any) -> Any:
     """A standalone CLIPTextModel (Stable Diffusion's text_encoder) with CLIP's text tower."""
     from transformers import CLIPTextModel
 
@@ -46,20 +46,22 @@ def text_encoder_from_clip(clip) -> Any:
     return encoder.to(device=clip.device, dtype=clip.dtype).eval().requires_grad_(False)
 
 
-def latent_scheduler():
+def latent_scheduler() -> Any:
     from diffusers import DDPMScheduler
 
     return DDPMScheduler.from_config(latent_scheduler_config())
 
 
-def sampling_scheduler(name: str = "euler"):
+def sampling_scheduler(name: str = "euler") -> Any:
     from diffusers import DDIMScheduler, EulerDiscreteScheduler
 
     table = {"euler": EulerDiscreteScheduler, "ddim": DDIMScheduler}
     return table[name].from_config(latent_scheduler_config())
 
 
-def text_to_image_pipeline(vae, clip, tokenizer, unet, sampler: str = "euler"):
+def text_to_image_pipeline(
+    vae: Any, clip: Any, tokenizer: Any, unet: Any, sampler: str = "euler"
+) -> Any:
     """A StableDiffusionPipeline on the family's components (no safety checker)."""
     from diffusers import StableDiffusionPipeline
 
@@ -78,7 +80,9 @@ def text_to_image_pipeline(vae, clip, tokenizer, unet, sampler: str = "euler"):
 
 
 @torch.no_grad()
-def encode_text(text_encoder_or_clip, tokenizer, captions: list[str], device: str) -> torch.Tensor:
+def encode_text(
+    text_encoder_or_clip: Any, tokenizer: Any, captions: list[str], device: str
+) -> torch.Tensor:
     """Last hidden states of the CLIP text tower for padded captions (as SD conditions)."""
     from easel.zoo.shapes.train_clip import tokenize
 

@@ -44,7 +44,7 @@ class FamilyConfig:
             "vae": StageBudget(steps=2500, batch_size=32, lr=1e-3),
             "clip": StageBudget(steps=800, batch_size=128, lr=1e-3),
             "unet": StageBudget(steps=4500, batch_size=32, lr=5e-4),
-            "prior": StageBudget(steps=1500, batch_size=128, lr=5e-4),
+            "prior": StageBudget(steps=1000, batch_size=128, lr=5e-4),
             "decoder": StageBudget(steps=1500, batch_size=32, lr=3e-4),
             "upscaler": StageBudget(steps=1500, batch_size=8, lr=5e-4),
         }

@@ -37,7 +37,7 @@ def adherence(images: np.ndarray, scenes: list[Scene]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def clip_score(clip, tokenizer, images: np.ndarray, captions: list[str]) -> float:
+def clip_score(clip: Any, tokenizer: Any, images: np.ndarray, captions: list[str]) -> float:
     """Mean CLIPScore = 100 * max(cos(image, text), 0) with the tiny CLIP."""
     from easel.zoo.shapes.train_clip import image_embeddings, tokenize
 
@@ -52,10 +52,10 @@ def clip_score(clip, tokenizer, images: np.ndarray, captions: list[str]) -> floa
 
 @torch.no_grad()
 def evaluate_text_to_image(
-    vae,
-    clip,
-    tokenizer,
-    unet,
+    vae: Any,
+    clip: Any,
+    tokenizer: Any,
+    unet: Any,
     n: int = 100,
     seed: int = 0,
     steps: int = 20,

@@ -30,7 +30,7 @@ def export_family(
     out_dir: Path,
     dtype: str = "float16",
     recommended: dict[str, Any] | None = None,
-    default_prompt: str = DEFAULT_PROMPT,
+    default_prompt: str | None = None,
 ) -> Path:
     """Export every trained stage in work_dir to out_dir (replacing what is there)."""
     from diffusers import (
@@ -103,6 +103,13 @@ def export_family(
         },
     )
 
+    unet_result = _read_json(work_dir / "unet" / "result.json")
+    if recommended is None:
+        recommended = {**RECOMMENDED, **unet_result.get("recommended", {})}
+    if default_prompt is None:
+        # Advertise position words only when the measured position accuracy earns it.
+        position = unet_result.get("eval", {}).get("position_accuracy", 0.0)
+        default_prompt = DEFAULT_PROMPT_WITH_POSITION if position >= 0.9 else DEFAULT_PROMPT
     _write_json(
         out_dir / "easel.json",
         {
@@ -130,6 +137,10 @@ def _copy_if_exists(src_dir: Path, dst_dir: Path, names: tuple[str, ...]) -> Non
     for name in names:
         if (src_dir / name).exists():
             shutil.copy2(src_dir / name, dst_dir / name)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _read_json(path: Path) -> dict[str, Any]:

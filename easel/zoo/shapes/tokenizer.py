@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from easel.zoo.shapes.configs import MAX_TOKENS
 
@@ -28,7 +29,7 @@ def _bytes_to_unicode() -> list[str]:
     return [chr(c) for c in codes]
 
 
-def train_clip_tokenizer(captions: list[str], out_dir: Path, merges_limit: int = 2000):
+def train_clip_tokenizer(captions: list[str], out_dir: Path, merges_limit: int = 2000) -> Any:
     """Train BPE merges with `tokenizers` and save a `CLIPTokenizer` to out_dir.
 
     The vocabulary is laid out as CLIP's: every byte symbol, every byte symbol with `</w>`,

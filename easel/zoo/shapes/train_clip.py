@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -10,7 +12,7 @@ from easel.zoo.shapes.data import SceneConfig, all_captions, make_batch, step_se
 from easel.zoo.shapes.training import RunOptions, StageTrainer, autocast, images_to_tensor
 
 
-def save_image_processor(out_dir) -> None:
+def save_image_processor(out_dir: Any) -> None:
     """Pixel preprocessing the vision tower expects: 32x32, scaled to [-1, 1]."""
     from transformers import CLIPImageProcessorPil
 
@@ -25,7 +27,7 @@ def save_image_processor(out_dir) -> None:
 _TOKEN_CACHE: dict[tuple[int, str], tuple[list[int], list[int]]] = {}
 
 
-def tokenize(tokenizer, captions: list[str], device: str) -> dict[str, torch.Tensor]:
+def tokenize(tokenizer: Any, captions: list[str], device: str) -> dict[str, torch.Tensor]:
     """Pad to MAX_TOKENS as StableDiffusionPipeline does; captions repeat, so cache them."""
     missing = [c for c in dict.fromkeys(captions) if (id(tokenizer), c) not in _TOKEN_CACHE]
     if missing:
@@ -77,7 +79,9 @@ def train_clip(options: RunOptions) -> None:
 
 
 @torch.no_grad()
-def evaluate_retrieval(model, tokenizer, options: RunOptions, n: int = 256) -> dict[str, float]:
+def evaluate_retrieval(
+    model: Any, tokenizer: Any, options: RunOptions, n: int = 256
+) -> dict[str, float]:
     """Top-1 image->caption retrieval among n held-out scenes, and position-word accuracy.
 
     The second figure asks, per single-object image, which of the five position captions
@@ -122,13 +126,15 @@ def evaluate_retrieval(model, tokenizer, options: RunOptions, n: int = 256) -> d
     }
 
 
-def _unit(x) -> torch.Tensor:
+def _unit(x: Any) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         x = x.pooler_output
     return x / x.norm(dim=-1, keepdim=True)
 
 
-def clip_embeddings(model, tokenizer, captions: list[str], device: str) -> dict[str, torch.Tensor]:
+def clip_embeddings(
+    model: Any, tokenizer: Any, captions: list[str], device: str
+) -> dict[str, torch.Tensor]:
     """Text embeds (projected pooled), last hidden states and mask for captions."""
     inputs = tokenize(tokenizer, captions, device)
     out = model.text_model(**inputs)
@@ -140,7 +146,7 @@ def clip_embeddings(model, tokenizer, captions: list[str], device: str) -> dict[
     }
 
 
-def image_embeddings(model, images: np.ndarray, device: str) -> torch.Tensor:
+def image_embeddings(model: Any, images: np.ndarray, device: str) -> torch.Tensor:
     """CLIP image embeds (projected, not normalised) of uint8 images."""
     out = model.vision_model(pixel_values=images_to_tensor(images, device))
     return model.visual_projection(out.pooler_output)

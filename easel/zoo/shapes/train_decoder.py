@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -21,7 +23,7 @@ from easel.zoo.shapes.training import (
 EMPTY_EMBED_PROB = 0.1  # zero image embedding = unconditional, for guidance
 
 
-def init_from_text_unet(decoder: torch.nn.Module, unet_dir) -> int:
+def init_from_text_unet(decoder: torch.nn.Module, unet_dir: Any) -> int:
     """Start from the text UNet's weights wherever the two architectures agree.
 
     The denoising trunk is shared; only the conditioning projections differ, so the decoder
@@ -86,7 +88,9 @@ def train_decoder(options: RunOptions) -> None:
 
 
 @torch.no_grad()
-def evaluate_unclip(decoder, vae, clip, tokenizer, options: RunOptions, n: int = 100) -> dict:
+def evaluate_unclip(
+    decoder: Any, vae: Any, clip: Any, tokenizer: Any, options: RunOptions, n: int = 100
+) -> dict:
     """Held-out prompts through prior + decoder (20 Euler steps), scored by the analyser."""
     from diffusers import PriorTransformer
 

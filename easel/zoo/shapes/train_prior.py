@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -14,14 +16,16 @@ from easel.zoo.shapes.training import RunOptions, StageTrainer, add_noise, autoc
 EMPTY_CAPTION_PROB = 0.1
 
 
-def prior_scheduler():
+def prior_scheduler() -> Any:
     from diffusers import DDPMScheduler
 
     return DDPMScheduler.from_config(prior_scheduler_config())
 
 
 @torch.no_grad()
-def embedding_stats(clip, options: RunOptions, n: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def embedding_stats(
+    clip: Any, options: RunOptions, n: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and std of CLIP image embeddings over training images (the prior's normalisation)."""
     batch = make_batch(step_seed(options.seed, "prior-stats", 0), 64 if options.tiny else n)
     emb = image_embeddings(clip, batch.images, options.device)
@@ -79,7 +83,9 @@ def train_prior(options: RunOptions) -> None:
 
 
 @torch.no_grad()
-def evaluate_prior(prior, clip, tokenizer, options: RunOptions, n: int = 200) -> dict[str, float]:
+def evaluate_prior(
+    prior: Any, clip: Any, tokenizer: Any, options: RunOptions, n: int = 200
+) -> dict[str, float]:
     """Cosine between sampled embeddings and the true image's embedding, and caption retrieval.
 
     retrieval: fraction of held-out prompts whose sampled embedding is closest to a rendered

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -81,7 +83,7 @@ def train_unet(options: RunOptions) -> None:
     trainer.write_progress(results)
 
 
-def save_ema_model(trainer: StageTrainer, model: torch.nn.Module, out_dir) -> None:
+def save_ema_model(trainer: StageTrainer, model: torch.nn.Module, out_dir: Any) -> None:
     """Save the EMA weights (what ships) with save_pretrained; keep the raw weights in place."""
     if trainer.ema is not None:
         trainer.ema.store(trainer.params)

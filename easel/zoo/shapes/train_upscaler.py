@@ -6,6 +6,8 @@ the low-resolution image upsampled and concatenated to the noisy input's channel
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -26,7 +28,7 @@ from easel.zoo.shapes.training import (
 LOW_RES_NOISE = 0.03  # augmentation of the low-res condition (in [-1, 1] units)
 
 
-def pixel_scheduler():
+def pixel_scheduler() -> Any:
     from diffusers import DDPMScheduler
 
     return DDPMScheduler.from_config(pixel_scheduler_config())
@@ -37,7 +39,7 @@ def upsample(low: torch.Tensor) -> torch.Tensor:
 
 
 def training_pair(
-    seed: int, n: int, vae, device: str, gen: torch.Generator
+    seed: int, n: int, vae: Any, device: str, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(high, low) 64x64 / 32x32 windows: half 32->64 scenes, half 64->128 crops.
 
@@ -106,7 +108,7 @@ def train_upscaler(options: RunOptions) -> None:
 
 @torch.no_grad()
 def upscale(
-    unet,
+    unet: Any,
     images: np.ndarray,
     steps: int = 20,
     generator: torch.Generator | None = None,
@@ -130,7 +132,7 @@ def upscale(
 
 
 @torch.no_grad()
-def evaluate_upscaler(unet, vae, options: RunOptions, n: int = 50) -> dict[str, float]:
+def evaluate_upscaler(unet: Any, vae: Any, options: RunOptions, n: int = 50) -> dict[str, float]:
     """PSNR against the true 64px render (vs bilinear), and analyser accuracy at 64 and 128."""
     from easel.zoo.shapes.evaluate import adherence, eval_scenes
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
@@ -9,8 +11,8 @@ from diffusers.utils.torch_utils import randn_tensor
 
 @torch.no_grad()
 def sample_prior(
-    prior,
-    scheduler,
+    prior: Any,
+    scheduler: Any,
     text: dict[str, torch.Tensor],
     uncond: dict[str, torch.Tensor],
     steps: int = 25,
@@ -45,9 +47,9 @@ def sample_prior(
 
 @torch.no_grad()
 def sample_decoder(
-    decoder,
-    scheduler,
-    vae,
+    decoder: Any,
+    scheduler: Any,
+    vae: Any,
     image_embeds: torch.Tensor,
     steps: int = 20,
     guidance: float = 3.0,

@@ -42,7 +42,7 @@ def _parse_colors(text: str) -> list[tuple[int, int, int]]:
 
 @easel.node(category="image/color", outputs={"palette": Palette_})
 def Palette(colors: str = easel.Input("black, white, #e63946, #457b9d, #f1c40f",
-                                      multiline=True)) -> Any:
+                                      multiline=True, widget="palette")) -> Any:
     """A palette from colour names, #rrggbb or 'R G B' triples, comma separated."""
     return _parse_colors(colors)
 

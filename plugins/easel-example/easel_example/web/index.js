@@ -1,21 +1,33 @@
-// Editor asset of the easel-example plugin: draws a Palette node's colours as swatches.
-export function setup(editor) {
-  editor.addSocketColor?.("PALETTE", "#c77dff");
-  editor.onNodeRendered?.("Palette", (nodeElement, node) => {
-    const text = String(node.inputs?.colors ?? "");
-    let strip = nodeElement.querySelector(".example-swatches");
-    if (!strip) {
-      strip = document.createElement("div");
-      strip.className = "example-swatches";
-      strip.style.cssText = "display:flex;gap:2px;padding:4px 8px";
-      nodeElement.appendChild(strip);
-    }
-    strip.replaceChildren(...text.split(",").map((c) => c.trim()).filter(Boolean).map((c) => {
-      const swatch = document.createElement("span");
-      const parts = c.split(/\s+/);
-      swatch.style.cssText = "width:14px;height:14px;border-radius:3px;border:1px solid #0006";
-      swatch.style.background = parts.length === 3 ? `rgb(${parts.join(",")})` : c;
-      return swatch;
-    }));
+// Editor asset of the easel-example plugin: a "palette" widget that shows the colours
+// of a Palette node as swatches while you type them.
+
+function swatches(text) {
+  return String(text ?? "").split(/[,;]/).map((c) => c.trim()).filter(Boolean).map((c) => {
+    const parts = c.split(/\s+/);
+    const swatch = document.createElement("span");
+    swatch.className = "example-swatch";
+    swatch.title = c;
+    swatch.style.background = parts.length === 3 ? `rgb(${parts.join(",")})` : c;
+    return swatch;
   });
+}
+
+export function setup(editor) {
+  editor.registerWidget("palette", (spec, value, change) => {
+    const box = document.createElement("div");
+    box.className = "example-palette";
+    const text = document.createElement("textarea");
+    text.className = "w-text";
+    text.rows = 2;
+    text.spellcheck = false;
+    text.value = value ?? spec.default ?? "";
+    const strip = document.createElement("div");
+    strip.className = "example-swatches";
+    strip.replaceChildren(...swatches(text.value));
+    text.addEventListener("input", () => strip.replaceChildren(...swatches(text.value)));
+    text.addEventListener("change", () => change(text.value));
+    box.append(text, strip);
+    return box;
+  });
+  editor.canvas.render();
 }
