@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import editor_page, screenshot
 from tests.browser.helpers import add_node, drag_link, link_count, new_workflow, set_number
 from tests.fixtures.tiny_models import TinyModels, tiny_models  # noqa: F401 - a fixture
 from tests.server.serverproc import Server, free_port
@@ -25,15 +25,8 @@ def model_server(tmp_path_factory: pytest.TempPathFactory,
 
 @pytest.fixture
 def model_page(browser: Any, model_server: Server) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(model_server.base + "/")
-    page.wait_for_selector("body.ready")
-    yield page
-    context.close()
-    assert not errors, errors
+    with editor_page(browser, model_server) as opened:
+        yield opened
 
 
 def test_default_text_to_image_graph_from_the_palette(model_page: Any,
