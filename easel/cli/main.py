@@ -45,9 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["zoo"]:  # its own parser takes everything after the word
+        from easel.cli.zoo_cmd import run_zoo
+
+        return run_zoo(args_list[1:])
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = parser.parse_args(args_list)
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
         if not getattr(args, "func", None):
