@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from easel.batch.batch import BatchOptions, run_batch
-from easel.batch.runner import RunnerConfig
 from easel.batch.sweep import SweepError, item_label
-from easel.cli.common import EXIT_FAILED, EXIT_OK, UsageError, parse_size
+from easel.cli.common import EXIT_FAILED, EXIT_OK, UsageError, parse_size, runner_config
 
 
 def run_batch_command(args: argparse.Namespace) -> int:
@@ -20,16 +18,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     workflow = load_workflow(args) if (args.workflow or not args.resume) else None
-    plugins = tuple(str(Path(p).resolve()) if p.endswith(".py") else p
-                    for p in (getattr(args, "plugin", None) or []))
-    config = RunnerConfig(
-        output_dir=str(Path(args.output_dir).resolve()),
-        plugin_files=plugins,
-        models_dir=os.environ.get("EASEL_MODELS_DIR"),
-        allow_unsafe_pickle=bool(getattr(args, "allow_unsafe_pickle", False)),
-        cache_bytes=parse_size(args.cache_size),
-        environ={k: v for k, v in os.environ.items() if k.startswith("EASEL_")},
-    )
+    config = runner_config(args, output_dir=str(Path(args.output_dir).resolve()),
+                           cache_bytes=parse_size(args.cache_size))
     options = BatchOptions(
         sweeps=args.sweep, zipped=args.zip, workers=args.workers, cluster=args.cluster,
         grid=Path(args.grid) if args.grid else None,

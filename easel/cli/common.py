@@ -98,3 +98,18 @@ def parse_value(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+def runner_config(args: argparse.Namespace, **overrides: Any) -> Any:
+    """What batch and cluster workers need to rebuild this command's executor."""
+    from easel.batch.runner import RunnerConfig
+
+    plugins = tuple(str(Path(p).resolve()) if p.endswith(".py") else p
+                    for p in (getattr(args, "plugin", None) or []))
+    return RunnerConfig(
+        plugin_files=plugins,
+        models_dir=os.environ.get("EASEL_MODELS_DIR"),
+        allow_unsafe_pickle=bool(getattr(args, "allow_unsafe_pickle", False)),
+        environ={k: v for k, v in os.environ.items() if k.startswith("EASEL_")},
+        **overrides,
+    )

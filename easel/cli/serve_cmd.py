@@ -17,6 +17,7 @@ from easel.cli.common import (
     apply_environment,
     make_executor,
     make_registry,
+    runner_config,
 )
 from easel.server.config import MB, ServerConfig, default_data_dir
 
@@ -72,20 +73,9 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    runner_config = None
-    if args.cluster:
-        import os
-
-        from easel.batch.runner import RunnerConfig
-
-        runner_config = RunnerConfig(
-            plugin_files=tuple(str(Path(p).resolve()) if p.endswith(".py") else p
-                               for p in (getattr(args, "plugin", None) or [])),
-            models_dir=os.environ.get("EASEL_MODELS_DIR"),
-            allow_unsafe_pickle=bool(getattr(args, "allow_unsafe_pickle", False)),
-            environ={k: v for k, v in os.environ.items() if k.startswith("EASEL_")})
+    cluster_config = runner_config(args) if args.cluster else None
     app = create_app(config, registry, executor, cluster=args.cluster,
-                     runner_config=runner_config)
+                     runner_config=cluster_config)
     shown = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
     if ":" in shown:
         shown = f"[{shown}]"
