@@ -1,11 +1,12 @@
 """Batch throughput: a 16-item seed sweep of a text-to-image workflow with 1 and 2 local
 worker processes, and on a Dask LocalCluster with 1 and 2 workers, measured in one run.
 
-    python benchmarks/bench_batch.py [--items 16] [--model NAME --models-dir DIR] [--steps 20]
+    python benchmarks/bench_batch.py [--items 16] [--tiny [--size 128] [--steps 20]]
 
-Without --model it builds the tiny test model family (random weights) in a temporary folder
-and samples 128x128 images, so the figures measure Easel's batch machinery on this machine,
-not a trained model. Each configuration gets the machine's cores split between its workers.
+By default it sweeps the seed of the default workflow (`workflows/text_to_image.json`, the
+bundled easel-shapes model). With --tiny it builds the tiny test model family (random
+weights) and samples --size images instead, which measures the batch machinery alone. Each
+configuration gets the machine's cores split between its workers.
 """
 
 from __future__ import annotations
@@ -66,22 +67,27 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=16)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--model")
-    parser.add_argument("--models-dir")
+    parser.add_argument("--tiny", action="store_true", help="the tiny random model family")
     parser.add_argument("--no-dask", action="store_true")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     load_before = os.getloadavg()[0]
     scratch = Path(tempfile.mkdtemp(prefix="easel-bench-batch-"))
-    if args.model:
-        model, models_dir = args.model, args.models_dir
-    else:
+    if args.tiny:
         from tests.fixtures.tiny_models import build_tiny_models
 
         tiny = build_tiny_models(scratch / "models")
-        model, models_dir = tiny.name, str(tiny.root)
-    os.environ["EASEL_MODELS_DIR"] = str(Path(models_dir).resolve()) if models_dir else ""
-    wf = workflow(model, args.steps, args.size)
+        model = tiny.name
+        os.environ["EASEL_MODELS_DIR"] = str(tiny.root.resolve())
+        wf = workflow(model, args.steps, args.size)
+        what = f"{args.size}x{args.size}, {args.steps} steps"
+    else:
+        from easel.workflow_files import read_workflow
+
+        os.environ["EASEL_MODELS_DIR"] = ""
+        wf = read_workflow(ROOT / "workflows" / "text_to_image.json")
+        model = wf["nodes"]["model"]["inputs"]["name"]
+        what = "the default workflow (32x32, 20 steps, upscaled to 256, PNG)"
     sweep = [f"sample.seed=1..{args.items}"]
     rows = []
 
@@ -105,7 +111,7 @@ def main() -> None:
                                   config(f"dask{workers}", workers)))
     print(f"Easel batch benchmark on {platform.node()} ({cores} cores, Python "
           f"{platform.python_version()}): {args.items}-item seed sweep, model {model}, "
-          f"{args.size}x{args.size}, {args.steps} steps (wall time includes worker start-up)")
+          f"{what} (wall time includes worker start-up)")
     print(f"load average before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
           "(other processes share these cores)")
     print(f"{'configuration':<34} {'items ok':>8} {'wall s':>8} {'items/s':>8} {'speed-up':>9}"

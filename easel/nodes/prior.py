@@ -23,8 +23,9 @@ def PriorSample(
     candidates: int = Input(2, ge=1, le=64),
 ) -> dict[str, Any]:
     """Sample `candidates` CLIP image embeddings for the prompt and keep the one closest to
-    the text embedding. `positive`/`negative` condition a decoder model in a KSampler
-    (negative: the prior's embedding of the negative prompt, else zeros)."""
+    the text embedding. Guidance contrasts the prompt with `negative`, else with the empty
+    prompt (as unCLIP priors are trained). `positive`/`negative` condition a decoder model in
+    a KSampler (negative: the prior's embedding of the negative prompt, else zeros)."""
     import torch
 
     from easel.models.prior import sample_prior
@@ -33,7 +34,8 @@ def PriorSample(
         ctx.progress(step, total)
 
     try:
-        best, scores = sample_prior(prior, positive, negative, seed=seed, steps=steps,
+        contrast = negative if negative is not None else positive.get("uncond")
+        best, scores = sample_prior(prior, positive, contrast, seed=seed, steps=steps,
                                     guidance=guidance, candidates=candidates, callback=report)
         if negative is not None and negative.get("pooled") is not None:
             neg_embeds, _ = sample_prior(prior, negative, None, seed=seed, steps=steps,

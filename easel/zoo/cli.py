@@ -1,4 +1,4 @@
-"""Command line for the model zoo: `easel zoo train|export shapes ...`."""
+"""Command line for the model zoo: `easel zoo train|export shapes`, `easel zoo eval`."""
 
 from __future__ import annotations
 
@@ -39,6 +39,28 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
     export.add_argument("--out", type=Path, default=DEFAULT_EXPORT_DIR)
     export.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+
+    evaluate = sub.add_parser(
+        "eval", help="prompt adherence, CLIPScore and CLIP-FID on held-out prompts"
+    )
+    evaluate.add_argument(
+        "model",
+        nargs="?",
+        default="easel-shapes",
+        help="a model name Easel finds (default easel-shapes) or a model folder",
+    )
+    evaluate.add_argument("--n", type=int, default=100, help="number of prompts (default 100)")
+    evaluate.add_argument("--steps", type=int, default=20)
+    evaluate.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        help="classifier-free guidance (default: the model's recommended)",
+    )
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -52,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = export_family(args.work_dir, args.out, dtype=args.dtype)
         print(f"exported easel-shapes to {out}")
         return 0
+    if args.command == "eval":
+        return _evaluate(args)
     raise AssertionError(args.command)
 
 
@@ -87,6 +111,47 @@ def _train(args: argparse.Namespace) -> int:
         run_stage(stage, options)
         print(f"stage {stage} finished in {(time.monotonic() - start) / 60:.1f} min", flush=True)
     return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from easel.zoo.shapes.eval_model import evaluate_model, format_table
+
+    folder = _model_folder(args.model)
+    if folder is None:
+        print(
+            f"easel zoo eval: no model folder or model named {args.model!r} "
+            "(put models in the models directory, or give a folder)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.n < 2:
+        print("easel zoo eval: --n must be at least 2 (FID needs a covariance)", file=sys.stderr)
+        return 2
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        metrics = evaluate_model(folder, args.n, args.steps, args.guidance, args.seed, args.device)
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        print(f"easel zoo eval: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(metrics) if args.json else format_table(metrics))
+    return 0
+
+
+def _model_folder(model: str) -> Path | None:
+    """A folder given directly, else a discovered model of that name."""
+    path = Path(model)
+    if path.is_dir():
+        return path
+    from easel.models.discovery import discover
+
+    entry = discover().get(model)
+    return entry.path if entry is not None and entry.format == "diffusers" else None
 
 
 def run_stage(stage: str, options: Any) -> None:

@@ -41,6 +41,32 @@ def test_sweep_runs_on_both_workers_in_order(client, tmp_path):
     assert sum(r["nodes"]["slow"] == "executed" for r in batch.results) <= 2
 
 
+def test_demo_model_seed_sweep_loads_the_model_once_per_worker(client, tmp_path):
+    """The default workflow on the shipped easel-shapes, four seeds over two workers."""
+    import numpy as np
+    from PIL import Image
+
+    from easel.nodes.shapes_render import parse_caption
+    from easel.workflow_files import read_workflow
+    from easel.zoo.shapes.analyse import analyse, score
+
+    workflow = read_workflow(ROOT / "workflows" / "text_to_image.json")
+    options = BatchOptions(sweeps=["sample.seed=1..4"], cluster=client, progress=False)
+    batch = run_batch(workflow, options, RunnerConfig(output_dir=str(tmp_path),
+                                                      torch_threads=1))
+    assert [r["params"]["sample.seed"] for r in batch.results] == [1, 2, 3, 4]
+    assert all(r["status"] == "succeeded" for r in batch.results), batch.failed
+    assert len({r["worker"] for r in batch.results}) == 2
+    loads = [r["nodes"]["model"] for r in batch.results]
+    assert loads.count("executed") == 2, loads  # once per worker, cached after that
+    images = [np.asarray(Image.open(f).convert("RGB")) for r in batch.results
+              for f in r["files"]]
+    assert len(images) == 4 and len({im.tobytes() for im in images}) == 4
+    scene = parse_caption(workflow["nodes"]["prompt"]["inputs"]["text"])
+    for image in images:
+        assert score(analyse(image)[0], scene)["color"]
+
+
 def test_losing_a_worker_mid_batch_loses_no_item(client, tmp_path):
     killed = threading.Event()
     options = BatchOptions(sweeps=["slow.value=1..10"], cluster=client, progress=False)

@@ -71,3 +71,32 @@ def test_default_text_to_image_graph_from_the_palette(model_page: Any,
     assert link_count(page) == 7
     text = page.input_value(f'.node[data-id="{encode}"] textarea')
     assert text == "a red circle"
+
+
+def test_first_visit_runs_the_default_workflow_on_the_demo_model(browser: Any,
+                                                                  server: Server) -> None:
+    """A new user opens the editor, presses Ctrl+Enter, and sees the prompt drawn."""
+    import io
+    import urllib.request
+
+    import numpy as np
+    from PIL import Image
+
+    from easel.nodes.shapes_render import parse_caption
+    from easel.zoo.shapes.analyse import analyse, score
+
+    with editor_page(browser, server) as page:
+        assert page.locator('.node[data-id="model"]').count() == 1  # the default workflow
+        prompt = page.input_value('.node[data-id="prompt"] textarea')
+        page.locator("#canvas").click(position={"x": 20, "y": 20})
+        page.keyboard.press("Control+Enter")
+        image = page.wait_for_selector('.node[data-id="save"] .node-media img.output',
+                                       timeout=120_000)
+        page.wait_for_function("img => img.complete && img.naturalWidth === 256", arg=image)
+        screenshot(page, "default-workflow")
+        src = str(image.get_attribute("src"))
+        url = src if src.startswith("http") else server.base + src
+        with urllib.request.urlopen(url, timeout=10) as response:
+            pixels = np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB"))
+    verdict = score(analyse(pixels)[0], parse_caption(prompt))
+    assert all(verdict.values()), (prompt, analyse(pixels)[0])

@@ -51,29 +51,15 @@ def clip_score(clip: Any, tokenizer: Any, images: np.ndarray, captions: list[str
 
 
 @torch.no_grad()
-def evaluate_text_to_image(
-    vae: Any,
-    clip: Any,
-    tokenizer: Any,
-    unet: Any,
-    n: int = 100,
-    seed: int = 0,
-    steps: int = 20,
-    guidance: float = 3.0,
-    sampler: str = "euler",
-    held_out: str = "only",
-) -> dict[str, Any]:
-    """Generate n single-object prompts (held-out by default) and score them."""
-    from easel.zoo.shapes.components import text_to_image_pipeline
-
-    pipe = text_to_image_pipeline(vae, clip, tokenizer, unet, sampler)
-    scenes = eval_scenes(n, seed, held_out)
-    captions = [s.caption for s in scenes]
+def generate(
+    pipe: Any, captions: list[str], seed: int, steps: int, guidance: float, chunk: int = 50
+) -> np.ndarray:
+    """uint8 images (N x 32 x 32 x 3) for captions, in chunks seeded by their offset."""
     images = []
-    for start in range(0, n, 50):
+    for start in range(0, len(captions), chunk):
         gen = torch.Generator("cpu").manual_seed(seed + start)
         out = pipe(
-            captions[start : start + 50],
+            captions[start : start + chunk],
             height=32,
             width=32,
             num_inference_steps=steps,
@@ -82,8 +68,41 @@ def evaluate_text_to_image(
             output_type="np",
         )
         images.append(np.clip(np.rint(out.images * 255), 0, 255).astype(np.uint8))
-    all_images = np.concatenate(images)
-    metrics = adherence(all_images, scenes)
-    metrics["clip_score"] = clip_score(clip, tokenizer, all_images, captions)
-    metrics.update(steps=steps, guidance=guidance, sampler=sampler, held_out=held_out)
+    return np.concatenate(images)
+
+
+@torch.no_grad()
+def evaluate_pipeline(
+    pipe: Any,
+    clip: Any,
+    tokenizer: Any,
+    n: int = 100,
+    seed: int = 0,
+    steps: int = 20,
+    guidance: float = 3.0,
+    held_out: str = "only",
+    with_fid: bool = False,
+) -> dict[str, Any]:
+    """Generate n single-object prompts (held-out by default) with `pipe` and score them."""
+    from easel.zoo.shapes.fid import clip_fid
+
+    scenes = eval_scenes(n, seed, held_out)
+    captions = [s.caption for s in scenes]
+    images = generate(pipe, captions, seed, steps, guidance)
+    metrics: dict[str, Any] = adherence(images, scenes)
+    metrics["clip_score"] = clip_score(clip, tokenizer, images, captions)
+    if with_fid:
+        metrics.update(clip_fid(clip, images, scenes, seed))
+    metrics.update(steps=steps, guidance=guidance, held_out=held_out)
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+
+
+@torch.no_grad()
+def evaluate_text_to_image(
+    vae: Any, clip: Any, tokenizer: Any, unet: Any, sampler: str = "euler", **options: Any
+) -> dict[str, Any]:
+    """`evaluate_pipeline` on a pipeline of the trained stages (options: n, seed, guidance...)."""
+    from easel.zoo.shapes.components import text_to_image_pipeline
+
+    pipe = text_to_image_pipeline(vae, clip, tokenizer, unet, sampler)
+    return {**evaluate_pipeline(pipe, clip, tokenizer, **options), "sampler": sampler}

@@ -13,6 +13,7 @@ from easel.zoo.shapes.components import load_clip, load_vae, require, text_encod
 from easel.zoo.shapes.configs import (
     LATENT_CHANNELS,
     NATIVE_SIZE,
+    UPSCALER_UPSAMPLE,
     VAE_SCALE_FACTOR,
     latent_scheduler_config,
     pixel_scheduler_config,
@@ -97,8 +98,9 @@ def export_family(
             "max_output_size": 4 * NATIVE_SIZE,
             "conditioning": "concat",
             "input_channels": ["noisy image (3)", "low-res image, bilinear 2x upsampled (3)"],
+            "upsample": UPSCALER_UPSAMPLE,
             "value_range": [-1.0, 1.0],
-            "prediction_type": "epsilon",
+            "prediction_type": pixel_scheduler_config()["prediction_type"],
             "recommended_steps": 20,
         },
     )

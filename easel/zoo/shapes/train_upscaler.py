@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from easel.zoo.shapes.components import load_vae
-from easel.zoo.shapes.configs import NATIVE_SIZE, pixel_scheduler_config
+from easel.zoo.shapes.configs import NATIVE_SIZE, UPSCALER_UPSAMPLE, pixel_scheduler_config
 from easel.zoo.shapes.data import make_batch, step_seed
 from easel.zoo.shapes.training import (
     RunOptions,
@@ -35,7 +35,7 @@ def pixel_scheduler() -> Any:
 
 
 def upsample(low: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(low, scale_factor=2, mode="bilinear", align_corners=False)
+    return F.interpolate(low, scale_factor=2, mode=UPSCALER_UPSAMPLE, align_corners=False)
 
 
 def training_pair(
@@ -90,7 +90,7 @@ def train_upscaler(options: RunOptions) -> None:
         noisy, noise, timesteps = add_noise(scheduler, high, gen)
         with autocast(device):
             pred = unet(torch.cat([noisy, upsample(low)], dim=1), timesteps).sample
-        loss = F.mse_loss(pred.float(), noise)
+        loss = F.mse_loss(pred.float(), scheduler.get_velocity(high, noise, timesteps))
         loss.backward()
         return {"loss": float(loss.detach())}
 
