@@ -1,7 +1,5 @@
 """`python -m easel` is the `easel` command."""
 
-import sys
+from easel.cli.main import entry
 
-from easel.cli.main import main
-
-sys.exit(main())
+entry()

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from easel import __version__
 from easel.cli.common import (
@@ -75,5 +79,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def entry() -> NoReturn:
+    """The `easel` command: `main()`, then an exit that skips the interpreter's teardown."""
+    exit_without_teardown(main())
+
+
+def exit_without_teardown(code: int) -> NoReturn:
+    """Exit with `code` once the command is done, without unloading every module.
+
+    After torch, diffusers and transformers are imported, Python's teardown (clearing some
+    5,000 modules and collecting their objects) takes 1.5 s on a 2-core machine: 20% of a cold
+    `easel run`, spent after the PNG is on disk. Everything a finished command needs still
+    happens: the atexit handlers run, logging is shut down and the streams are flushed; files
+    the nodes wrote are closed already. Commands that never imported torch exit normally.
+    """
+    if "torch" not in sys.modules:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

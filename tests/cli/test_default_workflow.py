@@ -3,6 +3,7 @@ bundled easel-shapes model."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -44,3 +45,18 @@ def test_render_shapes_reads_captions_and_explains_bad_ones():
     with pytest.raises(easel.NodeError) as info:
         RenderShapes.call(Context(), {"text": "a fluffy cat", "size": 32})
     assert info.value.input == "text" and "colour" in info.value.message
+
+
+def test_the_command_keeps_exit_codes_and_output_when_it_skips_teardown(tmp_path):
+    """`easel` exits through os._exit once torch is loaded; codes and streams must survive."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    bad = subprocess.run([sys.executable, "-m", "easel", "run", "--set", "sample.steps=0",
+                          "--json"], capture_output=True, text=True, cwd=tmp_path, env=env,
+                         timeout=300)
+    assert bad.returncode == 2
+    assert "node 'sample' (KSampler), input 'steps'" in bad.stdout + bad.stderr
+    good = subprocess.run([sys.executable, "-m", "easel", "run", "--json", "-q"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert good.returncode == 0, good.stderr
+    report = json.loads(good.stdout)  # complete, although the process skipped its teardown
+    assert report["status"] == "succeeded" and len(report["files"]) == 1
