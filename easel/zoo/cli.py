@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="classifier-free guidance (default: the model's recommended)",
     )
+    evaluate.add_argument(
+        "--objects",
+        type=int,
+        default=1,
+        choices=[1, 2],
+        help="objects per prompt (default 1; the goals are for one)",
+    )
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -135,7 +142,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        metrics = evaluate_model(folder, args.n, args.steps, args.guidance, args.seed, args.device)
+        metrics = evaluate_model(
+            folder, args.n, args.steps, args.guidance, args.seed, args.device, args.objects
+        )
     except (FileNotFoundError, OSError, ValueError) as exc:
         print(f"easel zoo eval: {exc}", file=sys.stderr)
         return 1

@@ -45,6 +45,15 @@ def test_eval_table_names_the_goals(exported, capsys):
     assert "goal >= 95%" in out and "goal >= 90%" in out
 
 
+def test_eval_two_object_prompts(exported, capsys):
+    assert main(["eval", str(exported), "--n", "3", "--steps", "1", "--objects", "2",
+                 "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["objects"] == 2 and metrics["two_object_prob"] == 1.0
+    assert metrics["goals_met"] is None  # the goals are set for single-object prompts
+    assert set(metrics) >= KEYS
+
+
 def test_eval_unknown_model_is_a_clear_error(capsys):
     assert main(["eval", "no-such-model"]) == 2
     assert "no-such-model" in capsys.readouterr().err

@@ -43,7 +43,7 @@ class FamilyConfig:
         default_factory=lambda: {
             "vae": StageBudget(steps=2500, batch_size=32, lr=1e-3),
             "clip": StageBudget(steps=800, batch_size=128, lr=1e-3),
-            "unet": StageBudget(steps=4500, batch_size=32, lr=5e-4),
+            "unet": StageBudget(steps=7500, batch_size=32, lr=5e-4),
             "prior": StageBudget(steps=1000, batch_size=128, lr=5e-4),
             "decoder": StageBudget(steps=1500, batch_size=32, lr=3e-4),
             "upscaler": StageBudget(steps=3000, batch_size=8, lr=5e-4),

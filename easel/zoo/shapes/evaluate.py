@@ -82,18 +82,21 @@ def evaluate_pipeline(
     guidance: float = 3.0,
     held_out: str = "only",
     with_fid: bool = False,
+    two_object_prob: float = 0.0,
 ) -> dict[str, Any]:
-    """Generate n single-object prompts (held-out by default) with `pipe` and score them."""
+    """Generate n prompts (held-out, single-object by default) with `pipe` and score them."""
     from easel.zoo.shapes.fid import clip_fid
 
-    scenes = eval_scenes(n, seed, held_out)
+    scenes = eval_scenes(n, seed, held_out, two_object_prob)
     captions = [s.caption for s in scenes]
     images = generate(pipe, captions, seed, steps, guidance)
     metrics: dict[str, Any] = adherence(images, scenes)
     metrics["clip_score"] = clip_score(clip, tokenizer, images, captions)
     if with_fid:
         metrics.update(clip_fid(clip, images, scenes, seed))
-    metrics.update(steps=steps, guidance=guidance, held_out=held_out)
+    metrics.update(
+        steps=steps, guidance=guidance, held_out=held_out, two_object_prob=two_object_prob
+    )
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
 
 
