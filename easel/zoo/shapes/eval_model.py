@@ -28,19 +28,23 @@ TABLE_KEYS = (
 
 def load_pipeline(folder: Path, device: str = "cpu") -> tuple[Any, Any, Any, dict[str, Any]]:
     """(pipeline with the recommended sampler, CLIPModel, tokenizer, easel.json) in float32."""
-    import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
-    from transformers import CLIPModel, CLIPTokenizer
-
-    from easel.models.loading import quiet_libraries
-
-    quiet_libraries()
-    info_path = folder / "easel.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     if not (folder / "model_index.json").is_file() or not (folder / "clip").is_dir():
         raise FileNotFoundError(
             f"{folder} is not an easel-shapes model folder (needs model_index.json and clip/)"
         )
+    info_path = folder / "easel.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    from transformers.utils import logging as transformers_logging
+
+    from easel.models.loading import quiet_libraries
+
+    quiet_libraries()
+    # Importing the pipeline warns that torchvision is missing; no image processor is used.
+    transformers_logging.set_verbosity_error()
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+    from transformers import CLIPModel, CLIPTokenizer
+
     # fp16 weights are upcast: CPUs run float16 convolutions slowly or not at all.
     pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=torch.float32)
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
