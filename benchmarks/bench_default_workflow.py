@@ -13,16 +13,13 @@ warm: `easel serve` already running with the model loaded; a run with a new seed
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from easel.workflow_files import read_workflow  # noqa: E402
+from tests.server.serverproc import Server, free_port  # noqa: E402
 
 GOAL_COLD, GOAL_WARM = 10.0, 2.0
 
@@ -77,52 +75,19 @@ def cold_runs(n: int, scratch: Path, env: dict[str, str]) -> tuple[list[float], 
     return easel, peer
 
 
-class Server:
-    def __init__(self, scratch: Path, env: dict[str, str]) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.base = f"http://127.0.0.1:{port}"
-        self.log = open(scratch / "server.log", "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "easel", "serve", "--port", str(port), "--data-dir",
-             str(scratch / "data")], cwd=ROOT, env=env, stdout=self.log,
-            stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                self.call("GET", "/api/nodes")
-                return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise SystemExit("the server did not start; see server.log") from None
-                time.sleep(0.1)
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read())
-
-    def timed_run(self, workflow: dict[str, Any]) -> float:
-        start = time.perf_counter()
-        run_id = self.call("POST", "/api/runs", {"workflow": workflow})["id"]
-        while True:
-            run = self.call("GET", f"/api/runs/{run_id}")
-            if run["status"] in ("succeeded", "failed", "cancelled"):
-                break
-            time.sleep(0.01)
-        seconds = time.perf_counter() - start
-        if run["status"] != "succeeded":
-            raise SystemExit(f"server run {run['status']}: {run.get('error')}")
-        return seconds
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
-        self.log.close()
+def timed_server_run(server: Server, workflow: dict[str, Any]) -> float:
+    """Seconds from posting `workflow` to the server reporting it succeeded."""
+    start = time.perf_counter()
+    run_id = server.post("/api/runs", {"workflow": workflow})["id"]
+    while True:
+        run = server.get(f"/api/runs/{run_id}")
+        if run["status"] in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.01)
+    seconds = time.perf_counter() - start
+    if run["status"] != "succeeded":
+        raise SystemExit(f"server run {run['status']}: {run.get('error')}")
+    return seconds
 
 
 def main() -> None:
@@ -136,18 +101,18 @@ def main() -> None:
     cold, peer = cold_runs(args.cold, scratch, env)
 
     workflow = read_workflow(ROOT / "workflows" / "text_to_image.json")
-    server = Server(scratch, env)
+    server = Server(scratch / "data", free_port(), env=env)
     try:
         warm = []
         first = 0.0
         for i in range(args.warm + 1):
             workflow["nodes"]["sample"]["inputs"]["seed"] = 1000 + i
-            seconds = server.timed_run(workflow)
+            seconds = timed_server_run(server, workflow)
             if i == 0:
                 first = seconds
             else:
                 warm.append(seconds)
-        cached = server.timed_run(workflow)  # the same seed again: every node cached
+        cached = timed_server_run(server, workflow)  # the same seed again: every node cached
     finally:
         server.stop()
 

@@ -36,7 +36,8 @@ def sample_prior(handle: Any, positive: dict[str, Any], negative: dict[str, Any]
                  seed: int, steps: int, guidance: float, candidates: int,
                  callback: Callable[[int, int], None] | None = None) -> tuple[Any, Any]:
     """(best image embedding [1, D], candidate scores [N]). Each candidate is sampled with
-    classifier-free guidance against `negative` (or the zero text embedding); the kept one has
+    classifier-free guidance against `negative`, else the empty prompt carried in
+    `positive["uncond"]`, else the zero text embedding; the kept one has
     the highest dot product of unit-normalised embeddings with the text embedding."""
     import torch
 
@@ -50,6 +51,10 @@ def sample_prior(handle: Any, positive: dict[str, Any], negative: dict[str, Any]
         raise ValueError(f"the prior expects {seq} text tokens, the conditioning has "
                          f"{hidden.shape[1]}")
     guided = guidance > 1.0
+    if negative is None:
+        # unCLIP priors learn their unconditional branch from empty captions: contrast with
+        # the empty prompt TextEncode attaches; zeros only when there is none.
+        negative = positive.get("uncond")
     if guided:
         if negative is not None and negative.get("pooled") is not None:
             u_text, u_hidden, u_mask = _text_inputs(negative, seq, device, dtype)

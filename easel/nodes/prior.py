@@ -34,8 +34,7 @@ def PriorSample(
         ctx.progress(step, total)
 
     try:
-        contrast = negative if negative is not None else positive.get("uncond")
-        best, scores = sample_prior(prior, positive, contrast, seed=seed, steps=steps,
+        best, scores = sample_prior(prior, positive, negative, seed=seed, steps=steps,
                                     guidance=guidance, candidates=candidates, callback=report)
         if negative is not None and negative.get("pooled") is not None:
             neg_embeds, _ = sample_prior(prior, negative, None, seed=seed, steps=steps,

@@ -16,13 +16,13 @@ from easel.zoo.shapes.analyse import analyse, score
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# workflow file -> (node whose "text" is the prompt the image must show, output side)
-EXPECTED = {
-    "text_to_image.json": ("prompt", 256),
-    "unclip_prior.json": ("prompt", 128),
-    "cascade_upscale.json": ("prompt", 128),
-    "best_of_n_clipscore.json": ("prompt", 128),
-    "image_to_image.json": ("prompt", 128),
+# workflow file -> the side of its image; the image must show node "prompt"'s text
+SIDES = {
+    "text_to_image.json": 256,
+    "unclip_prior.json": 128,
+    "cascade_upscale.json": 128,
+    "best_of_n_clipscore.json": 128,
+    "image_to_image.json": 128,
 }
 
 
@@ -32,12 +32,12 @@ def runner(tmp_path_factory):
     return ItemRunner(RunnerConfig(output_dir=str(out), torch_threads=2))
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("name", sorted(SIDES))
 def test_bundled_workflow_draws_its_prompt(name, runner):
     workflow = read_workflow(ROOT / "workflows" / name)
-    prompt_node, side = EXPECTED[name]
-    prompt = workflow["nodes"][prompt_node]["inputs"]["text"]
-    result = runner.run(workflow, sorted(EXPECTED).index(name), {})
+    side = SIDES[name]
+    prompt = workflow["nodes"]["prompt"]["inputs"]["text"]
+    result = runner.run(workflow, sorted(SIDES).index(name), {})
     assert result["status"] == "succeeded", result["error"]
     [path] = result["files"]
     image = np.asarray(Image.open(path).convert("RGB"))

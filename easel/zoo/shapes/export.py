@@ -97,7 +97,10 @@ def export_family(
             "repeatable": True,
             "max_output_size": 4 * NATIVE_SIZE,
             "conditioning": "concat",
-            "input_channels": ["noisy image (3)", "low-res image, bilinear 2x upsampled (3)"],
+            "input_channels": [
+                "noisy image (3)",
+                f"low-res image, {UPSCALER_UPSAMPLE} 2x upsampled (3)",
+            ],
             "upsample": UPSCALER_UPSAMPLE,
             "value_range": [-1.0, 1.0],
             "prediction_type": pixel_scheduler_config()["prediction_type"],
