@@ -6,7 +6,7 @@ cache counts it as zero bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from easel.core.cache import sizeof
@@ -14,7 +14,12 @@ from easel.core.cache import sizeof
 
 @dataclass(eq=False)
 class ModelHandle:
-    """A denoising UNet with its scheduler config; `conditioning` is "text" or "image"."""
+    """A denoising UNet with its scheduler config and model family.
+
+    `patches` are LoRA patches applied at call time (never written into the shared `unet`):
+    `forward()` is what a sampler calls instead of `unet`. `sampling` overrides the family's
+    model sampling (e.g. `{"prediction_type": "v_prediction"}` from ModelSamplingDiscrete).
+    """
 
     name: str
     unet: Any
@@ -23,9 +28,15 @@ class ModelHandle:
     manager: Any
     vae: Any = None  # the checkpoint's VAE, used to fit the cheap latent preview
     preview_matrix: Any = field(default=None, repr=False)
+    family: Any = None  # easel.models.families.Family (None: told from the UNet config)
+    patches: tuple[Any, ...] = ()  # ((easel.models.lora.LoraWeights, strength), ...)
+    sampling: dict[str, Any] = field(default_factory=dict)
 
     @property
     def latent_channels(self) -> int:
+        """Channels of the latent the sampler starts from (4 for a 9-channel inpainting UNet)."""
+        if self.family is not None and self.family.latent.channels:
+            return int(self.family.latent.channels)
         return int(self.unet.config.in_channels)
 
     @property
@@ -36,20 +47,88 @@ class ModelHandle:
             return "image"
         return "text"
 
+    def with_patches(self, patches: tuple[Any, ...]) -> ModelHandle:
+        """A handle on the same UNet with more LoRA patches (the base weights are shared)."""
+        return replace(self, patches=self.patches + tuple(patches))
+
+    def with_sampling(self, **overrides: Any) -> ModelHandle:
+        """A handle on the same UNet with model-sampling overrides."""
+        return replace(self, sampling={**self.sampling, **overrides})
+
+    def forward(self) -> Any:
+        """The callable a sampler uses in place of `unet` (LoRA patches bound, if any)."""
+        if not self.patches:
+            return self.unet
+        from easel.models.lora import bind
+
+        return bind(self.unet, "unet", self.patches)
+
+
+@dataclass(eq=False)
+class TextEncoderPart:
+    """One CLIP text tower of a checkpoint: SD1/SD2 have one, SDXL base two ("l" and "g"),
+    the SDXL refiner one ("g").
+
+    `layer` picks the hidden state used: -1 the last layer, -2 the penultimate (CLIP skip)...;
+    `layer_norm` says whether the final layer norm is applied to an intermediate layer's output
+    (SD1/SD2: yes; SDXL: no). `pooled` marks the part whose projected pooled output is the
+    conditioning's pooled embedding (SDXL's "g").
+    """
+
+    key: str
+    tokenizer: Any
+    model: Any  # transformers CLIPTextModel or CLIPTextModelWithProjection
+    layer: int = -1
+    layer_norm: bool = True
+    pooled: bool = False
+    text_projection: Any = None  # for a CLIPModel's text tower (pooled -> projected)
+
 
 @dataclass(eq=False)
 class ClipHandle:
-    """A CLIP text tower and tokenizer; `vision` is set when the full CLIP model is loaded."""
+    """The text encoders of a checkpoint (`parts`), or a full CLIP model (`vision` set, for
+    CLIPScore and unCLIP priors). `patches` are LoRA patches for the text encoders, applied at
+    call time; `family` is the checkpoint's model family (None for a bare CLIP model)."""
 
     name: str
-    tokenizer: Any
-    text_model: Any
+    parts: tuple[TextEncoderPart, ...]
     manager: Any
-    text_projection: Any = None
+    family: Any = None
+    patches: tuple[Any, ...] = ()
     vision: Any = None  # a transformers CLIPModel (both towers) for CLIPScore
     image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
     image_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
     empty_cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    # The first part, for code that handles one tower (CLIPScore, priors).
+    @property
+    def tokenizer(self) -> Any:
+        return self.parts[0].tokenizer
+
+    @property
+    def text_model(self) -> Any:
+        return self.parts[0].model
+
+    @property
+    def text_projection(self) -> Any:
+        return self.parts[0].text_projection
+
+    def with_patches(self, patches: tuple[Any, ...]) -> ClipHandle:
+        """A handle on the same encoders with more LoRA patches (own empty-prompt cache)."""
+        return replace(self, patches=self.patches + tuple(patches), empty_cache={})
+
+    def with_layer(self, layer: int) -> ClipHandle:
+        """A handle whose parts use hidden layer `layer` (-1 last, -2 penultimate, ...)."""
+        parts = tuple(replace(part, layer=layer) for part in self.parts)
+        return replace(self, parts=parts, empty_cache={})
+
+    def forward(self, part: TextEncoderPart) -> Any:
+        """The callable to run `part.model` with (LoRA patches bound, if any)."""
+        if not self.patches:
+            return part.model
+        from easel.models.lora import bind
+
+        return bind(part.model, f"text_encoder:{part.key}", self.patches)
 
 
 @dataclass(eq=False)

@@ -13,7 +13,14 @@ from typing import Any
 from easel.models import devices, discovery, loading
 from easel.models.discovery import ModelEntry
 from easel.models.errors import ModelError
-from easel.models.handles import ClipHandle, ModelHandle, PriorHandle, UpscalerHandle, VaeHandle
+from easel.models.handles import (
+    ClipHandle,
+    ModelHandle,
+    PriorHandle,
+    TextEncoderPart,
+    UpscalerHandle,
+    VaeHandle,
+)
 
 TRUTHY = ("1", "true", "yes", "on")
 UPSCALER_INFO_FILES = ("upscaler.json", "easel_upscaler.json", "easel.json")
@@ -183,7 +190,8 @@ class ModelManager:
                     "text_encoder", ("transformers", "CLIPTextModel")))
                 tokenizer = self._module(folder / "tokenizer", *index.get(
                     "tokenizer", ("transformers", "CLIPTokenizer")))
-        clip = ClipHandle(name, tokenizer, text_encoder, self) if text_encoder is not None else None
+        clip = (ClipHandle(name, (TextEncoderPart("", tokenizer, text_encoder),), self)
+                if text_encoder is not None else None)
         return self._wrap(name, unet, sched, vae, clip)
 
     def _wrap(self, name: str, unet: Any, sched: dict[str, Any], vae: Any,
@@ -204,8 +212,9 @@ class ModelManager:
         tokenizer_dir = folder / "tokenizer" if (folder / "tokenizer").is_dir() else folder
         tokenizer = self._load((str(tokenizer_dir.resolve()), "tokenizer"),
                                lambda: _auto_tokenizer(tokenizer_dir))
-        handle = ClipHandle(name, tokenizer, model.text_model, self,
-                            text_projection=getattr(model, "text_projection", None),
+        part = TextEncoderPart("", tokenizer, model.text_model,
+                               text_projection=getattr(model, "text_projection", None))
+        handle = ClipHandle(name, (part,), self,
                             vision=model if hasattr(model, "vision_model") else None)
         pre = folder / "preprocessor_config.json"
         if pre.is_file():

@@ -24,10 +24,12 @@ def make_scheduler(class_name: str, options: dict[str, Any], base_config: dict[s
 
 @dataclass
 class Cond:
-    """What the UNet is called with for one side of the guidance."""
+    """What the UNet is called with for one side of the guidance. `control` is the
+    conditioning's ControlNet chain (`cond["control"]`, see easel.models.controlnet)."""
 
     encoder_hidden_states: Any
     added: dict[str, Any] | None
+    control: Any = None
 
 
 def unet_condition(unet: Any, cond: dict[str, Any], batch: int, device: Any, dtype: Any) -> Cond:
@@ -61,7 +63,7 @@ def unet_condition(unet: Any, cond: dict[str, Any], batch: int, device: Any, dty
             raise ValueError(f"text embeddings have width {hidden.shape[-1]} but the model "
                              f"expects {config.cross_attention_dim}: was the CLIP from "
                              "another checkpoint?")
-    return Cond(hidden, added)
+    return Cond(hidden, added, cond.get("control"))
 
 
 def _stack(a: Cond, b: Cond) -> Cond | None:
@@ -71,6 +73,8 @@ def _stack(a: Cond, b: Cond) -> Cond | None:
 
     if (a.encoder_hidden_states is None) != (b.encoder_hidden_states is None):
         return None
+    if a.control is not b.control:
+        return None  # different ControlNet chains: each side is run on its own
     hidden = None
     if a.encoder_hidden_states is not None:
         if a.encoder_hidden_states.shape != b.encoder_hidden_states.shape:
@@ -79,7 +83,7 @@ def _stack(a: Cond, b: Cond) -> Cond | None:
     added = None
     if a.added is not None and b.added is not None:
         added = {k: torch.cat([a.added[k], b.added[k]]) for k in a.added}
-    return Cond(hidden, added)
+    return Cond(hidden, added, a.control)
 
 
 def timesteps_for(scheduler: Any, steps: int, denoise: float, device: Any) -> tuple[Any, int]:
@@ -133,13 +137,22 @@ def denoise(
     if generator is not None and "generator" in inspect.signature(scheduler.step).parameters:
         step_kwargs["generator"] = generator
 
-    def predict(x: Any, t: Any, cond: Cond) -> Any:
-        return unet(x, t, encoder_hidden_states=cond.encoder_hidden_states,
-                    added_cond_kwargs=cond.added, return_dict=False)[0]
-
     total = len(timesteps)
+    step = [0]
+
+    def predict(x: Any, t: Any, cond: Cond) -> Any:
+        extra: dict[str, Any] = {}
+        if cond.control:
+            from easel.models.controlnet import control_residuals
+
+            extra = control_residuals(cond.control, x, t, cond.encoder_hidden_states,
+                                      cond.added, step[0], total)
+        return unet(x, t, encoder_hidden_states=cond.encoder_hidden_states,
+                    added_cond_kwargs=cond.added, return_dict=False, **extra)[0]
+
     with torch.inference_mode():
         for i, t in enumerate(timesteps):
+            step[0] = i
             if guided and both is not None:
                 x = scheduler.scale_model_input(torch.cat([latents] * 2), t)
                 uncond, cond = predict(x, t, both).chunk(2)

@@ -1,0 +1,1 @@
+"""The model-family registry: the only place that knows architectures."""
