@@ -94,6 +94,14 @@ class ModelManager:
     def names_with_part(self, part: str) -> list[str]:
         return discovery.names_with_part(part, roots=self.roots)
 
+    def names(self, kind: str) -> list[str]:
+        """Model names of one kind (`checkpoints`, `loras`, ...) as ComfyUI writes them."""
+        return discovery.kind_names(kind, roots=self.roots)
+
+    def resolve(self, kind: str, name: str) -> Path:
+        """The path of model `name` of `kind`; ModelError saying where it looked."""
+        return discovery.resolve(kind, name, roots=self.roots)
+
     def _entry(self, name: str, available: list[str], what: str) -> ModelEntry:
         base = name.removesuffix("/decoder") if name.endswith("/decoder") else name
         entry = self.entries().get(base)
