@@ -95,10 +95,6 @@ def is_a1111_root(path: Path) -> bool:
     return (path / "models" / "Stable-diffusion").is_dir()
 
 
-def has_kind_folders(path: Path) -> bool:
-    return any((path / folder).is_dir() for folders in KINDS.values() for folder in folders)
-
-
 def models_folder(path: Path, kinds: Mapping[str, tuple[str, ...]] = KINDS) -> list[KindFolder]:
     """The kind folders of one models folder in ComfyUI's layout, plus its loose checkpoints.
 
@@ -178,7 +174,7 @@ def expand(root: Path) -> list[KindFolder]:
         if extra.is_file():  # ComfyUI reads it at start-up, so Easel does too
             folders.extend(read_extra_model_paths(extra))
         return folders
-    if is_a1111_root(root) and not has_kind_folders(root):
+    if is_a1111_root(root):
         return [KindFolder(kind, root / rel) for kind, rels in A1111_LAYOUT.items()
                 for rel in rels]
     return models_folder(root)

@@ -31,13 +31,18 @@ def model_errors(input_name: str | None = None) -> Iterator[None]:
 
 
 def discovered(kind: str) -> Any:
-    """A choices callable listing discovered names: "checkpoint", "clip", "prior", "upscaler"."""
+    """A choices callable listing discovered names: a models-folder kind ("checkpoints",
+    "loras", "vae", "embeddings", "controlnet", "upscale_models", "diffusion_models",
+    "text_encoders", "clip_vision": names with extension), or the older views "checkpoint"
+    (names without extension) and the bundle parts "clip", "prior", "upscaler"."""
 
     def names() -> list[str]:
         from easel.models import discovery
 
         if kind == "checkpoint":
             return discovery.checkpoint_names()
+        if kind in discovery.KINDS:
+            return discovery.kind_names(kind)
         return discovery.names_with_part(kind)
 
     names.__name__ = f"discovered_{kind}_names"
