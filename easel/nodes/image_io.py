@@ -10,6 +10,7 @@ import threading
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from easel.core.budget import budget_of
 from easel.core.context import Context
 from easel.core.node import Input, NodeError, node
 from easel.core.types import Image
@@ -94,6 +95,11 @@ def LoadImage(ctx: Context, image: str = Input(widget="image_upload")) -> Any:
     path = resolve_input_image(ctx, image)
     try:
         with PILImage.open(path) as opened:
+            # The header says how much decoding would allocate: refuse before decoding.
+            problem = budget_of(ctx.services).problem(
+                *opened.size, frames=getattr(opened, "n_frames", 1))
+            if problem:
+                raise NodeError(f"{path.name}: {problem}", "image")
             frames: list[Any] = []
             for frame in ImageSequence.Iterator(opened):
                 upright = ImageOps.exif_transpose(frame)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from easel.core.budget import budget_of
+from easel.core.context import Context
 from easel.core.node import Input, NodeError, node
 from easel.core.types import Latent, Vae
 from easel.nodes.upscale import target_size
@@ -12,8 +14,18 @@ DEFAULT_FACTOR = 8
 LATENT_METHODS = ["nearest-exact", "bilinear", "bicubic", "area"]
 
 
-@node(category="latent", outputs={"latent": Latent})
+def _latent_budget(ctx: Context, inputs: dict[str, Any]) -> list[tuple[str, str]]:
+    """The pixel budget: at submission linked sizes are not known yet, so they count as the
+    smallest they can be; the run checks the real ones."""
+    problem = budget_of(ctx.services).problem(inputs.get("width", 8), inputs.get("height", 8),
+                                              batch=inputs.get("batch_size", 1))
+    return [("batch_size" if inputs.get("batch_size", 1) > 1 else "width", problem)] \
+        if problem else []
+
+
+@node(category="latent", outputs={"latent": Latent}, check=_latent_budget)
 def EmptyLatent(
+    ctx: Context,
     width: int = Input(512, ge=8, le=8192, step=8),
     height: int = Input(512, ge=8, le=8192, step=8),
     batch_size: int = Input(1, ge=1, le=64),
@@ -24,6 +36,9 @@ def EmptyLatent(
     channels and factor."""
     import torch
 
+    for input_name, problem in _latent_budget(ctx, {"width": width, "height": height,
+                                                    "batch_size": batch_size}):
+        raise NodeError(problem, input_name)
     factor = vae.scale_factor if vae is not None else DEFAULT_FACTOR
     channels = vae.latent_channels if vae is not None else 4
     for name, value in (("width", width), ("height", height)):

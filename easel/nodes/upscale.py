@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from easel.core.budget import budget_of
 from easel.core.context import Context
 from easel.core.node import Input, NodeError, node
 from easel.core.types import Image, UpscaleModel
@@ -47,8 +48,16 @@ def resample(image: Any, size: tuple[int, int], method: str) -> Any:
     return F.interpolate(image.float(), size=size, mode=mode, **kwargs).clamp(0, 1)
 
 
-@node(category="image", outputs={"image": Image})
+def _upscale_budget(ctx: Context, inputs: dict[str, Any]) -> list[tuple[str, str]]:
+    """Before the run only an explicit width x height is known (the image comes by link)."""
+    width, height = inputs.get("width", 0), inputs.get("height", 0)
+    problem = budget_of(ctx.services).problem(width, height) if width and height else None
+    return [("width", problem)] if problem else []
+
+
+@node(category="image", outputs={"image": Image}, check=_upscale_budget)
 def Upscale(
+    ctx: Context,
     image: Image,
     method: str = Input("lanczos", choices=METHODS),
     scale: float = Input(2.0, gt=0.0, le=16.0, step=0.05),
@@ -56,8 +65,12 @@ def Upscale(
     height: int = Input(0, ge=0, le=16384),
 ) -> Any:
     """Resize an image by `scale`, or to `width` x `height` (0 keeps the aspect ratio)."""
-    _, _, h, w = image.shape
-    return resample(image, target_size(h, w, scale, width, height), method)
+    batch, _, h, w = image.shape
+    size = target_size(h, w, scale, width, height)
+    problem = budget_of(ctx.services).problem(size[1], size[0], batch=batch)
+    if problem:
+        raise NodeError(problem, "width" if width or height else "scale")
+    return resample(image, size, method)
 
 
 @node(category="image", outputs={"image": Image})

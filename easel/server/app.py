@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +26,28 @@ from easel.server.state import STATE, ServerState
 from easel.server.worker import RunWorker
 
 MULTIPART_OVERHEAD = 256 * 1024
+TEMPORARY_SUFFIXES = (".part", ".tmp")
+log = logging.getLogger("easel.server")
+
+
+def remove_leftovers(config: ServerConfig) -> int:
+    """Hidden temporary files (`.name.part`, `.name.tmp`) that a killed writer left behind.
+
+    One server owns a data folder (its queue is there), so at start-up nothing is writing.
+    """
+    removed = 0
+    for folder in (config.input_dir, config.user_workflows_dir, config.outputs):
+        if not folder.is_dir():
+            continue
+        for path in folder.rglob(".*"):
+            if path.name.endswith(TEMPORARY_SUFFIXES) and path.is_file() \
+                    and not path.is_symlink():
+                try:
+                    path.unlink()
+                    removed += 1
+                except OSError as exc:
+                    log.warning("cannot remove %s: %s", path, exc)
+    return removed
 
 
 def create_app(config: ServerConfig, registry: Registry,
@@ -42,6 +65,10 @@ def create_app(config: ServerConfig, registry: Registry,
         executor = Executor(registry, OutputCache(), output_dir=config.outputs)
     executor.output_dir = config.outputs
     executor.services["input_dir"] = config.input_dir
+    executor.services["budget"] = config.budget
+    removed = remove_leftovers(config)
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted write", removed)
     guard = Guard(config)
     app = web.Application(
         middlewares=[json_errors, guard.middleware],
@@ -49,14 +76,24 @@ def create_app(config: ServerConfig, registry: Registry,
     )
     queue = RunQueue(config.db_path, config.history_limit)
     hub = EventHub()
+    common: dict[str, Any] = {"retries": config.retries,
+                              "private_roots": config.private_roots()}
     if cluster is not None:
         from easel.batch.runner import RunnerConfig
         from easel.server.cluster_worker import ClusterRunWorker
 
         worker: RunWorker = ClusterRunWorker(queue, executor, hub, cluster=cluster,
-                                             runner_config=runner_config or RunnerConfig())
+                                             runner_config=runner_config or RunnerConfig(),
+                                             **common)
+    elif config.worker_process:
+        from easel.server.recipe import WorkerRecipe
+        from easel.server.supervisor import ProcessRunWorker
+
+        worker = ProcessRunWorker(queue, executor, hub, **common,
+                                  recipe=WorkerRecipe.describe(registry, executor),
+                                  cancel_grace=config.cancel_grace)
     else:
-        worker = RunWorker(queue, executor, hub)
+        worker = RunWorker(queue, executor, hub, **common)
     app[STATE] = ServerState(config, registry, executor, queue, hub, worker)
     for module in (routes_nodes, routes_runs, routes_files, routes_workflows, routes_events):
         app.add_routes(module.routes)

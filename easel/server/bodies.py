@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
 
 CHUNK = 64 * 1024
+OFF_LOOP_BYTES = 256 * 1024
+MAX_DEPTH = 100
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 class BodyError(web.HTTPException):
@@ -35,13 +40,53 @@ async def read_bytes(request: web.Request, limit: int) -> bytes:
 
 
 async def read_json(request: web.Request, limit: int) -> Any:
+    """The body as JSON; bodies over OFF_LOOP_BYTES are parsed on a thread."""
     raw = await read_bytes(request, limit)
+    if len(raw) > OFF_LOOP_BYTES:
+        return await asyncio.get_running_loop().run_in_executor(None, parse_json, raw)
+    return parse_json(raw)
+
+
+def parse_json(raw: bytes | str, what: str = "the request body") -> Any:
+    """JSON as a client sent it, or a 400 naming what is wrong (never a 500)."""
     if not raw.strip():
-        raise BodyError(400, "the request body is empty; send JSON")
+        raise BodyError(400, f"{what} is empty; send JSON")
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BodyError(400, f"the request body is not valid JSON: {exc}") from None
+        raise BodyError(400, f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BodyError(400, f"{what} is nested too deeply (at most {MAX_DEPTH} levels)"
+                        ) from None
+    except ValueError as exc:  # integers over Python's digit limit
+        raise BodyError(400, f"{what} has a number that is too large: {exc}") from None
+    text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+    problem = json_problem(value, surrogates=bool(_SURROGATE_ESCAPE.search(text)))
+    if problem:
+        raise BodyError(400, f"{what} {problem}")
+    return value
+
+
+def json_problem(value: Any, surrogates: bool = True) -> str | None:
+    """Why a parsed JSON value cannot be taken: nested over MAX_DEPTH levels, or (when
+    `surrogates`) a string that is not valid Unicode text (a lone UTF-16 surrogate)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if surrogates:
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return ("has a lone UTF-16 surrogate (\\ud800-\\udfff without its pair): "
+                            "such text cannot be stored or shown")
+        elif isinstance(item, dict | list):
+            if depth >= MAX_DEPTH:
+                return f"is nested too deeply (at most {MAX_DEPTH} levels)"
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children
+                         if isinstance(child, str | dict | list))
+    return None
 
 
 async def read_file_part(request: web.Request, limit: int,
@@ -72,5 +117,8 @@ async def read_file_part(request: web.Request, limit: int,
             if len(data) > limit:
                 raise BodyError(413, f"file too large (the limit is {limit // (1024 * 1024)} MiB)")
         # aiohttp clients percent-encode file names; browsers send them as they are.
-        return unquote(part.filename or "upload"), bytes(data)
+        name = unquote(part.filename or "upload", errors="replace")
+        if "\x00" in name or any(0xD800 <= ord(c) <= 0xDFFF for c in name):
+            raise BodyError(400, "the file name has a NUL byte or invalid text; rename the file")
+        return name, bytes(data)
     raise BodyError(400, f"no file in the form (expected a field named {field_names[0]!r})")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import platformdirs
 
+from easel.core.budget import DEFAULT_MAX_PIXELS, Budget
+
 MB = 1024 * 1024
 
 
@@ -40,8 +42,16 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = ()
     max_body_bytes: int = 8 * MB
     max_upload_bytes: int = 32 * MB
-    max_upload_pixels: int = 40_000_000
+    max_upload_pixels: int = 40_000_000  # one frame of an upload
+    max_pixels: int = DEFAULT_MAX_PIXELS  # the budget: width x height x frames x batch
     history_limit: int = 10_000
+    worker_process: bool = True  # run in a supervised worker process (False: a thread here)
+    cancel_grace: float = 10.0  # seconds a cancelled node has to return before its worker goes
+    retries: int = 2  # times a run whose worker died is started again
+
+    @property
+    def budget(self) -> Budget:
+        return Budget(self.max_pixels)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
@@ -73,3 +83,10 @@ class ServerConfig:
     def make_dirs(self) -> None:
         for folder in (self.data_dir, self.input_dir, self.user_workflows_dir, self.outputs):
             folder.mkdir(parents=True, exist_ok=True)
+
+    def private_roots(self) -> tuple[str, ...]:
+        """Folders shown to clients by name instead of by absolute path."""
+        return (f"input={self.input_dir}", f"output={self.outputs}",
+                f"workflows={self.user_workflows_dir}", f"data={self.data_dir}",
+                f"home={Path.home()}")
+

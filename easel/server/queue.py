@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS runs (
     attempts INTEGER NOT NULL DEFAULT 0,
     nodes TEXT,
     outputs TEXT,
-    error TEXT
+    error TEXT,
+    summary TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, seq);
 """
@@ -45,6 +46,9 @@ class RunQueue:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(runs)")}
+        if "summary" not in columns:  # a database from an earlier version
+            self._db.execute("ALTER TABLE runs ADD COLUMN summary TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -83,12 +87,26 @@ class RunQueue:
 
     def finish(self, run_id: str, status: str, nodes: dict[str, Any],
                outputs: dict[str, Any], error: Any = None) -> None:
+        outputs_text = json.dumps(outputs)
+        summary = summarise(nodes, outputs, len(outputs_text))
         with self._lock:
             self._db.execute(
-                "UPDATE runs SET status=?, finished=?, nodes=?, outputs=?, error=? WHERE id=?",
-                (status, time.time(), json.dumps(nodes), json.dumps(outputs),
-                 json.dumps(error) if error is not None else None, run_id))
+                "UPDATE runs SET status=?, finished=?, nodes=?, outputs=?, error=?, summary=? "
+                "WHERE id=?",
+                (status, time.time(), json.dumps(nodes), outputs_text,
+                 json.dumps(error) if error is not None else None, json.dumps(summary), run_id))
         self._trim()
+
+    def retry(self, run_id: str) -> None:
+        """Queue a run again after its worker died; its place in line is kept (first)."""
+        self.requeue(run_id, count_attempt=True)
+
+    def requeue(self, run_id: str, count_attempt: bool = True) -> None:
+        """Back to queued; without `count_attempt` the interrupted start does not count."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE runs SET status=?, started=NULL, attempts=attempts-? WHERE id=? "
+                "AND status=?", (QUEUED, 0 if count_attempt else 1, run_id, RUNNING))
 
     def cancel_queued(self, run_id: str) -> bool:
         """Cancel a run that has not started; False if it is not queued."""
@@ -99,13 +117,23 @@ class RunQueue:
                  run_id, QUEUED))
             return cursor.rowcount == 1
 
-    def requeue_interrupted(self) -> list[str]:
-        """Runs left `running` by a server that died: queue them again, first in line."""
+    def requeue_interrupted(self, max_attempts: int = 3) -> tuple[list[str], list[str]]:
+        """Runs left `running` by a server that died: queue them again, first in line, unless
+        they were started `max_attempts` times already (then they fail, so a run that brings
+        the server down can never keep it from starting). Returns (re-queued, failed)."""
+        error = json.dumps({"message": f"the run was interrupted {max_attempts} times (the "
+                                       "server or its worker process stopped during it); "
+                                       "it was not started again"})
         with self._lock:
-            rows = self._db.execute("SELECT id FROM runs WHERE status=?", (RUNNING,)).fetchall()
+            rows = self._db.execute("SELECT id, attempts FROM runs WHERE status=?",
+                                    (RUNNING,)).fetchall()
+            self._db.execute("UPDATE runs SET status=?, finished=?, error=? WHERE status=? "
+                             "AND attempts>=?", (FAILED, time.time(), error, RUNNING,
+                                                 max_attempts))
             self._db.execute("UPDATE runs SET status=?, started=NULL WHERE status=?",
                              (QUEUED, RUNNING))
-        return [row["id"] for row in rows]
+        return ([row["id"] for row in rows if row["attempts"] < max_attempts],
+                [row["id"] for row in rows if row["attempts"] >= max_attempts])
 
     def _trim(self) -> None:
         with self._lock:
@@ -133,7 +161,7 @@ class RunQueue:
             if before is not None:
                 where.append("seq<?")
                 params.append(before)
-            sql = "SELECT * FROM runs"
+            sql = f"SELECT {_LIST_COLUMNS} FROM runs"
             if where:
                 sql += " WHERE " + " AND ".join(where)
             sql += " ORDER BY seq DESC LIMIT ?"
@@ -141,7 +169,7 @@ class RunQueue:
         more = len(rows) > limit
         rows = rows[:limit]
         cursor = rows[-1]["seq"] if more and rows else None
-        return [_row(row, False) for row in rows], cursor, total
+        return [_summary_row(row) for row in rows], cursor, total
 
     def position(self, run_id: str) -> int | None:
         """0 for the next run to start, None if the run is not queued."""
@@ -160,6 +188,40 @@ class RunQueue:
         return {status: found.get(status, 0) for status in (QUEUED, RUNNING, *FINAL)}
 
 
+LIST_OUTPUTS_MAX = 16 * 1024
+_LIST_COLUMNS = ("seq, id, status, client_id, created, started, finished, attempts, error, "
+                 f"summary, CASE WHEN length(outputs) <= {LIST_OUTPUTS_MAX} THEN outputs END "
+                 "AS outputs")
+
+
+def summarise(nodes: dict[str, Any], outputs: dict[str, Any], outputs_size: int
+              ) -> dict[str, Any]:
+    """What a list of runs shows: node counts by state and the files made (not every node)."""
+    counts: dict[str, int] = {}
+    for entry in nodes.values():
+        state = entry.get("status", "?") if isinstance(entry, dict) else "?"
+        counts[state] = counts.get(state, 0) + 1
+    files = [f for ui in outputs.values() if isinstance(ui, dict)
+             for f in (ui.get("files") or []) if isinstance(f, str)]
+    return {"nodes": len(nodes), "states": counts, "files": files[:100],
+            "outputs_bytes": outputs_size}
+
+
+def _summary_row(row: sqlite3.Row) -> dict[str, Any]:
+    """A run in a list: no node states; its outputs only when small (else see `summary`)."""
+    out: dict[str, Any] = {
+        "id": row["id"], "seq": row["seq"], "status": row["status"],
+        "client_id": row["client_id"], "created": row["created"], "started": row["started"],
+        "finished": row["finished"], "attempts": row["attempts"],
+        "error": json.loads(row["error"]) if row["error"] else None,
+        "summary": json.loads(row["summary"]) if row["summary"] else None,
+        "outputs": json.loads(row["outputs"]) if row["outputs"] else {},
+    }
+    if out["error"] and "failures" in out["error"]:
+        out["error"] = {k: v for k, v in out["error"].items() if k != "failures"}
+    return out
+
+
 def _row(row: sqlite3.Row, with_workflow: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": row["id"], "seq": row["seq"], "status": row["status"],
@@ -168,6 +230,7 @@ def _row(row: sqlite3.Row, with_workflow: bool) -> dict[str, Any]:
         "nodes": json.loads(row["nodes"]) if row["nodes"] else {},
         "outputs": json.loads(row["outputs"]) if row["outputs"] else {},
         "error": json.loads(row["error"]) if row["error"] else None,
+        "summary": json.loads(row["summary"]) if row["summary"] else None,
     }
     if with_workflow:
         out["workflow"] = json.loads(row["workflow"])

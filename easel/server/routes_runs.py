@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from typing import Any
 
@@ -9,7 +11,7 @@ from aiohttp import web
 
 from easel.core.graph import Problem, WorkflowError
 from easel.core.plugins import Registry
-from easel.server.bodies import read_json
+from easel.server.bodies import OFF_LOOP_BYTES, read_json
 from easel.server.config import ServerConfig
 from easel.server.paths import safe_file_name
 from easel.server.queue import QUEUED, RUNNING
@@ -18,6 +20,7 @@ from easel.server.state import state
 from easel.workflow_files import to_easel
 
 routes = web.RouteTableDef()
+log = logging.getLogger("easel.server")
 
 MAX_PAGE = 200
 
@@ -35,11 +38,20 @@ def convert(data: Any) -> dict[str, Any]:
         raise WorkflowError([Problem(
             "this looks like a ComfyUI workflow, but the ComfyUI importer is not available "
             "in this installation")]) from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError,
+            RecursionError) as exc:  # a structure no converter expected: the client's error
+        log.info("cannot convert a workflow", exc_info=True)
+        raise WorkflowError([Problem(
+            f"cannot read this workflow: its structure is not an Easel or ComfyUI workflow "
+            f"({type(exc).__name__}: {str(exc)[:200]})")]) from None
 
 
 def file_input_problems(workflow: dict[str, Any], registry: Registry,
                         config: ServerConfig) -> list[Problem]:
-    """Image-upload inputs may only name a file in the upload folder: no paths, no escapes."""
+    """Image-upload inputs may only name a file in the upload folder: no paths, no escapes.
+
+    Literal names are checked here, written plainly or as {"value": ...}; names that come
+    through a link are checked by the node when the run reaches it (the same rule)."""
     problems = []
     for node_id, spec in (workflow.get("nodes") or {}).items():
         node_type = registry.get(spec.get("type", "")) if isinstance(spec, dict) else None
@@ -49,41 +61,67 @@ def file_input_problems(workflow: dict[str, Any], registry: Registry,
             input_spec = node_type.inputs.get(name)
             if input_spec is None or input_spec.info.widget != "image_upload":
                 continue
+            if isinstance(value, dict) and set(value) == {"value"}:
+                value = value["value"]
             if not isinstance(value, str):
-                continue
-            if not value:
-                problems.append(Problem(
-                    "no image chosen: upload one (POST /api/uploads) or pick an uploaded one",
-                    node=node_id, input=name, node_type=node_type.type))
-            elif safe_file_name(value) is None:
-                problems.append(Problem(
-                    f"{value!r} is not the name of an uploaded image: upload it first "
-                    "(POST /api/uploads) and use the name it gets; folders are not allowed",
-                    node=node_id, input=name, node_type=node_type.type))
-            elif not (config.input_dir / value).is_file():
-                problems.append(Problem(
-                    f"no uploaded image named {value!r}; upload it first",
-                    node=node_id, input=name, node_type=node_type.type))
+                continue  # a link: checked at run time
+            problem = upload_name_problem(value, config)
+            if problem:
+                problems.append(Problem(problem, node=node_id, input=name,
+                                        node_type=node_type.type))
     return problems
+
+
+def upload_name_problem(value: str, config: ServerConfig) -> str | None:
+    """Why `value` is not the name of an uploaded image, or None."""
+    if not value:
+        return "no image chosen: upload one (POST /api/uploads) or pick an uploaded one"
+    if safe_file_name(value) is None:
+        return (f"{value[:200]!r} is not the name of an uploaded image: upload it first "
+                "(POST /api/uploads) and use the name it gets; folders are not allowed")
+    if not (config.input_dir / value).is_file():
+        return f"no uploaded image named {value!r}; upload it first"
+    return None
+
+
+def prepare_run(st: Any, body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(workflow, plan data) of a submitted body, or WorkflowError; runs off the event loop.
+
+    The plan validated here is the one the worker runs: nothing is validated twice."""
+    if not isinstance(body, dict) or not isinstance(body.get("workflow"), dict):
+        raise WorkflowError([Problem(
+            'send {"workflow": {...}} (an Easel or ComfyUI workflow)')])
+    workflow = convert(body["workflow"])
+    plan = st.executor.validate(workflow)
+    problems = file_input_problems(workflow, st.registry, st.config)
+    if problems:
+        raise WorkflowError(problems)
+    from easel.server.recipe import plan_to_data
+
+    return workflow, plan_to_data(plan)
 
 
 @routes.post("/api/runs")
 async def submit(request: web.Request) -> web.Response:
     st = state(request)
     body = await read_json(request, st.config.max_body_bytes)
-    if not isinstance(body, dict) or not isinstance(body.get("workflow"), dict):
-        return json_error(400, 'send {"workflow": {...}} (an Easel or ComfyUI workflow)')
+    loop = asyncio.get_running_loop()
     try:
-        workflow = convert(body["workflow"])
-        st.executor.validate(workflow)
+        if request.content_length is not None and request.content_length > OFF_LOOP_BYTES:
+            workflow, plan = await loop.run_in_executor(None, prepare_run, st, body)
+        else:
+            workflow, plan = prepare_run(st, body)
     except WorkflowError as exc:
         return workflow_problems(exc)
-    problems = file_input_problems(workflow, st.registry, st.config)
-    if problems:
-        return workflow_problems(WorkflowError(problems))
     client_id = body.get("client_id")
     run_id = uuid.uuid4().hex
-    run = st.queue.add(run_id, workflow, str(client_id)[:64] if client_id else None)
+    st.worker.plans[run_id] = plan
+    try:
+        run = await loop.run_in_executor(
+            None, st.queue.add, run_id, workflow, str(client_id)[:64] if client_id else None)
+    except BaseException:
+        st.worker.plans.pop(run_id, None)
+        raise
     st.worker.notify()
     st.hub.publish({"type": "run_queued", "run_id": run_id, "client_id": run["client_id"]})
     return web.json_response({"id": run_id, "status": QUEUED,
@@ -100,8 +138,10 @@ async def history(request: web.Request) -> web.Response:
         return json_error(400, "limit and before must be integers")
     status = request.query.get("status") or None
     runs, cursor, total = st.queue.page(limit, before, status)
+    active = st.worker.active
     for run in runs:
-        overlay(st.worker.active, run)
+        if active is not None and active.id == run["id"] and run["status"] == RUNNING:
+            run["summary"] = live_summary(active)
     return web.json_response({"runs": runs, "next": cursor, "total": total,
                               "counts": st.queue.counts()})
 
@@ -125,11 +165,19 @@ def overlay(active: Any, run: dict[str, Any]) -> None:
         run["outputs"] = dict(active.outputs)
 
 
+def live_summary(active: Any) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for entry in active.nodes.values():
+        counts[entry.get("status", "?")] = counts.get(entry.get("status", "?"), 0) + 1
+    return {"nodes": len(active.nodes), "states": counts}
+
+
 @routes.delete("/api/runs/{id}")
 async def cancel(request: web.Request) -> web.Response:
     st = state(request)
     run_id = request.match_info["id"]
     if st.queue.cancel_queued(run_id):
+        st.worker.plans.pop(run_id, None)
         st.hub.publish({"type": "run_status", "run_id": run_id, "status": "cancelled"})
         return web.json_response({"id": run_id, "status": "cancelled"})
     if st.worker.cancel_running(run_id):

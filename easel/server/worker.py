@@ -1,4 +1,8 @@
-"""Takes queued runs one at a time, runs them on a worker thread and streams their events."""
+"""Takes queued runs one at a time, runs them, streams their events and stores the outcome.
+
+`RunWorker` runs them on a thread of this process (the cluster mode, whose runs execute
+remotely, builds on it); `easel.server.supervisor.ProcessRunWorker` in a worker process.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from easel.core.executor import Executor, RunResult
 from easel.core.graph import WorkflowError
 from easel.server.events import EventHub, encode_preview
 from easel.server.queue import CANCELLED, FAILED, RunQueue
+from easel.server.redact import redact_paths
 
 log = logging.getLogger("easel.server.worker")
 
@@ -23,6 +28,14 @@ _NODE_STATE = {
     ev.NODE_STARTED: "running", ev.NODE_PROGRESS: "running", ev.NODE_CACHED: "cached",
     ev.NODE_FINISHED: "executed", ev.NODE_FAILED: "failed", ev.NODE_SKIPPED: "skipped",
 }
+
+
+class WorkerDied(Exception):
+    """The process running a run ended before the run did (a node exited or crashed it)."""
+
+
+class RunError(Exception):
+    """The run could not be executed (not a node's failure); the message says why."""
 
 
 @dataclass
@@ -61,8 +74,12 @@ class RunWorker:
     """One run at a time (the models and the GPU are shared), in submission order."""
 
     def __init__(self, queue: RunQueue, executor: Executor, hub: EventHub,
-                 services: dict[str, Any] | None = None) -> None:
+                 services: dict[str, Any] | None = None, retries: int = 2,
+                 private_roots: tuple[str, ...] = ()) -> None:
         self.queue = queue
+        self.retries = retries
+        self.private_roots = private_roots
+        self.plans: dict[str, Any] = {}  # run id -> the plan validated at submission
         self.executor = executor
         self.hub = hub
         self.services = services or {}
@@ -74,10 +91,13 @@ class RunWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
-        interrupted = self.queue.requeue_interrupted()
+        interrupted, failed = self.queue.requeue_interrupted(self.retries + 1)
         if interrupted:
             log.warning("re-queued %d run(s) interrupted by a previous shutdown: %s",
                         len(interrupted), ", ".join(interrupted))
+        if failed:
+            log.warning("run(s) interrupted %d times, now failed: %s", self.retries + 1,
+                        ", ".join(failed))
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._serve(), name="easel-run-worker")
 
@@ -122,19 +142,32 @@ class RunWorker:
         self.hub.publish({"type": "run_status", "run_id": run["id"], "status": "running"})
         loop = asyncio.get_running_loop()
         try:
-            result: RunResult | None = await loop.run_in_executor(
-                self._pool, self._run_blocking, run, active)
+            result: RunResult | None = await self._run(run, active)
             error: Any = None
         except WorkflowError as exc:
             result, error = None, {"message": "invalid workflow",
                                    "problems": [p.to_json() for p in exc.problems]}
+        except WorkerDied as exc:
+            self.active = None
+            if run.get("attempts", 1) <= self.retries and not self.stopping:
+                log.warning("run %s: %s; retrying (attempt %d of %d)", run["id"], exc,
+                            run.get("attempts", 1) + 1, self.retries + 1)
+                self.queue.retry(run["id"])
+                self.hub.publish({"type": "run_status", "run_id": run["id"],
+                                  "status": "queued", "retry": str(exc)})
+                return
+            tries = run.get("attempts", 1)
+            result, error = None, {
+                "message": f"{exc}; gave up after {tries} attempt{'s' if tries != 1 else ''}"}
+        except RunError as exc:
+            result, error = None, {"message": str(exc)}
         except Exception as exc:
             log.exception("run %s raised", run["id"])
             result, error = None, {"message": f"{type(exc).__name__}: {exc}"}
         finally:
             self.active = None
         if self.stopping and active.token.cancelled:
-            self.queue.requeue_interrupted()
+            self.queue.requeue(run["id"], count_attempt=False)
             return
         if result is None:
             status, nodes, outputs = FAILED, active.nodes, active.outputs
@@ -145,16 +178,29 @@ class RunWorker:
             outputs = dict(result.ui)
             if result.failures:
                 failures = [{"node": f.node, "node_type": f.node_type, "input": f.input,
-                             "message": f.message} for f in result.failures]
+                             "message": self.redact(f.message)} for f in result.failures]
                 count = len(failures)
-                error = {"message": f"{count} node{'s' if count != 1 else ''} failed: "
-                                    + "; ".join(str(f) for f in result.failures),
-                         "failures": failures}
+                error = {"message": self.redact(
+                    f"{count} node{'s' if count != 1 else ''} failed: "
+                    + "; ".join(str(f) for f in result.failures[:20])), "failures": failures}
             elif status == CANCELLED:
                 error = {"message": active.token.reason or "cancelled"}
-        self.queue.finish(run["id"], status, nodes, outputs, error)
+        if error is not None:
+            error["message"] = self.redact(error["message"])
+        await loop.run_in_executor(None, self.queue.finish, run["id"], status, nodes, outputs,
+                                   error)
         self.hub.publish({"type": "run_status", "run_id": run["id"], "status": status,
                           "outputs": outputs, "error": error})
+
+    async def _run(self, run: dict[str, Any], active: ActiveRun) -> RunResult:
+        """Execute one claimed run (here: on this process's thread pool)."""
+        self.plans.pop(run["id"], None)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._run_blocking, run, active)
+
+    def redact(self, message: str) -> str:
+        """A message for clients: absolute paths of this machine shortened (the log has them)."""
+        return redact_paths(message, self.private_roots)
 
     def _run_blocking(self, run: dict[str, Any], active: ActiveRun) -> RunResult:
         loop = self._loop
@@ -176,5 +222,7 @@ class RunWorker:
                                  run_id=run["id"], services=services)
 
     def _deliver(self, active: ActiveRun, message: dict[str, Any]) -> None:
+        if message.get("type") == ev.NODE_FAILED and isinstance(message.get("message"), str):
+            message["message"] = self.redact(message["message"])
         active.apply(message)
         self.hub.publish(message)
