@@ -22,7 +22,7 @@ from easel.cli.common import (
 )
 from easel.core.graph import WorkflowError
 
-COMMANDS = ("run", "validate", "nodes", "plugins", "convert", "serve", "zoo")
+COMMANDS = ("run", "validate", "nodes", "plugins", "convert", "serve", "models", "zoo")
 
 
 class _Parser(argparse.ArgumentParser):
