@@ -28,8 +28,9 @@ def add_global_options(parser: argparse.ArgumentParser, suppress: bool = False) 
     parser.add_argument("--plugin", action="append", metavar="FILE", **defaults,
                         help="load a plugin from a Python file or module (repeatable)")
     parser.add_argument("--models-dir", metavar="DIR", **defaults,
-                        help="where to find models (default: $EASEL_MODELS_DIR or the user "
-                             "data folder)")
+                        help="where to find models: a models folder (ComfyUI layout), a "
+                             "ComfyUI or A1111 install, or an extra_model_paths.yaml (default: "
+                             "$EASEL_MODELS_DIR, the config file, the user data folder)")
     parser.add_argument("--allow-unsafe-pickle", action="store_true", **defaults,
                         help="allow loading pickle checkpoints (.ckpt/.pt/.bin): they can run "
                              "arbitrary code")
