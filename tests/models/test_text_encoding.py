@@ -275,7 +275,7 @@ def test_sdxl_weights_use_each_parts_own_empty_prompt(tmp_path: Path) -> None:
 
 
 def test_per_part_texts_pad_the_shorter_part_with_empty_chunks(tmp_path: Path) -> None:
-    clip, pipe = sdxl_clip(tmp_path)
+    clip, _ = sdxl_clip(tmp_path)
     encoded = encode_prompts(clip, {"l": "a red circle", "g": "cat " * 80}).conditioning
     assert encoded["embeds"].shape == (1, 154, L_WIDTH + G_WIDTH)
     l_part = encoded["embeds"][0, :, :L_WIDTH]
