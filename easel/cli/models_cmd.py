@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from easel.cli.common import EXIT_OK, UsageError
+from easel.cli.common import EXIT_OK, UsageError, make_registry
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -47,11 +47,11 @@ def _human(size: int) -> str:
 
 def listing() -> dict[str, Any]:
     """What `--json` prints: the roots, the models of each kind, the tokenizer sources."""
-    from easel.models import discovery, tokenizers
+    from easel.models import discovery, model_paths, tokenizers
 
     roots = discovery.model_roots()
     kinds: dict[str, list[dict[str, Any]]] = {}
-    for kind in discovery.KINDS:
+    for kind in model_paths.all_kinds():
         rows = []
         for name, entry in sorted(discovery.entries(kind, roots).items()):
             path = discovery.resolve(kind, name, roots)
@@ -75,6 +75,7 @@ def listing() -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from easel.models.errors import ModelError
 
+    make_registry(args)  # plugins may add kinds of model (register_model_kinds)
     try:
         report = listing()
     except ModelError as exc:  # an unreadable config file or extra_model_paths.yaml

@@ -26,7 +26,8 @@ import platformdirs
 
 from easel.models import model_paths
 from easel.models.errors import ModelError
-from easel.models.model_paths import KINDS, KindFolder, canonical_kind
+from easel.models.model_paths import KINDS as KINDS
+from easel.models.model_paths import KindFolder, all_kinds, canonical_kind
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def kind_folders(kind: str | None = None, roots: list[Path] | None = None) -> li
 def _kind(kind: str) -> str:
     found = canonical_kind(kind)
     if found is None:
-        raise ModelError(f"unknown model kind {kind!r}; kinds: {', '.join(KINDS)}")
+        raise ModelError(f"unknown model kind {kind!r}; kinds: {', '.join(all_kinds())}")
     return found
 
 
@@ -283,14 +284,15 @@ def _not_found(kind: str, name: str, wanted: str, names: list[str],
     message = f"no {kind} model named {name!r}. Looked in: {looked}."
     if close:
         message += " Close matches: " + ", ".join(close[:5]) + "."
-    elsewhere = [f"{other}/{n}" for other in KINDS if other != kind
+    kinds = all_kinds()
+    elsewhere = [f"{other}/{n}" for other in kinds if other != kind
                  for n in kind_names(other, roots)
                  if n == wanted or n.rsplit("/", 1)[-1] == base]
     if elsewhere:
         message += (" Found under another kind: " + ", ".join(elsewhere[:3])
-                    + f" (move it into a {KINDS[kind][0]}/ folder).")
+                    + f" (move it into a {kinds[kind][0]}/ folder).")
     if not names:
-        message += (f" No {kind} model was found at all: put files in a {KINDS[kind][0]}/ "
+        message += (f" No {kind} model was found at all: put files in a {kinds[kind][0]}/ "
                     "folder of a models folder, or point Easel at yours (--models-dir, "
                     "EASEL_MODELS_DIR or the config file; a ComfyUI install or "
                     "extra_model_paths.yaml works).")

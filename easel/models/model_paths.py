@@ -77,11 +77,36 @@ class KindFolder:
     skip: frozenset[str] = frozenset()  # sub-folder names that are not models (other kinds)
 
 
+def plugin_kinds() -> dict[str, tuple[str, ...]]:
+    """Kinds the plugins loaded in this process registered (`register_model_kinds`); a
+    built-in kind keeps its folders. Listing never loads plugins itself: the commands and the
+    server load them before they list or run anything."""
+    try:
+        from easel.core import plugins
+    except ImportError:
+        return {}
+    if getattr(plugins, "_current", None) is None or not hasattr(plugins, "plugin_model_kinds"):
+        return {}
+    try:
+        found = plugins.plugin_model_kinds()
+    except Exception:  # a broken plugin registry must not stop model listing
+        log.debug("plugin model kinds unavailable", exc_info=True)
+        return {}
+    return {k: tuple(v) for k, v in found.items() if k not in KINDS and k not in KIND_ALIASES}
+
+
+def all_kinds() -> dict[str, tuple[str, ...]]:
+    """The built-in kinds, then the plugins' kinds."""
+    return KINDS | plugin_kinds()
+
+
 def canonical_kind(kind: str) -> str | None:
     """`clip` -> `text_encoders`, `unet` -> `diffusion_models`; None for an unknown word."""
     if kind in KINDS:
         return kind
-    return KIND_ALIASES.get(kind)
+    if kind in KIND_ALIASES:
+        return KIND_ALIASES[kind]
+    return kind if kind in plugin_kinds() else None
 
 
 def is_comfyui_root(path: Path) -> bool:
@@ -95,12 +120,14 @@ def is_a1111_root(path: Path) -> bool:
     return (path / "models" / "Stable-diffusion").is_dir()
 
 
-def models_folder(path: Path, kinds: Mapping[str, tuple[str, ...]] = KINDS) -> list[KindFolder]:
+def models_folder(path: Path, kinds: Mapping[str, tuple[str, ...]] | None = None
+                  ) -> list[KindFolder]:
     """The kind folders of one models folder in ComfyUI's layout, plus its loose checkpoints.
 
     A folder with no kind sub-folder (the bundled demo weights, an Easel folder from before
     kinds) is searched a few levels deep for checkpoints, as Easel always did.
     """
+    kinds = all_kinds() if kinds is None else kinds
     if not any((path / folder).is_dir() for folders in kinds.values() for folder in folders):
         return [KindFolder("checkpoints", path, LEGACY_ROOT_DEPTH, top_level=True)]
     skip = frozenset(f for names in kinds.values() for f in names) | OTHER_COMFY_FOLDERS

@@ -41,7 +41,7 @@ def discovered(kind: str) -> Any:
 
         if kind == "checkpoint":
             return discovery.checkpoint_names()
-        if kind in discovery.KINDS:
+        if kind not in ("clip", "prior", "upscaler") and discovery.canonical_kind(kind):
             return discovery.kind_names(kind)
         return discovery.names_with_part(kind)
 

@@ -11,7 +11,6 @@ import pytest
 from easel.models import discovery
 from easel.models.errors import ModelError
 from easel.models.manager import ModelManager
-from tests.fixtures.tiny_models import TinyModels
 
 
 def touch(path: Path, data: bytes = b"") -> Path:
@@ -103,18 +102,33 @@ def test_earlier_root_hides_the_same_name_in_a_later_one(tmp_path: Path) -> None
         first / "loras" / "x.safetensors"
 
 
-def test_old_style_root_keeps_its_names_and_old_names_still_resolve(
-        tiny_models: TinyModels) -> None:
-    roots = [tiny_models.root]
+def old_style_root(root: Path) -> Path:
+    """The layout of the tiny test models (tests/fixtures/tiny_models.py), as placeholders."""
+    bundle = root / "tiny-shapes"
+    touch(bundle / "model_index.json", b"{}")
+    for part in ("unet", "vae", "text_encoder", "clip", "prior", "decoder", "upscaler"):
+        touch(bundle / part / "config.json", b"{}")
+    touch(root / "tiny-single.safetensors")
+    touch(root / "tiny-single.config" / "unet" / "config.json", b"{}")
+    touch(root / "unsafe.ckpt")
+    return root
+
+
+def test_old_style_root_keeps_its_names_and_old_names_still_resolve(tmp_path: Path) -> None:
+    roots = [old_style_root(tmp_path / "old")]
+    bundle = roots[0] / "tiny-shapes"
     assert discovery.kind_names("checkpoints", roots) == [
         "tiny-shapes", "tiny-shapes/decoder", "tiny-single.safetensors", "unsafe.ckpt"]
     assert discovery.kind_names("loras", roots) == []
-    assert discovery.resolve("checkpoints", "tiny-single", roots) == tiny_models.single_file
-    assert discovery.resolve("checkpoints", "tiny-shapes/decoder", roots) == \
-        tiny_models.bundle / "decoder"
-    assert discovery.find("checkpoints", "tiny-shapes/decoder", roots).path == tiny_models.bundle
+    assert discovery.resolve("checkpoints", "tiny-single", roots) == \
+        roots[0] / "tiny-single.safetensors"
+    assert discovery.resolve("checkpoints", "tiny-shapes/decoder", roots) == bundle / "decoder"
+    assert discovery.find("checkpoints", "tiny-shapes/decoder", roots).path == bundle
+    assert discovery.find("checkpoints", "tiny-shapes", roots).parts == (
+        "clip", "prior", "decoder", "upscaler")
     assert discovery.checkpoint_names(roots=roots) == [
         "tiny-shapes", "tiny-shapes/decoder", "tiny-single", "unsafe"]
+    assert discovery.names_with_part("prior", roots=roots) == ["tiny-shapes"]
 
 
 def test_loose_checkpoints_beside_kind_folders_still_count(tmp_path: Path) -> None:
@@ -175,3 +189,4 @@ def test_model_folder_contents_are_not_listed_separately(tmp_path: Path) -> None
     names = discovery.kind_names("checkpoints", [root])
     assert "sd15-diffusers" in names
     assert not any("diffusion_pytorch_model" in n or "unet" in n for n in names)
+
