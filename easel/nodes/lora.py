@@ -1,0 +1,177 @@
+"""LoRA nodes: LoraLoader (model and text encoders) and LoraLoaderModelOnly.
+
+A LoRA never changes the shared model: the outputs are handles on the same modules with the
+LoRA added to their `patches`, applied at call time (easel.models.lora.bind).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from easel.core.context import Context
+from easel.core.node import Input, NodeError, node
+from easel.core.types import Clip, Model
+from easel.nodes.model_access import manager, model_errors
+
+KIND = "loras"
+SUFFIXES = (".safetensors", ".pt", ".ckpt", ".bin", ".pth")
+
+
+def _roots(ctx: Context | None) -> list[Path]:
+    models = ctx.services.get("models") if ctx is not None else None
+    if models is not None and getattr(models, "roots", None) is not None:
+        return [Path(r) for r in models.roots]
+    from easel.models import discovery
+
+    return discovery.model_roots()
+
+
+def lora_names() -> list[str]:
+    """LoRA names as ComfyUI writes them: paths relative to a `loras/` folder, with extension."""
+    from easel.models import discovery
+
+    kind_names = getattr(discovery, "kind_names", None)
+    if kind_names is not None:
+        return list(kind_names(KIND))
+    return _scan(_roots(None))
+
+
+def _scan(roots: list[Path]) -> list[str]:
+    names: set[str] = set()
+    for root in roots:
+        folder = root / KIND
+        if not folder.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for filename in filenames:
+                if filename.endswith(SUFFIXES) and not filename.startswith("."):
+                    names.add((Path(dirpath) / filename).relative_to(folder).as_posix())
+    return sorted(names)
+
+
+def lora_path(ctx: Context, name: str) -> Path:
+    """The file of LoRA `name` (a ModelError naming where Easel looked when there is none)."""
+    from easel.models.errors import ModelError
+
+    models = ctx.services.get("models")
+    resolve = getattr(models, "resolve", None)
+    if callable(resolve):
+        return Path(resolve(KIND, name))
+    roots = _roots(ctx)
+    relative = Path(name)
+    if not relative.is_absolute() and ".." not in relative.parts:
+        for root in roots:
+            path = root / KIND / relative
+            if path.is_file():
+                return path
+    available = ", ".join(_scan(roots)[:20]) or "none"
+    looked = ", ".join(str(root / KIND) for root in roots)
+    raise ModelError(f"no LoRA named {name!r} (looked in {looked}); available: {available}")
+
+
+def _fingerprint(ctx: Context, inputs: dict[str, Any]) -> str:
+    """The LoRA file's path, size and time, so a replaced file is read again."""
+    from easel.models.errors import ModelError
+
+    try:
+        path = lora_path(ctx, str(inputs.get("name", "")))
+        stat = path.stat()
+    except (ModelError, OSError):
+        return "missing"
+    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _load(ctx: Context, name: str) -> Any:
+    from easel.models.lora import load_lora
+
+    models = manager(ctx)
+    with model_errors("name"):
+        weights = load_lora(lora_path(ctx, name), name=name,
+                            allow_unsafe_pickle=bool(getattr(models, "allow_unsafe_pickle",
+                                                             False)))
+    for message in weights.warnings():
+        ctx.warn(message)
+    return weights
+
+
+def _check_applies(ctx: Context, weights: Any, targets: list[tuple[str, str, Any]]) -> None:
+    """Warn about LoRA layers the linked models lack; a NodeError when none applies at all."""
+    from easel.models.lora import component_of
+
+    applied = 0
+    seen: set[str] = set()
+    for input_name, bound_as, module in targets:
+        component = component_of(bound_as)
+        seen.add(component)
+        resolved = weights.resolve(component, module)
+        applied += len(resolved.layers)
+        for problem in resolved.problems():
+            ctx.warn(f"LoRA {weights.name!r} on {input_name} ({component}): {problem}; "
+                     "those layers are left as they are")
+    inputs = sorted({input_name for input_name, _, _ in targets})
+    others = [c for c in weights.components()
+              if c.startswith("text_encoder") and c not in seen and "clip" in inputs]
+    if applied == 0:
+        has = ", ".join(f"{c} ({len(weights.layers[c])} layers)" for c in weights.components())
+        raise NodeError(f"LoRA {weights.name!r} changes no layer of the linked "
+                        f"{' and '.join(inputs)}: its layers ({has}) match none of the model's. "
+                        "Is it made for another model family (SD1.x, SD2.x, SDXL)?",
+                        "name")
+    if others:
+        ctx.warn(f"LoRA {weights.name!r} has layers for {', '.join(others)}, which the linked "
+                 "models do not have; those are not applied")
+
+
+def _text_targets(clip: Any) -> list[tuple[str, str, Any]]:
+    return [("clip", f"text_encoder:{part.key}", part.model) for part in clip.parts]
+
+
+@node(category="loaders", outputs={"model": Model, "clip": Clip}, fingerprint=_fingerprint)
+def LoraLoader(
+    ctx: Context,
+    model: Model,
+    clip: Clip,
+    name: str = Input(choices=lora_names),
+    strength_model: float = Input(1.0, ge=-100.0, le=100.0, step=0.01),
+    strength_clip: float = Input(1.0, ge=-100.0, le=100.0, step=0.01),
+) -> dict[str, Any]:
+    """Add a LoRA (kohya, diffusers/PEFT or ComfyUI key format) to a model and its text
+    encoders at the given strengths; negative strengths subtract it. The shared base weights
+    are never changed: other workflows using the same checkpoint see the model as it was.
+    Several LoraLoaders in a row stack."""
+    if strength_model == 0.0 and strength_clip == 0.0:
+        return {"model": model, "clip": clip}
+    weights = _load(ctx, name)
+    targets = []
+    if strength_model != 0.0:
+        targets.append(("model", "unet", model.unet))
+    if strength_clip != 0.0:
+        if clip is None or not getattr(clip, "parts", ()):
+            raise NodeError("the linked CLIP has no text encoder to apply the LoRA to", "clip")
+        targets += _text_targets(clip)
+    _check_applies(ctx, weights, targets)
+    return {
+        "model": model.with_patches(((weights, strength_model),)) if strength_model else model,
+        "clip": clip.with_patches(((weights, strength_clip),)) if strength_clip else clip,
+    }
+
+
+@node(category="loaders", outputs={"model": Model}, fingerprint=_fingerprint)
+def LoraLoaderModelOnly(
+    ctx: Context,
+    model: Model,
+    name: str = Input(choices=lora_names),
+    strength_model: float = Input(1.0, ge=-100.0, le=100.0, step=0.01),
+) -> Any:
+    """Add a LoRA to the denoising model only (its text-encoder layers, if any, are ignored)."""
+    if strength_model == 0.0:
+        return model
+    weights = _load(ctx, name)
+    _check_applies(ctx, weights, [("model", "unet", model.unet)])
+    return model.with_patches(((weights, strength_model),))
+
+
+NODES = [LoraLoader, LoraLoaderModelOnly]
