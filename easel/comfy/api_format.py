@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from easel.comfy.mapping import NODE_MAPS, NodeMap
+from easel.comfy.mapping import NODE_MAPS, UNSUPPORTED, NodeMap
 from easel.core.graph import FORMAT, VERSION, Problem, WorkflowError
 
 COLUMN_WIDTH, ROW_HEIGHT = 340, 240
@@ -30,11 +30,13 @@ def as_slot_link(value: Any) -> SlotLink | None:
 
 @dataclass
 class EditorData:
-    """What the editor keeps about a graph: titles, positions, notes (never affects a run)."""
+    """What the editor keeps about a graph: titles, positions, notes, groups (never affects a
+    run)."""
 
     titles: dict[str, str] = field(default_factory=dict)
     positions: dict[str, list[float]] = field(default_factory=dict)
     notes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    groups: list[dict[str, Any]] = field(default_factory=list)
 
 
 def node_sort_key(node_id: str) -> tuple[int, int | str]:
@@ -43,7 +45,8 @@ def node_sort_key(node_id: str) -> tuple[int, int | str]:
 
 
 def convert_prompt(prompt: Mapping[str, Any], editor: EditorData | None = None,
-                   problems: list[Problem] | None = None) -> dict[str, Any]:
+                   problems: list[Problem] | None = None,
+                   node_maps: Mapping[str, NodeMap] = NODE_MAPS) -> dict[str, Any]:
     """Convert an API-format prompt; raise one WorkflowError listing every problem."""
     editor = editor or EditorData()
     problems = list(problems or [])
@@ -58,7 +61,7 @@ def convert_prompt(prompt: Mapping[str, Any], editor: EditorData | None = None,
                                     "'class_type' and 'inputs'", node=node_id))
             reported.add(node_id)
             continue
-        spec = NODE_MAPS.get(class_type)
+        spec = node_maps.get(class_type)
         if spec is None:
             unsupported.append((node_id, class_type))
             reported.add(node_id)
@@ -96,11 +99,12 @@ def convert_prompt(prompt: Mapping[str, Any], editor: EditorData | None = None,
                 node["inputs"][name] = target
 
     for node_id, class_type in unsupported:
-        problems.append(Problem(f"ComfyUI node type {class_type!r} has no Easel equivalent",
-                                node=node_id, node_type=class_type))
+        reason = UNSUPPORTED.get(class_type,
+                                 f"ComfyUI node type {class_type!r} has no Easel equivalent")
+        problems.append(Problem(reason, node=node_id, node_type=class_type))
     if unsupported:
         problems.append(Problem("the ComfyUI node types Easel converts are: "
-                                + ", ".join(sorted(NODE_MAPS))))
+                                + ", ".join(sorted(node_maps))))
     if problems:
         raise WorkflowError(problems)
 
@@ -113,6 +117,9 @@ def convert_prompt(prompt: Mapping[str, Any], editor: EditorData | None = None,
         ui["titles"] = titles
     if editor.notes:
         ui["notes"] = editor.notes
+    if editor.groups:
+        ui["groups"] = [{**group, "nodes": [n for n in group["nodes"] if n in ordered]}
+                        for group in editor.groups]
     return {"format": FORMAT, "version": VERSION, "nodes": ordered, "ui": ui}
 
 
@@ -139,6 +146,8 @@ def _map_inputs(node_id: str, class_type: str, spec: NodeMap, entry: Mapping[str
         if link is not None:
             inputs[name] = link
             continue
+        if isinstance(value, Mapping) and set(value) == {"__value__"}:
+            value = value["__value__"]  # ComfyUI's frontend boxes literal lists this way
         renames = spec.values.get(name)
         if renames is not None and isinstance(value, str):
             if value in renames:

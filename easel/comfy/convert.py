@@ -6,11 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from easel.comfy.api_format import convert_prompt
-from easel.comfy.mapping import NODE_MAPS
+from easel.comfy.mapping import NodeMap, merged_node_maps
 from easel.comfy.ui_format import ui_to_prompt
 from easel.core.graph import Problem, WorkflowError
-
-SUPPORTED_TYPES = tuple(sorted(NODE_MAPS))
 
 
 def comfy_format(data: Any) -> str | None:
@@ -24,14 +22,17 @@ def comfy_format(data: Any) -> str | None:
     return None
 
 
-def to_easel(data: Any) -> dict[str, Any]:
-    """Convert a ComfyUI workflow; raise one WorkflowError listing everything that cannot be."""
+def to_easel(data: Any, extra_maps: Mapping[str, NodeMap] | None = None) -> dict[str, Any]:
+    """Convert a ComfyUI workflow; raise one WorkflowError listing everything that cannot be.
+
+    `extra_maps` adds mappings for plugin nodes (see `mapping.merged_node_maps`)."""
+    node_maps = merged_node_maps(extra_maps)
     kind = comfy_format(data)
     if kind == "api":
-        return convert_prompt(data)
+        return convert_prompt(data, node_maps=node_maps)
     if kind == "ui":
-        prompt, editor, problems = ui_to_prompt(data)
-        return convert_prompt(prompt, editor, problems)
+        prompt, editor, problems = ui_to_prompt(data, node_maps)
+        return convert_prompt(prompt, editor, problems, node_maps)
     raise WorkflowError([Problem(
         "not a ComfyUI workflow: expected the API format ({id: {\"class_type\": ..., "
         "\"inputs\": ...}}) or the UI format ({\"nodes\": [...], \"links\": [...]})"

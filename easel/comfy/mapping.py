@@ -15,6 +15,10 @@ SAMPLER_NAMES = {"dpmpp_2m_sde_gpu": "dpmpp_2m_sde", "dpmpp_sde_gpu": "dpmpp_sde
 UPSCALE_METHODS = {"nearest-exact": "nearest", "bilinear": "bilinear", "area": "area",
                    "bicubic": "bicubic", "lanczos": "lanczos"}
 LATENT_METHODS = {name: name for name in ("nearest-exact", "bilinear", "area", "bicubic")}
+# ComfyUI's on/off combo widgets ("enable"/"disable") are Easel booleans.
+SWITCH = {"enable": True, "disable": False}
+# The prediction types Easel's samplers implement (ComfyUI also has lcm, x0, img_to_img).
+PREDICTIONS = {"eps": "eps", "v_prediction": "v_prediction"}
 
 
 @dataclass
@@ -36,8 +40,10 @@ class NodeMap:
     `inputs` renames ComfyUI inputs to Easel inputs; `outputs` names the Easel output of each
     ComfyUI output slot (None: no equivalent); `widgets` is the order of `widgets_values` in the
     UI format, and `seeded` the widgets that may be followed by a control_after_generate entry;
-    `ignored` inputs have no effect on the result; `values` renames literal values per Easel
-    input; `adapt` sees the renamed inputs and handles what a rename cannot.
+    `ignored` inputs have no effect on the result; `optional` inputs may be left unconnected
+    (a node that loses a required input to a muted node is dropped, one that loses an optional
+    input is kept); `values` renames literal values per Easel input; `adapt` sees the renamed
+    inputs and handles what a rename cannot.
     """
 
     easel_type: str
@@ -46,37 +52,29 @@ class NodeMap:
     widgets: tuple[str, ...] = ()
     seeded: frozenset[str] = frozenset()
     ignored: frozenset[str] = frozenset()
-    values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    optional: frozenset[str] = frozenset()
+    values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     strict_values: frozenset[str] = frozenset()  # inputs whose unknown values are refused
     adapt: Adapter | None = None
 
 
 def _ksampler_advanced(inputs: dict[str, Any]) -> Adapted:
-    """KSamplerAdvanced is KSampler when it samples the whole schedule, a no-op when it starts
-    at or after its end; a partial range (split sampling) has no exact Easel equivalent."""
-    add_noise = inputs.pop("add_noise", "enable")
-    start = inputs.pop("start_at_step", 0)
-    end = inputs.pop("end_at_step", 10000)
-    inputs.pop("return_with_leftover_noise", None)
-    steps = inputs.get("steps")
-    if not all(isinstance(v, int | float) and not isinstance(v, bool)
-               for v in (start, end, steps)):
-        return Adapted(inputs, [(None, "start_at_step, end_at_step and steps must be literal "
-                                       "numbers for the conversion")])
-    last = min(end, steps)
-    if start >= last:
-        # ComfyUI returns the input latent unchanged when there is nothing to sample.
+    """KSamplerAdvanced converts one to one, except when it samples nothing (it starts at or
+    after its last step): ComfyUI then returns its input latent unchanged, so the node
+    passes that latent on (the refiner pass of ComfyUI's own SDXL test graph does this)."""
+    start = inputs.get("start_at_step", 0)
+    end = inputs.get("end_at_step", 10000)
+    steps = inputs.get("steps", 20)
+    literal = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end, steps))
+    if literal and start >= min(end, steps):
         return Adapted(inputs, passthrough="latent")
-    problems: list[tuple[str | None, str]] = []
-    if start > 0 or end < steps:
-        problems.append(("start_at_step", f"sampling only steps {start} to {last} of {steps} "
-                         "(split sampling) has no exact Easel equivalent; use a KSampler "
-                         "with denoise"))
-    elif add_noise != "enable":
-        problems.append(("add_noise", "sampling the whole schedule without adding noise has "
-                         "no Easel equivalent"))
-    inputs["denoise"] = 1.0
-    return Adapted(inputs, problems)
+    return Adapted(inputs)
+
+
+def _inpaint_conditioning(inputs: dict[str, Any]) -> Adapted:
+    """Files saved before ComfyUI added `noise_mask` always set the latent's noise mask."""
+    inputs.setdefault("noise_mask", True)
+    return Adapted(inputs)
 
 
 def _resize_to_size(inputs: dict[str, Any]) -> Adapted:
@@ -98,8 +96,59 @@ NODE_MAPS: dict[str, NodeMap] = {
     "CheckpointLoaderSimple": NodeMap(
         "CheckpointLoader", {"ckpt_name": "name"}, ("model", "clip", "vae"),
         widgets=("ckpt_name",)),
+    # ComfyUI's deprecated loader: the family registry finds the config, config_name is moot.
+    "CheckpointLoader": NodeMap(
+        "CheckpointLoader", {"config_name": "config_name", "ckpt_name": "name"},
+        ("model", "clip", "vae"), widgets=("config_name", "ckpt_name"),
+        ignored=frozenset({"config_name"})),
+    "VAELoader": NodeMap("VAELoader", {"vae_name": "name"}, ("vae",), widgets=("vae_name",)),
+    "LoraLoader": NodeMap(
+        "LoraLoader", {"model": "model", "clip": "clip", "lora_name": "name",
+                       "strength_model": "strength_model", "strength_clip": "strength_clip"},
+        ("model", "clip"), widgets=("lora_name", "strength_model", "strength_clip")),
+    "LoraLoaderModelOnly": NodeMap(
+        "LoraLoaderModelOnly", {"model": "model", "lora_name": "name",
+                                "strength_model": "strength_model"},
+        ("model",), widgets=("lora_name", "strength_model")),
+    "CLIPSetLastLayer": NodeMap(
+        "CLIPSetLastLayer", {"clip": "clip", "stop_at_clip_layer": "stop_at_clip_layer"},
+        ("clip",), widgets=("stop_at_clip_layer",)),
+    "ControlNetLoader": NodeMap(
+        "ControlNetLoader", {"control_net_name": "name"}, ("control_net",),
+        widgets=("control_net_name",)),
+    "ControlNetApply": NodeMap(
+        "ControlNetApply", {"conditioning": "conditioning", "control_net": "control_net",
+                            "image": "image", "strength": "strength"},
+        ("conditioning",), widgets=("strength",)),
+    "ControlNetApplyAdvanced": NodeMap(
+        "ControlNetApplyAdvanced", {"positive": "positive", "negative": "negative",
+                                    "control_net": "control_net", "image": "image",
+                                    "strength": "strength", "start_percent": "start_percent",
+                                    "end_percent": "end_percent", "vae": "vae"},
+        ("positive", "negative"), widgets=("strength", "start_percent", "end_percent"),
+        optional=frozenset({"vae"})),
+    "UpscaleModelLoader": NodeMap(
+        "UpscaleModelLoader", {"model_name": "name"}, ("upscale_model",),
+        widgets=("model_name",)),
+    "ImageUpscaleWithModel": NodeMap(
+        "ImageUpscaleWithModel", {"upscale_model": "upscale_model", "image": "image"},
+        ("image",)),
+    "ModelSamplingDiscrete": NodeMap(
+        "ModelSamplingDiscrete", {"model": "model", "sampling": "sampling", "zsnr": "zsnr"},
+        ("model",), widgets=("sampling", "zsnr"), values={"sampling": PREDICTIONS},
+        strict_values=frozenset({"sampling"})),
     "CLIPTextEncode": NodeMap(
         "TextEncode", {"clip": "clip", "text": "text"}, ("conditioning",), widgets=("text",)),
+    "CLIPTextEncodeSDXL": NodeMap(
+        "TextEncodeSDXL", {name: name for name in (
+            "clip", "width", "height", "crop_w", "crop_h", "target_width", "target_height",
+            "text_g", "text_l")}, ("conditioning",),
+        widgets=("width", "height", "crop_w", "crop_h", "target_width", "target_height",
+                 "text_g", "text_l")),
+    "CLIPTextEncodeSDXLRefiner": NodeMap(
+        "TextEncodeSDXLRefiner", {name: name for name in (
+            "clip", "ascore", "width", "height", "text")}, ("conditioning",),
+        widgets=("ascore", "width", "height", "text")),
     "EmptyLatentImage": NodeMap(
         "EmptyLatent", {"width": "width", "height": "height", "batch_size": "batch_size"},
         ("latent",), widgets=("width", "height", "batch_size")),
@@ -108,18 +157,33 @@ NODE_MAPS: dict[str, NodeMap] = {
         widgets=("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise"),
         seeded=frozenset({"seed"}), values={"sampler_name": SAMPLER_NAMES}),
     "KSamplerAdvanced": NodeMap(
-        "KSampler", {**_SAMPLER_INPUTS, "noise_seed": "seed", "add_noise": "add_noise",
-                     "start_at_step": "start_at_step", "end_at_step": "end_at_step",
-                     "return_with_leftover_noise": "return_with_leftover_noise"},
+        "KSamplerAdvanced", {**_SAMPLER_INPUTS, "noise_seed": "seed", "add_noise": "add_noise",
+                             "start_at_step": "start_at_step", "end_at_step": "end_at_step",
+                             "return_with_leftover_noise": "return_with_leftover_noise"},
         ("latent",),
         widgets=("add_noise", "noise_seed", "steps", "cfg", "sampler_name", "scheduler",
                  "start_at_step", "end_at_step", "return_with_leftover_noise"),
-        seeded=frozenset({"noise_seed"}), values={"sampler_name": SAMPLER_NAMES},
+        seeded=frozenset({"noise_seed"}),
+        values={"sampler_name": SAMPLER_NAMES, "add_noise": SWITCH,
+                "return_with_leftover_noise": SWITCH},
+        strict_values=frozenset({"add_noise", "return_with_leftover_noise"}),
         adapt=_ksampler_advanced),
     "VAEDecode": NodeMap("VAEDecode", {"samples": "latent", "vae": "vae"}, ("image",)),
     "VAEEncode": NodeMap("VAEEncode", {"pixels": "image", "vae": "vae"}, ("latent",)),
+    "VAEEncodeForInpaint": NodeMap(
+        "VAEEncodeForInpaint", {"pixels": "image", "vae": "vae", "mask": "mask",
+                                "grow_mask_by": "grow_mask_by"},
+        ("latent",), widgets=("grow_mask_by",)),
+    "InpaintModelConditioning": NodeMap(
+        "InpaintModelConditioning", {"positive": "positive", "negative": "negative",
+                                     "vae": "vae", "pixels": "image", "mask": "mask",
+                                     "noise_mask": "noise_mask"},
+        ("positive", "negative", "latent"), widgets=("noise_mask",),
+        adapt=_inpaint_conditioning),
+    "SetLatentNoiseMask": NodeMap(
+        "SetLatentNoiseMask", {"samples": "latent", "mask": "mask"}, ("latent",)),
     "LoadImage": NodeMap(
-        "LoadImage", {"image": "image"}, ("image", None), widgets=("image", "upload"),
+        "LoadImage", {"image": "image"}, ("image", "mask"), widgets=("image", "upload"),
         ignored=frozenset({"upload"})),
     "SaveImage": NodeMap(
         "SaveImage", {"images": "image", "filename_prefix": "filename_prefix"}, (),
@@ -159,3 +223,21 @@ NODE_MAPS: dict[str, NodeMap] = {
 NOTE_TYPES = frozenset({"Note", "MarkdownNote"})
 REROUTE = "Reroute"
 PRIMITIVE = "PrimitiveNode"
+
+# ComfyUI node types that are refused with a reason of their own (not just "no equivalent").
+UNSUPPORTED: dict[str, str] = {
+    "DiffControlNetLoader": "ComfyUI's DiffControlNetLoader (a ControlNet stored as the "
+                            "difference to one model) is not supported: use ControlNetLoader "
+                            "with a complete ControlNet file",
+}
+
+
+def merged_node_maps(extra: Mapping[str, NodeMap] | None = None) -> dict[str, NodeMap]:
+    """The built-in table plus `extra` entries (a plugin's nodes); an extra entry may add a
+    ComfyUI type but never replace a built-in one (ValueError names the clash)."""
+    if not extra:
+        return NODE_MAPS
+    clashes = sorted(set(extra) & set(NODE_MAPS))
+    if clashes:
+        raise ValueError(f"ComfyUI node types already mapped by Easel: {', '.join(clashes)}")
+    return {**NODE_MAPS, **extra}

@@ -20,7 +20,7 @@ MODULES = (
     "easel.nodes.upscale",
     "easel.nodes.clipscore",
     "easel.nodes.image_io",
-    "easel.comfy.compat_nodes",
+    "easel.nodes.comfy_compat",
     "easel.nodes.shapes_render",
 )
 

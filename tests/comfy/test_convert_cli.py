@@ -43,15 +43,16 @@ def test_convert_comfy_png(tmp_path, capsys) -> None:
 
 def test_unsupported_nodes_exit_2_with_the_list(tmp_path, capsys) -> None:
     data = load_json(BASIC)
-    data["10"] = {"class_type": "CLIPSetLastLayer",
-                  "inputs": {"clip": ["4", 1], "stop_at_clip_layer": -2}}
-    data["11"] = {"class_type": "VAELoader", "inputs": {"vae_name": "vae.safetensors"}}
+    data["10"] = {"class_type": "FreeU_V2",
+                  "inputs": {"model": ["4", 0], "b1": 1.3, "b2": 1.4, "s1": 0.9, "s2": 0.2}}
+    data["11"] = {"class_type": "DiffControlNetLoader",
+                  "inputs": {"model": ["4", 0], "control_net_name": "diff.safetensors"}}
     source = tmp_path / "custom.json"
     source.write_text(json.dumps(data))
     out = tmp_path / "out.json"
     assert main(["convert", "comfy", str(source), "-o", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "node '10' (CLIPSetLastLayer)" in err and "node '11' (VAELoader)" in err
+    assert "node '10' (FreeU_V2)" in err and "node '11' (DiffControlNetLoader)" in err
     assert "Traceback" not in err
     assert not out.exists()
 

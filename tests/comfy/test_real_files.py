@@ -40,13 +40,16 @@ def test_basic_api_example_maps_every_node_and_link() -> None:
 
 
 def test_sdxl_refiner_graph_converts_faithfully() -> None:
-    """KSamplerAdvanced over the whole schedule is a KSampler; the refiner pass that starts
-    at step 32 of 20 does nothing in ComfyUI, so its consumer reads the base latent."""
+    """The base pass is a KSamplerAdvanced over the whole schedule (its end, 32, is past the
+    last of 20 steps); the refiner pass that starts at step 32 of 20 does nothing in ComfyUI,
+    so its consumer reads the base latent."""
     nodes = convert("comfyui_tests_default_graph_sdxl1_0.api.json")["nodes"]
-    assert nodes["10"] == {"type": "KSampler", "inputs": {
-        "seed": 42, "steps": 20, "cfg": 7.5, "sampler_name": "euler", "scheduler": "normal",
-        "model": ["4", "model"], "positive": ["6", "conditioning"],
-        "negative": ["15", "conditioning"], "latent": ["5", "latent"], "denoise": 1.0}}
+    assert nodes["10"] == {"type": "KSamplerAdvanced", "inputs": {
+        "add_noise": True, "seed": 42, "steps": 20, "cfg": 7.5, "sampler_name": "euler",
+        "scheduler": "normal", "start_at_step": 0, "end_at_step": 32,
+        "return_with_leftover_noise": True, "model": ["4", "model"],
+        "positive": ["6", "conditioning"], "negative": ["15", "conditioning"],
+        "latent": ["5", "latent"]}}
     assert "14" not in nodes
     assert nodes["12"]["inputs"]["latent"] == ["10", "latent"]
     assert nodes["15"] == {"type": "ConditioningZeroOut",

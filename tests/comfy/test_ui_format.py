@@ -46,10 +46,12 @@ def test_widgets_primitive_reroutes_bypass_mute_and_note(default_plus) -> None:
 
 def test_schema_v1_links_objects_and_advanced_sampler() -> None:
     nodes = to_easel(load_json(DATA / "ui_img2img_v1.json"))["nodes"]
-    assert nodes["7"] == {"type": "KSampler", "inputs": {
-        "seed": 7, "steps": 30, "cfg": 6.5, "sampler_name": "dpmpp_2m_sde",
-        "scheduler": "karras", "model": ["1", "model"], "positive": ["5", "conditioning"],
-        "negative": ["6", "conditioning"], "latent": ["4", "latent"], "denoise": 1.0}}
+    assert nodes["7"] == {"type": "KSamplerAdvanced", "inputs": {
+        "add_noise": True, "seed": 7, "steps": 30, "cfg": 6.5, "sampler_name": "dpmpp_2m_sde",
+        "scheduler": "karras", "start_at_step": 0, "end_at_step": 10000,
+        "return_with_leftover_noise": False, "model": ["1", "model"],
+        "positive": ["5", "conditioning"], "negative": ["6", "conditioning"],
+        "latent": ["4", "latent"]}}
     assert nodes["2"] == {"type": "LoadImage", "inputs": {"image": "photo.png"}}
     assert nodes["3"] == {"type": "Upscale", "inputs": {
         "method": "bilinear", "width": 512, "height": 512, "image": ["2", "image"], "scale": 1.0}}
@@ -98,23 +100,40 @@ def _node(data: dict[str, Any], node_id: int) -> dict[str, Any]:
     return next(n for n in data["nodes"] if n["id"] == node_id)
 
 
-def test_muted_source_leaves_the_input_unset(default_plus) -> None:
-    """As in ComfyUI, a consumer of a muted node gets nothing: validation then names the
-    missing input instead of running something else."""
+def test_muted_source_drops_what_needs_it(default_plus) -> None:
+    """As in ComfyUI, a node whose required input comes from a muted node cannot run, nor can
+    what needs it: they are dropped, and the outputs that do not need them still run."""
     data = copy.deepcopy(default_plus)
-    _node(data, 5)["mode"] = 2
-    workflow = to_easel(data)
-    assert "5" not in workflow["nodes"]
-    assert "latent" not in workflow["nodes"]["3"]["inputs"]
-
-
-def test_missing_input_after_mute_is_reported_by_validation(default_plus, registry) -> None:
-    data = copy.deepcopy(default_plus)
-    _node(data, 5)["mode"] = 2
+    _node(data, 11)["mode"] = 0  # the muted preview of the decoded image runs again
+    _node(data, 14)["mode"] = 2  # the upscale between the sampler and the decoder is muted
     with pytest.raises(WorkflowError) as caught:
-        validate(to_easel(data), registry)
-    assert any(p.node == "3" and p.input == "latent" and "missing" in p.message
-               for p in caught.value.problems)
+        to_easel(data)  # the decoder, the saver and the preview all need it: nothing runs
+    [problem] = caught.value.problems
+    assert problem.message == ("nothing to run: every output node is muted, bypassed or needs "
+                               "a muted node (muted: 14)")
+    data["nodes"].append({"id": 30, "type": "PreviewImage", "mode": 0, "pos": [0, 900],
+                          "inputs": [{"name": "images", "type": "IMAGE", "link": 40}]})
+    data["nodes"].append({"id": 31, "type": "LoadImage", "mode": 0, "pos": [0, 700],
+                          "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [40]},
+                                      {"name": "MASK", "type": "MASK", "links": []}],
+                          "widgets_values": ["photo.png", "image"]})
+    data["links"].append([40, 31, 0, 30, 0, "IMAGE"])
+    nodes = to_easel(data)["nodes"]
+    assert sorted(nodes, key=int) == ["3", "4", "5", "6", "7", "30", "31"]
+
+
+def test_muted_source_of_an_optional_input_keeps_the_consumer() -> None:
+    prompt_nodes = to_easel(load_json(DATA / "sd15_controlnet.json"))["nodes"]
+    assert prompt_nodes["22"]["inputs"]["vae"] == ["4", "vae"]
+    data = load_json(DATA / "sd15_controlnet.json")
+    data["nodes"].append({"id": 40, "type": "VAELoader", "mode": 2, "pos": [0, 0],
+                          "outputs": [{"name": "VAE", "type": "VAE", "links": [90]}],
+                          "widgets_values": ["other_vae.safetensors"]})
+    data["links"].append([90, 40, 0, 22, 4, "VAE"])
+    _node(data, 22)["inputs"][4]["link"] = 90
+    nodes = to_easel(data)["nodes"]
+    assert "vae" not in nodes["22"]["inputs"] and nodes["3"]["inputs"]["positive"] == [
+        "25", "conditioning"]
 
 
 def test_bypassed_node_without_matching_input_passes_nothing(default_plus) -> None:
@@ -138,11 +157,11 @@ def test_bypass_chooses_the_input_of_the_matching_type(default_plus) -> None:
 def test_unsupported_ui_nodes_are_listed_with_their_ids(default_plus) -> None:
     data = copy.deepcopy(default_plus)
     _node(data, 5)["type"] = "SDXLEmptyLatentSizePicker+"
-    _node(data, 7)["type"] = "CLIPTextEncodeSDXL"
+    _node(data, 7)["type"] = "CLIPTextEncodeFlux"
     with pytest.raises(WorkflowError) as caught:
         to_easel(data)
     unsupported = {(p.node, p.node_type) for p in caught.value.problems if p.node}
-    assert unsupported == {("5", "SDXLEmptyLatentSizePicker+"), ("7", "CLIPTextEncodeSDXL")}
+    assert unsupported == {("5", "SDXLEmptyLatentSizePicker+"), ("7", "CLIPTextEncodeFlux")}
     assert "KSampler" in str(caught.value)  # the list of what does convert
 
 
@@ -162,7 +181,7 @@ def test_old_litegraph_positions_stored_as_objects(default_plus) -> None:
 
 
 def test_bypassed_unsupported_node_is_passed_through(default_plus) -> None:
-    """A bypassed LoRA loader is a common sight: it converts, its inputs flow on by type."""
+    """A bypassed LoRA loader is a common sight: its inputs flow on by type."""
     data = copy.deepcopy(default_plus)
     data["nodes"].append({
         "id": 20, "type": "LoraLoader", "pos": [200, 200], "mode": 4,
@@ -181,5 +200,8 @@ def test_bypassed_unsupported_node_is_passed_through(default_plus) -> None:
     assert nodes["3"]["inputs"]["model"] == ["4", "model"]
     assert nodes["6"]["inputs"]["clip"] == ["4", "clip"]
     _node(data, 20)["mode"] = 0
-    with pytest.raises(WorkflowError, match="'LoraLoader' has no Easel equivalent"):
-        to_easel(data)
+    nodes = to_easel(data)["nodes"]
+    assert nodes["20"] == {"type": "LoraLoader", "inputs": {
+        "name": "style.safetensors", "strength_model": 1.0, "strength_clip": 1.0,
+        "model": ["4", "model"], "clip": ["4", "clip"]}}
+    assert nodes["3"]["inputs"]["model"] == ["20", "model"]

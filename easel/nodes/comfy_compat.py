@@ -1,4 +1,4 @@
-"""Small nodes that let common ComfyUI graphs convert one to one (ConditioningZeroOut)."""
+"""Nodes that let common ComfyUI graphs convert one to one (ConditioningZeroOut)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from typing import Any
 from easel.core.node import node
 from easel.core.types import Conditioning
 
-KEEP = "uncond"
+# The embeddings a conditioning dict carries. Everything else (the attention mask, the default
+# negative "uncond", SDXL's size conditioning, a ControlNet chain, inpainting latents) is kept,
+# as ComfyUI's node keeps everything but the text embeddings and the pooled output.
+ZEROED = frozenset({"embeds", "pooled", "image_embeds"})
 
 
 def zeroed(value: Any) -> Any:
@@ -35,8 +38,7 @@ def ConditioningZeroOut(conditioning: Conditioning) -> Any:
     """Conditioning of zeros with the same shapes: the "empty" negative prompt SDXL graphs use
     (as ComfyUI's node of the same name)."""
     if isinstance(conditioning, dict):
-        # "uncond" is the default negative that travels with a positive: not zeroed.
-        return {key: value if key == KEEP else zeroed(value)
+        return {key: zeroed(value) if key in ZEROED else value
                 for key, value in conditioning.items()}
     return zeroed(conditioning)
 
