@@ -40,6 +40,7 @@ BUNDLED_DIR = Path(__file__).resolve().parent.parent / "zoo" / "weights"
 
 # Sub-folders of an Easel bundle (the layout of easel-shapes) and what each provides.
 BUNDLE_PARTS = ("clip", "prior", "decoder", "upscaler")
+AVAILABLE_SHOWN = 12  # names an error lists before "and N more"
 
 
 @dataclass(frozen=True)
@@ -281,7 +282,13 @@ def _not_found(kind: str, name: str, wanted: str, names: list[str],
     close = [n for n in names if n.rsplit("/", 1)[-1] == base]
     close += [n for n in difflib.get_close_matches(wanted, names, n=5, cutoff=0.6)
               if n not in close]
-    message = f"no {kind} model named {name!r}. Looked in: {looked}."
+    message = f"no {kind} model named {name!r}"
+    if names:
+        shown = names[:AVAILABLE_SHOWN]
+        more = len(names) - len(shown)
+        message += "; available: " + ", ".join(shown) + (
+            f" and {more} more (`easel models` lists them)" if more else "")
+    message += f". Looked in: {looked}."
     if close:
         message += " Close matches: " + ", ".join(close[:5]) + "."
     kinds = all_kinds()

@@ -190,3 +190,14 @@ def test_model_folder_contents_are_not_listed_separately(tmp_path: Path) -> None
     assert "sd15-diffusers" in names
     assert not any("diffusion_pytorch_model" in n or "unet" in n for n in names)
 
+
+
+def test_unknown_name_error_lists_a_few_available_names(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    for i in range(15):
+        touch(root / "loras" / f"lora-{i:02d}.safetensors")
+    with pytest.raises(ModelError) as caught:
+        discovery.resolve("loras", "nope.safetensors", [root])
+    message = str(caught.value)
+    shown = ", ".join(f"lora-{i:02d}.safetensors" for i in range(12))
+    assert f"no loras model named 'nope.safetensors'; available: {shown} and 3 more" in message
