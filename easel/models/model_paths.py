@@ -138,7 +138,25 @@ def models_folder(path: Path, kinds: Mapping[str, tuple[str, ...]] | None = None
     return folders
 
 
+_yaml_cache: dict[Path, tuple[int, int, list[KindFolder]]] = {}
+
+
 def read_extra_model_paths(yaml_path: Path) -> list[KindFolder]:
+    """`parse_extra_model_paths`, kept until the file changes (listing asks for it often)."""
+    try:
+        stat = yaml_path.stat()
+    except OSError:
+        return parse_extra_model_paths(yaml_path)  # raises the clear error
+    key = yaml_path.resolve()
+    cached = _yaml_cache.get(key)
+    if cached is not None and cached[:2] == (stat.st_mtime_ns, stat.st_size):
+        return list(cached[2])
+    folders = parse_extra_model_paths(yaml_path)
+    _yaml_cache[key] = (stat.st_mtime_ns, stat.st_size, folders)
+    return list(folders)
+
+
+def parse_extra_model_paths(yaml_path: Path) -> list[KindFolder]:
     """The folders an `extra_model_paths.yaml` names, in ComfyUI's format.
 
     Each section has an optional `base_path` (`~` and `$VARS` expanded; relative to the file's
@@ -213,7 +231,10 @@ def comfyui_installs(roots: list[Path]) -> list[Path]:
     found: list[Path] = []
 
     def add(path: Path) -> None:
-        if (path / "comfy").is_dir() and path not in found:
+        comfy = path / "comfy"
+        if path not in found and comfy.is_dir() and (
+                (path / "main.py").is_file() or (path / "folder_paths.py").is_file()
+                or (comfy / "sd1_tokenizer").is_dir()):
             found.append(path)
 
     for root in roots:
