@@ -78,3 +78,16 @@ def test_an_unreadable_yaml_is_a_clear_usage_error(tmp_path: Path) -> None:
     result = easel("--models-dir", str(bad), tmp_path=tmp_path)
     assert result.returncode == 2
     assert "cannot read the model paths file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_listing_imports_neither_torch_nor_transformers(tmp_path: Path) -> None:
+    root = comfyui(tmp_path)
+    code = ("import sys, io, contextlib; from easel.cli.main import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    code = main(['models', '--models-dir', {str(root)!r}])\n"
+            "print(code, 'torch' in sys.modules, 'transformers' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_CACHE": str(tmp_path / "hub"),
+           "EASEL_CONFIG": str(tmp_path / "none.toml")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.stdout.split() == ["0", "False", "False"], result.stderr
