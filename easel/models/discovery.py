@@ -119,10 +119,15 @@ class _Listing:
     stamps: tuple[tuple[str, int], ...]  # every directory read, with its mtime_ns
 
     def fresh(self) -> bool:
-        try:
-            return all(os.stat(path).st_mtime_ns == stamp for path, stamp in self.stamps)
-        except OSError:
-            return False
+        return all(_stamp(path) == stamp for path, stamp in self.stamps)
+
+
+def _stamp(path: str) -> int:
+    """A directory's mtime_ns; -1 while it does not exist (so its creation is noticed)."""
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
 
 
 _cache: dict[KindFolder, _Listing] = {}
@@ -130,14 +135,13 @@ _cache_lock = threading.Lock()
 
 
 def _read_dir(path: str, stamps: list[tuple[str, int]]) -> list[os.DirEntry[str]] | None:
+    stamp = _stamp(path)
+    stamps.append((path, stamp))
     try:
-        stamp = os.stat(path).st_mtime_ns
         with os.scandir(path) as it:
-            items = list(it)
+            return list(it)
     except OSError:
         return None
-    stamps.append((path, stamp))
-    return items
 
 
 def _scan(folder: KindFolder) -> _Listing:
@@ -167,9 +171,11 @@ def _scan(folder: KindFolder) -> _Listing:
                 names = {e.name for e in sub}
                 parts = tuple(p for p in BUNDLE_PARTS
                               if p in names and os.path.isdir(os.path.join(item.path, p)))
-                pipeline = "model_index.json" in names or (
-                    "unet" in names and os.path.isfile(os.path.join(item.path, "unet",
-                                                                    "config.json")))
+                pipeline = "model_index.json" in names
+                if not pipeline and "unet" in names:
+                    unet = os.path.join(item.path, "unet")
+                    stamps.append((unet, _stamp(unet)))
+                    pipeline = os.path.isfile(os.path.join(unet, "config.json"))
                 if parts or pipeline or "config.json" in names:
                     entries.append(ModelEntry(prefix + name, Path(item.path), "diffusers",
                                               parts, folder.kind, pipeline))

@@ -201,3 +201,12 @@ def test_unknown_name_error_lists_a_few_available_names(tmp_path: Path) -> None:
     message = str(caught.value)
     shown = ", ".join(f"lora-{i:02d}.safetensors" for i in range(12))
     assert f"no loras model named 'nope.safetensors'; available: {shown} and 3 more" in message
+
+
+def test_a_kind_folder_created_after_a_listing_is_seen(tmp_path: Path) -> None:
+    root = comfy_models(tmp_path / "models")
+    assert discovery.kind_names("controlnet", [root]) == ["canny.pth", "depth-diffusers"]
+    (root / "t2i_adapter").mkdir()  # did not exist at the first listing
+    touch(root / "t2i_adapter" / "sketch.safetensors")
+    assert discovery.kind_names("controlnet", [root]) == [
+        "canny.pth", "depth-diffusers", "sketch.safetensors"]
