@@ -11,6 +11,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from typing import Any
 
 from easel.batch.runner import ItemRunner, RunnerConfig
+from easel.core.status import RunStatus
 
 Item = tuple[int, dict[str, Any]]
 OnDone = Callable[[dict[str, Any]], None]
@@ -68,7 +69,7 @@ def run_processes(config: RunnerConfig, workflow: dict[str, Any], items: list[It
                 try:
                     result = future.result()
                 except Exception as exc:  # the worker process died
-                    result = {"index": index, "params": params, "status": "failed",
+                    result = {"index": index, "params": params, "status": RunStatus.FAILED,
                               "files": [], "scores": {}, "error": f"worker lost: {exc}"}
                 on_done(result)
                 done[index] = result

@@ -13,6 +13,7 @@ from easel.batch.contact_sheet import write_contact_sheet
 from easel.batch.manifest import append_item, read_manifest, write_manifest
 from easel.batch.runner import RunnerConfig
 from easel.batch.sweep import SweepError, item_label, make_items, parse_sweep
+from easel.core.status import RunStatus
 
 
 @dataclass
@@ -36,7 +37,7 @@ class BatchResult:
 
     @property
     def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.results if r.get("status") != "succeeded"]
+        return [r for r in self.results if r.get("status") != RunStatus.SUCCEEDED]
 
 
 def run_batch(workflow: dict[str, Any] | None, options: BatchOptions, config: RunnerConfig,
@@ -55,7 +56,7 @@ def run_batch(workflow: dict[str, Any] | None, options: BatchOptions, config: Ru
     items: list[Item] = list(enumerate(make_items(sweeps, zipped)))
     manifest = options.resume or options.manifest or Path(config.output_dir) / "manifest.jsonl"
     kept = [previous[i] for i, params in items
-            if i in previous and previous[i].get("status") == "succeeded"
+            if i in previous and previous[i].get("status") == RunStatus.SUCCEEDED
             and previous[i].get("params") == params]
     kept_ids = {r["index"] for r in kept}
     todo = [(i, params) for i, params in items if i not in kept_ids]
@@ -70,7 +71,7 @@ def run_batch(workflow: dict[str, Any] | None, options: BatchOptions, config: Ru
         nonlocal finished
         append_item(manifest, result)  # a crash mid-batch loses no finished item
         finished += 1
-        ok = result.get("status") == "succeeded"
+        ok = result.get("status") == RunStatus.SUCCEEDED
         line = (f"[{finished}/{len(todo)}] item {result['index']} "
                 f"({item_label(result['params'])}) "
                 + ("done" if ok else f"failed: {result.get('error')}"))

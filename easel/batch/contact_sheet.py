@@ -8,6 +8,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from easel.core.status import RunStatus
+
 THUMB = 192
 LABEL_LINES = 3
 LINE_HEIGHT = 14
@@ -21,8 +23,8 @@ def _label(result: dict[str, Any]) -> list[str]:
         if isinstance(shown, float):
             shown = f"{shown:.1f}"
         parts.append(f"{name.split('.')[-1]} {shown}")
-    if result.get("status") != "succeeded":
-        parts.append(str(result.get("status", "failed")).upper())
+    if result.get("status") != RunStatus.SUCCEEDED:
+        parts.append(str(result.get("status", RunStatus.FAILED)).upper())
     lines = textwrap.wrap(", ".join(parts), width=30) or [""]
     return lines[:LABEL_LINES]
 

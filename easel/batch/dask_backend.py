@@ -11,6 +11,9 @@ from typing import Any
 
 from easel.batch.backends import Item, OnDone, in_order
 from easel.batch.runner import ItemRunner, RunnerConfig
+from easel.core.plugins import current_registry
+from easel.core.roles import checkpoint_inputs
+from easel.core.status import RunStatus
 
 RUNNER_ATTRIBUTE = "easel_runner"
 PLUGIN_NAME = "easel-runner"
@@ -53,10 +56,11 @@ def run_item_on_worker(workflow: dict[str, Any], index: int, params: dict[str, A
 
 
 def _checkpoints(workflow: dict[str, Any], params: dict[str, Any]) -> tuple[str, ...]:
+    """The checkpoints an item loads (its checkpoint inputs: see easel.core.roles)."""
     names = []
-    for node_id, node in workflow.get("nodes", {}).items():
-        if isinstance(node, dict) and node.get("type") == "CheckpointLoader":
-            names.append(str(params.get(f"{node_id}.name", node.get("inputs", {}).get("name"))))
+    for node_id, name in checkpoint_inputs(workflow, current_registry()):
+        literal = workflow["nodes"][node_id].get("inputs", {}).get(name)
+        names.append(str(params.get(f"{node_id}.{name}", literal)))
     return tuple(sorted(names))
 
 
@@ -97,7 +101,8 @@ def run_cluster(address: Any, config: RunnerConfig, workflow: dict[str, Any],
             try:
                 result = future.result()
             except Exception as exc:
-                result = {"index": index, "params": params, "status": "failed", "files": [],
+                result = {"index": index, "params": params, "status": RunStatus.FAILED,
+                          "files": [],
                           "scores": {}, "error": f"{type(exc).__name__}: {exc}"}
             on_done(result)
             done[index] = result
@@ -142,9 +147,9 @@ def run_workflow_on_worker(workflow: dict[str, Any], run_id: str, topic: str,
                 path = out_dir / name
                 if path.is_file():
                     files[name] = path.read_bytes()
+    report = result.to_json()
     return {
-        "status": result.status, "node_status": result.node_status, "ui": result.ui,
+        "status": report["status"], "node_status": report["node_status"], "ui": result.ui,
         "seconds": result.seconds, "files": files, "worker": runner.where,
-        "failures": [{"node": f.node, "node_type": f.node_type, "message": f.message,
-                      "input": f.input} for f in result.failures],
+        "failures": report["failures"], "timings": report["timings"],
     }

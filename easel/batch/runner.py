@@ -14,6 +14,7 @@ from easel.core.cache import OutputCache
 from easel.core.executor import Executor
 from easel.core.graph import WorkflowError
 from easel.core.plugins import load_plugins
+from easel.core.status import RunStatus
 from easel.workflow_edit import EditError, set_input
 
 
@@ -64,7 +65,7 @@ class ItemRunner:
             ) -> dict[str, Any]:
         """Run one item; never raises: failures come back in the result."""
         started = time.perf_counter()
-        result: dict[str, Any] = {"index": index, "params": params, "status": "failed",
+        result: dict[str, Any] = {"index": index, "params": params, "status": RunStatus.FAILED,
                                   "files": [], "scores": {}, "error": None, "worker": self.where}
         item_workflow = copy.deepcopy(workflow)
         out_dir = Path(self.config.output_dir) / item_dir_name(index)
@@ -78,11 +79,11 @@ class ItemRunner:
         except Exception as exc:  # a bug in one item must not lose the batch
             result["error"] = f"{type(exc).__name__}: {exc}"
         else:
-            result["status"] = run.status
+            result["status"] = str(run.status)
             result["files"] = [str(out_dir / f) for ui in run.ui.values() if isinstance(ui, dict)
                                for f in ui.get("files", [])]
             result["scores"] = collect_scores(run.values, run.ui)
-            result["nodes"] = run.node_status
+            result["nodes"] = {node: str(status) for node, status in run.node_status.items()}
             if run.failures:
                 result["error"] = "; ".join(str(f) for f in run.failures)
         result["seconds"] = round(time.perf_counter() - started, 4)

@@ -50,8 +50,7 @@ def make_registry(args: argparse.Namespace, quiet: bool = False) -> Registry:
     registry = load_plugins(getattr(args, "plugin", []) or [])
     if not quiet:
         for error in registry.errors:
-            first_line = error.splitlines()[0]
-            print(f"warning: {first_line} (plugin skipped)", file=sys.stderr)
+            print(f"warning: {error}", file=sys.stderr)
     return registry
 
 
@@ -71,12 +70,9 @@ def make_executor(args: argparse.Namespace, registry: Registry) -> Executor:
     cache = OutputCache(max_bytes=parse_size(getattr(args, "cache_size", None) or "2GB"))
     if getattr(args, "disk_cache", False):
         from easel.core.diskcache import DiskStore
-        from easel.nodes import cache_codecs
-
-        cache_codecs.register()
 
         cache.disk = DiskStore(Path(args.cache_dir) if getattr(args, "cache_dir", None)
-                               else None)
+                               else None, codecs=registry.codecs)
     return Executor(registry, cache, output_dir=Path(getattr(args, "output_dir", None) or
                                                       "output"),
                     services=make_services(args), max_workers=getattr(args, "threads", 1) or 1)

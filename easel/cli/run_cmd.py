@@ -18,6 +18,8 @@ from easel.cli.common import (
 )
 from easel.cli.progress import ProgressPrinter
 from easel.core.context import CancelToken
+from easel.core.plugins import Registry, current_registry
+from easel.core.roles import checkpoint_inputs
 from easel.workflow_edit import EditError, set_input
 from easel.workflow_files import default_workflow_path, read_workflow
 
@@ -69,15 +71,18 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
-def load_workflow(args: argparse.Namespace) -> dict[str, Any]:
+def load_workflow(args: argparse.Namespace, registry: Registry | None = None) -> dict[str, Any]:
     """The workflow named on the command line with --set and --checkpoint applied."""
     path = Path(args.workflow) if args.workflow else default_workflow_path()
     workflow = read_workflow(path)
-    apply_overrides(workflow, args.set, getattr(args, "checkpoint", None))
+    apply_overrides(workflow, args.set, getattr(args, "checkpoint", None), registry)
     return workflow
 
 
-def apply_overrides(workflow: dict[str, Any], sets: list[str], checkpoint: str | None) -> None:
+def apply_overrides(workflow: dict[str, Any], sets: list[str], checkpoint: str | None,
+                    registry: Registry | None = None) -> None:
+    """Apply `--set NODE.INPUT=VALUE`s, then `--checkpoint NAME` to every checkpoint input
+    (found from the node types' declarations: see easel.core.roles)."""
     for item in sets:
         target, sep, text = item.partition("=")
         if not sep:
@@ -86,11 +91,9 @@ def apply_overrides(workflow: dict[str, Any], sets: list[str], checkpoint: str |
             set_input(workflow, target, parse_value(text))
         except EditError as exc:
             raise UsageError(f"--set {exc}") from None
-    nodes = workflow.get("nodes")
-    if checkpoint and isinstance(nodes, dict):
-        for node in nodes.values():
-            if isinstance(node, dict) and node.get("type") == "CheckpointLoader":
-                node.setdefault("inputs", {})["name"] = checkpoint
+    if checkpoint:
+        for node_id, name in checkpoint_inputs(workflow, registry or current_registry()):
+            workflow["nodes"][node_id].setdefault("inputs", {})[name] = checkpoint
 
 
 def is_batch(args: argparse.Namespace) -> bool:
@@ -102,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
         from easel.cli.batch_cmd import run_batch_command
 
         return run_batch_command(args)
-    workflow = load_workflow(args)
     registry = make_registry(args)
+    workflow = load_workflow(args, registry)
     executor = make_executor(args, registry)
     plan = executor.validate(workflow, args.target)
     printer = ProgressPrinter(quiet=args.quiet)
@@ -118,15 +121,15 @@ def run(args: argparse.Namespace) -> int:
     files = [str(executor.output_dir / f) for ui in result.ui.values()
              if isinstance(ui, dict) for f in ui.get("files", [])]
     if args.json:
+        report = result.to_json()
         print(json.dumps({
-            "run_id": result.run_id, "status": result.status, "seconds": result.seconds,
-            "nodes": result.node_status, "ui": result.ui, "files": files,
-            "errors": [{"node": f.node, "node_type": f.node_type, "input": f.input,
-                        "message": f.message} for f in result.failures],
+            "run_id": result.run_id, "status": report["status"], "seconds": result.seconds,
+            "nodes": report["node_status"], "ui": result.ui, "files": files,
+            "errors": report["failures"], "timings": report["timings"],
         }, indent=2, default=str))
     else:
         for file in files:
             print(file)
     for failure in result.failures:
         print(f"error: {failure}", file=sys.stderr)
-    return EXIT_OK if result.status == "succeeded" else EXIT_FAILED
+    return EXIT_OK if result.ok else EXIT_FAILED

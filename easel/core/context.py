@@ -58,6 +58,7 @@ class Context:
     cancel_token: CancelToken = field(default_factory=CancelToken)
     on_progress: ProgressFn = _no_progress
     on_warning: Callable[[str], None] | None = None
+    on_event: Callable[[str, dict[str, Any]], None] | None = None
 
     def progress(self, step: int, total: int, preview: Any = None) -> None:
         """Report step `step` of `total` (optionally with a preview image); checks cancellation."""
@@ -77,6 +78,12 @@ class Context:
         self.logger.warning("%s (%s): %s", self.node_id, self.node_type, message)
         if self.on_warning is not None:
             self.on_warning(message)
+
+    def emit(self, event_type: str, **data: Any) -> None:
+        """Send a custom event (a type a plugin registered with `register_event_types`) to
+        whoever watches the run: the server streams it, plugin listeners receive it."""
+        if self.on_event is not None:
+            self.on_event(event_type, data)
 
     @property
     def models(self) -> Any:

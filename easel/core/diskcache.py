@@ -1,7 +1,8 @@
 """The optional on-disk node output cache: one manifest and one file per output, by key.
 
-Values are written by codecs: JSON for plain data here; the built-in nodes add tensors
-(safetensors) and images (PNG). An entry with a value no codec takes is not stored.
+Values are written by codecs: JSON for plain data here; plugins add theirs through the
+`register_cache_codecs` hook (the built-in nodes add tensors and images). An entry with a
+value no codec takes is not stored.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,15 +31,6 @@ class Codec:
     read: Callable[[Path], Any]
 
 
-CODECS: list[Codec] = []
-
-
-def register_codec(codec: Codec) -> None:
-    """Add a codec (later registrations win over earlier ones for the same values)."""
-    CODECS[:] = [c for c in CODECS if c.name != codec.name]
-    CODECS.insert(0, codec)
-
-
 def _is_plain(value: Any) -> bool:
     if value is None or isinstance(value, bool | int | float | str):
         return True
@@ -53,8 +45,13 @@ def _write_json(value: Any, path: Path) -> None:
     path.write_text(json.dumps(value))
 
 
-register_codec(Codec("json", ".json", _is_plain, _write_json,
-                     lambda path: json.loads(path.read_text())))
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+# Always available; plugins add theirs with the register_cache_codecs hook (the built-in
+# plugin adds tensors and images), and the registry hands the list to the DiskStore.
+JSON_CODEC = Codec("json", ".json", _is_plain, _write_json, _read_json)
 
 
 def default_cache_dir() -> Path:
@@ -64,10 +61,15 @@ def default_cache_dir() -> Path:
 
 
 class DiskStore:
-    """Node outputs on disk under `root`, shared by every process that points there."""
+    """Node outputs on disk under `root`, shared by every process that points there.
 
-    def __init__(self, root: Path | None = None) -> None:
+    `codecs` are tried in order (first match writes); pass `registry.codecs`.
+    """
+
+    def __init__(self, root: Path | None = None, codecs: Sequence[Codec] = (JSON_CODEC,)
+                 ) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
+        self.codecs = list(codecs)
 
     def _manifest(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.manifest.json"
@@ -78,7 +80,7 @@ class DiskStore:
             entries = json.loads(manifest.read_text())
         except (OSError, ValueError):
             return None
-        by_name = {codec.name: codec for codec in CODECS}
+        by_name = {codec.name: codec for codec in self.codecs}
         outputs: dict[str, Any] = {}
         try:
             for name, entry in entries.items():
@@ -92,7 +94,7 @@ class DiskStore:
     def put(self, key: str, outputs: dict[str, Any]) -> bool:
         chosen: dict[str, Codec] = {}
         for name, value in outputs.items():
-            codec = next((c for c in CODECS if c.matches(value)), None)
+            codec = next((c for c in self.codecs if c.matches(value)), None)
             if codec is None:
                 return False  # e.g. a model handle: only memory can hold it
             chosen[name] = codec

@@ -11,7 +11,7 @@ import networkx as nx
 import pydantic
 
 from easel.core.context import Context
-from easel.core.node import NodeType
+from easel.core.node import InputSpec, NodeType
 from easel.core.plugins import Registry
 from easel.core.types import compatible
 
@@ -83,22 +83,37 @@ class WorkflowError(Exception):
 
 @dataclass
 class PlannedNode:
-    """A validated node: its type, clean literal values (defaults filled) and links."""
+    """A validated node: its type, clean literal values (defaults filled) and links.
+
+    `mapped`: some input receives a list output it does not take `as_list`, so the node runs
+    once per item and every output is a list. `list_outputs`: its outputs that are lists.
+    `check_at_run`: its `check` needs linked values, so it runs when they are known.
+    """
 
     id: str
     node_type: NodeType
     literals: dict[str, Any]
     links: dict[str, Link]
+    mapped: bool = False
+    list_outputs: frozenset[str] = frozenset()
+    check_at_run: bool = False
 
 
 @dataclass
 class Plan:
-    """What to run, in which order, to produce `targets`."""
+    """What to run, in which order, to produce `targets`.
+
+    `deferred` nodes feed only lazy inputs (directly or through other deferred nodes): they
+    run when a node's `needs` asks for them, else never. `workflow` is what was validated
+    (hidden `workflow` inputs receive it).
+    """
 
     nodes: dict[str, PlannedNode]
     order: list[str]
     targets: list[str]
     consumers: dict[str, int] = field(default_factory=dict)
+    deferred: frozenset[str] = frozenset()
+    workflow: Workflow | None = None
 
 
 def parse_workflow(source: str | bytes | Mapping[str, Any]) -> Workflow:
@@ -160,117 +175,179 @@ def validate(
     graph: nx.DiGraph = nx.DiGraph()
     graph.add_nodes_from(workflow.nodes)
     ctx = context or Context()
-
     for node_id, spec in workflow.nodes.items():
-        node_type = registry.get(spec.type)
-        if node_type is None:
-            if spec.type in registry.collisions:
-                owners = " and ".join(repr(o) for o in registry.collisions[spec.type])
-                reason = (f"node type {spec.type!r} is defined by both plugins {owners}; "
-                          "disable one (EASEL_DISABLE_PLUGINS)")
-            else:
-                reason = f"unknown node type {spec.type!r}"
-                suggestion = registry.suggest(spec.type)
-                if suggestion:
-                    reason += f"; did you mean {suggestion!r}?"
-            problems.append(Problem(reason, node=node_id))
-            continue
-
-        problem = _Reporter(problems, node_id, spec.type)
-        problems_before = len(problems)
-        literals: dict[str, Any] = {}
-        links: dict[str, Link] = {}
-        for name, value in spec.inputs.items():
-            input_spec = node_type.inputs.get(name)
-            if input_spec is None:
-                known = ", ".join(node_type.inputs) or "none"
-                problem(f"unknown input (this node's inputs: {known})", name)
-                continue
-            link = as_link(value)
-            if link is not None:
-                source = workflow.nodes.get(link.node)
-                if source is None:
-                    problem(f"links to missing node {link.node!r}", name)
-                    continue
-                source_type = registry.get(source.type)
-                if source_type is None:
-                    continue  # reported on the source node itself
-                out_type = source_type.outputs.get(link.output)
-                if out_type is None:
-                    outs = ", ".join(source_type.outputs) or "none"
-                    problem(f"node {link.node!r} ({source.type}) has no output "
-                            f"{link.output!r} (its outputs: {outs})", name)
-                    continue
-                if not compatible(out_type, input_spec.type):
-                    problem(f"expects {input_spec.type}, but {link.node}.{link.output} "
-                            f"is {out_type}", name)
-                    continue
-                links[name] = link
+        node = _plan_node(node_id, spec, workflow, registry, problems, ctx)
+        if node is not None:
+            planned[node_id] = node
+            for link in node.links.values():
                 graph.add_edge(link.node, node_id)
-                continue
-            if isinstance(value, list):
-                problem('a list here is neither a link ([node_id, output_name]) nor a literal; '
-                        'write a literal list as {"value": [...]}', name)
-                continue
-            if isinstance(value, dict):
-                if set(value) != {"value"}:
-                    problem('an object literal must be written {"value": ...}', name)
-                    continue
-                value = value["value"]
-            if not input_spec.is_value:
-                problem(f"expects a link from a {input_spec.type} output, got a literal "
-                        f"{value!r}", name)
-                continue
-            literals[name] = value
-        for name, input_spec in node_type.inputs.items():
-            if name not in spec.inputs and input_spec.required:
-                problem(f"missing required input ({input_spec.type})", name)
-        clean, errors = node_type.validate_literals(literals)
-        for name, reason in errors:
-            problem(reason, name)
-        if len(problems) > problems_before:
-            continue
-        full = {name: value for name, value in node_type.value_defaults.items()
-                if name not in links}
-        full.update(clean)
-        if node_type.check is not None:
-            try:
-                for bad_input, reason in node_type.check(ctx, dict(full)) or ():
-                    problem(reason, bad_input)
-            except Exception as exc:  # a check's bug is reported, not raised
-                problem(f"input check failed: {type(exc).__name__}: {exc}")
-        planned[node_id] = PlannedNode(node_id, node_type, full, links)
-
-    cycles = _cycles(graph)
-    for cycle in cycles:
+    for cycle in _cycles(graph):
         path = " -> ".join([*cycle, cycle[0]])
         problems.append(Problem(f"cycle: {path}", node=cycle[0]))
+    wanted = _targets(workflow, registry, targets, problems)
+    if problems:
+        raise WorkflowError(problems)
+    return _make_plan(graph, planned, wanted, workflow)
 
-    wanted = list(targets) if targets is not None else [
-        node_id for node_id, spec in workflow.nodes.items()
-        if (nt := registry.get(spec.type)) is not None and nt.output_node
-    ]
+
+def _unknown_type(registry: Registry, type_name: str) -> str:
+    if type_name in registry.collisions:
+        owners = " and ".join(repr(o) for o in registry.collisions[type_name])
+        return (f"node type {type_name!r} is defined by both plugins {owners}; "
+                "disable one (EASEL_DISABLE_PLUGINS)")
+    reason = f"unknown node type {type_name!r}"
+    suggestion = registry.suggest(type_name)
+    return reason + (f"; did you mean {suggestion!r}?" if suggestion else "")
+
+
+def _plan_node(node_id: str, spec: NodeSpec, workflow: Workflow, registry: Registry,
+               problems: list[Problem], ctx: Context) -> PlannedNode | None:
+    """One node's links and clean literals, or None when it has problems (reported)."""
+    node_type = registry.get(spec.type)
+    if node_type is None:
+        problems.append(Problem(_unknown_type(registry, spec.type), node=node_id))
+        return None
+    problem = _Reporter(problems, node_id, spec.type)
+    problems_before = len(problems)
+    literals: dict[str, Any] = {}
+    links: dict[str, Link] = {}
+    for name, value in spec.inputs.items():
+        input_spec = node_type.inputs.get(name)
+        if input_spec is None:
+            known = ", ".join(node_type.inputs) or "none"
+            problem(f"unknown input (this node's inputs: {known})", name)
+            continue
+        link = as_link(value)
+        if link is not None:
+            if _link_ok(link, input_spec, workflow, registry, problem, name):
+                links[name] = link
+        else:
+            literal = _literal(value, input_spec, problem, name)
+            if literal is not _NOT_A_LITERAL:
+                literals[name] = literal
+    for name, input_spec in node_type.inputs.items():
+        if name not in spec.inputs and input_spec.required:
+            problem(f"missing required input ({input_spec.type})", name)
+    clean, errors = node_type.validate_literals(literals)
+    for name, reason in errors:
+        problem(reason, name)
+    if len(problems) > problems_before:
+        return None
+    full = {name: value for name, value in node_type.value_defaults.items()
+            if name not in links}
+    full.update(clean)
+    check_at_run = node_type.check is not None and any(
+        node_type.inputs[name].is_value for name in links)
+    if node_type.check is not None and not check_at_run:
+        try:
+            for bad_input, reason in node_type.check(ctx, dict(full)) or ():
+                problem(reason, bad_input)
+        except Exception as exc:  # a check's bug is reported, not raised
+            problem(f"input check failed: {type(exc).__name__}: {exc}")
+    return PlannedNode(node_id, node_type, full, links, check_at_run=check_at_run)
+
+
+def _link_ok(link: Link, input_spec: InputSpec, workflow: Workflow, registry: Registry,
+             problem: _Reporter, name: str) -> bool:
+    source = workflow.nodes.get(link.node)
+    if source is None:
+        problem(f"links to missing node {link.node!r}", name)
+        return False
+    source_type = registry.get(source.type)
+    if source_type is None:
+        return False  # reported on the source node itself
+    out_type = source_type.outputs.get(link.output)
+    if out_type is None:
+        outs = ", ".join(source_type.outputs) or "none"
+        problem(f"node {link.node!r} ({source.type}) has no output "
+                f"{link.output!r} (its outputs: {outs})", name)
+        return False
+    if not compatible(out_type, input_spec.type):
+        problem(f"expects {input_spec.type}, but {link.node}.{link.output} is {out_type}", name)
+        return False
+    return True
+
+
+_NOT_A_LITERAL: Any = object()
+
+
+def _literal(value: Any, input_spec: InputSpec, problem: _Reporter, name: str) -> Any:
+    if isinstance(value, list):
+        problem('a list here is neither a link ([node_id, output_name]) nor a literal; '
+                'write a literal list as {"value": [...]}', name)
+        return _NOT_A_LITERAL
+    if isinstance(value, dict):
+        if set(value) != {"value"}:
+            problem('an object literal must be written {"value": ...}', name)
+            return _NOT_A_LITERAL
+        value = value["value"]
+    if not input_spec.is_value:
+        problem(f"expects a link from a {input_spec.type} output, got a literal {value!r}", name)
+        return _NOT_A_LITERAL
+    return value
+
+
+def _targets(workflow: Workflow, registry: Registry, targets: Iterable[str] | None,
+             problems: list[Problem]) -> list[str]:
+    """The requested targets (checked), or every output node."""
     if targets is not None:
+        wanted = list(targets)
         for target in wanted:
             if target not in workflow.nodes:
                 problems.append(
                     Problem(f"requested target {target!r} is not a node of the workflow"))
-    elif not wanted and not any(p.message.startswith("unknown node type") for p in problems):
+        return wanted
+    wanted = [node_id for node_id, spec in workflow.nodes.items()
+              if (nt := registry.get(spec.type)) is not None and nt.output_node]
+    if not wanted and not any(p.message.startswith("unknown node type") for p in problems):
         problems.append(Problem(
             "the workflow has no output node (such as SaveImage or PreviewImage), "
             "so running it would compute nothing"
         ))
-    if problems:
-        raise WorkflowError(problems)
+    return wanted
 
+
+def _make_plan(graph: nx.DiGraph, planned: dict[str, PlannedNode], wanted: list[str],
+               workflow: Workflow) -> Plan:
     needed = _ancestors_and_self(graph, wanted)
     sub = graph if len(needed) == graph.number_of_nodes() else graph.subgraph(needed).copy()
     order = list(nx.topological_sort(sub))
     consumers = dict.fromkeys(order, 0)
+    has_lazy = has_lists = False
     for node_id in order:
-        for link in planned[node_id].links.values():
+        node = planned[node_id]
+        for link in node.links.values():
             consumers[link.node] += 1
-    return Plan({n: planned[n] for n in order}, order, wanted, consumers)
+        has_lazy = has_lazy or bool(node.node_type.lazy_inputs)
+        has_lists = has_lists or bool(node.node_type.list_outputs)
+    if has_lists:  # list outputs make their consumers run once per item, downstream too
+        for node_id in order:
+            _mark_lists(planned[node_id], planned)
+    deferred = _deferred(order, planned, set(wanted)) if has_lazy else frozenset()
+    return Plan({n: planned[n] for n in order}, order, wanted, consumers, deferred, workflow)
+
+
+def _mark_lists(node: PlannedNode, planned: dict[str, PlannedNode]) -> None:
+    """Whether a node runs once per item of a list input (its sources are already marked)."""
+    node_type = node.node_type
+    node.mapped = any(link.output in planned[link.node].list_outputs
+                      for name, link in node.links.items()
+                      if name not in node_type.list_inputs)
+    node.list_outputs = frozenset(node_type.outputs) if node.mapped else node_type.list_outputs
+
+
+def _deferred(order: list[str], planned: dict[str, PlannedNode],
+              targets: set[str]) -> frozenset[str]:
+    """Nodes whose every consumer takes them lazily or is itself deferred."""
+    eager: set[str] = set(targets)
+    for node_id in reversed(order):
+        if node_id not in eager:
+            continue
+        node = planned[node_id]
+        for name, link in node.links.items():
+            if name not in node.node_type.lazy_inputs:
+                eager.add(link.node)
+    return frozenset(n for n in order if n not in eager)
 
 
 class _Reporter:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from easel.core.diskcache import Codec, register_codec
+from easel.core.diskcache import Codec
 
 
 def _is_tensor(value: Any) -> bool:
@@ -63,6 +63,8 @@ def _read_png(path: Path) -> Any:
         return image.copy()
 
 
-def register() -> None:
-    register_codec(Codec("tensors", ".safetensors", _is_tensors, _write_tensors, _read_tensors))
-    register_codec(Codec("png", ".png", _is_pil, _write_png, _read_png))
+# Registered by the built-in plugin's register_cache_codecs hook (easel/nodes/plugin.py).
+CODECS = (
+    Codec("tensors", ".safetensors", _is_tensors, _write_tensors, _read_tensors),
+    Codec("png", ".png", _is_pil, _write_png, _read_png),
+)

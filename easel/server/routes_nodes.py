@@ -24,7 +24,7 @@ async def list_plugins(request: web.Request) -> web.Response:
     plugins = []
     for name, info in sorted(state(request).registry.plugins.items()):
         entry: dict[str, object] = {"name": name, "version": info.version, "nodes": info.nodes,
-                                    "ok": info.ok}
+                                    "ok": info.ok, "errors": info.errors, "notes": info.notes}
         if info.web_assets is not None:
             base = f"/plugins/{quote(name, safe='')}/"
             entry["assets"] = base

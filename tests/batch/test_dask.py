@@ -46,7 +46,7 @@ def test_demo_model_seed_sweep_loads_the_model_once_per_worker(client, tmp_path)
     import numpy as np
     from PIL import Image
 
-    from easel.nodes.shapes_render import parse_caption
+    from easel.zoo.shapes.render_node import parse_caption
     from easel.workflow_files import read_workflow
     from easel.zoo.shapes.analyse import analyse, score
 

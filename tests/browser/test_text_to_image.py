@@ -82,7 +82,7 @@ def test_first_visit_runs_the_default_workflow_on_the_demo_model(browser: Any,
     import numpy as np
     from PIL import Image
 
-    from easel.nodes.shapes_render import parse_caption
+    from easel.zoo.shapes.render_node import parse_caption
     from easel.zoo.shapes.analyse import analyse, score
 
     with editor_page(browser, server) as page:

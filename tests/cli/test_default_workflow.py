@@ -15,7 +15,7 @@ from PIL import Image
 
 import easel
 from easel.core.context import Context
-from easel.nodes.shapes_render import RenderShapes, parse_caption
+from easel.zoo.shapes.render_node import RenderShapes, parse_caption
 from easel.workflow_files import read_workflow
 from easel.zoo.shapes.analyse import analyse, score
 

@@ -73,10 +73,9 @@ def test_disk_cache_round_trips_tensors_and_images(tmp_path):
     import torch
     from PIL import Image
 
-    from easel.nodes import cache_codecs
+    from easel.core.plugins import load_plugins
 
-    cache_codecs.register()
-    store = DiskStore(tmp_path)
+    store = DiskStore(tmp_path, codecs=load_plugins(entry_points=False, environ={}).codecs)
     latent = {"samples": torch.randn(1, 4, 8, 8), "noise_mask": None}
     image = Image.new("RGB", (5, 4), (10, 200, 30))
     assert store.put("ab" * 32, {"latent": latent, "image": image, "n": 3})

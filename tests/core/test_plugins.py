@@ -90,7 +90,7 @@ def test_duplicate_node_type_is_an_error_naming_both(tmp_path):
         raise AssertionError("validation should refuse an ambiguous node type")
 
 
-def test_redefining_a_builtin_is_named_too(tmp_path):
+def test_redefining_a_builtin_disables_the_plugins_node_not_the_builtin(tmp_path):
     path = write(tmp_path, "clash", '''
         import easel
 
@@ -103,7 +103,10 @@ def test_redefining_a_builtin_is_named_too(tmp_path):
             register(Int)
     ''')
     registry = load_plugins([path], entry_points=False, environ={})
-    assert any("'easel' and 'clash'" in e for e in registry.errors)
+    assert registry.nodes["Int"].plugin == "easel" and registry.plugins["easel"].ok
+    assert registry.plugins["clash"].errors == [
+        "node type 'Int' is built in; the plugin's own 'Int' is disabled and the built-in one "
+        "is used (rename the plugin's node, e.g. with a prefix)"]
 
 
 def test_disable_and_allow_lists(tmp_path):
@@ -122,7 +125,7 @@ def test_socket_types_from_plugins(tmp_path):
     uses_unknown = write(tmp_path, "needs", '''
         import easel
 
-        @easel.node(outputs={"m": "MASK"})
+        @easel.node(outputs={"m": "STENCIL"})
         def MakeMask() -> object:
             return 1
 
@@ -132,16 +135,16 @@ def test_socket_types_from_plugins(tmp_path):
     ''')
     registry = load_plugins([uses_unknown], entry_points=False, environ={})
     assert "MakeMask" not in registry.nodes
-    assert "unknown socket types ['MASK']" in registry.errors[0]
+    assert "unknown socket types ['STENCIL']" in registry.errors[0]
     provides = write(tmp_path, "provides", '''
         import easel
 
         @easel.hookimpl
         def register_socket_types(register):
-            register("MASK", "a single-channel mask")
+            register("STENCIL", "a single-channel mask")
     ''')
     registry = load_plugins([uses_unknown, provides], entry_points=False, environ={})
-    assert "MakeMask" in registry.nodes and registry.socket_types["MASK"]
+    assert "MakeMask" in registry.nodes and registry.socket_types["STENCIL"]
 
 
 def test_in_process_registration():

@@ -1,10 +1,12 @@
-"""Property test: random and mutated workflows are either valid or refused with problems."""
+"""Property test: random and mutated workflows are either valid or refused with problems.
+
+How many cases: the hypothesis profile (tests/core/conftest.py; fast by default)."""
 
 from __future__ import annotations
 
 import json
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from easel.core.graph import WorkflowError, validate
@@ -40,19 +42,16 @@ def check(data) -> None:
     assert plan.targets and set(plan.order) <= set(data["nodes"])
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
 @given(WORKFLOWS)
 def test_random_workflows(data):
     check(data)
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(ANYTHING)
 def test_random_json_documents(data):
     check(data)
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.text(max_size=80))
 def test_random_text(text):
     check(text)
@@ -65,7 +64,6 @@ VALID = workflow({
 })
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_mutated_valid_workflow(data):
     wf = json.loads(json.dumps(VALID))

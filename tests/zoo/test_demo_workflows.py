@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from easel.batch.runner import ItemRunner, RunnerConfig
-from easel.nodes.shapes_render import parse_caption
+from easel.zoo.shapes.render_node import parse_caption
 from easel.workflow_files import read_workflow
 from easel.zoo.shapes.analyse import analyse, score
 

@@ -1,4 +1,8 @@
-"""RenderShapes: draws what a shapes caption describes, exactly (the demo model's ground truth)."""
+"""RenderShapes: draws what a shapes caption describes, exactly (the demo model's ground truth).
+
+It belongs to the demo model's family, so it lives in the zoo and comes through the zoo's own
+built-in plugin (easel/zoo/plugin.py): the built-in nodes never import the zoo.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,53 @@
+"""How a returned value is checked against each built-in object socket type.
+
+The built-in plugin registers these with `register_socket_types(..., check=...)`, so a node
+that returns the wrong kind of value fails itself instead of its consumer. Checks look at
+the value's shape only (no torch import), and run once per output: keep them cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+def _is_tensor(value: Any, dims: tuple[int, ...] = ()) -> bool:
+    shape = getattr(value, "shape", None)
+    if shape is None or not hasattr(value, "dtype"):
+        return False
+    return not dims or len(shape) in dims
+
+
+def image(value: Any) -> bool:
+    """IMAGE: a tensor [B, C, H, W] (or [C, H, W]), or an array/PIL image some nodes pass."""
+    return _is_tensor(value) or hasattr(value, "getbands")
+
+
+def latent(value: Any) -> bool:
+    """LATENT: a dict with "samples" (a tensor), as ComfyUI's."""
+    return isinstance(value, Mapping) and _is_tensor(value.get("samples"))
+
+
+def conditioning(value: Any) -> bool:
+    """CONDITIONING: a dict ("embeds", "pooled", ... or unCLIP's "image_embeds")."""
+    return isinstance(value, Mapping)
+
+
+def _not_plain(value: Any) -> bool:
+    """Model handles: anything but None and plain JSON data (a str is a bug, a name)."""
+    return value is not None and not isinstance(value, str | int | float | bool | list | dict)
+
+
+CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "IMAGE": ("images, a tensor [B, C, H, W] in 0..1", image),
+    "LATENT": ("latents: {'samples': tensor [B, C, h, w], ...}", latent),
+    "CONDITIONING": ("conditioning: {'embeds', 'pooled', ...}", conditioning),
+    "IMAGE_EMBEDS": ("CLIP image embeddings, a tensor [B, D]", _is_tensor),
+    "MASK": ("a mask, a tensor [B, H, W] in 0..1", _is_tensor),
+    "MODEL": ("a denoising model handle", _not_plain),
+    "CLIP": ("a text encoder handle", _not_plain),
+    "VAE": ("a VAE handle", _not_plain),
+    "PRIOR": ("an unCLIP prior handle", _not_plain),
+    "UPSCALE_MODEL": ("an upscale model handle", _not_plain),
+    "CONTROL_NET": ("a ControlNet handle", _not_plain),
+}
