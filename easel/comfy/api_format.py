@@ -52,7 +52,8 @@ def convert_prompt(prompt: Mapping[str, Any], editor: EditorData | None = None,
     problems = list(problems or [])
     entries: dict[str, tuple[str, NodeMap, Mapping[str, Any]]] = {}
     unsupported: list[tuple[str, str]] = []
-    reported: set[str] = set()  # nodes with a problem of their own: links to them say nothing
+    # Nodes with a problem of their own (the UI format's included): links to them say nothing.
+    reported: set[str] = {p.node for p in problems if p.node is not None}
     for raw_id, entry in prompt.items():
         node_id = str(raw_id)
         class_type = entry.get("class_type") if isinstance(entry, Mapping) else None

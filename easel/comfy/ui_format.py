@@ -20,6 +20,9 @@ from easel.core.graph import Problem
 
 MODE_MUTED, MODE_BYPASSED = 2, 4
 ANY_TYPES = ("*", "")
+# The frontend's legacy group nodes: "workflow>NAME" (older files "workflow/NAME"), defined in
+# extra.groupNodes.
+GROUP_NODE_PREFIXES = ("workflow>", "workflow/")
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,11 @@ def ui_to_prompt(data: Mapping[str, Any], node_maps: Mapping[str, NodeMap] = NOD
         if spec is None and kind in graph.subgraphs:
             problems.append(Problem("ComfyUI subgraphs are not converted: unpack the subgraph "
                                     "in ComfyUI first", node=node_id, node_type=kind))
+            continue
+        if spec is None and kind.startswith(GROUP_NODE_PREFIXES):
+            problems.append(Problem("ComfyUI group nodes are not converted: choose \"Convert to "
+                                    "nodes\" on it in ComfyUI first", node=node_id,
+                                    node_type=kind))
             continue
         inputs = widget_inputs(spec, node.get("widgets_values")) if spec is not None else {}
         for entry in _input_entries(node):

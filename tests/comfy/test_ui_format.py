@@ -9,7 +9,7 @@ import pytest
 
 from easel.comfy.convert import to_easel
 from easel.comfy.mapping import NODE_MAPS
-from easel.comfy.ui_format import widget_inputs
+from easel.comfy.ui_format import bypass_input, types_match, widget_inputs
 from easel.core.context import Context
 from easel.core.graph import WorkflowError, validate
 from tests.comfy.conftest import DATA, load_json
@@ -83,6 +83,11 @@ def test_ui_files_validate_against_the_registry(default_plus, registry, tiny_env
      {"seed": 5, "steps": 20, "cfg": 7.5, "sampler_name": "euler", "scheduler": "karras",
       "denoise": 0.5}),
     ([9, "decrement", 4], {"seed": 9, "steps": 4}),
+    # Files from 2023: the "random seed" toggle stored a boolean after the seed.
+    ([5, True, 20, 7.5, "euler", "karras", 0.5],
+     {"seed": 5, "steps": 20, "cfg": 7.5, "sampler_name": "euler", "scheduler": "karras",
+      "denoise": 0.5}),
+    ([5, False, 20], {"seed": 5, "steps": 20}),
 ])
 def test_positional_widgets_skip_control_after_generate(values, expected) -> None:
     assert widget_inputs(NODE_MAPS["KSampler"], values) == expected
@@ -170,8 +175,20 @@ def test_subgraph_nodes_ask_to_be_unpacked(default_plus) -> None:
     uuid = "0b6e1c52-88c9-4bd4-9a0f-3a1bb8f3f0d2"
     _node(data, 7)["type"] = uuid
     data["definitions"] = {"subgraphs": [{"id": uuid, "nodes": [], "links": []}]}
-    with pytest.raises(WorkflowError, match="unpack the subgraph"):
+    with pytest.raises(WorkflowError, match="unpack the subgraph") as caught:
         to_easel(data)
+    assert [p.node for p in caught.value.problems] == ["7"]  # its consumers say nothing more
+
+
+def test_group_nodes_ask_to_be_converted_to_nodes(default_plus) -> None:
+    data = copy.deepcopy(default_plus)
+    _node(data, 7)["type"] = "workflow>negative prompt"
+    data["extra"] = {"groupNodes": {"negative prompt": {"nodes": [], "links": []}}}
+    with pytest.raises(WorkflowError) as caught:
+        to_easel(data)
+    [problem] = caught.value.problems  # the sampler's link to it adds no second complaint
+    assert (problem.node, problem.node_type) == ("7", "workflow>negative prompt")
+    assert "group nodes are not converted" in problem.message
 
 
 def test_old_litegraph_positions_stored_as_objects(default_plus) -> None:
@@ -205,3 +222,40 @@ def test_bypassed_unsupported_node_is_passed_through(default_plus) -> None:
         "name": "style.safetensors", "strength_model": 1.0, "strength_clip": 1.0,
         "model": ["4", "model"], "clip": ["4", "clip"]}}
     assert nodes["3"]["inputs"]["model"] == ["20", "model"]
+
+
+def test_link_types_match_as_litegraph_decides() -> None:
+    assert types_match("IMAGE", "IMAGE") and types_match("*", "LATENT")
+    assert types_match("", "MODEL") and types_match(None, "MODEL")
+    assert types_match("IMAGE,MASK", "mask")  # comma lists, case-insensitive
+    assert not types_match("IMAGE", "MASK") and not types_match("IMAGE,MASK", "LATENT")
+
+
+def _bypassed(inputs: list[str], outputs: list[str]) -> dict[str, Any]:
+    return {"inputs": [{"name": kind.lower(), "type": kind, "link": None} for kind in inputs],
+            "outputs": [{"name": kind, "type": kind} for kind in outputs]}
+
+
+@pytest.mark.parametrize(("inputs", "outputs", "slot", "wanted", "expected"), [
+    # The input in the output's slot when its type fits the output and the consumer.
+    (["LATENT", "LATENT"], ["LATENT", "LATENT"], 1, "LATENT", 1),
+    # Else the first input of exactly the wanted type.
+    (["VAE", "LATENT"], ["LATENT"], 0, "LATENT", 1),
+    # Else the first input whose type fits both.
+    (["VAE", "IMAGE,MASK"], ["MASK"], 0, "MASK", 1),
+    # A consumer of any type takes the same slot, or the first input.
+    (["MODEL", "CLIP"], ["MODEL", "CLIP"], 1, "*", 1),
+    (["MODEL"], ["MODEL", "CLIP"], 1, "*", 0),
+    # Nothing fits: nothing passes.
+    (["VAE"], ["IMAGE"], 0, "IMAGE", None),
+])
+def test_bypassed_node_passes_the_input_comfyui_chooses(inputs, outputs, slot, wanted,
+                                                        expected) -> None:
+    assert bypass_input(_bypassed(inputs, outputs), slot, wanted) == expected
+
+
+def test_control_after_generate_as_old_boolean_in_a_whole_file(default_plus) -> None:
+    data = copy.deepcopy(default_plus)
+    sampler = _node(data, 3)
+    sampler["widgets_values"][1] = True
+    assert to_easel(data)["nodes"]["3"]["inputs"]["steps"] == 20
