@@ -125,6 +125,11 @@ class ModelManager:
             held.last_used = time.time()
             return held.module
 
+    def load_module(self, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
+        """The module `load()` reads, loaded once under `key` (e.g. `(path, "controlnet")`) and
+        shared; held, placed and described like the checkpoints' modules."""
+        return self._load(key, load)
+
     def _handle(self, key: tuple[str, ...], make: Callable[[], Any]) -> Any:
         with self._lock:
             if key not in self._handles:
@@ -136,7 +141,11 @@ class ModelManager:
         return self._load(key, lambda: loading.load_module(
             folder, library, class_name, self.dtype, self.allow_unsafe_pickle))
 
-    def _single_file(self, path: Path) -> dict[str, Any]:
+    def module(self, folder: Path, library: str, class_name: str) -> Any:
+        """One diffusers/transformers module (or tokenizer) from a folder, loaded once."""
+        return self._module(folder, library, class_name)
+
+    def _legacy_single_file(self, path: Path) -> dict[str, Any]:
         key = str(path.resolve())
         with self._lock:
             if (key, "unet") not in self._held:
@@ -146,6 +155,38 @@ class ModelManager:
                         self._load((key, part), lambda module=module: module)
             return {part: held.module for (path_key, part), held in self._held.items()
                     if path_key == key}
+
+    def single_file_parts(self, path: Path, load: Callable[[], Any]) -> Any:
+        """A single file's CheckpointParts, loaded once (`load()` reads it); each module is
+        held (and placed, described) like any other."""
+        key = (str(path.resolve()), "single_file")
+        parts = self._load(key, load)
+        with self._lock:
+            modules = [("unet", parts.unet), ("vae", parts.vae)] + [
+                (f"text_encoder:{spec.key}", model) for spec, model in parts.text]
+            for part, module in modules:
+                if module is not None and (key[0], part) not in self._held:
+                    self._load((key[0], part), lambda module=module: module)
+        return parts
+
+    def clip_tokenizer(self, checkpoint: Path, pad_token: str = "<|endoftext|>") -> Any:
+        """The CLIP tokenizer for a single file's text towers (which carry none): a legacy
+        `<name>.config/tokenizer` beside it, else what easel.models.tokenizers finds, padding
+        with `pad_token` (SDXL's bigG and SD 2 pad with "!")."""
+        sidecar = checkpoint.with_name(checkpoint.stem + discovery.CONFIG_SUFFIX) / "tokenizer"
+        if (sidecar / "vocab.json").is_file():
+            return self._load((str(sidecar.resolve()), "tokenizer"),
+                              lambda: _auto_tokenizer(sidecar))
+        from easel.models import tokenizers
+
+        key = "g" if pad_token == "!" else "l"
+        return self._load(("clip-tokenizer", key), lambda: tokenizers.clip_tokenizer(
+            key, checkpoint=checkpoint.name, contents="Stable Diffusion text encoder weights",
+            roots=self.roots))
+
+    def class_of(self, folder: Path, default: str) -> tuple[str, str]:
+        """(library, class) of the module in `folder`, from its config.json."""
+        return self._class_of(folder, default)
 
     def _class_of(self, folder: Path, default: str) -> tuple[str, str]:
         config = folder / "config.json"
@@ -162,51 +203,23 @@ class ModelManager:
     # -- checkpoints -----------------------------------------------------------------
     def load_checkpoint(self, name: str) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
         """MODEL, CLIP and VAE of a checkpoint (or of `<bundle>/decoder`), shared."""
-        entry = self._entry(name, self.checkpoint_names(), "checkpoint")
-        return self._handle(("checkpoint", name), lambda: self._make_checkpoint(name, entry))
+        entry = discovery.find("checkpoints", name, roots=self.roots)
+        return self._handle(("checkpoint", str(entry.path), name.endswith("/decoder")),
+                            lambda: self._make_checkpoint(name, entry))
 
     def _make_checkpoint(self, name: str, entry: ModelEntry
                          ) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
-        if entry.format == "single_file":
-            parts = self._single_file(entry.path)
-            unet, vae = parts["unet"].eval(), parts["vae"].eval()
-            sched = dict(parts["scheduler"].config)
-            text_encoder, tokenizer = parts.get("text_encoder"), parts.get("tokenizer")
-        else:
-            folder = entry.path
-            index = loading.model_index(folder) if (folder / "model_index.json").is_file() \
-                else {}
-            vae_name = "vae" if "vae" in index or (folder / "vae").is_dir() else "movq"
-            vae = self._module(folder / vae_name,
-                               *index.get(vae_name, self._class_of(folder / vae_name,
-                                                                    "AutoencoderKL")))
-            if name.endswith("/decoder"):
-                unet = self._module(folder / "decoder",
-                                    *self._class_of(folder / "decoder", "UNet2DConditionModel"))
-                sched_dir = next((folder / d for d in ("decoder_scheduler", "decoder", "scheduler")
-                                  if (folder / d / "scheduler_config.json").is_file()), folder)
-                sched = loading.scheduler_config(sched_dir)
-                clip = self.load_clip(name.removesuffix("/decoder")) if "clip" in entry.parts \
-                    else None
-                return self._wrap(name, unet, sched, vae, clip)
-            unet = self._module(folder / "unet",
-                                *index.get("unet", ("diffusers", "UNet2DConditionModel")))
-            sched = loading.scheduler_config(folder / "scheduler")
-            text_encoder = tokenizer = None
-            if (folder / "text_encoder").is_dir():
-                text_encoder = self._module(folder / "text_encoder", *index.get(
-                    "text_encoder", ("transformers", "CLIPTextModel")))
-                tokenizer = self._module(folder / "tokenizer", *index.get(
-                    "tokenizer", ("transformers", "CLIPTokenizer")))
-        clip = (ClipHandle(name, (TextEncoderPart("", tokenizer, text_encoder),), self)
-                if text_encoder is not None else None)
-        return self._wrap(name, unet, sched, vae, clip)
+        from easel.models import checkpoints
 
-    def _wrap(self, name: str, unet: Any, sched: dict[str, Any], vae: Any,
-              clip: ClipHandle | None) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
-        vae_handle = VaeHandle(name, vae, self)
-        model = ModelHandle(name, unet, sched, vae_handle.scale_factor, self, vae=vae_handle)
-        return model, clip, vae_handle
+        if entry.format == "single_file":
+            sidecar = entry.path.with_name(entry.path.stem + discovery.CONFIG_SUFFIX)
+            if (sidecar / "model_index.json").is_file():
+                return checkpoints.legacy_single_file(
+                    name, self._legacy_single_file(entry.path), self)
+            return checkpoints.single_file_checkpoint(name, entry.path, self)
+        if name.endswith("/decoder") and "decoder" in entry.parts:
+            return checkpoints.decoder_checkpoint(name, entry.path, "clip" in entry.parts, self)
+        return checkpoints.folder_checkpoint(name, entry.path, self)
 
     # -- CLIP, prior, upscaler -----------------------------------------------------------
     def load_clip(self, name: str) -> ClipHandle:

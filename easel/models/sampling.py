@@ -1,7 +1,10 @@
 """The denoising loop: a diffusers scheduler driving a UNet with classifier-free guidance.
 
 Like k-diffusion's samplers, `denoise` is one function of (model, noise, schedule, guidance)
-with a per-step callback, testable without any node or server around it.
+with a per-step callback, testable without any node or server around it. Family differences are
+data it is handed: SDXL's added conditioning (`conditioning.py`), an inpainting UNet's extra
+input channels and a noise mask (`Inpaint`), a window of the schedule (`Window`,
+KSamplerAdvanced), ControlNet residuals (easel.models.controlnet).
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from easel.models.conditioning import Cond, stack, unet_condition
 
 StepCallback = Callable[[int, int, Any], None]
 
@@ -22,79 +27,70 @@ def make_scheduler(class_name: str, options: dict[str, Any], base_config: dict[s
     return cls.from_config(config, **options)
 
 
+@dataclass(frozen=True)
+class Window:
+    """Which steps of a `steps`-step schedule to run (KSamplerAdvanced): [start, end), whether
+    to add noise to the input latent first, and whether to stop with the noise left in (else
+    the last step denoises fully, as ComfyUI does when it ends early)."""
+
+    start: int = 0
+    end: int | None = None
+    add_noise: bool = True
+    leftover_noise: bool = False
+
+
 @dataclass
-class Cond:
-    """What the UNet is called with for one side of the guidance. `control` is the
-    conditioning's ControlNet chain (`cond["control"]`, see easel.models.controlnet)."""
+class Inpaint:
+    """Inpainting inputs. `mask` [B,1,h,w] at latent size, 1 where to paint. With `concat`
+    (an inpainting UNet's mask + masked-image latent channels) the UNet sees them; with
+    `blend` the latents outside the mask are reset to the source latent (noised to the current
+    step) after every step, as diffusers' inpainting pipeline does for ordinary UNets."""
 
-    encoder_hidden_states: Any
-    added: dict[str, Any] | None
-    control: Any = None
-
-
-def unet_condition(unet: Any, cond: dict[str, Any], batch: int, device: Any, dtype: Any) -> Cond:
-    """UNet keyword inputs for a CONDITIONING: text embeddings, or image embeddings for a
-    decoder conditioned on them (Kandinsky 2.2 / unCLIP style)."""
-    config = unet.config
-
-    def batched(value: Any) -> Any:
-        value = value.to(device=device, dtype=dtype)
-        if value.shape[0] == batch:
-            return value
-        if value.shape[0] == 1:
-            return value.expand(batch, *value.shape[1:])
-        raise ValueError(f"conditioning batch {value.shape[0]} does not match latent batch "
-                         f"{batch}")
-
-    wants_image = (getattr(config, "addition_embed_type", None) == "image"
-                   or getattr(config, "encoder_hid_dim_type", None) == "image_proj")
-    added = None
-    hidden = None
-    if wants_image:
-        if cond.get("image_embeds") is None:
-            raise ValueError("this model is a decoder conditioned on CLIP image embeddings: "
-                             "feed it the conditioning of a PriorSample node")
-        added = {"image_embeds": batched(cond["image_embeds"])}
-    if getattr(config, "encoder_hid_dim_type", None) != "image_proj":
-        if cond.get("embeds") is None:
-            raise ValueError("this model needs text embeddings (a TextEncode conditioning)")
-        hidden = batched(cond["embeds"])
-        if hidden.shape[-1] != config.cross_attention_dim:
-            raise ValueError(f"text embeddings have width {hidden.shape[-1]} but the model "
-                             f"expects {config.cross_attention_dim}: was the CLIP from "
-                             "another checkpoint?")
-    return Cond(hidden, added, cond.get("control"))
+    mask: Any
+    source: Any  # the source latents (scaled), blended back outside the mask
+    concat: Any = None  # [B, 1 + C, h, w]: mask then masked-image latents
+    blend: bool = True
 
 
-def _stack(a: Cond, b: Cond) -> Cond | None:
-    """Both sides as one batch (uncond first, as diffusers pipelines do), or None if shapes
-    differ (prompts of different lengths in chunks)."""
-    import torch
-
-    if (a.encoder_hidden_states is None) != (b.encoder_hidden_states is None):
-        return None
-    if a.control is not b.control:
-        return None  # different ControlNet chains: each side is run on its own
-    hidden = None
-    if a.encoder_hidden_states is not None:
-        if a.encoder_hidden_states.shape != b.encoder_hidden_states.shape:
-            return None
-        hidden = torch.cat([a.encoder_hidden_states, b.encoder_hidden_states])
-    added = None
-    if a.added is not None and b.added is not None:
-        added = {k: torch.cat([a.added[k], b.added[k]]) for k in a.added}
-    return Cond(hidden, added, a.control)
-
-
-def timesteps_for(scheduler: Any, steps: int, denoise: float, device: Any) -> tuple[Any, int]:
+def timesteps_for(scheduler: Any, steps: int, denoise: float, device: Any,
+                  window: Window | None = None) -> tuple[Any, int]:
     """Timesteps to run and the index they start at: `steps` steps of a schedule of
-    `steps / denoise` (so image-to-image runs the number of steps asked for)."""
+    `steps / denoise` (so image-to-image runs the number of steps asked for), or the window's
+    steps of a `steps`-step schedule."""
+    if window is not None:
+        scheduler.set_timesteps(steps, device=device)
+        order = scheduler.order
+        end = steps if window.end is None else min(window.end, steps)
+        start = window.start * order
+        if start and hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(start)
+        if end < steps and not window.leftover_noise:
+            sigmas = getattr(scheduler, "sigmas", None)
+            if sigmas is not None and len(sigmas) > end * order:
+                sigmas[end * order] = 0.0  # the last step goes to sigma 0 (ComfyUI's way)
+        return scheduler.timesteps[start:end * order], start
     total = steps if denoise >= 1.0 else max(steps, int(steps / denoise))
     scheduler.set_timesteps(total, device=device)
     start = (total - steps) * scheduler.order
     if start and hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(start)
     return scheduler.timesteps[start:], start
+
+
+def initial_latents(scheduler: Any, noise: Any, timesteps: Any, *, init_latents: Any,
+                    denoise_strength: float, window: Window | None) -> Any:
+    """The latents the loop starts from: pure noise for a full denoise, the input latent noised
+    to the first step for image-to-image and windows, or the input latent as it is."""
+    batch = noise.shape[0]
+    if window is not None and init_latents is not None:
+        if not window.add_noise:
+            return init_latents
+        if window.start == 0:
+            return init_latents + noise * scheduler.init_noise_sigma
+        return scheduler.add_noise(init_latents, noise, timesteps[:1].repeat(batch))
+    if init_latents is not None and denoise_strength < 1.0:
+        return scheduler.add_noise(init_latents, noise, timesteps[:1].repeat(batch))
+    return noise * scheduler.init_noise_sigma
 
 
 def denoise(
@@ -110,33 +106,44 @@ def denoise(
     init_latents: Any = None,
     generator: Any = None,
     callback: StepCallback | None = None,
+    forward: Any = None,
+    family: Any = None,
+    window: Window | None = None,
+    inpaint: Inpaint | None = None,
+    vae_factor: int = 8,
 ) -> Any:
     """Sample latents. `noise` comes from a seeded CPU generator; `init_latents` (scaled
-    latents) start image-to-image when `denoise_strength` < 1. Returns scaled latents."""
+    latents) start image-to-image when `denoise_strength` < 1, or a window. `forward` is what
+    to call instead of `unet` (LoRA patches bound); `family` gives the added conditioning;
+    `vae_factor` the image size SDXL's size conditioning defaults to.
+    Returns scaled latents."""
     import inspect
 
     import torch
 
     param = next(unet.parameters())
     device, dtype = param.device, param.dtype
+    call = forward if forward is not None else unet
     batch = noise.shape[0]
-    timesteps, _ = timesteps_for(scheduler, steps, denoise_strength, device)
+    timesteps, _ = timesteps_for(scheduler, steps, denoise_strength, device, window)
     noise = noise.to(device=device, dtype=torch.float32)
-    if init_latents is not None and denoise_strength < 1.0:
-        latents = scheduler.add_noise(init_latents.to(device=device, dtype=torch.float32), noise,
-                                      timesteps[:1].repeat(batch))
-    else:
-        latents = noise * scheduler.init_noise_sigma
-    latents = latents.to(dtype)
+    if init_latents is not None:
+        init_latents = init_latents.to(device=device, dtype=torch.float32)
+    latents = initial_latents(scheduler, noise, timesteps, init_latents=init_latents,
+                              denoise_strength=denoise_strength, window=window).to(dtype)
+    size = (noise.shape[2] * vae_factor, noise.shape[3] * vae_factor)  # the image's pixels
 
     guided = cfg > 1.0 and negative is not None
-    pos = unet_condition(unet, positive, batch, device, dtype)
-    neg = unet_condition(unet, negative, batch, device, dtype) if guided else None
-    both = _stack(neg, pos) if neg is not None else None
+    pos = unet_condition(unet, positive, batch, device, dtype, family=family, pixel_size=size)
+    neg = unet_condition(unet, negative, batch, device, dtype, family=family, pixel_size=size,
+                         negative=True) if guided and negative is not None else None
+    both = stack(neg, pos) if neg is not None else None
     step_kwargs: dict[str, Any] = {}
     if generator is not None and "generator" in inspect.signature(scheduler.step).parameters:
         step_kwargs["generator"] = generator
-
+    concat = None
+    if inpaint is not None and inpaint.concat is not None:
+        concat = inpaint.concat.to(device=device, dtype=dtype)
     total = len(timesteps)
     step = [0]
 
@@ -147,7 +154,9 @@ def denoise(
 
             extra = control_residuals(cond.control, x, t, cond.encoder_hidden_states,
                                       cond.added, step[0], total)
-        return unet(x, t, encoder_hidden_states=cond.encoder_hidden_states,
+        if concat is not None:
+            x = torch.cat([x, concat.repeat(x.shape[0] // concat.shape[0], 1, 1, 1)], dim=1)
+        return call(x, t, encoder_hidden_states=cond.encoder_hidden_states,
                     added_cond_kwargs=cond.added, return_dict=False, **extra)[0]
 
     with torch.inference_mode():
@@ -165,6 +174,20 @@ def denoise(
                 noise_pred = predict(scheduler.scale_model_input(latents, t), t, pos)
             latents = scheduler.step(noise_pred, t, latents, **step_kwargs,
                                      return_dict=False)[0]
+            if inpaint is not None and inpaint.blend:
+                latents = blend_outside_mask(scheduler, latents, inpaint, noise, timesteps, i)
             if callback is not None:
                 callback(i + 1, total, latents)
     return latents
+
+
+def blend_outside_mask(scheduler: Any, latents: Any, inpaint: Inpaint, noise: Any,
+                       timesteps: Any, i: int) -> Any:
+    """Outside the mask, the source latent noised to the next step (unnoised after the last),
+    as diffusers' StableDiffusionInpaintPipeline does."""
+    source = inpaint.source.to(device=latents.device, dtype=noise.dtype)
+    if i < len(timesteps) - 1:
+        source = scheduler.add_noise(source, noise, timesteps[i + 1:i + 2].repeat(
+            noise.shape[0]))
+    mask = inpaint.mask.to(device=latents.device, dtype=latents.dtype)
+    return (1 - mask) * source.to(latents.dtype) + mask * latents

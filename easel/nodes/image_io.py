@@ -13,7 +13,7 @@ from typing import Any
 from easel.core.budget import budget_of
 from easel.core.context import Context
 from easel.core.node import Input, NodeError, node
-from easel.core.types import Image
+from easel.core.types import Image, Mask
 
 PREVIEW_FOLDER = "preview"
 DIGITS = 5
@@ -83,11 +83,25 @@ def image_to_tensor(picture: Any) -> Any:
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).unsqueeze(0)
 
 
-@node(category="image", outputs={"image": Image}, fingerprint=_file_hash, check=_check_load)
+def alpha_mask(picture: Any) -> Any:
+    """ComfyUI's LoadImage mask: 1 where the picture is transparent, as a [1, H, W] tensor
+    (zeros when it has no alpha channel)."""
+    import numpy as np
+    import torch
+
+    if "A" in picture.getbands() or (picture.mode == "P" and "transparency" in picture.info):
+        alpha = np.asarray(picture.convert("RGBA").getchannel("A"), dtype=np.float32) / 255.0
+        return torch.from_numpy(1.0 - alpha).unsqueeze(0)
+    return torch.zeros(1, picture.height, picture.width)
+
+
+@node(category="image", outputs={"image": Image, "mask": Mask}, fingerprint=_file_hash,
+      check=_check_load)
 def LoadImage(ctx: Context, image: str = Input(widget="image_upload")) -> Any:
-    """Load an image file (PNG, JPEG, WebP, ...) as an RGB image; every frame of an animated
-    file whose size matches the first becomes one image of the batch. On the server, `image`
-    names an uploaded file; on the command line, it is a path."""
+    """Load an image file (PNG, JPEG, WebP, ...) as an RGB image, and its alpha channel as a
+    MASK (1 where transparent: what inpainting paints); every frame of an animated file whose
+    size matches the first becomes one image of the batch. On the server, `image` names an
+    uploaded file; on the command line, it is a path."""
     import torch
     from PIL import Image as PILImage
     from PIL import ImageOps, ImageSequence, UnidentifiedImageError
@@ -101,17 +115,19 @@ def LoadImage(ctx: Context, image: str = Input(widget="image_upload")) -> Any:
             if problem:
                 raise NodeError(f"{path.name}: {problem}", "image")
             frames: list[Any] = []
+            masks: list[Any] = []
             for frame in ImageSequence.Iterator(opened):
                 upright = ImageOps.exif_transpose(frame)
                 tensor = image_to_tensor(upright)
                 if frames and tensor.shape != frames[0].shape:
                     break
                 frames.append(tensor)
+                masks.append(alpha_mask(upright))
     except PILImage.DecompressionBombError as exc:
         raise NodeError(f"{path.name} is too large to load safely: {exc}", "image") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise NodeError(f"cannot read {path.name} as an image: {exc}", "image") from None
-    return torch.cat(frames, dim=0)
+    return {"image": torch.cat(frames, dim=0), "mask": torch.cat(masks, dim=0)}
 
 
 # -- writing PNGs ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Loader nodes: checkpoints, CLIP models, unCLIP priors and upscale models, by discovered name."""
+"""Loader nodes: checkpoints, CLIP models and unCLIP priors, by discovered name."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from easel.core.context import Context
 from easel.core.node import Input, NodeError, node
-from easel.core.types import Clip, Model, Prior, UpscaleModel, Vae
+from easel.core.types import Clip, Model, Prior, Vae
 from easel.nodes.model_access import discovered, manager, model_errors
 
 
@@ -26,7 +26,7 @@ def _fingerprint(ctx: Context, inputs: dict[str, Any]) -> str:
 
 @node(category="loaders", outputs={"model": Model, "clip": Clip, "vae": Vae},
       fingerprint=_fingerprint)
-def CheckpointLoader(ctx: Context, name: str = Input(choices=discovered("checkpoint"))
+def CheckpointLoader(ctx: Context, name: str = Input(choices=discovered("checkpoints"))
                      ) -> dict[str, Any]:
     """Load a checkpoint (diffusers folder or single .safetensors file): its denoising model,
     text encoder and VAE. `<bundle>/decoder` loads a bundle's image-embedding decoder."""
@@ -49,13 +49,6 @@ def PriorLoader(ctx: Context, name: str = Input(choices=discovered("prior"))) ->
         return manager(ctx).load_prior(name)
 
 
-@node(category="loaders", outputs={"upscale_model": UpscaleModel}, fingerprint=_fingerprint)
-def UpscaleModelLoader(ctx: Context, name: str = Input(choices=discovered("upscaler"))) -> Any:
-    """Load a diffusion super-resolution model."""
-    with model_errors("name"):
-        return manager(ctx).load_upscaler(name)
-
-
 def require(value: Any, what: str, input_name: str) -> Any:
     """A NodeError when a loader gave no such component (a checkpoint without text encoder)."""
     if value is None:
@@ -63,4 +56,4 @@ def require(value: Any, what: str, input_name: str) -> Any:
     return value
 
 
-NODES = [CheckpointLoader, CLIPLoader, PriorLoader, UpscaleModelLoader]
+NODES = [CheckpointLoader, CLIPLoader, PriorLoader]  # UpscaleModelLoader: upscale_models.py

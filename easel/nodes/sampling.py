@@ -85,6 +85,42 @@ def previewer(ctx: Context, model: Any) -> Any:
     return callback
 
 
+def sample(ctx: Context, model: Any, positive: Any, negative: Any, latent: dict[str, Any], *,
+           seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str,
+           denoise: float = 1.0, window: Any = None) -> Any:
+    """What KSampler and KSamplerAdvanced share: one sampler loop for every family."""
+    from easel.models.sampling import denoise as run_denoise
+    from easel.models.sampling import make_scheduler
+    from easel.nodes.inpaint import inpaint_inputs
+    from easel.nodes.samplers_table import scheduler_spec
+
+    class_name, options = scheduler_spec(sampler_name, scheduler)
+    seeded = SAMPLERS[sampler_name].seeded_by_config
+    if seeded:
+        options[seeded] = seed
+    sched = make_scheduler(class_name, options, {**model.scheduler_config, **model.sampling})
+    full = denoise >= 1.0 and window is None
+    shape = latent_shape(model, latent, full)
+    noise, generator = noise_for(shape, seed)
+    negative = negative if negative is not None else default_negative(positive)
+    unet = model.manager.place(model.unet)
+    inpaint = inpaint_inputs(model, positive, latent, shape)
+    use_latent = not full or window is not None
+    try:
+        samples = run_denoise(
+            unet, sched, noise=noise, positive=positive, negative=negative, cfg=cfg,
+            steps=steps, denoise_strength=denoise,
+            init_latents=latent["samples"] if use_latent else None, generator=generator,
+            callback=previewer(ctx, model), forward=model.forward(), family=model.family,
+            window=window, inpaint=inpaint, vae_factor=model.vae_scale_factor)
+    except ValueError as exc:
+        raise NodeError(str(exc), "positive") from exc
+    out = {"samples": samples.float().cpu()}
+    if "noise_mask" in latent:
+        out["noise_mask"] = latent["noise_mask"]
+    return out
+
+
 @node(category="sampling", outputs={"latent": Latent}, check=_check_pair)
 def KSampler(
     ctx: Context,
@@ -101,34 +137,63 @@ def KSampler(
     denoise: float = Input(1.0, gt=0.0, le=1.0, step=0.01),
 ) -> Any:
     """Denoise `latent` for `steps` steps with classifier-free guidance (`cfg`; the negative
-    defaults to the empty prompt). With `denoise` < 1 the latent is an encoded image that is
-    partly re-noised (image-to-image). Noise comes from a CPU generator seeded by `seed`."""
-    from easel.models.sampling import denoise as run_denoise
-    from easel.models.sampling import make_scheduler
-    from easel.nodes.samplers_table import scheduler_spec
-
-    class_name, options = scheduler_spec(sampler_name, scheduler)
-    seeded = SAMPLERS[sampler_name].seeded_by_config
-    if seeded:
-        options[seeded] = seed
-    sched = make_scheduler(class_name, options, model.scheduler_config)
-    full = denoise >= 1.0
-    shape = latent_shape(model, latent, full)
-    noise, generator = noise_for(shape, seed)
-    negative = negative if negative is not None else default_negative(positive)
-    unet = model.manager.place(model.unet)
-    try:
-        samples = run_denoise(
-            unet, sched, noise=noise, positive=positive, negative=negative, cfg=cfg,
-            steps=steps, denoise_strength=denoise,
-            init_latents=None if full else latent["samples"], generator=generator,
-            callback=previewer(ctx, model))
-    except ValueError as exc:
-        raise NodeError(str(exc), "positive") from exc
-    out = {"samples": samples.float().cpu()}
-    if "noise_mask" in latent:
-        out["noise_mask"] = latent["noise_mask"]
-    return out
+    defaults to the empty prompt). At `denoise` 1 only the latent's size (and noise mask)
+    matter, as in diffusers' pipelines; with `denoise` < 1 the latent is an encoded image that
+    is partly re-noised (image-to-image). A latent with a noise mask is inpainted: outside the
+    mask it is kept. Noise comes from a CPU generator seeded by `seed`."""
+    return sample(ctx, model, positive, negative, latent, seed=seed, steps=steps, cfg=cfg,
+                  sampler_name=sampler_name, scheduler=scheduler, denoise=denoise)
 
 
-NODES = [KSampler]
+@node(category="sampling", outputs={"latent": Latent}, check=_check_pair)
+def KSamplerAdvanced(
+    ctx: Context,
+    model: Model,
+    positive: Conditioning,
+    negative: Conditioning | None = None,
+    *,
+    latent: Latent,
+    add_noise: bool = True,
+    seed: int = Input(0, ge=0, le=MAX_SEED, widget="seed"),
+    steps: int = Input(20, ge=1, le=1000),
+    cfg: float = Input(7.0, ge=0.0, le=100.0, step=0.1),
+    sampler_name: str = Input("euler", choices=list(SAMPLER_NAMES)),
+    scheduler: str = Input("normal", choices=list(SCHEDULE_NAMES)),
+    start_at_step: int = Input(0, ge=0, le=10000),
+    end_at_step: int = Input(10000, ge=0, le=10000),
+    return_with_leftover_noise: bool = False,
+) -> Any:
+    """Run steps `start_at_step` to `end_at_step` of a `steps`-step schedule (ComfyUI's
+    KSamplerAdvanced): SDXL base -> refiner splits one schedule between two models. The
+    latent is used as it is (noised to the start step when `add_noise`); ending early with
+    `return_with_leftover_noise` hands the partly denoised latent on, else the last step
+    denoises fully. Starting at or after the end returns the latent unchanged."""
+    from easel.models.sampling import Window
+
+    last = min(end_at_step, steps)
+    if start_at_step >= last:
+        return dict(latent)
+    window = Window(start_at_step, last, add_noise, return_with_leftover_noise)
+    return sample(ctx, model, positive, negative, latent, seed=seed, steps=steps, cfg=cfg,
+                  sampler_name=sampler_name, scheduler=scheduler, window=window)
+
+
+PREDICTIONS = {"eps": "epsilon", "v_prediction": "v_prediction"}
+
+
+@node(category="advanced/model", outputs={"model": Model})
+def ModelSamplingDiscrete(
+    model: Model,
+    sampling: str = Input("eps", choices=list(PREDICTIONS)),
+    zsnr: bool = False,
+) -> Any:
+    """Override what the model predicts (noise `eps` or `v_prediction`), for checkpoints
+    whose file does not say, and rescale the schedule to zero terminal SNR (`zsnr`, for
+    models trained so)."""
+    overrides: dict[str, Any] = {"prediction_type": PREDICTIONS[sampling]}
+    if zsnr:
+        overrides["rescale_betas_zero_snr"] = True
+    return model.with_sampling(**overrides)
+
+
+NODES = [KSampler, KSamplerAdvanced, ModelSamplingDiscrete]
