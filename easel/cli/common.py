@@ -24,7 +24,7 @@ def add_global_options(parser: argparse.ArgumentParser, suppress: bool = False) 
     """Options every command takes; on subcommands (`suppress`) they only override if given."""
     if "--plugin" in parser._option_string_actions:
         return  # the command added them itself
-    defaults = {"default": argparse.SUPPRESS} if suppress else {}
+    defaults: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
     parser.add_argument("--plugin", action="append", metavar="FILE", **defaults,
                         help="load a plugin from a Python file or module (repeatable)")
     parser.add_argument("--models-dir", metavar="DIR", **defaults,

@@ -82,7 +82,7 @@ export function setup(editor) {{
   editor.addContextMenuItem({{
     label: "Greet twice",
     when: (node) => node.type === "{cls}Greeting",
-    action: (node) => editor.graph.setValue(node.id, "times", 2),
+    action: (node) => editor.setValue(node.id, "times", 2),
   }});
   editor.onNodeExecuted((id, ui) => {{
     if (ui && ui.text) editor.toast(`${{id}}: ${{ui.text}}`);

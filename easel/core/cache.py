@@ -38,9 +38,10 @@ def node_key(
     literals: Mapping[str, Any],
     fingerprint: str | None,
     upstream: Mapping[str, tuple[str, str]],
-    nonce: str | None = None,
+    nonce: Any = None,
 ) -> str:
-    """sha256 over (type, version, literal inputs, fingerprint, upstream keys and outputs)."""
+    """sha256 over (type, version, literal inputs, fingerprint, upstream keys and outputs);
+    `nonce` is any JSON-able value that must also change the key (a run id, hidden inputs)."""
     payload = [KEY_SCHEMA, node_type, version, literals, fingerprint,
                {name: list(src) for name, src in upstream.items()}, nonce]
     return hashlib.sha256(canonical(payload)).hexdigest()

@@ -295,7 +295,8 @@ class _Run:
         blocked = [link.node for name, link in links.items()
                    if name not in lazy and not status[link.node].has_outputs]
         if blocked:
-            return self.skip(node, blocked[0])
+            self.skip(node, blocked[0])
+            return None
         kwargs = dict(node.literals)
         values = self.values
         for name, link in links.items():
@@ -316,7 +317,8 @@ class _Run:
             fingerprint = (node_type.fingerprint(ctx, dict(kwargs))
                            if node_type.fingerprint else None)
         except Exception as exc:
-            return self.fail_early(node, exc)
+            self.fail_early(node, exc)
+            return None
         key = self.make_key(node, used, fingerprint)
         if node_type.deterministic:
             cached = self.ex.cache.get(key)
@@ -331,7 +333,8 @@ class _Run:
                 for call_kwargs in calls:
                     self.run_check(node, ctx, call_kwargs)
         except Exception as exc:
-            return self.fail_early(node, exc)
+            self.fail_early(node, exc)
+            return None
         self.add_hidden(node, calls)
         status[node_id] = NodeStatus.RUNNING
         self.emit(ev.NODE_STARTED, node)
@@ -341,14 +344,12 @@ class _Run:
         self.status[node.id] = NodeStatus.SKIPPED
         self.emit(ev.NODE_SKIPPED, node, reason=f"upstream node {culprit!r} failed")
         self.release_inputs(node)
-        return None
 
     def fail_early(self, node: PlannedNode, exc: BaseException) -> None:
         if isinstance(exc, Cancelled):
             raise exc
         self.fail(node, exc)
         self.release_inputs(node)
-        return None
 
     def make_key(self, node: PlannedNode, used: Mapping[str, Link],
                  fingerprint: str | None) -> str:

@@ -436,7 +436,7 @@ def load_plugins(
             return
         module_file = _module_file(obj)
         if pm.is_registered(obj):
-            return loaded_once(pm.get_name(obj), source)
+            return loaded_once(pm.get_name(obj) or name, source)
         if module_file is not None and module_file in files:
             return loaded_once(files[module_file], source)
         if pm.get_plugin(name) is not None:
@@ -457,8 +457,9 @@ def load_plugins(
     if builtins:
         from easel import __version__
 
-        for name, module in BUILTIN_PLUGINS.items():
-            add(name, __version__, "built-in", functools.partial(importlib.import_module, module))
+        for name, module_name in BUILTIN_PLUGINS.items():
+            add(name, __version__, "built-in",
+                functools.partial(importlib.import_module, module_name))
     if entry_points:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             if not wanted(ep.name):
@@ -480,9 +481,9 @@ def load_plugins(
                 functools.partial(importlib.import_module, item))
     for name, obj in extra:
         add(name, "local", "registered in process", functools.partial(_identity, obj))
-    for name, info in registry.plugins.items():
+    for plugin_name, info in registry.plugins.items():
         if not info.version:
-            module = pm.get_plugin(name)
+            module = pm.get_plugin(plugin_name)
             info.version = str(getattr(module, "__version__", "local"))
     loader.call_hooks(pm)
     global _current

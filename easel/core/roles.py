@@ -37,7 +37,8 @@ def _inputs(workflow: Mapping[str, Any], registry: Registry, which: Any
     if not isinstance(nodes, Mapping):
         return
     for node_id, spec in nodes.items():
-        node_type = registry.get(spec.get("type")) if isinstance(spec, Mapping) else None
+        type_name = spec.get("type") if isinstance(spec, Mapping) else None
+        node_type = registry.get(type_name) if isinstance(type_name, str) else None
         if node_type is not None:
             for name in which(node_type):
                 yield node_id, name

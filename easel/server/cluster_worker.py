@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from easel.batch.runner import RunnerConfig
-from easel.core.executor import NodeFailure, RunResult
+from easel.core.executor import RunResult
+from easel.core.roles import upload_inputs
+from easel.core.status import NodeStatus, RunStatus
 from easel.server.worker import ActiveRun, RunWorker
 
 log = logging.getLogger("easel.server.cluster")
@@ -21,8 +23,8 @@ class ClusterRunWorker(RunWorker):
     """Like RunWorker, but each run goes to the cluster instead of this process's executor.
 
     Files written on a worker come back as bytes and are stored under
-    OUTPUT_DIR/cluster/RUN_ID/, so nothing needs a shared disk; LoadImage inputs travel
-    the other way.
+    OUTPUT_DIR/cluster/RUN_ID/, so nothing needs a shared disk; uploaded images (inputs
+    drawn with the image_upload widget) travel the other way.
     """
 
     def __init__(self, *args: Any, cluster: Any, runner_config: RunnerConfig,
@@ -49,9 +51,9 @@ class ClusterRunWorker(RunWorker):
     def _inputs(self, workflow: dict[str, Any]) -> dict[str, bytes]:
         input_dir = Path(self.executor.services.get("input_dir") or "")
         shipped: dict[str, bytes] = {}
-        for node in workflow.get("nodes", {}).values():
-            name = node.get("inputs", {}).get("image") if isinstance(node, dict) else None
-            if node.get("type") != "LoadImage" or not isinstance(name, str):
+        for node_id, input_name in upload_inputs(workflow, self.executor.registry):
+            name = workflow["nodes"][node_id].get("inputs", {}).get(input_name)
+            if not isinstance(name, str):
                 continue
             path = (input_dir / name).resolve()
             if path.is_file() and path.parent == input_dir.resolve():
@@ -80,8 +82,8 @@ class ClusterRunWorker(RunWorker):
             while True:
                 if active.token.cancelled:
                     future.cancel()
-                    return RunResult(run["id"], "cancelled", dict.fromkeys(
-                        active.nodes, "cancelled"), {}, {})
+                    return RunResult(run["id"], RunStatus.CANCELLED, dict.fromkeys(
+                        active.nodes, NodeStatus.CANCELLED), {}, {})
                 try:
                     remote = future.result(timeout=0.25)
                     break
@@ -107,8 +109,5 @@ class ClusterRunWorker(RunWorker):
             if isinstance(entry, dict) and "files" in entry:
                 entry = {**entry, "files": [renamed.get(f, f) for f in entry["files"]]}
             ui[node_id] = entry
-        failures = [NodeFailure(f["node"], f["node_type"], f["message"], f["input"])
-                    for f in remote["failures"]]
         log.info("run %s ran on %s", run_id, remote.get("worker"))
-        return RunResult(run_id, remote["status"], remote["node_status"], ui, {}, failures,
-                         remote["seconds"])
+        return RunResult.from_json({**remote, "run_id": run_id, "ui": ui})

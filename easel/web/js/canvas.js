@@ -3,13 +3,17 @@
 import { isLink } from "./graph.js";
 import { makeWidget } from "./widgets.js";
 import { outputUrl } from "./api.js";
+import { el } from "./dom.js";
 
 const TYPE_COLORS = {
   MODEL: "#b59cf0", CLIP: "#f2c94c", VAE: "#f07c7c", CONDITIONING: "#f5a25d",
   LATENT: "#f07ab8", IMAGE: "#5ab0f0", INT: "#7bd88f", FLOAT: "#4fd1c5",
   STRING: "#a3d977", BOOLEAN: "#9aa7b4", PRIOR: "#c39bd3", IMAGE_EMBEDS: "#e88ee8",
-  CLIP_VISION: "#e6d36b", UPSCALE_MODEL: "#8fa8ff", "*": "#cfd6e4",
+  UPSCALE_MODEL: "#8fa8ff", MASK: "#e6e6e6", CONTROL_NET: "#6bd3c3", "*": "#cfd6e4",
 };
+
+/** A socket type's colour for sockets and links (plugins: `editor.setSocketColor`). */
+export function setTypeColor(type, css) { TYPE_COLORS[type] = css; }
 
 export function typeColor(type) {
   if (TYPE_COLORS[type]) return TYPE_COLORS[type];
@@ -21,13 +25,6 @@ export function typeColor(type) {
 const SVG = "http://www.w3.org/2000/svg";
 const MIN_ZOOM = 0.2;
 const MAX_ZOOM = 2.5;
-
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 export class Canvas {
   constructor(root, graph, { toast }) {
@@ -119,7 +116,7 @@ export class Canvas {
     if (schema?.output_node) element.classList.add("output-node");
 
     const header = el("div", "node-header");
-    const title = el("span", "node-title", node.type);
+    const title = el("span", "node-title", schema?.display_name || node.type);
     if (schema?.description) header.title = schema.description;
     header.append(title, el("span", "node-id", node.id), el("span", "node-badge"));
     element.append(header);

@@ -1,13 +1,7 @@
 // Saving and loading: server workflows, local files, export, ComfyUI import, dropped PNGs.
 
 import { api } from "./api.js";
-
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
+import { el } from "./dom.js";
 
 export class Files {
   constructor({ editor, toast }) {

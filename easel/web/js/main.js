@@ -1,7 +1,9 @@
-// The editor's entry point: wires graph, canvas, palette, runs, files, shortcuts and plugins.
+// The editor's entry point: `boot` wires graph, canvas, palette, runs, files, shortcuts and
+// plugins, one small setup function per part.
 
 import { api } from "./api.js";
-import { Canvas } from "./canvas.js";
+import { Canvas, setTypeColor } from "./canvas.js";
+import { ContextMenu } from "./contextmenu.js";
 import { Files } from "./files.js";
 import { Graph } from "./graph.js";
 import { Palette } from "./palette.js";
@@ -12,6 +14,13 @@ import { loadPlugins } from "./plugins.js";
 const STORAGE_KEY = "easel.editor.v1";
 const CLIPBOARD_KEY = "easel.clipboard.v1";
 const DEFAULT_WORKFLOW = "text_to_image";
+const SAVE_DELAY_MS = 200; // persist at most this often while editing
+const PASTE_OFFSET = 30; // world units a paste moves when the pointer is not on the canvas
+const NODE_SIZE = { width: 250, height: 160 }; // a new node's footprint, for placing it
+const NODE_GAP = { x: 280, y: 220 }; // the grid new nodes step along to find free space
+const GRID_COLUMNS = 4;
+const MAX_PLACEMENT_TRIES = 40;
+const TOAST_MS = { error: 8000, other: 3500 };
 
 function makeToaster(box) {
   return function toast(message, kind = "info") {
@@ -21,7 +30,7 @@ function makeToaster(box) {
     item.textContent = message;
     item.addEventListener("click", () => item.remove());
     box.append(item);
-    setTimeout(() => item.remove(), kind === "error" ? 8000 : 3500);
+    setTimeout(() => item.remove(), kind === "error" ? TOAST_MS.error : TOAST_MS.other);
   };
 }
 
@@ -29,27 +38,43 @@ function typing(target) {
   return target instanceof HTMLElement && target.closest("input, textarea, select, [contenteditable]");
 }
 
-async function boot() {
-  const toast = makeToaster(document.getElementById("toasts"));
-  let schemas;
-  try {
-    schemas = await api.nodes();
-  } catch (err) {
-    document.getElementById("canvas").classList.add("fatal");
-    toast(`Cannot load the node types: ${err.message}`, "error");
-    return;
-  }
-  const graph = new Graph(schemas);
-  const canvasRoot = document.getElementById("canvas");
-  const canvas = new Canvas(canvasRoot, graph, { toast });
-  const nameInput = document.getElementById("workflow-name");
-  let mouse = null;
-  canvasRoot.addEventListener("pointermove", (e) => { mouse = { x: e.clientX, y: e.clientY }; });
-
+function makeEditor({ graph, canvas, toast, nameInput, palette, menu }) {
+  const definedHooks = [];
+  // -- the plugin API (docs/plugins.md lists every member; tests/core/test_docs.py checks)
   const editor = {
-    graph, canvas, toast, api, registerWidget,
-    name: () => nameInput.value,
-    workflow: () => {
+    graph,
+    canvas,
+    toast,
+    api,
+    registerWidget,
+    setSocketColor(type, css) {
+      setTypeColor(type, css);
+      canvas.render();
+    },
+    onNodeDefined(fn) {
+      definedHooks.push(fn);
+      for (const schema of Object.values(graph.schemas)) fn(schema);
+      palette.render();
+      canvas.render();
+    },
+    onNodeExecuted(fn) {
+      editor.runner.onNodeExecuted(fn);
+    },
+    addContextMenuItem(item) {
+      menu.add(item);
+    },
+    setValue(nodeId, input, value) {
+      graph.checkpoint();
+      graph.setValue(nodeId, input, value);
+      canvas.renderNode(nodeId);
+    },
+    on(type, fn) {
+      editor.runner.on(type, fn);
+    },
+    name() {
+      return nameInput.value;
+    },
+    workflow() {
       const workflow = graph.toWorkflow();
       workflow.ui.name = nameInput.value;
       return workflow;
@@ -62,16 +87,19 @@ async function boot() {
       requestAnimationFrame(() => canvas.fit());
     },
   };
-  window.easel = editor; // for plugins and for poking at from the console
+  menu.editor = editor;
+  return editor;
+}
 
-  // -- persistence: the current workflow survives a reload ----------------------------
+/** The current workflow survives a reload. */
+function setupPersistence({ graph, canvas, canvasRoot, nameInput, editor }) {
   let saveTimer = null;
   const persist = () => {
     clearTimeout(saveTimer);
     saveTimer = setTimeout(() => {
       const state = { workflow: editor.workflow(), view: canvas.view, name: nameInput.value };
       try { localStorage.setItem(STORAGE_KEY, JSON.stringify(state)); } catch { /* storage full */ }
-    }, 200);
+    }, SAVE_DELAY_MS);
   };
   graph.addEventListener("change", (e) => {
     const d = e.detail;
@@ -82,21 +110,24 @@ async function boot() {
   });
   canvasRoot.addEventListener("viewchange", persist);
   nameInput.addEventListener("change", persist);
+}
 
-  // -- adding nodes ------------------------------------------------------------------
-  const addNode = (type, clientX, clientY) => {
+/** Where a new node goes: at the pointer, else near the middle of the view, on free space. */
+function makeNodeAdder({ graph, canvas }) {
+  return (type, clientX, clientY) => {
     let at;
     if (clientX !== undefined) {
       const p = canvas.toWorld(clientX, clientY);
       at = { x: p.x - 20, y: p.y - 16 };
     } else {
-      // Next to the last node added, else the middle of the view; never on top of another.
       const c = canvas.center();
-      at = { x: c.x - 125, y: c.y - 80 };
-      const taken = (x, y) => [...graph.nodes.values()].some((n) => Math.abs(n.x - x) < 200 && Math.abs(n.y - y) < 60);
+      at = { x: c.x - NODE_SIZE.width / 2, y: c.y - NODE_SIZE.height / 2 };
+      const taken = (x, y) => [...graph.nodes.values()].some(
+        (n) => Math.abs(n.x - x) < NODE_SIZE.width * 0.8 && Math.abs(n.y - y) < 60);
       const start = at;
-      for (let i = 1; i < 40 && taken(at.x, at.y); i++) {
-        at = { x: start.x + (i % 4) * 280, y: start.y + Math.floor(i / 4) * 220 };
+      for (let i = 1; i < MAX_PLACEMENT_TRIES && taken(at.x, at.y); i++) {
+        at = { x: start.x + (i % GRID_COLUMNS) * NODE_GAP.x,
+               y: start.y + Math.floor(i / GRID_COLUMNS) * NODE_GAP.y };
       }
     }
     graph.checkpoint();
@@ -104,9 +135,9 @@ async function boot() {
     canvas.select([node.id]);
     return node;
   };
-  new Palette(document.getElementById("palette"), schemas, { onAdd: (type) => addNode(type) });
+}
 
-  // -- runs, files ---------------------------------------------------------------
+function setupRunner({ graph, canvas, toast, editor }) {
   const lightbox = document.getElementById("lightbox");
   const runner = new Runner({
     graph, canvas, toast,
@@ -121,9 +152,11 @@ async function boot() {
   });
   editor.runner = runner;
   lightbox.addEventListener("click", () => lightbox.close());
-  const files = new Files({ editor, toast });
+  return runner;
+}
 
-  const clipboard = {
+function makeClipboard({ graph, canvas, toast, pointer }) {
+  return {
     copy() {
       if (!canvas.selected.size) return;
       localStorage.setItem(CLIPBOARD_KEY, JSON.stringify(graph.copy([...canvas.selected])));
@@ -134,9 +167,9 @@ async function boot() {
       if (!text) return;
       const clip = JSON.parse(text);
       if (!clip.nodes?.length) return;
-      let dx = 30, dy = 30;
-      if (mouse) {
-        const at = canvas.toWorld(mouse.x, mouse.y);
+      let dx = PASTE_OFFSET, dy = PASTE_OFFSET;
+      if (pointer.at) {
+        const at = canvas.toWorld(pointer.at.x, pointer.at.y);
         dx = at.x - Math.min(...clip.nodes.map((n) => n.x));
         dy = at.y - Math.min(...clip.nodes.map((n) => n.y));
       }
@@ -144,12 +177,17 @@ async function boot() {
       canvas.select(graph.paste(clip, dx, dy));
     },
   };
-  const removeSelected = () => {
-    if (!canvas.selected.size) return;
-    graph.checkpoint();
-    graph.removeNodes([...canvas.selected]);
-    canvas.selected.clear();
-  };
+}
+
+function removeSelected({ graph, canvas }) {
+  if (!canvas.selected.size) return;
+  graph.checkpoint();
+  graph.removeNodes([...canvas.selected]);
+  canvas.selected.clear();
+}
+
+/** Toolbar buttons; returns the actions the shortcuts share. */
+function setupActions({ graph, canvas, toast, runner, files, editor }) {
   const actions = {
     queue: () => runner.queue(),
     save: () => files.save(),
@@ -166,16 +204,19 @@ async function boot() {
     document.getElementById(`btn-${name}`)?.addEventListener("click", action);
   }
   document.getElementById("help-close").addEventListener("click", () => document.getElementById("dlg-help").close());
+  return actions;
+}
 
-  // -- sidebar tabs ------------------------------------------------------------------
+function setupTabs() {
   for (const tab of document.querySelectorAll("#sidebar .tabs button")) {
     tab.addEventListener("click", () => {
       for (const other of document.querySelectorAll("#sidebar .tabs button")) other.classList.toggle("active", other === tab);
       for (const panel of document.querySelectorAll("#sidebar .panel")) panel.hidden = panel.id !== `panel-${tab.dataset.tab}`;
     });
   }
+}
 
-  // -- keyboard ----------------------------------------------------------------------
+function setupKeyboard({ graph, canvas, actions, clipboard }) {
   window.addEventListener("keydown", (e) => {
     const mod = e.ctrlKey || e.metaKey;
     const key = e.key.toLowerCase();
@@ -189,14 +230,16 @@ async function boot() {
     else if (mod && key === "v") { e.preventDefault(); clipboard.paste(); }
     else if (mod && key === "d") { e.preventDefault(); clipboard.copy(); clipboard.paste(); }
     else if (mod && key === "a") { e.preventDefault(); canvas.select([...graph.nodes.keys()]); }
-    else if (key === "delete" || key === "backspace") { e.preventDefault(); removeSelected(); }
+    else if (key === "delete" || key === "backspace") { e.preventDefault(); removeSelected({ graph, canvas }); }
     else if (key === "/") { e.preventDefault(); document.getElementById("palette-search").focus(); }
     else if (key === "f") { actions.fit(); }
     else if (key === "?") { actions.help(); }
     else if (key === "escape") { canvas.select([]); }
   });
+}
 
-  // -- dropping nodes from the palette, or files onto the canvas ------------------------
+/** Nodes dragged from the palette, files dropped onto the canvas. */
+function setupDrop({ canvasRoot, addNode, files }) {
   canvasRoot.addEventListener("dragover", (e) => {
     e.preventDefault();
     canvasRoot.classList.add("drop-target");
@@ -210,8 +253,14 @@ async function boot() {
     const file = e.dataTransfer.files[0];
     if (file) files.openFile(file);
   });
+}
 
-  // -- start: the last workflow, else the default one ---------------------------------
+function setupMenu(menu, { graph, canvas }) {
+  menu.add({ label: "Remove", action: () => removeSelected({ graph, canvas }) });
+}
+
+/** The last workflow, else the default one. */
+async function restoreWorkflow({ graph, canvas, nameInput }) {
   let restored = false;
   try {
     const saved = JSON.parse(localStorage.getItem(STORAGE_KEY) || "null");
@@ -235,6 +284,39 @@ async function boot() {
   graph.undoStack = [];
   document.getElementById("btn-undo").disabled = true;
   document.getElementById("btn-redo").disabled = true;
+}
+
+async function boot() {
+  const toast = makeToaster(document.getElementById("toasts"));
+  let schemas;
+  try {
+    schemas = await api.nodes();
+  } catch (err) {
+    document.getElementById("canvas").classList.add("fatal");
+    toast(`Cannot load the node types: ${err.message}`, "error");
+    return;
+  }
+  const graph = new Graph(schemas);
+  const canvasRoot = document.getElementById("canvas");
+  const canvas = new Canvas(canvasRoot, graph, { toast });
+  const nameInput = document.getElementById("workflow-name");
+  const pointer = { at: null };
+  canvasRoot.addEventListener("pointermove", (e) => { pointer.at = { x: e.clientX, y: e.clientY }; });
+
+  const addNode = makeNodeAdder({ graph, canvas });
+  const palette = new Palette(document.getElementById("palette"), schemas, { onAdd: (type) => addNode(type) });
+  const menu = new ContextMenu(canvasRoot, { graph, canvas });
+  const editor = makeEditor({ graph, canvas, toast, nameInput, palette, menu });
+  window.easel = editor; // for plugins and for poking at from the console
+  setupPersistence({ graph, canvas, canvasRoot, nameInput, editor });
+  const runner = setupRunner({ graph, canvas, toast, editor });
+  const files = new Files({ editor, toast });
+  const actions = setupActions({ graph, canvas, toast, runner, files, editor });
+  setupTabs();
+  setupKeyboard({ graph, canvas, actions, clipboard: makeClipboard({ graph, canvas, toast, pointer }) });
+  setupDrop({ canvasRoot, addNode, files });
+  setupMenu(menu, { graph, canvas });
+  await restoreWorkflow({ graph, canvas, nameInput });
   runner.start();
   await loadPlugins(editor);
   document.body.classList.add("ready");

@@ -1,15 +1,10 @@
 // The node palette: every node type from /api/nodes, grouped by category, searchable.
 
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
+import { el } from "./dom.js";
 
 /** Whether a node type matches every word of the query (name, category, description, plugin). */
 export function matches(schema, query) {
-  const hay = `${schema.type} ${schema.category} ${schema.description} ${schema.plugin}`.toLowerCase();
+  const hay = `${schema.type} ${schema.display_name || ""} ${schema.category} ${schema.description} ${schema.plugin}`.toLowerCase();
   return query.toLowerCase().split(/\s+/).filter(Boolean).every((word) => hay.includes(word));
 }
 
@@ -52,7 +47,7 @@ export class Palette {
         item.dataset.type = schema.type;
         item.draggable = true;
         item.title = schema.description || schema.type;
-        const name = el("span", "palette-name", schema.type);
+        const name = el("span", "palette-name", schema.display_name || schema.type);
         const hint = el("span", "palette-hint", (schema.description || "").split("\n")[0]);
         item.append(name, hint);
         if (schema.plugin && schema.plugin !== "easel") item.append(el("span", "palette-plugin", schema.plugin));

@@ -2,15 +2,9 @@
 
 import { api, outputUrl } from "./api.js";
 import { randomSeed } from "./widgets.js";
+import { el } from "./dom.js";
 
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
-
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function filesOf(outputs) {
   const files = [];
@@ -27,6 +21,8 @@ export class Runner {
     this.shown = null; // the run whose states are drawn on the canvas
     this.retry = 500;
     this.galleryFiles = [];
+    this.listeners = new Map(); // message type -> plugin functions
+    this.executedHooks = [];
   }
 
   start() {
@@ -105,7 +101,23 @@ export class Runner {
     for (const m of early) this.onEvent(m);
   }
 
+  /** Plugins: `fn(message)` for every WebSocket message of a type (their own events too). */
+  on(type, fn) {
+    if (!this.listeners.has(type)) this.listeners.set(type, []);
+    this.listeners.get(type).push(fn);
+  }
+
+  /** Plugins: `fn(nodeId, ui, message)` when a node of the run on screen finished or was cached. */
+  onNodeExecuted(fn) { this.executedHooks.push(fn); }
+
+  notify(list, ...args) {
+    for (const fn of list || []) {
+      try { fn(...args); } catch (err) { console.error("plugin hook failed", err); }
+    }
+  }
+
   onEvent(m) {
+    this.notify(this.listeners.get(m.type), m);
     if (m.type === "hello") { this.setCounts(m.queue); return; }
     if (m.type === "run_queued" || m.type === "run_status") this.refreshSoon();
     if (m.type === "run_queued" && m.client_id === this.clientId) { this.adopt(m.run_id); return; }
@@ -130,8 +142,14 @@ export class Runner {
       case "node_progress":
         if (here) this.canvas.setState(id, { state: "running", step: m.step, total: m.total, ...(m.preview ? { preview: m.preview } : {}) });
         break;
-      case "node_cached": if (here) this.canvas.setState(id, { state: "cached", images: (m.ui && m.ui.files) || [] }); break;
-      case "node_finished": if (here) this.canvas.setState(id, { state: "executed", images: (m.ui && m.ui.files) || [] }); break;
+      case "node_cached":
+        if (here) this.canvas.setState(id, { state: "cached", images: (m.ui && m.ui.files) || [] });
+        this.notify(this.executedHooks, id, m.ui, m);
+        break;
+      case "node_finished":
+        if (here) this.canvas.setState(id, { state: "executed", images: (m.ui && m.ui.files) || [] });
+        this.notify(this.executedHooks, id, m.ui, m);
+        break;
       case "node_failed": if (here) this.canvas.setState(id, { state: "failed", message: m.message, input: m.input }); break;
       case "node_skipped": if (here) this.canvas.setState(id, { state: "skipped", message: m.reason }); break;
       case "node_warning": this.toast(`${m.node}: ${m.message}`, "warn"); break;

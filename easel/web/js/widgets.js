@@ -1,23 +1,13 @@
 // Widgets drawn from an input's schema: numbers, text, dropdowns, checkboxes, seeds, uploads.
 
 import { api, uploadUrl } from "./api.js";
+import { elem as el } from "./dom.js";
 
 const MAX_SEED = 2 ** 53 - 1; // what a JavaScript number holds exactly
 const custom = new Map();
 
 /** Plugins add widgets by name (an input's `widget` in its schema). */
 export function registerWidget(name, factory) { custom.set(name, factory); }
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value);
-  }
-  node.append(...children);
-  return node;
-}
 
 export function randomSeed(spec) {
   const high = Math.min(spec.maximum ?? MAX_SEED, MAX_SEED);
