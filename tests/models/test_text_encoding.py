@@ -283,3 +283,36 @@ def test_per_part_texts_pad_the_shorter_part_with_empty_chunks(tmp_path: Path) -
     empty_l = encode_text(ClipHandle("l", (clip.parts[0],), clip.manager), "")
     torch.testing.assert_close(l_part[:77], only_l.conditioning["embeds"][0], rtol=0, atol=1e-6)
     torch.testing.assert_close(l_part[77:], empty_l.conditioning["embeds"][0], rtol=0, atol=1e-6)
+
+
+# -- LoRA patches reach the text towers ----------------------------------------------------------
+def test_text_encoder_lora_patches_are_applied(tmp_path: Path) -> None:
+    """A kohya LoRA on CLIP-L, bound through ClipHandle.forward, equals the weights merged by
+    hand (W + up @ down * alpha / rank), including with weights in the prompt."""
+    from safetensors.torch import save_file
+
+    from easel.models.lora import load_lora
+
+    clip, _ = sd1_clip(tmp_path)
+    model = clip.parts[0].model
+    rank, alpha, strength = 2, 1.0, 0.8
+    generator = torch.Generator().manual_seed(3)
+    targets = ["encoder.layers.0.self_attn.q_proj", "encoder.layers.1.mlp.fc1"]
+    state, merged = {}, copy.deepcopy(model)
+    for name in targets:
+        linear = model.get_submodule(name)
+        down = torch.randn(rank, linear.in_features, generator=generator)
+        up = torch.randn(linear.out_features, rank, generator=generator)
+        key = "lora_te_text_model_" + name.replace(".", "_")
+        state |= {f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up,
+                  f"{key}.alpha": torch.tensor(alpha)}
+        with torch.no_grad():
+            merged.get_submodule(name).weight += strength * (up @ down) * alpha / rank
+    save_file(state, str(tmp_path / "te.safetensors"))
+    patched = clip.with_patches(((load_lora(tmp_path / "te.safetensors"), strength),))
+    by_hand = ClipHandle("merged", (TextEncoderPart("", clip.tokenizer, merged),), clip.manager)
+    for prompt in ("a red circle", "a (red:1.3) circle"):
+        ours = encode_text(patched, prompt).conditioning["embeds"]
+        expected = encode_text(by_hand, prompt).conditioning["embeds"]
+        torch.testing.assert_close(ours, expected, rtol=0, atol=1e-5)
+        assert not torch.allclose(ours, encode_text(clip, prompt).conditioning["embeds"])
