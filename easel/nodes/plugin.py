@@ -18,6 +18,7 @@ MODULES = (
     "easel.nodes.vae",
     "easel.nodes.prior",
     "easel.nodes.upscale",
+    "easel.nodes.upscale_models",
     "easel.nodes.clipscore",
     "easel.nodes.image_io",
     "easel.nodes.comfy_compat",

@@ -82,7 +82,12 @@ def ModelUpscale(
     steps: int = Input(20, ge=1, le=1000),
 ) -> Any:
     """Upscale by the model's factor with its diffusion super-resolution UNet."""
+    from easel.models.upscale_models import SpandrelUpscaler
     from easel.models.upscaler import upscale_with_model
+
+    if isinstance(upscale_model, SpandrelUpscaler):
+        raise NodeError(f"{upscale_model.name} is an {upscale_model.architecture} model, not a "
+                        "diffusion upscaler: run it with ImageUpscaleWithModel", "upscale_model")
 
     def report(step: int, total: int) -> None:
         ctx.progress(step, total)
