@@ -13,6 +13,7 @@ MODULES = (
     "easel.nodes.primitives",
     "easel.nodes.loaders",
     "easel.nodes.conditioning",
+    "easel.nodes.controlnet",
     "easel.nodes.latent",
     "easel.nodes.sampling",
     "easel.nodes.vae",
