@@ -203,3 +203,42 @@ def test_loaded_files_are_cached_per_manager(tmp_path: Path) -> None:
     encode_text(ClipHandle("again", clip.parts, clip.manager), "embedding:style")
     assert embeddings._caches[clip.manager][key] is loaded
     assert first.warnings == []
+
+
+# -- the image, through the nodes ----------------------------------------------------------------
+def test_embedding_image_matches_diffusers_load_textual_inversion(tmp_path: Path,
+                                                                   tiny_env: Any) -> None:
+    """The txt2img workflow with `embedding:style` in the prompt gives the image of the
+    diffusers pipeline with the same file loaded by load_textual_inversion."""
+    from diffusers import StableDiffusionPipeline
+
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+    from tests.nodes.workflows import SIZE, txt2img
+
+    tiny_models = tiny_env  # EASEL_MODELS_DIR points at the tiny checkpoint
+    path = write(tmp_path, "style.safetensors", {"emb_params": vectors(2, 8) * 0.5})
+    models = ModelManager([tiny_models.root, tmp_path], device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": models})
+    nodes = txt2img("a embedding:style circle", negative="blue", steps=3)
+    result = executor.run({"format": "easel.workflow", "version": 1, "nodes": nodes},
+                          targets=["dec"], keep_values=True)
+    assert result.status == "succeeded", result.failures
+    ours = result.values["dec"]["image"]
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(tiny_models.bundle), local_files_only=True,
+                                                   safety_checker=None)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_textual_inversion(str(path), token="<style>")
+    reference = pipe("a <style> circle", negative_prompt="blue", height=SIZE, width=SIZE,
+                     num_inference_steps=3, guidance_scale=5.0,
+                     generator=torch.Generator("cpu").manual_seed(42), output_type="np").images
+    reference = torch.from_numpy(reference).permute(0, 3, 1, 2)
+    assert ours.shape == reference.shape == (1, 3, SIZE, SIZE)
+    assert float(ours.std()) > 0.01
+    assert (ours - reference).abs().max().item() <= 1e-3
+    plain = executor.run({"format": "easel.workflow", "version": 1,
+                          "nodes": txt2img("a circle", negative="blue", steps=3)},
+                         targets=["dec"], keep_values=True).values["dec"]["image"]
+    assert (ours - plain).abs().max().item() > 1e-3  # the embedding changed the image
