@@ -68,7 +68,8 @@ def convert_prompt(prompt: Mapping[str, Any], editor: EditorData | None = None,
             reported.add(node_id)
             continue
         entries[node_id] = (class_type, spec, entry)
-        title = (entry.get("_meta") or {}).get("title")
+        meta = entry.get("_meta")
+        title = meta.get("title") if isinstance(meta, Mapping) else None
         if isinstance(title, str) and title and node_id not in editor.titles:
             editor.titles[node_id] = title
 

@@ -78,7 +78,7 @@ def widget_inputs(spec: NodeMap, values: Any) -> dict[str, Any]:
 def index_graph(data: Mapping[str, Any]) -> tuple[UIGraph, list[Problem]]:
     problems: list[Problem] = []
     nodes: dict[str, Mapping[str, Any]] = {}
-    for raw in data.get("nodes") or []:
+    for raw in as_list(data.get("nodes")):
         if not isinstance(raw, Mapping) or "id" not in raw or not isinstance(raw.get("type"), str):
             problems.append(Problem(f"not a ComfyUI node (needs 'id' and 'type'): {raw!r:.80}"))
             continue
@@ -104,13 +104,18 @@ def index_graph(data: Mapping[str, Any]) -> tuple[UIGraph, list[Problem]]:
             problems.append(Problem(f"not a ComfyUI link: {raw!r:.80}"))
     definitions = data.get("definitions")
     subgraph_list = definitions.get("subgraphs") if isinstance(definitions, Mapping) else None
-    subgraphs = frozenset(str(sub.get("id")) for sub in subgraph_list or []
+    subgraphs = frozenset(str(sub.get("id")) for sub in as_list(subgraph_list)
                           if isinstance(sub, Mapping))
     return UIGraph(nodes, links, subgraphs), problems
 
 
+def as_list(value: Any) -> list[Any]:
+    """`value` when it is a list, else an empty list (hand-edited files hold anything)."""
+    return value if isinstance(value, list) else []
+
+
 def _input_entries(node: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [entry for entry in node.get("inputs") or [] if isinstance(entry, Mapping)]
+    return [entry for entry in as_list(node.get("inputs")) if isinstance(entry, Mapping)]
 
 
 def _slot_type(slots: Any, slot: int) -> str | None:
@@ -165,8 +170,8 @@ def resolve_link(graph: UIGraph, link_id: Any, wanted_type: str | None,
     kind = origin["type"]
     mode = origin.get("mode", 0)
     if kind == PRIMITIVE:
-        values = origin.get("widgets_values") or []
-        return _Value(values[0]) if isinstance(values, list) and values else None
+        values = as_list(origin.get("widgets_values"))
+        return _Value(values[0]) if values else None
     if mode == MODE_BYPASSED:
         index = bypass_input(origin, slot, wanted_type)
         if index is None:
@@ -202,7 +207,7 @@ def editor_groups(data: Mapping[str, Any], graph: UIGraph) -> list[dict[str, Any
     """The UI format's groups: title, bounding box [x, y, width, height], colour, and the nodes
     whose centre lies inside (as ComfyUI decides membership)."""
     groups: list[dict[str, Any]] = []
-    for raw in data.get("groups") or []:
+    for raw in as_list(data.get("groups")):
         if not isinstance(raw, Mapping):
             continue
         box = raw.get("bounding")
@@ -237,7 +242,7 @@ def ui_to_prompt(data: Mapping[str, Any], node_maps: Mapping[str, NodeMap] = NOD
         kind = node["type"]
         position = _position(node)
         if kind in NOTE_TYPES:
-            values = node.get("widgets_values") or [""]
+            values = as_list(node.get("widgets_values"))
             note: dict[str, Any] = {"text": str(values[0]) if values else ""}
             if position is not None:
                 note["position"] = position

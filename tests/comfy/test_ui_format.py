@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import random
 from typing import Any
 
 import pytest
@@ -259,3 +261,39 @@ def test_control_after_generate_as_old_boolean_in_a_whole_file(default_plus) -> 
     sampler = _node(data, 3)
     sampler["widgets_values"][1] = True
     assert to_easel(data)["nodes"]["3"]["inputs"]["steps"] == 20
+
+
+GARBAGE = [None, 1, "x", [], {}, [1, 2], {"a": 1}, True, -1.5, [None], {"0": "a"}, ["3", 9]]
+
+
+def _corrupt(data: dict[str, Any], rng: Any) -> None:
+    """Put a wrong-typed value somewhere a hand-edited file might: a node field, a socket, a
+    link, a group or a top-level key."""
+    value = rng.choice(GARBAGE)
+    node = rng.choice(data["nodes"])
+    where = rng.choice(["node", "socket", "link", "group", "top"])
+    if where == "node":
+        node[rng.choice(["inputs", "outputs", "widgets_values", "mode", "pos", "size",
+                         "title", "type", "id"])] = value
+    elif where == "socket" and isinstance(node.get("inputs"), list) and node["inputs"]:
+        if isinstance(node["inputs"][0], dict):
+            node["inputs"][0][rng.choice(["link", "type", "name", "widget"])] = value
+    elif where == "link" and isinstance(data["links"], list) and data["links"]:
+        data["links"][rng.randrange(len(data["links"]))] = value
+    elif where == "group" and isinstance(data["groups"], list) and data["groups"]:
+        data["groups"][0] = value
+    else:
+        data[rng.choice(["groups", "definitions", "extra", "links"])] = value
+
+
+@pytest.mark.parametrize("name", ["sd15_inpaint.json", "sd15_lora_embedding.json"])
+def test_hand_edited_files_give_problems_never_crashes(name: str) -> None:
+    """What the server turns into a 400: a WorkflowError, or a converted workflow."""
+    rng = random.Random(1234)
+    original = load_json(DATA / name)
+    for _ in range(300):
+        data = copy.deepcopy(original)
+        for _ in range(rng.randint(1, 3)):
+            _corrupt(data, rng)
+        with contextlib.suppress(WorkflowError):
+            to_easel(data)
