@@ -26,7 +26,10 @@ def to_easel(data: Any, extra_maps: Mapping[str, NodeMap] | None = None) -> dict
     """Convert a ComfyUI workflow; raise one WorkflowError listing everything that cannot be.
 
     `extra_maps` adds mappings for plugin nodes (see `mapping.merged_node_maps`)."""
-    node_maps = merged_node_maps(extra_maps)
+    try:
+        node_maps = merged_node_maps(extra_maps)
+    except ValueError as exc:
+        raise WorkflowError([Problem(f"a plugin's ComfyUI mapping is refused: {exc}")]) from None
     kind = comfy_format(data)
     if kind == "api":
         return convert_prompt(data, node_maps=node_maps)

@@ -240,4 +240,8 @@ def merged_node_maps(extra: Mapping[str, NodeMap] | None = None) -> dict[str, No
     clashes = sorted(set(extra) & set(NODE_MAPS))
     if clashes:
         raise ValueError(f"ComfyUI node types already mapped by Easel: {', '.join(clashes)}")
+    wrong = sorted(name for name, spec in extra.items() if not isinstance(spec, NodeMap))
+    if wrong:
+        raise ValueError(f"mappings for ComfyUI node types {', '.join(wrong)} are not "
+                         "easel.comfy.mapping.NodeMap objects")
     return {**NODE_MAPS, **extra}

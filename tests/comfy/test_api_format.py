@@ -292,5 +292,9 @@ def test_extra_maps_add_plugin_nodes_but_never_replace_built_ins(basic) -> None:
                                                               "radius": 2}}
     with pytest.raises(ValueError, match="already mapped by Easel: KSampler"):
         merged_node_maps({"KSampler": extra["Sharpen"]})
+    # Through the converter (the server's path) a bad plugin mapping is a problem, not a 500.
+    with pytest.raises(WorkflowError, match=r"a plugin's ComfyUI mapping is refused: .*Sharpen "
+                                            r"are not easel\.comfy\.mapping\.NodeMap"):
+        to_easel(basic, extra_maps={"Sharpen": {"easel_type": "ImageSharpen"}})
     with pytest.raises(WorkflowError, match="'Sharpen' has no Easel equivalent"):
         to_easel(basic)
