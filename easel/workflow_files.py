@@ -47,8 +47,9 @@ def to_easel(data: Any) -> dict[str, Any]:
         return dict(data)
     if kind in ("comfy-api", "comfy-ui"):
         from easel.comfy import convert
+        from easel.core.plugins import plugin_comfy_nodes
 
-        return convert.to_easel(data)
+        return convert.to_easel(data, plugin_comfy_nodes())
     raise WorkflowError([Problem(
         "not a workflow this tool reads: expected an Easel workflow "
         '({"format": "easel.workflow", ...}) or a ComfyUI workflow (API or UI format)'
@@ -62,6 +63,11 @@ def parse_text(text: str | bytes, name: str = "workflow") -> Any:
         raise WorkflowError([Problem(
             f"{name} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
         )]) from None
+    except RecursionError:
+        raise WorkflowError([Problem(f"{name} is nested too deeply to be a workflow")]) from None
+    except ValueError as exc:  # an integer over Python's digit limit
+        raise WorkflowError([Problem(f"{name} has a number that is too large: {exc}")]
+                            ) from None
 
 
 IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"RIFF", b"\xff\xd8\xff")  # PNG, WebP, JPEG

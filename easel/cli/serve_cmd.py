@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import secrets
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ from easel.cli.common import (
     make_registry,
     runner_config,
 )
+from easel.core.budget import DEFAULT_MAX_PIXELS
+from easel.core.budget import from_environment as budget_from_environment
 from easel.server.config import MB, ServerConfig, default_data_dir
 
 
@@ -49,6 +52,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-size", default="2GB", help="output cache size (default 2GB)")
     parser.add_argument("--max-upload-mb", type=int, default=32,
                         help="largest accepted upload in MiB (default 32)")
+    parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                        help="the budget: most pixels one image or latent may have, width x "
+                             "height x frames x batch (default $EASEL_MAX_PIXELS or "
+                             f"{DEFAULT_MAX_PIXELS}, a 4096x4096 batch of 4)")
+    parser.add_argument("--cancel-grace", type=float, default=10.0, metavar="SECONDS",
+                        help="how long a cancelled node may take to return before its worker "
+                             "process is restarted (default 10)")
+    parser.add_argument("--retries", type=int, default=2, metavar="N",
+                        help="times a run whose worker process died is started again before "
+                             "it fails (default 2)")
+    parser.add_argument("--no-worker-process", action="store_true",
+                        help="run workflows on a thread of the server process instead of a "
+                             "supervised worker process (for debugging: a node that exits or "
+                             "hangs then takes the server with it)")
     parser.add_argument("--cluster", metavar="ADDRESS",
                         help="run queued workflows on a Dask cluster (tcp://scheduler:8786); "
                              "needs easel[distributed] here and on the workers")
@@ -62,7 +79,10 @@ def run(args: argparse.Namespace) -> int:
     config = ServerConfig(
         host=args.host, port=args.port, token=args.token or None,
         data_dir=args.data_dir or default_data_dir(), output_dir=args.output_dir,
-        allowed_hosts=tuple(args.allow_host), max_upload_bytes=args.max_upload_mb * MB)
+        allowed_hosts=tuple(args.allow_host), max_upload_bytes=args.max_upload_mb * MB,
+        max_pixels=args.max_pixels or budget_from_environment().max_pixels,
+        cancel_grace=max(0.0, args.cancel_grace), retries=max(0, args.retries),
+        worker_process=not args.no_worker_process)
     if config.exposed and not config.token:
         config.token = secrets.token_urlsafe(24)
     try:
@@ -87,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     if config.exposed:
         print(f"listening on {config.host} (not loopback): clients need the token",
               flush=True)
+    responsive_process()
     try:
         web.run_app(app, host=config.host, port=config.port, print=None,
                     access_log=None, handle_signals=True)
@@ -95,6 +116,15 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def responsive_process() -> None:
+    """The event loop shares this process with threads that parse and validate big
+    workflows: hand the interpreter over more often (1 ms, not 5), and keep the objects of
+    start-up (plugins, schemas) out of the garbage collector's full passes."""
+    sys.setswitchinterval(0.001)
+    gc.collect()
+    gc.freeze()
 
 
 def main(argv: list[str] | None = None) -> int:

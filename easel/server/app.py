@@ -20,13 +20,13 @@ from easel.server import (
 from easel.server.config import ServerConfig
 from easel.server.events import EventHub
 from easel.server.queue import RunQueue
+from easel.server.routes_files import TEMPORARY_SUFFIXES
 from easel.server.routes_static import add_static_routes, security_headers
 from easel.server.security import Guard, json_errors
 from easel.server.state import STATE, ServerState
 from easel.server.worker import RunWorker
 
 MULTIPART_OVERHEAD = 256 * 1024
-TEMPORARY_SUFFIXES = (".part", ".tmp")
 log = logging.getLogger("easel.server")
 
 
@@ -91,13 +91,16 @@ def create_app(config: ServerConfig, registry: Registry,
 
         worker = ProcessRunWorker(queue, executor, hub, **common,
                                   recipe=WorkerRecipe.describe(registry, executor),
-                                  cancel_grace=config.cancel_grace)
+                                  cancel_grace=config.cancel_grace,
+                                  prestart=config.prestart_worker)
     else:
         worker = RunWorker(queue, executor, hub, **common)
     app[STATE] = ServerState(config, registry, executor, queue, hub, worker)
     for module in (routes_nodes, routes_runs, routes_files, routes_workflows, routes_events):
         app.add_routes(module.routes)
     add_static_routes(app, registry)
+    for route in registry.routes:  # plugin routes: /api/plugins/<plugin>/..., behind the guard
+        app.router.add_route(route.method, route.url, route.handler)
     app.on_response_prepare.append(security_headers)
 
     async def start_worker(app: web.Application) -> None:

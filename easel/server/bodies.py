@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 CHUNK = 64 * 1024
 OFF_LOOP_BYTES = 256 * 1024
@@ -70,22 +71,30 @@ def parse_json(raw: bytes | str, what: str = "the request body") -> Any:
 def json_problem(value: Any, surrogates: bool = True) -> str | None:
     """Why a parsed JSON value cannot be taken: nested over MAX_DEPTH levels, or (when
     `surrogates`) a string that is not valid Unicode text (a lone UTF-16 surrogate)."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
+    containers: list[tuple[Any, int]] = [(value, 0)] if isinstance(value, dict | list) else []
+    strings: list[str] = [value] if isinstance(value, str) else []
+    while containers:
+        item, depth = containers.pop()
+        if depth >= MAX_DEPTH:
+            return f"is nested too deeply (at most {MAX_DEPTH} levels)"
+        if isinstance(item, dict):
             if surrogates:
-                try:
-                    item.encode("utf-8")
-                except UnicodeEncodeError:
-                    return ("has a lone UTF-16 surrogate (\\ud800-\\udfff without its pair): "
-                            "such text cannot be stored or shown")
-        elif isinstance(item, dict | list):
-            if depth >= MAX_DEPTH:
-                return f"is nested too deeply (at most {MAX_DEPTH} levels)"
-            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children
-                         if isinstance(child, str | dict | list))
+                strings.extend(item)
+            children = item.values()
+        else:
+            children = item
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                containers.append((child, depth + 1))
+            elif surrogates and kind is str:
+                strings.append(child)
+    for text in strings:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return ("has a lone UTF-16 surrogate (\\ud800-\\udfff without its pair): "
+                    "such text cannot be stored or shown")
     return None
 
 
@@ -100,7 +109,12 @@ async def read_file_part(request: web.Request, limit: int,
     except (AssertionError, ValueError, KeyError):
         raise BodyError(400, "send the file as multipart/form-data") from None
     while True:
-        part = await reader.next()
+        try:
+            part = await reader.next()
+        except (HttpProcessingError, ValueError, AssertionError) as exc:
+            raise BodyError(400, f"the multipart form is malformed: "
+                                 f"{getattr(exc, 'message', '') or type(exc).__name__}"[:300]
+                            ) from None
         if part is None:
             break
         if not isinstance(part, BodyPartReader):

@@ -48,6 +48,7 @@ class ServerConfig:
     worker_process: bool = True  # run in a supervised worker process (False: a thread here)
     cancel_grace: float = 10.0  # seconds a cancelled node has to return before its worker goes
     retries: int = 2  # times a run whose worker died is started again
+    prestart_worker: bool = True  # start the worker process with the server, not the first run
 
     @property
     def budget(self) -> Budget:

@@ -87,14 +87,16 @@ class RunQueue:
 
     def finish(self, run_id: str, status: str, nodes: dict[str, Any],
                outputs: dict[str, Any], error: Any = None) -> None:
-        outputs_text = json.dumps(outputs)
+        # default=str: whatever a plugin put there, the run is stored and never left running
+        outputs_text = json.dumps(outputs, default=str)
         summary = summarise(nodes, outputs, len(outputs_text))
         with self._lock:
             self._db.execute(
                 "UPDATE runs SET status=?, finished=?, nodes=?, outputs=?, error=?, summary=? "
                 "WHERE id=?",
-                (status, time.time(), json.dumps(nodes), outputs_text,
-                 json.dumps(error) if error is not None else None, json.dumps(summary), run_id))
+                (status, time.time(), json.dumps(nodes, default=str), outputs_text,
+                 json.dumps(error, default=str) if error is not None else None,
+                 json.dumps(summary, default=str), run_id))
         self._trim()
 
     def retry(self, run_id: str) -> None:

@@ -18,9 +18,11 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+import pydantic
+
 from easel.core.cache import OutputCache
 from easel.core.executor import Executor
-from easel.core.graph import Plan
+from easel.core.graph import Link, Plan, PlannedNode
 from easel.core.plugins import BUILTIN_PLUGIN, Registry, load_plugins
 
 log = logging.getLogger("easel.server.worker")
@@ -137,21 +139,52 @@ def _importable(plugin: str, registry: Registry, names: list[str]
 
 # -- plans ---------------------------------------------------------------------------------
 def plan_to_data(plan: Plan) -> dict[str, Any]:
-    """A validated plan as picklable data: its nodes without their node types (named instead,
-    since node types hold functions that the worker has from its own registry)."""
-    return {"plan": dataclasses.replace(plan, nodes={
-                node_id: dataclasses.replace(node, node_type=None)
-                for node_id, node in plan.nodes.items()}),
-            "types": {node_id: node.node_type.type for node_id, node in plan.nodes.items()}}
+    """A validated plan as plain tuples and dicts, cheap to pickle: node types by name (they
+    hold functions; the worker has them from its own registry), links as pairs, pydantic
+    models (the validated workflow) as dumps."""
+    node_fields = [f.name for f in dataclasses.fields(PlannedNode) if f.init]
+    nodes = []
+    for node in plan.nodes.values():
+        values = []
+        for name in node_fields:
+            value = getattr(node, name)
+            if name == "node_type":
+                value = value.type
+            elif name == "links":
+                value = {key: (link.node, link.output) for key, link in value.items()}
+            values.append(value)
+        nodes.append(tuple(values))
+    fields: dict[str, Any] = {}
+    models: dict[str, Any] = {}
+    for f in dataclasses.fields(Plan):
+        if f.name == "nodes":
+            continue
+        value = getattr(plan, f.name)
+        if isinstance(value, pydantic.BaseModel):
+            models[f.name] = (type(value).__module__, type(value).__qualname__,
+                              value.model_dump())
+        else:
+            fields[f.name] = value
+    return {"node_fields": node_fields, "nodes": nodes, "fields": fields, "models": models,
+            "types": {node.id: node.node_type.type for node in plan.nodes.values()}}
 
 
 def plan_from_data(data: dict[str, Any], registry: Registry) -> Plan:
     """The plan again, against this process's registry; KeyError names a missing node type."""
-    plan: Plan = data["plan"]
-    for node_id, node in plan.nodes.items():
-        node_type = registry.get(data["types"][node_id])
+    names = data["node_fields"]
+    type_at, links_at = names.index("node_type"), names.index("links")
+    nodes = {}
+    for values in data["nodes"]:
+        values = list(values)
+        node_type = registry.get(values[type_at])
         if node_type is None:
-            raise KeyError(f"node type {data['types'][node_id]!r} is not loaded in the worker "
-                           "process")
-        node.node_type = node_type
-    return plan
+            raise KeyError(f"node type {values[type_at]!r} is not loaded in the worker process")
+        values[type_at] = node_type
+        values[links_at] = {key: Link(*pair) for key, pair in values[links_at].items()}
+        node = PlannedNode(*values)
+        nodes[node.id] = node
+    fields = dict(data["fields"])
+    for name, (module, qualname, dump) in data["models"].items():
+        model = getattr(importlib.import_module(module), qualname)
+        fields[name] = model.model_validate(dump)
+    return Plan(nodes=nodes, **fields)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from easel.core.budget import Budget
 from easel.server.bodies import read_file_part
 from easel.server.paths import clean_file_name, inside, safe_file_name
 from easel.server.security import json_error
@@ -20,6 +22,7 @@ routes = web.RouteTableDef()
 
 # Pillow format -> the extension a stored upload gets.
 IMAGE_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
+TEMPORARY_SUFFIXES = (".part", ".tmp")  # files being written: never served
 FILE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
                 "Cache-Control": "private, max-age=3600"}
 
@@ -28,7 +31,7 @@ FILE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": 
 async def output_file(request: web.Request) -> web.StreamResponse:
     root = state(request).config.outputs
     file = inside(root, request.match_info["path"])
-    if file is None or not file.is_file():
+    if file is None or not file.is_file() or file.name.endswith(TEMPORARY_SUFFIXES):
         return json_error(404, "no such output file")
     return web.FileResponse(file, headers=FILE_HEADERS)
 
@@ -36,7 +39,8 @@ async def output_file(request: web.Request) -> web.StreamResponse:
 @routes.get("/api/uploads")
 async def list_uploads(request: web.Request) -> web.Response:
     folder = state(request).config.input_dir
-    files = sorted((p for p in folder.iterdir() if p.is_file() and safe_file_name(p.name)),
+    files = sorted((p for p in folder.iterdir() if p.is_file() and safe_file_name(p.name)
+                    and not p.name.endswith(TEMPORARY_SUFFIXES)),
                    key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
     return web.json_response({"images": [p.name for p in files]})
 
@@ -46,13 +50,18 @@ async def upload_file(request: web.Request) -> web.StreamResponse:
     folder = state(request).config.input_dir
     name = safe_file_name(request.match_info["name"])
     file = inside(folder, name) if name else None
-    if file is None or not file.is_file():
+    if file is None or not file.is_file() or file.name.endswith(TEMPORARY_SUFFIXES):
         return json_error(404, "no such uploaded image")
     return web.FileResponse(file, headers=FILE_HEADERS)
 
 
-def check_image(data: bytes, max_pixels: int) -> tuple[str, int, int]:
-    """(format, width, height) of an image, or an HTTP error naming what is wrong."""
+def check_image(data: bytes, max_pixels: int, budget: Budget | None = None
+                ) -> tuple[str, int, int]:
+    """(format, width, height) of an image, or an HTTP error naming what is wrong.
+
+    Reads headers only: one frame may have `max_pixels`, and every frame of an animated
+    image counts against the budget (pixels x frames), before anything is decoded.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -69,12 +78,18 @@ def check_image(data: bytes, max_pixels: int) -> tuple[str, int, int]:
                     raise web.HTTPUnsupportedMediaType(
                         text=f"{fmt or 'this'} images are not accepted; "
                              f"upload one of: {', '.join(IMAGE_FORMATS)}")
+                frames = int(getattr(image, "n_frames", 1) or 1)
+                problem = (budget or Budget()).problem(width, height, frames=frames)
+                if problem:
+                    raise web.HTTPRequestEntityTooLarge(
+                        max_size=(budget or Budget()).max_pixels,
+                        actual_size=width * height * frames, text=f"image is {problem}")
                 image.verify()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise web.HTTPRequestEntityTooLarge(
             max_size=max_pixels, actual_size=0,
             text=f"image has too many pixels (the limit is {max_pixels})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise web.HTTPUnsupportedMediaType(
             text=f"not a readable image ({type(exc).__name__}); upload a PNG, JPEG, WebP, "
                  "GIF or BMP file") from None
@@ -115,7 +130,8 @@ async def upload(request: web.Request) -> web.Response:
     filename, data = await read_file_part(request, config.max_upload_bytes, ("image", "file"))
     if not data:
         return json_error(400, "the uploaded file is empty")
-    fmt, width, height = check_image(data, config.max_upload_pixels)
+    fmt, width, height = await asyncio.get_running_loop().run_in_executor(
+        None, check_image, data, config.max_upload_pixels, config.budget)
     stem = os.path.splitext(clean_file_name(filename))[0] or "upload"
     name = store_upload(config.input_dir, stem + IMAGE_FORMATS[fmt], data)
     return web.json_response({"name": name, "format": fmt, "width": width, "height": height,

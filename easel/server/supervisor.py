@@ -98,9 +98,10 @@ class ProcessRunWorker(RunWorker):
     """RunWorker whose runs execute in a supervised worker process."""
 
     def __init__(self, *args: Any, recipe: WorkerRecipe, cancel_grace: float = 10.0,
-                 **kwargs: Any) -> None:
+                 prestart: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.recipe = recipe
+        self.prestart = prestart
         self.cancel_grace = cancel_grace
         self.process: WorkerProcess | None = None
         self.restarts = 0
@@ -112,7 +113,9 @@ class ProcessRunWorker(RunWorker):
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
-        await super().start()  # the worker process starts with the first run
+        await super().start()
+        if self.prestart:  # models load on the first run; the imports happen now
+            self._spawn()
 
     async def stop(self) -> None:
         self.stopping = True
@@ -215,6 +218,7 @@ class ProcessRunWorker(RunWorker):
         if plan is None:  # queued before a restart: validate again (off the event loop)
             plan = await loop.run_in_executor(
                 None, lambda: plan_to_data(self.executor.validate(run["workflow"])))
+        planned = time.perf_counter()
         process = await self._ready_process()
         if active.token.cancelled:  # cancelled while the worker was starting
             return RunResult(run["id"], "cancelled", dict.fromkeys(
@@ -228,7 +232,10 @@ class ProcessRunWorker(RunWorker):
                 await loop.run_in_executor(None, process.send, message)
             if active.token.cancelled:
                 self._send_cancel(run["id"], process)
+            sent = time.perf_counter()
             kind, payload = await self._outcome
+            log.debug("run %s: worker ready and plan sent in %.3f s, run in %.3f s", run["id"],
+                      sent - planned, time.perf_counter() - sent)
         finally:
             self._outcome = None
             self._outcome_process = None

@@ -125,7 +125,7 @@ class RunWorker:
     async def _serve(self) -> None:
         while not self.stopping:
             self.wake.clear()
-            run = self.queue.claim_next()
+            run = await asyncio.get_running_loop().run_in_executor(None, self.queue.claim_next)
             if run is None:
                 await self.wake.wait()
                 continue

@@ -55,10 +55,12 @@ class Outbox:
             self._flush_locked()
             self.conn.send(message)
 
-    def event(self, message: dict[str, Any]) -> None:
+    def event(self, message: dict[str, Any], urgent: bool = False) -> None:
+        """Queue an event; `urgent` ones go at once (a node starting: if it then ends the
+        process, the server knows which node did)."""
         with self.lock:
             self.pending.append(message)
-            if (len(self.pending) >= FLUSH_EVENTS
+            if (urgent or len(self.pending) >= FLUSH_EVENTS
                     or time.monotonic() - self.last >= FLUSH_SECONDS):
                 self._flush_locked()
 
@@ -71,6 +73,27 @@ class Outbox:
         if self.pending:
             batch, self.pending = self.pending, []
             self.conn.send({"op": "events", "items": batch})
+
+
+_BAD_UI: dict[int, tuple[Any, str]] = {}  # id -> (the ui object, kept alive; the problem)
+
+
+def _ui_problem(kind: str, ui: Any) -> str | None:
+    """Why a node's `ui` cannot go to clients as JSON. A cached node hands back the very
+    object that was checked when it ran, so only fresh outputs are encoded to check."""
+    from easel.core import events as ev
+
+    known = _BAD_UI.get(id(ui))
+    if known is not None and known[0] is ui:
+        return known[1]
+    if kind == ev.NODE_CACHED:
+        return None
+    problem = _json_problem(ui)
+    if problem is not None:
+        if len(_BAD_UI) > 1000:
+            _BAD_UI.clear()
+        _BAD_UI[id(ui)] = (ui, problem)
+    return problem
 
 
 def _json_problem(value: Any) -> str | None:
@@ -150,7 +173,7 @@ def execute(executor: Any, outbox: Outbox, message: dict[str, Any], token: Any
         if event.type == ev.NODE_STARTED:
             running.update(node=event.node_id, type=event.node_type)
         data = event.to_json()
-        problem = _json_problem(data["ui"]) if "ui" in data else None
+        problem = _ui_problem(event.type, data["ui"]) if "ui" in data else None
         if problem is not None:
             reason = (f"its `ui` output is not JSON-serialisable ({problem}); return plain "
                       "numbers, strings, lists and dicts there")
@@ -164,7 +187,7 @@ def execute(executor: Any, outbox: Outbox, message: dict[str, Any], token: Any
             preview = encode_preview(event.data.get("preview"))
             if preview is not None:
                 data["preview"] = preview
-        outbox.event(data)
+        outbox.event(data, urgent=event.type == ev.NODE_STARTED)
 
     try:
         plan = plan_from_data(message["plan"], executor.registry)

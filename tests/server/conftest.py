@@ -29,7 +29,8 @@ def registry() -> Registry:
 
 @pytest.fixture
 def config(tmp_path: Any) -> ServerConfig:
-    return ServerConfig(port=0, data_dir=tmp_path / "data")
+    # The worker process starts with the first run: most tests here never run anything.
+    return ServerConfig(port=0, data_dir=tmp_path / "data", prestart_worker=False)
 
 
 @pytest_asyncio.fixture

@@ -16,6 +16,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = Path(__file__).with_name("testnodes.py")
+BAD_PLUGIN = Path(__file__).with_name("badnodes.py")
 
 
 def free_port() -> int:
@@ -62,6 +63,42 @@ class Server:
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
+
+    def call(self, method: str, path: str, body: Any = None, data: bytes | None = None,
+             headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, Any]:
+        """(status, parsed JSON body or raw bytes) without raising on HTTP errors."""
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        request = urllib.request.Request(self.base + path, data=data, method=method,
+                                         headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw
+
+    def wait_run(self, run_id: str, timeout: float = 60,
+                 until: tuple[str, ...] = ("succeeded", "failed", "cancelled")) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.get(f"/api/runs/{run_id}")
+            if run["status"] in until:
+                return run
+            if time.monotonic() > deadline:
+                raise AssertionError(f"run {run_id} still {run['status']} after {timeout}s: "
+                                     f"{run}\n{self.output()[-3000:]}")
+            time.sleep(0.05)
+
+    def submit(self, nodes: dict[str, Any]) -> str:
+        status, body = self.call("POST", "/api/runs", {"workflow": {
+            "format": "easel.workflow", "version": 1, "nodes": nodes}})
+        assert status == 201, body
+        return str(body["id"])
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:
