@@ -386,7 +386,9 @@ def _resolve(layers: Mapping[str, LoraLayer], component: str, module: nn.Module)
         target_name: str | None = name
         if name.startswith(tuple(_KOHYA_PREFIXES)):
             target_name = _kohya_module_name(name, per_block)
-        candidates = [] if target_name is None else [target_name, "text_model." + target_name]
+        # transformers 5's CLIPTextModel names its layers without the files' "text_model."
+        candidates = [] if target_name is None else [
+            target_name, "text_model." + target_name, target_name.removeprefix("text_model.")]
         target = next((c for c in candidates if c in modules), None)
         if target is None:
             missing.append(name)

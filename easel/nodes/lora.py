@@ -6,70 +6,21 @@ LoRA added to their `patches`, applied at call time (easel.models.lora.bind).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from easel.core.context import Context
 from easel.core.node import Input, NodeError, node
 from easel.core.types import Clip, Model
-from easel.nodes.model_access import manager, model_errors
+from easel.nodes.model_access import discovered, manager, model_errors
 
 KIND = "loras"
-SUFFIXES = (".safetensors", ".pt", ".ckpt", ".bin", ".pth")
-
-
-def _roots(ctx: Context | None) -> list[Path]:
-    models = ctx.services.get("models") if ctx is not None else None
-    if models is not None and getattr(models, "roots", None) is not None:
-        return [Path(r) for r in models.roots]
-    from easel.models import discovery
-
-    return discovery.model_roots()
-
-
-def lora_names() -> list[str]:
-    """LoRA names as ComfyUI writes them: paths relative to a `loras/` folder, with extension."""
-    from easel.models import discovery
-
-    kind_names = getattr(discovery, "kind_names", None)
-    if kind_names is not None:
-        return list(kind_names(KIND))
-    return _scan(_roots(None))
-
-
-def _scan(roots: list[Path]) -> list[str]:
-    names: set[str] = set()
-    for root in roots:
-        folder = root / KIND
-        if not folder.is_dir():
-            continue
-        for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for filename in filenames:
-                if filename.endswith(SUFFIXES) and not filename.startswith("."):
-                    names.add((Path(dirpath) / filename).relative_to(folder).as_posix())
-    return sorted(names)
 
 
 def lora_path(ctx: Context, name: str) -> Path:
-    """The file of LoRA `name` (a ModelError naming where Easel looked when there is none)."""
-    from easel.models.errors import ModelError
-
-    models = ctx.services.get("models")
-    resolve = getattr(models, "resolve", None)
-    if callable(resolve):
-        return Path(resolve(KIND, name))
-    roots = _roots(ctx)
-    relative = Path(name)
-    if not relative.is_absolute() and ".." not in relative.parts:
-        for root in roots:
-            path = root / KIND / relative
-            if path.is_file():
-                return path
-    available = ", ".join(_scan(roots)[:20]) or "none"
-    looked = ", ".join(str(root / KIND) for root in roots)
-    raise ModelError(f"no LoRA named {name!r} (looked in {looked}); available: {available}")
+    """The file of LoRA `name` under a `loras/` folder (a ModelError saying where Easel looked
+    when there is none)."""
+    return Path(manager(ctx).resolve(KIND, name))
 
 
 def _fingerprint(ctx: Context, inputs: dict[str, Any]) -> str:
@@ -79,7 +30,7 @@ def _fingerprint(ctx: Context, inputs: dict[str, Any]) -> str:
     try:
         path = lora_path(ctx, str(inputs.get("name", "")))
         stat = path.stat()
-    except (ModelError, OSError):
+    except (ModelError, NodeError, OSError):
         return "missing"
     return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
 
@@ -87,11 +38,9 @@ def _fingerprint(ctx: Context, inputs: dict[str, Any]) -> str:
 def _load(ctx: Context, name: str) -> Any:
     from easel.models.lora import load_lora
 
-    models = manager(ctx)
     with model_errors("name"):
         weights = load_lora(lora_path(ctx, name), name=name,
-                            allow_unsafe_pickle=bool(getattr(models, "allow_unsafe_pickle",
-                                                             False)))
+                            allow_unsafe_pickle=manager(ctx).allow_unsafe_pickle)
     for message in weights.warnings():
         ctx.warn(message)
     return weights
@@ -129,12 +78,16 @@ def _text_targets(clip: Any) -> list[tuple[str, str, Any]]:
     return [("clip", f"text_encoder:{part.key}", part.model) for part in clip.parts]
 
 
-@node(category="loaders", outputs={"model": Model, "clip": Clip}, fingerprint=_fingerprint)
+# A strength change re-runs only its own side: a TextEncode fed by `clip` keeps its cached
+# result when only strength_model changes, and the sampler when only strength_clip does.
+@node(category="loaders", outputs={"model": Model, "clip": Clip}, fingerprint=_fingerprint,
+      output_depends={"model": ("model", "name", "strength_model"),
+                      "clip": ("clip", "name", "strength_clip")})
 def LoraLoader(
     ctx: Context,
     model: Model,
     clip: Clip,
-    name: str = Input(choices=lora_names),
+    name: str = Input(choices=discovered(KIND)),
     strength_model: float = Input(1.0, ge=-100.0, le=100.0, step=0.01),
     strength_clip: float = Input(1.0, ge=-100.0, le=100.0, step=0.01),
 ) -> dict[str, Any]:
@@ -163,7 +116,7 @@ def LoraLoader(
 def LoraLoaderModelOnly(
     ctx: Context,
     model: Model,
-    name: str = Input(choices=lora_names),
+    name: str = Input(choices=discovered(KIND)),
     strength_model: float = Input(1.0, ge=-100.0, le=100.0, step=0.01),
 ) -> Any:
     """Add a LoRA to the denoising model only (its text-encoder layers, if any, are ignored)."""

@@ -50,11 +50,20 @@ def random_lora(targets: dict[str, nn.Module], *, rank: int = 2, seed: int = 0,
     return layers
 
 
+def file_name(component: str, name: str) -> str:
+    """A layer's name as files write it: text encoders under "text_model." (transformers 5's
+    CLIPTextModel names its modules without it; CLIPTextModelWithProjection with it)."""
+    if component == "unet" or name.startswith(("text_model.", "text_projection")):
+        return name
+    return "text_model." + name
+
+
 def peft_state_dict(unet: Layers, te: Layers, te2: Layers | None = None) -> dict[str, Any]:
     """diffusers' PEFT layout: `unet.<module>.lora_A.weight`, `text_encoder.<module>...`."""
     out = {}
     for prefix, layers in (("unet", unet), ("text_encoder", te), ("text_encoder_2", te2 or {})):
         for name, (down, up) in layers.items():
+            name = file_name(prefix, name)
             out[f"{prefix}.{name}.lora_A.weight"] = down
             out[f"{prefix}.{name}.lora_B.weight"] = up
     return out
@@ -70,6 +79,7 @@ def kohya_state_dict(unet: Layers, te: Layers, te2: Layers | None = None, *,
         for name, (down, up) in layers.items():
             if prefix == "lora_unet_" and ldm_layers_per_block is not None:
                 name = _ldm_unet_key(name + ".weight", ldm_layers_per_block)[: -len(".weight")]
+            name = file_name("unet" if prefix == "lora_unet_" else "te", name)
             key = prefix + name.replace(".", "_")
             out[key + ".lora_down.weight"] = down
             out[key + ".lora_up.weight"] = up
@@ -87,6 +97,7 @@ def ldm_state_dict(unet: Layers, te: Layers, layers_per_block: int) -> dict[str,
         out[f"diffusion_model.{ldm}.lora_down.weight"] = down
         out[f"diffusion_model.{ldm}.lora_up.weight"] = up
     for name, (down, up) in te.items():
+        name = file_name("text_encoder", name)
         out[f"text_encoders.clip_l.transformer.{name}.lora_down.weight"] = down
         out[f"text_encoders.clip_l.transformer.{name}.lora_up.weight"] = up
     return out
@@ -106,6 +117,7 @@ def old_diffusers_state_dict(unet: Layers, te: Layers) -> dict[str, Any]:
         out[f"{stem}.down.weight"] = down
         out[f"{stem}.up.weight"] = up
     for name, (down, up) in te.items():
+        name = file_name("text_encoder", name)
         out[f"text_encoder.{name}.lora_linear_layer.down.weight"] = down
         out[f"text_encoder.{name}.lora_linear_layer.up.weight"] = up
     return out
@@ -177,6 +189,12 @@ def test_every_key_format_reads_to_the_same_layers(tmp_path: Path, unet: Any, te
         "old_diffusers": old_diffusers_state_dict(unet_layers, te_layers),
     }
     assert len(unet_layers) > 50 and len(te_layers) == 12
+    # the names real files carry
+    assert "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight" in files["kohya"]
+    assert ("lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q.lora_up.weight"
+            in files["kohya_ldm"])
+    assert ("text_encoder.text_model.encoder.layers.1.mlp.fc2.lora_A.weight"
+            in files["peft"])
     assert any(down.dim() == 4 and down.shape[-1] == 3 for down, _ in unet_layers.values())
     for label, state_dict in files.items():
         weights = load_lora(save(state_dict, tmp_path / f"{label}.safetensors"))

@@ -73,9 +73,11 @@ def with_lora(nodes: dict[str, Any], name: str = "style.safetensors", strength_m
 
 
 def test_names_are_paths_under_loras_with_extension(lora_models: dict[str, Any]) -> None:
-    from easel.nodes.lora import lora_names
+    from easel.nodes.lora import LoraLoader, LoraLoaderModelOnly
 
-    assert lora_names() == ["style.safetensors", "sub/unet-only.safetensors"]
+    for node_type in (LoraLoader, LoraLoaderModelOnly):
+        assert node_type.inputs["name"].current_choices() == [
+            "style.safetensors", "sub/unet-only.safetensors"]
 
 
 def test_loader_adds_patches_and_leaves_the_checkpoint(run: Any) -> None:
@@ -192,3 +194,21 @@ def test_replacing_the_file_reloads_it(run: Any, lora_models: Any) -> None:
     second = run(with_lora(txt2img()), ["lora"])
     assert second.node_status["lora"] == "executed"
     assert second.values["lora"]["model"].patches[0][0] is not first
+
+
+def test_a_strength_change_reruns_only_what_it_must(run: Any) -> None:
+    first = run(with_lora(txt2img()), ["dec"])
+    assert first.status == "succeeded", first.failures
+    model_side = run(with_lora(txt2img(), strength_model=0.3), ["dec"])
+    assert model_side.status == "succeeded", model_side.failures
+    status = model_side.node_status
+    assert (status["lora"], status["k"], status["dec"]) == ("executed",) * 3
+    assert (status["pos"], status["neg"]) == ("cached", "cached")  # the clip side is unchanged
+    assert not torch.equal(model_side.values["dec"]["image"], first.values["dec"]["image"])
+
+    clip_side = run(with_lora(txt2img(), strength_model=0.3, strength_clip=0.2), ["pos", "k"])
+    status = clip_side.node_status
+    assert (status["lora"], status["pos"], status["neg"]) == ("executed",) * 3
+    assert status["k"] == "executed"  # its conditioning changed
+    back = run(with_lora(txt2img(), strength_model=0.3), ["dec"])
+    assert all(back.node_status[n] == "cached" for n in ("pos", "neg", "k", "dec"))
