@@ -12,6 +12,7 @@ from easel.core.plugins import hookimpl
 MODULES = (
     "easel.nodes.primitives",
     "easel.nodes.loaders",
+    "easel.nodes.lora",
     "easel.nodes.conditioning",
     "easel.nodes.controlnet",
     "easel.nodes.latent",
