@@ -133,11 +133,13 @@ class ClipHandle:
 
 @dataclass(eq=False)
 class VaeHandle:
-    """An autoencoder (AutoencoderKL or VQModel) and its latent scaling."""
+    """An autoencoder (AutoencoderKL or VQModel) and its latent scaling. A `standalone` VAE
+    (VAELoader) decodes latents with the scaling they carry (their model family's)."""
 
     name: str
     vae: Any
     manager: Any
+    standalone: bool = False
 
     @property
     def scale_factor(self) -> int:

@@ -221,6 +221,24 @@ class ModelManager:
             return checkpoints.decoder_checkpoint(name, entry.path, "clip" in entry.parts, self)
         return checkpoints.folder_checkpoint(name, entry.path, self)
 
+    def load_vae(self, name: str) -> VaeHandle:
+        """A VAE from the `vae/` folder: a file (original or diffusers layout) or an
+        AutoencoderKL folder; its latent scaling comes from the latents it decodes."""
+        path = self.resolve("vae", name)
+
+        def make() -> VaeHandle:
+            if path.is_dir():
+                module = self._module(path, *self._class_of(path, "AutoencoderKL"))
+            else:
+                from easel.models.state_dicts import read_state_dict
+                from easel.models.vae_files import load_vae_file
+
+                module = self._load((str(path.resolve()), "vae"), lambda: load_vae_file(
+                    path, read_state_dict(path, self.allow_unsafe_pickle), self.dtype))
+            return VaeHandle(name, module, self, standalone=True)
+
+        return self._handle(("vae", str(path)), make)
+
     # -- CLIP, prior, upscaler -----------------------------------------------------------
     def load_clip(self, name: str) -> ClipHandle:
         """A full CLIP model (both towers): a bundle's `clip/` or a CLIP folder."""

@@ -182,15 +182,27 @@ def load_parts(path: Path, state: Mapping[str, Any], dtype: Any,
     tokenizer (its ids configure the tower)."""
     found = identify(state, path)
     family = found.family
-    unet = build_unet(state, family, dtype)
-    has_vae = any(k.startswith(ldm_shapes.VAE_PREFIXES) for k in state)
-    vae = build_vae(state, family, dtype) if has_vae else None
-    text: list[tuple[TextPart, Any]] = []
-    for part, prefix in zip(family.text, found.text_prefixes, strict=False):
-        tokens = token_ids(tokenizer_for(part))
-        if prefix.endswith(".transformer."):
-            model = build_clip_l(state, prefix, part, dtype, tokens)
-        else:
-            model = build_open_clip(state, prefix, part, dtype, tokens)
-        text.append((part, model))
+    what = "UNet"
+    try:
+        unet = build_unet(state, family, dtype)
+        what = "VAE"
+        has_vae = any(k.startswith(ldm_shapes.VAE_PREFIXES) for k in state)
+        vae = build_vae(state, family, dtype) if has_vae else None
+        text: list[tuple[TextPart, Any]] = []
+        for part, prefix in zip(family.text, found.text_prefixes, strict=False):
+            what = "text encoder"
+            tokens = token_ids(tokenizer_for(part))
+            if prefix.endswith(".transformer."):
+                model = build_clip_l(state, prefix, part, dtype, tokens)
+            else:
+                model = build_open_clip(state, prefix, part, dtype, tokens)
+            text.append((part, model))
+    except ModelError as exc:
+        raise ModelError(f"{path.name} ({family.label}): {exc}") from None
+    except (RuntimeError, ValueError, KeyError, IndexError, AssertionError,
+            ZeroDivisionError) as exc:
+        raise ModelError(
+            f"{path.name} looks like {family.label} ({'; '.join(found.evidence)}), but its "
+            f"{what} does not fit that architecture ({type(exc).__name__}: {exc}). Is the "
+            "file truncated or of an architecture Easel does not know?") from None
     return CheckpointParts(family, unet, vae, text, scheduler_config(family), found.evidence)

@@ -14,12 +14,16 @@ def _fingerprint(ctx: Context, inputs: dict[str, Any]) -> str:
     """The model file's size and time, so a replaced model is reloaded downstream."""
     from easel.models import discovery
 
-    name = str(inputs.get("name", "")).removesuffix("/decoder")
+    name = str(inputs.get("name", ""))
     models = ctx.services.get("models")
-    entries = models.entries() if models is not None else discovery.discover()
-    entry = entries.get(name)
-    if entry is None:
-        return "missing"
+    roots = models.roots if models is not None else None
+    try:
+        entry = discovery.find("checkpoints", name, roots)
+    except Exception:
+        entries = models.entries() if models is not None else discovery.discover()
+        entry = entries.get(name.removesuffix("/decoder"))
+        if entry is None:
+            return "missing"
     stat = entry.path.stat()
     return f"{entry.path}:{stat.st_size}:{stat.st_mtime_ns}"
 
@@ -33,6 +37,29 @@ def CheckpointLoader(ctx: Context, name: str = Input(choices=discovered("checkpo
     with model_errors("name"):
         model, clip, vae = manager(ctx).load_checkpoint(name)
     return {"model": model, "clip": clip, "vae": vae}
+
+
+def _vae_fingerprint(ctx: Context, inputs: dict[str, Any]) -> str:
+    """The VAE file's size and time."""
+    from easel.models import discovery
+
+    models = ctx.services.get("models")
+    try:
+        path = models.resolve("vae", str(inputs.get("name", ""))) if models is not None \
+            else discovery.resolve("vae", str(inputs.get("name", "")))
+    except Exception:
+        return "missing"
+    stat = path.stat()
+    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+@node(category="loaders", outputs={"vae": Vae}, fingerprint=_vae_fingerprint)
+def VAELoader(ctx: Context, name: str = Input(choices=discovered("vae"))) -> Any:
+    """Load a VAE from the `vae/` folder (a .safetensors file in the original or diffusers
+    layout, or a diffusers folder) to use instead of a checkpoint's own. It decodes latents
+    with their model family's scaling (SD 1/2 or SDXL)."""
+    with model_errors("name"):
+        return manager(ctx).load_vae(name)
 
 
 @node(category="loaders", outputs={"clip": Clip}, fingerprint=_fingerprint)
@@ -56,4 +83,5 @@ def require(value: Any, what: str, input_name: str) -> Any:
     return value
 
 
-NODES = [CheckpointLoader, CLIPLoader, PriorLoader]  # UpscaleModelLoader: upscale_models.py
+# UpscaleModelLoader lives in upscale_models.py
+NODES = [CheckpointLoader, VAELoader, CLIPLoader, PriorLoader]

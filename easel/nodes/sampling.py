@@ -104,6 +104,7 @@ def sample(ctx: Context, model: Any, positive: Any, negative: Any, latent: dict[
     noise, generator = noise_for(shape, seed)
     negative = negative if negative is not None else default_negative(positive)
     unet = model.manager.place(model.unet)
+    latent = in_model_scale(model, latent)
     inpaint = inpaint_inputs(model, positive, latent, shape)
     use_latent = not full or window is not None
     try:
@@ -118,7 +119,24 @@ def sample(ctx: Context, model: Any, positive: Any, negative: Any, latent: dict[
     out = {"samples": samples.float().cpu()}
     if "noise_mask" in latent:
         out["noise_mask"] = latent["noise_mask"]
+    if model.family is not None:
+        out["scaling_factor"] = model.family.latent.scaling_factor
+        out["shift_factor"] = model.family.latent.shift_factor
     return out
+
+
+def in_model_scale(model: Any, latent: dict[str, Any]) -> dict[str, Any]:
+    """The latent in the model family's scaling: a latent encoded by a VAE of another
+    scaling (a VAELoader file) records its own, and is rescaled here."""
+    if model.family is None or "scaling_factor" not in latent:
+        return latent
+    fmt = model.family.latent
+    scale, shift = float(latent["scaling_factor"]), float(latent.get("shift_factor", 0.0))
+    if (scale, shift) == (fmt.scaling_factor, fmt.shift_factor):
+        return latent
+    raw = latent["samples"] / scale + shift
+    return {**latent, "samples": (raw - fmt.shift_factor) * fmt.scaling_factor,
+            "scaling_factor": fmt.scaling_factor, "shift_factor": fmt.shift_factor}
 
 
 @node(category="sampling", outputs={"latent": Latent}, check=_check_pair)

@@ -20,7 +20,10 @@ def VAEDecode(vae: Vae, latent: Latent) -> Any:
     if samples.shape[1] != vae.latent_channels:
         raise NodeError(f"the latent has {samples.shape[1]} channels, this VAE "
                         f"{vae.latent_channels}", "latent")
-    latents = samples / vae.scaling_factor + vae.shift_factor
+    # a latent carries its model family's scaling; a checkpoint's own VAE knows it too
+    scale = float(latent.get("scaling_factor", vae.scaling_factor))
+    shift = float(latent.get("shift_factor", vae.shift_factor))
+    latents = samples / scale + shift
     kwargs = {"force_not_quantize": True} if type(module).__name__ == "VQModel" else {}
     with torch.inference_mode():
         decoded = module.decode(latents.to(param.device, param.dtype), return_dict=False,
@@ -53,7 +56,8 @@ def VAEEncode(ctx: Context, vae: Vae, image: Image) -> Any:
         dist = getattr(encoded, "latent_dist", None)
         latents = dist.mode() if dist is not None else encoded.latents
     samples = (latents.float() - vae.shift_factor) * vae.scaling_factor
-    return {"samples": samples.cpu()}
+    return {"samples": samples.cpu(), "scaling_factor": vae.scaling_factor,
+            "shift_factor": vae.shift_factor}
 
 
 NODES = [VAEDecode, VAEEncode]

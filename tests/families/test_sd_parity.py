@@ -71,3 +71,122 @@ def test_single_file_equals_diffusers_folder(sd_models: Any, sd_root: Any,
         images.append(image_of(result))
     assert built.folder.is_dir()
     assert torch.equal(images[0], images[1])
+
+
+def test_sdxl_base_then_refiner(sd_models: Any, run_sd: Any) -> None:
+    """KSamplerAdvanced splits one schedule between base and refiner, exactly as diffusers'
+    denoising_end / denoising_start do (StableDiffusionXLImg2ImgPipeline)."""
+    base, refiner = sd_models("sdxl"), sd_models("sdxl-refiner")
+    sampler = {"seed": 42, "steps": 10, "cfg": 5.0, "sampler_name": "euler",
+               "scheduler": "normal"}
+    nodes = {
+        "base": {"type": "CheckpointLoader", "inputs": {"name": "sdxl.safetensors"}},
+        "ref": {"type": "CheckpointLoader", "inputs": {"name": "sdxl-refiner.safetensors"}},
+        "bp": {"type": "TextEncode", "inputs": {"clip": ["base", "clip"], "text": "a cat"}},
+        "bn": {"type": "TextEncode", "inputs": {"clip": ["base", "clip"], "text": "blue"}},
+        "rp": {"type": "TextEncode", "inputs": {"clip": ["ref", "clip"], "text": "a cat"}},
+        "rn": {"type": "TextEncode", "inputs": {"clip": ["ref", "clip"], "text": "blue"}},
+        "lat": {"type": "EmptyLatent", "inputs": {"width": SIZE, "height": SIZE}},
+        "k1": {"type": "KSamplerAdvanced", "inputs": {
+            "model": ["base", "model"], "positive": ["bp", "conditioning"],
+            "negative": ["bn", "conditioning"], "latent": ["lat", "latent"], "add_noise": True,
+            "start_at_step": 0, "end_at_step": 8, "return_with_leftover_noise": True,
+            **sampler}},
+        "k2": {"type": "KSamplerAdvanced", "inputs": {
+            "model": ["ref", "model"], "positive": ["rp", "conditioning"],
+            "negative": ["rn", "conditioning"], "latent": ["k1", "latent"], "add_noise": False,
+            "start_at_step": 8, "end_at_step": 10000, "return_with_leftover_noise": False,
+            **sampler}},
+        "dec": {"type": "VAEDecode", "inputs": {"vae": ["ref", "vae"], "latent": ["k2", "latent"]}},
+    }
+    ours = image_of(run_sd(nodes, ["dec"]))
+
+    base.pipe.set_progress_bar_config(disable=True)
+    latents = base.pipe("a cat", negative_prompt="blue", height=SIZE, width=SIZE,
+                        num_inference_steps=10, guidance_scale=5.0, denoising_end=0.8,
+                        generator=torch.Generator("cpu").manual_seed(42),
+                        output_type="latent").images
+    refiner.pipe.set_progress_bar_config(disable=True)
+    theirs = as_tensor(refiner.pipe("a cat", negative_prompt="blue", image=latents,
+                                    num_inference_steps=10, guidance_scale=5.0,
+                                    denoising_start=0.8, output_type="np").images)
+    assert float(ours.std()) > 0.01
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+
+
+def _inpaint_inputs(folder: Any) -> tuple[Any, Any, Any]:
+    """A 64x64 test picture whose left half is transparent (the mask, 8-pixel aligned so that
+    diffusers' nearest and ComfyUI's bilinear mask downscaling agree), and its PIL parts."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    y, x = np.mgrid[0:SIZE, 0:SIZE]
+    rgb = np.stack([x * 4, y * 4, (x + y) * 2], axis=-1).clip(0, 255).astype(np.uint8)
+    alpha = np.where(x < SIZE // 2, 0, 255).astype(np.uint8)
+    path = folder / "picture.png"
+    PILImage.fromarray(np.dstack([rgb, alpha]), "RGBA").save(path)
+    mask = PILImage.fromarray(np.where(alpha == 0, 255, 0).astype(np.uint8), "L")
+    return path, PILImage.fromarray(rgb, "RGB"), mask
+
+
+def test_inpainting_model(sd_models: Any, run_sd: Any, tmp_path: Any) -> None:
+    """A 9-channel inpainting UNet through InpaintModelConditioning equals diffusers'
+    StableDiffusionInpaintPipeline."""
+    built = sd_models("sd1-inpaint")
+    path, picture, mask = _inpaint_inputs(tmp_path)
+    nodes = {
+        "ckpt": {"type": "CheckpointLoader", "inputs": {"name": "sd1-inpaint.safetensors"}},
+        "img": {"type": "LoadImage", "inputs": {"image": str(path)}},
+        "pos": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": "a cat"}},
+        "neg": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": "blue"}},
+        "cond": {"type": "InpaintModelConditioning", "inputs": {
+            "vae": ["ckpt", "vae"], "image": ["img", "image"], "mask": ["img", "mask"],
+            "positive": ["pos", "conditioning"], "negative": ["neg", "conditioning"],
+            "noise_mask": False}},
+        "k": {"type": "KSampler", "inputs": {
+            "model": ["ckpt", "model"], "positive": ["cond", "positive"],
+            "negative": ["cond", "negative"], "latent": ["cond", "latent"], "seed": 42,
+            "steps": 3, "cfg": 5.0}},
+        "dec": {"type": "VAEDecode", "inputs": {"vae": ["ckpt", "vae"], "latent": ["k", "latent"]}},
+    }
+    ours = image_of(run_sd(nodes, ["dec"]))
+    theirs = reference(built.pipe, prompt="a cat", negative_prompt="blue", image=picture,
+                       mask_image=mask, num_inference_steps=3, guidance_scale=5.0,
+                       strength=1.0)
+    assert float(ours.std()) > 0.01
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+
+
+def test_inpainting_with_noise_mask(sd_models: Any, run_sd: Any, tmp_path: Any) -> None:
+    """An ordinary UNet inpaints through a latent noise mask as diffusers'
+    StableDiffusionInpaintPipeline does for 4-channel UNets."""
+    from diffusers import StableDiffusionInpaintPipeline
+
+    built = sd_models("sd1")
+    path, picture, mask = _inpaint_inputs(tmp_path)
+    nodes = {
+        "ckpt": {"type": "CheckpointLoader", "inputs": {"name": "sd1.safetensors"}},
+        "img": {"type": "LoadImage", "inputs": {"image": str(path)}},
+        "pos": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": "a cat"}},
+        "neg": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": "blue"}},
+        "enc": {"type": "VAEEncode", "inputs": {"vae": ["ckpt", "vae"], "image": ["img", "image"]}},
+        "masked": {"type": "SetLatentNoiseMask", "inputs": {"latent": ["enc", "latent"],
+                                                             "mask": ["img", "mask"]}},
+        "k": {"type": "KSampler", "inputs": {
+            "model": ["ckpt", "model"], "positive": ["pos", "conditioning"],
+            "negative": ["neg", "conditioning"], "latent": ["masked", "latent"], "seed": 42,
+            "steps": 3, "cfg": 5.0}},
+        "dec": {"type": "VAEDecode", "inputs": {"vae": ["ckpt", "vae"], "latent": ["k", "latent"]}},
+    }
+    ours = image_of(run_sd(nodes, ["dec"]))
+    pipe = StableDiffusionInpaintPipeline(**built.pipe.components)
+    # diffusers draws the image latents before the noise: hand it Easel's noise
+    noise = torch.randn((1, 4, SIZE // 8, SIZE // 8),
+                        generator=torch.Generator("cpu").manual_seed(42))
+    theirs = reference(pipe, prompt="a cat", negative_prompt="blue", image=picture,
+                       mask_image=mask, num_inference_steps=3, guidance_scale=5.0,
+                       strength=1.0, latents=noise)
+    assert float(ours.std()) > 0.01
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+    left = (ours - theirs)[..., : SIZE // 2].abs().max()
+    assert left <= TOLERANCE

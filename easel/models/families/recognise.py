@@ -66,7 +66,7 @@ def is_v_prediction(state: Mapping[str, Any]) -> bool:
     if not blocks:
         return False
     value = state.get(f"{UNET_PREFIX}output_blocks.{max(blocks)}.1.transformer_blocks.0.norm1.bias")
-    if value is None:
+    if value is None or getattr(value, "is_meta", False):
         return False
     import torch
 
