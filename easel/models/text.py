@@ -16,8 +16,10 @@ a CONDITIONING dict, as ComfyUI encodes it and, for plain prompts, bit-identical
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,25 +151,38 @@ def _warn_once(warnings: list[str], message: str) -> None:
 
 
 # -- running a text tower --------------------------------------------------------------------
-@contextmanager
-def _vectors_spliced(model: Any, positions: Any, vectors: Any) -> Iterator[None]:
-    """Token embeddings replaced by `vectors` where `positions` is set, for calls from this
-    thread only (the module is shared), as diffusers' added textual-inversion tokens do."""
+# What the token-embedding hook splices in for the current call: (embedding module, positions
+# [C, W] bool, vectors [C, W, D]). A ContextVar, so concurrent calls on the shared module from
+# other threads are untouched.
+_SPLICE: ContextVar[tuple[Any, Any, Any] | None] = ContextVar("easel_text_splice", default=None)
+_hooked: weakref.WeakSet[Any] = weakref.WeakSet()
+_hook_lock = threading.Lock()
+
+
+def _splice_hook(module: Any, args: Any, output: Any) -> Any:
     import torch
 
-    owner = threading.get_ident()
+    spec = _SPLICE.get()
+    if spec is None or spec[0] is not module or output.shape[:2] != spec[1].shape:
+        return None
+    mask = spec[1].to(output.device).unsqueeze(-1)
+    return torch.where(mask, spec[2].to(output.device, output.dtype), output)
 
-    def splice(module: Any, args: Any, output: Any) -> Any:
-        if threading.get_ident() != owner or output.shape[:2] != positions.shape:
-            return None
-        mask = positions.to(output.device).unsqueeze(-1)
-        return torch.where(mask, vectors.to(output.device, output.dtype), output)
 
-    handle = model.get_input_embeddings().register_forward_hook(splice)
+@contextmanager
+def _vectors_spliced(model: Any, positions: Any, vectors: Any) -> Iterator[None]:
+    """Token embeddings replaced by `vectors` where `positions` is set, for this call only
+    (the module is shared), as diffusers' added textual-inversion tokens would be."""
+    embedding = model.get_input_embeddings()
+    with _hook_lock:  # one permanent hook per module; it does nothing outside this block
+        if embedding not in _hooked:
+            embedding.register_forward_hook(_splice_hook)
+            _hooked.add(embedding)
+    token = _SPLICE.set((embedding, positions, vectors))
     try:
         yield
     finally:
-        handle.remove()
+        _SPLICE.reset(token)
 
 
 def _final_norm(model: Any) -> Any:
@@ -182,11 +197,12 @@ def _run(clip: Any, part: Any, chunks: list[list[_Item]]) -> tuple[Any, Any, Any
     model = part.model
     device = next(model.parameters()).device
     ids = torch.tensor([[item.token for item in chunk] for chunk in chunks])
-    mask = torch.zeros(ids.shape, dtype=torch.long)
+    eos = int(part.tokenizer.eos_token_id)
+    mask = torch.zeros(ids.shape, dtype=torch.long)  # 1 up to and including the first EOS
     for row, chunk in enumerate(chunks):
         for col, item in enumerate(chunk):
             mask[row, col] = 1
-            if item.vector is None and item.token == _eos(part) and col > 0:
+            if item.vector is None and item.token == eos and col > 0:
                 break
     spliced = [(r, c, item.vector) for r, chunk in enumerate(chunks)
                for c, item in enumerate(chunk) if item.vector is not None]
@@ -223,10 +239,6 @@ def _run(clip: Any, part: Any, chunks: list[list[_Item]]) -> tuple[Any, Any, Any
             if part.text_projection is not None:
                 pooled = part.text_projection(pooled)
     return hidden.float().cpu(), pooled.float().cpu(), mask.bool()
-
-
-def _eos(part: Any) -> int:
-    return int(part.tokenizer.eos_token_id)
 
 
 def _empty_hidden(clip: Any, part: Any, layout: _Layout) -> Any:

@@ -242,3 +242,30 @@ def test_embedding_image_matches_diffusers_load_textual_inversion(tmp_path: Path
                           "nodes": txt2img("a circle", negative="blue", steps=3)},
                          targets=["dec"], keep_values=True).values["dec"]["image"]
     assert (ours - plain).abs().max().item() > 1e-3  # the embedding changed the image
+
+
+def test_splicing_touches_only_the_calling_threads_call(tmp_path: Path) -> None:
+    """The shared text encoder is untouched for other threads while a prompt with an
+    embedding is encoded, and after it."""
+    import threading
+
+    from easel.models.text import _vectors_spliced
+
+    clip, _ = sd1_clip(tmp_path)
+    model = clip.parts[0].model
+    ids = clip.tokenizer("a red circle", padding="max_length", max_length=77,
+                         return_tensors="pt").input_ids
+    with torch.no_grad():
+        plain = model(ids).last_hidden_state
+    where = torch.zeros(1, 77, dtype=torch.bool)
+    where[0, 2] = True
+    seen: dict[str, Any] = {}
+    with torch.no_grad(), _vectors_spliced(model, where, torch.ones(1, 77, L_WIDTH)):
+        here = model(ids).last_hidden_state
+        worker = threading.Thread(target=lambda: seen.update(out=model(ids).last_hidden_state))
+        worker.start()
+        worker.join()
+    with torch.no_grad():
+        after = model(ids).last_hidden_state
+    assert not torch.equal(here, plain)
+    assert torch.equal(seen["out"], plain) and torch.equal(after, plain)
