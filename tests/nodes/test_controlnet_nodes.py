@@ -131,6 +131,8 @@ def run(built: Built, monkeypatch: pytest.MonkeyPatch) -> Any:
         return result
 
     go.manager = manager  # type: ignore[attr-defined]
+    go.executor = executor  # type: ignore[attr-defined]
+    go.checkpoint = checkpoint  # type: ignore[attr-defined]
     return go
 
 
@@ -276,3 +278,37 @@ def test_an_unknown_controlnet_name_is_refused_on_the_name_input(run: Any) -> No
     with pytest.raises(WorkflowError, match=r"'cn' \(ControlNetLoader\), input 'name': "
                                             r"'nope\.safetensors' is not one of: 'cn-a'"):
         run(nodes, ["cn"])
+
+
+def test_a_comfyui_api_workflow_with_controlnet_gives_the_pipeline_image(built: Built,
+                                                                        run: Any) -> None:
+    """ComfyUI's own node names, input names and output slots, converted, run and compared."""
+    from easel.comfy.convert import to_easel
+
+    checkpoint = run.checkpoint
+    prompt = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle",
+                                                         "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blue", "clip": ["4", 1]}},
+        "10": {"class_type": "ControlNetLoader",
+               "inputs": {"control_net_name": "cn-a.safetensors"}},
+        "11": {"class_type": "LoadImage", "inputs": {"image": str(built.hints["a"])}},
+        "12": {"class_type": "ControlNetApplyAdvanced", "inputs": {
+            "positive": ["6", 0], "negative": ["7", 0], "control_net": ["10", 0],
+            "image": ["11", 0], "strength": 0.8, "start_percent": 0.0, "end_percent": 1.0}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": SIZE, "height": SIZE,
+                                                           "batch_size": 1}},
+        "3": {"class_type": "KSampler", "inputs": {
+            "seed": SEED, "steps": STEPS, "cfg": 5.0, "sampler_name": "euler",
+            "scheduler": "normal", "denoise": 1.0, "model": ["4", 0], "positive": ["12", 0],
+            "negative": ["12", 1], "latent_image": ["5", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    }
+    workflow = to_easel(prompt)
+    assert {n["type"] for n in workflow["nodes"].values()} >= {
+        "ControlNetLoader", "ControlNetApplyAdvanced"}
+    result = run.executor.run(workflow, targets=["8"], keep_values=True)
+    assert result.status == "succeeded", result.failures
+    theirs = reference(built, ["a"], [0.8])
+    assert (result.values["8"]["image"] - theirs).abs().max().item() <= 1e-3
