@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from easel.core.graph import Problem, WorkflowError
+from easel.core.plugins import plugin_comfy_nodes
 
 WORKFLOW_KEY = "easel.workflow"  # the Easel workflow, JSON
 PARAMETERS_KEY = "parameters"  # a one-glance summary in the text layout image viewers read
@@ -97,12 +98,12 @@ def workflow_from_png(source: ImageSource) -> dict[str, Any]:
                                          f"{_describe(source)} is not a workflow object")])
         return workflow
     if "comfy-api" in found:
-        converted = to_easel(found["comfy-api"])
+        converted = to_easel(found["comfy-api"], plugin_comfy_nodes())
         if "comfy-ui" in found:
             _merge_editor_data(converted, found["comfy-ui"])
         return converted
     if "comfy-ui" in found:
-        return to_easel(found["comfy-ui"])
+        return to_easel(found["comfy-ui"], plugin_comfy_nodes())
     raise WorkflowError([Problem(
         f"{_describe(source)} has no workflow embedded (looked for the metadata "
         f"{WORKFLOW_KEY!r} written by Easel and 'prompt'/'workflow' written by ComfyUI)"
@@ -113,7 +114,7 @@ def _merge_editor_data(workflow: dict[str, Any], comfy_ui: Any) -> None:
     from easel.comfy.convert import to_easel
 
     try:
-        editor = to_easel(comfy_ui).get("ui", {})
+        editor = to_easel(comfy_ui, plugin_comfy_nodes()).get("ui", {})
     except WorkflowError:
         return  # the editor graph is optional: the prompt alone is a complete workflow
     ui = workflow.setdefault("ui", {})

@@ -11,9 +11,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from easel.cli.common import EXIT_OK, EXIT_USAGE
-from easel.comfy.convert import comfy_format, set_checkpoint, to_easel
+from easel.cli.common import EXIT_OK, EXIT_USAGE, make_registry
+from easel.comfy.convert import comfy_format, to_easel
 from easel.core.graph import WorkflowError
+from easel.core.plugins import plugin_comfy_nodes
+from easel.core.roles import checkpoint_inputs
 from easel.workflow_files import looks_like_image, parse_text
 
 
@@ -66,7 +68,8 @@ def convert_file(path: Path) -> tuple[dict[str, Any], str]:
                            '({"3": {"class_type": ..., "inputs": ...}}) or the UI format '
                            '({"nodes": [...], "links": [...]})')
     count = len(parsed["nodes"]) if kind == "ui" else len(parsed)
-    return to_easel(parsed), f"{count} ComfyUI nodes ({kind.upper()} format)"
+    return (to_easel(parsed, plugin_comfy_nodes()),
+            f"{count} ComfyUI nodes ({kind.upper()} format)")
 
 
 class ConvertError(Exception):
@@ -91,9 +94,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         if not source.is_file():
             raise ConvertError(f"no such file: {source}")
+        registry = make_registry(args, quiet=True)  # plugins may map ComfyUI node types
         workflow, described = convert_file(source)
         if args.checkpoint:
-            set_checkpoint(workflow, args.checkpoint)
+            for node_id, name in checkpoint_inputs(workflow, registry):
+                workflow["nodes"][node_id].setdefault("inputs", {})[name] = args.checkpoint
         text = json.dumps(workflow, indent=2, ensure_ascii=False) + "\n"
         if args.output == "-":
             sys.stdout.write(text)

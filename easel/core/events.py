@@ -18,8 +18,7 @@ NODE_WARNING = "node_warning"
 RUN_FINISHED = "run_finished"
 RUN_CANCELLED = "run_cancelled"
 
-EVENT_TYPES = (RUN_STARTED, NODE_STARTED, NODE_PROGRESS, NODE_CACHED, NODE_FINISHED,
-               NODE_FAILED, NODE_SKIPPED, NODE_WARNING, RUN_FINISHED, RUN_CANCELLED)
+# Plugins add their own types ("plugin.event") with the register_event_types hook.
 
 
 @dataclass
