@@ -23,9 +23,9 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from easel.core.executor import NodeFailure, RunResult
+from easel.core.executor import NodeFailure
 from easel.server.recipe import WorkerRecipe, plan_to_data
-from easel.server.worker import ActiveRun, RunError, RunWorker, WorkerDied
+from easel.server.worker import ActiveRun, RunError, RunOutcome, RunWorker, WorkerDied
 
 log = logging.getLogger("easel.server.worker")
 
@@ -212,7 +212,7 @@ class ProcessRunWorker(RunWorker):
                         "process %d", run_id, self.cancel_grace, process.pid)
             process.kill()
 
-    async def _run(self, run: dict[str, Any], active: ActiveRun) -> RunResult:
+    async def _run(self, run: dict[str, Any], active: ActiveRun) -> RunOutcome:
         loop = asyncio.get_running_loop()
         plan = self.plans.pop(run["id"], None)
         if plan is None:  # queued before a restart: validate again (off the event loop)
@@ -221,8 +221,7 @@ class ProcessRunWorker(RunWorker):
         planned = time.perf_counter()
         process = await self._ready_process()
         if active.token.cancelled:  # cancelled while the worker was starting
-            return RunResult(run["id"], "cancelled", dict.fromkeys(
-                plan["types"], "cancelled"), {}, {}, [], 0.0)
+            return RunOutcome("cancelled", dict.fromkeys(plan["types"], "cancelled"), {})
         self._outcome = loop.create_future()
         self._outcome_process = process
         try:
@@ -257,14 +256,14 @@ class ProcessRunWorker(RunWorker):
                     for f in result["failures"]]
         if result["status"] == "cancelled" and result.get("reason"):
             active.token.reason = active.token.reason or result["reason"]
-        return RunResult(run["id"], result["status"], result["node_status"], result["ui"], {},
-                         failures, result["seconds"])
+        return RunOutcome(result["status"], result["node_status"], result["ui"], failures,
+                          result["seconds"])
 
-    def _cancelled(self, run_id: str, active: ActiveRun) -> RunResult:
+    def _cancelled(self, run_id: str, active: ActiveRun) -> RunOutcome:
         status = {node_id: ("cancelled" if entry.get("status") in ("pending", "running")
                             else str(entry.get("status")))
                   for node_id, entry in active.nodes.items()}
         reason = active.token.reason or "cancelled"
         active.token.reason = (f"{reason}; the node did not stop within {self.cancel_grace:g} s, "
                                "so its worker process was restarted")
-        return RunResult(run_id, "cancelled", status, dict(active.outputs), {}, [], 0.0)
+        return RunOutcome("cancelled", status, dict(active.outputs))

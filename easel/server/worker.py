@@ -16,7 +16,7 @@ from typing import Any
 from easel.core import events as ev
 from easel.core.context import CancelToken
 from easel.core.events import Event
-from easel.core.executor import Executor, RunResult
+from easel.core.executor import Executor, NodeFailure, RunResult
 from easel.core.graph import WorkflowError
 from easel.server.events import EventHub, encode_preview
 from easel.server.queue import CANCELLED, FAILED, RunQueue
@@ -32,6 +32,17 @@ _NODE_STATE = {
 
 class WorkerDied(Exception):
     """The process running a run ended before the run did (a node exited or crashed it)."""
+
+
+@dataclass
+class RunOutcome:
+    """How a run ended, as the server stores it (a RunResult without the live values)."""
+
+    status: str
+    node_status: dict[str, str]
+    ui: dict[str, Any]
+    failures: list[NodeFailure] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 class RunError(Exception):
@@ -142,7 +153,7 @@ class RunWorker:
         self.hub.publish({"type": "run_status", "run_id": run["id"], "status": "running"})
         loop = asyncio.get_running_loop()
         try:
-            result: RunResult | None = await self._run(run, active)
+            result: RunOutcome | RunResult | None = await self._run(run, active)
             error: Any = None
         except WorkflowError as exc:
             result, error = None, {"message": "invalid workflow",
@@ -172,8 +183,8 @@ class RunWorker:
         if result is None:
             status, nodes, outputs = FAILED, active.nodes, active.outputs
         else:
-            status = result.status
-            nodes = {node_id: {**active.nodes.get(node_id, {}), "status": state}
+            status = str(result.status)
+            nodes = {node_id: {**active.nodes.get(node_id, {}), "status": str(state)}
                      for node_id, state in result.node_status.items()}
             outputs = dict(result.ui)
             if result.failures:
@@ -192,7 +203,7 @@ class RunWorker:
         self.hub.publish({"type": "run_status", "run_id": run["id"], "status": status,
                           "outputs": outputs, "error": error})
 
-    async def _run(self, run: dict[str, Any], active: ActiveRun) -> RunResult:
+    async def _run(self, run: dict[str, Any], active: ActiveRun) -> RunOutcome | RunResult:
         """Execute one claimed run (here: on this process's thread pool)."""
         self.plans.pop(run["id"], None)
         loop = asyncio.get_running_loop()
