@@ -17,6 +17,7 @@ MODULES = (
     "easel.nodes.controlnet",
     "easel.nodes.latent",
     "easel.nodes.sampling",
+    "easel.nodes.inpaint",
     "easel.nodes.vae",
     "easel.nodes.prior",
     "easel.nodes.upscale",
@@ -24,8 +25,23 @@ MODULES = (
     "easel.nodes.clipscore",
     "easel.nodes.image_io",
     "easel.nodes.comfy_compat",
-    "easel.nodes.shapes_render",
 )
+
+
+@hookimpl
+def register_socket_types(register: Callable[..., None]) -> None:
+    from easel.nodes.socket_checks import CHECKS
+
+    for name, (description, check) in CHECKS.items():
+        register(name, description, check=check)
+
+
+@hookimpl
+def register_cache_codecs(register: Callable[[Any], None]) -> None:
+    from easel.nodes.cache_codecs import CODECS
+
+    for codec in CODECS:
+        register(codec)
 
 
 @hookimpl
