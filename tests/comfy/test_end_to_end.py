@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -65,3 +66,17 @@ def test_ui_file_runs_with_batch_and_subfolder(workdir) -> None:
                "--set", "3.steps=2") == 0
     folder = workdir / "output" / "lighthouse"
     assert sorted(p.name for p in folder.iterdir()) == ["shot_00001.png", "shot_00002.png"]
+
+
+def test_esrgan_ui_file_runs_with_a_real_esrgan_file(workdir, tiny_models, monkeypatch) -> None:
+    """The ESRGAN UI file as ComfyUI saves it: the sampled image goes through a Real-ESRGAN x4
+    file (spandrel) and ImageScaleBy 0.5, so 16 px come out as 32."""
+    from tests.models.test_upscale_models import realesrgan_layout, save
+
+    models = workdir / "models"
+    save(realesrgan_layout(), models / "upscale_models" / "RealESRGAN_x4plus.safetensors")
+    monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join([str(models), str(tiny_models.root)]))
+    assert run(str(DATA / "esrgan_upscale.json"), "--set", "5.width=16", "--set",
+               "5.height=16", "--set", "3.steps=2",
+               "--set", "13.name=RealESRGAN_x4plus.safetensors") == 0
+    assert pixels(workdir / "output" / "upscaled" / "lighthouse_00001.png").shape == (32, 32, 3)
