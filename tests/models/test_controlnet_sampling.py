@@ -165,3 +165,20 @@ def test_the_sampler_runs_a_shared_chain_once_for_both_sides(net: Any) -> None:
     separate = run({**negative, "control": [control]})  # an equal but distinct chain
     assert counting.calls == [(1, 251.0), (1, 251.0), (1, 1.0), (1, 1.0)]
     assert torch.allclose(stacked, separate, rtol=1e-5, atol=1e-4)  # values reach 40
+
+
+def test_a_half_precision_controlnet_gives_residuals_in_the_sampler_dtype(tmp_path: Any) -> None:
+    from easel.models.controlnet import load_controlnet
+    from tests.models.test_controlnet_loading import write_single_file
+
+    original = tiny_controlnet("sd1", seed=34)
+    path = write_single_file(original, tmp_path / "cn.safetensors")
+    half = load_controlnet(path, torch.bfloat16)
+    assert next(half.parameters()).dtype == torch.bfloat16
+    inputs = example_inputs(original)
+    x, text = inputs["sample"], inputs["encoder_hidden_states"]
+    ours = control_residuals([Control(handle(half), hint(), 1.0)], x, 500, text, None, 0, 1)
+    full = control_residuals([Control(handle(original), hint(), 1.0)], x, 500, text, None, 0, 1)
+    mid = ours["mid_block_additional_residual"]
+    assert mid.dtype == torch.float32
+    assert torch.allclose(mid, full["mid_block_additional_residual"], rtol=0.1, atol=0.1)

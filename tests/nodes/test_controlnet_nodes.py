@@ -312,3 +312,36 @@ def test_a_comfyui_api_workflow_with_controlnet_gives_the_pipeline_image(built: 
     assert result.status == "succeeded", result.failures
     theirs = reference(built, ["a"], [0.8])
     assert (result.values["8"]["image"] - theirs).abs().max().item() <= 1e-3
+
+
+def test_apply_nodes_copy_chain_and_refuse_a_backwards_range() -> None:
+    from easel.core.context import Context
+    from easel.core.node import NodeError
+    from easel.models.controlnet import ControlNetHandle
+    from easel.nodes.controlnet import ControlNetApply, ControlNetApplyAdvanced
+
+    net = ControlNetHandle("cn", model=None, manager=None)
+    image = torch.zeros(1, 3, 8, 8)
+    uncond = {"embeds": torch.zeros(1, 2, 4)}
+    positive = {"embeds": torch.ones(1, 2, 4), "uncond": uncond}
+    negative = {"embeds": torch.zeros(1, 2, 4)}
+    out = ControlNetApplyAdvanced.fn(Context(), positive, negative, control_net=net,
+                                     image=image, strength=0.5, start_percent=0.2,
+                                     end_percent=0.6)
+    assert "control" not in positive and "control" not in negative and "control" not in uncond
+    chain = out["positive"]["control"]
+    assert out["negative"]["control"] is chain and out["positive"]["uncond"]["control"] is chain
+    assert [(c.strength, c.start, c.end) for c in chain] == [(0.5, 0.2, 0.6)]
+    again = ControlNetApply.fn(Context(), out["positive"], net, image, strength=0.3)
+    assert [c.strength for c in again["control"]] == [0.5, 0.3]
+    assert [c.strength for c in chain] == [0.5]  # the earlier list is not extended
+    full = {"strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}  # fn takes no defaults
+    alone = ControlNetApplyAdvanced.fn(Context(), positive, None, control_net=net, image=image,
+                                       **full)
+    assert alone["negative"] is alone["positive"]["uncond"]
+    with pytest.raises(NodeError, match=r"start_percent 0\.7 is after end_percent 0\.3"):
+        ControlNetApplyAdvanced.fn(Context(), positive, negative, control_net=net, image=image,
+                                   strength=1.0, start_percent=0.7, end_percent=0.3)
+    with pytest.raises(NodeError, match="link a negative"):
+        ControlNetApplyAdvanced.fn(Context(), {"embeds": torch.ones(1, 2, 4)}, None,
+                                   control_net=net, image=image, **full)
