@@ -31,8 +31,9 @@ SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
 MIN_TILE = 64  # out-of-memory retries halve the tile down to this
-INSTALL_HINT = ("install the optional extra: pip install -c constraints.txt -e '.[upscale]' "
-                "(spandrel, which also needs a torchvision built for the installed torch)")
+INSTALL_HINT = ("install the optional extra: pip install 'easel[upscale]' (from a checkout: "
+                "pip install -e '.[upscale]'); spandrel imports torchvision, which must be the "
+                "build made for the installed torch (docs/models.md, 'Upscale models')")
 
 TileCallback = Callable[[int, int], None]
 WarnCallback = Callable[[str], None]
