@@ -37,6 +37,7 @@ NORM_GROUPS = 32
 TIME_ID_WIDTH = 256
 # ComfyUI turns on global average pooling for the "shuffle" ControlNet by its file name.
 SHUFFLE_SUFFIXES = ("_shuffle", "_shuffle_fp16")
+HINTS_KEPT = 2  # prepared hints per control: both sides stacked (batch 2B) and apart (B)
 
 
 @dataclass(eq=False)
@@ -84,7 +85,8 @@ class Control:
             hint = prepare_hint(self.hint, height * factor, width * factor,
                                 int(self.net.model.config.conditioning_channels))
             hint = broadcast_batch(hint, batch)
-            self._prepared.clear()  # one size at a time: the last one is what steps reuse
+            while len(self._prepared) >= HINTS_KEPT:  # the oldest size goes first
+                del self._prepared[next(iter(self._prepared))]
             self._prepared[key] = hint.to(device=device, dtype=dtype)
         return self._prepared[key]
 
