@@ -291,7 +291,7 @@ def encode_prompts(clip: Any, texts: Mapping[str, str]) -> Encoded:
     if count > 1:
         inner = layouts[0].window - 2
         _warn_once(warnings, f"the prompt has {longest} tokens, more than the text encoder's "
-                             f"{inner}: encoded in {count} chunks of {inner} and concatenated")
+                             f"{inner}: encoded in {count} windows of {inner} and concatenated")
     hiddens, masks, pooled = [], [], None
     for part, layout, part_tokens in zip(clip.parts, layouts, tokens, strict=True):
         chunks = part_tokens.chunks + [layout.empty()

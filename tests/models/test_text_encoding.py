@@ -205,7 +205,7 @@ def test_long_prompt_is_encoded_in_75_token_chunks(tmp_path: Path) -> None:
     mask = encoded.conditioning["attention_mask"]
     assert mask.shape == (1, 154) and mask[0, :77].sum() == 77 and mask[0, 77:].sum() == 27
     assert encoded.warnings == ["the prompt has 100 tokens, more than the text encoder's 75: "
-                                "encoded in 2 chunks of 75 and concatenated"]
+                                "encoded in 2 windows of 75 and concatenated"]
 
 
 def test_sdxl_chunks_both_parts_alike_and_pools_from_the_first(tmp_path: Path) -> None:
