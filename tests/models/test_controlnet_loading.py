@@ -238,3 +238,50 @@ def test_a_folder_of_another_model_class_is_refused(tmp_path: Path) -> None:
                 up_block_types=("UpBlock2D",) * 2).save_pretrained(str(folder))
     with pytest.raises(ModelError, match="holds a UNet2DModel"):
         load_controlnet(folder, torch.float32)
+
+
+# The configs of released ControlNets (their diffusers config.json files, defaults left out).
+RELEASED = {
+    "sd15 (lllyasviel/control_v11p_sd15_canny)": dict(
+        block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, attention_head_dim=8,
+        cross_attention_dim=768,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",)),
+    "sd21 (thibaud/controlnet-sd21)": dict(
+        block_out_channels=(320, 640, 1280, 1280), layers_per_block=2,
+        attention_head_dim=(5, 10, 20, 20), cross_attention_dim=1024, use_linear_projection=True,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",)),
+    "sdxl (diffusers/controlnet-canny-sdxl-1.0)": dict(
+        block_out_channels=(320, 640, 1280), layers_per_block=2, attention_head_dim=(5, 10, 20),
+        cross_attention_dim=2048, use_linear_projection=True,
+        transformer_layers_per_block=(1, 2, 10), addition_embed_type="text_time",
+        addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")),
+}
+
+
+@pytest.mark.parametrize("name", list(RELEASED))
+def test_released_architectures_are_read_off_their_original_layout_shapes(name: str) -> None:
+    """Full-size ControlNets on the meta device (shapes only): the config read off the
+    original-layout keys builds the same model as the released config."""
+    from diffusers import ControlNetModel
+
+    from easel.models.controlnet import controlnet_config
+
+    with torch.device("meta"):
+        released = ControlNetModel(**RELEASED[name])
+    state = diffusers_state_dict(ldm_controlnet_state(released), name)
+    config = controlnet_config(state, name)
+    with torch.device("meta"):
+        ours = ControlNetModel(**config)
+    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == {
+        k: tuple(v.shape) for k, v in released.state_dict().items()}
+    heads = released.config.attention_head_dim
+    assert tuple(as_list(config["attention_head_dim"])) == tuple(as_list(heads))
+    assert config["norm_num_groups"] == released.config.norm_num_groups == 32
+    for key in ("cross_attention_dim", "use_linear_projection", "addition_embed_type",
+                "addition_time_embed_dim", "projection_class_embeddings_input_dim"):
+        assert config.get(key) == released.config[key], key
+
+
+def as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else [value]
