@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextvars
 import json
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -580,21 +579,3 @@ def bind(module: Any, component: str, patches: tuple[Any, ...]) -> Callable[...,
     if not isinstance(module, nn.Module) or all(s == 0.0 for _, s in key_patches):
         return module  # type: ignore[no-any-return]
     return PatchedModule(module, component, key_patches)
-
-
-def describe(weights: LoraWeights) -> dict[str, Any]:
-    """Layers per component, for messages and `easel models`."""
-    return {"name": weights.name, "layers": {c: len(v) for c, v in weights.layers.items()},
-            "unknown_keys": len(weights.unknown)}
-
-
-def iter_layers(weights: LoraWeights) -> Iterator[tuple[str, str, LoraLayer]]:
-    for component, layers in weights.layers.items():
-        for name, layer in layers.items():
-            yield component, name, layer
-
-
-def warn_unknown(weights: LoraWeights) -> None:
-    """Python warnings for callers without a node context (scripts)."""
-    for message in weights.warnings():
-        warnings.warn(message, stacklevel=2)

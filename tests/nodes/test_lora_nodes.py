@@ -212,3 +212,108 @@ def test_a_strength_change_reruns_only_what_it_must(run: Any) -> None:
     assert status["k"] == "executed"  # its conditioning changed
     back = run(with_lora(txt2img(), strength_model=0.3), ["dec"])
     assert all(back.node_status[n] == "cached" for n in ("pos", "neg", "k", "dec"))
+
+
+def test_branches_with_different_strengths_run_in_parallel(lora_models: Any) -> None:
+    """One workflow, two LoRA strengths and the plain model on one shared UNet, sampled on
+    three threads at once: each image is what it is when run alone."""
+    import threading
+
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+
+    def branch(nodes: dict[str, Any], suffix: str, strength: float | None) -> None:
+        base = txt2img()
+        for node_id in ("pos", "neg", "lat", "k", "dec"):
+            node = base[node_id]
+            for name, value in node["inputs"].items():
+                if isinstance(value, list) and value[0] != "ckpt":
+                    node["inputs"][name] = [value[0] + suffix, value[1]]
+            nodes[node_id + suffix] = node
+        if strength is not None:
+            nodes["lora" + suffix] = {"type": "LoraLoader", "inputs": {
+                "model": ["ckpt", "model"], "clip": ["ckpt", "clip"],
+                "name": "style.safetensors", "strength_model": strength,
+                "strength_clip": strength}}
+            for node_id, key in (("pos", "clip"), ("neg", "clip"), ("k", "model")):
+                nodes[node_id + suffix]["inputs"][key] = ["lora" + suffix, key]
+
+    nodes: dict[str, Any] = {"ckpt": txt2img()["ckpt"]}
+    for suffix, strength in (("_a", 0.5), ("_b", 1.0), ("_c", None)):
+        branch(nodes, suffix, strength)
+    workflow = {"format": "easel.workflow", "version": 1, "nodes": nodes}
+    targets = ["dec_a", "dec_b", "dec_c"]
+    services = {"models": lora_models["manager"]}
+    registry = load_plugins(entry_points=False)
+    alone = Executor(registry, services=services).run(workflow, targets=targets,
+                                                       keep_values=True)
+    unet = lora_models["manager"].load_checkpoint("tiny-shapes")[0].unet
+    lock = threading.Lock()
+    calls = {"active": 0, "most": 0}
+    threads: set[str] = set()
+
+    def enter(module: Any, args: Any) -> None:
+        with lock:
+            threads.add(threading.current_thread().name)
+            calls["active"] += 1
+            calls["most"] = max(calls["most"], calls["active"])
+
+    def leave(module: Any, args: Any, output: Any) -> None:
+        with lock:
+            calls["active"] -= 1
+
+    hooks = [unet.register_forward_pre_hook(enter), unet.register_forward_hook(leave)]
+    try:
+        parallel = Executor(registry, services=services, max_workers=3).run(
+            workflow, targets=targets, keep_values=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert alone.status == parallel.status == "succeeded", parallel.failures
+    # the shared UNet did run on several threads at the same time
+    assert len(threads) > 1 and calls["most"] > 1, (threads, calls)
+    images = {t: alone.values[t]["image"] for t in targets}
+    assert (images["dec_a"] - images["dec_b"]).abs().max() > 0.01
+    assert (images["dec_a"] - images["dec_c"]).abs().max() > 0.01
+    for target in targets:
+        assert torch.equal(parallel.values[target]["image"], images[target]), target
+
+
+def test_a_comfyui_prompt_with_lora_loaders_runs(run: Any) -> None:
+    """ComfyUI's API format (lora_name, both loaders) converts and gives the image of the
+    same Easel workflow."""
+    from easel.comfy.convert import to_easel
+
+    prompt = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny-shapes"}},
+        "10": {"class_type": "LoraLoader", "inputs": {
+            "model": ["4", 0], "clip": ["4", 1], "lora_name": "style.safetensors",
+            "strength_model": 0.7, "strength_clip": 0.7}},
+        "11": {"class_type": "LoraLoaderModelOnly", "inputs": {
+            "model": ["10", 0], "lora_name": "sub/unet-only.safetensors",
+            "strength_model": -0.5}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red circle",
+                                                         "clip": ["10", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blue", "clip": ["10", 1]}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 16, "height": 16,
+                                                           "batch_size": 1}},
+        "3": {"class_type": "KSampler", "inputs": {
+            "model": ["11", 0], "positive": ["6", 0], "negative": ["7", 0],
+            "latent_image": ["5", 0], "seed": 42, "steps": 2, "cfg": 5.0,
+            "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    }
+    workflow = to_easel(prompt)
+    types = {node["type"] for node in workflow["nodes"].values()}
+    assert {"LoraLoader", "LoraLoaderModelOnly"} <= types
+    decode = next(i for i, n in workflow["nodes"].items() if n["type"] == "VAEDecode")
+    ours = run(workflow["nodes"], [decode])
+    assert ours.status == "succeeded", ours.failures
+
+    nodes = with_lora(txt2img())
+    nodes["only"] = {"type": "LoraLoaderModelOnly", "inputs": {
+        "model": ["lora", "model"], "name": "sub/unet-only.safetensors",
+        "strength_model": -0.5}}
+    nodes["k"]["inputs"]["model"] = ["only", "model"]
+    native = run(nodes, ["dec"])
+    assert torch.equal(ours.values[decode]["image"], native.values["dec"]["image"])
