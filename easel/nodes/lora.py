@@ -74,6 +74,13 @@ def _check_applies(ctx: Context, weights: Any, targets: list[tuple[str, str, Any
                  "models do not have; those are not applied")
 
 
+def _unet(model: Any) -> Any:
+    """The linked model's UNet, or a NodeError when the linked MODEL takes no LoRA."""
+    if not hasattr(model, "with_patches") or getattr(model, "unet", None) is None:
+        raise NodeError(f"the linked model ({type(model).__name__}) takes no LoRA", "model")
+    return model.unet
+
+
 def _text_targets(clip: Any) -> list[tuple[str, str, Any]]:
     return [("clip", f"text_encoder:{part.key}", part.model) for part in clip.parts]
 
@@ -100,9 +107,9 @@ def LoraLoader(
     weights = _load(ctx, name)
     targets = []
     if strength_model != 0.0:
-        targets.append(("model", "unet", model.unet))
+        targets.append(("model", "unet", _unet(model)))
     if strength_clip != 0.0:
-        if clip is None or not getattr(clip, "parts", ()):
+        if clip is None or not hasattr(clip, "with_patches") or not getattr(clip, "parts", ()):
             raise NodeError("the linked CLIP has no text encoder to apply the LoRA to", "clip")
         targets += _text_targets(clip)
     _check_applies(ctx, weights, targets)
@@ -123,7 +130,7 @@ def LoraLoaderModelOnly(
     if strength_model == 0.0:
         return model
     weights = _load(ctx, name)
-    _check_applies(ctx, weights, [("model", "unet", model.unet)])
+    _check_applies(ctx, weights, [("model", "unet", _unet(model))])
     return model.with_patches(((weights, strength_model),))
 
 
