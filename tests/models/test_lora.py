@@ -406,3 +406,32 @@ def test_loading_is_cached_by_file_state(tmp_path: Path, layers: tuple[Layers, L
     save(peft_state_dict(*layers), path)
     os.utime(path, ns=(1, 1))
     assert load_lora(path) is not first
+
+
+def test_dtype_changes_and_copies(tmp_path: Path, unet: Any, layers: tuple[Layers, Layers]) -> None:
+    """Merged weights follow the module's dtype (bf16 here; the device the same way), and a
+    copy of a once-patched module computes with its own weights."""
+    import copy
+
+    from easel.models import lora
+
+    weights = lora.load_lora(save(kohya_state_dict(*layers), tmp_path / "d.safetensors"))
+    run_unet(lora.bind(unet, "unet", ((weights, 1.0),)))  # the layers are now patchable
+    twin = copy.deepcopy(unet)
+    assert torch.equal(run_unet(twin), run_unet(unet))
+    fp32 = lora.merged_weights(twin, "unet", ((weights, 1.0),))
+    assert all(w.dtype == torch.float32 for w in fp32.values())
+    twin.to(torch.bfloat16)
+    half = lora.merged_weights(twin, "unet", ((weights, 1.0),))
+    assert all(w.dtype == torch.bfloat16 for w in half.values())
+    assert len(lora._MERGED[twin]) == 1  # the float32 copies were dropped
+    for sub, merged in half.items():
+        expected = (sub.weight.float() + (fp32[sub] - sub.weight.float())).to(torch.bfloat16)
+        assert (merged.float() - expected.float()).abs().max() <= 0.02
+    x, t, ehs = unet_inputs()
+    with torch.inference_mode():
+        base = twin(x.bfloat16(), t, encoder_hidden_states=ehs.bfloat16()).sample
+        patched = lora.bind(twin, "unet", ((weights, 1.0),))(
+            x.bfloat16(), t, encoder_hidden_states=ehs.bfloat16()).sample
+    assert patched.dtype == torch.bfloat16
+    assert (patched.float() - base.float()).abs().max() > 0.05
