@@ -191,38 +191,44 @@ def _final_norm(model: Any) -> Any:
 
 
 def _run(clip: Any, part: Any, chunks: list[list[_Item]]) -> tuple[Any, Any, Any]:
-    """(hidden [C, W, D] float32, pooled [C, P] float32, attention mask [C, W] bool)."""
+    """(hidden [C, W, D] float32, pooled [C, P] float32, attention mask [C, W] bool). Chunks
+    run one at a time, so a chunk's encoding never depends on how many follow it (the first
+    one equals diffusers' encoding of the truncated prompt, bit for bit)."""
+    import torch
+
+    results = [_run_chunk(clip, part, chunk) for chunk in chunks]
+    return tuple(torch.cat([r[i] for r in results]) for i in range(3))  # type: ignore[return-value]
+
+
+def _run_chunk(clip: Any, part: Any, chunk: list[_Item]) -> tuple[Any, Any, Any]:
     import torch
 
     model = part.model
     device = next(model.parameters()).device
-    ids = torch.tensor([[item.token for item in chunk] for chunk in chunks])
+    ids = torch.tensor([[item.token for item in chunk]])
     eos = int(part.tokenizer.eos_token_id)
     mask = torch.zeros(ids.shape, dtype=torch.long)  # 1 up to and including the first EOS
-    for row, chunk in enumerate(chunks):
-        for col, item in enumerate(chunk):
-            mask[row, col] = 1
-            if item.vector is None and item.token == eos and col > 0:
-                break
-    spliced = [(r, c, item.vector) for r, chunk in enumerate(chunks)
-               for c, item in enumerate(chunk) if item.vector is not None]
+    for col, item in enumerate(chunk):
+        mask[0, col] = 1
+        if item.vector is None and item.token == eos and col > 0:
+            break
     config = model.config
-    layers = int(config.num_hidden_layers)
     layer = int(part.layer)
-    use_last = (layer == -1 and part.layer_norm) or abs(layer) > layers  # ComfyUI: "last"
+    use_last = (layer == -1 and part.layer_norm) or abs(layer) > int(config.num_hidden_layers)
     use_mask = bool(getattr(config, "use_attention_mask", False))
     runner = clip.forward(part)
     kwargs: dict[str, Any] = {"attention_mask": mask.to(device) if use_mask else None}
-    if not use_last:
+    if not use_last:  # ComfyUI: a layer deeper than the encoder means the last one
         kwargs["output_hidden_states"] = True
     with torch.inference_mode():
+        spliced = [(col, item.vector) for col, item in enumerate(chunk)
+                   if item.vector is not None]
         if spliced:
             where = torch.zeros(ids.shape, dtype=torch.bool)
-            width = int(model.get_input_embeddings().embedding_dim)
-            vectors = torch.zeros(*ids.shape, width)
-            for r, c, vector in spliced:
-                where[r, c] = True
-                vectors[r, c] = vector
+            vectors = torch.zeros(*ids.shape, int(model.get_input_embeddings().embedding_dim))
+            for col, vector in spliced:
+                where[0, col] = True
+                vectors[0, col] = vector
             with _vectors_spliced(model, where, vectors):
                 out = runner(ids.to(device), **kwargs)
         else:

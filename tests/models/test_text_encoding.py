@@ -199,9 +199,8 @@ def test_long_prompt_is_encoded_in_75_token_chunks(tmp_path: Path) -> None:
     embeds = encoded.conditioning["embeds"]
     assert embeds.shape == (1, 154, L_WIDTH)
     # diffusers truncates to the first 75 tokens: that is our first chunk
-    torch.testing.assert_close(embeds[:, :77], sd1_reference(pipe, prompt), rtol=0, atol=1e-6)
-    torch.testing.assert_close(embeds[:, 77:], sd1_reference(pipe, "cat " * 25), rtol=0,
-                               atol=1e-6)
+    assert torch.equal(embeds[:, :77], sd1_reference(pipe, prompt))
+    assert torch.equal(embeds[:, 77:], sd1_reference(pipe, "cat " * 25))
     mask = encoded.conditioning["attention_mask"]
     assert mask.shape == (1, 154) and mask[0, :77].sum() == 77 and mask[0, 77:].sum() == 27
     assert encoded.warnings == ["the prompt has 100 tokens, more than the text encoder's 75: "
@@ -214,8 +213,8 @@ def test_sdxl_chunks_both_parts_alike_and_pools_from_the_first(tmp_path: Path) -
     encoded = encode_text(clip, prompt).conditioning
     assert encoded["embeds"].shape == (1, 154, L_WIDTH + G_WIDTH)
     embeds, pooled = sdxl_reference(pipe, prompt)
-    torch.testing.assert_close(encoded["embeds"][:, :77], embeds, rtol=0, atol=1e-6)
-    torch.testing.assert_close(encoded["pooled"], pooled, rtol=0, atol=1e-6)
+    assert torch.equal(encoded["embeds"][:, :77], embeds)
+    assert torch.equal(encoded["pooled"], pooled)
 
 
 def test_a_short_piece_that_does_not_fit_starts_the_next_chunk(tmp_path: Path) -> None:
@@ -281,8 +280,8 @@ def test_per_part_texts_pad_the_shorter_part_with_empty_chunks(tmp_path: Path) -
     l_part = encoded["embeds"][0, :, :L_WIDTH]
     only_l = encode_text(ClipHandle("l", (clip.parts[0],), clip.manager), "a red circle")
     empty_l = encode_text(ClipHandle("l", (clip.parts[0],), clip.manager), "")
-    torch.testing.assert_close(l_part[:77], only_l.conditioning["embeds"][0], rtol=0, atol=1e-6)
-    torch.testing.assert_close(l_part[77:], empty_l.conditioning["embeds"][0], rtol=0, atol=1e-6)
+    assert torch.equal(l_part[:77], only_l.conditioning["embeds"][0])
+    assert torch.equal(l_part[77:], empty_l.conditioning["embeds"][0])
 
 
 # -- LoRA patches reach the text towers ----------------------------------------------------------
