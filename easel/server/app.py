@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from aiohttp import web
@@ -85,6 +86,9 @@ def create_app(config: ServerConfig, registry: Registry,
         worker: RunWorker = ClusterRunWorker(queue, executor, hub, cluster=cluster,
                                              runner_config=runner_config or RunnerConfig(),
                                              **common)
+    elif config.worker_process and sys.platform == "win32":
+        log.warning("runs execute in the server process on Windows (no worker process yet)")
+        worker = RunWorker(queue, executor, hub, **common)
     elif config.worker_process:
         from easel.server.recipe import WorkerRecipe
         from easel.server.supervisor import ProcessRunWorker

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 # An absolute POSIX path of two parts or more, or a Windows drive path.
-_ABSOLUTE = re.compile(r"(?<![\w.:/])(?:/[^\s/'\"<>|:,;()]+){2,}/?|[A-Za-z]:\\[^\s'\"<>|,;()]+")
+_ABSOLUTE = re.compile(r"(?<![\w.:/>])(?:/[^\s/'\"<>|:,;()]+){2,}/?|[A-Za-z]:\\[^\s'\"<>|,;()]+")
 
 
 def redact_paths(message: str, roots: tuple[str, ...] = ()) -> str:

@@ -15,6 +15,7 @@ from easel.server.bodies import OFF_LOOP_BYTES, read_json
 from easel.server.config import ServerConfig
 from easel.server.paths import safe_file_name
 from easel.server.queue import QUEUED, RUNNING
+from easel.server.redact import redact_paths
 from easel.server.security import json_error
 from easel.server.state import state
 from easel.workflow_files import to_easel
@@ -25,9 +26,12 @@ log = logging.getLogger("easel.server")
 MAX_PAGE = 200
 
 
-def workflow_problems(exc: WorkflowError) -> web.Response:
-    return json_error(400, str(exc).splitlines()[0].rstrip(":"),
-                      problems=[p.to_json() for p in exc.problems])
+def workflow_problems(exc: WorkflowError, roots: tuple[str, ...] = ()) -> web.Response:
+    """400 listing every problem; absolute paths of this machine shortened (see redact)."""
+    problems = [p.to_json() for p in exc.problems]
+    for problem in problems:
+        problem["message"] = redact_paths(str(problem["message"]), roots)
+    return json_error(400, str(exc).splitlines()[0].rstrip(":"), problems=problems)
 
 
 def convert(data: Any) -> dict[str, Any]:
@@ -112,7 +116,7 @@ async def submit(request: web.Request) -> web.Response:
         else:
             workflow, plan = prepare_run(st, body)
     except WorkflowError as exc:
-        return workflow_problems(exc)
+        return workflow_problems(exc, st.config.private_roots())
     client_id = body.get("client_id")
     run_id = uuid.uuid4().hex
     st.worker.plans[run_id] = plan

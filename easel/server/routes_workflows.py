@@ -82,7 +82,7 @@ async def get_workflow(request: web.Request) -> web.Response:
             try:
                 workflow = convert(data)
             except WorkflowError as exc:
-                return workflow_problems(exc)
+                return workflow_problems(exc, state(request).config.private_roots())
             return web.json_response(workflow, headers={"X-Easel-Source": source})
     return json_error(404, f"no saved workflow named {name!r}")
 
@@ -100,7 +100,7 @@ async def save_workflow(request: web.Request) -> web.Response:
     try:
         workflow = parse_workflow(data).to_json()  # structure only: drafts may be incomplete
     except WorkflowError as exc:
-        return workflow_problems(exc)
+        return workflow_problems(exc, state(request).config.private_roots())
     folder = st.config.user_workflows_dir
     folder.mkdir(parents=True, exist_ok=True)
     text = json.dumps(workflow, indent=2, ensure_ascii=False) + "\n"
@@ -132,7 +132,7 @@ async def convert_workflow(request: web.Request) -> web.Response:
     try:
         workflow = convert(data)
     except WorkflowError as exc:
-        return workflow_problems(exc)
+        return workflow_problems(exc, state(request).config.private_roots())
     return web.json_response({"workflow": workflow, "from": detect_format(data)})
 
 
@@ -162,7 +162,7 @@ async def workflow_from_file(request: web.Request) -> web.Response:
                 raise exc
         workflow = await loop.run_in_executor(None, convert, found)
     except WorkflowError as exc:
-        return workflow_problems(exc)
+        return workflow_problems(exc, state(request).config.private_roots())
     return web.json_response({"workflow": workflow, "file": kind, "from": detect_format(found)})
 
 

@@ -119,6 +119,9 @@ class ProcessRunWorker(RunWorker):
 
     async def stop(self) -> None:
         self.stopping = True
+        if self.active is not None:  # a normal stop: the run goes back first in line, and
+            # this start does not count against its retries
+            self.queue.requeue(self.active.id, count_attempt=False)
         process, self.process = self.process, None
         if process is not None:
             with contextlib.suppress(OSError, ValueError):

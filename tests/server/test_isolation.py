@@ -173,3 +173,21 @@ def test_poisoned_run_never_stops_the_server_from_starting(tmp_path: Path) -> No
         assert server.wait_run(behind)["status"] == "succeeded"
     finally:
         server.stop()
+
+
+def test_a_normal_stop_requeues_the_running_run_without_counting_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port = free_port()
+    server = Server(data, port, EXTRA)
+    try:
+        hung = server.submit({"hang": {"type": "BadHang", "inputs": {"seconds": 600}}})
+        server.wait_run(hung, until=("running",))
+        server.stop(signal.SIGTERM)
+        assert server.process.returncode == 0, server.output()
+        server = Server(data, port, EXTRA)
+        run = server.wait_run(hung, until=("running",))
+        assert run["attempts"] == 1
+        assert server.call("DELETE", f"/api/runs/{hung}")[0] == 202
+        assert server.wait_run(hung)["status"] == "cancelled"
+    finally:
+        server.stop()
