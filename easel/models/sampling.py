@@ -137,6 +137,10 @@ def denoise(
     pos = unet_condition(unet, positive, batch, device, dtype, family=family, pixel_size=size)
     neg = unet_condition(unet, negative, batch, device, dtype, family=family, pixel_size=size,
                          negative=True) if guided and negative is not None else None
+    if neg is not None and not neg.control and positive.get("control_apply_to_uncond"):
+        from easel.models.controlnet import control_for_uncond  # ControlNetApply, as ComfyUI
+
+        neg.control = control_for_uncond(positive, negative)
     both = stack(neg, pos) if neg is not None else None
     step_kwargs: dict[str, Any] = {}
     if generator is not None and "generator" in inspect.signature(scheduler.step).parameters:

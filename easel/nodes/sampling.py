@@ -100,7 +100,13 @@ def sample(ctx: Context, model: Any, positive: Any, negative: Any, latent: dict[
         options[seeded] = seed
     sched = make_scheduler(class_name, options, {**model.scheduler_config, **model.sampling})
     full = denoise >= 1.0 and window is None
-    shape = latent_shape(model, latent, full)
+    # an empty latent (EmptyLatent) takes this model's channels and VAE factor, windows too
+    empty = "width" in latent and "height" in latent and not bool(latent["samples"].any())
+    shape = latent_shape(model, latent, full or empty)
+    if empty and tuple(latent["samples"].shape) != shape:
+        import torch
+
+        latent = {**latent, "samples": torch.zeros(shape)}
     noise, generator = noise_for(shape, seed)
     negative = negative if negative is not None else default_negative(positive)
     unet = model.manager.place(model.unet)

@@ -7,70 +7,11 @@ weights are made or read."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from tests.fixtures.sd_family import ldm_state_dict
-
-SD_UNET = dict(block_out_channels=(320, 640, 1280, 1280), layers_per_block=2,
-               down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-               up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
-REAL = {
-    "sd1": dict(SD_UNET, attention_head_dim=8, cross_attention_dim=768),
-    "sd1-inpaint": dict(SD_UNET, attention_head_dim=8, cross_attention_dim=768,
-                        in_channels=9),
-    "sd2": dict(SD_UNET, attention_head_dim=(5, 10, 20, 20), cross_attention_dim=1024,
-                use_linear_projection=True),
-    "sdxl": dict(block_out_channels=(320, 640, 1280), layers_per_block=2,
-                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D",
-                                   "CrossAttnDownBlock2D"),
-                 up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-                 attention_head_dim=(5, 10, 20), transformer_layers_per_block=(1, 2, 10),
-                 cross_attention_dim=2048, use_linear_projection=True,
-                 addition_embed_type="text_time", addition_time_embed_dim=256,
-                 projection_class_embeddings_input_dim=2816),
-    "sdxl-refiner": dict(block_out_channels=(384, 768, 1536, 1536), layers_per_block=2,
-                         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D",
-                                           "CrossAttnDownBlock2D", "DownBlock2D"),
-                         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D",
-                                         "CrossAttnUpBlock2D", "UpBlock2D"),
-                         attention_head_dim=(6, 12, 24, 24), transformer_layers_per_block=4,
-                         cross_attention_dim=1280, use_linear_projection=True,
-                         addition_embed_type="text_time", addition_time_embed_dim=256,
-                         projection_class_embeddings_input_dim=2560),
-}
-DIFFUSERS_TYPE = {"sd1": "v1", "sd1-inpaint": "inpainting", "sd2": "v2", "sdxl": "xl_base",
-                  "sdxl-refiner": "xl_refiner"}
-CLIP_L = dict(hidden_size=768, num_hidden_layers=12, intermediate_size=3072,
-              num_attention_heads=12, hidden_act="quick_gelu")
-CLIP_H = dict(hidden_size=1024, num_hidden_layers=23, intermediate_size=4096,
-              num_attention_heads=16, hidden_act="gelu")
-CLIP_G = dict(hidden_size=1280, num_hidden_layers=32, intermediate_size=5120,
-              num_attention_heads=20, hidden_act="gelu", projection_dim=1280)
-
-
-def real_state_dict(family: str) -> dict[str, Any]:
-    import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    with torch.device("meta"):
-        unet = UNet2DConditionModel(**REAL[family])
-        vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-                            down_block_types=("DownEncoderBlock2D",) * 4,
-                            up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4)
-        towers = {"sd1": [CLIPTextModel(CLIPTextConfig(**CLIP_L))],
-                  "sd1-inpaint": [CLIPTextModel(CLIPTextConfig(**CLIP_L))],
-                  "sd2": [CLIPTextModel(CLIPTextConfig(**CLIP_H))],
-                  "sdxl": [CLIPTextModel(CLIPTextConfig(**CLIP_L)),
-                           CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_G))],
-                  "sdxl-refiner": [None, CLIPTextModelWithProjection(
-                      CLIPTextConfig(**CLIP_G))]}[family]
-    pipe = SimpleNamespace(unet=unet, vae=vae, text_encoder=towers[0],
-                           text_encoder_2=towers[1] if len(towers) > 1 else None)
-    return ldm_state_dict(family, pipe)
+from tests.fixtures.real_layouts import DIFFUSERS_TYPE, REAL, real_state_dict
 
 
 @pytest.mark.parametrize("family", list(REAL))

@@ -172,6 +172,23 @@ def test_alpha_grey_and_sixteen_bit_become_rgb(tmp_path) -> None:
     assert torch.allclose(values, torch.full_like(values, (65535 // 4) / 65535))
 
 
+def test_mask_comes_from_alpha(tmp_path) -> None:
+    """LoadImage's MASK is 1 where the picture is transparent (ComfyUI's rule), 0 without
+    an alpha channel; one mask per frame, at the image's size."""
+    ctx = ctx_for(tmp_path)
+    picture = PILImage.new("RGBA", (4, 2), (200, 10, 10, 255))
+    picture.putpixel((0, 0), (0, 0, 0, 0))
+    picture.putpixel((3, 1), (0, 0, 0, 51))
+    picture.save(tmp_path / "cut.png")
+    out = LoadImage.call(ctx, {"image": str(tmp_path / "cut.png")})
+    assert out["mask"].shape == (1, 2, 4) and out["mask"].dtype == torch.float32
+    assert out["mask"][0, 0, 0] == 1.0 and out["mask"][0, 0, 1] == 0.0
+    assert torch.isclose(out["mask"][0, 1, 3], torch.tensor(0.8))
+    rgb = write_picture(tmp_path / "rgb.png", size=(5, 3), colour=(1, 2, 3))
+    plain = LoadImage.call(ctx, {"image": str(rgb)})["mask"]
+    assert plain.shape == (1, 3, 5) and not plain.any()
+
+
 def test_exif_orientation_is_applied(tmp_path) -> None:
     picture = PILImage.new("RGB", (6, 4), (0, 0, 0))
     exif = picture.getexif()
@@ -335,7 +352,7 @@ def test_nodes_do_not_import_torch_at_import_time() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, easel.nodes.image_io, easel.comfy.compat_nodes, easel.pngmeta, "
+    code = ("import sys, easel.nodes.image_io, easel.nodes.comfy_compat, easel.pngmeta, "
             "easel.comfy.convert; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[2])
@@ -343,7 +360,7 @@ def test_nodes_do_not_import_torch_at_import_time() -> None:
 
 
 def test_declared_interface() -> None:
-    assert set(LoadImage.outputs) == {"image"}
+    assert set(LoadImage.outputs) == {"image", "mask"}
     assert LoadImage.inputs["image"].info.widget == "image_upload"
     assert SaveImage.output_node and PreviewImage.output_node
     assert SaveImage.inputs["filename_prefix"].default == "easel"

@@ -9,7 +9,7 @@ and the tiny models of the tests are recognised alike.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from easel.models.families import sd
@@ -74,7 +74,16 @@ def is_v_prediction(state: Mapping[str, Any]) -> bool:
 
 
 def recognise(state: Mapping[str, Any]) -> Recognised | None:
-    """The Stable Diffusion family of an original-layout checkpoint, or None."""
+    """The Stable Diffusion family of an original-layout checkpoint, or None. A `v_pred` key
+    (as in v-prediction SDXL fine-tunes) makes any family predict v."""
+    found = _recognise(state)
+    if found is not None and "v_pred" in state and found.family.prediction_type != "v_prediction":
+        family = replace(found.family, prediction_type="v_prediction")
+        return replace(found, family=family, evidence=(*found.evidence, "a v_pred key"))
+    return found
+
+
+def _recognise(state: Mapping[str, Any]) -> Recognised | None:
     conv_in = shape(state, UNET_PREFIX + "input_blocks.0.0.weight")
     if conv_in is None:
         return None
