@@ -106,11 +106,9 @@ def _tokenize(clip: Any, part: Any, layout: _Layout, text: str, warnings: list[s
     groups: list[list[_Item]] = []
     for piece in parse_prompt(text):
         if isinstance(piece, Embedding):
-            found = _embedding(clip, part, piece, width, warnings)
-            if found is None:
-                continue
-            vectors, leftover = found
-            groups.append([_Item(layout.bos, piece.weight, row) for row in vectors])
+            vectors, leftover = _embedding(clip, part, piece, width, warnings)
+            if vectors is not None:
+                groups.append([_Item(layout.bos, piece.weight, row) for row in vectors])
             if not leftover:
                 continue
             piece_text = leftover
@@ -123,10 +121,12 @@ def _tokenize(clip: Any, part: Any, layout: _Layout, text: str, warnings: list[s
 
 
 def _embedding(clip: Any, part: Any, piece: Embedding, width: int, warnings: list[str]
-               ) -> tuple[Any, str] | None:
-    """(vectors, text left over) of an `embedding:` piece, or None with a warning."""
+               ) -> tuple[Any, str]:
+    """(vectors or None, text left over to tokenise) of an `embedding:` piece; a warning when
+    there are no vectors. Like ComfyUI, commas stripped from the name stay as text."""
     manager = clip.manager
-    for name, leftover in piece.candidates():
+    candidates = piece.candidates()
+    for name, leftover in candidates:
         path = embedding_files.find_embedding(manager, name)
         if path is None:
             continue
@@ -137,12 +137,11 @@ def _embedding(clip: Any, part: Any, piece: Embedding, width: int, warnings: lis
             _warn_once(warnings, f"embedding {name!r} ({path.name}) has vectors of width "
                                  f"{', '.join(map(str, loaded.widths))}, but {which} takes "
                                  f"{width}: ignored (is it for another model family?)")
-            return None
         return vectors, leftover
     _warn_once(warnings, f"embedding {piece.name!r} not found (looked for it, and with "
                          f"{', '.join(embedding_files.EXTENSIONS)} added, in "
                          f"{embedding_files.looked_in(manager)}): ignored")
-    return None
+    return None, candidates[-1][1]
 
 
 def _warn_once(warnings: list[str], message: str) -> None:

@@ -118,6 +118,9 @@ def test_unknown_embedding_warns_and_is_not_read_as_text(tmp_path: Path) -> None
     warning = encoded.warnings[0]
     assert "'nowhere' not found" in warning and str(tmp_path / "embeddings") in warning
     assert torch.equal(encoded.conditioning["embeds"], sd1_reference(pipe, "a circle"))
+    with_comma = encode_text(clip, "a embedding:nowhere, circle")  # the comma stays, as ComfyUI
+    assert with_comma.warnings == [warning.replace("'nowhere'", "'nowhere,'")]
+    assert torch.equal(with_comma.conditioning["embeds"], sd1_reference(pipe, "a , circle"))
 
 
 def test_embedding_for_another_width_warns_and_is_ignored(tmp_path: Path) -> None:
