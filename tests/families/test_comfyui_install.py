@@ -145,3 +145,30 @@ def test_comfyui_file_runs_on_the_install(name: str, install: Path, tmp_path: Pa
         with Image.open(path) as picture:
             array = np.asarray(picture.convert("RGB"), dtype=np.float32)
         assert array.std() > 1.0  # an image, not a flat colour
+
+
+def test_comfyui_file_runs_through_the_server(install: Path, tmp_path: Path) -> None:
+    """The same install behind `easel serve --models-dir`: the SDXL base -> refiner UI file,
+    converted by the server and queued, succeeds and writes its image."""
+    from tests.server.serverproc import Server, free_port
+
+    server = Server(tmp_path / "data", free_port(), ("--models-dir", str(install)),
+                    env={"HF_HUB_OFFLINE": "1", "EASEL_MODELS_DIR": ""})
+    try:
+        status, body = server.call("POST", "/api/workflows/convert", json.loads(
+            (DATA / "sdxl_base_refiner.json").read_text()))
+        assert status == 200, body
+        workflow = body["workflow"]
+        api = json.loads((DATA / "sdxl_base_refiner.api.json").read_text())
+        for setting in small(api)[1::2]:
+            target, value = setting.split("=")
+            node, name = target.split(".")
+            workflow["nodes"][node]["inputs"][name] = int(value)
+        status, body = server.call("POST", "/api/runs", {"workflow": workflow})
+        assert status == 201, body
+        run = server.wait_run(str(body["id"]), timeout=300)
+        assert run["status"] == "succeeded", (run, server.output()[-3000:])
+        files = list((tmp_path / "data").rglob("*.png"))
+        assert files, run
+    finally:
+        server.stop()
