@@ -28,6 +28,8 @@ from easel.core.status import NodeStatus, RunStatus
 
 log = logging.getLogger("easel.executor")
 
+_HAS_OUTPUTS = frozenset({NodeStatus.EXECUTED, NodeStatus.CACHED})
+
 # Kept for callers that compare with these names; the vocabulary is RunStatus/NodeStatus.
 SUCCEEDED, FAILED, CANCELLED = RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED
 
@@ -286,39 +288,39 @@ class _Run:
     # -- one node ------------------------------------------------------------------
     def prepare(self, node_id: str) -> list[dict[str, Any]] | None:
         """Resolve a node: None when it is skipped, failed or cached, else the keyword
-        arguments of each call (one call, or one per item when the node is mapped)."""
+        arguments of each call (one call, or one per item when the node is mapped).
+
+        The hot path (no fingerprint, lazy input or list) computes the key from upstream
+        keys alone and gathers input values only on a cache miss."""
         node = self.plan.nodes[node_id]
         node_type = node.node_type
         lazy = node_type.lazy_inputs
         links = node.links
         status = self.status
-        blocked = [link.node for name, link in links.items()
-                   if name not in lazy and not status[link.node].has_outputs]
-        if blocked:
-            self.skip(node, blocked[0])
-            return None
-        kwargs = dict(node.literals)
-        values = self.values
         for name, link in links.items():
-            if name not in lazy:
-                kwargs[name] = values[link.node][link.output]
-        ctx = self.node_context(node)
-        try:
-            if node.mapped or node_type.list_inputs:
-                kwargs = self.listify(node, kwargs)
-            if lazy:
-                used = self.resolve_lazy(node, ctx, kwargs)
-                if used is None:
-                    return None
-            else:
-                used = links
-            if any(node_type.inputs[name].is_value for name in used) and not node.mapped:
-                self.check_linked_values(node, kwargs)
-            fingerprint = (node_type.fingerprint(ctx, dict(kwargs))
-                           if node_type.fingerprint else None)
-        except Exception as exc:
-            self.fail_early(node, exc)
-            return None
+            if status[link.node] not in _HAS_OUTPUTS and name not in lazy:
+                self.skip(node, link.node)
+                return None
+        used: Mapping[str, Link] = links
+        kwargs: dict[str, Any] | None = None
+        ctx: Context | None = None
+        fingerprint = None
+        if node_type.fingerprint is not None or lazy or node.mapped or node_type.list_inputs:
+            kwargs = self.gather(node)
+            ctx = self.node_context(node)
+            try:
+                if node.mapped or node_type.list_inputs:
+                    kwargs = self.listify(node, kwargs)
+                if lazy:
+                    resolved = self.resolve_lazy(node, ctx, kwargs)
+                    if resolved is None:
+                        return None
+                    used = resolved
+                if node_type.fingerprint is not None:
+                    fingerprint = node_type.fingerprint(ctx, dict(kwargs))
+            except Exception as exc:
+                self.fail_early(node, exc)
+                return None
         key = self.make_key(node, used, fingerprint)
         if node_type.deterministic:
             cached = self.ex.cache.get(key)
@@ -327,9 +329,14 @@ class _Run:
                 status[node_id] = NodeStatus.CACHED
                 self.emit(ev.NODE_CACHED, node, **self.ui_data(node))
                 return None
+        if kwargs is None:
+            kwargs = self.gather(node)
         try:
+            if not node.mapped and any(node_type.inputs[name].is_value for name in used):
+                self.check_linked_values(node, kwargs)
             calls = self.split_calls(node, kwargs) if node.mapped else [kwargs]
             if node.check_at_run:
+                ctx = ctx or self.node_context(node)
                 for call_kwargs in calls:
                     self.run_check(node, ctx, call_kwargs)
         except Exception as exc:
@@ -339,6 +346,16 @@ class _Run:
         status[node_id] = NodeStatus.RUNNING
         self.emit(ev.NODE_STARTED, node)
         return calls
+
+    def gather(self, node: PlannedNode) -> dict[str, Any]:
+        """The node's literals and the values of its (non-lazy) links."""
+        kwargs = dict(node.literals)
+        values = self.values
+        lazy = node.node_type.lazy_inputs
+        for name, link in node.links.items():
+            if name not in lazy:
+                kwargs[name] = values[link.node][link.output]
+        return kwargs
 
     def skip(self, node: PlannedNode, culprit: str) -> None:
         self.status[node.id] = NodeStatus.SKIPPED
@@ -355,8 +372,11 @@ class _Run:
                  fingerprint: str | None) -> str:
         node_type = node.node_type
         keys, output_keys = self.keys, self.output_keys
-        upstream = {name: (output_keys.get((link.node, link.output)) or keys[link.node],
-                           link.output) for name, link in used.items()}
+        if output_keys:
+            upstream = {name: (output_keys.get((link.node, link.output)) or keys[link.node],
+                               link.output) for name, link in used.items()}
+        else:
+            upstream = {name: (keys[link.node], link.output) for name, link in used.items()}
         if not node_type.deterministic:
             nonce: Any = f"{self.run_id}:{node.id}"
         elif node_type.output_node:
@@ -367,7 +387,7 @@ class _Run:
             nonce = [nonce, self.hidden_digest(node)]
         key = node_key(node_type.type, node_type.version, node.literals, fingerprint, upstream,
                        nonce)
-        self.keys[node.id] = key
+        keys[node.id] = key
         for output, names in node_type.output_depends.items():
             output_keys[(node.id, output)] = node_key(
                 node_type.type, node_type.version,

@@ -313,14 +313,13 @@ def _make_plan(graph: nx.DiGraph, planned: dict[str, PlannedNode], wanted: list[
     sub = graph if len(needed) == graph.number_of_nodes() else graph.subgraph(needed).copy()
     order = list(nx.topological_sort(sub))
     consumers = dict.fromkeys(order, 0)
-    has_lazy = has_lists = False
     for node_id in order:
-        node = planned[node_id]
-        for link in node.links.values():
+        for link in planned[node_id].links.values():
             consumers[link.node] += 1
-        has_lazy = has_lazy or bool(node.node_type.lazy_inputs)
-        has_lists = has_lists or bool(node.node_type.list_outputs)
-    if has_lists:  # list outputs make their consumers run once per item, downstream too
+    node_types = {id(node.node_type): node.node_type for node in planned.values()}.values()
+    has_lazy = any(node_type.lazy_inputs for node_type in node_types)
+    if any(node_type.list_outputs for node_type in node_types):
+        # list outputs make their consumers run once per item, and so on downstream
         for node_id in order:
             _mark_lists(planned[node_id], planned)
     deferred = _deferred(order, planned, set(wanted)) if has_lazy else frozenset()
