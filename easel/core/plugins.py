@@ -248,7 +248,7 @@ class _Loader:
                     impl.function(register=register)
                 except Exception as exc:  # a plugin's bug must not take the host down
                     info.errors.append(f"{hook_name} failed: {_one_line(exc)}")
-                    log.warning("plugin %r: %s failed", plugin, hook_name, exc_info=True)
+                    log.debug("plugin %r: %s failed", plugin, hook_name, exc_info=True)
                     continue
                 apply = getattr(self, f"apply_{hook_name}")
                 for args, kwargs in collected:
@@ -432,7 +432,7 @@ def load_plugins(
             obj = load()
         except Exception as exc:  # report and go on
             loader.info(name, version, source).errors.append(f"failed to load: {_one_line(exc)}")
-            log.warning("plugin %r failed to load", name, exc_info=True)
+            log.debug("plugin %r failed to load", name, exc_info=True)
             return
         module_file = _module_file(obj)
         if pm.is_registered(obj):
@@ -448,7 +448,7 @@ def load_plugins(
             pm.register(obj, name=name)
         except Exception as exc:
             info.errors.append(f"failed to register: {_one_line(exc)}")
-            log.warning("plugin %r failed to register", name, exc_info=True)
+            log.debug("plugin %r failed to register", name, exc_info=True)
             return
         if module_file is not None:
             files[module_file] = name

@@ -45,3 +45,20 @@ def test_plugins_listing_gives_one_line_problems(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "! register_nodes failed: RuntimeError: no luck" in out
     assert "Traceback" not in out and "second line" not in out
+
+
+def test_commands_warn_in_one_line_and_keep_tracebacks_for_verbose(tmp_path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("import easel\n\n@easel.hookimpl\ndef register_nodes(register):\n"
+                      "    raise RuntimeError('no luck')\n")
+
+    def nodes(*extra: str) -> str:
+        ran = subprocess.run([sys.executable, "-m", "easel", *extra, "nodes", "--plugin",
+                              str(broken)], capture_output=True, text=True, timeout=300)
+        assert ran.returncode == 0, ran.stderr
+        return ran.stderr
+
+    quiet = nodes()
+    assert quiet.strip() == ("warning: plugin 'broken': register_nodes failed: "
+                             "RuntimeError: no luck")
+    assert "Traceback (most recent call last)" in nodes("-v")

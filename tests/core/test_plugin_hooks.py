@@ -191,15 +191,18 @@ def test_hook_errors_have_no_traceback_lines_but_the_log_keeps_them(tmp_path):
             raise ValueError("bad day\\nsecond line")
     ''')
     records: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.WARNING)
+    handler = logging.Handler(logging.DEBUG)
     handler.emit = records.append  # type: ignore[method-assign]
     logger = logging.getLogger("easel.plugins")
     was_disabled, logger.disabled = logger.disabled, False  # other tools' logging configs
+    level = logger.level
+    logger.setLevel(logging.DEBUG)  # `easel -v`: tracebacks are debug details
     logger.addHandler(handler)
     try:
         reg = load_plugins([path], entry_points=False, environ={})
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
         logger.disabled = was_disabled
     assert reg.plugins["raises"].errors == ["register_nodes failed: ValueError: bad day"]
     assert not any("Traceback" in e for e in reg.errors)
