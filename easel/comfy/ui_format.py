@@ -4,8 +4,8 @@ Positional `widgets_values` become named inputs (control_after_generate entries 
 whether a word or an old boolean), Reroute nodes collapse into direct links, PrimitiveNode
 values go into the widgets they feed, Notes are kept as editor notes, groups as editor groups,
 muted nodes (mode 2) are dropped with what needs them, and bypassed nodes (mode 4) pass an
-input of the matching type through. The rules follow the frontend's `graphToPrompt` and
-`ExecutableNodeDTO.resolveOutput`.
+input of the matching type through. Subgraphs are expanded first (`easel.comfy.subgraphs`).
+The rules follow the frontend's `graphToPrompt` and `ExecutableNodeDTO.resolveOutput`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from easel.comfy.api_format import EditorData, node_sort_key
 from easel.comfy.mapping import CONTROL_VALUES, NODE_MAPS, NOTE_TYPES, PRIMITIVE, REROUTE, NodeMap
+from easel.comfy.subgraphs import flatten_subgraphs
 from easel.core.graph import Problem
 
 MODE_MUTED, MODE_BYPASSED = 2, 4
@@ -48,7 +49,6 @@ class UIGraph:
 
     nodes: dict[str, Mapping[str, Any]]
     links: dict[int, tuple[str, int]]  # link id -> (origin node id, origin slot)
-    subgraphs: frozenset[str]
 
 
 def is_control_value(value: Any) -> bool:
@@ -102,11 +102,7 @@ def index_graph(data: Mapping[str, Any]) -> tuple[UIGraph, list[Problem]]:
             links[link_id] = (str(origin), slot)
         else:
             problems.append(Problem(f"not a ComfyUI link: {raw!r:.80}"))
-    definitions = data.get("definitions")
-    subgraph_list = definitions.get("subgraphs") if isinstance(definitions, Mapping) else None
-    subgraphs = frozenset(str(sub.get("id")) for sub in as_list(subgraph_list)
-                          if isinstance(sub, Mapping))
-    return UIGraph(nodes, links, subgraphs), problems
+    return UIGraph(nodes, links), problems
 
 
 def as_list(value: Any) -> list[Any]:
@@ -234,7 +230,9 @@ def editor_groups(data: Mapping[str, Any], graph: UIGraph) -> list[dict[str, Any
 def ui_to_prompt(data: Mapping[str, Any], node_maps: Mapping[str, NodeMap] = NODE_MAPS,
                  ) -> tuple[dict[str, Any], EditorData, list[Problem]]:
     """The API-format prompt of a UI-format workflow, its editor data, and problems found."""
-    graph, problems = index_graph(data)
+    data, problems = flatten_subgraphs(data, node_maps)
+    graph, index_problems = index_graph(data)
+    problems += index_problems
     editor = EditorData()
     prompt: dict[str, Any] = {}
     cut: dict[str, set[str]] = {}  # node id -> its inputs fed by a muted node
@@ -251,10 +249,6 @@ def ui_to_prompt(data: Mapping[str, Any], node_maps: Mapping[str, NodeMap] = NOD
         if kind in (REROUTE, PRIMITIVE) or node.get("mode", 0) in (MODE_MUTED, MODE_BYPASSED):
             continue
         spec = node_maps.get(kind)
-        if spec is None and kind in graph.subgraphs:
-            problems.append(Problem("ComfyUI subgraphs are not converted: unpack the subgraph "
-                                    "in ComfyUI first", node=node_id, node_type=kind))
-            continue
         if spec is None and kind.startswith(GROUP_NODE_PREFIXES):
             problems.append(Problem("ComfyUI group nodes are not converted: choose \"Convert to "
                                     "nodes\" on it in ComfyUI first", node=node_id,

@@ -172,14 +172,14 @@ def test_unsupported_ui_nodes_are_listed_with_their_ids(default_plus) -> None:
     assert "KSampler" in str(caught.value)  # the list of what does convert
 
 
-def test_subgraph_nodes_ask_to_be_unpacked(default_plus) -> None:
+def test_subgraph_nodes_expand_into_their_inner_nodes(default_plus) -> None:
+    # More in tests/comfy/test_subgraphs.py. An empty subgraph gives the sampler no negative.
     data = copy.deepcopy(default_plus)
     uuid = "0b6e1c52-88c9-4bd4-9a0f-3a1bb8f3f0d2"
     _node(data, 7)["type"] = uuid
     data["definitions"] = {"subgraphs": [{"id": uuid, "nodes": [], "links": []}]}
-    with pytest.raises(WorkflowError, match="unpack the subgraph") as caught:
-        to_easel(data)
-    assert [p.node for p in caught.value.problems] == ["7"]  # its consumers say nothing more
+    nodes = to_easel(data)["nodes"]
+    assert "7" not in nodes and "negative" not in nodes["3"]["inputs"]
 
 
 def test_group_nodes_ask_to_be_converted_to_nodes(default_plus) -> None:
