@@ -256,6 +256,10 @@ def _upscale_tiles(handle: SpandrelUpscaler, image: Any, tile: int, overlap: int
                 for b in range(batch):
                     piece = image[b:b + 1, :, y:y + tile_h, x:x + tile_w]
                     result = descriptor(piece.to(device, dtype)).float().cpu()
+                    expected = (1, out.shape[1], tile_h * scale, tile_w * scale)
+                    if tuple(result.shape) != expected:
+                        raise ModelError(f"{handle.name} returned shape {tuple(result.shape)} "
+                                         f"for a {tile_w}x{tile_h} tile, expected {expected}")
                     out[b, :, rows, cols] += result[0] * weights
                     done += 1
                     if on_tile is not None:

@@ -236,6 +236,15 @@ def test_the_wrong_channel_count_is_refused(folder: Path) -> None:
         upscale_models.upscale(handle, torch.rand(1, 4, 8, 8), tile=0)
 
 
+def test_a_model_returning_the_wrong_size_is_a_clear_error(
+        folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    handle = upscale_models.load(cpu_manager(folder), "realesr-compact-x4.safetensors")
+    monkeypatch.setattr(handle.descriptor.model, "forward", lambda x: x.repeat(1, 1, 2, 2))
+    with pytest.raises(ModelError, match=r"returned shape \(1, 3, 16, 24\) for a 12x8 tile, "
+                                         r"expected \(1, 3, 32, 48\)"):
+        upscale_models.upscale(handle, torch.rand(1, 3, 8, 12), tile=0)
+
+
 # -- tiling -----------------------------------------------------------------------------------
 def test_tile_starts_cover_the_axis_with_full_tiles() -> None:
     assert upscale_models.tile_starts(100, 0, 8) == [0]
