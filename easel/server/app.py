@@ -18,6 +18,7 @@ from easel.server import (
     routes_runs,
     routes_workflows,
 )
+from easel.server.comfy_routes import add_comfy_routes
 from easel.server.config import ServerConfig
 from easel.server.events import EventHub
 from easel.server.queue import RunQueue
@@ -102,6 +103,7 @@ def create_app(config: ServerConfig, registry: Registry,
     app[STATE] = ServerState(config, registry, executor, queue, hub, worker)
     for module in (routes_nodes, routes_runs, routes_files, routes_workflows, routes_events):
         app.add_routes(module.routes)
+    add_comfy_routes(app)  # ComfyUI's protocol and frontend, over the same queue and hub
     add_static_routes(app, registry)
     for route in registry.routes:  # plugin routes: /api/plugins/<plugin>/..., behind the guard
         app.router.add_route(route.method, route.url, route.handler)
