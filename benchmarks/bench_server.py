@@ -151,9 +151,15 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=10_000, help="fan-out size (10000)")
     parser.add_argument("--rounds", type=int, default=3, help="cached big runs (default 3)")
     parser.add_argument("--skip-warm", action="store_true", help="only the big-run figures")
+    parser.add_argument("--skip-big", action="store_true", help="only the warm figures")
+    parser.add_argument("--torch-threads", type=int, default=0,
+                        help="OMP_NUM_THREADS for both servers (on a loaded machine, 1 keeps "
+                             "OpenMP's spinning threads from distorting the comparison)")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="easel-bench-server-"))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "EASEL_MODELS_DIR": ""}
+    if args.torch_threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.torch_threads)
     load_before = os.getloadavg()[0]
     print(f"Server on {platform.node()} ({os.cpu_count()} cores, "
           f"{platform.processor() or platform.machine()}, Python {platform.python_version()})",
@@ -165,7 +171,10 @@ def main() -> None:
               f"worker process median {statistics.median(process):.3f} s (min "
               f"{min(process):.3f}), thread median {statistics.median(thread):.3f} s (min "
               f"{min(thread):.3f}); ratio {ratio:.3f} (goal <= {GOAL_WARM_RATIO}: "
-              f"{'met' if ratio <= GOAL_WARM_RATIO else 'NOT met'})", flush=True)
+              f"{'met' if ratio <= GOAL_WARM_RATIO else 'NOT met'}); load average "
+              f"{os.getloadavg()[0]:.1f}", flush=True)
+    if args.skip_big:
+        return
     direct = in_process(args.nodes, args.rounds)
     cached, latencies, uncached = through_server(scratch, args.nodes, args.rounds, env)
     ratio = statistics.median(cached) / statistics.median(direct)

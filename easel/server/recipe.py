@@ -4,25 +4,25 @@ The worker is a fresh interpreter (not a fork: a forked aiohttp process would in
 sockets, threads and, on a GPU, a CUDA context that cannot be used after fork). So the server
 describes how its registry was made (built-ins, entry points, plugin files and modules, node
 types registered in process by import path) and which executor settings and services to
-recreate; validated plans travel as plain data too and are rebuilt against the worker's
-registry without validating again.
+recreate. Validated plans travel pickled, with node types by name, and are rebuilt against
+the worker's registry without validating again.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
+import io
 import logging
 import pickle
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import pydantic
-
 from easel.core.cache import OutputCache
 from easel.core.executor import Executor
-from easel.core.graph import Link, Plan, PlannedNode
+from easel.core.graph import Plan
+from easel.core.node import NodeType
 from easel.core.plugins import BUILTIN_PLUGIN, Registry, load_plugins
 
 log = logging.getLogger("easel.server.worker")
@@ -46,6 +46,7 @@ class WorkerRecipe:
     services: dict[str, Any] = field(default_factory=dict)  # plain data only
     with_models: bool = False
     sys_path: tuple[str, ...] = ()
+    log_level: int = logging.WARNING
 
     @classmethod
     def describe(cls, registry: Registry, executor: Executor) -> WorkerRecipe:
@@ -85,7 +86,8 @@ class WorkerRecipe:
                    disk_cache_dir=str(disk.root) if disk is not None else None,
                    max_workers=executor.max_workers, output_dir=str(executor.output_dir),
                    services=services, with_models="models" in executor.services,
-                   sys_path=tuple(p for p in sys.path if isinstance(p, str)))
+                   sys_path=tuple(p for p in sys.path if isinstance(p, str)),
+                   log_level=logging.getLogger().getEffectiveLevel())
 
     def build(self) -> Executor:
         """The executor (in the worker process)."""
@@ -138,53 +140,40 @@ def _importable(plugin: str, registry: Registry, names: list[str]
 
 
 # -- plans ---------------------------------------------------------------------------------
-def plan_to_data(plan: Plan) -> dict[str, Any]:
-    """A validated plan as plain tuples and dicts, cheap to pickle: node types by name (they
-    hold functions; the worker has them from its own registry), links as pairs, pydantic
-    models (the validated workflow) as dumps."""
-    node_fields = [f.name for f in dataclasses.fields(PlannedNode) if f.init]
-    nodes = []
-    for node in plan.nodes.values():
-        values = []
-        for name in node_fields:
-            value = getattr(node, name)
-            if name == "node_type":
-                value = value.type
-            elif name == "links":
-                value = {key: (link.node, link.output) for key, link in value.items()}
-            values.append(value)
-        nodes.append(tuple(values))
-    fields: dict[str, Any] = {}
-    models: dict[str, Any] = {}
-    for f in dataclasses.fields(Plan):
-        if f.name == "nodes":
-            continue
-        value = getattr(plan, f.name)
-        if isinstance(value, pydantic.BaseModel):
-            models[f.name] = (type(value).__module__, type(value).__qualname__,
-                              value.model_dump())
-        else:
-            fields[f.name] = value
-    return {"node_fields": node_fields, "nodes": nodes, "fields": fields, "models": models,
-            "types": {node.id: node.node_type.type for node in plan.nodes.values()}}
+class _PlanPickler(pickle.Pickler):
+    """Node types go by name (they hold functions; the worker has them from its registry)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, NodeType):
+            return _node_type, (obj.type,)
+        return NotImplemented
 
 
-def plan_from_data(data: dict[str, Any], registry: Registry) -> Plan:
-    """The plan again, against this process's registry; KeyError names a missing node type."""
-    names = data["node_fields"]
-    type_at, links_at = names.index("node_type"), names.index("links")
-    nodes = {}
-    for values in data["nodes"]:
-        values = list(values)
-        node_type = registry.get(values[type_at])
-        if node_type is None:
-            raise KeyError(f"node type {values[type_at]!r} is not loaded in the worker process")
-        values[type_at] = node_type
-        values[links_at] = {key: Link(*pair) for key, pair in values[links_at].items()}
-        node = PlannedNode(*values)
-        nodes[node.id] = node
-    fields = dict(data["fields"])
-    for name, (module, qualname, dump) in data["models"].items():
-        model = getattr(importlib.import_module(module), qualname)
-        fields[name] = model.model_validate(dump)
-    return Plan(nodes=nodes, **fields)
+_registry_lock = threading.Lock()
+_registry: Registry | None = None
+
+
+def _node_type(name: str) -> NodeType:
+    node_type = _registry.get(name) if _registry is not None else None
+    if node_type is None:
+        raise KeyError(f"node type {name!r} is not loaded in the worker process")
+    return node_type
+
+
+def plan_to_data(plan: Plan) -> bytes:
+    """A validated plan as bytes for the worker: pickled once, on the submitting thread."""
+    buffer = io.BytesIO()
+    _PlanPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(plan)
+    return buffer.getvalue()
+
+
+def plan_from_data(data: bytes, registry: Registry) -> Plan:
+    """The plan again, its node types from `registry`; KeyError names a missing one."""
+    global _registry
+    with _registry_lock:
+        _registry = registry
+        try:
+            plan: Plan = pickle.loads(data)
+        finally:
+            _registry = None
+    return plan

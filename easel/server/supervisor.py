@@ -224,7 +224,8 @@ class ProcessRunWorker(RunWorker):
         planned = time.perf_counter()
         process = await self._ready_process()
         if active.token.cancelled:  # cancelled while the worker was starting
-            return RunOutcome("cancelled", dict.fromkeys(plan["types"], "cancelled"), {})
+            return RunOutcome("cancelled", dict.fromkeys(run["workflow"].get("nodes") or {},
+                                                         "cancelled"), {})
         self._outcome = loop.create_future()
         self._outcome_process = process
         try:

@@ -45,6 +45,30 @@ class RunOutcome:
     seconds: float = 0.0
 
 
+class PlanMemo(dict[str, Any]):
+    """Plans validated at submission, kept for the worker until their run starts; past
+    `max_bytes` in all, a plan is not kept and its run is validated again when it starts."""
+
+    def __init__(self, max_bytes: int = 256 * 1024 * 1024) -> None:
+        super().__init__()
+        self.max_bytes = max_bytes
+        self.size = 0
+
+    def __setitem__(self, run_id: str, plan: Any) -> None:
+        size = len(plan) if isinstance(plan, bytes | bytearray) else 0
+        if self.size + size > self.max_bytes:
+            return
+        self.pop(run_id, None)
+        self.size += size
+        super().__setitem__(run_id, plan)
+
+    def pop(self, run_id: str, default: Any = None) -> Any:  # type: ignore[override]
+        plan = super().pop(run_id, default)
+        if plan is not default and isinstance(plan, bytes | bytearray):
+            self.size -= len(plan)
+        return plan
+
+
 class RunError(Exception):
     """The run could not be executed (not a node's failure); the message says why."""
 
@@ -90,7 +114,7 @@ class RunWorker:
         self.queue = queue
         self.retries = retries
         self.private_roots = private_roots
-        self.plans: dict[str, Any] = {}  # run id -> the plan validated at submission
+        self.plans: dict[str, Any] = PlanMemo()  # run id -> the plan validated at submission
         self.executor = executor
         self.hub = hub
         self.services = services or {}

@@ -109,6 +109,7 @@ def serve(conn: Connection) -> None:
     from easel.server.recipe import WorkerRecipe
 
     recipe: WorkerRecipe = conn.recv()
+    logging.getLogger().setLevel(recipe.log_level)
     executor = recipe.build()
     outbox = Outbox(conn)
     runs: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -190,9 +191,13 @@ def execute(executor: Any, outbox: Outbox, message: dict[str, Any], token: Any
         outbox.event(data, urgent=event.type == ev.NODE_STARTED)
 
     try:
+        started = time.perf_counter()
         plan = plan_from_data(message["plan"], executor.registry)
+        planned = time.perf_counter()
         result = executor.run(plan, on_event=on_event, cancel=token, run_id=run_id,
                               services=message.get("services") or {})
+        log.debug("run %s: plan rebuilt in %.3f s, executed in %.3f s", run_id,
+                  planned - started, time.perf_counter() - planned)
     except (SystemExit, KeyboardInterrupt) as exc:  # a node tried to end the process
         return {"op": "done", "id": run_id, "error": {"message": (
             f"node {running.get('node')!r} ({running.get('type')}) raised "
