@@ -88,6 +88,39 @@ def _resize_to_size(inputs: dict[str, Any]) -> Adapted:
     return Adapted(inputs)
 
 
+# ResizeImageMaskNode's `resize_type` is a dynamic combo: which widgets follow it in the UI
+# format (and which "resize_type.<name>" inputs the API format has) depends on its value.
+RESIZE_WIDGETS: dict[str, tuple[str, ...]] = {
+    "scale dimensions": ("width", "height", "crop"), "scale by multiplier": ("multiplier",),
+    "scale longer dimension": ("longer_size",), "scale shorter dimension": ("shorter_size",),
+    "scale width": ("width",), "scale height": ("height",),
+    "scale total pixels": ("megapixels",), "match size": ("crop",),
+    "scale to multiple": ("multiple",)}
+_RESIZE_POSITIONS = ("resize_widget_1", "resize_widget_2", "resize_widget_3",
+                     "resize_widget_4")
+
+
+def _resize_image_mask(inputs: dict[str, Any]) -> Adapted:
+    """Name the UI format's positional widgets after the chosen resize type's widgets (the
+    last one is scale_method); named (API) inputs and linked widgets win."""
+    kind = inputs.get("resize_type", "scale dimensions")
+    positional = [inputs.pop(name) for name in _RESIZE_POSITIONS if name in inputs]
+    if isinstance(kind, str) and kind not in RESIZE_WIDGETS:
+        return Adapted(inputs, [("resize_type", f"{kind!r} is not a resize type of "
+                                                f"ResizeImageMaskNode")])
+    names = RESIZE_WIDGETS.get(kind, ()) if isinstance(kind, str) else ()
+    for name, value in zip((*names, "scale_method"), positional, strict=False):
+        inputs.setdefault(name, value)
+    method = inputs.get("scale_method")
+    if isinstance(method, str):
+        if method not in UPSCALE_METHODS:
+            return Adapted(inputs, [("scale_method", f"{method!r} has no Easel equivalent "
+                                                     f"(convertible: "
+                                                     f"{', '.join(sorted(UPSCALE_METHODS))})")])
+        inputs["scale_method"] = UPSCALE_METHODS[method]
+    return Adapted(inputs)
+
+
 _SAMPLER_INPUTS = {"model": "model", "positive": "positive", "negative": "negative",
                    "latent_image": "latent", "steps": "steps", "cfg": "cfg",
                    "sampler_name": "sampler_name", "scheduler": "scheduler"}
@@ -217,6 +250,59 @@ NODE_MAPS: dict[str, NodeMap] = {
     "PrimitiveString": NodeMap("String", {"value": "value"}, ("value",), widgets=("value",)),
     "PrimitiveStringMultiline": NodeMap("String", {"value": "value"}, ("value",),
                                         widgets=("value",)),
+    # Utilities of ComfyUI's templates (easel/nodes/switches.py, math_expression.py,
+    # text_utils.py, image_utils.py).
+    "PrimitiveBoolean": NodeMap("Boolean", {"value": "value"}, ("value",), widgets=("value",)),
+    "ComfySwitchNode": NodeMap(
+        "Switch", {"switch": "switch", "on_false": "on_false", "on_true": "on_true"},
+        ("output",), widgets=("switch",), optional=frozenset({"on_false", "on_true"})),
+    "ComfyMathExpression": NodeMap(
+        "MathExpression", {"expression": "expression",
+                           **{f"values.{letter}": letter for letter in "abcdefgh"}},
+        ("float", "int", "bool"), widgets=("expression",),
+        optional=frozenset("abcdefgh")),
+    "StringConcatenate": NodeMap(
+        "ConcatenateText", {"string_a": "a", "string_b": "b", "delimiter": "delimiter"},
+        ("text",), widgets=("string_a", "string_b", "delimiter")),
+    "StringReplace": NodeMap(
+        "ReplaceText", {"string": "text", "find": "find", "replace": "replace"}, ("text",),
+        widgets=("string", "find", "replace")),
+    "RegexReplace": NodeMap(
+        "RegexReplace", {"string": "text", "regex_pattern": "pattern", "replace": "replace",
+                         "case_insensitive": "case_insensitive", "multiline": "multiline",
+                         "dotall": "dotall", "count": "count"}, ("text",),
+        widgets=("string", "regex_pattern", "replace", "case_insensitive", "multiline",
+                 "dotall", "count")),
+    "PreviewAny": NodeMap("PreviewAsText", {"source": "source"}, ("text",)),
+    "GetImageSize": NodeMap("ImageSize", {"image": "image"}, ("width", "height", "batch_size")),
+    "ImageScaleToTotalPixels": NodeMap(
+        "ScaleToTotalPixels", {"image": "image", "upscale_method": "method",
+                               "megapixels": "megapixels",
+                               "resolution_steps": "resolution_steps"},
+        ("image",), widgets=("upscale_method", "megapixels", "resolution_steps"),
+        values={"method": UPSCALE_METHODS}, strict_values=frozenset({"method"})),
+    "ResizeImageMaskNode": NodeMap(
+        "ResizeImageMask", {"input": "input", "resize_type": "resize_type",
+                            "scale_method": "scale_method",
+                            **{f"resize_type.{name}": name for name in (
+                                "width", "height", "crop", "multiplier", "longer_size",
+                                "shorter_size", "megapixels", "multiple", "match")},
+                            **{name: name for name in _RESIZE_POSITIONS}},
+        ("resized",), widgets=("resize_type", *_RESIZE_POSITIONS),
+        optional=frozenset({"match"}), adapt=_resize_image_mask),
+    "ImageStitch": NodeMap(
+        "ImageStitch", {name: name for name in (
+            "image1", "image2", "direction", "match_image_size", "spacing_width",
+            "spacing_color")}, ("image",),
+        widgets=("direction", "match_image_size", "spacing_width", "spacing_color"),
+        optional=frozenset({"image2"})),
+    "Canny": NodeMap(
+        "Canny", {"image": "image", "low_threshold": "low_threshold",
+                  "high_threshold": "high_threshold"}, ("image",),
+        widgets=("low_threshold", "high_threshold")),
+    "BatchImagesNode": NodeMap(
+        "BatchImages", {f"images.image{i}": f"image{i}" for i in range(16)}, ("image",),
+        optional=frozenset(f"image{i}" for i in range(16))),
 }
 
 # Editor-only ComfyUI node types: they never run (the UI format resolves them away).

@@ -25,6 +25,10 @@ MODULES = (
     "easel.nodes.clipscore",
     "easel.nodes.image_io",
     "easel.nodes.comfy_compat",
+    "easel.nodes.switches",
+    "easel.nodes.math_expression",
+    "easel.nodes.text_utils",
+    "easel.nodes.image_utils",
 )
 
 

@@ -1,0 +1,186 @@
+"""The utility nodes of ComfyUI's templates convert (API and UI format) and run in Easel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from easel.comfy.convert import to_easel
+from easel.core.executor import Executor
+from easel.core.graph import WorkflowError
+from easel.core.plugins import load_plugins
+
+
+def api(class_type: str, **inputs: Any) -> dict[str, Any]:
+    return {"class_type": class_type, "inputs": inputs}
+
+
+def converted(prompt: dict[str, Any]) -> dict[str, Any]:
+    return to_easel(prompt)["nodes"]
+
+
+def run(workflow: dict[str, Any], targets: list[str]) -> Any:
+    result = Executor(load_plugins(entry_points=False)).run(workflow, targets=targets,
+                                                             keep_values=True)
+    assert result.ok, result.failures
+    return result
+
+
+def test_primitives_math_switch_and_text_convert_and_run() -> None:
+    workflow = to_easel({
+        "1": api("PrimitiveInt", value=1280, control_after_generate="fixed"),
+        "2": api("PrimitiveFloat", value=2.5),
+        "3": api("PrimitiveBoolean", value=True),
+        "4": api("ComfyMathExpression", expression="a / b if b > 0 else 0",
+                 **{"values.a": ["1", 0], "values.b": ["2", 0]}),
+        "5": api("ComfySwitchNode", switch=["3", 0], on_true=["4", 1], on_false=["4", 0]),
+        "6": api("PrimitiveStringMultiline", value="width"),
+        "7": api("StringConcatenate", string_a=["6", 0], string_b="is", delimiter=" "),
+        "8": api("StringReplace", string=["7", 0], find="is", replace="equals"),
+        "9": api("RegexReplace", string=["8", 0], regex_pattern="^W", replace="w",
+                 case_insensitive=False, multiline=False, dotall=False, count=0),
+        "10": api("PreviewAny", source=["5", 0]),
+        "11": api("PreviewAny", source=["9", 0]),
+    })
+    nodes = workflow["nodes"]
+    assert nodes["4"] == {"type": "MathExpression", "inputs": {
+        "expression": "a / b if b > 0 else 0", "a": ["1", "value"], "b": ["2", "value"]}}
+    assert nodes["5"]["inputs"] == {"switch": ["3", "value"], "on_true": ["4", "int"],
+                                    "on_false": ["4", "float"]}
+    assert nodes["7"] == {"type": "ConcatenateText",
+                          "inputs": {"a": ["6", "value"], "b": "is", "delimiter": " "}}
+    assert nodes["9"]["inputs"]["pattern"] == "^W"
+    result = run(workflow, ["10", "11"])
+    assert result.ui["10"] == {"text": ["512"]}  # int(1280 / 2.5), the switch's true branch
+    assert result.ui["11"] == {"text": ["width equals"]}
+
+
+def test_image_nodes_convert_with_their_inputs() -> None:
+    nodes = converted({
+        "1": api("LoadImage", image="a.png"),
+        "2": api("GetImageSize", image=["1", 0]),
+        "3": api("ImageScaleToTotalPixels", image=["1", 0], upscale_method="nearest-exact",
+                 megapixels=1.0, resolution_steps=16),
+        "4": api("ImageStitch", image1=["3", 0], image2=["1", 0], direction="down",
+                 match_image_size=True, spacing_width=0, spacing_color="white"),
+        "5": api("Canny", image=["4", 0], low_threshold=0.1, high_threshold=0.6),
+        "6": api("BatchImagesNode", **{"images.image0": ["5", 0], "images.image1": ["1", 0]}),
+        "7": api("ResizeImageMaskNode", input=["6", 0], resize_type="scale longer dimension",
+                 **{"resize_type.longer_size": ["2", 0]}, scale_method="nearest-exact"),
+        "8": api("SaveImage", images=["7", 0], filename_prefix="x"),
+    })
+    assert nodes["2"] == {"type": "ImageSize", "inputs": {"image": ["1", "image"]}}
+    assert nodes["3"]["inputs"] == {"image": ["1", "image"], "method": "nearest",
+                                    "megapixels": 1.0, "resolution_steps": 16}
+    assert nodes["4"]["type"] == "ImageStitch" and nodes["4"]["inputs"]["image2"] == [
+        "1", "image"]
+    assert nodes["5"]["inputs"] == {"image": ["4", "image"], "low_threshold": 0.1,
+                                    "high_threshold": 0.6}
+    assert nodes["6"]["inputs"] == {"image0": ["5", "image"], "image1": ["1", "image"]}
+    assert nodes["7"] == {"type": "ResizeImageMask", "inputs": {
+        "input": ["6", "image"], "resize_type": "scale longer dimension",
+        "longer_size": ["2", "width"], "scale_method": "nearest"}}
+    assert nodes["8"]["inputs"]["image"] == ["7", "resized"]
+
+
+def ui_node(node_id: int, kind: str, values: list[Any], inputs: list[dict[str, Any]] | None = None,
+            outputs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"id": node_id, "type": kind, "mode": 0, "inputs": inputs or [],
+            "outputs": outputs or [], "widgets_values": values}
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    (["scale longer dimension", 1024, "lanczos"],
+     {"resize_type": "scale longer dimension", "longer_size": 1024, "scale_method": "lanczos"}),
+    (["scale by multiplier", 2, "nearest-exact"],
+     {"resize_type": "scale by multiplier", "multiplier": 2, "scale_method": "nearest"}),
+    (["scale dimensions", 512, 0, "center", "area"],
+     {"resize_type": "scale dimensions", "width": 512, "height": 0, "crop": "center",
+      "scale_method": "area"}),
+    (["match size", "disabled", "bilinear"],
+     {"resize_type": "match size", "crop": "disabled", "scale_method": "bilinear"}),
+])
+def test_resize_image_mask_widgets_follow_the_chosen_resize_type(values, expected) -> None:
+    data = {"nodes": [
+        ui_node(1, "LoadImage", ["a.png", "image"],
+                outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [1]}]),
+        ui_node(2, "ResizeImageMaskNode", values,
+                inputs=[{"name": "input", "type": "IMAGE,MASK", "link": 1}],
+                outputs=[{"name": "resized", "type": "IMAGE", "links": [2]}]),
+        ui_node(3, "PreviewImage", [], inputs=[{"name": "images", "type": "IMAGE", "link": 2}]),
+    ], "links": [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 3, 0, "IMAGE"]]}
+    nodes = to_easel(data)["nodes"]
+    assert nodes["2"]["inputs"] == {"input": ["1", "image"], **expected}
+
+
+def test_unknown_resize_types_and_methods_are_reported() -> None:
+    with pytest.raises(WorkflowError) as caught:
+        to_easel({"1": api("LoadImage", image="a.png"),
+                   "2": api("ResizeImageMaskNode", input=["1", 0], resize_type="stretch",
+                            scale_method="area"),
+                   "3": api("ResizeImageMaskNode", input=["1", 0], resize_type="scale width",
+                            **{"resize_type.width": 64}, scale_method="bislerp")})
+    assert {(p.node, p.input) for p in caught.value.problems} == {("2", "resize_type"),
+                                                                   ("3", "scale_method")}
+
+
+def test_ui_widgets_of_the_utilities() -> None:
+    data = {"nodes": [
+        ui_node(1, "PrimitiveBoolean", [True],
+                outputs=[{"name": "BOOLEAN", "type": "BOOLEAN", "links": [1]}]),
+        ui_node(2, "PrimitiveStringMultiline", ["a red fox"],
+                outputs=[{"name": "STRING", "type": "STRING", "links": [2, 3]}]),
+        ui_node(3, "StringConcatenate", ["", "watercolour", ", "],
+                inputs=[{"name": "string_a", "type": "STRING", "widget": {"name": "string_a"},
+                         "link": 2}],
+                outputs=[{"name": "STRING", "type": "STRING", "links": [4]}]),
+        ui_node(4, "ComfySwitchNode", [False],
+                inputs=[{"name": "on_false", "type": "*", "link": 3},
+                        {"name": "on_true", "type": "*", "link": 4},
+                        {"name": "switch", "type": "BOOLEAN", "widget": {"name": "switch"},
+                         "link": 1}],
+                outputs=[{"name": "output", "type": "STRING", "links": [5]}]),
+        ui_node(5, "RegexReplace", ["", "fox", "cat", True, False, False, 0],
+                inputs=[{"name": "string", "type": "STRING", "widget": {"name": "string"},
+                         "link": 5}],
+                outputs=[{"name": "STRING", "type": "STRING", "links": [6]}]),
+        ui_node(6, "PreviewAny", [None, None, None],
+                inputs=[{"name": "source", "type": "*", "link": 6}]),
+        ui_node(7, "ImageStitch", ["right", True, 8, "white"]),
+        ui_node(8, "Canny", [0.1, 0.6]),
+        ui_node(9, "ImageScaleToTotalPixels", ["lanczos", 1, 16]),
+        ui_node(10, "GetImageSize", ["width: 1365, height: 768\n batch size: 1"]),
+    ], "links": [[1, 1, 0, 4, 2, "BOOLEAN"], [2, 2, 0, 3, 0, "STRING"],
+                 [3, 2, 0, 4, 0, "STRING"], [4, 3, 0, 4, 1, "STRING"],
+                 [5, 4, 0, 5, 0, "*"], [6, 5, 0, 6, 0, "STRING"]]}
+    workflow = to_easel(data)
+    nodes = workflow["nodes"]
+    assert nodes["1"] == {"type": "Boolean", "inputs": {"value": True}}
+    assert nodes["3"]["inputs"] == {"a": ["2", "value"], "b": "watercolour",
+                                    "delimiter": ", "}
+    assert nodes["4"]["inputs"] == {"switch": ["1", "value"], "on_false": ["2", "value"],
+                                    "on_true": ["3", "text"]}
+    assert nodes["5"]["inputs"] == {"text": ["4", "output"], "pattern": "fox",
+                                    "replace": "cat", "case_insensitive": True,
+                                    "multiline": False, "dotall": False, "count": 0}
+    assert nodes["6"] == {"type": "PreviewAsText", "inputs": {"source": ["5", "text"]}}
+    assert nodes["7"]["inputs"] == {"direction": "right", "match_image_size": True,
+                                    "spacing_width": 8, "spacing_color": "white"}
+    assert nodes["8"]["inputs"] == {"low_threshold": 0.1, "high_threshold": 0.6}
+    assert nodes["9"]["inputs"] == {"method": "lanczos", "megapixels": 1,
+                                    "resolution_steps": 16}
+    assert nodes["10"] == {"type": "ImageSize", "inputs": {}}  # the progress text is dropped
+    for node_id in ("7", "8", "9", "10"):
+        del nodes[node_id]
+    result = run(workflow, ["6"])
+    assert result.ui["6"] == {"text": ["a red cat, watercolour"]}
+    assert "2" in result.executed and "3" in result.executed
+
+
+def test_lora_loader_model_only_maps_to_easels() -> None:
+    nodes = converted({"1": api("CheckpointLoaderSimple", ckpt_name="m.safetensors"),
+                       "2": api("LoraLoaderModelOnly", model=["1", 0],
+                                lora_name="style/x.safetensors", strength_model=0.8)})
+    assert nodes["2"] == {"type": "LoraLoaderModelOnly", "inputs": {
+        "model": ["1", "model"], "name": "style/x.safetensors", "strength_model": 0.8}}

@@ -1,0 +1,74 @@
+"""ConcatenateText, ReplaceText, RegexReplace (guarded) and PreviewAsText, as ComfyUI's nodes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from easel.core.node import NodeError
+from easel.nodes.text_utils import (
+    ConcatenateText,
+    PreviewAsText,
+    RegexReplace,
+    ReplaceText,
+    as_text,
+)
+
+
+def call(node_type, **inputs):
+    return node_type.call(None, {**node_type.value_defaults, **inputs})
+
+
+def test_concatenate_and_replace() -> None:
+    assert call(ConcatenateText, a="a cat", b="oil painting", delimiter=", ") == {
+        "text": "a cat, oil painting"}
+    assert call(ConcatenateText, a="x", b="y") == {"text": "xy"}
+    assert call(ReplaceText, text="a <style> of <style>", find="<style>",
+                replace="photo") == {"text": "a photo of photo"}
+
+
+@pytest.mark.parametrize(("inputs", "expected"), [
+    # The templates' patterns: escape quotes, strip a trailing code fence (count 1).
+    ({"text": 'say "hi"', "pattern": '"', "replace": '\\\\"'}, 'say \\"hi\\"'),
+    ({"text": "json\n```", "pattern": "\\n?```\\s*$", "replace": "", "case_insensitive": False,
+      "count": 1}, "json"),
+    ({"text": "A a A", "pattern": "a", "replace": "b"}, "b b b"),  # case-insensitive default
+    ({"text": "A a A", "pattern": "a", "replace": "b", "case_insensitive": False}, "A b A"),
+    ({"text": "one two", "pattern": "(\\w+) (\\w+)", "replace": "\\2 \\1"}, "two one"),
+    ({"text": "a\nb", "pattern": "a.b", "replace": "X", "dotall": True}, "X"),
+    ({"text": "x1\nx2", "pattern": "^x", "replace": "y", "multiline": True}, "y1\ny2"),
+])
+def test_regex_replace(inputs, expected) -> None:
+    assert call(RegexReplace, **inputs) == {"text": expected}
+
+
+def test_a_runaway_regex_is_stopped_and_named() -> None:
+    start = time.monotonic()
+    with pytest.raises(NodeError) as caught:
+        call(RegexReplace, text="a" * 5000 + "!", pattern="(a|aa)+$", replace="")
+    assert time.monotonic() - start < 10
+    assert caught.value.input == "pattern" and "longer than" in caught.value.message
+
+
+@pytest.mark.parametrize(("inputs", "input_name"), [
+    ({"pattern": "(unclosed"}, "pattern"),
+    ({"pattern": "x" * 20_000}, "pattern"),
+    ({"text": "t" * 2_000_000, "pattern": "t"}, "text"),
+    ({"text": "ab", "pattern": "a", "replace": "\\3"}, "replace"),
+])
+def test_bad_regex_inputs_name_the_input(inputs, input_name) -> None:
+    with pytest.raises(NodeError) as caught:
+        call(RegexReplace, **inputs)
+    assert caught.value.input == input_name
+
+
+def test_preview_as_text_shows_values_as_comfyui_does() -> None:
+    assert as_text("hi") == "hi" and as_text(3) == "3" and as_text(True) == "True"
+    assert as_text(None) == "None"
+    assert as_text({"a": [1, 2]}) == '{\n    "a": [\n        1,\n        2\n    ]\n}'
+    assert as_text(torch.zeros(2)).startswith("tensor(")
+    assert PreviewAsText.call(None, {"source": 1.5}) == {"text": "1.5",
+                                                          "ui": {"text": ["1.5"]}}
+    assert PreviewAsText.output_node
