@@ -11,6 +11,8 @@ from urllib.parse import unquote
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from easel.server import fastjson
+
 CHUNK = 64 * 1024
 OFF_LOOP_BYTES = 256 * 1024
 MAX_DEPTH = 100
@@ -53,7 +55,7 @@ def parse_json(raw: bytes | str, what: str = "the request body") -> Any:
     if not raw.strip():
         raise BodyError(400, f"{what} is empty; send JSON")
     try:
-        value = json.loads(raw)
+        value = fastjson.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BodyError(400, f"{what} is not valid JSON: {exc}") from None
     except RecursionError:

@@ -6,8 +6,11 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from easel.server import fastjson
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
     "queued", "running", "succeeded", "failed", "cancelled")
@@ -60,13 +63,15 @@ class RunQueue:
         with self._lock:
             self._db.execute(
                 "INSERT INTO runs (id, status, workflow, client_id, created) VALUES (?,?,?,?,?)",
-                (run_id, QUEUED, json.dumps(workflow), client_id, time.time()))
+                (run_id, QUEUED, fastjson.dumps(workflow), client_id, time.time()))
         run = self.get(run_id)
         assert run is not None
         return run
 
-    def claim_next(self) -> dict[str, Any] | None:
-        """Mark the oldest queued run as running and return it (with its workflow)."""
+    def claim_next(self, with_workflow: Callable[[str], bool] | bool = True
+                   ) -> dict[str, Any] | None:
+        """Mark the oldest queued run as running and return it (with its workflow, unless
+        `with_workflow(run_id)` says it is not needed)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -83,18 +88,20 @@ class RunQueue:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return self.get(row["id"], with_workflow=True)
+        wanted = with_workflow(row["id"]) if callable(with_workflow) else with_workflow
+        return self.get(row["id"], with_workflow=wanted)
 
     def finish(self, run_id: str, status: str, nodes: dict[str, Any],
                outputs: dict[str, Any], error: Any = None) -> None:
         # default=str: whatever a plugin put there, the run is stored and never left running
-        outputs_text = json.dumps(outputs, default=str)
+        outputs_text = fastjson.dumps(outputs, default=str)
         summary = summarise(nodes, outputs, len(outputs_text))
+        nodes_text = fastjson.dumps(nodes, default=str)
         with self._lock:
             self._db.execute(
                 "UPDATE runs SET status=?, finished=?, nodes=?, outputs=?, error=?, summary=? "
                 "WHERE id=?",
-                (status, time.time(), json.dumps(nodes, default=str), outputs_text,
+                (status, time.time(), nodes_text, outputs_text,
                  json.dumps(error, default=str) if error is not None else None,
                  json.dumps(summary, default=str), run_id))
         self._trim()
@@ -153,7 +160,8 @@ class RunQueue:
     def page(self, limit: int = 50, before: int | None = None,
              status: str | None = None) -> tuple[list[dict[str, Any]], int | None, int]:
         """Newest first: (runs, cursor for the next page or None, total matching)."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if status:
             where.append("status=?")
             params.append(status)
@@ -229,11 +237,11 @@ def _row(row: sqlite3.Row, with_workflow: bool) -> dict[str, Any]:
         "id": row["id"], "seq": row["seq"], "status": row["status"],
         "client_id": row["client_id"], "created": row["created"], "started": row["started"],
         "finished": row["finished"], "attempts": row["attempts"],
-        "nodes": json.loads(row["nodes"]) if row["nodes"] else {},
-        "outputs": json.loads(row["outputs"]) if row["outputs"] else {},
+        "nodes": fastjson.loads(row["nodes"]) if row["nodes"] else {},
+        "outputs": fastjson.loads(row["outputs"]) if row["outputs"] else {},
         "error": json.loads(row["error"]) if row["error"] else None,
         "summary": json.loads(row["summary"]) if row["summary"] else None,
     }
     if with_workflow:
-        out["workflow"] = json.loads(row["workflow"])
+        out["workflow"] = fastjson.loads(row["workflow"])
     return out

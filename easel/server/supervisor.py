@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from easel.core.executor import NodeFailure
-from easel.server.recipe import WorkerRecipe, plan_to_data
+from easel.server.recipe import WorkerRecipe, plan_from_data, plan_to_data
 from easel.server.worker import ActiveRun, RunError, RunOutcome, RunWorker, WorkerDied
 
 log = logging.getLogger("easel.server.worker")
@@ -192,6 +192,9 @@ class ProcessRunWorker(RunWorker):
         return process
 
     # -- one run -------------------------------------------------------------------
+    def needs_workflow(self, run_id: str) -> bool:
+        return run_id not in self.plans
+
     def cancel_running(self, run_id: str) -> bool:
         if not super().cancel_running(run_id):
             return False
@@ -218,19 +221,24 @@ class ProcessRunWorker(RunWorker):
     async def _run(self, run: dict[str, Any], active: ActiveRun) -> RunOutcome:
         loop = asyncio.get_running_loop()
         plan = self.plans.pop(run["id"], None)
-        if plan is None:  # queued before a restart: validate again (off the event loop)
+        if plan is None:  # queued before a restart (or not kept): validate again, off the loop
+            if "workflow" not in run:
+                found = await loop.run_in_executor(None, self.queue.get, run["id"], True)
+                run["workflow"] = (found or {}).get("workflow") or {}
             plan = await loop.run_in_executor(
                 None, lambda: plan_to_data(self.executor.validate(run["workflow"])))
         planned = time.perf_counter()
         process = await self._ready_process()
         if active.token.cancelled:  # cancelled while the worker was starting
-            return RunOutcome("cancelled", dict.fromkeys(run["workflow"].get("nodes") or {},
-                                                         "cancelled"), {})
+            nodes = plan_from_data(plan, self.executor.registry).order
+            return RunOutcome("cancelled", dict.fromkeys(nodes, "cancelled"), {})
         self._outcome = loop.create_future()
         self._outcome_process = process
         try:
-            message = {"op": "run", "id": run["id"], "plan": plan,
-                       "services": {"workflow": run["workflow"]}}
+            # The worker takes the workflow (for the files' metadata) from the plan when the
+            # run was claimed without it.
+            services = {"workflow": run["workflow"]} if "workflow" in run else {}
+            message = {"op": "run", "id": run["id"], "plan": plan, "services": services}
             with contextlib.suppress(OSError, ValueError):  # if it died, its exit answers
                 await loop.run_in_executor(None, process.send, message)
             if active.token.cancelled:

@@ -160,7 +160,8 @@ class RunWorker:
     async def _serve(self) -> None:
         while not self.stopping:
             self.wake.clear()
-            run = await asyncio.get_running_loop().run_in_executor(None, self.queue.claim_next)
+            run = await asyncio.get_running_loop().run_in_executor(
+                None, self.queue.claim_next, self.needs_workflow)
             if run is None:
                 await self.wake.wait()
                 continue
@@ -226,6 +227,10 @@ class RunWorker:
                                    error)
         self.hub.publish({"type": "run_status", "run_id": run["id"], "status": status,
                           "outputs": outputs, "error": error})
+
+    def needs_workflow(self, run_id: str) -> bool:
+        """Whether running `run_id` needs its workflow read back from the queue."""
+        return True
 
     async def _run(self, run: dict[str, Any], active: ActiveRun) -> RunOutcome | RunResult:
         """Execute one claimed run (here: on this process's thread pool)."""

@@ -193,9 +193,12 @@ def execute(executor: Any, outbox: Outbox, message: dict[str, Any], token: Any
     try:
         started = time.perf_counter()
         plan = plan_from_data(message["plan"], executor.registry)
+        services = dict(message.get("services") or {})
+        if "workflow" not in services and getattr(plan, "workflow", None) is not None:
+            services["workflow"] = plan.workflow.to_json()  # type: ignore[union-attr]
         planned = time.perf_counter()
         result = executor.run(plan, on_event=on_event, cancel=token, run_id=run_id,
-                              services=message.get("services") or {})
+                              services=services)
         log.debug("run %s: plan rebuilt in %.3f s, executed in %.3f s", run_id,
                   planned - started, time.perf_counter() - planned)
     except (SystemExit, KeyboardInterrupt) as exc:  # a node tried to end the process
