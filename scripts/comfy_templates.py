@@ -43,6 +43,8 @@ PACKAGE = "comfyui_workflow_templates_json"
 DISTRIBUTION = "comfyui-workflow-templates-json"
 TARGET = 0.80
 NO_EQUIVALENT = re.compile(r"ComfyUI node type '(.+)' has no Easel equivalent")
+# A mapped node whose input value has no equivalent (CLIPLoader type 'qwen_image').
+NO_VALUE = re.compile(r"^(?:\w+=)?('.*?'|[^ ]+) has no Easel equivalent")
 
 # (family, pattern on the catalogue's model names), first match wins: Chroma is tagged FLUX
 # too, FLUX.2 templates also carry the plain FLUX tag.
@@ -68,6 +70,7 @@ class Template:
     family: str
     converted: bool = False
     blockers: list[str] = field(default_factory=list)  # ComfyUI node types without mapping
+    values: list[str] = field(default_factory=list)  # "Node.input=value" that do not convert
     problems: list[str] = field(default_factory=list)  # every reason it does not convert
 
 
@@ -97,6 +100,13 @@ class Survey:
             counts.update(set(template.blockers))
         return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
+    def blocking_values(self) -> list[tuple[str, int]]:
+        """Input values of mapped nodes that have no Easel equivalent, by templates blocked."""
+        counts: Counter[str] = Counter()
+        for template in self.templates:
+            counts.update(set(template.values))
+        return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
     def to_json(self) -> dict[str, Any]:
         return {"package": DISTRIBUTION, "version": self.version,
                 "catalogue_size": self.catalogue_size, "local_image_templates":
@@ -104,6 +114,7 @@ class Survey:
                 "families": {f: {"converted": c, "total": t}
                              for f, (c, t) in self.families().items()},
                 "blocking": dict(self.blocking()),
+                "blocking_values": dict(self.blocking_values()),
                 "failures": {t.name: t.problems for t in self.templates if not t.converted}}
 
 
@@ -184,6 +195,10 @@ def survey(folder: Path | None = None) -> Survey:
                 match = NO_EQUIVALENT.search(problem.message)
                 if match:
                     template.blockers.append(match.group(1))
+                value = NO_VALUE.search(problem.message)
+                if value and problem.input and problem.node_type:
+                    template.values.append(f"{problem.node_type}.{problem.input}="
+                                           f"{value.group(1)}")
                 if not problem.message.startswith("the ComfyUI node types Easel converts"):
                     template.problems.append(str(problem))
         else:
@@ -205,6 +220,9 @@ def report(result: Survey, failures: bool = False) -> str:
               f"{TARGET:.0%}: {'met' if share >= TARGET else 'not met'}) |", "",
               "Node types that block conversion (templates blocked):", ""]
     lines += [f"- `{kind}`: {count}" for kind, count in result.blocking()]
+    if result.blocking_values():
+        lines += ["", "Input values that block conversion (templates blocked):", ""]
+        lines += [f"- `{value}`: {count}" for value, count in result.blocking_values()]
     if failures:
         lines += ["", "Why each template does not convert:"]
         for template in result.templates:

@@ -121,6 +121,24 @@ def _resize_image_mask(inputs: dict[str, Any]) -> Adapted:
     return Adapted(inputs)
 
 
+_SAVE_POSITIONS = ("save_widget_1", "save_widget_2")
+
+
+def _save_image_advanced(inputs: dict[str, Any]) -> Adapted:
+    """SaveImageAdvanced as PNG, 8 bits, sRGB is SaveImage; other formats are refused."""
+    positional = [inputs.pop(name) for name in _SAVE_POSITIONS if name in inputs]
+    for name, value in zip(("bit_depth", "input_color_space"), positional, strict=False):
+        inputs.setdefault(name, value)
+    wanted = {"format": "png", "bit_depth": "8-bit", "input_color_space": "sRGB"}
+    problems = [(name, f"{name}={inputs[name]!r} has no Easel equivalent (Easel saves "
+                       "8-bit sRGB PNG files: format 'png', bit_depth '8-bit')")
+                for name, value in wanted.items()
+                if isinstance(inputs.get(name), str) and inputs[name] != value]
+    for name in wanted:
+        inputs.pop(name, None)
+    return Adapted(inputs, problems)
+
+
 _SAMPLER_INPUTS = {"model": "model", "positive": "positive", "negative": "negative",
                    "latent_image": "latent", "steps": "steps", "cfg": "cfg",
                    "sampler_name": "sampler_name", "scheduler": "scheduler"}
@@ -331,3 +349,17 @@ def merged_node_maps(extra: Mapping[str, NodeMap] | None = None) -> dict[str, No
         raise ValueError(f"mappings for ComfyUI node types {', '.join(wrong)} are not "
                          "easel.comfy.mapping.NodeMap objects")
     return {**NODE_MAPS, **extra}
+    "ResolutionSelector": NodeMap(
+        "ResolutionSelector", {"aspect_ratio": "aspect_ratio", "megapixels": "megapixels",
+                               "multiple": "multiple"}, ("width", "height"),
+        widgets=("aspect_ratio", "megapixels", "multiple")),
+    "ImageCompare": NodeMap(
+        "CompareImages", {"image_a": "image_a", "image_b": "image_b",
+                          "compare_view": "compare_view"}, (),
+        ignored=frozenset({"compare_view"}), optional=frozenset({"image_a", "image_b"})),
+    "SaveImageAdvanced": NodeMap(
+        "SaveImage", {"images": "image", "filename_prefix": "filename_prefix",
+                      "format": "format", "format.bit_depth": "bit_depth",
+                      "format.input_color_space": "input_color_space",
+                      **{name: name for name in _SAVE_POSITIONS}}, (None,),
+        widgets=("filename_prefix", "format", *_SAVE_POSITIONS), adapt=_save_image_advanced),

@@ -25,6 +25,11 @@ RESIZE_TYPES = ["scale dimensions", "scale by multiplier", "scale longer dimensi
 # ComfyUI names nearest-neighbour "nearest-exact"; Easel's resampler calls it "nearest".
 SCALE_METHODS = {"nearest-exact": "nearest", "bilinear": "bilinear", "area": "area",
                  "bicubic": "bicubic", "lanczos": "lanczos"}
+# ComfyUI's ResolutionSelector: (width, height) proportions.
+ASPECT_RATIOS = {"1:1 (Square)": (1, 1), "3:2 (Photo)": (3, 2), "4:3 (Standard)": (4, 3),
+                 "16:9 (Widescreen)": (16, 9), "21:9 (Ultrawide)": (21, 9),
+                 "2:3 (Portrait Photo)": (2, 3), "3:4 (Portrait Standard)": (3, 4),
+                 "9:16 (Portrait Widescreen)": (9, 16)}
 SPACING_COLOURS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "red": (1.0, 0.0, 0.0),
                    "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 1.0)}
 
@@ -287,4 +292,34 @@ def BatchImages(
     return torch.cat(same, dim=0)
 
 
-NODES = [ImageSize, ScaleToTotalPixels, ResizeImageMask, ImageStitch, Canny, BatchImages]
+@node(category="image", outputs={"width": int, "height": int})
+def ResolutionSelector(
+    aspect_ratio: str = Input("1:1 (Square)", choices=list(ASPECT_RATIOS)),
+    megapixels: float = Input(1.0, ge=0.1, le=16.0, step=0.1),
+    multiple: int = Input(8, ge=8, le=128, step=4),
+) -> tuple[int, int]:
+    """A width and height of that aspect ratio and about `megapixels` x 1024 x 1024 pixels,
+    each a multiple of `multiple` (ComfyUI's ResolutionSelector)."""
+    ratio_w, ratio_h = ASPECT_RATIOS[aspect_ratio]
+    scale = math.sqrt(megapixels * 1024 * 1024 / (ratio_w * ratio_h))
+    return (round(ratio_w * scale / multiple) * multiple,
+            round(ratio_h * scale / multiple) * multiple)
+
+
+@node(category="image", outputs={}, output_node=True)
+def CompareImages(ctx: Context, image_a: Image | None = None,
+                  image_b: Image | None = None) -> dict[str, Any]:
+    """Show two images (or batches) for comparison, without keeping them: written to the
+    output folder's preview/ subfolder, listed as `a_images` and `b_images` in the run's
+    results (ComfyUI's ImageCompare)."""
+    from easel.nodes.image_io import PREVIEW_FOLDER, save_pictures
+
+    return {"ui": {
+        "a_images": save_pictures(ctx, image_a, f"{PREVIEW_FOLDER}/compare_a")
+        if image_a is not None else [],
+        "b_images": save_pictures(ctx, image_b, f"{PREVIEW_FOLDER}/compare_b")
+        if image_b is not None else []}}
+
+
+NODES = [ImageSize, ScaleToTotalPixels, ResizeImageMask, ImageStitch, Canny, BatchImages,
+         ResolutionSelector, CompareImages]

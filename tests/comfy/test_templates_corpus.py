@@ -47,6 +47,7 @@ def corpus(tmp_path: Path) -> Path:
             entry("sdxl_simple", ["SDXL", "Stability"], openSource=True,
                   io={"outputs": [{"mediaType": "image"}]}),
             entry("flux_dev", ["FLUX", "FLUX.1"]),
+            entry("sdxl_lcm", ["SDXL"]),
             entry("api_nano", ["Nano Banana"]),  # cloud, by name
             entry("gemini_sheet", ["Gemini"], openSource=False),  # cloud, by the catalogue
             entry("ltx_ingredients", ["LTX-2.3"], io={"outputs": [{"mediaType": "video"}]}),
@@ -57,19 +58,25 @@ def corpus(tmp_path: Path) -> Path:
     (tmp_path / "sdxl_simple.json").write_text(json.dumps(SDXL_GRAPH))
     flux = {**SDXL_GRAPH, "4": {"class_type": "FluxLoaderOfTheFuture", "inputs": {}}}
     (tmp_path / "flux_dev.json").write_text(json.dumps(flux))
+    lcm = {**SDXL_GRAPH, "10": {"class_type": "ModelSamplingDiscrete",
+                                "inputs": {"model": ["4", 0], "sampling": "lcm", "zsnr": False}}}
+    (tmp_path / "sdxl_lcm.json").write_text(json.dumps(lcm))
     return tmp_path
 
 
 def test_only_local_image_templates_count_and_families_come_from_models(corpus) -> None:
     result = templates.survey(corpus)
     assert [(t.name, t.family, t.converted) for t in result.templates] == [
-        ("sdxl_simple", "SDXL", True), ("flux_dev", "Flux.1", False)]
-    assert result.catalogue_size == 6
-    assert result.families() == {"Flux.1": (0, 1), "SDXL": (1, 1)}
+        ("sdxl_simple", "SDXL", True), ("flux_dev", "Flux.1", False),
+        ("sdxl_lcm", "SDXL", False)]
+    assert result.catalogue_size == 7
+    assert result.families() == {"SDXL": (1, 2), "Flux.1": (0, 1)}
     assert result.blocking() == [("FluxLoaderOfTheFuture", 1)]
+    assert result.blocking_values() == [("ModelSamplingDiscrete.sampling='lcm'", 1)]
     text = templates.report(result, failures=True)
-    assert "| SDXL | 1/1 |" in text and "**1/2** (50%; target 80%: not met)" in text
+    assert "| SDXL | 1/2 |" in text and "**1/3** (33%; target 80%: not met)" in text
     assert "- `FluxLoaderOfTheFuture`: 1" in text
+    assert "- `ModelSamplingDiscrete.sampling='lcm'`: 1" in text
     assert "flux_dev: node '4' (FluxLoaderOfTheFuture)" in text
 
 
@@ -89,7 +96,7 @@ def test_a_mapped_node_that_easel_lacks_does_not_count_as_converted(corpus,
     spec_map = mapping.NODE_MAPS["SaveImage"]
     monkeypatch.setitem(mapping.NODE_MAPS, "SaveImage",
                         mapping.NodeMap("SaveImageSomewhere", dict(spec_map.inputs), ()))
-    [sdxl, _] = templates.survey(corpus).templates
+    [sdxl, _, _] = templates.survey(corpus).templates
     assert not sdxl.converted
     assert sdxl.problems == ["node 9: Easel has no node type 'SaveImageSomewhere'"]
 
@@ -97,8 +104,8 @@ def test_a_mapped_node_that_easel_lacks_does_not_count_as_converted(corpus,
 def test_the_command_line(corpus, capsys) -> None:
     assert templates.main(["--templates", str(corpus), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["local_image_templates"] == 2 and printed["converted"] == 1
-    assert printed["families"]["SDXL"] == {"converted": 1, "total": 1}
+    assert printed["local_image_templates"] == 3 and printed["converted"] == 1
+    assert printed["families"]["SDXL"] == {"converted": 1, "total": 2}
     assert templates.main(["--templates", str(corpus / "missing")]) == 2
 
 
@@ -117,6 +124,7 @@ def test_the_survey_of_the_installed_corpus_adds_up() -> None:
     assert all(t.problems for t in failed)
     assert all(not t.problems and not t.blockers for t in result.templates if t.converted)
     assert all(count <= len(failed) for _, count in result.blocking())
+    assert all(count <= len(failed) for _, count in result.blocking_values())
     text = templates.report(result)
     assert f"**{result.converted}/{total}**" in text
     for family, (done, count) in families.items():

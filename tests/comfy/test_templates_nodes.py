@@ -184,3 +184,51 @@ def test_lora_loader_model_only_maps_to_easels() -> None:
                                 lora_name="style/x.safetensors", strength_model=0.8)})
     assert nodes["2"] == {"type": "LoraLoaderModelOnly", "inputs": {
         "model": ["1", "model"], "name": "style/x.safetensors", "strength_model": 0.8}}
+
+
+def test_save_image_advanced_resolution_selector_and_image_compare() -> None:
+    data = {"nodes": [
+        ui_node(1, "ResolutionSelector", ["16:9 (Widescreen)", 0.4, 32],
+                outputs=[{"name": "width", "type": "INT", "links": [1]},
+                         {"name": "height", "type": "INT", "links": [2]}]),
+        ui_node(2, "EmptyLatentImage", [512, 512, 1],
+                inputs=[{"name": "width", "type": "INT", "widget": {"name": "width"},
+                         "link": 1},
+                        {"name": "height", "type": "INT", "widget": {"name": "height"},
+                         "link": 2}]),
+        ui_node(3, "LoadImage", ["a.png", "image"],
+                outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [3, 4, 5]}]),
+        ui_node(4, "SaveImageAdvanced", ["Qwen_image_2.1", "png", "8-bit", "sRGB"],
+                inputs=[{"name": "images", "type": "IMAGE", "link": 3}]),
+        ui_node(5, "ImageCompare", [],
+                inputs=[{"name": "image_a", "type": "IMAGE", "link": 4},
+                        {"name": "image_b", "type": "IMAGE", "link": 5}]),
+        ui_node(6, "ResolutionSelector", ["1:1 (Square)", 2]),  # before `multiple` existed
+    ], "links": [[1, 1, 0, 2, 0, "INT"], [2, 1, 1, 2, 1, "INT"], [3, 3, 0, 4, 0, "IMAGE"],
+                 [4, 3, 0, 5, 0, "IMAGE"], [5, 3, 0, 5, 1, "IMAGE"]]}
+    nodes = to_easel(data)["nodes"]
+    assert nodes["1"] == {"type": "ResolutionSelector", "inputs": {
+        "aspect_ratio": "16:9 (Widescreen)", "megapixels": 0.4, "multiple": 32}}
+    assert nodes["2"]["inputs"] == {"width": ["1", "width"], "height": ["1", "height"],
+                                    "batch_size": 1}
+    assert nodes["4"] == {"type": "SaveImage", "inputs": {"image": ["3", "image"],
+                                                          "filename_prefix": "Qwen_image_2.1"}}
+    assert nodes["5"] == {"type": "CompareImages", "inputs": {"image_a": ["3", "image"],
+                                                              "image_b": ["3", "image"]}}
+    assert nodes["6"]["inputs"] == {"aspect_ratio": "1:1 (Square)", "megapixels": 2}
+    api_nodes = converted({"1": api("LoadImage", image="a.png"),
+                           "2": api("SaveImageAdvanced", images=["1", 0], filename_prefix="x",
+                                    format="png", **{"format.bit_depth": "8-bit",
+                                                     "format.input_color_space": "sRGB"})})
+    assert api_nodes["2"] == {"type": "SaveImage", "inputs": {"image": ["1", "image"],
+                                                              "filename_prefix": "x"}}
+
+
+def test_save_image_advanced_in_other_formats_is_reported() -> None:
+    with pytest.raises(WorkflowError) as caught:
+        to_easel({"1": api("LoadImage", image="a.png"),
+                  "2": api("SaveImageAdvanced", images=["1", 0], filename_prefix="x",
+                           format="exr", **{"format.bit_depth": "32-bit float",
+                                            "format.input_color_space": "linear"})})
+    assert {(p.node, p.input) for p in caught.value.problems} == {
+        ("2", "format"), ("2", "bit_depth"), ("2", "input_color_space")}

@@ -149,3 +149,27 @@ def test_batch_images_resizes_to_the_first_and_adds_alpha() -> None:
     assert torch.equal(out[1, 3], torch.ones(32, 64))
     with pytest.raises(NodeError):
         call(BatchImages)
+
+
+@pytest.mark.parametrize(("ratio", "megapixels", "multiple", "size"), [
+    ("1:1 (Square)", 1.0, 8, (1024, 1024)),
+    ("16:9 (Widescreen)", 1.0, 8, (1368, 768)),  # 1365.3 x 768 in steps of 8
+    ("16:9 (Widescreen)", 0.4, 32, (864, 480)),  # 863.4 x 485.7 in steps of 32
+    ("2:3 (Portrait Photo)", 0.5, 16, (592, 880)),  # 591.2 x 886.8
+])
+def test_resolution_selector(ratio, megapixels, multiple, size) -> None:
+    from easel.nodes.image_utils import ResolutionSelector
+
+    out = call(ResolutionSelector, aspect_ratio=ratio, megapixels=megapixels,
+               multiple=multiple)
+    assert (out["width"], out["height"]) == size
+
+
+def test_compare_images_previews_both(tmp_path) -> None:
+    from easel.nodes.image_utils import CompareImages
+
+    ctx = Context(output_dir=tmp_path)
+    out = call(CompareImages, ctx, image_a=image(2), image_b=image(value=1.0))
+    assert len(out["ui"]["a_images"]) == 2 and len(out["ui"]["b_images"]) == 1
+    assert all((tmp_path / name).is_file() for name in out["ui"]["a_images"])
+    assert call(CompareImages, ctx, image_b=image())["ui"]["a_images"] == []
