@@ -321,6 +321,20 @@ NODE_MAPS: dict[str, NodeMap] = {
     "BatchImagesNode": NodeMap(
         "BatchImages", {f"images.image{i}": f"image{i}" for i in range(16)}, ("image",),
         optional=frozenset(f"image{i}" for i in range(16))),
+    "ResolutionSelector": NodeMap(
+        "ResolutionSelector", {"aspect_ratio": "aspect_ratio", "megapixels": "megapixels",
+                               "multiple": "multiple"}, ("width", "height"),
+        widgets=("aspect_ratio", "megapixels", "multiple")),
+    "ImageCompare": NodeMap(
+        "CompareImages", {"image_a": "image_a", "image_b": "image_b",
+                          "compare_view": "compare_view"}, (),
+        ignored=frozenset({"compare_view"}), optional=frozenset({"image_a", "image_b"})),
+    "SaveImageAdvanced": NodeMap(
+        "SaveImage", {"images": "image", "filename_prefix": "filename_prefix",
+                      "format": "format", "format.bit_depth": "bit_depth",
+                      "format.input_color_space": "input_color_space",
+                      **{name: name for name in _SAVE_POSITIONS}}, (None,),
+        widgets=("filename_prefix", "format", *_SAVE_POSITIONS), adapt=_save_image_advanced),
 }
 
 # Editor-only ComfyUI node types: they never run (the UI format resolves them away).
@@ -349,17 +363,3 @@ def merged_node_maps(extra: Mapping[str, NodeMap] | None = None) -> dict[str, No
         raise ValueError(f"mappings for ComfyUI node types {', '.join(wrong)} are not "
                          "easel.comfy.mapping.NodeMap objects")
     return {**NODE_MAPS, **extra}
-    "ResolutionSelector": NodeMap(
-        "ResolutionSelector", {"aspect_ratio": "aspect_ratio", "megapixels": "megapixels",
-                               "multiple": "multiple"}, ("width", "height"),
-        widgets=("aspect_ratio", "megapixels", "multiple")),
-    "ImageCompare": NodeMap(
-        "CompareImages", {"image_a": "image_a", "image_b": "image_b",
-                          "compare_view": "compare_view"}, (),
-        ignored=frozenset({"compare_view"}), optional=frozenset({"image_a", "image_b"})),
-    "SaveImageAdvanced": NodeMap(
-        "SaveImage", {"images": "image", "filename_prefix": "filename_prefix",
-                      "format": "format", "format.bit_depth": "bit_depth",
-                      "format.input_color_space": "input_color_space",
-                      **{name: name for name in _SAVE_POSITIONS}}, (None,),
-        widgets=("filename_prefix", "format", *_SAVE_POSITIONS), adapt=_save_image_advanced),
