@@ -139,6 +139,12 @@ def _save_image_advanced(inputs: dict[str, Any]) -> Adapted:
     return Adapted(inputs, problems)
 
 
+def _scale_to_max_dimension(inputs: dict[str, Any]) -> Adapted:
+    """ImageScaleToMaxDimension is ResizeImageMask scaling the longer side."""
+    inputs["resize_type"] = "scale longer dimension"
+    return _resize_image_mask(inputs)
+
+
 _SAMPLER_INPUTS = {"model": "model", "positive": "positive", "negative": "negative",
                    "latent_image": "latent", "steps": "steps", "cfg": "cfg",
                    "sampler_name": "sampler_name", "scheduler": "scheduler"}
@@ -335,6 +341,25 @@ NODE_MAPS: dict[str, NodeMap] = {
                       "format.input_color_space": "input_color_space",
                       **{name: name for name in _SAVE_POSITIONS}}, (None,),
         widgets=("filename_prefix", "format", *_SAVE_POSITIONS), adapt=_save_image_advanced),
+    "ImageScaleToMaxDimension": NodeMap(
+        "ResizeImageMask", {"image": "input", "upscale_method": "scale_method",
+                            "largest_size": "longer_size"}, ("resized",),
+        widgets=("upscale_method", "largest_size"), adapt=_scale_to_max_dimension),
+    "RegexExtract": NodeMap(
+        "RegexExtract", {"string": "text", "regex_pattern": "pattern", "mode": "mode",
+                         "case_insensitive": "case_insensitive", "multiline": "multiline",
+                         "dotall": "dotall", "group_index": "group_index"}, ("text",),
+        widgets=("string", "regex_pattern", "mode", "case_insensitive", "multiline", "dotall",
+                 "group_index")),
+    "StringLength": NodeMap("TextLength", {"string": "text"}, ("length",), widgets=("string",)),
+    "ImageInvert": NodeMap("InvertImage", {"image": "image"}, ("image",)),
+    "InvertMask": NodeMap("InvertMask", {"mask": "mask"}, ("mask",)),
+    "ImageToMask": NodeMap("ImageToMask", {"image": "image", "channel": "channel"}, ("mask",),
+                           widgets=("channel",)),
+    "MaskToImage": NodeMap("MaskToImage", {"mask": "mask"}, ("image",)),
+    "JoinImageWithAlpha": NodeMap(
+        "JoinImageWithAlpha", {"image": "image", "alpha": "alpha"}, ("image",)),
+    "MaskPreview": NodeMap("PreviewMask", {"mask": "mask"}, ()),
 }
 
 # Editor-only ComfyUI node types: they never run (the UI format resolves them away).

@@ -29,6 +29,7 @@ MODULES = (
     "easel.nodes.math_expression",
     "easel.nodes.text_utils",
     "easel.nodes.image_utils",
+    "easel.nodes.mask_utils",
 )
 
 

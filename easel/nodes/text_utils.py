@@ -1,5 +1,6 @@
-"""Text utilities that ComfyUI's templates use: concatenate, replace, regex replace, and a
-preview of any value as text (comfy_extras/nodes_string.py, nodes_preview_any.py)."""
+"""Text utilities that ComfyUI's templates use: concatenate, replace, regex replace and
+extract, length, and a preview of any value as text (comfy_extras/nodes_string.py,
+nodes_preview_any.py)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,24 @@ def ReplaceText(
     return text.replace(find, replace)
 
 
+def _compile(pattern: str, text: str, case_insensitive: bool, multiline: bool,
+             dotall: bool) -> Any:
+    """The compiled pattern, after the size checks (NodeErrors name the input)."""
+    import regex
+
+    if len(pattern) > MAX_PATTERN:
+        raise NodeError(f"the pattern is {len(pattern):,} characters, over {MAX_PATTERN:,}",
+                        "pattern")
+    if len(text) > MAX_TEXT:
+        raise NodeError(f"the text is {len(text):,} characters, over {MAX_TEXT:,}", "text")
+    flags = ((regex.IGNORECASE if case_insensitive else 0)
+             | (regex.MULTILINE if multiline else 0) | (regex.DOTALL if dotall else 0))
+    try:
+        return regex.compile(pattern, flags)
+    except regex.error as exc:
+        raise NodeError(f"not a valid regular expression: {exc}", "pattern") from None
+
+
 @node(category="text", outputs={"text": str})
 def RegexReplace(
     text: str = Input("", multiline=True),
@@ -53,17 +72,7 @@ def RegexReplace(
     than 2 s is stopped with an error."""
     import regex
 
-    if len(pattern) > MAX_PATTERN:
-        raise NodeError(f"the pattern is {len(pattern):,} characters, over {MAX_PATTERN:,}",
-                        "pattern")
-    if len(text) > MAX_TEXT:
-        raise NodeError(f"the text is {len(text):,} characters, over {MAX_TEXT:,}", "text")
-    flags = ((regex.IGNORECASE if case_insensitive else 0)
-             | (regex.MULTILINE if multiline else 0) | (regex.DOTALL if dotall else 0))
-    try:
-        compiled = regex.compile(pattern, flags)
-    except regex.error as exc:
-        raise NodeError(f"not a valid regular expression: {exc}", "pattern") from None
+    compiled = _compile(pattern, text, case_insensitive, multiline, dotall)
     try:
         return str(compiled.sub(replace, text, count=count, timeout=REGEX_TIMEOUT_S))
     except TimeoutError:
@@ -71,6 +80,48 @@ def RegexReplace(
                         "(it backtracks too much): simplify it", "pattern") from None
     except (regex.error, IndexError) as exc:
         raise NodeError(f"the replacement does not fit the pattern: {exc}", "replace") from None
+
+
+EXTRACT_MODES = ["First Match", "All Matches", "First Group", "All Groups"]
+
+
+@node(category="text", outputs={"text": str})
+def RegexExtract(
+    text: str = Input("", multiline=True),
+    pattern: str = Input("", multiline=True),
+    mode: str = Input("First Match", choices=EXTRACT_MODES),
+    case_insensitive: bool = True,
+    multiline: bool = False,
+    dotall: bool = False,
+    group_index: int = Input(1, ge=0, le=100),
+) -> str:
+    """The first match, all matches (one per line), group `group_index` of the first match,
+    or that group of every match (one per line); "" when nothing matches (ComfyUI's
+    RegexExtract). Patterns run with the same 2 s limit as RegexReplace."""
+    compiled = _compile(pattern, text, case_insensitive, multiline, dotall)
+    try:
+        if mode == "First Match":
+            found = compiled.search(text, timeout=REGEX_TIMEOUT_S)
+            return found.group(0) if found else ""
+        if mode == "All Matches":  # as Python's findall: group 1 when the pattern has groups
+            index = 1 if compiled.groups else 0
+            return "\n".join(m.group(index) or "" for m in
+                             compiled.finditer(text, timeout=REGEX_TIMEOUT_S))
+        matches = list(compiled.finditer(text, timeout=REGEX_TIMEOUT_S))
+        if mode == "First Group":
+            matches = matches[:1]
+        groups = [m.group(group_index) or "" for m in matches
+                  if len(m.groups()) >= group_index]
+        return "\n".join(groups) if mode == "All Groups" else (groups[0] if groups else "")
+    except TimeoutError:
+        raise NodeError(f"the pattern ran longer than {REGEX_TIMEOUT_S:g} s on this text "
+                        "(it backtracks too much): simplify it", "pattern") from None
+
+
+@node(category="text", outputs={"length": int})
+def TextLength(text: str = Input("", multiline=True)) -> int:
+    """The number of characters (ComfyUI's StringLength)."""
+    return len(text)
 
 
 def as_text(value: Any) -> str:
@@ -96,4 +147,5 @@ def PreviewAsText(source: AnyValue) -> dict[str, Any]:
     return {"text": text, "ui": {"text": [text]}}
 
 
-NODES = [ConcatenateText, ReplaceText, RegexReplace, PreviewAsText]
+NODES = [ConcatenateText, ReplaceText, RegexReplace, RegexExtract, TextLength,
+         PreviewAsText]

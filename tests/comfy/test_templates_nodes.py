@@ -232,3 +232,47 @@ def test_save_image_advanced_in_other_formats_is_reported() -> None:
                                             "format.input_color_space": "linear"})})
     assert {(p.node, p.input) for p in caught.value.problems} == {
         ("2", "format"), ("2", "bit_depth"), ("2", "input_color_space")}
+
+
+def test_mask_text_and_max_dimension_nodes_convert_and_run(tmp_path) -> None:
+    from PIL import Image as PILImage
+
+    (tmp_path / "in").mkdir()
+    PILImage.new("RGBA", (40, 20), (200, 100, 50, 255)).save(tmp_path / "in" / "a.png")
+    workflow = to_easel({
+        "1": api("LoadImage", image="a.png"),
+        "2": api("ImageScaleToMaxDimension", image=["1", 0], upscale_method="area",
+                 largest_size=20),
+        "3": api("ImageInvert", image=["2", 0]),
+        "4": api("ImageToMask", image=["3", 0], channel="red"),
+        "5": api("InvertMask", mask=["4", 0]),
+        "6": api("MaskToImage", mask=["5", 0]),
+        "7": api("JoinImageWithAlpha", image=["6", 0], alpha=["4", 0]),
+        "8": api("MaskPreview", mask=["5", 0]),
+        "9": api("RegexExtract", string="size: 20x10", regex_pattern="(\\d+)x(\\d+)",
+                 mode="First Group", case_insensitive=True, multiline=False, dotall=False,
+                 group_index=2),
+        "10": api("StringLength", string=["9", 0]),
+        "11": api("PreviewAny", source=["10", 0]),
+        "12": api("GetImageSize", image=["7", 0]),
+        "13": api("PreviewAny", source=["12", 0]),
+    })
+    nodes = workflow["nodes"]
+    assert nodes["2"] == {"type": "ResizeImageMask", "inputs": {
+        "input": ["1", "image"], "scale_method": "area", "longer_size": 20,
+        "resize_type": "scale longer dimension"}}
+    assert [nodes[i]["type"] for i in ("3", "4", "5", "6", "7", "8", "9", "10")] == [
+        "InvertImage", "ImageToMask", "InvertMask", "MaskToImage", "JoinImageWithAlpha",
+        "PreviewMask", "RegexExtract", "TextLength"]
+    result = Executor(load_plugins(entry_points=False),
+                      services={"input_dir": tmp_path / "in"}).run(
+        workflow, keep_values=True, output_dir=tmp_path / "out")
+    assert result.ok, result.failures
+    joined = result.values["7"]["image"]
+    assert tuple(joined.shape) == (1, 4, 10, 20)
+    # red 200 inverted is 55/255; the mask inverts it back, the alpha is 1 - mask.
+    assert abs(float(joined[0, 0, 0, 0]) - 200 / 255) < 1e-5
+    assert abs(float(joined[0, 3, 0, 0]) - 200 / 255) < 1e-5
+    assert result.ui["11"] == {"text": ["2"]}  # len("10")
+    assert result.ui["13"] == {"text": ["20"]}  # the width
+    assert len(result.ui["8"]["files"]) == 1

@@ -11,8 +11,10 @@ from easel.core.node import NodeError
 from easel.nodes.text_utils import (
     ConcatenateText,
     PreviewAsText,
+    RegexExtract,
     RegexReplace,
     ReplaceText,
+    TextLength,
     as_text,
 )
 
@@ -72,3 +74,28 @@ def test_preview_as_text_shows_values_as_comfyui_does() -> None:
     assert PreviewAsText.call(None, {"source": 1.5}) == {"text": "1.5",
                                                           "ui": {"text": ["1.5"]}}
     assert PreviewAsText.output_node
+
+
+@pytest.mark.parametrize(("inputs", "expected"), [
+    # The templates' patterns: the text before " --no", a JSON field, a block after "---".
+    ({"text": "a castle --no people", "pattern": "^(.+?)(?=\\s+--no)"}, "a castle"),
+    ({"text": '{"lighting": "soft dusk"}', "pattern": '"lighting":\\s*"([^"]*)"',
+      "mode": "First Group", "case_insensitive": False}, "soft dusk"),
+    ({"text": "intro\n---\nbody", "pattern": "(?s)(?<=\\n---\\n)([\\s\\S]*)$",
+      "mode": "First Group"}, "body"),
+    ({"text": "a1 b2 c3", "pattern": "[a-z]\\d", "mode": "All Matches"}, "a1\nb2\nc3"),
+    ({"text": "a1 b2", "pattern": "([a-z])(\\d)", "mode": "All Matches"}, "a\nb"),
+    ({"text": "a1 b2", "pattern": "([a-z])(\\d)", "mode": "All Groups", "group_index": 2},
+     "1\n2"),
+    ({"text": "a1", "pattern": "([a-z])", "mode": "First Group", "group_index": 3}, ""),
+    ({"text": "xyz", "pattern": "q"}, ""),
+])
+def test_regex_extract(inputs, expected) -> None:
+    assert call(RegexExtract, **inputs) == {"text": expected}
+
+
+def test_regex_extract_is_guarded_and_length_counts_characters() -> None:
+    with pytest.raises(NodeError) as caught:
+        call(RegexExtract, text="a" * 5000 + "!", pattern="(a|aa)+$", mode="All Matches")
+    assert caught.value.input == "pattern"
+    assert call(TextLength, text="naïve") == {"length": 5}
