@@ -652,7 +652,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
 
 def paths() -> list[tuple[str, str]]:
     """Every (method, path) this module serves: the security tests walk them all."""
-    return [(method, prefix + path) for prefix in PREFIXES for method, path, _ in ROUTES]
+    return [*((method, prefix + path) for prefix in PREFIXES for method, path, _ in ROUTES),
+            ("GET", FRONTEND_MOUNT + "/ws")]  # the frontend opens <its folder>/ws
 
 
 def add_comfy_routes(app: web.Application) -> None:
@@ -661,6 +662,7 @@ def add_comfy_routes(app: web.Application) -> None:
     for prefix in PREFIXES:
         for method, path, handler in ROUTES:
             app.router.add_route(method, prefix + path, handler)
+    app.router.add_get(FRONTEND_MOUNT + "/ws", websocket)
     from easel.server.comfy_frontend import add_frontend
 
     add_frontend(app)

@@ -211,7 +211,9 @@ class ComfyBridge:
                 "output": comfy_outputs(message["ui"])}}, track.client_id)
 
     def run_status(self, run_id: str, message: dict[str, Any]) -> None:
-        """The stored outcome: ends a run the executor's events did not (worker died, ...)."""
+        """The stored outcome (sent after the queue has it): ends a run the executor's events
+        did not end (its worker died, ...), then `executing` None, as ComfyUI sends once the
+        prompt is in its history."""
         status = message.get("status")
         if status not in ("succeeded", "failed", "cancelled"):
             return
@@ -222,18 +224,18 @@ class ComfyBridge:
             track = RunTrack(self.client_of(run_id))
         if not track.ended:
             self.end(run_id, track, str(status), message.get("error"))
+        self.send({"type": "executing", "data": {"prompt_id": run_id, "node": None,
+                                                 "display_node": None}}, track.client_id)
         self.client_ids.pop(run_id, None)
 
     def end(self, run_id: str, track: RunTrack, status: str, error: Any) -> None:
+        """execution_success, execution_interrupted or execution_error."""
         track.ended = True
         sid = track.client_id
         base = {"prompt_id": run_id, "timestamp": now_ms()}
         if status == "succeeded":
-            self.send({"type": "executing",
-                       "data": {"prompt_id": run_id, "node": None, "display_node": None}}, sid)
             self.send({"type": "execution_success", "data": base}, sid)
-            return
-        if status == "cancelled":
+        elif status == "cancelled":
             self.send({"type": "execution_interrupted", "data": {
                 **base, "node_id": track.node or "", "node_type": "",
                 "executed": track.executed}}, sid)
@@ -245,8 +247,6 @@ class ComfyBridge:
             self.send({"type": "execution_error", "data": {
                 **base, **failure, "executed": track.executed, "traceback": [],
                 "current_inputs": {}, "current_outputs": {}}}, sid)
-        self.send({"type": "executing",
-                   "data": {"prompt_id": run_id, "node": None, "display_node": None}}, sid)
 
     # -- a client ------------------------------------------------------------------
     async def serve(self, request: web.Request) -> web.StreamResponse:

@@ -64,10 +64,9 @@ async def wait_history(client: TestClient, prompt_id: str, timeout: float = 20.0
         await asyncio.sleep(0.02)
 
 
-async def messages_until(ws: Any, prompt_id: str, last: tuple[str, ...] = (
-        "execution_success", "execution_error", "execution_interrupted"),
-        timeout: float = 20.0) -> list[Any]:
-    """Every message (dicts, and bytes for binary frames) up to the run's end."""
+async def messages_until(ws: Any, prompt_id: str, timeout: float = 20.0) -> list[Any]:
+    """Every message (dicts, and bytes for binary frames) up to the run's end: `executing`
+    with node None, sent once the run is in the history (as ComfyUI does)."""
     received: list[Any] = []
     deadline = time.monotonic() + timeout
     while True:
@@ -78,5 +77,6 @@ async def messages_until(ws: Any, prompt_id: str, last: tuple[str, ...] = (
         assert message.type.name == "TEXT", message
         data = json.loads(message.data)
         received.append(data)
-        if data["type"] in last and data["data"].get("prompt_id") == prompt_id:
+        if (data["type"] == "executing" and data["data"]["node"] is None
+                and data["data"].get("prompt_id") == prompt_id):
             return received

@@ -47,7 +47,7 @@ async def test_a_prompt_runs_with_comfyui_messages_history_and_view(client, conf
     received = await messages_until(ws, prompt_id)
     kinds = [m["type"] if isinstance(m, dict) else "binary" for m in received]
     assert kinds.index("execution_start") < kinds.index("executing") < kinds.index("progress")
-    assert kinds[-1] == "execution_success"
+    assert kinds[-2:] == ["execution_success", "executing"]
     events = [m for m in received if isinstance(m, dict)]
     progress = [m["data"] for m in events if m["type"] == "progress"]
     assert [(p["value"], p["max"], p["node"]) for p in progress] == [(1, 3, "1"), (2, 3, "1"),
@@ -153,7 +153,7 @@ async def test_interrupt_queue_and_jobs(client) -> None:
     response = await client.post("/interrupt", json={"prompt_id": first})
     assert response.status == 200
     received = await messages_until(ws, first)
-    assert received[-1]["type"] == "execution_interrupted"
+    assert received[-2]["type"] == "execution_interrupted"
     entry = await wait_history(client, first)
     assert entry["status"]["status_str"] == "error"
     assert entry["status"]["messages"][-1][0] == "execution_interrupted"
@@ -173,8 +173,8 @@ async def test_a_failed_run_sends_execution_error(client) -> None:
     prompt_id = await queue_prompt(
         client, {"9": {"class_type": "TestFail", "inputs": {"value": 3}}}, client_id="f")
     received = await messages_until(ws, prompt_id)
-    error = received[-1]["data"]
-    assert received[-1]["type"] == "execution_error"
+    error = received[-2]["data"]
+    assert received[-2]["type"] == "execution_error"
     assert error["node_id"] == "9" and error["node_type"] == "TestFail"
     assert error["exception_message"]
     entry = await wait_history(client, prompt_id)
