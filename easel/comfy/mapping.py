@@ -292,7 +292,8 @@ NODE_MAPS: dict[str, NodeMap] = {
         "ReplaceText", {"string": "text", "find": "find", "replace": "replace"}, ("text",),
         widgets=("string", "find", "replace")),
     "RegexReplace": NodeMap(
-        "RegexReplace", {"string": "text", "regex_pattern": "pattern", "replace": "replace",
+        "RegexReplace", {"string": "string", "regex_pattern": "regex_pattern",
+                         "replace": "replace",
                          "case_insensitive": "case_insensitive", "multiline": "multiline",
                          "dotall": "dotall", "count": "count"}, ("text",),
         widgets=("string", "regex_pattern", "replace", "case_insensitive", "multiline",
@@ -346,7 +347,7 @@ NODE_MAPS: dict[str, NodeMap] = {
                             "largest_size": "longer_size"}, ("resized",),
         widgets=("upscale_method", "largest_size"), adapt=_scale_to_max_dimension),
     "RegexExtract": NodeMap(
-        "RegexExtract", {"string": "text", "regex_pattern": "pattern", "mode": "mode",
+        "RegexExtract", {"string": "string", "regex_pattern": "regex_pattern", "mode": "mode",
                          "case_insensitive": "case_insensitive", "multiline": "multiline",
                          "dotall": "dotall", "group_index": "group_index"}, ("text",),
         widgets=("string", "regex_pattern", "mode", "case_insensitive", "multiline", "dotall",

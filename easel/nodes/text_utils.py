@@ -46,21 +46,26 @@ def _compile(pattern: str, text: str, case_insensitive: bool, multiline: bool,
 
     if len(pattern) > MAX_PATTERN:
         raise NodeError(f"the pattern is {len(pattern):,} characters, over {MAX_PATTERN:,}",
-                        "pattern")
+                        "regex_pattern")
     if len(text) > MAX_TEXT:
-        raise NodeError(f"the text is {len(text):,} characters, over {MAX_TEXT:,}", "text")
+        raise NodeError(f"the text is {len(text):,} characters, over {MAX_TEXT:,}", "string")
     flags = ((regex.IGNORECASE if case_insensitive else 0)
              | (regex.MULTILINE if multiline else 0) | (regex.DOTALL if dotall else 0))
     try:
         return regex.compile(pattern, flags)
     except regex.error as exc:
-        raise NodeError(f"not a valid regular expression: {exc}", "pattern") from None
+        raise NodeError(f"not a valid regular expression: {exc}", "regex_pattern") from None
+
+
+def _too_slow() -> NodeError:
+    return NodeError(f"the pattern ran longer than {REGEX_TIMEOUT_S:g} s on this text (it "
+                     "backtracks too much): simplify it", "regex_pattern")
 
 
 @node(category="text", outputs={"text": str})
 def RegexReplace(
-    text: str = Input("", multiline=True),
-    pattern: str = Input("", multiline=True),
+    string: str = Input("", multiline=True),
+    regex_pattern: str = Input("", multiline=True),
     replace: str = Input("", multiline=True),
     case_insensitive: bool = True,
     multiline: bool = False,
@@ -68,16 +73,15 @@ def RegexReplace(
     count: int = Input(0, ge=0, le=100),
 ) -> str:
     """Replace the matches of a regular expression (Python syntax; `\\1` in `replace` is the
-    first group); `count` 0 replaces all (ComfyUI's RegexReplace). A pattern that runs longer
-    than 2 s is stopped with an error."""
+    first group) in `string`; `count` 0 replaces all (ComfyUI's RegexReplace, with its input
+    names). A pattern that runs longer than 2 s is stopped with an error."""
     import regex
 
-    compiled = _compile(pattern, text, case_insensitive, multiline, dotall)
+    compiled = _compile(regex_pattern, string, case_insensitive, multiline, dotall)
     try:
-        return str(compiled.sub(replace, text, count=count, timeout=REGEX_TIMEOUT_S))
+        return str(compiled.sub(replace, string, count=count, timeout=REGEX_TIMEOUT_S))
     except TimeoutError:
-        raise NodeError(f"the pattern ran longer than {REGEX_TIMEOUT_S:g} s on this text "
-                        "(it backtracks too much): simplify it", "pattern") from None
+        raise _too_slow() from None
     except (regex.error, IndexError) as exc:
         raise NodeError(f"the replacement does not fit the pattern: {exc}", "replace") from None
 
@@ -87,8 +91,8 @@ EXTRACT_MODES = ["First Match", "All Matches", "First Group", "All Groups"]
 
 @node(category="text", outputs={"text": str})
 def RegexExtract(
-    text: str = Input("", multiline=True),
-    pattern: str = Input("", multiline=True),
+    string: str = Input("", multiline=True),
+    regex_pattern: str = Input("", multiline=True),
     mode: str = Input("First Match", choices=EXTRACT_MODES),
     case_insensitive: bool = True,
     multiline: bool = False,
@@ -98,24 +102,23 @@ def RegexExtract(
     """The first match, all matches (one per line), group `group_index` of the first match,
     or that group of every match (one per line); "" when nothing matches (ComfyUI's
     RegexExtract). Patterns run with the same 2 s limit as RegexReplace."""
-    compiled = _compile(pattern, text, case_insensitive, multiline, dotall)
+    compiled = _compile(regex_pattern, string, case_insensitive, multiline, dotall)
     try:
         if mode == "First Match":
-            found = compiled.search(text, timeout=REGEX_TIMEOUT_S)
+            found = compiled.search(string, timeout=REGEX_TIMEOUT_S)
             return found.group(0) if found else ""
         if mode == "All Matches":  # as Python's findall: group 1 when the pattern has groups
             index = 1 if compiled.groups else 0
             return "\n".join(m.group(index) or "" for m in
-                             compiled.finditer(text, timeout=REGEX_TIMEOUT_S))
-        matches = list(compiled.finditer(text, timeout=REGEX_TIMEOUT_S))
+                             compiled.finditer(string, timeout=REGEX_TIMEOUT_S))
+        matches = list(compiled.finditer(string, timeout=REGEX_TIMEOUT_S))
         if mode == "First Group":
             matches = matches[:1]
         groups = [m.group(group_index) or "" for m in matches
                   if len(m.groups()) >= group_index]
         return "\n".join(groups) if mode == "All Groups" else (groups[0] if groups else "")
     except TimeoutError:
-        raise NodeError(f"the pattern ran longer than {REGEX_TIMEOUT_S:g} s on this text "
-                        "(it backtracks too much): simplify it", "pattern") from None
+        raise _too_slow() from None
 
 
 @node(category="text", outputs={"length": int})

@@ -50,7 +50,7 @@ def test_primitives_math_switch_and_text_convert_and_run() -> None:
                                     "on_false": ["4", "float"]}
     assert nodes["7"] == {"type": "ConcatenateText",
                           "inputs": {"a": ["6", "value"], "b": "is", "delimiter": " "}}
-    assert nodes["9"]["inputs"]["pattern"] == "^W"
+    assert nodes["9"]["inputs"]["regex_pattern"] == "^W"
     result = run(workflow, ["10", "11"])
     assert result.ui["10"] == {"text": ["512"]}  # int(1280 / 2.5), the switch's true branch
     assert result.ui["11"] == {"text": ["width equals"]}
@@ -161,7 +161,7 @@ def test_ui_widgets_of_the_utilities() -> None:
                                     "delimiter": ", "}
     assert nodes["4"]["inputs"] == {"switch": ["1", "value"], "on_false": ["2", "value"],
                                     "on_true": ["3", "text"]}
-    assert nodes["5"]["inputs"] == {"text": ["4", "output"], "pattern": "fox",
+    assert nodes["5"]["inputs"] == {"string": ["4", "output"], "regex_pattern": "fox",
                                     "replace": "cat", "case_insensitive": True,
                                     "multiline": False, "dotall": False, "count": 0}
     assert nodes["6"] == {"type": "PreviewAsText", "inputs": {"source": ["5", "text"]}}
@@ -276,3 +276,31 @@ def test_mask_text_and_max_dimension_nodes_convert_and_run(tmp_path) -> None:
     assert result.ui["11"] == {"text": ["2"]}  # len("10")
     assert result.ui["13"] == {"text": ["20"]}  # the width
     assert len(result.ui["8"]["files"]) == 1
+
+
+def test_nodes_named_as_in_comfyui_take_comfyuis_inputs_over_the_protocol() -> None:
+    """Easel nodes with ComfyUI's own names keep ComfyUI's input names, so a prompt queued by
+    ComfyUI's frontend or a ComfyUI client runs them as they are."""
+    from easel.server.comfy_schema import is_native, object_info, prompt_to_workflow
+
+    registry = load_plugins(entry_points=False)
+    prompt = {
+        "1": api("LoadImage", image="a.png"),
+        "2": api("Canny", image=["1", 0], low_threshold=0.2, high_threshold=0.5),
+        "3": api("ImageStitch", image1=["2", 0], image2=["1", 0], direction="down",
+                 match_image_size=True, spacing_width=0, spacing_color="white"),
+        "4": api("RegexReplace", string="a fox", regex_pattern="fox", replace="cat",
+                 case_insensitive=True, multiline=False, dotall=False, count=0),
+        "5": api("RegexExtract", string=["4", 0], regex_pattern="c(a)t", mode="First Group",
+                 case_insensitive=True, multiline=False, dotall=False, group_index=1),
+        "6": api("ImageToMask", image=["3", 0], channel="red"),
+        "7": api("JoinImageWithAlpha", image=["1", 0], alpha=["6", 0]),
+        "8": api("ResolutionSelector", aspect_ratio="1:1 (Square)", megapixels=1.0,
+                 multiple=8),
+    }
+    for node_id in ("2", "3", "4", "5", "6", "7", "8"):
+        assert is_native(prompt[node_id], registry), node_id
+    assert prompt_to_workflow(prompt, registry)["nodes"] == to_easel(prompt)["nodes"]
+    info = object_info(registry)
+    assert list(info["RegexReplace"]["input"]["required"])[:2] == ["string", "regex_pattern"]
+    assert info["ComfyMathExpression"]["output"] == ["FLOAT", "INT", "BOOLEAN"]

@@ -33,14 +33,14 @@ def test_concatenate_and_replace() -> None:
 
 @pytest.mark.parametrize(("inputs", "expected"), [
     # The templates' patterns: escape quotes, strip a trailing code fence (count 1).
-    ({"text": 'say "hi"', "pattern": '"', "replace": '\\\\"'}, 'say \\"hi\\"'),
-    ({"text": "json\n```", "pattern": "\\n?```\\s*$", "replace": "", "case_insensitive": False,
+    ({"string": 'say "hi"', "regex_pattern": '"', "replace": '\\\\"'}, 'say \\"hi\\"'),
+    ({"string": "json\n```", "regex_pattern": "\\n?```\\s*$", "replace": "", "case_insensitive": False,
       "count": 1}, "json"),
-    ({"text": "A a A", "pattern": "a", "replace": "b"}, "b b b"),  # case-insensitive default
-    ({"text": "A a A", "pattern": "a", "replace": "b", "case_insensitive": False}, "A b A"),
-    ({"text": "one two", "pattern": "(\\w+) (\\w+)", "replace": "\\2 \\1"}, "two one"),
-    ({"text": "a\nb", "pattern": "a.b", "replace": "X", "dotall": True}, "X"),
-    ({"text": "x1\nx2", "pattern": "^x", "replace": "y", "multiline": True}, "y1\ny2"),
+    ({"string": "A a A", "regex_pattern": "a", "replace": "b"}, "b b b"),  # case-insensitive default
+    ({"string": "A a A", "regex_pattern": "a", "replace": "b", "case_insensitive": False}, "A b A"),
+    ({"string": "one two", "regex_pattern": "(\\w+) (\\w+)", "replace": "\\2 \\1"}, "two one"),
+    ({"string": "a\nb", "regex_pattern": "a.b", "replace": "X", "dotall": True}, "X"),
+    ({"string": "x1\nx2", "regex_pattern": "^x", "replace": "y", "multiline": True}, "y1\ny2"),
 ])
 def test_regex_replace(inputs, expected) -> None:
     assert call(RegexReplace, **inputs) == {"text": expected}
@@ -49,16 +49,16 @@ def test_regex_replace(inputs, expected) -> None:
 def test_a_runaway_regex_is_stopped_and_named() -> None:
     start = time.monotonic()
     with pytest.raises(NodeError) as caught:
-        call(RegexReplace, text="a" * 5000 + "!", pattern="(a|aa)+$", replace="")
+        call(RegexReplace, string="a" * 5000 + "!", regex_pattern="(a|aa)+$", replace="")
     assert time.monotonic() - start < 10
-    assert caught.value.input == "pattern" and "longer than" in caught.value.message
+    assert caught.value.input == "regex_pattern" and "longer than" in caught.value.message
 
 
 @pytest.mark.parametrize(("inputs", "input_name"), [
-    ({"pattern": "(unclosed"}, "pattern"),
-    ({"pattern": "x" * 20_000}, "pattern"),
-    ({"text": "t" * 2_000_000, "pattern": "t"}, "text"),
-    ({"text": "ab", "pattern": "a", "replace": "\\3"}, "replace"),
+    ({"regex_pattern": "(unclosed"}, "regex_pattern"),
+    ({"regex_pattern": "x" * 20_000}, "regex_pattern"),
+    ({"string": "t" * 2_000_000, "regex_pattern": "t"}, "string"),
+    ({"string": "ab", "regex_pattern": "a", "replace": "\\3"}, "replace"),
 ])
 def test_bad_regex_inputs_name_the_input(inputs, input_name) -> None:
     with pytest.raises(NodeError) as caught:
@@ -78,17 +78,17 @@ def test_preview_as_text_shows_values_as_comfyui_does() -> None:
 
 @pytest.mark.parametrize(("inputs", "expected"), [
     # The templates' patterns: the text before " --no", a JSON field, a block after "---".
-    ({"text": "a castle --no people", "pattern": "^(.+?)(?=\\s+--no)"}, "a castle"),
-    ({"text": '{"lighting": "soft dusk"}', "pattern": '"lighting":\\s*"([^"]*)"',
+    ({"string": "a castle --no people", "regex_pattern": "^(.+?)(?=\\s+--no)"}, "a castle"),
+    ({"string": '{"lighting": "soft dusk"}', "regex_pattern": '"lighting":\\s*"([^"]*)"',
       "mode": "First Group", "case_insensitive": False}, "soft dusk"),
-    ({"text": "intro\n---\nbody", "pattern": "(?s)(?<=\\n---\\n)([\\s\\S]*)$",
+    ({"string": "intro\n---\nbody", "regex_pattern": "(?s)(?<=\\n---\\n)([\\s\\S]*)$",
       "mode": "First Group"}, "body"),
-    ({"text": "a1 b2 c3", "pattern": "[a-z]\\d", "mode": "All Matches"}, "a1\nb2\nc3"),
-    ({"text": "a1 b2", "pattern": "([a-z])(\\d)", "mode": "All Matches"}, "a\nb"),
-    ({"text": "a1 b2", "pattern": "([a-z])(\\d)", "mode": "All Groups", "group_index": 2},
+    ({"string": "a1 b2 c3", "regex_pattern": "[a-z]\\d", "mode": "All Matches"}, "a1\nb2\nc3"),
+    ({"string": "a1 b2", "regex_pattern": "([a-z])(\\d)", "mode": "All Matches"}, "a\nb"),
+    ({"string": "a1 b2", "regex_pattern": "([a-z])(\\d)", "mode": "All Groups", "group_index": 2},
      "1\n2"),
-    ({"text": "a1", "pattern": "([a-z])", "mode": "First Group", "group_index": 3}, ""),
-    ({"text": "xyz", "pattern": "q"}, ""),
+    ({"string": "a1", "regex_pattern": "([a-z])", "mode": "First Group", "group_index": 3}, ""),
+    ({"string": "xyz", "regex_pattern": "q"}, ""),
 ])
 def test_regex_extract(inputs, expected) -> None:
     assert call(RegexExtract, **inputs) == {"text": expected}
@@ -96,6 +96,6 @@ def test_regex_extract(inputs, expected) -> None:
 
 def test_regex_extract_is_guarded_and_length_counts_characters() -> None:
     with pytest.raises(NodeError) as caught:
-        call(RegexExtract, text="a" * 5000 + "!", pattern="(a|aa)+$", mode="All Matches")
-    assert caught.value.input == "pattern"
+        call(RegexExtract, string="a" * 5000 + "!", regex_pattern="(a|aa)+$", mode="All Matches")
+    assert caught.value.input == "regex_pattern"
     assert call(TextLength, text="naïve") == {"length": 5}
