@@ -194,6 +194,42 @@ NODE_MAPS: dict[str, NodeMap] = {
         "ModelSamplingDiscrete", {"model": "model", "sampling": "sampling", "zsnr": "zsnr"},
         ("model",), widgets=("sampling", "zsnr"), values={"sampling": PREDICTIONS},
         strict_values=frozenset({"sampling"})),
+    # Flux and ComfyUI's split model files (easel/nodes/loaders_split.py, flux.py). ComfyUI's
+    # CLIPLoader is Easel's TextEncoderLoader (Easel's CLIPLoader loads CLIPScore models).
+    "UNETLoader": NodeMap(
+        "DiffusionModelLoader", {"unet_name": "name", "weight_dtype": "weight_dtype"},
+        ("model",), widgets=("unet_name", "weight_dtype")),
+    "CLIPLoader": NodeMap(
+        "TextEncoderLoader", {"clip_name": "name", "type": "type", "device": "device"},
+        ("clip",), widgets=("clip_name", "type", "device"), ignored=frozenset({"device"}),
+        values={"type": {"stable_diffusion": "stable_diffusion"}},
+        strict_values=frozenset({"type"})),
+    "DualCLIPLoader": NodeMap(
+        "DualTextEncoderLoader", {"clip_name1": "name1", "clip_name2": "name2", "type": "type",
+                                  "device": "device"},
+        ("clip",), widgets=("clip_name1", "clip_name2", "type", "device"),
+        ignored=frozenset({"device"}), values={"type": {"flux": "flux"}},
+        strict_values=frozenset({"type"})),
+    "CLIPTextEncodeFlux": NodeMap(
+        "TextEncodeFlux", {name: name for name in ("clip", "clip_l", "t5xxl", "guidance")},
+        ("conditioning",), widgets=("clip_l", "t5xxl", "guidance")),
+    "FluxGuidance": NodeMap(
+        "FluxGuidance", {"conditioning": "conditioning", "guidance": "guidance"},
+        ("conditioning",), widgets=("guidance",)),
+    # The sampler gives an empty latent its model's channels (16 for Flux).
+    "EmptySD3LatentImage": NodeMap(
+        "EmptyLatent", {"width": "width", "height": "height", "batch_size": "batch_size"},
+        ("latent",), widgets=("width", "height", "batch_size")),
+    "ModelSamplingFlux": NodeMap(
+        "ModelSamplingFlux", {name: name for name in (
+            "model", "max_shift", "base_shift", "width", "height")},
+        ("model",), widgets=("max_shift", "base_shift", "width", "height")),
+    "ModelSamplingSD3": NodeMap(
+        "ModelSamplingSD3", {"model": "model", "shift": "shift"}, ("model",),
+        widgets=("shift",)),
+    "ModelSamplingAuraFlow": NodeMap(
+        "ModelSamplingAuraFlow", {"model": "model", "shift": "shift"}, ("model",),
+        widgets=("shift",)),
     "CLIPTextEncode": NodeMap(
         "TextEncode", {"clip": "clip", "text": "text"}, ("conditioning",), widgets=("text",)),
     "CLIPTextEncodeSDXL": NodeMap(

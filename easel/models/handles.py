@@ -82,6 +82,7 @@ class TextEncoderPart:
     layer_norm: bool = True
     pooled: bool = False
     text_projection: Any = None  # for a CLIPModel's text tower (pooled -> projected)
+    kind: str = "clip"  # "clip" or "t5" (a T5 encoder: easel.models.t5_text encodes it)
 
 
 @dataclass(eq=False)

@@ -209,8 +209,10 @@ class ModelManager:
 
     def _make_checkpoint(self, name: str, entry: ModelEntry
                          ) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
-        from easel.models import checkpoints
+        from easel.models import checkpoints, flux_loading
 
+        if entry.format != "single_file" and flux_loading.is_flux_folder(entry.path):
+            return flux_loading.folder_checkpoint(name, entry.path, self)
         if entry.format == "single_file":
             sidecar = entry.path.with_name(entry.path.stem + discovery.CONFIG_SUFFIX)
             if (sidecar / "model_index.json").is_file():
@@ -326,6 +328,28 @@ class ModelManager:
                 torch.cuda.empty_cache()
                 free = devices.free_memory(self.device)
             return module.to(self.device)
+
+    def offload(self, module: Any) -> Any:
+        """`module` back on the CPU (from an accelerator), its device memory freed."""
+        import torch
+
+        with self._lock:
+            if not isinstance(module, torch.nn.Module) or _device_type(module) in (None, "cpu"):
+                return module
+            module.to("cpu")
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            return module
+
+    # Large text encoders (T5-XXL) go back to the CPU once a prompt is encoded: the
+    # transformer that follows needs the device memory more.
+    offload_text_encoders_after_use = True
+
+    def offload_text_encoders(self, modules: Iterable[Any]) -> None:
+        """Offload text encoders after encoding, when the policy says so."""
+        if self.offload_text_encoders_after_use:
+            for module in modules:
+                self.offload(module)
 
     def _least_recent_on_device(self, exclude: Any) -> Held | None:
         on_device = [h for h in self._held.values() if h.module is not exclude

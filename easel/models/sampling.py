@@ -4,7 +4,10 @@ Like k-diffusion's samplers, `denoise` is one function of (model, noise, schedul
 with a per-step callback, testable without any node or server around it. Family differences are
 data it is handed: SDXL's added conditioning (`conditioning.py`), an inpainting UNet's extra
 input channels and a noise mask (`Inpaint`), a window of the schedule (`Window`,
-KSamplerAdvanced), ControlNet residuals (easel.models.controlnet).
+KSamplerAdvanced), ControlNet residuals (easel.models.controlnet). The network itself is called
+through an adapter its family names (`network_for`): a UNet for the Stable Diffusion families,
+a Flux transformer on packed latents for Flux (easel.models.flux_denoiser). Flow-matching
+families get their sigmas from `FlowSchedule` (shift, or FluxPipeline's resolution-dependent mu).
 """
 
 from __future__ import annotations
@@ -23,8 +26,96 @@ def make_scheduler(class_name: str, options: dict[str, Any], base_config: dict[s
     import diffusers
 
     cls = getattr(diffusers, class_name)
-    config = {k: v for k, v in base_config.items() if not k.startswith("_")}
+    config = {k: v for k, v in base_config.items() if not k.startswith("_") and k != "mu"}
     return cls.from_config(config, **options)
+
+
+@dataclass(frozen=True)
+class FlowSchedule:
+    """How a flow-matching scheduler sets its sigmas: `linear` gives it FluxPipeline's (and
+    ComfyUI's "simple") linspace(1, 1/n, n) before the shift, else the scheduler makes its own;
+    `mu` is the exponent of a resolution-dependent (dynamic) shift, for schedulers configured
+    with `use_dynamic_shifting`."""
+
+    linear: bool = False
+    mu: float | None = None
+
+
+def flow_mu(config: dict[str, Any], image_seq_len: int) -> float:
+    """FluxPipeline's `calculate_shift`: mu grows linearly with the number of image tokens."""
+    base_len = float(config.get("base_image_seq_len", 256))
+    max_len = float(config.get("max_image_seq_len", 4096))
+    base_shift = float(config.get("base_shift", 0.5))
+    max_shift = float(config.get("max_shift", 1.15))
+    slope = (max_shift - base_shift) / (max_len - base_len)
+    return image_seq_len * slope + base_shift - slope * base_len
+
+
+def flow_config(config: dict[str, Any], class_name: str, linear: bool,
+                image_seq_len: int) -> tuple[dict[str, Any], FlowSchedule]:
+    """A flow family's scheduler config and sigmas for `class_name`. The shift is the
+    config's: fixed (`shift`), a `mu` set by ModelSamplingFlux, or resolution-dependent
+    (`use_dynamic_shifting`: FluxPipeline's mu for `image_seq_len` tokens). A scheduler other
+    than FlowMatchEuler gets the equal fixed shift exp(mu) (the exponential time shift at
+    mu is the linear one at shift e^mu)."""
+    import math
+
+    mu: float | None = None
+    if config.get("mu") is not None:
+        mu = float(config["mu"])
+    elif config.get("use_dynamic_shifting"):
+        mu = flow_mu(config, image_seq_len)
+    if class_name == "FlowMatchEulerDiscreteScheduler":
+        if mu is not None:
+            return {**config, "use_dynamic_shifting": True}, FlowSchedule(linear, mu)
+        return config, FlowSchedule(linear, None)
+    shift = math.exp(mu) if mu is not None else float(config.get("shift", 1.0))
+    return ({**config, "shift": shift, "flow_shift": shift, "use_dynamic_shifting": False},
+            FlowSchedule(linear, None))
+
+
+def set_timesteps(scheduler: Any, steps: int, device: Any, flow: FlowSchedule | None) -> None:
+    """`scheduler.set_timesteps`, with the flow sigmas and mu where the scheduler takes them."""
+    if flow is None:
+        scheduler.set_timesteps(steps, device=device)
+        return
+    import inspect
+
+    import numpy as np
+
+    params = inspect.signature(scheduler.set_timesteps).parameters
+    kwargs: dict[str, Any] = {}
+    if flow.linear and "sigmas" in params and not getattr(scheduler.config, "use_flow_sigmas",
+                                                          False):
+        kwargs["sigmas"] = np.linspace(1.0, 1 / steps, steps)
+    if "mu" in params and getattr(scheduler.config, "use_dynamic_shifting", False):
+        kwargs["mu"] = flow.mu
+    scheduler.set_timesteps(steps, device=device, **kwargs)
+
+
+def scale_input(scheduler: Any, x: Any, t: Any) -> Any:
+    """The scheduler's input scaling (flow-matching schedulers have none)."""
+    scale = getattr(scheduler, "scale_model_input", None)
+    return x if scale is None else scale(x, t)
+
+
+def add_noise(scheduler: Any, x: Any, noise: Any, t: Any) -> Any:
+    """`x` noised to timesteps `t`: add_noise, or a flow scheduler's scale_noise."""
+    if hasattr(scheduler, "add_noise"):
+        return scheduler.add_noise(x, noise, t)
+    return scheduler.scale_noise(x, t, noise)
+
+
+def network_for(unet: Any, family: Any, call: Any) -> Any:
+    """The adapter `denoise` calls the network through, as the family says (`network`)."""
+    kind = getattr(family, "network", "unet")
+    if kind == "flux":
+        from easel.models.flux_denoiser import FluxNetwork
+
+        return FluxNetwork(unet, call, family)
+    if kind != "unet":
+        raise ValueError(f"no network adapter {kind!r} for the {family.label} family")
+    return UNetNetwork(unet, call, family)
 
 
 @dataclass(frozen=True)
@@ -53,12 +144,13 @@ class Inpaint:
 
 
 def timesteps_for(scheduler: Any, steps: int, denoise: float, device: Any,
-                  window: Window | None = None) -> tuple[Any, int]:
+                  window: Window | None = None, flow: FlowSchedule | None = None
+                  ) -> tuple[Any, int]:
     """Timesteps to run and the index they start at: `steps` steps of a schedule of
     `steps / denoise` (so image-to-image runs the number of steps asked for), or the window's
     steps of a `steps`-step schedule."""
     if window is not None:
-        scheduler.set_timesteps(steps, device=device)
+        set_timesteps(scheduler, steps, device, flow)
         order = scheduler.order
         end = steps if window.end is None else min(window.end, steps)
         start = window.start * order
@@ -70,10 +162,12 @@ def timesteps_for(scheduler: Any, steps: int, denoise: float, device: Any,
                 sigmas[end * order] = 0.0  # the last step goes to sigma 0 (ComfyUI's way)
         return scheduler.timesteps[start:end * order], start
     total = steps if denoise >= 1.0 else max(steps, int(steps / denoise))
-    scheduler.set_timesteps(total, device=device)
+    set_timesteps(scheduler, total, device, flow)
     start = (total - steps) * scheduler.order
     if start and hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(start)
+    elif flow is not None and hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(0)  # as FluxPipeline does
     return scheduler.timesteps[start:], start
 
 
@@ -82,15 +176,51 @@ def initial_latents(scheduler: Any, noise: Any, timesteps: Any, *, init_latents:
     """The latents the loop starts from: pure noise for a full denoise, the input latent noised
     to the first step for image-to-image and windows, or the input latent as it is."""
     batch = noise.shape[0]
+    sigma = getattr(scheduler, "init_noise_sigma", None) or 1.0  # flow schedulers: 1
     if window is not None and init_latents is not None:
         if not window.add_noise:
             return init_latents
         if window.start == 0:
-            return init_latents + noise * scheduler.init_noise_sigma
-        return scheduler.add_noise(init_latents, noise, timesteps[:1].repeat(batch))
+            if not hasattr(scheduler, "add_noise"):  # flow: at sigma 1 the latent is noise
+                return add_noise(scheduler, init_latents, noise, timesteps[:1].repeat(batch))
+            return init_latents + noise * sigma
+        return add_noise(scheduler, init_latents, noise, timesteps[:1].repeat(batch))
     if init_latents is not None and denoise_strength < 1.0:
-        return scheduler.add_noise(init_latents, noise, timesteps[:1].repeat(batch))
-    return noise * scheduler.init_noise_sigma
+        return add_noise(scheduler, init_latents, noise, timesteps[:1].repeat(batch))
+    return noise * sigma
+
+
+class UNetNetwork:
+    """The Stable Diffusion families' network call: a UNet with text embeddings (and SDXL's
+    added conditioning), an inpainting UNet's extra channels, ControlNet residuals."""
+
+    def __init__(self, unet: Any, call: Any, family: Any) -> None:
+        self.unet, self.call, self.family = unet, call, family
+        self.concat: Any = None  # [B, 1 + C, h, w] for an inpainting UNet
+        self.step, self.total = 0, 0
+
+    def condition(self, cond: dict[str, Any], batch: int, device: Any, dtype: Any, *,
+                  pixel_size: tuple[int, int], negative: bool = False) -> Cond:
+        return unet_condition(self.unet, cond, batch, device, dtype, family=self.family,
+                              pixel_size=pixel_size, negative=negative)
+
+    def stack(self, a: Cond, b: Cond) -> Cond | None:
+        return stack(a, b)
+
+    def __call__(self, x: Any, t: Any, cond: Cond) -> Any:
+        import torch
+
+        extra: dict[str, Any] = {}
+        if cond.control:
+            from easel.models.controlnet import control_residuals
+
+            extra = control_residuals(cond.control, x, t, cond.encoder_hidden_states,
+                                      cond.added, self.step, self.total)
+        if self.concat is not None:
+            x = torch.cat([x, self.concat.repeat(x.shape[0] // self.concat.shape[0], 1, 1, 1)],
+                          dim=1)
+        return self.call(x, t, encoder_hidden_states=cond.encoder_hidden_states,
+                         added_cond_kwargs=cond.added, return_dict=False, **extra)[0]
 
 
 def denoise(
@@ -111,21 +241,22 @@ def denoise(
     window: Window | None = None,
     inpaint: Inpaint | None = None,
     vae_factor: int = 8,
+    flow: FlowSchedule | None = None,
 ) -> Any:
     """Sample latents. `noise` comes from a seeded CPU generator; `init_latents` (scaled
     latents) start image-to-image when `denoise_strength` < 1, or a window. `forward` is what
-    to call instead of `unet` (LoRA patches bound); `family` gives the added conditioning;
-    `vae_factor` the image size SDXL's size conditioning defaults to.
-    Returns scaled latents."""
+    to call instead of `unet` (LoRA patches bound); `family` gives the network adapter and the
+    added conditioning; `vae_factor` the image size SDXL's size conditioning defaults to;
+    `flow` the sigmas of a flow-matching family. Returns scaled latents."""
     import inspect
 
     import torch
 
     param = next(unet.parameters())
     device, dtype = param.device, param.dtype
-    call = forward if forward is not None else unet
+    network = network_for(unet, family, forward if forward is not None else unet)
     batch = noise.shape[0]
-    timesteps, _ = timesteps_for(scheduler, steps, denoise_strength, device, window)
+    timesteps, _ = timesteps_for(scheduler, steps, denoise_strength, device, window, flow)
     noise = noise.to(device=device, dtype=torch.float32)
     if init_latents is not None:
         init_latents = init_latents.to(device=device, dtype=torch.float32)
@@ -134,48 +265,39 @@ def denoise(
     size = (noise.shape[2] * vae_factor, noise.shape[3] * vae_factor)  # the image's pixels
 
     guided = cfg > 1.0 and negative is not None
-    pos = unet_condition(unet, positive, batch, device, dtype, family=family, pixel_size=size)
-    neg = unet_condition(unet, negative, batch, device, dtype, family=family, pixel_size=size,
-                         negative=True) if guided and negative is not None else None
-    if neg is not None and not neg.control and positive.get("control_apply_to_uncond"):
+    pos = network.condition(positive, batch, device, dtype, pixel_size=size)
+    neg = network.condition(negative, batch, device, dtype, pixel_size=size, negative=True) \
+        if guided and negative is not None else None
+    if (neg is not None and negative is not None and not neg.control
+            and positive.get("control_apply_to_uncond")):
         from easel.models.controlnet import control_for_uncond  # ControlNetApply, as ComfyUI
 
         neg.control = control_for_uncond(positive, negative)
-    both = stack(neg, pos) if neg is not None else None
+    both = network.stack(neg, pos) if neg is not None else None
     step_kwargs: dict[str, Any] = {}
     if generator is not None and "generator" in inspect.signature(scheduler.step).parameters:
         step_kwargs["generator"] = generator
-    concat = None
     if inpaint is not None and inpaint.concat is not None:
-        concat = inpaint.concat.to(device=device, dtype=dtype)
+        if not isinstance(network, UNetNetwork):
+            raise ValueError(f"{family.label} takes no inpainting-model conditioning: use "
+                             "SetLatentNoiseMask")
+        network.concat = inpaint.concat.to(device=device, dtype=dtype)
     total = len(timesteps)
-    step = [0]
-
-    def predict(x: Any, t: Any, cond: Cond) -> Any:
-        extra: dict[str, Any] = {}
-        if cond.control:
-            from easel.models.controlnet import control_residuals
-
-            extra = control_residuals(cond.control, x, t, cond.encoder_hidden_states,
-                                      cond.added, step[0], total)
-        if concat is not None:
-            x = torch.cat([x, concat.repeat(x.shape[0] // concat.shape[0], 1, 1, 1)], dim=1)
-        return call(x, t, encoder_hidden_states=cond.encoder_hidden_states,
-                    added_cond_kwargs=cond.added, return_dict=False, **extra)[0]
+    network.total = total
 
     with torch.inference_mode():
         for i, t in enumerate(timesteps):
-            step[0] = i
+            network.step = i
             if guided and both is not None:
-                x = scheduler.scale_model_input(torch.cat([latents] * 2), t)
-                uncond, cond = predict(x, t, both).chunk(2)
+                x = scale_input(scheduler, torch.cat([latents] * 2), t)
+                uncond, cond = network(x, t, both).chunk(2)
                 noise_pred = uncond + cfg * (cond - uncond)
             elif guided and neg is not None:
-                x = scheduler.scale_model_input(latents, t)
-                uncond, cond = predict(x, t, neg), predict(x, t, pos)
+                x = scale_input(scheduler, latents, t)
+                uncond, cond = network(x, t, neg), network(x, t, pos)
                 noise_pred = uncond + cfg * (cond - uncond)
             else:
-                noise_pred = predict(scheduler.scale_model_input(latents, t), t, pos)
+                noise_pred = network(scale_input(scheduler, latents, t), t, pos)
             latents = scheduler.step(noise_pred, t, latents, **step_kwargs,
                                      return_dict=False)[0]
             if inpaint is not None and inpaint.blend:
@@ -191,7 +313,7 @@ def blend_outside_mask(scheduler: Any, latents: Any, inpaint: Inpaint, noise: An
     as diffusers' StableDiffusionInpaintPipeline does."""
     source = inpaint.source.to(device=latents.device, dtype=noise.dtype)
     if i < len(timesteps) - 1:
-        source = scheduler.add_noise(source, noise, timesteps[i + 1:i + 2].repeat(
+        source = add_noise(scheduler, source, noise, timesteps[i + 1:i + 2].repeat(
             noise.shape[0]))
     mask = inpaint.mask.to(device=latents.device, dtype=latents.dtype)
     return (1 - mask) * source.to(latents.dtype) + mask * latents

@@ -282,6 +282,10 @@ def encode_prompts(clip: Any, texts: Mapping[str, str]) -> Encoded:
     need fewer chunks are padded with empty-prompt chunks (as ComfyUI's CLIPTextEncodeSDXL)."""
     import torch
 
+    from easel.models import t5_text
+
+    if t5_text.is_t5_clip(clip):  # Flux: T5 embeddings + CLIP-L pooled
+        return t5_text.encode_prompts(clip, texts)  # type: ignore[no-any-return]
     place(clip)
     warnings: list[str] = []
     layouts = [_Layout(part) for part in clip.parts]

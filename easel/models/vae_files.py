@@ -12,6 +12,7 @@ from typing import Any
 
 from easel.models.errors import ModelError
 from easel.models.families import ldm_shapes
+from easel.models.families.flux import FLUX_LATENT
 from easel.models.families.recognise import summarise
 
 DEFAULT_SCALING = 0.18215
@@ -62,6 +63,11 @@ def load_vae_file(path: Path, state: dict[str, Any], dtype: Any) -> Any:
             converted = convert_ldm_vae_checkpoint(state, config)
         else:
             raise ModelError(f"{path.name} is not a VAE Easel knows ({summarise(state)})")
+        if "quant_conv.weight" not in converted:  # Flux's ae.safetensors has no quant convs
+            config.update(use_quant_conv=False, use_post_quant_conv=False)
+        if config.get("latent_channels") == FLUX_LATENT.channels:  # 16 channels: Flux's VAE
+            config.update(scaling_factor=FLUX_LATENT.scaling_factor,
+                          shift_factor=FLUX_LATENT.shift_factor)
         return load_into(AutoencoderKL, config, converted, dtype, "VAE")
     except ModelError as exc:
         raise ModelError(f"{path.name}: {exc}") from None

@@ -30,6 +30,8 @@ MODULES = (
     "easel.nodes.text_utils",
     "easel.nodes.image_utils",
     "easel.nodes.mask_utils",
+    "easel.nodes.loaders_split",
+    "easel.nodes.flux",
 )
 
 

@@ -51,6 +51,35 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "beta": {"use_beta_sigmas": True},
 }
 
+# Flow-matching families (Flux): the same names, on diffusers' flow-matching schedulers. A
+# scheduler without a resolution-dependent shift gets the equivalent fixed shift (exp(mu)).
+FLOW_SAMPLERS: dict[str, Sampler] = {
+    "euler": Sampler("FlowMatchEulerDiscreteScheduler",
+                     schedules=("normal", "simple", "sgm_uniform", "karras", "exponential",
+                                "beta")),
+    "heun": Sampler("FlowMatchHeunDiscreteScheduler", schedules=("normal",)),
+    "dpmpp_2m": Sampler("DPMSolverMultistepScheduler",
+                        {"algorithm_type": "dpmsolver++", "solver_order": 2,
+                         "use_flow_sigmas": True, "prediction_type": "flow_prediction"},
+                        schedules=("normal",)),
+    "dpmpp_2m_sde": Sampler("DPMSolverMultistepScheduler",
+                            {"algorithm_type": "sde-dpmsolver++", "solver_order": 2,
+                             "use_flow_sigmas": True, "prediction_type": "flow_prediction"},
+                            schedules=("normal",)),
+    "uni_pc": Sampler("UniPCMultistepScheduler",
+                      {"use_flow_sigmas": True, "prediction_type": "flow_prediction"},
+                      schedules=("normal",)),
+}
+# "simple" and "sgm_uniform" are FluxPipeline's (and ComfyUI's) sigmas linspace(1, 1/n, n)
+# before the shift; "normal" is the scheduler's own; the rest as above.
+FLOW_SCHEDULES: dict[str, dict[str, Any]] = {
+    "normal": {}, "simple": {}, "sgm_uniform": {},
+    "karras": {"use_karras_sigmas": True},
+    "exponential": {"use_exponential_sigmas": True},
+    "beta": {"use_beta_sigmas": True},
+}
+LINEAR_FLOW_SCHEDULES = ("simple", "sgm_uniform")
+
 SAMPLER_NAMES = tuple(SAMPLERS)
 SCHEDULE_NAMES = tuple(SCHEDULES)
 
@@ -74,3 +103,18 @@ def scheduler_spec(sampler: str, schedule: str) -> tuple[str, dict[str, Any]]:
         raise ValueError(problem)
     entry = SAMPLERS[sampler]
     return entry.scheduler_class, {**entry.options, **SCHEDULES[schedule]}
+
+
+def flow_spec(sampler: str, schedule: str) -> tuple[str, dict[str, Any], bool]:
+    """(diffusers class name, options, linear sigmas) for a pair on a flow-matching model;
+    ValueError saying what works when the pair does not."""
+    entry = FLOW_SAMPLERS.get(sampler)
+    if entry is None:
+        raise ValueError(f"sampler {sampler!r} has no flow-matching variant for this model "
+                         f"(flow models sample with: {', '.join(FLOW_SAMPLERS)})")
+    if schedule not in entry.schedules:
+        raise ValueError(f"on a flow-matching model, sampler {sampler!r} "
+                         f"({entry.scheduler_class}) cannot use the {schedule!r} schedule; it "
+                         f"supports: {', '.join(entry.schedules)}")
+    return (entry.scheduler_class, {**entry.options, **FLOW_SCHEDULES[schedule]},
+            schedule in LINEAR_FLOW_SCHEDULES)

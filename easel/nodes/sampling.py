@@ -94,15 +94,29 @@ def sample(ctx: Context, model: Any, positive: Any, negative: Any, latent: dict[
     from easel.nodes.inpaint import inpaint_inputs
     from easel.nodes.samplers_table import scheduler_spec
 
-    class_name, options = scheduler_spec(sampler_name, scheduler)
-    seeded = SAMPLERS[sampler_name].seeded_by_config
-    if seeded:
-        options[seeded] = seed
-    sched = make_scheduler(class_name, options, {**model.scheduler_config, **model.sampling})
     full = denoise >= 1.0 and window is None
     # an empty latent (EmptyLatent) takes this model's channels and VAE factor, windows too
     empty = "width" in latent and "height" in latent and not bool(latent["samples"].any())
     shape = latent_shape(model, latent, full or empty)
+    config = {**model.scheduler_config, **model.sampling}
+    flow = None
+    if is_flow(model):
+        from easel.models.sampling import flow_config
+        from easel.nodes.samplers_table import flow_spec
+
+        try:
+            class_name, options, linear = flow_spec(sampler_name, scheduler)
+        except ValueError as exc:
+            raise NodeError(str(exc), "sampler_name") from exc
+        patch = int(getattr(model.family, "patch", 1))
+        tokens = (shape[2] // patch) * (shape[3] // patch)
+        config, flow = flow_config(config, class_name, linear, tokens)
+    else:
+        class_name, options = scheduler_spec(sampler_name, scheduler)
+        seeded = SAMPLERS[sampler_name].seeded_by_config
+        if seeded:
+            options[seeded] = seed
+    sched = make_scheduler(class_name, options, config)
     if empty and tuple(latent["samples"].shape) != shape:
         import torch
 
@@ -119,7 +133,7 @@ def sample(ctx: Context, model: Any, positive: Any, negative: Any, latent: dict[
             steps=steps, denoise_strength=denoise,
             init_latents=latent["samples"] if use_latent else None, generator=generator,
             callback=previewer(ctx, model), forward=model.forward(), family=model.family,
-            window=window, inpaint=inpaint, vae_factor=model.vae_scale_factor)
+            window=window, inpaint=inpaint, vae_factor=model.vae_scale_factor, flow=flow)
     except ValueError as exc:
         raise NodeError(str(exc), "positive") from exc
     out = {"samples": samples.float().cpu()}
@@ -129,6 +143,11 @@ def sample(ctx: Context, model: Any, positive: Any, negative: Any, latent: dict[
         out["scaling_factor"] = model.family.latent.scaling_factor
         out["shift_factor"] = model.family.latent.shift_factor
     return out
+
+
+def is_flow(model: Any) -> bool:
+    """Whether the model's family samples by flow matching (its registry entry says)."""
+    return getattr(model.family, "prediction_type", None) == "flow"
 
 
 def in_model_scale(model: Any, latent: dict[str, Any]) -> dict[str, Any]:

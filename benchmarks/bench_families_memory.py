@@ -1,0 +1,94 @@
+"""Peak resident memory (RSS) of one text-to-image run per model family, on tiny random models
+in ComfyUI's file layouts, CPU fp32.
+
+Each family runs in a fresh process: load (Flux: ComfyUI's split files through
+DiffusionModelLoader, DualTextEncoderLoader and VAELoader; SD 1.x: a single-file checkpoint),
+encode, sample 4 steps at 64x64, decode. The figures are the process's peak RSS and its RSS
+after importing torch, diffusers and Easel (the floor every run pays), so that the difference is
+what the models and the run cost.
+
+    python benchmarks/bench_families_memory.py [--families flux-dev,flux-schnell,sd1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CHILD = r"""
+import json, os, resource, sys
+sys.path.insert(0, {root!r})
+family, root = sys.argv[1:3]
+import torch, diffusers, transformers  # noqa: F401 (the floor every run pays)
+from easel.core.executor import Executor
+from easel.core.plugins import load_plugins
+from easel.models.manager import ModelManager
+floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+roots = [os.path.join(root, "models"), os.path.join(root, "ComfyUI")]
+os.environ["EASEL_MODELS_DIR"] = os.pathsep.join(roots)
+manager = ModelManager(roots, device="cpu", dtype=torch.float32)
+executor = Executor(load_plugins(entry_points=False), services={{"models": manager}})
+if family.startswith("flux"):
+    from tests.families.test_flux_parity import split_workflow
+    nodes = split_workflow(family.split("-")[1], steps=4)
+else:
+    from tests.families.workflows import txt2img
+    nodes = txt2img(family + ".safetensors", steps=4)
+result = executor.run({{"format": "easel.workflow", "version": 1, "nodes": nodes}},
+                      targets=["dec"], keep_values=True)
+assert result.status == "succeeded", result.failures
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"floor_kib": floor, "peak_kib": peak}}))
+"""
+
+
+def build(families: list[str], root: Path) -> None:
+    from tests.fixtures import flux_family, sd_family
+
+    sd_family.write_comfy_tokenizer(root / "ComfyUI")
+    flux_family.write_comfy_t5_tokenizer(root / "ComfyUI")
+    dev = None
+    for family in families:
+        if family.startswith("flux"):
+            if dev is None:
+                dev = flux_family.build("dev", root)
+            if family == "flux-schnell":
+                flux_family.build("schnell", root, shared_from=dev)
+        else:
+            sd_family.build(family, root)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--families", default="flux-dev,flux-schnell,sd1")
+    args = parser.parse_args()
+    families = [f for f in args.families.split(",") if f]
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        build(families, root)
+        print(f"Easel peak RSS per family on {platform.node()} ({platform.machine()}, "
+              f"Python {platform.python_version()}), tiny random models, CPU fp32, "
+              "64x64, 4 steps")
+        for family in families:
+            out = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT)), family,
+                                  str(root)], capture_output=True, text=True, check=False,
+                                 cwd=str(ROOT))
+            if out.returncode:
+                print(f"  {family:14s} failed: {out.stderr.strip().splitlines()[-1:]}")
+                continue
+            data = json.loads(out.stdout.strip().splitlines()[-1])
+            floor, peak = data["floor_kib"] / 1024, data["peak_kib"] / 1024
+            print(f"  {family:14s} peak {peak:7.1f} MiB   after imports {floor:7.1f} MiB   "
+                  f"run {peak - floor:6.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

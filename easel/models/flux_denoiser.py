@@ -1,0 +1,104 @@
+"""The Flux network adapter of the sampler loop: latents [B, 16, h, w] packed into 2x2 patches
+(tokens of 64), image and text position ids, timesteps as sigmas (t / 1000), the embedded
+guidance scale, T5 embeddings and CLIP-L's pooled embedding, as diffusers' FluxPipeline calls
+FluxTransformer2DModel. The loop keeps latents unpacked, so schedulers, inpainting masks and
+latent previews see the usual layout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from easel.models.conditioning import Cond
+from easel.models.families.flux import DEFAULT_GUIDANCE
+
+
+def pack(latents: Any, patch: int = 2) -> Any:
+    """[B, C, h, w] -> [B, (h/2)(w/2), C*4] (FluxPipeline's _pack_latents)."""
+    b, c, h, w = latents.shape
+    x = latents.view(b, c, h // patch, patch, w // patch, patch).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(b, (h // patch) * (w // patch), c * patch * patch)
+
+
+def unpack(tokens: Any, height: int, width: int, patch: int = 2) -> Any:
+    """[B, (h/2)(w/2), C*4] -> [B, C, h, w] (FluxPipeline's _unpack_latents)."""
+    b, _, dim = tokens.shape
+    channels = dim // (patch * patch)
+    x = tokens.view(b, height // patch, width // patch, channels, patch, patch)
+    return x.permute(0, 3, 1, 4, 2, 5).reshape(b, channels, height, width)
+
+
+def image_ids(height: int, width: int, device: Any, dtype: Any) -> Any:
+    """Position ids (0, row, column) of the packed tokens (FluxPipeline's)."""
+    import torch
+
+    ids = torch.zeros(height, width, 3)
+    ids[..., 1] = ids[..., 1] + torch.arange(height)[:, None]
+    ids[..., 2] = ids[..., 2] + torch.arange(width)[None, :]
+    return ids.reshape(height * width, 3).to(device=device, dtype=dtype)
+
+
+class FluxNetwork:
+    """Calls a FluxTransformer2DModel (`call`: the module, or it with LoRA patches bound)."""
+
+    def __init__(self, transformer: Any, call: Any, family: Any) -> None:
+        self.transformer, self.call, self.family = transformer, call, family
+        self.patch = int(getattr(family, "patch", 2))
+        self.step, self.total = 0, 0
+
+    def condition(self, cond: dict[str, Any], batch: int, device: Any, dtype: Any, *,
+                  pixel_size: tuple[int, int], negative: bool = False) -> Cond:
+        import torch
+
+        config = self.transformer.config
+        embeds, pooled = cond.get("embeds"), cond.get("pooled")
+        if embeds is None or pooled is None:
+            raise ValueError("Flux needs T5 embeddings and CLIP-L's pooled embedding: encode "
+                             "the prompt with a Flux CLIP (DualTextEncoderLoader type flux)")
+        if embeds.shape[-1] != config.joint_attention_dim:
+            raise ValueError(f"text embeddings have width {embeds.shape[-1]} but this Flux "
+                             f"model expects {config.joint_attention_dim} (its T5 encoder's): "
+                             "was the CLIP made for another model?")
+        if pooled.shape[-1] != config.pooled_projection_dim:
+            raise ValueError(f"the pooled text embedding has width {pooled.shape[-1]} but this "
+                             f"Flux model expects {config.pooled_projection_dim} (CLIP-L's): was "
+                             "the CLIP made for another model?")
+        if cond.get("control"):
+            raise ValueError("ControlNet conditioning is not supported for Flux models yet")
+
+        def batched(value: Any) -> Any:
+            value = value.to(device=device, dtype=dtype)
+            if value.shape[0] == batch:
+                return value
+            if value.shape[0] == 1:
+                return value.expand(batch, *value.shape[1:])
+            raise ValueError(f"conditioning batch {value.shape[0]} does not match latent "
+                             f"batch {batch}")
+
+        added: dict[str, Any] = {"pooled_projections": batched(pooled), "guidance": None}
+        if config.guidance_embeds:
+            scale = float(cond.get("guidance", DEFAULT_GUIDANCE))
+            added["guidance"] = torch.full([batch], scale, device=device, dtype=torch.float32)
+        return Cond(batched(embeds), added, None)
+
+    def stack(self, a: Cond, b: Cond) -> Cond | None:
+        return None  # each side is its own call, as FluxPipeline's true CFG does
+
+    def __call__(self, x: Any, t: Any, cond: Cond) -> Any:
+        import torch
+
+        batch, _, height, width = x.shape
+        if height % self.patch or width % self.patch:
+            raise ValueError(f"Flux packs latents in {self.patch}x{self.patch} patches: the "
+                             "image's width and height must be multiples of "
+                             f"{8 * self.patch}")
+        hidden = cond.encoder_hidden_states
+        text_ids = torch.zeros(hidden.shape[1], 3, device=x.device, dtype=x.dtype)
+        img_ids = image_ids(height // self.patch, width // self.patch, x.device, x.dtype)
+        timestep = t.expand(batch).to(x.dtype) / 1000
+        out = self.call(hidden_states=pack(x, self.patch), timestep=timestep,
+                        guidance=cond.added["guidance"] if cond.added else None,
+                        pooled_projections=cond.added["pooled_projections"] if cond.added
+                        else None,
+                        encoder_hidden_states=hidden, txt_ids=text_ids, img_ids=img_ids,
+                        return_dict=False)[0]
+        return unpack(out, height, width, self.patch)

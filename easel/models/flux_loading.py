@@ -1,0 +1,252 @@
+"""Flux.1 modules from ComfyUI's split files (diffusion_models/, text_encoders/, vae/), from a
+single file holding all of them, and from a diffusers folder.
+
+Key conversion is diffusers' `convert_flux_transformer_checkpoint_to_diffusers`; the configs
+are read off the tensor shapes (easel.models.families.flux); text encoders are transformers'
+CLIPTextModel and T5EncoderModel.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from easel.models.errors import ModelError
+from easel.models.families import flux
+from easel.models.families.recognise import summarise
+from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
+
+# diffusers' converter splits single blocks' fused linear1 at Flux.1's width (3072).
+DIFFUSERS_FLUX_WIDTH = 3072
+WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2")
+
+
+def convert_transformer(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Original (BFL) keys -> diffusers FluxTransformer2DModel keys, by diffusers' converter.
+
+    That converter splits each single block's fused `linear1` (q, k, v, mlp) at Flux.1's width
+    of 3072. For another width (the tests' tiny models, pruned variants) it is handed shape-only
+    meta tensors of that layout, and the four pieces are split here at the real width; every
+    other key is diffusers' own mapping."""
+    import torch
+    from diffusers.loaders.single_file_utils import (
+        convert_flux_transformer_checkpoint_to_diffusers,
+    )
+
+    prefix = flux.prefix_of(state)
+    if prefix is None:
+        raise ModelError("no Flux transformer (double_blocks) in the file")
+    sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    hidden = int(sub["img_in.weight"].shape[0])
+    fused: dict[int, tuple[Any, Any]] = {}
+    if hidden != DIFFUSERS_FLUX_WIDTH:
+        rows = DIFFUSERS_FLUX_WIDTH * 7  # q, k, v (3 x 3072) + mlp (4 x 3072)
+        for key in [k for k in sub if re.fullmatch(r"single_blocks\.\d+\.linear1\.weight", k)]:
+            block = int(key.split(".")[1])
+            bias_key = key.replace(".weight", ".bias")
+            fused[block] = (sub[key], sub[bias_key])
+            sub[key] = torch.empty(rows, sub[key].shape[1], device="meta")
+            sub[bias_key] = torch.empty(rows, device="meta")
+    converted = convert_flux_transformer_checkpoint_to_diffusers(sub)
+    for block, (weight, bias) in fused.items():
+        sizes = [hidden, hidden, hidden, int(weight.shape[0]) - 3 * hidden]
+        head = f"single_transformer_blocks.{block}."
+        for name, w, b in zip(("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"),
+                              torch.split(weight, sizes), torch.split(bias, sizes), strict=True):
+            converted[head + name + ".weight"] = w
+            converted[head + name + ".bias"] = b
+    return converted
+
+
+def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
+    """A FluxTransformer2DModel from an original-layout state dict."""
+    from diffusers import FluxTransformer2DModel
+
+    from easel.models.state_dicts import load_into
+
+    try:
+        config = flux.transformer_config(state)
+        converted = convert_transformer(dict(state))
+        return load_into(FluxTransformer2DModel, config, converted, dtype, "Flux transformer")
+    except ModelError as exc:
+        raise ModelError(f"{path.name}: {exc}") from None
+    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
+        raise ModelError(f"{path.name} looks like a Flux.1 transformer but does not fit that "
+                         f"architecture ({type(exc).__name__}: {exc})") from None
+
+
+def storage_dtype(weight_dtype: str) -> Any:
+    """ComfyUI's UNETLoader weight_dtype as a torch storage dtype (None: the manager's)."""
+    import torch
+
+    if weight_dtype not in WEIGHT_DTYPES:
+        raise ModelError(f"weight_dtype {weight_dtype!r} is not one of {', '.join(WEIGHT_DTYPES)}")
+    if weight_dtype == "default":
+        return None
+    return torch.float8_e5m2 if weight_dtype == "fp8_e5m2" else torch.float8_e4m3fn
+
+
+def diffusion_model(name: str, path: Path, manager: Any, weight_dtype: str = "default"
+                    ) -> ModelHandle:
+    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader). fp8 weight dtypes keep
+    the weights in fp8 and compute in the manager's dtype (diffusers' layerwise casting)."""
+    from easel.models.state_dicts import read_state_dict
+
+    storage = storage_dtype(weight_dtype)
+
+    def load() -> Any:
+        state = read_state_dict(path, manager.allow_unsafe_pickle)
+        if flux.recognise(state) is None:
+            raise ModelError(f"{path.name} is not a diffusion model Easel recognises "
+                             f"({summarise(state)}). Easel reads Flux.1 transformers "
+                             "(double_blocks / single_blocks) from diffusion_models/")
+        module = build_transformer(state, manager.dtype, path)
+        if storage is not None:
+            module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=manager.dtype)
+        return module
+
+    module = manager.load_module((str(path.resolve()), f"flux-transformer:{weight_dtype}"), load)
+    return model_handle(name, module, manager, flux.folder_family(module.config))
+
+
+def model_handle(name: str, module: Any, manager: Any, family: flux.FlowFamily,
+                 vae: VaeHandle | None = None) -> ModelHandle:
+    return ModelHandle(name, module, dict(family.scheduler_config), family.latent.factor,
+                       manager, vae=vae, family=family)
+
+
+# -- text encoders ----------------------------------------------------------------------------
+CLIP_PREFIXES = ("transformer.", "")
+T5_PREFIXES = ("", "transformer.")
+
+
+def text_encoder_kind(state: Mapping[str, Any]) -> tuple[str, str] | None:
+    """("clip_l" or "t5", key prefix) of a text encoder file, or None."""
+    for prefix in T5_PREFIXES:
+        if prefix + "encoder.block.0.layer.0.SelfAttention.q.weight" in state:
+            return "t5", prefix
+    for prefix in CLIP_PREFIXES:
+        for inner in ("text_model.", ""):
+            key = prefix + inner + "encoder.layers.0.self_attn.q_proj.weight"
+            if key in state:
+                return "clip_l", prefix
+    return None
+
+
+def build_t5(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
+    """A transformers T5EncoderModel (T5 v1.1: gated GELU) with its config read off the shapes:
+    heads from the relative attention bias, depth from the block indices."""
+    from transformers import T5Config, T5EncoderModel
+
+    from easel.models.state_dicts import load_into
+
+    sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    embed = sub.get("shared.weight", sub.get("encoder.embed_tokens.weight"))
+    if embed is None:
+        raise ModelError("the T5 encoder has no token embedding (shared.weight)")
+    sub.setdefault("shared.weight", embed)
+    sub.setdefault("encoder.embed_tokens.weight", embed)
+    vocab, d_model = (int(n) for n in embed.shape)
+    bias = sub["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
+    buckets, heads = (int(n) for n in bias.shape)
+    inner = int(sub["encoder.block.0.layer.0.SelfAttention.q.weight"].shape[0])
+    gated = "encoder.block.0.layer.1.DenseReluDense.wi_0.weight" in sub
+    ff_key = "encoder.block.0.layer.1.DenseReluDense." + ("wi_0" if gated else "wi") + ".weight"
+    layers = len({k.split(".")[2] for k in sub if k.startswith("encoder.block.")})
+    config = T5Config(vocab_size=vocab, d_model=d_model, d_kv=inner // heads,
+                      d_ff=int(sub[ff_key].shape[0]), num_layers=layers, num_heads=heads,
+                      relative_attention_num_buckets=buckets,
+                      feed_forward_proj="gated-gelu" if gated else "relu",
+                      is_encoder_decoder=False, use_cache=False)
+    return load_into(T5EncoderModel, config, sub, dtype, "T5 text encoder", strict=False)
+
+
+def build_text_encoder(path: Path, state: Mapping[str, Any], manager: Any
+                       ) -> tuple[str, Any, Any]:
+    """(kind, model, tokenizer) of one text encoder file."""
+    from easel.models import tokenizers
+    from easel.models.single_file import build_clip_l, token_ids
+
+    found = text_encoder_kind(state)
+    if found is None:
+        raise ModelError(f"{path.name} is not a text encoder Easel recognises "
+                         f"({summarise(state)}). Easel reads CLIP-L (text_model.*) and T5 "
+                         "encoders (encoder.block.*) in transformers' key layout")
+    kind, prefix = found
+    try:
+        if kind == "t5":
+            tokenizer = manager.load_module(("t5-tokenizer",), lambda: tokenizers.t5_tokenizer(
+                checkpoint=path.name, contents="T5 encoder weights", roots=manager.roots))
+            return kind, build_t5(state, prefix, manager.dtype), tokenizer
+        tokenizer = manager.clip_tokenizer(path)
+        model = build_clip_l(state, prefix, flux.FLUX_CLIP_L, manager.dtype,
+                             token_ids(tokenizer))
+        return kind, model, tokenizer
+    except ModelError as exc:
+        raise ModelError(f"{path.name}: {exc}") from None
+    except (RuntimeError, ValueError, KeyError, IndexError, StopIteration) as exc:
+        raise ModelError(f"{path.name} looks like a {kind} text encoder but does not fit that "
+                         f"architecture ({type(exc).__name__}: {exc})") from None
+
+
+def text_encoder(path: Path, manager: Any) -> tuple[str, Any, Any]:
+    """One text encoder file, loaded once: (kind, model, tokenizer)."""
+    from easel.models.state_dicts import read_state_dict
+
+    key = str(path.resolve())
+    loaded = manager.load_module((key, "text_encoder"), lambda: build_text_encoder(
+        path, read_state_dict(path, manager.allow_unsafe_pickle), manager))
+    return loaded  # type: ignore[no-any-return]
+
+
+def flux_parts(encoders: list[tuple[str, Any, Any]], where: str) -> tuple[TextEncoderPart, ...]:
+    """The "l" and "t5" parts of a Flux CLIP from two loaded encoders, in either order."""
+    kinds = {kind: (model, tok) for kind, model, tok in encoders}
+    if set(kinds) != {"clip_l", "t5"}:
+        got = ", ".join(kind for kind, _, _ in encoders)
+        raise ModelError(f"Flux needs a CLIP-L and a T5 text encoder; {where} are: {got}")
+    clip_model, clip_tok = kinds["clip_l"]
+    t5_model, t5_tok = kinds["t5"]
+    return (TextEncoderPart("l", clip_tok, clip_model, pooled=True),
+            TextEncoderPart("t5", t5_tok, t5_model, kind="t5"))
+
+
+def flux_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
+    """CLIP (parts "l" and "t5") from ComfyUI's two Flux text encoder files."""
+    encoders = [text_encoder(path, manager) for path in paths]
+    parts = flux_parts(encoders, " and ".join(p.name for p in paths))
+    return ClipHandle(name, parts, manager, family=flux.FLUX_DEV)
+
+
+# -- diffusers folders ------------------------------------------------------------------------
+def folder_checkpoint(name: str, folder: Path, manager: Any
+                      ) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
+    """A diffusers FluxPipeline folder (transformer/, text_encoder/, text_encoder_2/, vae/)."""
+    from easel.models import loading
+
+    index = loading.model_index(folder) if (folder / "model_index.json").is_file() else {}
+    transformer = manager.module(folder / "transformer", *index.get(
+        "transformer", ("diffusers", "FluxTransformer2DModel")))
+    vae = manager.module(folder / "vae", *index.get("vae", ("diffusers", "AutoencoderKL")))
+    te = manager.module(folder / "text_encoder", *index.get(
+        "text_encoder", ("transformers", "CLIPTextModel")))
+    te2 = manager.module(folder / "text_encoder_2", *index.get(
+        "text_encoder_2", ("transformers", "T5EncoderModel")))
+    tok = manager.module(folder / "tokenizer", *index.get(
+        "tokenizer", ("transformers", "CLIPTokenizer")))
+    tok2 = manager.module(folder / "tokenizer_2", *index.get(
+        "tokenizer_2", ("transformers", "T5TokenizerFast")))
+    family = flux.folder_family(transformer.config)
+    sched = loading.scheduler_config(folder / "scheduler") or dict(family.scheduler_config)
+    vae_handle = VaeHandle(name, vae, manager)
+    model = ModelHandle(name, transformer, dict(sched), vae_handle.scale_factor, manager,
+                        vae=vae_handle, family=family)
+    parts = (TextEncoderPart("l", tok, te, pooled=True),
+             TextEncoderPart("t5", tok2, te2, kind="t5"))
+    return model, ClipHandle(name, parts, manager, family=family), vae_handle
+
+
+def is_flux_folder(folder: Path) -> bool:
+    return (folder / "transformer").is_dir() and (folder / "text_encoder_2").is_dir()

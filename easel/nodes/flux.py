@@ -1,0 +1,105 @@
+"""Flux and flow-matching nodes: TextEncodeFlux and FluxGuidance (the guidance scale Flux dev
+embeds), and the model-sampling shifts ModelSamplingFlux, ModelSamplingSD3 and
+ModelSamplingAuraFlow (ComfyUI's nodes of those names)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from easel.core.context import Context
+from easel.core.node import Input, NodeError, node
+from easel.core.types import Clip, Conditioning, Model
+from easel.nodes.conditioning import empty_prompt
+from easel.nodes.loaders import require
+from easel.nodes.model_access import model_errors
+
+MAX_RESOLUTION = 16384
+# ComfyUI's ModelSamplingFlux: mu grows linearly from base_shift at 256 image tokens to
+# max_shift at 4096 (FluxPipeline's calculate_shift); tokens = width * height / (16 * 16).
+BASE_TOKENS, MAX_TOKENS, PIXELS_PER_TOKEN = 256, 4096, 16 * 16
+
+
+@node(category="conditioning", outputs={"conditioning": Conditioning})
+def TextEncodeFlux(
+    ctx: Context,
+    clip: Clip,
+    clip_l: str = Input("", multiline=True),
+    t5xxl: str = Input("", multiline=True),
+    guidance: float = Input(3.5, ge=0.0, le=100.0, step=0.1),
+) -> Any:
+    """Flux prompt (ComfyUI's CLIPTextEncodeFlux): `clip_l` goes to CLIP-L (its pooled
+    embedding), `t5xxl` to the T5 encoder (the embeddings); `guidance` is the scale Flux dev
+    embeds (schnell ignores it)."""
+    from easel.models.text import encode_prompts
+
+    require(clip, "text encoder (CLIP)", "clip")
+    keys = {part.key for part in clip.parts}
+    if not {"l", "t5"} <= keys:
+        raise NodeError(f"TextEncodeFlux needs a Flux CLIP (parts l and t5, from "
+                        f"DualTextEncoderLoader type flux); this CLIP ({clip.name}) has parts "
+                        f"{sorted(keys)}: use TextEncode", "clip")
+    with model_errors("t5xxl"):
+        encoded = encode_prompts(clip, {"l": clip_l, "t5": t5xxl})
+        uncond = empty_prompt(clip)
+    for warning in encoded.warnings:
+        ctx.warn(warning)
+    cond = {**encoded.conditioning, "guidance": guidance,
+            "uncond": {**uncond, "guidance": guidance}}
+    return {"conditioning": cond}
+
+
+@node(category="conditioning", outputs={"conditioning": Conditioning})
+def FluxGuidance(conditioning: Conditioning,
+                 guidance: float = Input(3.5, ge=0.0, le=100.0, step=0.1)) -> Any:
+    """Set the guidance scale Flux dev embeds (ComfyUI's FluxGuidance). Flux samples with
+    KSampler `cfg` 1 (no negative pass); this is its guidance."""
+    return {"conditioning": {**conditioning, "guidance": guidance}}
+
+
+def _flow_model(model: Any, node_name: str) -> None:
+    if getattr(model.family, "prediction_type", None) != "flow":
+        label = getattr(model.family, "label", "this model")
+        raise NodeError(f"{node_name} sets the shift of flow-matching models (Flux); "
+                        f"{model.name} is {label}", "model")
+
+
+@node(category="advanced/model", outputs={"model": Model})
+def ModelSamplingFlux(
+    model: Model,
+    max_shift: float = Input(1.15, ge=0.0, le=100.0, step=0.01),
+    base_shift: float = Input(0.5, ge=0.0, le=100.0, step=0.01),
+    width: int = Input(1024, ge=16, le=MAX_RESOLUTION, step=8),
+    height: int = Input(1024, ge=16, le=MAX_RESOLUTION, step=8),
+) -> Any:
+    """Flux's resolution-dependent shift for a `width` x `height` image: mu = base_shift at
+    256 image tokens up to max_shift at 4096, linearly (FluxPipeline's calculate_shift).
+    Without this node Easel computes it from the latent being sampled, as FluxPipeline does."""
+    _flow_model(model, "ModelSamplingFlux")
+    slope = (max_shift - base_shift) / (MAX_TOKENS - BASE_TOKENS)
+    mu = width * height / PIXELS_PER_TOKEN * slope + base_shift - slope * BASE_TOKENS
+    return {"model": model.with_sampling(mu=mu, use_dynamic_shifting=True,
+                                         base_shift=base_shift, max_shift=max_shift)}
+
+
+def _fixed_shift(model: Any, shift: float, node_name: str) -> Any:
+    _flow_model(model, node_name)
+    return {"model": model.with_sampling(shift=shift, use_dynamic_shifting=False, mu=None)}
+
+
+@node(category="advanced/model", outputs={"model": Model})
+def ModelSamplingSD3(model: Model,
+                     shift: float = Input(3.0, ge=0.0, le=100.0, step=0.01)) -> Any:
+    """A fixed flow shift: sigma' = shift * sigma / (1 + (shift - 1) * sigma)."""
+    return _fixed_shift(model, shift, "ModelSamplingSD3")
+
+
+@node(category="advanced/model", outputs={"model": Model})
+def ModelSamplingAuraFlow(model: Model,
+                          shift: float = Input(1.73, ge=0.0, le=100.0, step=0.01)) -> Any:
+    """A fixed flow shift, as ModelSamplingSD3 (ComfyUI's AuraFlow variant, whose only
+    difference is the timestep scale the model sees: here the family's own)."""
+    return _fixed_shift(model, shift, "ModelSamplingAuraFlow")
+
+
+NODES = [TextEncodeFlux, FluxGuidance, ModelSamplingFlux, ModelSamplingSD3,
+         ModelSamplingAuraFlow]

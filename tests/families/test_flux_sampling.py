@@ -1,0 +1,146 @@
+"""Flow matching in the sampler core, on the tiny Flux models: the flow variants of the sampler
+names equal FluxPipeline with the same diffusers scheduler; impossible sampler x schedule x
+family combinations are clear errors; the shift nodes; ComfyUI files with the Flux nodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from tests.families.test_flux_parity import PROMPT, TOLERANCE, reference, split_workflow
+from tests.families.workflows import image_of
+from tests.fixtures import flux_family
+
+flux_root = flux_family.flux_root
+flux_models = flux_family.flux_models
+flux_manager = flux_family.flux_manager
+run_flux = flux_family.run_flux
+
+# FluxPipeline computes mu and hands it to these schedulers, which then shift by exp(mu).
+DYNAMIC = {"use_dynamic_shifting": True, "time_shift_type": "exponential"}
+PIPELINE_SCHEDULERS = {
+    "dpmpp_2m": ("DPMSolverMultistepScheduler", {
+        "algorithm_type": "dpmsolver++", "solver_order": 2, "use_flow_sigmas": True,
+        "prediction_type": "flow_prediction", **DYNAMIC}),
+    "uni_pc": ("UniPCMultistepScheduler", {
+        "use_flow_sigmas": True, "prediction_type": "flow_prediction", **DYNAMIC}),
+}
+
+
+@pytest.mark.parametrize("sampler", sorted(PIPELINE_SCHEDULERS))
+def test_flow_samplers_equal_flux_pipeline_with_that_scheduler(
+        sampler: str, flux_models: Any, run_flux: Any) -> None:
+    import diffusers
+    from diffusers import FluxPipeline
+
+    class_name, options = PIPELINE_SCHEDULERS[sampler]
+    pipe = flux_models["dev"].pipe
+    scheduler = getattr(diffusers, class_name)(**options)
+    other = FluxPipeline(**{**pipe.components, "scheduler": scheduler})
+    ours = image_of(run_flux(split_workflow("dev", steps=4, sampler_name=sampler,
+                                            scheduler="normal"), ["dec"]))
+    theirs = reference(other, prompt=PROMPT, num_inference_steps=4, guidance_scale=3.5)
+    euler = image_of(run_flux(split_workflow("dev", steps=4), ["dec"]))
+    assert float(ours.std()) > 0.01
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+    assert (ours - euler).abs().max().item() > TOLERANCE  # another sampler, another image
+
+
+@pytest.mark.parametrize("sampler,schedule", [
+    ("heun", "normal"), ("dpmpp_2m_sde", "normal"), ("euler", "karras"), ("euler", "beta")])
+def test_every_flow_pair_samples_an_image(sampler: str, schedule: str, run_flux: Any) -> None:
+    image = image_of(run_flux(split_workflow("schnell", steps=2, sampler_name=sampler,
+                                             scheduler=schedule), ["dec"]))
+    assert image.shape == (1, 3, 64, 64)
+    assert bool(torch.isfinite(image).all()) and float(image.std()) > 0.01
+
+
+def test_sgm_uniform_is_simple_on_flow_models(run_flux: Any) -> None:
+    simple = image_of(run_flux(split_workflow("dev"), ["dec"]))
+    sgm = image_of(run_flux(split_workflow("dev", scheduler="sgm_uniform"), ["dec"]))
+    assert torch.equal(simple, sgm)
+
+
+@pytest.mark.parametrize("sampler,schedule,words", [
+    ("lms", "normal", "has no flow-matching variant"),
+    ("dpmpp_2m", "karras", "cannot use the 'karras' schedule"),
+])
+def test_impossible_flow_combination_is_a_node_error(sampler: str, schedule: str, words: str,
+                                                     run_flux: Any) -> None:
+    result = run_flux(split_workflow("dev", sampler_name=sampler, scheduler=schedule), ["dec"])
+    assert result.status == "failed"
+    failure = result.failures[0]
+    assert failure.node == "k" and failure.input == "sampler_name"
+    assert words in failure.message
+
+
+def test_fixed_shift_nodes(run_flux: Any, flux_models: Any) -> None:
+    """ModelSamplingSD3 / AuraFlow set a fixed shift: at shift 1 on schnell (whose own shift is
+    1) nothing changes; shift 3 changes the image as the pipeline's shift 3 does."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+
+    plain = image_of(run_flux(split_workflow("schnell", steps=3), ["dec"]))
+    results = {}
+    for node_type, shift in (("ModelSamplingSD3", 1.0), ("ModelSamplingAuraFlow", 3.0)):
+        nodes = split_workflow("schnell", steps=3)
+        nodes["ms"] = {"type": node_type, "inputs": {"model": ["unet", "model"],
+                                                      "shift": shift}}
+        nodes["k"]["inputs"]["model"] = ["ms", "model"]
+        results[node_type] = image_of(run_flux(nodes, ["dec"]))
+    assert torch.equal(results["ModelSamplingSD3"], plain)
+    pipe = flux_models["schnell"].pipe
+    shifted = FluxPipeline(**{**pipe.components, "scheduler": FlowMatchEulerDiscreteScheduler(
+        shift=3.0, use_dynamic_shifting=False)})
+    theirs = reference(shifted, prompt=PROMPT, num_inference_steps=3, guidance_scale=0.0)
+    assert (results["ModelSamplingAuraFlow"] - theirs).abs().max().item() <= TOLERANCE
+
+
+def test_comfy_api_prompt_with_flux_nodes_equals_the_easel_workflow(run_flux: Any) -> None:
+    """A ComfyUI API prompt of the Flux templates' shape (UNETLoader, DualCLIPLoader with its
+    device widget, VAELoader, CLIPTextEncodeFlux, FluxGuidance, ModelSamplingFlux,
+    EmptySD3LatentImage, KSampler) converts and gives the Easel workflow's image."""
+    from easel.comfy.api_format import convert_prompt
+
+    prompt = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux-dev.safetensors",
+                                                     "weight_dtype": "default"}},
+        "2": {"class_type": "DualCLIPLoader", "inputs": {
+            "clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl.safetensors",
+            "type": "flux", "device": "default"}},
+        "3": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
+        "4": {"class_type": "CLIPTextEncodeFlux", "inputs": {
+            "clip": ["2", 0], "clip_l": PROMPT, "t5xxl": PROMPT, "guidance": 2.0}},
+        "5": {"class_type": "FluxGuidance", "inputs": {"conditioning": ["4", 0],
+                                                       "guidance": 3.5}},
+        "6": {"class_type": "ModelSamplingFlux", "inputs": {
+            "model": ["1", 0], "max_shift": 1.15, "base_shift": 0.5, "width": 64,
+            "height": 64}},
+        "7": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64,
+                                                              "batch_size": 1}},
+        "8": {"class_type": "KSampler", "inputs": {
+            "model": ["6", 0], "positive": ["5", 0], "negative": ["5", 0],
+            "latent_image": ["7", 0], "seed": 42, "steps": 3, "cfg": 1.0,
+            "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
+        "9": {"class_type": "VAEDecode", "inputs": {"samples": ["8", 0], "vae": ["3", 0]}},
+    }
+    workflow = convert_prompt(prompt)
+    assert workflow["nodes"]["2"] == {"type": "DualTextEncoderLoader", "inputs": {
+        "name1": "clip_l.safetensors", "name2": "t5xxl.safetensors", "type": "flux"}}
+    ours = image_of(run_flux(workflow["nodes"], ["9"]), "9")
+    easel = image_of(run_flux(split_workflow("dev"), ["dec"]))
+    assert torch.equal(ours, easel)
+
+
+def test_comfy_types_without_a_family_are_refused_at_conversion() -> None:
+    from easel.comfy.api_format import convert_prompt
+    from easel.core.graph import WorkflowError
+
+    prompt = {"1": {"class_type": "DualCLIPLoader", "inputs": {
+        "clip_name1": "a.safetensors", "clip_name2": "b.safetensors", "type": "hidream"}}}
+    with pytest.raises(WorkflowError) as caught:
+        convert_prompt(prompt)
+    assert [(p.node, p.input) for p in caught.value.problems] == [("1", "type")]
+    assert "'hidream' has no Easel equivalent (convertible: flux)" in \
+        caught.value.problems[0].message
