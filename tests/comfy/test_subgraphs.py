@@ -346,3 +346,26 @@ def test_a_real_template_flattens_with_promoted_widget_values() -> None:
     inner = data["definitions"]["subgraphs"][0]["nodes"]
     assert {f"{instance['id']}:{n['id']}" for n in inner} <= ids
     assert str(instance["id"]) not in ids
+
+
+def test_a_primitive_node_outside_feeds_a_promoted_input() -> None:
+    data = base_graph()
+    data["nodes"].append({"id": 21, "type": "PrimitiveNode", "mode": 0,
+                          "outputs": [{"name": "STRING", "type": "STRING", "links": [21],
+                                       "widget": {"name": "text"}}],
+                          "widgets_values": ["from a primitive"]})
+    data["links"].append([21, 21, 0, 10, 1, "STRING"])
+    node(data, 10)["inputs"][1]["link"] = 21
+    assert to_easel(data)["nodes"]["10:1"]["inputs"]["text"] == "from a primitive"
+
+
+def test_api_prompts_with_execution_ids_convert_as_they_are() -> None:
+    """ComfyUI's frontend queues subgraph nodes under the same ids ("10:1")."""
+    prompt = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m.safetensors"}},
+        "10:1": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["4", 1], "text": "a"}},
+        "3": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["10:1", 0]}},
+    }
+    nodes = to_easel(prompt)["nodes"]
+    assert nodes["10:1"]["inputs"] == {"clip": ["4", "clip"], "text": "a"}
+    assert nodes["3"]["inputs"] == {"conditioning": ["10:1", "conditioning"]}
