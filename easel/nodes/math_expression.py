@@ -20,7 +20,7 @@ from typing import Any
 
 from easel.core.node import Input, NodeError, node
 
-LETTERS = "abcdefgh"
+LETTERS = "abcdefgh"  # ComfyUI grows up to z; the templates use a to d
 MAX_EXPRESSION = 1000
 MAX_POWER_BITS = 4096  # an integer power's result size; floats overflow to an error instead
 CONSTANTS = {"pi": math.pi, "e": math.e, "True": True, "False": False}
@@ -29,6 +29,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "floor": math.floor, "ceil": math.ceil, "sqrt": math.sqrt, "exp": math.exp,
     "log": math.log, "log2": math.log2, "log10": math.log10, "sin": math.sin, "cos": math.cos,
     "tan": math.tan, "atan2": math.atan2, "hypot": math.hypot, "trunc": math.trunc,
+    "sum": sum,
 }
 BINARY: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
@@ -68,6 +69,8 @@ def evaluate(expression: str, names: dict[str, Any]) -> Any:
         if isinstance(item, ast.Constant) and isinstance(item.value, int | float):
             return item.value
         if isinstance(item, ast.Name):
+            if item.id == "values":  # every linked input, in order (as ComfyUI's node)
+                return [names[letter] for letter in LETTERS if letter in names]
             if item.id in names:
                 return names[item.id]
             if item.id in CONSTANTS:
@@ -113,8 +116,13 @@ def evaluate(expression: str, names: dict[str, Any]) -> Any:
         if isinstance(item, ast.IfExp):
             return walk(item.body) if walk(item.test) else walk(item.orelse)
         if (isinstance(item, ast.Call) and isinstance(item.func, ast.Name)
-                and item.func.id in FUNCTIONS and not item.keywords):
-            return FUNCTIONS[item.func.id](*(walk(arg) for arg in item.args))
+                and item.func.id in (*FUNCTIONS, "pow") and not item.keywords):
+            args = [walk(arg) for arg in item.args]
+            if item.func.id == "pow":
+                if len(args) != 2:
+                    raise ExpressionError("pow takes two numbers")
+                return _power(*args)
+            return FUNCTIONS[item.func.id](*args)
         raise ExpressionError(f"{ast.unparse(item)!r} is not allowed (numbers, inputs "
                               f"{', '.join(LETTERS)}, arithmetic, comparisons, and/or/not, "
                               f"'x if c else y', and {', '.join(FUNCTIONS)})")
@@ -134,22 +142,25 @@ def MathExpression(
     d: float | None = None, e: float | None = None, f: float | None = None,
     g: float | None = None, h: float | None = None,
 ) -> tuple[float, int, bool]:
-    """A formula over the linked inputs a ... h: arithmetic (+ - * / // % **), comparisons,
-    and/or/not, `x if c else y`, pi, e and abs, min, max, round, floor, ceil, sqrt, exp, log,
-    sin, cos, ... (ComfyUI's ComfyMathExpression). The result as a float, an int (truncated)
-    and a boolean."""
+    """A formula over the linked inputs a ... h (numbers or booleans; `values` is all of them):
+    arithmetic (+ - * / // % **), comparisons, and/or/not, `x if c else y`, pi, e and abs,
+    min, max, sum, round, pow, floor, ceil, sqrt, exp, log, sin, cos, ... (ComfyUI's
+    ComfyMathExpression). The result as a float, an int (truncated) and a boolean (not 0)."""
     values = dict(zip(LETTERS, (a, b, c, d, e, f, g, h), strict=True))
     names = {letter: value for letter, value in values.items() if value is not None}
     try:
+        if not expression.strip():
+            raise ExpressionError("the expression is empty")
         result = evaluate(expression, names)
         if not isinstance(result, int | float):
             raise ExpressionError(f"the result is not a number: {result!r}")
+        if not math.isfinite(result):
+            raise ExpressionError(f"the result {result!r} is not a finite number")
         return float(result), int(result), bool(result)
     except ExpressionError as exc:
         raise NodeError(str(exc), "expression") from None
-    except (OverflowError, ValueError) as exc:  # int(inf), int(nan)
-        raise NodeError(f"the result {result!r} has no integer value: {exc}",
-                        "expression") from None
+    except OverflowError as exc:  # an integer result too large for a float
+        raise NodeError(f"the result is too large: {exc}", "expression") from None
 
 
 NODES = [MathExpression]

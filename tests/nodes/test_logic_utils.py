@@ -59,6 +59,9 @@ def test_switch_with_one_branch_passes_it_whatever_the_switch(run) -> None:
     ("max(a, b) ** 2 - -1", {"a": 2, "b": 3}, 10),
     ("round(pi, 2) + floor(e) + sqrt(16)", {}, 9.14),
     ("1 < a <= 3 or not a", {"a": 3}, True),
+    ("sum(values) / len_", {"a": 1, "b": 2, "len_": 3}, 1),
+    ("pow(a, 2) + max(values)", {"a": 3, "b": 1}, 12),
+    ("a * 2", {"a": True}, 2),  # a boolean input counts as 1
 ])
 def test_expressions_of_the_templates(expression, names, expected) -> None:
     assert evaluate(expression, names) == pytest.approx(expected)
@@ -71,6 +74,7 @@ def test_expressions_of_the_templates(expression, names, expected) -> None:
     ("open('f')", "not allowed"),
     ("lambda: 1", "not allowed"),
     ("9 ** 9 ** 9", "too large"),
+    ("pow(9, 99999)", "too large"),
     ("a +", "not a valid expression"),
     ("b + 1", "'b' is used but its input is not linked"),
     ("zz + 1", "unknown name 'zz'"),
@@ -89,5 +93,9 @@ def test_the_node_gives_float_int_and_bool_and_names_the_input() -> None:
     with pytest.raises(NodeError) as caught:
         MathExpression.call(None, {"expression": "c * 2", "a": 1})
     assert caught.value.input == "expression" and "'c'" in caught.value.message
-    with pytest.raises(NodeError, match="no integer value"):
+    with pytest.raises(NodeError, match="not a finite number"):
         MathExpression.call(None, {"expression": "a * 1e308 * 10", "a": 1})
+    with pytest.raises(NodeError, match="empty"):
+        MathExpression.call(None, {"expression": "  ", "a": 1})
+    assert MathExpression.call(None, {"expression": "sum(values)", "a": 1, "c": 2.5})[
+        "float"] == 3.5
