@@ -397,6 +397,7 @@ NODE_MAPS: dict[str, NodeMap] = {
     "JoinImageWithAlpha": NodeMap(
         "JoinImageWithAlpha", {"image": "image", "alpha": "alpha"}, ("image",)),
     "MaskPreview": NodeMap("PreviewMask", {"mask": "mask"}, ()),
+    "ComfyNumberConvert": NodeMap("ConvertNumber", {"value": "value"}, ("float", "int")),
 }
 
 # Editor-only ComfyUI node types: they never run (the UI format resolves them away).

@@ -16,9 +16,10 @@ import ast
 import math
 import operator
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from easel.core.node import Input, NodeError, node
+from easel.core.types import ANY, Socket
 
 LETTERS = "abcdefgh"  # ComfyUI grows up to z; the templates use a to d
 MAX_EXPRESSION = 1000
@@ -163,4 +164,33 @@ def MathExpression(
         raise NodeError(f"the result is too large: {exc}", "expression") from None
 
 
-NODES = [MathExpression]
+@node(category="values", outputs={"float": float, "int": int})
+def ConvertNumber(value: Annotated[Any, Socket(ANY)]) -> tuple[float, int]:
+    """An int, float, boolean or numeric text as a float and an int (the int of a float is
+    truncated; of a text, the text read as an integer when it is one) (ComfyUI's
+    ComfyNumberConvert)."""
+    if isinstance(value, bool):
+        return float(value), int(value)
+    if isinstance(value, int):
+        return float(value), value
+    if isinstance(value, float):
+        as_float, as_int = value, None
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            as_float = float(text)
+        except ValueError:
+            raise NodeError(f"cannot read {value!r} as a number", "value") from None
+        try:
+            as_int = int(text)
+        except ValueError:
+            as_int = None
+    else:
+        raise NodeError(f"expected an int, float, boolean or text, got "
+                        f"{type(value).__name__}", "value")
+    if not math.isfinite(as_float):
+        raise NodeError(f"{value!r} is not a finite number", "value")
+    return as_float, int(as_float) if as_int is None else as_int
+
+
+NODES = [MathExpression, ConvertNumber]

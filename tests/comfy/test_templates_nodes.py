@@ -304,3 +304,16 @@ def test_nodes_named_as_in_comfyui_take_comfyuis_inputs_over_the_protocol() -> N
     info = object_info(registry)
     assert list(info["RegexReplace"]["input"]["required"])[:2] == ["string", "regex_pattern"]
     assert info["ComfyMathExpression"]["output"] == ["FLOAT", "INT", "BOOLEAN"]
+
+
+def test_number_convert_converts_and_runs() -> None:
+    workflow = to_easel({
+        "1": api("PrimitiveString", value=" 12.5 "),
+        "2": api("ComfyNumberConvert", value=["1", 0]),
+        "3": api("ComfyMathExpression", expression="a * b",
+                 **{"values.a": ["2", 0], "values.b": ["2", 1]}),
+        "4": api("PreviewAny", source=["3", 0]),
+    })
+    assert workflow["nodes"]["2"] == {"type": "ConvertNumber",
+                                      "inputs": {"value": ["1", "value"]}}
+    assert run(workflow, ["4"]).ui["4"] == {"text": ["150.0"]}

@@ -99,3 +99,24 @@ def test_the_node_gives_float_int_and_bool_and_names_the_input() -> None:
         MathExpression.call(None, {"expression": "  ", "a": 1})
     assert MathExpression.call(None, {"expression": "sum(values)", "a": 1, "c": 2.5})[
         "float"] == 3.5
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (True, (1.0, 1)), (7, (7.0, 7)), (2.9, (2.9, 2)), (-2.9, (-2.9, -2)),
+    (" 12 ", (12.0, 12)), ("3.75", (3.75, 3)), ("1e3", (1000.0, 1000)),
+])
+def test_convert_number(value, expected) -> None:
+    from easel.nodes.math_expression import ConvertNumber
+
+    out = ConvertNumber.call(None, {"value": value})
+    assert (out["float"], out["int"]) == expected
+    assert type(out["int"]) is int
+
+
+@pytest.mark.parametrize("value", ["", "ten", "inf", float("nan"), [1]])
+def test_convert_number_refuses_what_is_not_a_finite_number(value) -> None:
+    from easel.nodes.math_expression import ConvertNumber
+
+    with pytest.raises(NodeError) as caught:
+        ConvertNumber.call(None, {"value": value})
+    assert caught.value.input == "value"
