@@ -70,14 +70,14 @@ def ScaleToTotalPixels(
     return _resize(ctx, image, new_width, new_height, method, "megapixels")
 
 
-def _as_planes(value: Any) -> tuple[Any, bool]:
+def _as_planes(value: Any, input_name: str = "input") -> tuple[Any, bool]:
     """[B, C, H, W] for an image or a mask, and whether it was a mask."""
     if getattr(value, "ndim", 0) == 3:
         return value.unsqueeze(1), True
     if getattr(value, "ndim", 0) == 4:
         return value, False
     raise NodeError(f"expected an IMAGE [B, C, H, W] or a MASK [B, H, W], got shape "
-                    f"{tuple(getattr(value, 'shape', ()))}", "input")
+                    f"{tuple(getattr(value, 'shape', ()))}", input_name)
 
 
 def _center_crop_resize(ctx: Context, planes: Any, width: int, height: int, method: str,
@@ -151,7 +151,7 @@ def ResizeImageMask(
         if match is None:
             raise NodeError("resize_type 'match size' needs an image or mask linked to "
                             "`match`", "match")
-        reference, _ = _as_planes(match)
+        reference, _ = _as_planes(match, "match")
         out = _center_crop_resize(ctx, planes, int(reference.shape[-1]),
                                   int(reference.shape[-2]), scale_method, crop, "match")
     else:  # scale to multiple: cover the largest multiple-sized box, crop the centre
