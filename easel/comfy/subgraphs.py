@@ -38,6 +38,10 @@ SUBGRAPH_INPUT_ID = -10
 SUBGRAPH_OUTPUT_ID = -20
 MODE_MUTED, MODE_BYPASSED = 2, 4
 PRIMITIVE = "PrimitiveNode"
+# A file may nest subgraphs so that they multiply (10 instances of a subgraph of 10 instances
+# of ...): expansion stops with a problem past these bounds instead of exhausting memory.
+MAX_DEPTH = 32
+MAX_NODES = 20_000
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,7 @@ class Flattener:
         self.links: list[list[Any]] = []
         self.link_ids = itertools.count(1)
         self.values: dict[tuple[str, int], str] = {}  # (instance flat id, slot) -> primitive
+        self.node_count = 0
         self.root = self._scope((), data, None, None, None, ())
 
     # -- scopes ---------------------------------------------------------------------
@@ -148,6 +153,7 @@ class Flattener:
                parent: Scope | None, trail: tuple[str, ...]) -> Scope:
         nodes = {str(n["id"]): n for n in _entries(graph.get("nodes")) if "id" in n}
         scope = Scope(path, nodes, _links(graph.get("links")), definition, instance, parent)
+        self.node_count += len(nodes)
         for node_id, node in nodes.items():
             kind = node.get("type")
             if kind not in self.defs or node.get("mode", 0) in (MODE_MUTED, MODE_BYPASSED):
@@ -156,6 +162,12 @@ class Flattener:
                 self.problems.append(Problem(
                     f"subgraph {self.defs[kind].get('name') or kind!r} contains itself",
                     node=scope.flat_id(node_id), node_type=str(kind)))
+                continue
+            if len(path) >= MAX_DEPTH or self.node_count > MAX_NODES:
+                self.problems.append(Problem(
+                    f"subgraphs nested more than {MAX_DEPTH} deep or expanding to more than "
+                    f"{MAX_NODES:,} nodes are not converted", node=scope.flat_id(node_id),
+                    node_type=str(kind)))
                 continue
             scope.children[node_id] = self._scope(
                 (*path, node_id), self.defs[kind], self.defs[kind], node, scope,
@@ -178,7 +190,7 @@ class Flattener:
                 continue
             kind = node.get("type")
             if kind in self.defs and node.get("mode", 0) not in (MODE_MUTED, MODE_BYPASSED):
-                continue  # a subgraph that contains itself: reported
+                continue  # not expanded (it contains itself, or too many nodes): reported
             flat = dict(node)
             flat["id"] = scope.flat_id(node_id)
             if kind in self.defs:  # a muted or bypassed instance: one node, as ComfyUI

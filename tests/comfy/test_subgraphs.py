@@ -369,3 +369,20 @@ def test_api_prompts_with_execution_ids_convert_as_they_are() -> None:
     nodes = to_easel(prompt)["nodes"]
     assert nodes["10:1"]["inputs"] == {"clip": ["4", "clip"], "text": "a"}
     assert nodes["3"]["inputs"] == {"conditioning": ["10:1", "conditioning"]}
+
+
+def test_subgraphs_that_multiply_stop_with_a_problem() -> None:
+    """Ten instances of a subgraph of ten instances of ... would be 10**9 nodes."""
+    data = base_graph()
+    definitions = data["definitions"]["subgraphs"]
+    previous = ENCODER
+    for level in range(9):
+        sub_id = f"00000000-0000-4000-8000-{level:012d}"
+        definitions.append({"id": sub_id, "name": f"level {level}", "inputs": [],
+                            "outputs": [], "links": [],
+                            "nodes": [{"id": i, "type": previous, "mode": 0, "inputs": [],
+                                       "outputs": []} for i in range(1, 11)]})
+        previous = sub_id
+    data["nodes"].append({"id": 50, "type": previous, "mode": 0, "inputs": [], "outputs": []})
+    with pytest.raises(WorkflowError, match="more than 20,000 nodes"):
+        to_easel(data)
