@@ -617,6 +617,12 @@ async def features(request: web.Request) -> web.Response:
     return web.json_response(server_features(state(request)))
 
 
+async def no_entries(request: web.Request) -> web.Response:
+    """Routes where ComfyUI lists what custom nodes add (translations, workflow templates,
+    global subgraphs): Easel plugins add none of these to ComfyUI's frontend."""
+    return web.json_response({})
+
+
 async def websocket(request: web.Request) -> web.StreamResponse:
     return await bridge(request).serve(request)
 
@@ -646,6 +652,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/models/{folder}", models_of),
     ("GET", "/extensions", extensions),
     ("GET", "/features", features),
+    ("GET", "/i18n", no_entries),
+    ("GET", "/workflow_templates", no_entries),
+    ("GET", "/global_subgraphs", no_entries),
     *comfy_userdata.ROUTES,
 ]
 

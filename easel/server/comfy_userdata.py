@@ -118,7 +118,7 @@ async def list_userdata(request: web.Request) -> web.Response:
         raise BodyError(400, "name a folder: ?dir=workflows")
     folder = user_path(request, directory)
     if not folder.is_dir():
-        raise web.HTTPNotFound(text=f"no folder {directory[:120]!r} in the user data")
+        return web.json_response([])  # nothing saved there yet
     files = await asyncio.get_running_loop().run_in_executor(
         None, listing, folder, query.get("recurse") == "true",
         query.get("full_info") == "true", query.get("split") == "true")

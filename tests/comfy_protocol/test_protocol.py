@@ -253,7 +253,7 @@ async def test_user_data_and_settings(client, config) -> None:
     assert await (await client.get("/settings/Comfy.B")).json() == "x"
     root = config.data_dir / "comfyui" / "user" / "default"
     assert (root / "comfy.settings.json").is_file()
-    assert (await client.get("/userdata?dir=workflows")).status == 404
+    assert await (await client.get("/userdata?dir=workflows")).json() == []
     response = await client.post("/comfy/api/userdata/workflows%2Fa%20b.json?full_info=true",
                                  data=b'{"nodes": []}')
     body = await response.json()
