@@ -398,6 +398,24 @@ NODE_MAPS: dict[str, NodeMap] = {
         "JoinImageWithAlpha", {"image": "image", "alpha": "alpha"}, ("image",)),
     "MaskPreview": NodeMap("PreviewMask", {"mask": "mask"}, ()),
     "ComfyNumberConvert": NodeMap("ConvertNumber", {"value": "value"}, ("float", "int")),
+    "EmptyImage": NodeMap(
+        "EmptyImage", {name: name for name in ("width", "height", "batch_size", "color")},
+        ("image",), widgets=("width", "height", "batch_size", "color")),
+    "SolidMask": NodeMap("SolidMask", {name: name for name in ("value", "width", "height")},
+                         ("mask",), widgets=("value", "width", "height")),
+    "ThresholdMask": NodeMap("ThresholdMask", {"mask": "mask", "value": "value"}, ("mask",),
+                             widgets=("value",)),
+    "FeatherMask": NodeMap(
+        "FeatherMask", {name: name for name in ("mask", "left", "top", "right", "bottom")},
+        ("mask",), widgets=("left", "top", "right", "bottom")),
+    "MaskComposite": NodeMap(
+        "MaskComposite", {name: name for name in ("destination", "source", "x", "y",
+                                                  "operation")},
+        ("mask",), widgets=("x", "y", "operation")),
+    "ImageCompositeMasked": NodeMap(
+        "ImageCompositeMasked", {name: name for name in ("destination", "source", "x", "y",
+                                                         "resize_source", "mask")},
+        ("image",), widgets=("x", "y", "resize_source"), optional=frozenset({"mask"})),
 }
 
 # Editor-only ComfyUI node types: they never run (the UI format resolves them away).

@@ -71,3 +71,26 @@ def test_the_upscale_template_saves_and_compares(tmp_path) -> None:
     [compare] = [entry for entry in result.ui.values() if "a_images" in entry]
     assert PILImage.open(tmp_path / "output" / files[0]).size == (24, 16)
     assert len(compare["a_images"]) == len(compare["b_images"]) == 1
+
+
+def test_the_mask_basics_template_runs(tmp_path) -> None:
+    """ComfyUI's "mask operations and compositing" node-basics template, as it is (1024 px)."""
+    workflow = to_easel(template("basic_mask_operations_and_compositing"))
+    (tmp_path / "input").mkdir()
+    [loader] = [n for n in workflow["nodes"].values() if n["type"] == "LoadImage"]
+    PILImage.new("RGB", (64, 48), (255, 128, 0)).save(tmp_path / "input" /
+                                                       loader["inputs"]["image"])
+    result = run(workflow, tmp_path)
+    previews = [name for entry in result.ui.values() for name in entry.get("files", [])]
+    kinds = {workflow["nodes"][node_id]["type"] for node_id in result.ui}
+    assert kinds == {"PreviewImage", "PreviewMask"}
+    assert len(previews) == len(result.ui) == 18
+    # The red EmptyImage pasted through the feathered mask over the black one.
+    [composite] = [i for i, n in workflow["nodes"].items()
+                   if n["type"] == "ImageCompositeMasked"]
+    [preview] = [i for i, n in workflow["nodes"].items() if n["type"] == "PreviewImage"
+                 and n["inputs"]["image"] == [composite, "image"]]
+    picture = PILImage.open(tmp_path / "output" / result.ui[preview]["files"][0])
+    assert picture.size == (1024, 1024)
+    red, green, blue = picture.convert("RGB").getpixel((300, 300))
+    assert red > 200 and green == blue == 0

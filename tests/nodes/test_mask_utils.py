@@ -56,3 +56,63 @@ def test_preview_mask_writes_grey_pictures(tmp_path) -> None:
     out = call(PreviewMask, Context(output_dir=tmp_path), mask=torch.rand(2, 4, 5))
     assert len(out["ui"]["files"]) == 2
     assert all((tmp_path / name).is_file() for name in out["ui"]["files"])
+
+
+def test_empty_image_and_solid_mask() -> None:
+    from easel.nodes.mask_utils import EmptyImage, SolidMask
+
+    red = call(EmptyImage, width=4, height=2, batch_size=2, color=0xFF8000)["image"]
+    assert red.shape == (2, 3, 2, 4)
+    assert red[0, :, 0, 0].tolist() == pytest.approx([1.0, 128 / 255, 0.0])
+    mask = call(SolidMask, value=0.25, width=3, height=2)["mask"]
+    assert mask.shape == (1, 2, 3) and torch.all(mask == 0.25)
+    with pytest.raises(NodeError) as caught:
+        call(EmptyImage, Context(services={"budget": 100}), width=20, height=20)
+    assert caught.value.input == "width"
+
+
+def test_threshold_and_feather_as_comfyui() -> None:
+    from easel.nodes.mask_utils import FeatherMask, ThresholdMask
+
+    mask = torch.tensor([[[0.2, 0.5, 0.7]]])
+    assert call(ThresholdMask, mask=mask, value=0.5)["mask"].tolist() == [[[0.0, 0.0, 1.0]]]
+    ones = torch.ones(1, 1, 4)
+    assert call(FeatherMask, mask=ones, left=2)["mask"].tolist() == [[[0.5, 1.0, 1.0, 1.0]]]
+    # ComfyUI's right ramp starts on column -0 (the first one): kept, to match its masks.
+    assert call(FeatherMask, mask=ones, right=2)["mask"].tolist() == [[[0.5, 1.0, 1.0, 1.0]]]
+    assert call(FeatherMask, mask=ones, right=4)["mask"].tolist() == [[[0.25, 1.0, 0.75,
+                                                                        0.5]]]
+
+
+@pytest.mark.parametrize(("operation", "expected"), [
+    ("multiply", [0.0, 0.3, 0.6, 0.0]),
+    ("add", [0.0, 1.0, 1.0, 0.0]),
+    ("subtract", [0.0, 0.0, 0.0, 0.0]),
+    ("and", [0.0, 0.0, 1.0, 0.0]),
+    ("or", [0.0, 1.0, 1.0, 0.0]),
+    ("xor", [0.0, 1.0, 0.0, 0.0]),
+])
+def test_mask_composite_places_the_source(operation, expected) -> None:
+    from easel.nodes.mask_utils import MaskComposite
+
+    destination = torch.tensor([[[0.0, 0.3, 0.6, 0.0]]])
+    source = torch.tensor([[[1.0, 1.0]]])
+    out = call(MaskComposite, destination=destination, source=source, x=1, y=0,
+               operation=operation)["mask"]
+    assert out[0, 0].tolist() == pytest.approx(expected)
+
+
+def test_image_composite_masked_pastes_through_the_mask() -> None:
+    from easel.nodes.mask_utils import ImageCompositeMasked
+
+    destination, source = torch.zeros(1, 3, 4, 4), torch.ones(2, 3, 2, 2)
+    out = call(ImageCompositeMasked, destination=destination, source=source, x=3, y=1)["image"]
+    assert out.shape == (1, 3, 4, 4)
+    assert out[0, 0].tolist() == [[0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]]
+    mask = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])
+    masked = call(ImageCompositeMasked, destination=destination, source=source, x=0, y=0,
+                  mask=mask)["image"]
+    assert masked[0, 0, :2, :2].tolist() == [[1.0, 0.0], [0.0, 0.0]]
+    resized = call(ImageCompositeMasked, destination=torch.zeros(1, 4, 4, 4), source=source,
+                   resize_source=True)["image"]
+    assert resized.shape == (1, 4, 4, 4) and torch.all(resized == 1.0)  # RGB gets alpha 1
