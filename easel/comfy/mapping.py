@@ -416,6 +416,10 @@ NODE_MAPS: dict[str, NodeMap] = {
         "ImageCompositeMasked", {name: name for name in ("destination", "source", "x", "y",
                                                          "resize_source", "mask")},
         ("image",), widgets=("x", "y", "resize_source"), optional=frozenset({"mask"})),
+    "ImagePadForOutpaint": NodeMap(
+        "ImagePadForOutpaint", {name: name for name in (
+            "image", "left", "top", "right", "bottom", "feathering")}, ("image", "mask"),
+        widgets=("left", "top", "right", "bottom", "feathering")),
 }
 
 # Editor-only ComfyUI node types: they never run (the UI format resolves them away).

@@ -223,6 +223,42 @@ def ImageCompositeMasked(
     return out
 
 
+@node(category="image", outputs={"image": Image, "mask": Mask})
+def ImagePadForOutpaint(
+    ctx: Context,
+    image: Image,
+    left: int = Input(0, ge=0, le=MAX_SIDE, step=8),
+    top: int = Input(0, ge=0, le=MAX_SIDE, step=8),
+    right: int = Input(0, ge=0, le=MAX_SIDE, step=8),
+    bottom: int = Input(0, ge=0, le=MAX_SIDE, step=8),
+    feathering: int = Input(40, ge=0, le=MAX_SIDE),
+) -> tuple[Any, Any]:
+    """The image on a bigger canvas of mid grey, and the mask of what to paint: 1 on the new
+    border, rising from 0 inside the image over `feathering` pixels from each padded side as
+    ((feathering - distance) / feathering) squared (ComfyUI's node; no feathering when it is
+    0 or more than half the image)."""
+    import torch
+
+    batch, channels, height, width = image.shape
+    new_h, new_w = height + top + bottom, width + left + right
+    _check_size(ctx, new_w, new_h, batch, "left")
+    canvas = torch.full((batch, channels, new_h, new_w), 0.5, dtype=torch.float32)
+    canvas[:, :, top:top + height, left:left + width] = image
+    mask = torch.ones((new_h, new_w), dtype=torch.float32)
+    inner = torch.zeros((height, width), dtype=torch.float32)
+    if feathering > 0 and feathering * 2 < height and feathering * 2 < width:
+        rows = torch.arange(height, dtype=torch.float32).unsqueeze(1)
+        cols = torch.arange(width, dtype=torch.float32).unsqueeze(0)
+        far_h, far_w = torch.full_like(rows, height), torch.full_like(cols, width)
+        distance = torch.minimum(
+            torch.minimum(rows if top else far_h, height - rows if bottom else far_h),
+            torch.minimum(cols if left else far_w, width - cols if right else far_w))
+        rise = (feathering - distance) / feathering
+        inner = torch.where(distance < feathering, rise * rise, inner)
+    mask[top:top + height, left:left + width] = inner
+    return canvas, mask.unsqueeze(0)
+
+
 NODES = [InvertImage, InvertMask, ImageToMask, MaskToImage, JoinImageWithAlpha, PreviewMask,
          EmptyImage, SolidMask, ThresholdMask, FeatherMask, MaskComposite,
-         ImageCompositeMasked]
+         ImageCompositeMasked, ImagePadForOutpaint]

@@ -116,3 +116,38 @@ def test_image_composite_masked_pastes_through_the_mask() -> None:
     resized = call(ImageCompositeMasked, destination=torch.zeros(1, 4, 4, 4), source=source,
                    resize_source=True)["image"]
     assert resized.shape == (1, 4, 4, 4) and torch.all(resized == 1.0)  # RGB gets alpha 1
+
+
+def reference_pad_mask(height, width, left, top, right, bottom, feathering):
+    """ComfyUI's loop, written out: the expected mask inside the image."""
+    inner = torch.zeros(height, width)
+    if feathering > 0 and feathering * 2 < height and feathering * 2 < width:
+        for i in range(height):
+            for j in range(width):
+                d = min(i if top else height, height - i if bottom else height,
+                        j if left else width, width - j if right else width)
+                if d < feathering:
+                    inner[i, j] = ((feathering - d) / feathering) ** 2
+    return inner
+
+
+@pytest.mark.parametrize("pads", [(8, 0, 16, 4, 5), (0, 8, 0, 8, 3), (8, 8, 8, 8, 0),
+                                  (4, 0, 0, 0, 20)])
+def test_image_pad_for_outpaint_as_comfyui(pads) -> None:
+    from easel.nodes.mask_utils import ImagePadForOutpaint
+
+    left, top, right, bottom, feathering = pads
+    image = torch.rand(2, 3, 12, 20)
+    out = call(ImagePadForOutpaint, image=image, left=left, top=top, right=right,
+               bottom=bottom, feathering=feathering)
+    canvas, mask = out["image"], out["mask"]
+    assert canvas.shape == (2, 3, 12 + top + bottom, 20 + left + right)
+    assert torch.equal(canvas[:, :, top:top + 12, left:left + 20], image)
+    assert mask.shape == (1, 12 + top + bottom, 20 + left + right)
+    border = torch.ones_like(mask[0])
+    border[top:top + 12, left:left + 20] = 0
+    assert torch.all(mask[0][border.bool()] == 1.0)
+    if left:
+        assert torch.all(canvas[:, :, :, :left] == 0.5)
+    inner = mask[0, top:top + 12, left:left + 20]
+    assert torch.allclose(inner, reference_pad_mask(12, 20, *pads), atol=1e-6)
