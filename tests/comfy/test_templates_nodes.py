@@ -317,3 +317,41 @@ def test_number_convert_converts_and_runs() -> None:
     assert workflow["nodes"]["2"] == {"type": "ConvertNumber",
                                       "inputs": {"value": ["1", "value"]}}
     assert run(workflow, ["4"]).ui["4"] == {"text": ["150.0"]}
+
+
+def test_compositing_nodes_keep_comfyuis_names_and_widgets() -> None:
+    data = {"nodes": [
+        ui_node(1, "LoadImage", ["a.png", "image"],
+                outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [1, 2]}]),
+        ui_node(2, "ImagePadForOutpaint", [400, 0, 400, 400, 24],
+                inputs=[{"name": "image", "type": "IMAGE", "link": 1}],
+                outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [3]},
+                         {"name": "MASK", "type": "MASK", "links": [4]}]),
+        ui_node(3, "EmptyImage", [64, 32, 1, 16711680],
+                outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [5]}]),
+        ui_node(4, "ImageCompositeMasked", [0, 0, False],
+                inputs=[{"name": "destination", "type": "IMAGE", "link": 3},
+                        {"name": "source", "type": "IMAGE", "link": 5},
+                        {"name": "mask", "type": "MASK", "link": 4}],
+                outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [6]}]),
+        ui_node(5, "PreviewImage", [], inputs=[{"name": "images", "type": "IMAGE", "link": 6}]),
+        ui_node(6, "MaskComposite", [256, 128, "xor"]),
+        ui_node(7, "FeatherMask", [40, 0, 40, 0]),
+        ui_node(8, "SolidMask", [0.5, 512, 256]),
+        ui_node(9, "ThresholdMask", [0.41]),
+    ], "links": [[1, 1, 0, 2, 0, "IMAGE"], [2, 1, 0, 9, 0, "IMAGE"],
+                 [3, 2, 0, 4, 0, "IMAGE"], [4, 2, 1, 4, 2, "MASK"], [5, 3, 0, 4, 1, "IMAGE"],
+                 [6, 4, 0, 5, 0, "IMAGE"]]}
+    nodes = to_easel(data)["nodes"]
+    assert nodes["2"] == {"type": "ImagePadForOutpaint", "inputs": {
+        "left": 400, "top": 0, "right": 400, "bottom": 400, "feathering": 24,
+        "image": ["1", "image"]}}
+    assert nodes["3"]["inputs"] == {"width": 64, "height": 32, "batch_size": 1,
+                                    "color": 16711680}
+    assert nodes["4"]["inputs"] == {"x": 0, "y": 0, "resize_source": False,
+                                    "destination": ["2", "image"], "source": ["3", "image"],
+                                    "mask": ["2", "mask"]}
+    assert nodes["6"]["inputs"] == {"x": 256, "y": 128, "operation": "xor"}
+    assert nodes["7"]["inputs"] == {"left": 40, "top": 0, "right": 40, "bottom": 0}
+    assert nodes["8"]["inputs"] == {"value": 0.5, "width": 512, "height": 256}
+    assert nodes["9"]["inputs"] == {"value": 0.41}
