@@ -287,3 +287,42 @@ async def test_easel_api_and_editor_are_not_shadowed(client) -> None:
     assert (await client.get("/models/nope")).status == 404
     assert await (await client.get("/extensions")).json() == []
     assert "max_upload_size" in await (await client.get("/features")).json()
+
+
+@pytest.mark.parametrize("body", [
+    {"prompt": []}, {"prompt": {}}, {"prompt": "x"}, {"prompt": {"1": 5}},
+    {"prompt": {"1": {"class_type": 3, "inputs": {}}}},
+    {"prompt": {"1": {"class_type": "TestEcho", "inputs": []}}},
+    {"prompt": {"1": {"class_type": "TestEcho", "inputs": {"value": ["9", 0]}}}},
+    {"prompt": {"1": {"class_type": "TestEcho", "inputs": {"value": 1}}}, "number": "x"},
+    {"prompt": {"1": {"class_type": "KSampler", "inputs": {"latent_image": ["1", 0]}}}},
+    [1, 2], "text", None,
+])
+async def test_malformed_prompts_get_400_never_500(client, body) -> None:
+    response = await client.post("/prompt", json=body)
+    answer = await response.json()
+    assert response.status == 400, answer
+    assert set(answer) == {"error", "node_errors"} and answer["error"]["message"]
+    assert (await (await client.get("/api/runs")).json())["total"] == 0
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/queue", {"delete": "x"}), ("/queue", [1]), ("/jobs/cancel", {"job_ids": [1]}),
+    ("/settings", [1]), ("/interrupt", "x"),
+])
+async def test_malformed_bodies_elsewhere_get_400(client, path, body) -> None:
+    response = await client.post(path, json=body)
+    assert response.status == 400, (path, await response.text())
+    assert "error" in await response.json()
+
+
+async def test_a_comfyui_named_prompt_runs_through_the_importer(client) -> None:
+    """ComfyUI's names (here ComfyUI's PrimitiveInt, which the importer maps to Easel's Int)
+    and Easel's names in one prompt."""
+    prompt = {"1": {"class_type": "PrimitiveInt", "inputs": {"value": 9}},
+              "2": {"class_type": "TestEcho", "inputs": {"value": ["1", 0]}}}
+    prompt_id = await queue_prompt(client, prompt)
+    entry = await wait_history(client, prompt_id)
+    assert entry["status"]["status_str"] == "success"
+    assert entry["outputs"]["2"] == {"value": 9}
+    assert entry["prompt"][2] == prompt  # what was posted, as ComfyUI keeps it
