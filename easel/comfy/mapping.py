@@ -130,10 +130,11 @@ def _save_image_advanced(inputs: dict[str, Any]) -> Adapted:
     for name, value in zip(("bit_depth", "input_color_space"), positional, strict=False):
         inputs.setdefault(name, value)
     wanted = {"format": "png", "bit_depth": "8-bit", "input_color_space": "sRGB"}
-    problems = [(name, f"{name}={inputs[name]!r} has no Easel equivalent (Easel saves "
-                       "8-bit sRGB PNG files: format 'png', bit_depth '8-bit')")
-                for name, value in wanted.items()
-                if isinstance(inputs.get(name), str) and inputs[name] != value]
+    problems: list[tuple[str | None, str]] = [
+        (name, f"{name}={inputs[name]!r} has no Easel equivalent (Easel saves "
+                "8-bit sRGB PNG files: format 'png', bit_depth '8-bit')")
+        for name, value in wanted.items()
+        if isinstance(inputs.get(name), str) and inputs[name] != value]
     for name in wanted:
         inputs.pop(name, None)
     return Adapted(inputs, problems)
