@@ -417,6 +417,10 @@ NODE_MAPS: dict[str, NodeMap] = {
         "ImageCompositeMasked", {name: name for name in ("destination", "source", "x", "y",
                                                          "resize_source", "mask")},
         ("image",), widgets=("x", "y", "resize_source"), optional=frozenset({"mask"})),
+    # Easel's node refuses an index past the batch where ComfyUI's takes the last image.
+    "ImageFromBatch": NodeMap(
+        "ImageFromBatch", {"image": "image", "batch_index": "index", "length": "length"},
+        ("image",), widgets=("batch_index", "length")),
     "ImagePadForOutpaint": NodeMap(
         "ImagePadForOutpaint", {name: name for name in (
             "image", "left", "top", "right", "bottom", "feathering")}, ("image", "mask"),

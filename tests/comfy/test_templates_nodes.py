@@ -355,3 +355,15 @@ def test_compositing_nodes_keep_comfyuis_names_and_widgets() -> None:
     assert nodes["7"]["inputs"] == {"left": 40, "top": 0, "right": 40, "bottom": 0}
     assert nodes["8"]["inputs"] == {"value": 0.5, "width": 512, "height": 256}
     assert nodes["9"]["inputs"] == {"value": 0.41}
+
+
+def test_image_from_batch_converts_and_runs() -> None:
+    workflow = to_easel({
+        "1": api("EmptyImage", width=8, height=4, batch_size=3, color=0),
+        "2": api("ImageFromBatch", image=["1", 0], batch_index=1, length=2),
+        "3": api("GetImageSize", image=["2", 0]),
+        "4": api("PreviewAny", source=["3", 2]),
+    })
+    assert workflow["nodes"]["2"] == {"type": "ImageFromBatch", "inputs": {
+        "image": ["1", "image"], "index": 1, "length": 2}}
+    assert run(workflow, ["4"]).ui["4"] == {"text": ["2"]}
