@@ -326,3 +326,31 @@ async def test_a_comfyui_named_prompt_runs_through_the_importer(client) -> None:
     assert entry["status"]["status_str"] == "success"
     assert entry["outputs"]["2"] == {"value": 9}
     assert entry["prompt"][2] == prompt  # what was posted, as ComfyUI keeps it
+
+
+async def test_runs_without_a_client_id_reach_every_client_and_reconnects_resume(client) -> None:
+    first = await client.ws_connect("/ws?clientId=a")
+    second = await client.ws_connect("/comfy/ws")  # no id: the server gives one
+    assert (await first.receive_json())["data"]["sid"] == "a"
+    assert len((await second.receive_json())["data"]["sid"]) == 32
+    prompt_id = await queue_prompt(client, slow_save(2, steps=1))
+    for ws in (first, second):
+        kinds = [m["type"] for m in await messages_until(ws, prompt_id) if isinstance(m, dict)]
+        assert "execution_start" in kinds and "executed" in kinds
+    await second.close()
+    # A client that reconnects with its id while its run executes is told the current node.
+    slow = await queue_prompt(client, slow_save(3, steps=100, delay=0.05), client_id="a")
+    while True:
+        message = await first.receive()
+        if message.type.name == "TEXT" and '"progress"' in message.data:
+            break
+    await first.close()
+    again = await client.ws_connect("/ws?clientId=a")
+    assert (await again.receive_json())["type"] == "status"
+    resumed = await again.receive_json()
+    assert resumed == {"type": "executing", "data": {"prompt_id": slow, "node": "1",
+                                                    "display_node": "1"}}
+    await client.post("/interrupt")
+    kinds = [m["type"] for m in await messages_until(again, slow) if isinstance(m, dict)]
+    assert "execution_interrupted" in kinds
+    await again.close()
