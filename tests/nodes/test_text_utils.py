@@ -34,9 +34,10 @@ def test_concatenate_and_replace() -> None:
 @pytest.mark.parametrize(("inputs", "expected"), [
     # The templates' patterns: escape quotes, strip a trailing code fence (count 1).
     ({"string": 'say "hi"', "regex_pattern": '"', "replace": '\\\\"'}, 'say \\"hi\\"'),
-    ({"string": "json\n```", "regex_pattern": "\\n?```\\s*$", "replace": "", "case_insensitive": False,
-      "count": 1}, "json"),
-    ({"string": "A a A", "regex_pattern": "a", "replace": "b"}, "b b b"),  # case-insensitive default
+    ({"string": "json\n```", "regex_pattern": "\\n?```\\s*$", "replace": "",
+      "case_insensitive": False, "count": 1}, "json"),
+    # case-insensitive by default
+    ({"string": "A a A", "regex_pattern": "a", "replace": "b"}, "b b b"),
     ({"string": "A a A", "regex_pattern": "a", "replace": "b", "case_insensitive": False}, "A b A"),
     ({"string": "one two", "regex_pattern": "(\\w+) (\\w+)", "replace": "\\2 \\1"}, "two one"),
     ({"string": "a\nb", "regex_pattern": "a.b", "replace": "X", "dotall": True}, "X"),
