@@ -11,6 +11,7 @@ parent-death signal, in case a node holds the interpreter).
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import OrderedDict
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -158,13 +160,36 @@ def serve(conn: Connection) -> None:
                 "message": f"the run's result could not be sent to the server: {exc}"}})
 
 
+_PLANS: OrderedDict[bytes, tuple[Any, Any]] = OrderedDict()
+PLANS_KEPT = 4
+
+
+def _plan(data: bytes, registry: Any) -> tuple[Any, Any]:
+    """(plan, its workflow as JSON) from the server's bytes. The same workflow submitted again
+    gives the same bytes: its plan is reused (the executor never changes a plan), so a big
+    workflow run again costs neither the unpickling nor the workflow's JSON."""
+    from easel.server.recipe import plan_from_data
+
+    key = hashlib.blake2b(data, digest_size=16).digest()
+    found = _PLANS.get(key)
+    if found is not None:
+        _PLANS.move_to_end(key)
+        return found
+    plan = plan_from_data(data, registry)
+    model = getattr(plan, "workflow", None)
+    entry = (plan, model.to_json() if model is not None else None)
+    _PLANS[key] = entry
+    while len(_PLANS) > PLANS_KEPT:
+        _PLANS.popitem(last=False)
+    return entry
+
+
 def execute(executor: Any, outbox: Outbox, message: dict[str, Any], token: Any
             ) -> dict[str, Any]:
     """Run one plan; the `done` reply (never raises, whatever a node does short of exiting)."""
     from easel.core import events as ev
     from easel.core.events import Event
     from easel.server.events import encode_preview
-    from easel.server.recipe import plan_from_data
 
     run_id = message["id"]
     running: dict[str, Any] = {}
@@ -192,10 +217,10 @@ def execute(executor: Any, outbox: Outbox, message: dict[str, Any], token: Any
 
     try:
         started = time.perf_counter()
-        plan = plan_from_data(message["plan"], executor.registry)
+        plan, workflow = _plan(message["plan"], executor.registry)
         services = dict(message.get("services") or {})
-        if "workflow" not in services and getattr(plan, "workflow", None) is not None:
-            services["workflow"] = plan.workflow.to_json()  # type: ignore[union-attr]
+        if "workflow" not in services and workflow is not None:
+            services["workflow"] = workflow
         planned = time.perf_counter()
         result = executor.run(plan, on_event=on_event, cancel=token, run_id=run_id,
                               services=services)
