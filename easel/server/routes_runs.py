@@ -88,7 +88,7 @@ def upload_name_problem(value: str, config: ServerConfig) -> str | None:
     return None
 
 
-def prepare_run(st: Any, body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def prepare_run(st: Any, body: Any) -> tuple[dict[str, Any], bytes]:
     """(workflow, plan data) of a submitted body, or WorkflowError; runs off the event loop.
 
     The plan validated here is the one the worker runs: nothing is validated twice."""
