@@ -5,7 +5,7 @@ Each family runs in a fresh process: load (Flux: ComfyUI's split files through
 DiffusionModelLoader, DualTextEncoderLoader and VAELoader; SD 1.x: a single-file checkpoint),
 encode, sample 4 steps at 64x64, decode. The figures are the process's peak RSS and its RSS
 after importing torch, diffusers and Easel (the floor every run pays), so that the difference is
-what the models and the run cost.
+what the models and the run cost (Linux: read from /proc/self/status, VmRSS and VmHWM).
 
     python benchmarks/bench_families_memory.py [--families flux-dev,flux-schnell,sd1]
 """
@@ -24,14 +24,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CHILD = r"""
-import json, os, resource, sys
+import json, os, sys
 sys.path.insert(0, {root!r})
+
+
+def status(field):
+    # /proc, not getrusage: ru_maxrss survives exec, so it would report the parent's peak
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(field)
+
+
 family, root = sys.argv[1:3]
 import torch, diffusers, transformers  # noqa: F401 (the floor every run pays)
 from easel.core.executor import Executor
 from easel.core.plugins import load_plugins
 from easel.models.manager import ModelManager
-floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+floor = status("VmRSS")
 roots = [os.path.join(root, "models"), os.path.join(root, "ComfyUI")]
 os.environ["EASEL_MODELS_DIR"] = os.pathsep.join(roots)
 manager = ModelManager(roots, device="cpu", dtype=torch.float32)
@@ -45,7 +56,7 @@ else:
 result = executor.run({{"format": "easel.workflow", "version": 1, "nodes": nodes}},
                       targets=["dec"], keep_values=True)
 assert result.status == "succeeded", result.failures
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = status("VmHWM")
 print(json.dumps({{"floor_kib": floor, "peak_kib": peak}}))
 """
 

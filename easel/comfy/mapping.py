@@ -217,6 +217,9 @@ NODE_MAPS: dict[str, NodeMap] = {
     "FluxGuidance": NodeMap(
         "FluxGuidance", {"conditioning": "conditioning", "guidance": "guidance"},
         ("conditioning",), widgets=("guidance",)),
+    "ReferenceLatent": NodeMap(
+        "ReferenceLatent", {"conditioning": "conditioning", "latent": "latent"},
+        ("conditioning",), optional=frozenset({"latent"})),
     # The sampler gives an empty latent its model's channels (16 for Flux).
     "EmptySD3LatentImage": NodeMap(
         "EmptyLatent", {"width": "width", "height": "height", "batch_size": "batch_size"},

@@ -1,8 +1,9 @@
 """The Flux network adapter of the sampler loop: latents [B, 16, h, w] packed into 2x2 patches
 (tokens of 64), image and text position ids, timesteps as sigmas (t / 1000), the embedded
 guidance scale, T5 embeddings and CLIP-L's pooled embedding, as diffusers' FluxPipeline calls
-FluxTransformer2DModel. The loop keeps latents unpacked, so schedulers, inpainting masks and
-latent previews see the usual layout."""
+FluxTransformer2DModel; Fill's masked-image channels and Kontext's reference-image tokens as
+FluxFillPipeline and FluxKontextPipeline add them. The loop keeps latents unpacked, so
+schedulers, inpainting masks and latent previews see the usual layout."""
 
 from __future__ import annotations
 
@@ -74,11 +75,69 @@ class FluxNetwork:
             raise ValueError(f"conditioning batch {value.shape[0]} does not match latent "
                              f"batch {batch}")
 
-        added: dict[str, Any] = {"pooled_projections": batched(pooled), "guidance": None}
+        added: dict[str, Any] = {"pooled_projections": batched(pooled), "guidance": None,
+                                 "fill": None}
+        extra = int(config.in_channels) - int(config.out_channels or config.in_channels)
+        if extra:
+            added["fill"] = batched(self.fill_tokens(cond, extra))
+        if cond.get("reference_latents"):
+            tokens, ids = self.reference_tokens(cond["reference_latents"], device, dtype)
+            added["reference"] = (batched(tokens), ids)
         if config.guidance_embeds:
             scale = float(cond.get("guidance", DEFAULT_GUIDANCE))
             added["guidance"] = torch.full([batch], scale, device=device, dtype=torch.float32)
         return Cond(batched(embeds), added, None)
+
+    def fill_tokens(self, cond: dict[str, Any], extra: int) -> Any:
+        """Flux Fill's extra input per token: the masked image's latent and the pixel mask
+        (each latent pixel's 8x8 mask values as channels), packed as FluxFillPipeline does."""
+        import torch
+
+        masked, mask = cond.get("concat_latent_image"), cond.get("concat_mask")
+        if masked is None or mask is None:
+            raise ValueError(f"{self.family.label} paints inside a mask: give it the "
+                             "conditioning of InpaintModelConditioning (image and mask)")
+        h, w = int(masked.shape[-2]), int(masked.shape[-1])
+        factor = int(mask.shape[-2]) // h
+        if tuple(mask.shape[-2:]) != (h * factor, w * factor):
+            raise ValueError(f"the mask ({tuple(mask.shape[-2:])}) does not match the image "
+                             f"latent ({h}x{w})")
+        mask = mask[:, 0].float().view(mask.shape[0], h, factor, w, factor)
+        mask = mask.permute(0, 2, 4, 1, 3).reshape(mask.shape[0], factor * factor, h, w)
+        tokens = torch.cat([pack(masked.float(), self.patch), pack(mask, self.patch)], dim=-1)
+        if tokens.shape[-1] != extra:
+            raise ValueError(f"{self.family.label} takes {extra} extra channels per token, the "
+                             f"inpainting conditioning gives {tokens.shape[-1]}")
+        return tokens
+
+    def reference_tokens(self, latents: list[Any], device: Any, dtype: Any
+                         ) -> tuple[Any, Any]:
+        """Kontext's reference images (ReferenceLatent): each latent packed into tokens after
+        the image's, with position ids whose first coordinate is 1 (FluxKontextPipeline's);
+        further references are placed beside or below the ones before, as ComfyUI's "offset"
+        method places them."""
+        import torch
+
+        tokens, ids = [], []
+        height = width = 0  # the area the references so far take, in latent pixels
+        for latent in latents:
+            h, w = int(latent.shape[-2]), int(latent.shape[-1])
+            if h % self.patch or w % self.patch:
+                raise ValueError(f"a reference latent of {h}x{w} does not pack into "
+                                 f"{self.patch}x{self.patch} patches")
+            top = left = 0
+            if h + height > w + width:
+                left = width
+            else:
+                top = height
+            height, width = max(height, h + top), max(width, w + left)
+            ref_ids = image_ids(h // self.patch, w // self.patch, device, dtype)
+            ref_ids[:, 0] = 1
+            ref_ids[:, 1] += top // self.patch
+            ref_ids[:, 2] += left // self.patch
+            tokens.append(pack(latent.to(device=device, dtype=dtype), self.patch))
+            ids.append(ref_ids)
+        return torch.cat(tokens, dim=1), torch.cat(ids)
 
     def stack(self, a: Cond, b: Cond) -> Cond | None:
         return None  # each side is its own call, as FluxPipeline's true CFG does
@@ -95,10 +154,18 @@ class FluxNetwork:
         text_ids = torch.zeros(hidden.shape[1], 3, device=x.device, dtype=x.dtype)
         img_ids = image_ids(height // self.patch, width // self.patch, x.device, x.dtype)
         timestep = t.expand(batch).to(x.dtype) / 1000
-        out = self.call(hidden_states=pack(x, self.patch), timestep=timestep,
+        tokens = pack(x, self.patch)
+        count = tokens.shape[1]
+        if cond.added and cond.added.get("fill") is not None:
+            tokens = torch.cat([tokens, cond.added["fill"].to(tokens.dtype)], dim=2)
+        if cond.added and cond.added.get("reference") is not None:
+            ref_tokens, ref_ids = cond.added["reference"]
+            tokens = torch.cat([tokens, ref_tokens.to(tokens.dtype)], dim=1)
+            img_ids = torch.cat([img_ids, ref_ids.to(img_ids.dtype)])
+        out = self.call(hidden_states=tokens, timestep=timestep,
                         guidance=cond.added["guidance"] if cond.added else None,
                         pooled_projections=cond.added["pooled_projections"] if cond.added
                         else None,
                         encoder_hidden_states=hidden, txt_ids=text_ids, img_ids=img_ids,
                         return_dict=False)[0]
-        return unpack(out, height, width, self.patch)
+        return unpack(out[:, :count], height, width, self.patch)

@@ -105,6 +105,7 @@ def diffusion_model(name: str, path: Path, manager: Any, weight_dtype: str = "de
         module = build_transformer(state, manager.dtype, path)
         if storage is not None:
             module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=manager.dtype)
+            module.easel_compute_dtype = manager.dtype  # what the sampler feeds it
         return module
 
     module = manager.load_module((str(path.resolve()), f"flux-transformer:{weight_dtype}"), load)
@@ -163,13 +164,14 @@ def build_t5(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     return load_into(T5EncoderModel, config, sub, dtype, "T5 text encoder", strict=False)
 
 
-def build_text_encoder(path: Path, state: Mapping[str, Any], manager: Any
-                       ) -> tuple[str, Any, Any]:
-    """(kind, model, tokenizer) of one text encoder file."""
+def build_text_encoder(path: Path, state: Mapping[str, Any], manager: Any,
+                       found: tuple[str, str] | None = None) -> tuple[str, Any, Any]:
+    """(kind, model, tokenizer) of one text encoder file (or of the encoder of `kind` under
+    `prefix` in a checkpoint, when `found` = (kind, prefix) says so)."""
     from easel.models import tokenizers
     from easel.models.single_file import build_clip_l, token_ids
 
-    found = text_encoder_kind(state)
+    found = found or text_encoder_kind(state)
     if found is None:
         raise ModelError(f"{path.name} is not a text encoder Easel recognises "
                          f"({summarise(state)}). Easel reads CLIP-L (text_model.*) and T5 "
@@ -218,6 +220,60 @@ def flux_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
     encoders = [text_encoder(path, manager) for path in paths]
     parts = flux_parts(encoders, " and ".join(p.name for p in paths))
     return ClipHandle(name, parts, manager, family=flux.FLUX_DEV)
+
+
+# -- single files holding every part (ComfyUI's checkpoint layout for Flux) -----------------
+CHECKPOINT_CLIP_L = "text_encoders.clip_l.transformer."
+CHECKPOINT_T5 = "text_encoders.t5xxl.transformer."
+CHECKPOINT_VAE = "vae."
+
+
+def is_flux_checkpoint(path: Path) -> bool:
+    """Whether a checkpoint file holds a Flux transformer (reads the safetensors header only)."""
+    if path.suffix not in (".safetensors", ".sft"):
+        return False
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as handle:
+            return any(k.startswith("model.diffusion_model.double_blocks.")
+                       for k in handle.keys())  # noqa: SIM118 (safe_open has no __iter__)
+    except Exception:
+        return False  # the checkpoint loader reports unreadable files
+
+
+def single_file_checkpoint(name: str, path: Path, manager: Any
+                           ) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
+    """A Flux checkpoint as ComfyUI saves one: the transformer under `model.diffusion_model.`,
+    CLIP-L under `text_encoders.clip_l.transformer.`, T5 under `text_encoders.t5xxl.transformer.`
+    and the VAE (original keys) under `vae.`."""
+    from easel.models.state_dicts import read_state_dict
+    from easel.models.vae_files import load_vae_file
+
+    def load() -> Any:
+        state = read_state_dict(path, manager.allow_unsafe_pickle)
+        missing = [what for what, prefix in (("CLIP-L", CHECKPOINT_CLIP_L),
+                                             ("T5", CHECKPOINT_T5), ("VAE", CHECKPOINT_VAE))
+                   if not any(k.startswith(prefix) for k in state)]
+        if missing:
+            raise ModelError(f"{path.name} holds a Flux transformer but no {', '.join(missing)}"
+                             f" (looked under {CHECKPOINT_CLIP_L}, {CHECKPOINT_T5}, "
+                             f"{CHECKPOINT_VAE}): put it in diffusion_models/ and load it with "
+                             "DiffusionModelLoader, DualTextEncoderLoader and VAELoader")
+        transformer = build_transformer(state, manager.dtype, path)
+        clip_l = build_text_encoder(path, state, manager, ("clip_l", CHECKPOINT_CLIP_L))
+        t5 = build_text_encoder(path, state, manager, ("t5", CHECKPOINT_T5))
+        vae_state = {k[len(CHECKPOINT_VAE):]: v for k, v in state.items()
+                     if k.startswith(CHECKPOINT_VAE)}
+        return transformer, [clip_l, t5], load_vae_file(path, vae_state, manager.dtype)
+
+    transformer, encoders, vae = manager.load_module((str(path.resolve()), "flux-checkpoint"),
+                                                     load)
+    family = flux.folder_family(transformer.config)
+    vae_handle = VaeHandle(name, vae, manager)
+    model = model_handle(name, transformer, manager, family, vae_handle)
+    clip = ClipHandle(name, flux_parts(encoders, path.name), manager, family=family)
+    return model, clip, vae_handle
 
 
 # -- diffusers folders ------------------------------------------------------------------------

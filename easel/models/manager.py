@@ -213,6 +213,8 @@ class ModelManager:
 
         if entry.format != "single_file" and flux_loading.is_flux_folder(entry.path):
             return flux_loading.folder_checkpoint(name, entry.path, self)
+        if entry.format == "single_file" and flux_loading.is_flux_checkpoint(entry.path):
+            return flux_loading.single_file_checkpoint(name, entry.path, self)
         if entry.format == "single_file":
             sidecar = entry.path.with_name(entry.path.stem + discovery.CONFIG_SUFFIX)
             if (sidecar / "model_index.json").is_file():

@@ -253,7 +253,8 @@ def denoise(
     import torch
 
     param = next(unet.parameters())
-    device, dtype = param.device, param.dtype
+    # fp8-stored weights (layerwise casting) compute in the dtype the loader recorded
+    device, dtype = param.device, getattr(unet, "easel_compute_dtype", param.dtype)
     network = network_for(unet, family, forward if forward is not None else unet)
     batch = noise.shape[0]
     timesteps, _ = timesteps_for(scheduler, steps, denoise_strength, device, window, flow)

@@ -1,6 +1,7 @@
 """Flux and flow-matching nodes: TextEncodeFlux and FluxGuidance (the guidance scale Flux dev
-embeds), and the model-sampling shifts ModelSamplingFlux, ModelSamplingSD3 and
-ModelSamplingAuraFlow (ComfyUI's nodes of those names)."""
+embeds), ReferenceLatent (Kontext's reference images), and the model-sampling shifts
+ModelSamplingFlux, ModelSamplingSD3 and ModelSamplingAuraFlow (ComfyUI's nodes of those
+names)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from easel.core.context import Context
 from easel.core.node import Input, NodeError, node
-from easel.core.types import Clip, Conditioning, Model
+from easel.core.types import Clip, Conditioning, Latent, Model
 from easel.nodes.conditioning import empty_prompt
 from easel.nodes.loaders import require
 from easel.nodes.model_access import model_errors
@@ -56,6 +57,17 @@ def FluxGuidance(conditioning: Conditioning,
     return {"conditioning": {**conditioning, "guidance": guidance}}
 
 
+@node(category="conditioning", outputs={"conditioning": Conditioning})
+def ReferenceLatent(conditioning: Conditioning, latent: Latent | None = None) -> Any:
+    """Add a reference image (its latent, from VAEEncode) to the conditioning (ComfyUI's
+    ReferenceLatent): Flux Kontext sees it as tokens beside the image it makes. Several
+    references add up; with no latent the conditioning passes unchanged."""
+    if latent is None:
+        return {"conditioning": conditioning}
+    references = [*conditioning.get("reference_latents", ()), latent["samples"]]
+    return {"conditioning": {**conditioning, "reference_latents": references}}
+
+
 def _flow_model(model: Any, node_name: str) -> None:
     if getattr(model.family, "prediction_type", None) != "flow":
         label = getattr(model.family, "label", "this model")
@@ -101,5 +113,5 @@ def ModelSamplingAuraFlow(model: Model,
     return _fixed_shift(model, shift, "ModelSamplingAuraFlow")
 
 
-NODES = [TextEncodeFlux, FluxGuidance, ModelSamplingFlux, ModelSamplingSD3,
+NODES = [TextEncodeFlux, FluxGuidance, ReferenceLatent, ModelSamplingFlux, ModelSamplingSD3,
          ModelSamplingAuraFlow]

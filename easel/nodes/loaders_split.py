@@ -44,8 +44,8 @@ def DiffusionModelLoader(
     name: str = Input(choices=discovered("diffusion_models")),
     weight_dtype: str = Input("default", choices=WEIGHT_DTYPES),
 ) -> Any:
-    """Load a diffusion model file alone (ComfyUI's UNETLoader): a Flux.1 dev or schnell
-    transformer in its original key layout, from `diffusion_models/`. Pair it with
+    """Load a diffusion model file alone (ComfyUI's UNETLoader): a Flux.1 dev, schnell or
+    Fill transformer in its original key layout, from `diffusion_models/`. Pair it with
     DualTextEncoderLoader and VAELoader. `fp8_*` keeps the weights in 8-bit floats and computes
     in the device's dtype (half the memory of bf16)."""
     from easel.models import flux_loading

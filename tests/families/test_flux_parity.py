@@ -140,3 +140,82 @@ def test_diffusers_folder_gives_the_same_image(flux_models: Any, flux_root: Path
                                     targets=["dec"], keep_values=True))
               for nodes in (split, folder)]
     assert torch.equal(images[0], images[1])
+
+
+def test_single_file_with_every_part_gives_the_same_image(flux_models: Any, flux_root: Path,
+                                                          run_flux: Any) -> None:
+    """A Flux checkpoint in ComfyUI's all-in-one layout (CheckpointLoaderSimple) equals the
+    split files."""
+    flux_family.write_checkpoint(flux_models["dev"], flux_root)
+    split = split_workflow("dev")
+    single = {
+        "ckpt": {"type": "CheckpointLoader", "inputs": {"name": "flux-dev-all.safetensors"}},
+        "pos": {"type": "TextEncodeFlux", "inputs": {
+            "clip": ["ckpt", "clip"], "clip_l": PROMPT, "t5xxl": PROMPT, "guidance": 3.5}},
+        "lat": split["lat"],
+        "k": {"type": "KSampler", "inputs": {**split["k"]["inputs"],
+                                             "model": ["ckpt", "model"]}},
+        "dec": {"type": "VAEDecode", "inputs": {"vae": ["ckpt", "vae"], "latent": ["k", "latent"]}},
+    }
+    images = [image_of(run_flux(nodes, ["dec"])) for nodes in (split, single)]
+    assert torch.equal(images[0], images[1])
+
+
+def test_flux_fill_with_inpaint_model_conditioning_equals_flux_fill_pipeline(
+        flux_models: Any, run_flux: Any, tmp_path: Path) -> None:
+    """Flux Fill (384 input channels, recognised from its file) through
+    InpaintModelConditioning equals diffusers' FluxFillPipeline."""
+    from easel.models.flux_denoiser import pack
+    from tests.families.test_sd_parity import _inpaint_inputs
+
+    path, picture, mask = _inpaint_inputs(tmp_path)
+    nodes = split_workflow("fill", guidance=30.0)
+    nodes["img"] = {"type": "LoadImage", "inputs": {"image": str(path)}}
+    nodes["cond"] = {"type": "InpaintModelConditioning", "inputs": {
+        "vae": ["vae", "vae"], "image": ["img", "image"], "mask": ["img", "mask"],
+        "positive": ["pos", "conditioning"], "negative": ["pos", "conditioning"],
+        "noise_mask": False}}
+    nodes["k"]["inputs"].update(positive=["cond", "positive"], latent=["cond", "latent"])
+    del nodes["lat"]
+    ours = image_of(run_flux(nodes, ["dec"]))
+    # FluxFillPipeline draws the image latents before the noise: hand it Easel's noise
+    noise = torch.randn((1, 16, SIZE // 8, SIZE // 8),
+                        generator=torch.Generator("cpu").manual_seed(42))
+    theirs = reference(flux_models["fill"].pipe, prompt=PROMPT, image=picture, mask_image=mask,
+                       num_inference_steps=3, guidance_scale=30.0, latents=pack(noise))
+    assert float(ours.std()) > 0.01
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+
+
+def test_kontext_reference_latent_equals_flux_kontext_pipeline(
+        flux_models: Any, run_flux: Any, tmp_path: Path) -> None:
+    """A dev-architecture model with a reference image (VAEEncode -> ReferenceLatent) equals
+    diffusers' FluxKontextPipeline; without the reference the image is another."""
+    from diffusers import FluxKontextPipeline
+
+    from easel.models.flux_denoiser import pack
+    from tests.families.test_sd_parity import _inpaint_inputs
+
+    path, picture, _ = _inpaint_inputs(tmp_path)
+    nodes = split_workflow("dev", guidance=2.5)
+    nodes["img"] = {"type": "LoadImage", "inputs": {"image": str(path)}}
+    nodes["enc"] = {"type": "VAEEncode", "inputs": {"vae": ["vae", "vae"],
+                                                    "image": ["img", "image"]}}
+    nodes["ref"] = {"type": "ReferenceLatent", "inputs": {"conditioning": ["pos", "conditioning"],
+                                                          "latent": ["enc", "latent"]}}
+    nodes["k"]["inputs"]["positive"] = ["ref", "conditioning"]
+    ours = image_of(run_flux(nodes, ["dec"]))
+    pipe = flux_models["dev"].pipe
+    kontext = FluxKontextPipeline(**{k: getattr(pipe, k) for k in (
+        "scheduler", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2",
+        "transformer")})
+    # the pipeline encodes the reference before drawing noise: hand it Easel's noise
+    noise = torch.randn((1, 16, SIZE // 8, SIZE // 8),
+                        generator=torch.Generator("cpu").manual_seed(42))
+    theirs = reference(kontext, prompt=PROMPT, image=picture, num_inference_steps=3,
+                       guidance_scale=2.5, latents=pack(noise), _auto_resize=False,
+                       max_area=SIZE * SIZE)
+    plain = image_of(run_flux(split_workflow("dev", guidance=2.5), ["dec"]))
+    assert float(ours.std()) > 0.01
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+    assert (ours - plain).abs().max().item() > TOLERANCE  # the reference is seen

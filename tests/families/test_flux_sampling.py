@@ -144,3 +144,46 @@ def test_comfy_types_without_a_family_are_refused_at_conversion() -> None:
     assert [(p.node, p.input) for p in caught.value.problems] == [("1", "type")]
     assert "'hidream' has no Easel equivalent (convertible: flux)" in \
         caught.value.problems[0].message
+
+
+def test_text_encoders_are_offloaded_after_encoding(flux_root: Any, flux_models: Any) -> None:
+    """The manager's policy: after a Flux prompt is encoded, both text encoders are handed to
+    `offload` (on a GPU they go back to the CPU); with the policy off, none is."""
+    from easel.models import flux_loading
+    from easel.models.manager import ModelManager
+    from easel.models.text import encode_text
+
+    class Recording(ModelManager):
+        offloaded: list[Any]
+
+        def offload(self, module: Any) -> Any:
+            self.offloaded.append(module)
+            return module
+
+    manager = Recording([flux_root / "models", flux_root / "ComfyUI"], device="cpu",
+                        dtype=torch.float32)
+    manager.offloaded = []
+    text = flux_root / "models" / "text_encoders"
+    clip = flux_loading.flux_clip("c", [text / "clip_l.safetensors", text / "t5xxl.safetensors"],
+                                  manager)
+    encode_text(clip, PROMPT)
+    assert [id(m) for m in manager.offloaded] == [id(part.model) for part in clip.parts]
+    manager.offloaded = []
+    manager.offload_text_encoders_after_use = False
+    encode_text(clip, PROMPT)
+    assert manager.offloaded == []
+
+
+def test_fp8_weight_dtype_stores_fp8_and_computes_in_fp32(flux_manager: Any,
+                                                          run_flux: Any) -> None:
+    """UNETLoader's weight_dtype fp8_e4m3fn: weights kept in fp8 (diffusers' layerwise
+    casting), computed in the manager's dtype; the image stays close to the fp32 one."""
+    default = image_of(run_flux(split_workflow("dev"), ["dec"]))
+    nodes = split_workflow("dev")
+    nodes["unet"]["inputs"]["weight_dtype"] = "fp8_e4m3fn"
+    result = run_flux(nodes, ["dec", "unet"])
+    fp8 = image_of(result)
+    module = result.values["unet"]["model"].unet
+    assert module.transformer_blocks[0].attn.to_q.weight.dtype == torch.float8_e4m3fn
+    assert bool(torch.isfinite(fp8).all())
+    assert 0 < (fp8 - default).abs().max().item() < 0.1

@@ -1,6 +1,6 @@
-"""The Flux.1 families (dev, schnell): a flow-matching transformer on 16-channel latents packed
-2x2, conditioned on T5-XXL hidden states plus CLIP-L's pooled embedding (and, for dev, an
-embedded guidance scale).
+"""The Flux.1 families (dev, schnell, Fill): a flow-matching transformer on 16-channel latents
+packed 2x2, conditioned on T5-XXL hidden states plus CLIP-L's pooled embedding (and, for dev
+and Fill, an embedded guidance scale).
 
 As data: latent format (diffusers' Flux VAE config: scaling 0.3611, shift 0.1159), model
 sampling ("flow", with the shift of each model's diffusers scheduler config), text parts, and
@@ -55,7 +55,14 @@ FLUX_SCHNELL = FlowFamily(
     "flux-schnell", "Flux.1 schnell", FLUX_LATENT, "flow", (FLUX_CLIP_L, FLUX_T5),
     pipeline_class="FluxPipeline", scheduler_config=SCHNELL_SCHEDULER, guidance_embeds=False)
 
-FAMILIES = (FLUX_DEV, FLUX_SCHNELL)
+# Fill: dev's transformer taking the masked image's latent and the mask as 320 more channels
+# per token (packed as FluxFillPipeline packs them); fed by InpaintModelConditioning.
+FLUX_FILL = FlowFamily(
+    "flux-fill", "Flux.1 Fill", FLUX_LATENT, "flow", (FLUX_CLIP_L, FLUX_T5), inpaint=True,
+    pipeline_class="FluxFillPipeline", scheduler_config=DEV_SCHEDULER, guidance_embeds=True)
+FILL_IN_CHANNELS = 384  # 64 (latent) + 64 (masked image latent) + 256 (8x8 mask, packed)
+
+FAMILIES = (FLUX_DEV, FLUX_SCHNELL, FLUX_FILL)
 
 PREFIXES = ("model.diffusion_model.", "")
 
@@ -75,6 +82,9 @@ def recognise(state: Mapping[str, Any]) -> tuple[FlowFamily, tuple[str, ...]] | 
     if prefix is None:
         return None
     evidence = ["double_blocks / single_blocks (Flux.1 transformer)"]
+    img_in = state.get(prefix + "img_in.weight")
+    if img_in is not None and int(img_in.shape[1]) == FILL_IN_CHANNELS:
+        return FLUX_FILL, (*evidence, f"{FILL_IN_CHANNELS} input channels: Fill")
     if prefix + "guidance_in.in_layer.weight" in state:
         return FLUX_DEV, (*evidence, "a guidance embedding (guidance_in): dev")
     return FLUX_SCHNELL, (*evidence, "no guidance embedding: schnell")
@@ -112,6 +122,9 @@ def transformer_config(state: Mapping[str, Any]) -> dict[str, Any]:
 
 def folder_family(config: Any) -> FlowFamily:
     """The family of a diffusers Flux transformer (its config)."""
-    guidance = (config.get("guidance_embeds") if isinstance(config, Mapping)
-                else getattr(config, "guidance_embeds", False))
-    return FLUX_DEV if guidance else FLUX_SCHNELL
+    def get(key: str) -> Any:
+        return config.get(key) if isinstance(config, Mapping) else getattr(config, key, None)
+
+    if get("in_channels") == FILL_IN_CHANNELS:
+        return FLUX_FILL
+    return FLUX_DEV if get("guidance_embeds") else FLUX_SCHNELL
