@@ -19,6 +19,16 @@ async def list_nodes(request: web.Request) -> web.Response:
     return web.json_response(state(request).registry.schemas())
 
 
+@routes.get("/api/nodes/aliases")
+async def node_aliases(request: web.Request) -> web.Response:
+    """ComfyUI class names -> the Easel node type the importer maps them to (editor search)."""
+    from easel.server.comfy_schema import node_maps
+
+    return web.json_response({name: m.easel_type for name, m in
+                              sorted(node_maps(state(request).registry).items())
+                              if name != m.easel_type})
+
+
 @routes.get("/api/plugins")
 async def list_plugins(request: web.Request) -> web.Response:
     plugins = []

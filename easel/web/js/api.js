@@ -36,6 +36,7 @@ export async function request(method, path, body, headers = {}) {
 
 export const api = {
   nodes: () => request("GET", "/api/nodes"),
+  aliases: () => request("GET", "/api/nodes/aliases"),
   plugins: () => request("GET", "/api/plugins"),
   submit: (workflow, clientId) => request("POST", "/api/runs", { workflow, client_id: clientId }),
   runs: (query = "") => request("GET", `/api/runs${query}`),

@@ -286,6 +286,10 @@ export class Canvas {
   // -- input handling ------------------------------------------------------------
   #listen() {
     this.root.addEventListener("pointerdown", (e) => this.#down(e));
+    this.root.addEventListener("dblclick", (e) => {
+      if (e.target.closest(".node, input, textarea, select, button")) return;
+      this.root.dispatchEvent(new CustomEvent("searchat", { detail: { clientX: e.clientX, clientY: e.clientY } }));
+    });
     window.addEventListener("pointermove", (e) => this.#move(e));
     window.addEventListener("pointerup", (e) => this.#up(e));
     this.root.addEventListener("wheel", (e) => {
@@ -435,6 +439,12 @@ export class Canvas {
       const hit = document.elementFromPoint(e.clientX, e.clientY);
       const socket = hit?.closest(".socket") || hit?.closest(".row")?.querySelector(".socket");
       if (socket) this.#finishLink(d, socket);
+      else if (hit && this.root.contains(hit) && !hit.closest(".node")) {
+        // Dropped on empty space: offer the nodes that can take this link (main.js).
+        this.root.dispatchEvent(new CustomEvent("linkdrop", { detail: {
+          clientX: e.clientX, clientY: e.clientY,
+          filter: { dir: d.fromOut ? "out" : "in", type: d.type, node: d.node, name: d.name } } }));
+      }
       this.drawLinks();
     }
   }

@@ -8,6 +8,7 @@ import { Files } from "./files.js";
 import { Graph } from "./graph.js";
 import { Palette } from "./palette.js";
 import { Runner } from "./runs.js";
+import { NodeSearch, linkSlot } from "./search.js";
 import { registerWidget } from "./widgets.js";
 import { loadPlugins } from "./plugins.js";
 
@@ -114,27 +115,56 @@ function setupPersistence({ graph, canvas, canvasRoot, nameInput, editor }) {
 
 /** Where a new node goes: at the pointer, else near the middle of the view, on free space. */
 function makeNodeAdder({ graph, canvas }) {
-  return (type, clientX, clientY) => {
+  const overlaps = (x, y) => [...graph.nodes.values()].some((n) => {
+    const element = canvas.elements.get(n.id);
+    const w = element?.offsetWidth || NODE_SIZE.width, h = element?.offsetHeight || NODE_SIZE.height;
+    return x < n.x + w + 10 && x + NODE_SIZE.width > n.x - 10 && y < n.y + h + 10 && y + NODE_SIZE.height > n.y - 10;
+  });
+  const room = (start, fromPointer) => {
+    if (!overlaps(start.x, start.y)) return start;
+    // From the pointer, look close by first (below, right); else step along a grid.
+    for (let i = 1; i < MAX_PLACEMENT_TRIES; i++) {
+      const at = fromPointer
+        ? { x: start.x + (i % 2) * (i >> 1) * 40 + 40 * (i >> 2), y: start.y + 40 * i }
+        : { x: start.x + (i % GRID_COLUMNS) * NODE_GAP.x, y: start.y + Math.floor(i / GRID_COLUMNS) * NODE_GAP.y };
+      if (!overlaps(at.x, at.y)) return at;
+    }
+    return start;
+  };
+  return (type, clientX, clientY, { exact = false } = {}) => {
     let at;
     if (clientX !== undefined) {
       const p = canvas.toWorld(clientX, clientY);
       at = { x: p.x - 20, y: p.y - 16 };
+      if (!exact) at = room(at, true);
     } else {
       const c = canvas.center();
-      at = { x: c.x - NODE_SIZE.width / 2, y: c.y - NODE_SIZE.height / 2 };
-      const taken = (x, y) => [...graph.nodes.values()].some(
-        (n) => Math.abs(n.x - x) < NODE_SIZE.width * 0.8 && Math.abs(n.y - y) < 60);
-      const start = at;
-      for (let i = 1; i < MAX_PLACEMENT_TRIES && taken(at.x, at.y); i++) {
-        at = { x: start.x + (i % GRID_COLUMNS) * NODE_GAP.x,
-               y: start.y + Math.floor(i / GRID_COLUMNS) * NODE_GAP.y };
-      }
+      at = room({ x: c.x - NODE_SIZE.width / 2, y: c.y - NODE_SIZE.height / 2 }, false);
     }
     graph.checkpoint();
     const node = graph.addNode(type, at.x, at.y);
     canvas.select([node.id]);
     return node;
   };
+}
+
+/** The search at the pointer: double-click, `/`, or a link dropped on empty space. */
+function setupSearch({ graph, canvas, canvasRoot, addNode, schemas, toast }) {
+  const search = new NodeSearch(schemas, {
+    onPick: (type, clientX, clientY, filter) => {
+      const node = addNode(type, clientX, clientY, { exact: Boolean(filter) });
+      if (!filter) return;
+      const slot = linkSlot(graph.schema(type), filter);
+      const problem = filter.dir === "out"
+        ? graph.connect(filter.node, filter.name, node.id, slot)
+        : graph.connect(node.id, slot, filter.node, filter.name);
+      if (problem) toast(`Cannot connect: ${problem}`, "error");
+    },
+  });
+  api.aliases().then((table) => search.setAliases(table)).catch(() => { /* search by name only */ });
+  canvasRoot.addEventListener("searchat", (e) => search.open(e.detail.clientX, e.detail.clientY));
+  canvasRoot.addEventListener("linkdrop", (e) => search.open(e.detail.clientX, e.detail.clientY, e.detail.filter));
+  return search;
 }
 
 function setupRunner({ graph, canvas, toast, editor }) {
@@ -216,7 +246,7 @@ function setupTabs() {
   }
 }
 
-function setupKeyboard({ graph, canvas, actions, clipboard }) {
+function setupKeyboard({ graph, canvas, actions, clipboard, search, pointer }) {
   window.addEventListener("keydown", (e) => {
     const mod = e.ctrlKey || e.metaKey;
     const key = e.key.toLowerCase();
@@ -231,7 +261,12 @@ function setupKeyboard({ graph, canvas, actions, clipboard }) {
     else if (mod && key === "d") { e.preventDefault(); clipboard.copy(); clipboard.paste(); }
     else if (mod && key === "a") { e.preventDefault(); canvas.select([...graph.nodes.keys()]); }
     else if (key === "delete" || key === "backspace") { e.preventDefault(); removeSelected({ graph, canvas }); }
-    else if (key === "/") { e.preventDefault(); document.getElementById("palette-search").focus(); }
+    else if (key === "/") {
+      e.preventDefault();
+      const rect = canvas.root.getBoundingClientRect();
+      const at = pointer.at || { x: rect.left + rect.width / 2, y: rect.top + rect.height / 3 };
+      search.open(at.x, at.y);
+    }
     else if (key === "f") { actions.fit(); }
     else if (key === "?") { actions.help(); }
     else if (key === "escape") { canvas.select([]); }
@@ -313,7 +348,9 @@ async function boot() {
   const files = new Files({ editor, toast });
   const actions = setupActions({ graph, canvas, toast, runner, files, editor });
   setupTabs();
-  setupKeyboard({ graph, canvas, actions, clipboard: makeClipboard({ graph, canvas, toast, pointer }) });
+  const search = setupSearch({ graph, canvas, canvasRoot, addNode, schemas, toast });
+  setupKeyboard({ graph, canvas, actions, search, pointer,
+                  clipboard: makeClipboard({ graph, canvas, toast, pointer }) });
   setupDrop({ canvasRoot, addNode, files });
   setupMenu(menu, { graph, canvas });
   await restoreWorkflow({ graph, canvas, nameInput });

@@ -1,6 +1,7 @@
 // The node palette: every node type from /api/nodes, grouped by category, searchable.
 
 import { el } from "./dom.js";
+import { rank } from "./search.js";
 
 /** Whether a node type matches every word of the query (name, category, description, plugin). */
 export function matches(schema, query) {
@@ -18,8 +19,8 @@ export class Palette {
     this.search.addEventListener("input", () => this.render());
     this.search.addEventListener("keydown", (e) => {
       if (e.key === "Enter" && !(e.ctrlKey || e.metaKey)) {
-        const first = this.list.querySelector(".palette-item");
-        if (first) this.onAdd(first.dataset.type);
+        const best = rank(this.schemas, this.search.value, new Map())[0];
+        if (best) this.onAdd(best.type);
       } else if (e.key === "Escape") {
         this.search.value = "";
         this.render();
