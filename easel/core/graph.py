@@ -11,6 +11,7 @@ import networkx as nx
 import pydantic
 
 from easel.core.context import Context
+from easel.core.modes import effective_workflow
 from easel.core.node import InputSpec, NodeType
 from easel.core.plugins import Registry
 from easel.core.types import compatible
@@ -25,6 +26,9 @@ class NodeSpec(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
     type: str
     inputs: dict[str, Any] = pydantic.Field(default_factory=dict)
+    # "bypass" or "mute" (easel.core.modes); left out of the JSON when the node runs.
+    mode: Literal["bypass", "mute"] | None = pydantic.Field(
+        None, exclude_if=lambda value: value is None)
 
 
 class Workflow(pydantic.BaseModel):
@@ -170,6 +174,10 @@ def validate(
     """Check the whole workflow and return its plan; raise WorkflowError listing every problem."""
     if not isinstance(workflow, Workflow):
         workflow = parse_workflow(workflow)
+    original = workflow
+    workflow = effective_workflow(workflow, registry)
+    if targets is not None and workflow is not original:  # bypassed or muted: not run
+        targets = [t for t in targets if t in workflow.nodes or t not in original.nodes]
     problems: list[Problem] = []
     planned: dict[str, PlannedNode] = {}
     graph: nx.DiGraph = nx.DiGraph()
@@ -187,7 +195,7 @@ def validate(
     wanted = _targets(workflow, registry, targets, problems)
     if problems:
         raise WorkflowError(problems)
-    return _make_plan(graph, planned, wanted, workflow)
+    return _make_plan(graph, planned, wanted, original)
 
 
 def _unknown_type(registry: Registry, type_name: str) -> str:
