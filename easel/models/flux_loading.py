@@ -179,7 +179,7 @@ def build_text_encoder(path: Path, state: Mapping[str, Any], manager: Any,
     kind, prefix = found
     try:
         if kind == "t5":
-            tokenizer = manager.load_module(("t5-tokenizer",), lambda: tokenizers.t5_tokenizer(
+            tokenizer = manager.load_module(("t5-tokenizer", "t5"), lambda: tokenizers.t5_tokenizer(
                 checkpoint=path.name, contents="T5 encoder weights", roots=manager.roots))
             return kind, build_t5(state, prefix, manager.dtype), tokenizer
         tokenizer = manager.clip_tokenizer(path)
@@ -200,7 +200,15 @@ def text_encoder(path: Path, manager: Any) -> tuple[str, Any, Any]:
     key = str(path.resolve())
     loaded = manager.load_module((key, "text_encoder"), lambda: build_text_encoder(
         path, read_state_dict(path, manager.allow_unsafe_pickle), manager))
+    hold(manager, key, {f"text_encoder:{loaded[0]}": loaded[1]})
     return loaded  # type: ignore[no-any-return]
+
+
+def hold(manager: Any, key: str, modules: Mapping[str, Any]) -> None:
+    """Hold modules loaded as parts of a tuple on their own too, so that the manager places,
+    offloads (least recently used first) and describes each of them."""
+    for part, module in modules.items():
+        manager.load_module((key, part), lambda module=module: module)
 
 
 def flux_parts(encoders: list[tuple[str, Any, Any]], where: str) -> tuple[TextEncoderPart, ...]:
@@ -267,8 +275,10 @@ def single_file_checkpoint(name: str, path: Path, manager: Any
                      if k.startswith(CHECKPOINT_VAE)}
         return transformer, [clip_l, t5], load_vae_file(path, vae_state, manager.dtype)
 
-    transformer, encoders, vae = manager.load_module((str(path.resolve()), "flux-checkpoint"),
-                                                     load)
+    key = str(path.resolve())
+    transformer, encoders, vae = manager.load_module((key, "flux-checkpoint"), load)
+    hold(manager, key, {"transformer": transformer, "vae": vae,
+                        **{f"text_encoder:{kind}": model for kind, model, _ in encoders}})
     family = flux.folder_family(transformer.config)
     vae_handle = VaeHandle(name, vae, manager)
     model = model_handle(name, transformer, manager, family, vae_handle)

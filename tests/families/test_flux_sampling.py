@@ -187,3 +187,12 @@ def test_fp8_weight_dtype_stores_fp8_and_computes_in_fp32(flux_manager: Any,
     assert module.transformer_blocks[0].attn.to_q.weight.dtype == torch.float8_e4m3fn
     assert bool(torch.isfinite(fp8).all())
     assert 0 < (fp8 - default).abs().max().item() < 0.1
+
+
+def test_manager_holds_each_flux_module(flux_manager: Any, run_flux: Any) -> None:
+    """Every Flux module is held on its own (placed, offloaded and described by the manager),
+    not only inside the loaders' tuples."""
+    image_of(run_flux(split_workflow("schnell", steps=1), ["dec"]))
+    classes = {row["class"] for row in flux_manager.describe()}
+    assert {"FluxTransformer2DModel", "CLIPTextModel", "T5EncoderModel",
+            "AutoencoderKL"} <= classes
