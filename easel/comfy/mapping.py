@@ -424,6 +424,7 @@ NODE_MAPS: dict[str, NodeMap] = {
     "ImageFromBatch": NodeMap(
         "ImageFromBatch", {"image": "image", "batch_index": "index", "length": "length"},
         ("image",), widgets=("batch_index", "length")),
+    "FluxKontextImageScale": NodeMap("FluxKontextImageScale", {"image": "image"}, ("image",)),
     "ImagePadForOutpaint": NodeMap(
         "ImagePadForOutpaint", {name: name for name in (
             "image", "left", "top", "right", "bottom", "feathering")}, ("image", "mask"),

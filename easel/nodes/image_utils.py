@@ -30,6 +30,11 @@ ASPECT_RATIOS = {"1:1 (Square)": (1, 1), "3:2 (Photo)": (3, 2), "4:3 (Standard)"
                  "16:9 (Widescreen)": (16, 9), "21:9 (Ultrawide)": (21, 9),
                  "2:3 (Portrait Photo)": (2, 3), "3:4 (Portrait Standard)": (3, 4),
                  "9:16 (Portrait Widescreen)": (9, 16)}
+# The resolutions Flux Kontext was trained at (ComfyUI's FluxKontextImageScale).
+KONTEXT_RESOLUTIONS = [(672, 1568), (688, 1504), (720, 1456), (752, 1392), (800, 1328),
+                       (832, 1248), (880, 1184), (944, 1104), (1024, 1024), (1104, 944),
+                       (1184, 880), (1248, 832), (1328, 800), (1392, 752), (1456, 720),
+                       (1504, 688), (1568, 672)]
 SPACING_COLOURS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "red": (1.0, 0.0, 0.0),
                    "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 1.0)}
 
@@ -321,5 +326,15 @@ def CompareImages(ctx: Context, image_a: Image | None = None,
         if image_b is not None else []}}
 
 
+@node(category="image", outputs={"image": Image})
+def FluxKontextImageScale(ctx: Context, image: Image) -> Any:
+    """Resize (lanczos, centre crop) to the Flux Kontext resolution whose aspect ratio is
+    nearest the image's (ComfyUI's FluxKontextImageScale)."""
+    height, width = (int(v) for v in image.shape[-2:])
+    aspect = width / height
+    _, new_w, new_h = min((abs(aspect - w / h), w, h) for w, h in KONTEXT_RESOLUTIONS)
+    return _center_crop_resize(ctx, image, new_w, new_h, "lanczos", "center", "image")
+
+
 NODES = [ImageSize, ScaleToTotalPixels, ResizeImageMask, ImageStitch, Canny, BatchImages,
-         ResolutionSelector, CompareImages]
+         ResolutionSelector, CompareImages, FluxKontextImageScale]

@@ -173,3 +173,16 @@ def test_compare_images_previews_both(tmp_path) -> None:
     assert len(out["ui"]["a_images"]) == 2 and len(out["ui"]["b_images"]) == 1
     assert all((tmp_path / name).is_file() for name in out["ui"]["a_images"])
     assert call(CompareImages, ctx, image_b=image())["ui"]["a_images"] == []
+
+
+@pytest.mark.parametrize(("size", "expected"), [
+    ((32, 64), (720, 1456)),  # 2:1 -> the nearest, 1456 x 720 (2.02)
+    ((100, 100), (1024, 1024)),
+    ((90, 60), (1248, 832)),  # 2:3 portrait -> 832 x 1248
+])
+def test_flux_kontext_image_scale(size, expected) -> None:
+    from easel.nodes.image_utils import FluxKontextImageScale
+
+    height, width = size
+    out = call(FluxKontextImageScale, image=image(height=height, width=width))["image"]
+    assert tuple(out.shape[-2:]) == expected
