@@ -367,3 +367,11 @@ def test_image_from_batch_converts_and_runs() -> None:
     assert workflow["nodes"]["2"] == {"type": "ImageFromBatch", "inputs": {
         "image": ["1", "image"], "index": 1, "length": 2}}
     assert run(workflow, ["4"]).ui["4"] == {"text": ["2"]}
+
+
+def test_flux_kontext_image_scale_converts() -> None:
+    nodes = converted({"1": api("LoadImage", image="a.png"),
+                       "2": api("FluxKontextImageScale", image=["1", 0]),
+                       "3": api("PreviewImage", images=["2", 0])})
+    assert nodes["2"] == {"type": "FluxKontextImageScale", "inputs": {"image": ["1", "image"]}}
+    assert nodes["3"]["inputs"] == {"image": ["2", "image"]}
