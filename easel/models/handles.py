@@ -39,14 +39,6 @@ class ModelHandle:
             return int(self.family.latent.channels)
         return int(self.unet.config.in_channels)
 
-    @property
-    def conditioning(self) -> str:
-        config = self.unet.config
-        if (getattr(config, "addition_embed_type", None) == "image"
-                or getattr(config, "encoder_hid_dim_type", None) == "image_proj"):
-            return "image"
-        return "text"
-
     def with_patches(self, patches: tuple[Any, ...]) -> ModelHandle:
         """A handle on the same UNet with more LoRA patches (the base weights are shared)."""
         return replace(self, patches=self.patches + tuple(patches))

@@ -32,7 +32,6 @@ class Held:
 
     key: tuple[str, ...]
     module: Any
-    loaded_at: float
     last_used: float
     seconds: float
 
@@ -119,7 +118,7 @@ class ModelManager:
                 started = time.perf_counter()
                 module = load()
                 now = time.time()
-                held = Held(key, module, now, now, time.perf_counter() - started)
+                held = Held(key, module, now, time.perf_counter() - started)
                 self._held[key] = held
                 self.loads += 1
             held.last_used = time.time()
@@ -152,7 +151,7 @@ class ModelManager:
                 parts = loading.load_single_file(path, self.dtype, self.allow_unsafe_pickle)
                 for part, module in parts.items():
                     if module is not None:
-                        self._load((key, part), lambda module=module: module)
+                        self._hold((key, part), module)
             return {part: held.module for (path_key, part), held in self._held.items()
                     if path_key == key}
 
@@ -166,8 +165,12 @@ class ModelManager:
                 (f"text_encoder:{spec.key}", model) for spec, model in parts.text]
             for part, module in modules:
                 if module is not None and (key[0], part) not in self._held:
-                    self._load((key[0], part), lambda module=module: module)
+                    self._hold((key[0], part), module)
         return parts
+
+    def _hold(self, key: tuple[str, ...], module: Any) -> None:
+        """Hold a module loaded as part of another (a single file's UNet, VAE, towers)."""
+        self._load(key, lambda: module)
 
     def clip_tokenizer(self, checkpoint: Path, pad_token: str = "<|endoftext|>") -> Any:
         """The CLIP tokenizer for a single file's text towers (which carry none): a legacy
@@ -204,7 +207,8 @@ class ModelManager:
     def load_checkpoint(self, name: str) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
         """MODEL, CLIP and VAE of a checkpoint (or of `<bundle>/decoder`), shared."""
         entry = discovery.find("checkpoints", name, roots=self.roots)
-        return self._handle(("checkpoint", str(entry.path), name.endswith("/decoder")),
+        decoder = "decoder" if name.endswith("/decoder") else ""
+        return self._handle(("checkpoint", str(entry.path), decoder),
                             lambda: self._make_checkpoint(name, entry))
 
     def _make_checkpoint(self, name: str, entry: ModelEntry
@@ -357,12 +361,6 @@ class ModelManager:
         on_device = [h for h in self._held.values() if h.module is not exclude
                      and _device_type(h.module) == self.device.type]
         return min(on_device, key=lambda h: h.last_used, default=None)
-
-    def unload(self) -> None:
-        """Forget every loaded model (they are freed once no handle refers to them)."""
-        with self._lock:
-            self._held.clear()
-            self._handles.clear()
 
     def describe(self) -> list[dict[str, Any]]:
         """What the manager holds, JSON-able: path, class, device, dtype, bytes, load time."""

@@ -114,7 +114,8 @@ def clip_config(state: Mapping[str, Any], part: TextPart, *, token: str, positio
         vocab_size=vocab, hidden_size=hidden, intermediate_size=int(state[first_fc1].shape[0]),
         num_hidden_layers=_count(state, layers), num_attention_heads=max(1, hidden // 64),
         max_position_embeddings=int(state[position].shape[0]), hidden_act=part.hidden_act,
-        projection_dim=projection or hidden, **tokens)
+        projection_dim=projection or hidden, bos_token_id=tokens["bos_token_id"],
+        eos_token_id=tokens["eos_token_id"], pad_token_id=tokens["pad_token_id"])
 
 
 def build_clip_l(state: Mapping[str, Any], prefix: str, part: TextPart, dtype: Any,

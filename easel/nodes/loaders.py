@@ -17,6 +17,7 @@ def _fingerprint(ctx: Context, inputs: dict[str, Any]) -> str:
     name = str(inputs.get("name", ""))
     models = ctx.services.get("models")
     roots = models.roots if models is not None else None
+    entry: Any
     try:
         entry = discovery.find("checkpoints", name, roots)
     except Exception:

@@ -12,10 +12,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from easel.core.plugins import Registry
+from easel.core.status import RunStatus
 
 COMFY_KEY = "comfyui"  # workflow["ui"][COMFY_KEY]: what ComfyUI clients read back
-JOB_STATUS = {"queued": "pending", "running": "in_progress", "succeeded": "completed",
-              "failed": "failed", "cancelled": "cancelled"}
+JOB_STATUS = {RunStatus.QUEUED: "pending", RunStatus.RUNNING: "in_progress",
+              RunStatus.SUCCEEDED: "completed", RunStatus.FAILED: "failed",
+              RunStatus.CANCELLED: "cancelled"}
 EASEL_STATUS = {v: k for k, v in JOB_STATUS.items()}
 # Keys of `extra_data` never stored: ComfyUI's frontend sends its account secrets there.
 SECRET_KEYS = frozenset({"auth_token_comfy_org", "api_key_comfy_org"})
@@ -146,8 +148,8 @@ def history_entry(run: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
     return {
         "prompt": queue_item(run, registry),
         "outputs": outputs,
-        "status": {"status_str": "success" if run.get("status") == "succeeded" else "error",
-                   "completed": run.get("status") == "succeeded",
+        "status": {"status_str": "success" if run.get("status") == RunStatus.SUCCEEDED else "error",
+                   "completed": run.get("status") == RunStatus.SUCCEEDED,
                    "messages": status_messages(run)},
         "meta": {node: {"node_id": node, "display_node": node, "parent_node": None,
                         "real_node_id": node} for node in outputs},
@@ -173,7 +175,7 @@ def job(run: Mapping[str, Any], registry: Registry, detail: bool = False) -> dic
     """A run as an entry of ComfyUI's `/jobs` (with `detail`: its workflow and outputs)."""
     outputs = {str(node): comfy_outputs(ui) for node, ui in (run.get("outputs") or {}).items()}
     count, preview = outputs_summary(outputs)
-    status = run.get("status", "queued")
+    status = run.get("status", RunStatus.QUEUED)
     record = comfy_record(run, registry) if detail or "workflow" in run else None
     entry: dict[str, Any] = {
         "id": run["id"], "status": JOB_STATUS.get(status, "pending"),
@@ -183,7 +185,7 @@ def job(run: Mapping[str, Any], registry: Registry, detail: bool = False) -> dic
         "execution_end_time": ms(run.get("finished")),
         "outputs_count": count, "previewable_outputs_count": 1 if preview else 0,
         "preview_output": preview,
-        "execution_error": error_message(run) if status == "failed" else None,
+        "execution_error": error_message(run) if status == RunStatus.FAILED else None,
         "workflow_id": None,
     }
     if record is not None:
@@ -195,8 +197,8 @@ def job(run: Mapping[str, Any], registry: Registry, detail: bool = False) -> dic
         entry["outputs"] = outputs
         entry["workflow"] = {"prompt": record["prompt"], "extra_data": record["extra_data"]}
         entry["execution_status"] = {
-            "status_str": "success" if status == "succeeded" else "error",
-            "completed": status == "succeeded", "messages": status_messages(run)}
+            "status_str": "success" if status == RunStatus.SUCCEEDED else "error",
+            "completed": status == RunStatus.SUCCEEDED, "messages": status_messages(run)}
         entry["update_time"] = ms(run.get("finished") or run.get("started")
                                   or run.get("created"))
     return entry

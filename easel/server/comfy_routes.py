@@ -25,6 +25,7 @@ from aiohttp import web
 
 from easel import __version__
 from easel.core.graph import WorkflowError
+from easel.core.status import RunStatus
 from easel.server import comfy_files, comfy_userdata
 from easel.server.bodies import OFF_LOOP_BYTES, BodyError, read_json
 from easel.server.comfy_history import (
@@ -193,8 +194,8 @@ def cancel(st: ServerState, run_id: str) -> str | None:
     """Cancel a queued or running run: "cancelled", "cancelling", or None (not found)."""
     if st.queue.cancel_queued(run_id):
         st.worker.plans.pop(run_id, None)
-        st.hub.publish({"type": "run_status", "run_id": run_id, "status": "cancelled"})
-        return "cancelled"
+        st.hub.publish({"type": "run_status", "run_id": run_id, "status": RunStatus.CANCELLED})
+        return RunStatus.CANCELLED
     if st.worker.cancel_running(run_id):
         return "cancelling"
     return None
@@ -296,7 +297,7 @@ async def get_jobs(request: web.Request) -> web.Response:
         rows.sort(key=lambda row: row["seq"], reverse=order != "asc")
         page = rows[offset:offset + limit]
         # A list row drops a failure's details; ComfyUI's job shows the failing node.
-        page = [(st.queue.get(row["id"]) or row) if row["status"] == "failed" else row
+        page = [(st.queue.get(row["id"]) or row) if row["status"] == RunStatus.FAILED else row
                 for row in page]
         return {"jobs": [job(row, st.registry) for row in page],
                 "pagination": {"offset": offset, "limit": limit, "total": total,

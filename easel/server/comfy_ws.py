@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from easel.core.status import RunStatus
 from easel.server.comfy_history import comfy_outputs
 from easel.server.state import ServerState
 
@@ -197,10 +198,10 @@ class ComfyBridge:
                              "exception_message": message.get("message") or "",
                              "exception_type": "NodeError"}
         elif kind == "run_finished":
-            self.end(run_id, track, "succeeded" if message.get("status") == "succeeded"
-                     else "failed", None)
+            succeeded = message.get("status") == RunStatus.SUCCEEDED
+            self.end(run_id, track, RunStatus.SUCCEEDED if succeeded else RunStatus.FAILED, None)
         elif kind == "run_cancelled":
-            self.end(run_id, track, "cancelled", None)
+            self.end(run_id, track, RunStatus.CANCELLED, None)
 
     def executed(self, track: RunTrack, node: Any, message: dict[str, Any],
                  base: dict[str, Any]) -> None:
@@ -215,7 +216,7 @@ class ComfyBridge:
         did not end (its worker died, ...), then `executing` None, as ComfyUI sends once the
         prompt is in its history."""
         status = message.get("status")
-        if status not in ("succeeded", "failed", "cancelled"):
+        if status not in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
             return
         track = self.runs.pop(run_id, None)
         if track is None:

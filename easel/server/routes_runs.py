@@ -11,6 +11,7 @@ from aiohttp import web
 
 from easel.core.graph import Problem, WorkflowError
 from easel.core.plugins import Registry
+from easel.core.status import RunStatus
 from easel.server.bodies import OFF_LOOP_BYTES, read_json
 from easel.server.config import ServerConfig
 from easel.server.paths import safe_file_name
@@ -182,8 +183,8 @@ async def cancel(request: web.Request) -> web.Response:
     run_id = request.match_info["id"]
     if st.queue.cancel_queued(run_id):
         st.worker.plans.pop(run_id, None)
-        st.hub.publish({"type": "run_status", "run_id": run_id, "status": "cancelled"})
-        return web.json_response({"id": run_id, "status": "cancelled"})
+        st.hub.publish({"type": "run_status", "run_id": run_id, "status": RunStatus.CANCELLED})
+        return web.json_response({"id": run_id, "status": RunStatus.CANCELLED})
     if st.worker.cancel_running(run_id):
         return web.json_response({"id": run_id, "status": "cancelling"}, status=202)
     run = st.queue.get(run_id)

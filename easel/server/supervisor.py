@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from easel.core.executor import NodeFailure
+from easel.core.status import NodeStatus, RunStatus
 from easel.server.recipe import WorkerRecipe, plan_from_data, plan_to_data
 from easel.server.worker import ActiveRun, RunError, RunOutcome, RunWorker, WorkerDied
 
@@ -231,7 +232,8 @@ class ProcessRunWorker(RunWorker):
         process = await self._ready_process()
         if active.token.cancelled:  # cancelled while the worker was starting
             nodes = plan_from_data(plan, self.executor.registry).order
-            return RunOutcome("cancelled", dict.fromkeys(nodes, "cancelled"), {})
+            return RunOutcome(RunStatus.CANCELLED, dict.fromkeys(nodes, NodeStatus.CANCELLED),
+                              {})
         self._outcome = loop.create_future()
         self._outcome_process = process
         try:
@@ -258,7 +260,7 @@ class ProcessRunWorker(RunWorker):
                 return self._cancelled(run["id"], active)
             running = [f"{node_id!r} ({entry.get('type')})"
                        for node_id, entry in active.nodes.items()
-                       if entry.get("status") == "running"]
+                       if entry.get("status") == RunStatus.RUNNING]
             where = f" while running node {running[0]}" if running else ""
             raise WorkerDied(f"{describe_exit(payload)}{where}")
         if "error" in payload:
@@ -266,16 +268,17 @@ class ProcessRunWorker(RunWorker):
         result = payload["result"]
         failures = [NodeFailure(f["node"], f["node_type"], f["message"], f["input"])
                     for f in result["failures"]]
-        if result["status"] == "cancelled" and result.get("reason"):
+        if result["status"] == RunStatus.CANCELLED and result.get("reason"):
             active.token.reason = active.token.reason or result["reason"]
         return RunOutcome(result["status"], result["node_status"], result["ui"], failures,
                           result["seconds"])
 
     def _cancelled(self, run_id: str, active: ActiveRun) -> RunOutcome:
-        status = {node_id: ("cancelled" if entry.get("status") in ("pending", "running")
+        unfinished = (NodeStatus.PENDING, NodeStatus.RUNNING)
+        status = {node_id: (NodeStatus.CANCELLED if entry.get("status") in unfinished
                             else str(entry.get("status")))
                   for node_id, entry in active.nodes.items()}
         reason = active.token.reason or "cancelled"
         active.token.reason = (f"{reason}; the node did not stop within {self.cancel_grace:g} s, "
                                "so its worker process was restarted")
-        return RunOutcome("cancelled", status, dict(active.outputs))
+        return RunOutcome(RunStatus.CANCELLED, status, dict(active.outputs))

@@ -18,6 +18,7 @@ from easel.core.context import CancelToken
 from easel.core.events import Event
 from easel.core.executor import Executor, NodeFailure, RunResult
 from easel.core.graph import WorkflowError
+from easel.core.status import NodeStatus, RunStatus
 from easel.server.events import EventHub, encode_preview
 from easel.server.queue import CANCELLED, FAILED, RunQueue
 from easel.server.redact import redact_paths
@@ -25,8 +26,9 @@ from easel.server.redact import redact_paths
 log = logging.getLogger("easel.server.worker")
 
 _NODE_STATE = {
-    ev.NODE_STARTED: "running", ev.NODE_PROGRESS: "running", ev.NODE_CACHED: "cached",
-    ev.NODE_FINISHED: "executed", ev.NODE_FAILED: "failed", ev.NODE_SKIPPED: "skipped",
+    ev.NODE_STARTED: NodeStatus.RUNNING, ev.NODE_PROGRESS: NodeStatus.RUNNING,
+    ev.NODE_CACHED: NodeStatus.CACHED, ev.NODE_FINISHED: NodeStatus.EXECUTED,
+    ev.NODE_FAILED: NodeStatus.FAILED, ev.NODE_SKIPPED: NodeStatus.SKIPPED,
 }
 
 
@@ -109,15 +111,13 @@ class RunWorker:
     """One run at a time (the models and the GPU are shared), in submission order."""
 
     def __init__(self, queue: RunQueue, executor: Executor, hub: EventHub,
-                 services: dict[str, Any] | None = None, retries: int = 2,
-                 private_roots: tuple[str, ...] = ()) -> None:
+                 retries: int = 2, private_roots: tuple[str, ...] = ()) -> None:
         self.queue = queue
         self.retries = retries
         self.private_roots = private_roots
         self.plans: dict[str, Any] = PlanMemo()  # run id -> the plan validated at submission
         self.executor = executor
         self.hub = hub
-        self.services = services or {}
         self.active: ActiveRun | None = None
         self.wake = asyncio.Event()
         self.stopping = False
@@ -175,7 +175,7 @@ class RunWorker:
     async def _execute(self, run: dict[str, Any]) -> None:
         active = ActiveRun(run["id"])
         self.active = active
-        self.hub.publish({"type": "run_status", "run_id": run["id"], "status": "running"})
+        self.hub.publish({"type": "run_status", "run_id": run["id"], "status": RunStatus.RUNNING})
         loop = asyncio.get_running_loop()
         try:
             result: RunOutcome | RunResult | None = await self._run(run, active)
@@ -190,7 +190,7 @@ class RunWorker:
                             run.get("attempts", 1) + 1, self.retries + 1)
                 self.queue.retry(run["id"])
                 self.hub.publish({"type": "run_status", "run_id": run["id"],
-                                  "status": "queued", "retry": str(exc)})
+                                  "status": RunStatus.QUEUED, "retry": str(exc)})
                 return
             tries = run.get("attempts", 1)
             result, error = None, {
@@ -257,7 +257,7 @@ class RunWorker:
                     message["preview"] = preview
             loop.call_soon_threadsafe(self._deliver, active, message)
 
-        services = {**self.services, "workflow": run["workflow"]}
+        services = {"workflow": run["workflow"]}
         return self.executor.run(run["workflow"], on_event=on_event, cancel=active.token,
                                  run_id=run["id"], services=services)
 

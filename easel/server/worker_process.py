@@ -25,6 +25,8 @@ from collections import OrderedDict
 from multiprocessing.connection import Connection
 from typing import Any
 
+from easel.core.status import NodeStatus, RunStatus
+
 FLUSH_SECONDS = 0.02
 FLUSH_EVENTS = 500
 
@@ -238,13 +240,13 @@ def execute(executor: Any, outbox: Outbox, message: dict[str, Any], token: Any
     node_status = {n: str(state) for n, state in result.node_status.items()}
     ui = dict(result.ui)
     for node_id, (node_type, reason) in bad_ui.items():
-        node_status[node_id] = "failed"
+        node_status[node_id] = NodeStatus.FAILED
         ui.pop(node_id, None)
         failures.append({"node": node_id, "node_type": node_type, "input": None,
                          "message": reason})
     status = str(result.status)
     if bad_ui and status == "succeeded":
-        status = "failed"
+        status = RunStatus.FAILED
     return {"op": "done", "id": run_id, "result": {
         "status": status, "node_status": node_status, "ui": ui, "seconds": result.seconds,
         "reason": token.reason, "failures": failures}}

@@ -44,7 +44,7 @@ def test_checkpoint_is_loaded_once_and_shared(tiny_models: TinyModels) -> None:
     assert all(a is b for a, b in zip(first, second, strict=True))
     decoder, _, decoder_vae = manager.load_checkpoint("tiny-shapes/decoder")
     assert decoder_vae.vae is first[2].vae  # the bundle's VAE is shared, not reloaded
-    assert decoder.conditioning == "image" and first[0].conditioning == "text"
+    assert decoder.family.name == "unclip" and first[0].family.name == "sd1"
     report = manager.describe()
     json.dumps(report)
     classes = {row["class"] for row in report}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,7 +148,7 @@ def sample_scenes(
 ) -> list[Scene]:
     """Draw n scenes from the distribution described by config."""
     config = config or SceneConfig()
-    scenes = []
+    scenes: list[Any] = []
     while len(scenes) < n:
         scene = _sample_scene(rng, config)
         if scene is not None:

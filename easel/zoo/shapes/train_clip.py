@@ -56,7 +56,7 @@ def train_clip(options: RunOptions) -> None:
             len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
         )
     )
-    model = CLIPModel(config).to(options.device)
+    model: Any = CLIPModel(config).to(options.device)
     budget = options.budget("clip")
     trainer = StageTrainer("clip", options, {"clip": model}, list(model.parameters()), budget)
 

@@ -41,7 +41,7 @@ def train_unet(options: RunOptions) -> None:
     clip, tokenizer = load_clip(options.work_dir, device)
     scheduler = latent_scheduler()
     torch.manual_seed(options.seed)
-    unet = UNet2DConditionModel(**options.family.unet_kwargs()).to(device)
+    unet: Any = UNet2DConditionModel(**options.family.unet_kwargs()).to(device)
     budget = options.budget("unet")
     params = list(unet.parameters())
     trainer = StageTrainer("unet", options, {"unet": unet}, params, budget, use_ema=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -51,7 +53,7 @@ def train_vae(options: RunOptions) -> None:
     from diffusers import AutoencoderKL
 
     torch.manual_seed(options.seed)
-    vae = AutoencoderKL(**options.family.vae_kwargs()).to(options.device)
+    vae: Any = AutoencoderKL(**options.family.vae_kwargs()).to(options.device)
     budget = options.budget("vae")
     trainer = StageTrainer("vae", options, {"vae": vae}, list(vae.parameters()), budget)
 
