@@ -4,7 +4,8 @@
 The file has the real SDXL base architecture (UNet 2.6 B, CLIP-L and OpenCLIP-bigG, VAE) in the
 original key layout, with random fp16 weights written by this script (about 6.9 GB on disk;
 `--scale small` makes a model with the same layout at a fraction of the size). Each load runs
-in a fresh process; the file is in the page cache for both. "ready" is the loader returning;
+in a fresh process; the file is in the page cache for both. "ready" is the loader returning
+(the diffusers and transformers model classes are imported before timing, for both);
 "touched" adds reading every weight once (a lazily mapped tensor is only read then), so the
 two loaders are compared on the same work.
 
@@ -33,6 +34,10 @@ import json, sys, time, torch
 sys.path.insert(0, {root!r})
 which, path, models, comfy, config = sys.argv[1:6]
 started = time.perf_counter()
+# both loaders build the same diffusers and transformers classes: import them before timing
+import diffusers.loaders.single_file_utils
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 if which == "easel":
     from easel.models.manager import ModelManager
     imported = time.perf_counter()

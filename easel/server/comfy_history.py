@@ -132,11 +132,11 @@ def status_messages(run: Mapping[str, Any]) -> list[list[Any]]:
                                              "timestamp": ms(run["started"])}])
     status = run.get("status")
     end = {"prompt_id": run["id"], "timestamp": ms(run.get("finished"))}
-    if status == "succeeded":
+    if status == RunStatus.SUCCEEDED:
         messages.append(["execution_success", end])
-    elif status == "failed":
+    elif status == RunStatus.FAILED:
         messages.append(["execution_error", error_message(run)])
-    elif status == "cancelled":
+    elif status == RunStatus.CANCELLED:
         messages.append(["execution_interrupted", {**end, "node_id": "", "node_type": "",
                                                    "executed": []}])
     return messages

@@ -220,7 +220,7 @@ class ComfyBridge:
             return
         track = self.runs.pop(run_id, None)
         if track is None:
-            if status == "cancelled":  # cancelled before it started: nothing was sent
+            if status == RunStatus.CANCELLED:  # cancelled before it started: nothing was sent
                 return
             track = RunTrack(self.client_of(run_id))
         if not track.ended:
@@ -234,9 +234,9 @@ class ComfyBridge:
         track.ended = True
         sid = track.client_id
         base = {"prompt_id": run_id, "timestamp": now_ms()}
-        if status == "succeeded":
+        if status == RunStatus.SUCCEEDED:
             self.send({"type": "execution_success", "data": base}, sid)
-        elif status == "cancelled":
+        elif status == RunStatus.CANCELLED:
             self.send({"type": "execution_interrupted", "data": {
                 **base, "node_id": track.node or "", "node_type": "",
                 "executed": track.executed}}, sid)

@@ -245,7 +245,7 @@ def execute(executor: Any, outbox: Outbox, message: dict[str, Any], token: Any
         failures.append({"node": node_id, "node_type": node_type, "input": None,
                          "message": reason})
     status = str(result.status)
-    if bad_ui and status == "succeeded":
+    if bad_ui and status == RunStatus.SUCCEEDED:
         status = RunStatus.FAILED
     return {"op": "done", "id": run_id, "result": {
         "status": status, "node_status": node_status, "ui": ui, "seconds": result.seconds,
