@@ -34,6 +34,7 @@ export class Canvas {
     this.world = root.querySelector("#world");
     this.svg = root.querySelector("#links");
     this.layer = root.querySelector("#nodes");
+    this.groupLayer = root.querySelector("#groups");
     this.view = { x: 0, y: 0, zoom: 1 };
     this.selected = new Set();
     this.states = new Map(); // node id -> {state, message, input, step, total, preview, images}
@@ -92,7 +93,41 @@ export class Canvas {
       this.elements.set(node.id, element);
       this.layer.append(element);
     }
+    this.renderGroups();
     this.drawLinks();
+  }
+
+  renderGroups() {
+    if (!this.groupLayer) return;
+    this.groupLayer.replaceChildren(...this.graph.groups.map((group, index) => {
+      const box = el("div", "group");
+      box.dataset.index = index;
+      Object.assign(box.style, { left: `${group.x}px`, top: `${group.y}px`,
+                                 width: `${group.w}px`, height: `${group.h}px` });
+      if (group.color) box.style.setProperty("--group", group.color);
+      box.append(el("div", "group-title", group.title || "Group"), el("div", "group-resize"));
+      return box;
+    }));
+  }
+
+  /** Ids of the nodes inside a group's rectangle (their top-left corner is inside). */
+  groupMembers(group) {
+    return [...this.graph.nodes.values()].filter((n) => n.x >= group.x && n.y >= group.y &&
+      n.x < group.x + group.w && n.y < group.y + group.h).map((n) => n.id);
+  }
+
+  /** The world rectangle around nodes, with room for a group's title. */
+  boundsOf(ids, pad = 20) {
+    let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
+    for (const id of ids) {
+      const node = this.graph.nodes.get(id);
+      const element = this.elements.get(id);
+      if (!node) continue;
+      minX = Math.min(minX, node.x); minY = Math.min(minY, node.y);
+      maxX = Math.max(maxX, node.x + (element?.offsetWidth || 240));
+      maxY = Math.max(maxY, node.y + (element?.offsetHeight || 120));
+    }
+    return { x: minX - pad, y: minY - pad - 28, w: maxX - minX + 2 * pad, h: maxY - minY + 2 * pad + 28 };
   }
 
   renderNode(id) {
@@ -114,11 +149,18 @@ export class Canvas {
     element.style.top = `${node.y}px`;
     if (this.selected.has(node.id)) element.classList.add("selected");
     if (schema?.output_node) element.classList.add("output-node");
+    if (node.mode) element.classList.add(`mode-${node.mode}`);
+    const ui = (key) => this.graph.nodeUi(key, node.id);
+    if (ui("collapsed")) element.classList.add("collapsed");
+    if (ui("pinned")) element.classList.add("pinned");
+    if (ui("colors")) element.style.setProperty("--node-color", ui("colors"));
 
     const header = el("div", "node-header");
-    const title = el("span", "node-title", schema?.display_name || node.type);
+    const title = el("span", "node-title", ui("titles") || schema?.display_name || node.type);
+    if (ui("titles")) title.title = node.type;
     if (schema?.description) header.title = schema.description;
     header.append(title, el("span", "node-id", node.id), el("span", "node-badge"));
+    if (node.mode) header.append(el("span", "node-mode", node.mode === "bypass" ? "bypassed" : "muted"));
     element.append(header);
 
     const body = el("div", "node-body");
@@ -191,7 +233,15 @@ export class Canvas {
   }
 
   socketCenter(socket) {
-    const rect = socket.getBoundingClientRect();
+    let rect = socket.getBoundingClientRect();
+    if (!rect.width) { // a collapsed node: its links meet the header's edge
+      const header = socket.closest(".node")?.querySelector(".node-header");
+      if (header) {
+        const h = header.getBoundingClientRect();
+        rect = { left: socket.dataset.dir === "out" ? h.right - 4 : h.left - 4, top: h.top + h.height / 2 - 4,
+                 width: 8, height: 8 };
+      }
+    }
     return this.toWorld(rect.left + rect.width / 2, rect.top + rect.height / 2);
   }
 
@@ -311,6 +361,24 @@ export class Canvas {
     this.root.focus({ preventScroll: true });
     const socket = target.closest(".socket");
     if (socket && e.button === 0) return this.#startLink(e, socket);
+    const groupEl = target.closest(".group");
+    if (groupEl && e.button === 0 && !target.closest(".node")) {
+      const group = this.graph.groups[Number(groupEl.dataset.index)];
+      if (target.closest(".group-resize")) {
+        this.drag = { kind: "group-resize", group, startX: e.clientX, startY: e.clientY,
+                      start: { w: group.w, h: group.h }, element: groupEl, moved: false };
+        e.preventDefault();
+        return;
+      }
+      if (target.closest(".group-title")) {
+        const members = this.groupMembers(group);
+        const starts = new Map(members.map((id) => [id, { x: this.graph.nodes.get(id).x, y: this.graph.nodes.get(id).y }]));
+        this.drag = { kind: "nodes", startX: e.clientX, startY: e.clientY, starts, moved: false,
+                      group: { group, x: group.x, y: group.y, element: groupEl } };
+        e.preventDefault();
+        return;
+      }
+    }
     const header = target.closest(".node-header, .node");
     const nodeEl = target.closest(".node");
     if (nodeEl && e.button === 0 && header) {
@@ -321,10 +389,11 @@ export class Canvas {
       } else if (!this.selected.has(id)) {
         this.select([id]);
       }
-      const starts = new Map([...this.selected].map((sid) => {
-        const n = this.graph.nodes.get(sid);
-        return [sid, { x: n.x, y: n.y }];
-      }));
+      const starts = new Map([...this.selected].filter((sid) => !this.graph.nodeUi("pinned", sid))
+        .map((sid) => {
+          const n = this.graph.nodes.get(sid);
+          return [sid, { x: n.x, y: n.y }];
+        }));
       this.drag = { kind: "nodes", startX: e.clientX, startY: e.clientY, starts, moved: false };
       e.preventDefault();
       return;
@@ -403,7 +472,18 @@ export class Canvas {
         element.style.left = `${node.x}px`;
         element.style.top = `${node.y}px`;
       }
+      if (d.group) {
+        d.group.group.x = Math.round(d.group.x + dx);
+        d.group.group.y = Math.round(d.group.y + dy);
+        d.group.element.style.left = `${d.group.group.x}px`;
+        d.group.element.style.top = `${d.group.group.y}px`;
+      }
       this.drawLinks();
+    } else if (d.kind === "group-resize") {
+      if (!d.moved) { this.graph.checkpoint(); d.moved = true; }
+      d.group.w = Math.max(120, Math.round(d.start.w + (e.clientX - d.startX) / this.view.zoom));
+      d.group.h = Math.max(60, Math.round(d.start.h + (e.clientY - d.startY) / this.view.zoom));
+      Object.assign(d.element.style, { width: `${d.group.w}px`, height: `${d.group.h}px` });
     } else if (d.kind === "link") {
       d.end = this.toWorld(e.clientX, e.clientY);
       this.drawLinks();
@@ -423,6 +503,7 @@ export class Canvas {
     this.root.classList.remove("panning", "linking");
     if (d.kind === "pan" && !d.moved) this.select([]);
     if (d.kind === "nodes" && d.moved) this.graph.changed({ moved: [...d.starts.keys()] });
+    if (d.kind === "group-resize" && d.moved) this.graph.changed({ moved: [] });
     if (d.kind === "box") {
       d.box.remove();
       if (d.rect) {

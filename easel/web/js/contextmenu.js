@@ -1,13 +1,19 @@
-// A node's right-click menu: the editor's own entries and those plugins add.
+// Right-click menus: a node's (the editor's own entries and those plugins add), a group's,
+// and the empty canvas's.
 
 import { el } from "./dom.js";
+
+/** Colours offered for nodes and groups (null: the theme's). */
+export const SWATCHES = [null, "#8a3b3b", "#8a6a2e", "#3f7a45", "#2f6f7a", "#3b4f8a", "#6a3f8a", "#555b66"];
 
 export class ContextMenu {
   constructor(root, { graph, canvas }) {
     this.root = root;
     this.graph = graph;
     this.canvas = canvas;
-    this.items = [];
+    this.items = []; // a node's
+    this.groupItems = [];
+    this.canvasItems = [];
     this.menu = el("div", "context-menu");
     this.menu.setAttribute("role", "menu");
     this.menu.hidden = true;
@@ -17,36 +23,69 @@ export class ContextMenu {
     window.addEventListener("keydown", (e) => { if (e.key === "Escape") this.close(); });
   }
 
-  /** `{label, when?(node), action(node, editor)}`: shown for the nodes `when` accepts. */
-  add(item) {
-    if (!item || typeof item.label !== "string" || typeof item.action !== "function") {
+  /** `{label, when?(node), action(node, editor)}`: shown for the nodes `when` accepts.
+   *  `swatches: true` shows a row of colours; the action then receives the colour third. */
+  add(item, list = this.items) {
+    if (!item || (typeof item.label !== "string" && typeof item.label !== "function") ||
+        typeof item.action !== "function") {
       throw new TypeError("a context menu item needs a label and an action(node, editor)");
     }
-    this.items.push(item);
+    list.push(item);
   }
 
+  addGroupItem(item) { this.add(item, this.groupItems); }
+  addCanvasItem(item) { this.add(item, this.canvasItems); }
+
   open(event) {
+    let subject, items;
     const element = event.target.closest?.(".node");
-    if (!element) return;
-    const node = this.graph.nodes.get(element.dataset.id);
-    if (!node) return;
+    const groupEl = event.target.closest?.(".group");
+    if (element) {
+      subject = this.graph.nodes.get(element.dataset.id);
+      if (!subject) return;
+      if (!this.canvas.selected.has(subject.id)) this.canvas.select([subject.id]);
+      items = this.items;
+    } else if (groupEl) {
+      subject = { index: Number(groupEl.dataset.index), group: this.graph.groups[Number(groupEl.dataset.index)] };
+      items = this.groupItems;
+    } else {
+      subject = { clientX: event.clientX, clientY: event.clientY };
+      items = this.canvasItems;
+    }
     event.preventDefault();
-    if (!this.canvas.selected.has(node.id)) this.canvas.select([node.id]);
-    const entries = this.items.filter((item) => {
-      try { return !item.when || item.when(node); } catch { return false; }
+    const entries = items.filter((item) => {
+      try { return !item.when || item.when(subject); } catch { return false; }
     });
-    this.menu.replaceChildren(...entries.map((item) => {
-      const button = el("button", "context-item", item.label);
-      button.setAttribute("role", "menuitem");
-      button.addEventListener("click", () => {
-        this.close();
-        try { item.action(node, this.editor); } catch (err) { console.error("menu action failed", err); }
-      });
-      return button;
-    }));
+    this.menu.replaceChildren(...entries.map((item) => this.#entry(item, subject)));
     this.menu.style.left = `${event.clientX}px`;
     this.menu.style.top = `${event.clientY}px`;
     this.menu.hidden = !entries.length;
+  }
+
+  #entry(item, subject) {
+    const run = (...extra) => {
+      this.close();
+      try { item.action(subject, this.editor, ...extra); } catch (err) { console.error("menu action failed", err); }
+    };
+    const label = typeof item.label === "function" ? item.label(subject) : item.label;
+    if (item.swatches) {
+      const row = el("div", "context-swatches");
+      row.append(el("span", "context-label", label));
+      for (const colour of SWATCHES) {
+        const swatch = el("button", "swatch");
+        swatch.dataset.color = colour || "";
+        swatch.title = colour || "default";
+        if (colour) swatch.style.background = colour;
+        swatch.addEventListener("click", () => run(colour));
+        row.append(swatch);
+      }
+      return row;
+    }
+    const button = el("button", "context-item", label);
+    if (item.keys) button.append(el("kbd", null, item.keys));
+    button.setAttribute("role", "menuitem");
+    button.addEventListener("click", () => run());
+    return button;
   }
 
   close() { this.menu.hidden = true; }

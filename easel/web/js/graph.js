@@ -27,6 +27,9 @@ export function initialValue(spec) {
 }
 
 const HISTORY_LIMIT = 200;
+/** Per-node editor data kept in the workflow's `ui`: `{key: {nodeId: value}}`. */
+export const NODE_UI = ["titles", "colors", "collapsed", "pinned"];
+export const MODES = ["bypass", "mute"];
 
 export class Graph extends EventTarget {
   constructor(schemas) {
@@ -95,7 +98,9 @@ export class Graph extends EventTarget {
         if (isLink(value) && gone.has(value[0])) this.#unlink(node, name);
       }
     }
-    if (this.extras.randomize) for (const id of gone) delete this.extras.randomize[id];
+    for (const key of ["randomize", ...NODE_UI]) {
+      if (this.extras[key]) for (const id of gone) delete this.extras[key][id];
+    }
     this.changed({ removed: [...gone] });
   }
 
@@ -177,6 +182,48 @@ export class Graph extends EventTarget {
     this.changed({ value: nodeId, input });
   }
 
+  // -- modes and per-node ui data ----------------------------------------------------
+  /** Set (or, when it is already `mode`, clear) bypass/mute on nodes. */
+  toggleMode(ids, mode) {
+    const nodes = ids.map((id) => this.nodes.get(id)).filter(Boolean);
+    if (!nodes.length) return;
+    const on = !nodes.every((n) => n.mode === mode);
+    for (const node of nodes) {
+      if (on) node.mode = mode;
+      else delete node.mode;
+    }
+    this.changed({ mode: ids });
+  }
+
+  /** Per-node ui data (`key` in NODE_UI); a null/false/"" value removes it. */
+  nodeUi(key, id) { return this.extras[key]?.[id]; }
+
+  setNodeUi(key, ids, value) {
+    const table = { ...(this.extras[key] || {}) };
+    for (const id of ids) {
+      if (value === null || value === undefined || value === false || value === "") delete table[id];
+      else table[id] = value;
+    }
+    if (Object.keys(table).length) this.extras[key] = table;
+    else delete this.extras[key];
+    this.changed({ ui: key, ids });
+  }
+
+  // -- groups: {title, color, x, y, w, h} in ui.groups -------------------------------
+  get groups() { return this.extras.groups || []; }
+
+  addGroup(group) {
+    this.extras.groups = [...this.groups, { title: "Group", color: null, ...group }];
+    this.changed({ group: this.groups.length - 1 });
+    return this.groups.length - 1;
+  }
+
+  removeGroup(index) {
+    this.groups.splice(index, 1);
+    if (!this.groups.length) delete this.extras.groups;
+    this.changed({ group: index });
+  }
+
   // -- copy and paste ------------------------------------------------------------
   copy(ids) {
     const picked = new Set(ids);
@@ -185,8 +232,9 @@ export class Graph extends EventTarget {
     return { nodes };
   }
 
-  /** Add copies (links between copied nodes kept, links from outside kept too); returns ids. */
-  paste(clip, dx = 30, dy = 30) {
+  /** Add copies (links between copied nodes kept, links from outside too unless
+   *  `keepOutside` is false); returns ids. */
+  paste(clip, dx = 30, dy = 30, { keepOutside = true } = {}) {
     const rename = new Map();
     const added = [];
     for (const node of clip.nodes) {
@@ -200,7 +248,7 @@ export class Graph extends EventTarget {
       for (const [name, value] of Object.entries(node.inputs)) {
         if (!isLink(value)) continue;
         if (rename.has(value[0])) node.inputs[name] = [rename.get(value[0]), value[1]];
-        else if (!this.nodes.has(value[0])) this.#unlink(node, name);
+        else if (!keepOutside || !this.nodes.has(value[0])) this.#unlink(node, name);
       }
     }
     this.changed({ pasted: added.map((n) => n.id) });
@@ -213,6 +261,7 @@ export class Graph extends EventTarget {
     const positions = {};
     for (const node of this.nodes.values()) {
       nodes[node.id] = { type: node.type, inputs: { ...node.inputs } };
+      if (node.mode) nodes[node.id].mode = node.mode;
       positions[node.id] = [node.x, node.y];
     }
     return { format: "easel.workflow", version: 1, nodes, ui: { ...this.extras, positions } };
@@ -229,7 +278,9 @@ export class Graph extends EventTarget {
     for (const [id, spec] of Object.entries(workflow.nodes || {})) {
       const at = positions[id] || [40 + 280 * column, 80 + 40 * (column % 3)];
       column += 1;
-      this.nodes.set(id, { id, type: spec.type, x: at[0], y: at[1], inputs: { ...(spec.inputs || {}) } });
+      const node = { id, type: spec.type, x: at[0], y: at[1], inputs: { ...(spec.inputs || {}) } };
+      if (MODES.includes(spec.mode)) node.mode = spec.mode;
+      this.nodes.set(id, node);
     }
     this.changed({ loaded: true });
   }

@@ -95,13 +95,18 @@ function makeEditor({ graph, canvas, toast, nameInput, palette, menu }) {
 /** The current workflow survives a reload. */
 function setupPersistence({ graph, canvas, canvasRoot, nameInput, editor }) {
   let saveTimer = null;
+  const save = () => {
+    clearTimeout(saveTimer);
+    saveTimer = null;
+    const state = { workflow: editor.workflow(), view: canvas.view, name: nameInput.value };
+    try { localStorage.setItem(STORAGE_KEY, JSON.stringify(state)); } catch { /* storage full */ }
+  };
   const persist = () => {
     clearTimeout(saveTimer);
-    saveTimer = setTimeout(() => {
-      const state = { workflow: editor.workflow(), view: canvas.view, name: nameInput.value };
-      try { localStorage.setItem(STORAGE_KEY, JSON.stringify(state)); } catch { /* storage full */ }
-    }, SAVE_DELAY_MS);
+    saveTimer = setTimeout(save, SAVE_DELAY_MS);
   };
+  // A reload or a closed tab right after an edit keeps it.
+  window.addEventListener("pagehide", () => { if (saveTimer) save(); });
   graph.addEventListener("change", (e) => {
     const d = e.detail;
     if (!(d.value || d.moved || d.seeds)) canvas.render();
@@ -192,7 +197,7 @@ function makeClipboard({ graph, canvas, toast, pointer }) {
       localStorage.setItem(CLIPBOARD_KEY, JSON.stringify(graph.copy([...canvas.selected])));
       toast(`Copied ${canvas.selected.size} node${canvas.selected.size > 1 ? "s" : ""}`, "info");
     },
-    paste() {
+    paste(keepOutside = false) {
       const text = localStorage.getItem(CLIPBOARD_KEY);
       if (!text) return;
       const clip = JSON.parse(text);
@@ -204,7 +209,7 @@ function makeClipboard({ graph, canvas, toast, pointer }) {
         dy = at.y - Math.min(...clip.nodes.map((n) => n.y));
       }
       graph.checkpoint();
-      canvas.select(graph.paste(clip, dx, dy));
+      canvas.select(graph.paste(clip, dx, dy, { keepOutside }));
     },
   };
 }
@@ -246,7 +251,7 @@ function setupTabs() {
   }
 }
 
-function setupKeyboard({ graph, canvas, actions, clipboard, search, pointer }) {
+function setupKeyboard({ graph, canvas, actions, clipboard, search, pointer, nodeActions }) {
   window.addEventListener("keydown", (e) => {
     const mod = e.ctrlKey || e.metaKey;
     const key = e.key.toLowerCase();
@@ -257,8 +262,12 @@ function setupKeyboard({ graph, canvas, actions, clipboard, search, pointer }) {
     if (mod && key === "z" && !e.shiftKey) { e.preventDefault(); actions.undo(); }
     else if (mod && (key === "y" || (key === "z" && e.shiftKey))) { e.preventDefault(); actions.redo(); }
     else if (mod && key === "c") { clipboard.copy(); }
-    else if (mod && key === "v") { e.preventDefault(); clipboard.paste(); }
-    else if (mod && key === "d") { e.preventDefault(); clipboard.copy(); clipboard.paste(); }
+    else if (mod && key === "v") { e.preventDefault(); clipboard.paste(e.shiftKey); }
+    else if (mod && key === "d") { e.preventDefault(); nodeActions.duplicate(); }
+    else if (mod && key === "b") { e.preventDefault(); nodeActions.mode("bypass"); }
+    else if (mod && key === "m") { e.preventDefault(); nodeActions.mode("mute"); }
+    else if (mod && key === "g") { e.preventDefault(); nodeActions.group(); }
+    else if (e.altKey && key === "c") { e.preventDefault(); nodeActions.collapse(); }
     else if (mod && key === "a") { e.preventDefault(); canvas.select([...graph.nodes.keys()]); }
     else if (key === "delete" || key === "backspace") { e.preventDefault(); removeSelected({ graph, canvas }); }
     else if (key === "/") {
@@ -290,8 +299,98 @@ function setupDrop({ canvasRoot, addNode, files }) {
   });
 }
 
-function setupMenu(menu, { graph, canvas }) {
-  menu.add({ label: "Remove", action: () => removeSelected({ graph, canvas }) });
+/** What the context menu and the shortcuts do to the selected nodes. */
+function makeNodeActions({ graph, canvas, toast, clipboard }) {
+  const selected = () => [...canvas.selected];
+  const toggleUi = (key) => {
+    const ids = selected();
+    if (!ids.length) return;
+    const on = !ids.every((id) => graph.nodeUi(key, id));
+    graph.checkpoint();
+    graph.setNodeUi(key, ids, on);
+  };
+  return {
+    mode(mode) {
+      const ids = selected();
+      if (!ids.length) return;
+      graph.checkpoint();
+      graph.toggleMode(ids, mode);
+    },
+    collapse: () => toggleUi("collapsed"),
+    pin: () => toggleUi("pinned"),
+    color(colour) {
+      graph.checkpoint();
+      graph.setNodeUi("colors", selected(), colour);
+    },
+    rename(node) {
+      const current = graph.nodeUi("titles", node.id) || graph.schema(node.type)?.display_name || node.type;
+      const title = window.prompt(`Title of ${node.id} (${node.type}); empty for the default`, current);
+      if (title === null) return;
+      graph.checkpoint();
+      graph.setNodeUi("titles", [node.id], title.trim() === node.type ? "" : title.trim());
+    },
+    duplicate() {
+      if (!canvas.selected.size) return;
+      const clip = graph.copy(selected());
+      graph.checkpoint();
+      canvas.select(graph.paste(clip, PASTE_OFFSET, PASTE_OFFSET, { keepOutside: true }));
+    },
+    remove: () => removeSelected({ graph, canvas }),
+    group() {
+      const ids = selected();
+      if (!ids.length) { toast("Select the nodes to group first (Ctrl+G groups the selection)", "info"); return; }
+      graph.checkpoint();
+      graph.addGroup({ ...canvas.boundsOf(ids), title: "Group" });
+    },
+    clipboard,
+  };
+}
+
+function setupMenu(menu, { graph, canvas, nodeActions, search }) {
+  const all = (key, node) => [...canvas.selected].every((id) => graph.nodeUi(key, id)) && graph.nodeUi(key, node.id);
+  const modeLabel = (mode, word) => (node) => (node.mode === mode ? `Un${word.toLowerCase()}` : word);
+  menu.add({ label: modeLabel("bypass", "Bypass"), keys: "Ctrl+B", action: () => nodeActions.mode("bypass") });
+  menu.add({ label: modeLabel("mute", "Mute"), keys: "Ctrl+M", action: () => nodeActions.mode("mute") });
+  menu.add({ label: (n) => (all("collapsed", n) ? "Expand" : "Collapse"), keys: "Alt+C", action: nodeActions.collapse });
+  menu.add({ label: (n) => (all("pinned", n) ? "Unpin" : "Pin"), action: nodeActions.pin });
+  menu.add({ label: "Rename…", action: (node) => nodeActions.rename(node) });
+  menu.add({ label: "Colour", swatches: true, action: (_node, _editor, colour) => nodeActions.color(colour) });
+  menu.add({ label: "Duplicate", keys: "Ctrl+D", action: nodeActions.duplicate });
+  menu.add({ label: "Group selection", keys: "Ctrl+G", action: nodeActions.group });
+  menu.add({ label: "Remove", keys: "Del", action: nodeActions.remove });
+
+  menu.addGroupItem({ label: "Rename group…", action: ({ index, group }) => {
+    const title = window.prompt("Group title", group.title || "Group");
+    if (title === null) return;
+    graph.checkpoint();
+    graph.groups[index].title = title.trim() || "Group";
+    graph.changed({ group: index });
+  } });
+  menu.addGroupItem({ label: "Colour", swatches: true, action: ({ index }, _editor, colour) => {
+    graph.checkpoint();
+    graph.groups[index].color = colour;
+    graph.changed({ group: index });
+  } });
+  menu.addGroupItem({ label: "Fit to its nodes", action: ({ index, group }) => {
+    const ids = canvas.groupMembers(group);
+    if (!ids.length) return;
+    graph.checkpoint();
+    Object.assign(graph.groups[index], canvas.boundsOf(ids));
+    graph.changed({ group: index });
+  } });
+  menu.addGroupItem({ label: "Remove group (keep its nodes)", action: ({ index }) => {
+    graph.checkpoint();
+    graph.removeGroup(index);
+  } });
+
+  menu.addCanvasItem({ label: "Add node…", keys: "/", action: ({ clientX, clientY }) => search.open(clientX, clientY) });
+  menu.addCanvasItem({ label: "Add group", action: ({ clientX, clientY }) => {
+    const at = canvas.toWorld(clientX, clientY);
+    graph.checkpoint();
+    graph.addGroup({ x: Math.round(at.x), y: Math.round(at.y), w: 400, h: 300 });
+  } });
+  menu.addCanvasItem({ label: "Group selection", keys: "Ctrl+G", when: () => canvas.selected.size > 0,
+                       action: nodeActions.group });
 }
 
 /** The last workflow, else the default one. */
@@ -349,10 +448,11 @@ async function boot() {
   const actions = setupActions({ graph, canvas, toast, runner, files, editor });
   setupTabs();
   const search = setupSearch({ graph, canvas, canvasRoot, addNode, schemas, toast });
-  setupKeyboard({ graph, canvas, actions, search, pointer,
-                  clipboard: makeClipboard({ graph, canvas, toast, pointer }) });
+  const clipboard = makeClipboard({ graph, canvas, toast, pointer });
+  const nodeActions = makeNodeActions({ graph, canvas, toast, clipboard });
+  setupKeyboard({ graph, canvas, actions, search, pointer, clipboard, nodeActions });
   setupDrop({ canvasRoot, addNode, files });
-  setupMenu(menu, { graph, canvas });
+  setupMenu(menu, { graph, canvas, nodeActions, search });
   await restoreWorkflow({ graph, canvas, nameInput });
   runner.start();
   await loadPlugins(editor);
