@@ -31,9 +31,32 @@ def png_info(workflow: Mapping[str, Any] | None, parameters: str | None = None) 
     if workflow is not None:
         info.add_text(WORKFLOW_KEY, json.dumps(workflow, ensure_ascii=True,
                                                separators=(",", ":")))
+        for key, value in comfy_chunks(workflow).items():
+            info.add_text(key, json.dumps(value, ensure_ascii=True, separators=(",", ":")))
     if parameters:
         info.add_text(PARAMETERS_KEY, parameters.encode("latin-1", "replace").decode("latin-1"))
     return info
+
+
+def comfy_chunks(workflow: Mapping[str, Any]) -> dict[str, Any]:
+    """The chunks ComfyUI writes, for a run queued through its protocol: `prompt` (the API
+    graph) and each `extra_data.extra_pnginfo` entry (its frontend sends `workflow`, the UI
+    graph), so that ComfyUI's frontend loads the image's graph back."""
+    ui = workflow.get("ui")
+    comfy = ui.get("comfyui") if isinstance(ui, Mapping) else None
+    if not isinstance(comfy, Mapping):
+        return {}
+    chunks: dict[str, Any] = {}
+    if comfy.get("prompt") is not None:
+        chunks[COMFY_PROMPT_KEY] = comfy["prompt"]
+    extra = comfy.get("extra_data")
+    pnginfo = extra.get("extra_pnginfo") if isinstance(extra, Mapping) else None
+    if isinstance(pnginfo, Mapping):
+        for key, value in pnginfo.items():
+            if isinstance(key, str) and key not in (WORKFLOW_KEY, PARAMETERS_KEY,
+                                                    COMFY_PROMPT_KEY):
+                chunks[key] = value
+    return chunks
 
 
 def read_text_chunks(source: ImageSource) -> dict[str, str]:

@@ -9,6 +9,7 @@ Every route passes the same Host/Origin/token middleware as the rest of the serv
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import logging
@@ -139,7 +140,8 @@ async def post_prompt(request: web.Request) -> web.Response:
     workflow["ui"] = ui
     st.worker.plans[run_id] = plan
     try:
-        await loop.run_in_executor(None, st.queue.add, run_id, workflow, client_id)
+        await loop.run_in_executor(None, functools.partial(
+            st.queue.add, run_id, workflow, client_id, front=number < 0))
     except BaseException:
         st.worker.plans.pop(run_id, None)
         raise

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS runs (
     nodes TEXT,
     outputs TEXT,
     error TEXT,
-    summary TEXT
+    summary TEXT,
+    priority INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, seq);
 """
@@ -53,31 +54,38 @@ class RunQueue:
         columns = {row["name"] for row in self._db.execute("PRAGMA table_info(runs)")}
         if "summary" not in columns:  # a database from an earlier version
             self._db.execute("ALTER TABLE runs ADD COLUMN summary TEXT")
+        if "priority" not in columns:
+            self._db.execute("ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     # -- changes -------------------------------------------------------------------
-    def add(self, run_id: str, workflow: dict[str, Any], client_id: str | None = None
-            ) -> dict[str, Any]:
+    def add(self, run_id: str, workflow: dict[str, Any], client_id: str | None = None,
+            front: bool = False) -> dict[str, Any]:
+        """Queue a run; `front` puts it before every run queued without (ComfyUI's
+        `front: true`), in submission order among those sent to the front."""
         with self._lock:
             self._db.execute(
-                "INSERT INTO runs (id, status, workflow, client_id, created) VALUES (?,?,?,?,?)",
-                (run_id, QUEUED, fastjson.dumps(workflow), client_id, time.time()))
+                "INSERT INTO runs (id, status, workflow, client_id, created, priority) "
+                "VALUES (?,?,?,?,?,?)",
+                (run_id, QUEUED, fastjson.dumps(workflow), client_id, time.time(),
+                 -1 if front else 0))
         run = self.get(run_id)
         assert run is not None
         return run
 
     def claim_next(self, with_workflow: Callable[[str], bool] | bool = True
                    ) -> dict[str, Any] | None:
-        """Mark the oldest queued run as running and return it (with its workflow, unless
-        `with_workflow(run_id)` says it is not needed)."""
+        """Mark the next queued run (front-of-queue runs first, then the oldest) as running and
+        return it (with its workflow, unless `with_workflow(run_id)` says it is not needed)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 row = self._db.execute(
-                    "SELECT id FROM runs WHERE status=? ORDER BY seq LIMIT 1", (QUEUED,)
+                    "SELECT id FROM runs WHERE status=? ORDER BY priority, seq LIMIT 1",
+                    (QUEUED,)
                 ).fetchone()
                 if row is None:
                     self._db.execute("COMMIT")
