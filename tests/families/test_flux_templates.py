@@ -31,6 +31,9 @@ TEMPLATE_FILES = {
     "text_encoders/clip_l.safetensors": "text_encoders/clip_l.safetensors",
     "text_encoders/t5xxl_fp16.safetensors": "text_encoders/t5xxl.safetensors",
     "vae/ae.safetensors": "vae/ae.safetensors",
+    "diffusion_models/flux1-dev-kontext_fp8_scaled.safetensors":
+        "diffusion_models/flux-dev.safetensors",
+    "text_encoders/t5xxl_fp8_e4m3fn_scaled.safetensors": "text_encoders/t5xxl.safetensors",
 }
 
 
@@ -103,3 +106,38 @@ def test_flux_template_runs_and_equals_flux_pipeline(
     assert float(ours.std()) > 0.01
     # the template saves an 8-bit PNG: one step of 1/255 on top of the parity bound
     assert (ours - theirs).abs().max().item() <= TOLERANCE + 1 / 255
+
+
+def test_flux_kontext_template_runs(template_root: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """ComfyUI's Kontext template (LoadImage -> ImageStitch -> FluxKontextImageScale ->
+    VAEEncode -> ReferenceLatent -> FluxGuidance -> KSampler) runs on the tiny models; its
+    input image is scaled to Kontext's resolutions, so the result is that size."""
+    import os
+
+    from PIL import Image as PILImage
+
+    from easel.comfy.convert import to_easel
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+    from easel.workflow_edit import set_input
+
+    roots = [template_root / "models", template_root / "ComfyUI"]
+    monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
+    workflow = to_easel(template("flux_kontext_dev_basic"))
+    nodes = workflow["nodes"]
+    [loader] = [n for n in nodes.values() if n["type"] == "LoadImage"]
+    (tmp_path / "input").mkdir()
+    PILImage.new("RGB", (48, 32), (200, 40, 90)).save(tmp_path / "input" /
+                                                     loader["inputs"]["image"])
+    [sampler] = [i for i, n in nodes.items() if n["type"] == "KSampler"]
+    set_input(workflow, f"{sampler}.steps", 1)
+    manager = ModelManager(roots, device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False),
+                        services={"models": manager, "input_dir": tmp_path / "input"})
+    result = executor.run(workflow, output_dir=tmp_path / "output")
+    assert result.ok, result.failures
+    [saved] = [f for entry in result.ui.values() for f in entry.get("files", [])]
+    width, height = PILImage.open(tmp_path / "output" / saved).size
+    assert width > height and width % 16 == 0 and height % 16 == 0  # a 3:2 Kontext size
