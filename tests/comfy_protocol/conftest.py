@@ -8,34 +8,18 @@ import time
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
-from easel.core.plugins import Registry, load_plugins
-from easel.server import ServerConfig, create_app
-from tests.server.conftest import png_bytes
-from tests.server.testnodes import NODES
+from easel.server import ServerConfig
+from tests.server.conftest import client, png_bytes, registry
 
-__all__ = ["png_bytes"]
-
-
-@pytest.fixture
-def registry() -> Registry:
-    """The built-in nodes and the server tests' fast nodes."""
-    registry = load_plugins(entry_points=False, environ={})
-    for node_type in NODES:
-        registry.add_node("tests", node_type)
-    return registry
+__all__ = ["client", "png_bytes", "registry"]
 
 
 @pytest.fixture
 def config(tmp_path: Any) -> ServerConfig:
+    """Runs on a thread (fast): the protocol does not depend on where runs execute."""
     return ServerConfig(port=0, data_dir=tmp_path / "data", worker_process=False)
-
-
-@pytest_asyncio.fixture
-async def client(aiohttp_client: Any, config: ServerConfig, registry: Registry) -> TestClient:
-    return await aiohttp_client(create_app(config, registry))
 
 
 def slow_save(value: int = 5, steps: int = 3, delay: float = 0.0) -> dict[str, Any]:
