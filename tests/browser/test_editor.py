@@ -6,6 +6,8 @@ import json
 import re
 import urllib.request
 
+import pytest
+
 from tests.browser.conftest import screenshot
 from tests.browser.helpers import (
     add_node,
@@ -16,6 +18,13 @@ from tests.browser.helpers import (
     new_workflow,
     set_number,
 )
+
+
+@pytest.fixture(autouse=True)
+def _discard_when_asked(page):
+    """These tests replace edited graphs on purpose: answer the unsaved-changes prompts
+    (test_editor_unsaved.py tests the prompts themselves)."""
+    page.on("dialog", lambda dialog: dialog.accept())
 
 
 def build_slow_save(page, steps: int = 4, delay: float = 0.0) -> tuple[str, str]:
@@ -73,6 +82,9 @@ def test_live_progress_and_preview_on_the_running_node(page) -> None:
     page.click('#sidebar .tabs button[data-tab="queue"]')
     page.click("#queue-list .run-row.status-running button")
     page.wait_for_selector("#queue-list .run-row.status-cancelled", timeout=20000)
+    # A cancelled run leaves no node "running" or "pending".
+    page.wait_for_function(
+        "() => !document.querySelector('.node.state-running, .node.state-pending')")
 
 
 def test_wrong_connection_is_refused_and_int_feeds_float(page) -> None:

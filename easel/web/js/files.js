@@ -22,7 +22,14 @@ export class Files {
     const name = this.editor.name().trim();
     if (!name) { this.toast("Give the workflow a name first (top left).", "warn"); return; }
     try {
+      const same = (await api.workflows()).workflows.find((w) => w.name === name);
+      if (same?.readonly && !window.confirm(`“${name}” is a project workflow. Save your own ` +
+          `copy under that name? It will be opened instead of the project's.`)) return;
+      if (same && !same.readonly && this.savedAs !== name &&
+          !window.confirm(`You already have a workflow “${name}”. Replace it?`)) return;
       const saved = await api.saveWorkflow(name, this.editor.workflow());
+      this.savedAs = saved.name;
+      this.editor.setModified(false);
       this.toast(`Saved “${saved.name}”`, "info");
     } catch (err) {
       this.toast(`Not saved: ${err.message}`, "error");
@@ -58,8 +65,10 @@ export class Files {
   }
 
   async openSaved(name) {
+    if (!this.editor.confirmDiscard(`open “${name}”`)) return;
     try {
       this.editor.load(await api.workflow(name), name);
+      this.savedAs = name;
       this.dialog.close();
       this.toast(`Opened “${name}”`, "info");
     } catch (err) {
@@ -69,6 +78,7 @@ export class Files {
 
   /** A .json (Easel or ComfyUI) or a .png with a workflow in it; the server reads both. */
   async openFile(file) {
+    if (!this.editor.confirmDiscard(`open ${file.name}`)) return;
     try {
       const found = await api.fromFile(file);
       const name = file.name.replace(/\.(json|png)$/i, "");

@@ -84,8 +84,22 @@ function makeEditor({ graph, canvas, toast, nameInput, palette, menu }) {
       graph.load(workflow);
       if (name) nameInput.value = name;
       else if (workflow.ui?.name) nameInput.value = workflow.ui.name;
+      editor.setModified(false);
       canvas.clearStates();
       requestAnimationFrame(() => canvas.fit());
+    },
+    // -- unsaved changes: the marker, and asking before they are replaced
+    modified: false,
+    setModified(on) {
+      editor.modified = Boolean(on);
+      document.body.classList.toggle("modified", editor.modified);
+      document.title = `${editor.modified ? "● " : ""}${nameInput.value || "untitled"} · Easel`;
+    },
+    /** True when nothing unsaved would be lost, or the user agrees to lose it. */
+    confirmDiscard(what = "replace the workflow") {
+      if (!editor.modified || !graph.nodes.size) return true;
+      return window.confirm(`“${nameInput.value || "untitled"}” has unsaved changes. ` +
+        `Discard them and ${what}?`);
     },
   };
   menu.editor = editor;
@@ -98,24 +112,36 @@ function setupPersistence({ graph, canvas, canvasRoot, nameInput, editor }) {
   const save = () => {
     clearTimeout(saveTimer);
     saveTimer = null;
-    const state = { workflow: editor.workflow(), view: canvas.view, name: nameInput.value };
-    try { localStorage.setItem(STORAGE_KEY, JSON.stringify(state)); } catch { /* storage full */ }
+    const state = { workflow: editor.workflow(), view: canvas.view, name: nameInput.value,
+                    modified: editor.modified };
+    try {
+      localStorage.setItem(STORAGE_KEY, JSON.stringify(state));
+      kept = true;
+    } catch { kept = false; /* storage full: beforeunload warns */ }
   };
+  let kept = true;
   const persist = () => {
     clearTimeout(saveTimer);
     saveTimer = setTimeout(save, SAVE_DELAY_MS);
   };
   // A reload or a closed tab right after an edit keeps it.
   window.addEventListener("pagehide", () => { if (saveTimer) save(); });
+  // Edits survive a reload or a closed tab in localStorage; when they could not be stored
+  // there, leaving the page asks first.
+  window.addEventListener("beforeunload", (e) => {
+    if (saveTimer) save();
+    if (editor.modified && !kept) { e.preventDefault(); e.returnValue = ""; }
+  });
   graph.addEventListener("change", (e) => {
     const d = e.detail;
+    if (!d.loaded && !d.seeds && !editor.modified) editor.setModified(true);
     if (!(d.value || d.moved || d.seeds)) canvas.render();
     persist();
     document.getElementById("btn-undo").disabled = !graph.undoStack.length;
     document.getElementById("btn-redo").disabled = !graph.redoStack.length;
   });
   canvasRoot.addEventListener("viewchange", persist);
-  nameInput.addEventListener("change", persist);
+  nameInput.addEventListener("change", () => { editor.setModified(editor.modified); persist(); });
 }
 
 /** Where a new node goes: at the pointer, else near the middle of the view, on free space. */
@@ -179,6 +205,12 @@ function setupRunner({ graph, canvas, toast, editor }) {
     status: document.getElementById("queue-status"),
     queueList: document.getElementById("queue-list"),
     gallery: document.getElementById("gallery"),
+    openRun: (run) => {
+      if (!editor.confirmDiscard("open this run's workflow")) return false;
+      editor.load(run.workflow, run.workflow.ui?.name || `run ${run.id.slice(0, 8)}`);
+      canvas.clearStates();
+      return true;
+    },
     lightbox: (file) => {
       lightbox.querySelector("img").src = "/api/outputs/" + file.split("/").map(encodeURIComponent).join("/");
       lightbox.querySelector(".caption").textContent = file;
@@ -232,7 +264,7 @@ function setupActions({ graph, canvas, toast, runner, files, editor }) {
     undo: () => graph.undo() || toast("Nothing to undo", "info"),
     redo: () => graph.redo() || toast("Nothing to redo", "info"),
     fit: () => canvas.fit(),
-    new: () => { editor.load({ nodes: {} }, "untitled"); },
+    new: () => { if (editor.confirmDiscard("start a new one")) editor.load({ nodes: {} }, "untitled"); },
     help: () => document.getElementById("dlg-help").showModal(),
   };
   for (const [name, action] of Object.entries(actions)) {
@@ -394,13 +426,14 @@ function setupMenu(menu, { graph, canvas, nodeActions, search }) {
 }
 
 /** The last workflow, else the default one. */
-async function restoreWorkflow({ graph, canvas, nameInput }) {
+async function restoreWorkflow({ graph, canvas, nameInput, editor }) {
   let restored = false;
   try {
     const saved = JSON.parse(localStorage.getItem(STORAGE_KEY) || "null");
     if (saved?.workflow) {
       graph.load(saved.workflow, { keepHistory: true });
       nameInput.value = saved.name || "untitled";
+      editor.setModified(Boolean(saved.modified));
       if (saved.view) canvas.setView(saved.view);
       restored = true;
     }
@@ -453,7 +486,7 @@ async function boot() {
   setupKeyboard({ graph, canvas, actions, search, pointer, clipboard, nodeActions });
   setupDrop({ canvasRoot, addNode, files });
   setupMenu(menu, { graph, canvas, nodeActions, search });
-  await restoreWorkflow({ graph, canvas, nameInput });
+  await restoreWorkflow({ graph, canvas, nameInput, editor });
   runner.start();
   await loadPlugins(editor);
   document.body.classList.add("ready");

@@ -13,8 +13,9 @@ function filesOf(outputs) {
 }
 
 export class Runner {
-  constructor({ graph, canvas, toast, status, queueList, gallery, lightbox }) {
-    Object.assign(this, { graph, canvas, toast, status, queueList, gallery, lightbox });
+  constructor({ graph, canvas, toast, status, queueList, gallery, lightbox, openRun }) {
+    Object.assign(this, { graph, canvas, toast, status, queueList, gallery, lightbox, openRun });
+    this.prompts = new Map(); // run id -> its prompt text (a finished run's workflow is fixed)
     this.clientId = crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2);
     this.mine = new Set();
     this.early = new Map();
@@ -155,11 +156,37 @@ export class Runner {
       case "node_warning": this.toast(`${m.node}: ${m.message}`, "warn"); break;
       case "run_status":
         this.shownStatus = m.status;
+        if (FINAL.has(m.status)) this.clearStale();
         if (m.status === "failed") this.toast(m.error?.message || "Run failed", "error");
         else if (m.status === "cancelled") this.toast("Run cancelled", "warn");
         else if (m.status === "succeeded") this.addToGallery(filesOf(m.outputs));
         break;
       default: break;
+    }
+  }
+
+  /** A run that ended leaves no node "running" or "pending". */
+  clearStale() {
+    for (const [id, st] of this.canvas.states) {
+      if (st.state === "running" || st.state === "pending") {
+        this.canvas.setState(id, { state: null, step: 0, total: 0, preview: null });
+      }
+    }
+  }
+
+  /** Show a past run: its workflow (the caller asks about unsaved changes) and its images. */
+  async open(runId) {
+    let run;
+    try { run = await api.run(runId); } catch (err) { this.toast(err.message, "error"); return; }
+    if (!run.workflow || !this.openRun(run)) return;
+    this.shown = run.id;
+    for (const [id, ui] of Object.entries(run.outputs || {})) {
+      if (this.graph.nodes.has(id)) this.canvas.setState(id, { state: "executed", images: ui?.files || [] });
+    }
+    for (const [id, entry] of Object.entries(run.nodes || {})) {
+      if (!this.graph.nodes.has(id) || run.outputs?.[id]) continue;
+      const state = { succeeded: "executed", executed: "executed", cached: "cached", failed: "failed" }[entry.status];
+      if (state) this.canvas.setState(id, { state, message: entry.error?.message || entry.message || "" });
     }
   }
 
@@ -191,8 +218,24 @@ export class Runner {
     const row = el("div", `run-row status-${run.status}`);
     row.dataset.id = run.id;
     const when = new Date((run.finished || run.started || run.created) * 1000);
-    row.append(el("span", "dot"), el("span", "run-id", run.id.slice(0, 8)),
-      el("span", "run-status", run.status), el("span", "run-time", when.toLocaleTimeString()));
+    const files = filesOf(run.outputs);
+    const thumb = el("span", "run-thumb");
+    if (files.length) {
+      const img = el("img");
+      img.src = outputUrl(files[0]);
+      img.alt = "";
+      img.loading = "lazy";
+      thumb.append(img);
+    }
+    const prompt = el("span", "run-prompt", this.prompts.get(run.id) ?? "");
+    row.append(thumb, el("span", "dot"), el("span", "run-id", run.id.slice(0, 8)),
+      el("span", "run-status", run.status), el("span", "run-time", when.toLocaleTimeString()), prompt);
+    if (FINAL.has(run.status)) {
+      row.classList.add("openable");
+      row.title = "Open this run's workflow and images";
+      row.addEventListener("click", (e) => { if (!e.target.closest("button")) this.open(run.id); });
+      if (!this.prompts.has(run.id)) this.fetchPrompt(run.id, prompt);
+    }
     if (!FINAL.has(run.status)) {
       const cancel = el("button", "small danger", "Cancel");
       cancel.addEventListener("click", async () => {
@@ -202,6 +245,23 @@ export class Runner {
     }
     if (run.error?.message) row.title = run.error.message;
     return row;
+  }
+
+  /** The run's prompt: its longest text input (fetched once per run). */
+  async fetchPrompt(runId, target) {
+    this.prompts.set(runId, "");
+    try {
+      const run = await api.run(runId);
+      let best = "";
+      for (const node of Object.values(run.workflow?.nodes || {})) {
+        for (const value of Object.values(node.inputs || {})) {
+          if (typeof value === "string" && value.length > best.length && /\s/.test(value)) best = value;
+        }
+      }
+      this.prompts.set(runId, best);
+      target.textContent = best;
+      target.title = best;
+    } catch { /* the row stays without its prompt */ }
   }
 
   addToGallery(files) {
