@@ -77,6 +77,28 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
                          f"architecture ({type(exc).__name__}: {exc})") from None
 
 
+# ComfyUI's "fp8_scaled" files: each linear weight in fp8 with a per-tensor scale beside it
+# (`<layer>.scale_weight`; newer files `<layer>.weight_scale`), input scales for fp8 matmuls,
+# and a `scaled_fp8` marker tensor.
+WEIGHT_SCALES = (".scale_weight", ".weight_scale")
+QUANT_EXTRAS = (".scale_input", ".input_scale", ".comfy_quant")
+
+
+def dequantize_scaled_fp8(state: Mapping[str, Any]) -> dict[str, Any]:
+    """`state` with scaled fp8 weights multiplied back out (float32), the scales and markers
+    dropped; a file without them is returned as it is."""
+    scales = {k: v for k, v in state.items() if k.endswith(WEIGHT_SCALES)}
+    if not scales and not any(k.endswith("scaled_fp8") for k in state):
+        return dict(state)
+    out = {k: v for k, v in state.items() if k not in scales and not k.endswith(QUANT_EXTRAS)
+           and not k.endswith("scaled_fp8")}
+    for key, scale in scales.items():
+        weight_key = key.rsplit(".", 1)[0] + ".weight"
+        if weight_key in out:
+            out[weight_key] = out[weight_key].float() * scale.float()
+    return out
+
+
 def storage_dtype(weight_dtype: str) -> Any:
     """ComfyUI's UNETLoader weight_dtype as a torch storage dtype (None: the manager's)."""
     import torch
@@ -97,7 +119,7 @@ def diffusion_model(name: str, path: Path, manager: Any, weight_dtype: str = "de
     storage = storage_dtype(weight_dtype)
 
     def load() -> Any:
-        state = read_state_dict(path, manager.allow_unsafe_pickle)
+        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
         if flux.recognise(state) is None:
             raise ModelError(f"{path.name} is not a diffusion model Easel recognises "
                              f"({summarise(state)}). Easel reads Flux.1 transformers "
@@ -199,7 +221,8 @@ def text_encoder(path: Path, manager: Any) -> tuple[str, Any, Any]:
 
     key = str(path.resolve())
     loaded = manager.load_module((key, "text_encoder"), lambda: build_text_encoder(
-        path, read_state_dict(path, manager.allow_unsafe_pickle), manager))
+        path, dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle)),
+        manager))
     hold(manager, key, {f"text_encoder:{loaded[0]}": loaded[1]})
     return loaded  # type: ignore[no-any-return]
 
@@ -259,7 +282,7 @@ def single_file_checkpoint(name: str, path: Path, manager: Any
     from easel.models.vae_files import load_vae_file
 
     def load() -> Any:
-        state = read_state_dict(path, manager.allow_unsafe_pickle)
+        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
         missing = [what for what, prefix in (("CLIP-L", CHECKPOINT_CLIP_L),
                                              ("T5", CHECKPOINT_T5), ("VAE", CHECKPOINT_VAE))
                    if not any(k.startswith(prefix) for k in state)]
