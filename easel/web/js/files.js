@@ -4,8 +4,9 @@ import { api } from "./api.js";
 import { el } from "./dom.js";
 
 export class Files {
-  constructor({ editor, toast }) {
+  constructor({ editor, toast, unsaved }) {
     this.editor = editor; // {load(workflow, name), workflow(), name()}
+    this.unsaved = unsaved; // {set(modified), confirmDiscard(what)}
     this.toast = toast;
     this.dialog = document.getElementById("dlg-open");
     this.list = document.getElementById("open-list");
@@ -29,7 +30,7 @@ export class Files {
           !window.confirm(`You already have a workflow “${name}”. Replace it?`)) return;
       const saved = await api.saveWorkflow(name, this.editor.workflow());
       this.savedAs = saved.name;
-      this.editor.setModified(false);
+      this.unsaved.set(false);
       this.toast(`Saved “${saved.name}”`, "info");
     } catch (err) {
       this.toast(`Not saved: ${err.message}`, "error");
@@ -65,7 +66,7 @@ export class Files {
   }
 
   async openSaved(name) {
-    if (!this.editor.confirmDiscard(`open “${name}”`)) return;
+    if (!this.unsaved.confirmDiscard(`open “${name}”`)) return;
     try {
       this.editor.load(await api.workflow(name), name);
       this.savedAs = name;
@@ -78,7 +79,7 @@ export class Files {
 
   /** A .json (Easel or ComfyUI) or a .png with a workflow in it; the server reads both. */
   async openFile(file) {
-    if (!this.editor.confirmDiscard(`open ${file.name}`)) return;
+    if (!this.unsaved.confirmDiscard(`open ${file.name}`)) return;
     try {
       const found = await api.fromFile(file);
       const name = file.name.replace(/\.(json|png)$/i, "");

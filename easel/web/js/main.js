@@ -39,7 +39,26 @@ function typing(target) {
   return target instanceof HTMLElement && target.closest("input, textarea, select, [contenteditable]");
 }
 
-function makeEditor({ graph, canvas, toast, nameInput, palette, menu }) {
+/** Unsaved changes: the marker, and asking before they are replaced. */
+function makeUnsaved({ graph, nameInput }) {
+  const unsaved = {
+    modified: false,
+    set(on) {
+      unsaved.modified = Boolean(on);
+      document.body.classList.toggle("modified", unsaved.modified);
+      document.title = `${unsaved.modified ? "● " : ""}${nameInput.value || "untitled"} · Easel`;
+    },
+    /** True when nothing unsaved would be lost, or the user agrees to lose it. */
+    confirmDiscard(what = "replace the workflow") {
+      if (!unsaved.modified || !graph.nodes.size) return true;
+      return window.confirm(`“${nameInput.value || "untitled"}” has unsaved changes. ` +
+        `Discard them and ${what}?`);
+    },
+  };
+  return unsaved;
+}
+
+function makeEditor({ graph, canvas, toast, nameInput, palette, menu, unsaved }) {
   const definedHooks = [];
   // -- the plugin API (docs/plugins.md lists every member; tests/core/test_docs.py checks)
   const editor = {
@@ -84,22 +103,9 @@ function makeEditor({ graph, canvas, toast, nameInput, palette, menu }) {
       graph.load(workflow);
       if (name) nameInput.value = name;
       else if (workflow.ui?.name) nameInput.value = workflow.ui.name;
-      editor.setModified(false);
+      unsaved.set(false);
       canvas.clearStates();
       requestAnimationFrame(() => canvas.fit());
-    },
-    // -- unsaved changes: the marker, and asking before they are replaced
-    modified: false,
-    setModified(on) {
-      editor.modified = Boolean(on);
-      document.body.classList.toggle("modified", editor.modified);
-      document.title = `${editor.modified ? "● " : ""}${nameInput.value || "untitled"} · Easel`;
-    },
-    /** True when nothing unsaved would be lost, or the user agrees to lose it. */
-    confirmDiscard(what = "replace the workflow") {
-      if (!editor.modified || !graph.nodes.size) return true;
-      return window.confirm(`“${nameInput.value || "untitled"}” has unsaved changes. ` +
-        `Discard them and ${what}?`);
     },
   };
   menu.editor = editor;
@@ -107,13 +113,13 @@ function makeEditor({ graph, canvas, toast, nameInput, palette, menu }) {
 }
 
 /** The current workflow survives a reload. */
-function setupPersistence({ graph, canvas, canvasRoot, nameInput, editor }) {
+function setupPersistence({ graph, canvas, canvasRoot, nameInput, editor, unsaved }) {
   let saveTimer = null;
   const save = () => {
     clearTimeout(saveTimer);
     saveTimer = null;
     const state = { workflow: editor.workflow(), view: canvas.view, name: nameInput.value,
-                    modified: editor.modified };
+                    modified: unsaved.modified };
     try {
       localStorage.setItem(STORAGE_KEY, JSON.stringify(state));
       kept = true;
@@ -130,18 +136,18 @@ function setupPersistence({ graph, canvas, canvasRoot, nameInput, editor }) {
   // there, leaving the page asks first.
   window.addEventListener("beforeunload", (e) => {
     if (saveTimer) save();
-    if (editor.modified && !kept) { e.preventDefault(); e.returnValue = ""; }
+    if (unsaved.modified && !kept) { e.preventDefault(); e.returnValue = ""; }
   });
   graph.addEventListener("change", (e) => {
     const d = e.detail;
-    if (!d.loaded && !d.seeds && !editor.modified) editor.setModified(true);
+    if (!d.loaded && !d.seeds && !unsaved.modified) unsaved.set(true);
     if (!(d.value || d.moved || d.seeds)) canvas.render();
     persist();
     document.getElementById("btn-undo").disabled = !graph.undoStack.length;
     document.getElementById("btn-redo").disabled = !graph.redoStack.length;
   });
   canvasRoot.addEventListener("viewchange", persist);
-  nameInput.addEventListener("change", () => { editor.setModified(editor.modified); persist(); });
+  nameInput.addEventListener("change", () => { unsaved.set(unsaved.modified); persist(); });
 }
 
 /** Where a new node goes: at the pointer, else near the middle of the view, on free space. */
@@ -198,7 +204,7 @@ function setupSearch({ graph, canvas, canvasRoot, addNode, schemas, toast }) {
   return search;
 }
 
-function setupRunner({ graph, canvas, toast, editor }) {
+function setupRunner({ graph, canvas, toast, editor, unsaved }) {
   const lightbox = document.getElementById("lightbox");
   const runner = new Runner({
     graph, canvas, toast,
@@ -206,7 +212,7 @@ function setupRunner({ graph, canvas, toast, editor }) {
     queueList: document.getElementById("queue-list"),
     gallery: document.getElementById("gallery"),
     openRun: (run) => {
-      if (!editor.confirmDiscard("open this run's workflow")) return false;
+      if (!unsaved.confirmDiscard("open this run's workflow")) return false;
       editor.load(run.workflow, run.workflow.ui?.name || `run ${run.id.slice(0, 8)}`);
       canvas.clearStates();
       return true;
@@ -254,7 +260,7 @@ function removeSelected({ graph, canvas }) {
 }
 
 /** Toolbar buttons; returns the actions the shortcuts share. */
-function setupActions({ graph, canvas, toast, runner, files, editor }) {
+function setupActions({ graph, canvas, toast, runner, files, editor, unsaved }) {
   const actions = {
     queue: () => runner.queue(),
     save: () => files.save(),
@@ -264,7 +270,7 @@ function setupActions({ graph, canvas, toast, runner, files, editor }) {
     undo: () => graph.undo() || toast("Nothing to undo", "info"),
     redo: () => graph.redo() || toast("Nothing to redo", "info"),
     fit: () => canvas.fit(),
-    new: () => { if (editor.confirmDiscard("start a new one")) editor.load({ nodes: {} }, "untitled"); },
+    new: () => { if (unsaved.confirmDiscard("start a new one")) editor.load({ nodes: {} }, "untitled"); },
     help: () => document.getElementById("dlg-help").showModal(),
   };
   for (const [name, action] of Object.entries(actions)) {
@@ -426,14 +432,14 @@ function setupMenu(menu, { graph, canvas, nodeActions, search }) {
 }
 
 /** The last workflow, else the default one. */
-async function restoreWorkflow({ graph, canvas, nameInput, editor }) {
+async function restoreWorkflow({ graph, canvas, nameInput, unsaved }) {
   let restored = false;
   try {
     const saved = JSON.parse(localStorage.getItem(STORAGE_KEY) || "null");
     if (saved?.workflow) {
       graph.load(saved.workflow, { keepHistory: true });
       nameInput.value = saved.name || "untitled";
-      editor.setModified(Boolean(saved.modified));
+      unsaved.set(Boolean(saved.modified));
       if (saved.view) canvas.setView(saved.view);
       restored = true;
     }
@@ -473,12 +479,13 @@ async function boot() {
   const addNode = makeNodeAdder({ graph, canvas });
   const palette = new Palette(document.getElementById("palette"), schemas, { onAdd: (type) => addNode(type) });
   const menu = new ContextMenu(canvasRoot, { graph, canvas });
-  const editor = makeEditor({ graph, canvas, toast, nameInput, palette, menu });
+  const unsaved = makeUnsaved({ graph, nameInput });
+  const editor = makeEditor({ graph, canvas, toast, nameInput, palette, menu, unsaved });
   window.easel = editor; // for plugins and for poking at from the console
-  setupPersistence({ graph, canvas, canvasRoot, nameInput, editor });
-  const runner = setupRunner({ graph, canvas, toast, editor });
-  const files = new Files({ editor, toast });
-  const actions = setupActions({ graph, canvas, toast, runner, files, editor });
+  setupPersistence({ graph, canvas, canvasRoot, nameInput, editor, unsaved });
+  const runner = setupRunner({ graph, canvas, toast, editor, unsaved });
+  const files = new Files({ editor, toast, unsaved });
+  const actions = setupActions({ graph, canvas, toast, runner, files, editor, unsaved });
   setupTabs();
   const search = setupSearch({ graph, canvas, canvasRoot, addNode, schemas, toast });
   const clipboard = makeClipboard({ graph, canvas, toast, pointer });
@@ -486,7 +493,7 @@ async function boot() {
   setupKeyboard({ graph, canvas, actions, search, pointer, clipboard, nodeActions });
   setupDrop({ canvasRoot, addNode, files });
   setupMenu(menu, { graph, canvas, nodeActions, search });
-  await restoreWorkflow({ graph, canvas, nameInput, editor });
+  await restoreWorkflow({ graph, canvas, nameInput, unsaved });
   runner.start();
   await loadPlugins(editor);
   document.body.classList.add("ready");
