@@ -23,7 +23,7 @@ export function typeColor(type) {
 }
 
 const SVG = "http://www.w3.org/2000/svg";
-const MIN_ZOOM = 0.2;
+const MIN_ZOOM = 0.05; // Fit shows a graph of thousands of nodes
 const MAX_ZOOM = 2.5;
 
 export class Canvas {
@@ -64,6 +64,17 @@ export class Canvas {
     if (indicator) indicator.textContent = `${Math.round(this.view.zoom * 100)}%`;
     this.root.dispatchEvent(new CustomEvent("viewchange"));
   }
+
+  /** Zoom by `factor` around a point of the canvas (its middle by default). */
+  zoomBy(factor, px, py) {
+    const rect = this.root.getBoundingClientRect();
+    const x = px ?? rect.width / 2, y = py ?? rect.height / 2;
+    const zoom = Math.min(MAX_ZOOM, Math.max(MIN_ZOOM, this.view.zoom * factor));
+    const k = zoom / this.view.zoom;
+    this.setView({ x: x - (x - this.view.x) * k, y: y - (y - this.view.y) * k, zoom });
+  }
+
+  panBy(dx, dy) { this.setView({ ...this.view, x: this.view.x + dx, y: this.view.y + dy }); }
 
   fit() {
     if (!this.graph.nodes.size) { this.setView({ x: 40, y: 40, zoom: 1 }); return; }
@@ -250,34 +261,98 @@ export class Canvas {
     return element?.querySelector(`.socket.${dir}[data-name="${CSS.escape(name)}"]`);
   }
 
+  /** Where a node's sockets are, relative to its top-left corner (world units): measured
+   *  once per drawn node, so dragging never reads the layout. */
+  #socketOffsets(id) {
+    let offsets = this.offsets.get(id);
+    if (offsets) return offsets;
+    offsets = { in: {}, out: {} };
+    const element = this.elements.get(id);
+    const node = this.graph.nodes.get(id);
+    if (element && node) {
+      for (const socket of element.querySelectorAll(".socket")) {
+        const p = this.socketCenter(socket);
+        offsets[socket.dataset.dir][socket.dataset.name] = { x: p.x - node.x, y: p.y - node.y, type: socket.dataset.type };
+      }
+    }
+    this.offsets.set(id, offsets);
+    return offsets;
+  }
+
+  #endpoints(link) {
+    const from = this.graph.nodes.get(link.from), to = this.graph.nodes.get(link.to);
+    const a = from && this.#socketOffsets(link.from).out[link.output];
+    const b = to && this.#socketOffsets(link.to).in[link.input];
+    if (!a || !b) return null;
+    return { a: { x: from.x + a.x, y: from.y + a.y }, b: { x: to.x + b.x, y: to.y + b.y }, type: a.type };
+  }
+
+  /** Redraw every link (after the graph or a node's layout changed). */
   drawLinks() {
+    this.offsets = new Map();
+    this.linkPaths = new Map(); // node id -> [{path, link}] for the links touching it
     const paths = [];
     for (const link of this.graph.links()) {
-      const a = this.findSocket(link.from, link.output, "out");
-      const b = this.findSocket(link.to, link.input, "in");
-      if (!a || !b) continue;
-      const path = this.curve(this.socketCenter(a), this.socketCenter(b));
-      path.setAttribute("stroke", typeColor(a.dataset.type));
+      const ends = this.#endpoints(link);
+      if (!ends) continue;
+      const path = this.curve(ends.a, ends.b);
+      path.setAttribute("stroke", typeColor(ends.type));
       path.classList.add("link");
       path.dataset.from = link.from;
       path.dataset.to = link.to;
       path.dataset.input = link.input;
       paths.push(path);
+      for (const id of [link.from, link.to]) {
+        if (!this.linkPaths.has(id)) this.linkPaths.set(id, []);
+        this.linkPaths.get(id).push({ path, link });
+      }
     }
-    if (this.drag?.kind === "link" && this.drag.end) {
-      const temp = this.curve(this.drag.fromOut ? this.drag.anchor : this.drag.end,
-        this.drag.fromOut ? this.drag.end : this.drag.anchor);
-      temp.setAttribute("stroke", typeColor(this.drag.type));
-      temp.classList.add("link", "temp");
-      paths.push(temp);
-    }
+    this.tempPath = null;
     this.svg.replaceChildren(...paths);
+    this.drawTempLink();
+  }
+
+  /** Only the links of nodes that moved (dragging: no layout reads, no new elements). */
+  moveLinks(ids) {
+    if (!this.linkPaths) { this.drawLinks(); return; }
+    const done = new Set();
+    for (const id of ids) {
+      for (const entry of this.linkPaths.get(id) || []) {
+        if (done.has(entry)) continue;
+        done.add(entry);
+        const ends = this.#endpoints(entry.link);
+        if (ends) entry.path.setAttribute("d", this.#pathData(ends.a, ends.b));
+      }
+    }
+  }
+
+  /** The link being drawn by the user, if any. */
+  drawTempLink() {
+    const d = this.drag;
+    if (!(d?.kind === "link" && d.end)) {
+      this.tempPath?.remove();
+      this.tempPath = null;
+      return;
+    }
+    const [a, b] = d.fromOut ? [d.anchor, d.end] : [d.end, d.anchor];
+    if (!this.tempPath) {
+      this.tempPath = this.curve(a, b);
+      this.tempPath.setAttribute("stroke", typeColor(d.type));
+      this.tempPath.classList.add("link", "temp");
+      this.svg.append(this.tempPath);
+    } else {
+      this.tempPath.setAttribute("d", this.#pathData(a, b));
+    }
+  }
+
+  #pathData(a, b) {
+    const d = Math.max(40, Math.abs(b.x - a.x) / 2);
+    return `M ${a.x} ${a.y} C ${a.x + d} ${a.y}, ${b.x - d} ${b.y}, ${b.x} ${b.y}`;
   }
 
   curve(a, b) {
-    const d = Math.max(40, Math.abs(b.x - a.x) / 2);
     const path = document.createElementNS(SVG, "path");
-    path.setAttribute("d", `M ${a.x} ${a.y} C ${a.x + d} ${a.y}, ${b.x - d} ${b.y}, ${b.x} ${b.y}`);
+    path.setAttribute("d", this.#pathData(a, b));
     return path;
   }
 
@@ -478,7 +553,7 @@ export class Canvas {
         d.group.element.style.left = `${d.group.group.x}px`;
         d.group.element.style.top = `${d.group.group.y}px`;
       }
-      this.drawLinks();
+      this.moveLinks(d.starts.keys());
     } else if (d.kind === "group-resize") {
       if (!d.moved) { this.graph.checkpoint(); d.moved = true; }
       d.group.w = Math.max(120, Math.round(d.start.w + (e.clientX - d.startX) / this.view.zoom));
@@ -486,7 +561,7 @@ export class Canvas {
       Object.assign(d.element.style, { width: `${d.group.w}px`, height: `${d.group.h}px` });
     } else if (d.kind === "link") {
       d.end = this.toWorld(e.clientX, e.clientY);
-      this.drawLinks();
+      this.drawTempLink();
     } else if (d.kind === "box") {
       const p = this.toWorld(e.clientX, e.clientY);
       const x = Math.min(p.x, d.start.x), y = Math.min(p.y, d.start.y);

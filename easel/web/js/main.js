@@ -22,6 +22,8 @@ const NODE_GAP = { x: 280, y: 220 }; // the grid new nodes step along to find fr
 const GRID_COLUMNS = 4;
 const MAX_PLACEMENT_TRIES = 40;
 const TOAST_MS = { error: 8000, other: 3500 };
+const KEY_ZOOM = 1.2; // + and - zoom by this factor
+const KEY_PAN = 80; // arrow keys pan by this many pixels (Shift: four times)
 
 function makeToaster(box) {
   return function toast(message, kind = "info") {
@@ -315,6 +317,15 @@ function setupKeyboard({ graph, canvas, actions, clipboard, search, pointer, nod
       search.open(at.x, at.y);
     }
     else if (key === "f") { actions.fit(); }
+    else if (!mod && (key === "+" || key === "=")) { canvas.zoomBy(KEY_ZOOM); }
+    else if (!mod && (key === "-" || key === "_")) { canvas.zoomBy(1 / KEY_ZOOM); }
+    else if (!mod && key === "0") { canvas.zoomBy(1 / canvas.view.zoom); }
+    else if (key.startsWith("arrow")) {
+      e.preventDefault();
+      const step = e.shiftKey ? KEY_PAN * 4 : KEY_PAN;
+      const [dx, dy] = { arrowleft: [step, 0], arrowright: [-step, 0], arrowup: [0, step], arrowdown: [0, -step] }[key];
+      canvas.panBy(dx, dy);
+    }
     else if (key === "?") { actions.help(); }
     else if (key === "escape") { canvas.select([]); }
   });
