@@ -223,6 +223,7 @@ export class Canvas {
     }
     const ctx = {
       toast: this.toast,
+      editMask: (name, done) => this.root.dispatchEvent(new CustomEvent("editmask", { detail: { name, done } })),
       randomize: () => Boolean(this.graph.extras.randomize?.[node.id]),
       setRandomize: (on) => {
         this.graph.checkpoint();
@@ -386,14 +387,21 @@ export class Canvas {
     }
     const media = element.querySelector(".node-media");
     const images = st.images || [];
-    const want = st.state === "running" && st.preview ? [st.preview] : images.map(outputUrl);
+    const running = st.state === "running" && st.preview;
+    const want = running ? [st.preview] : images.map(outputUrl);
     const have = [...media.querySelectorAll("img")].map((img) => img.getAttribute("src"));
     if (JSON.stringify(want) !== JSON.stringify(have)) {
       media.replaceChildren(...want.map((src) => {
         const img = el("img");
         img.src = src;
         img.alt = "output";
-        img.className = st.state === "running" ? "preview" : "output";
+        img.className = running ? "preview" : "output";
+        if (!running) {
+          const file = images[want.indexOf(src)];
+          img.title = `${file}: click to enlarge`;
+          img.addEventListener("click", () => this.root.dispatchEvent(
+            new CustomEvent("openimage", { detail: { file } })));
+        }
         img.addEventListener("load", () => this.drawLinks());
         return img;
       }));

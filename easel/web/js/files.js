@@ -77,19 +77,37 @@ export class Files {
     }
   }
 
+  /** A dropped file: a workflow (JSON, PNG with one), else an image `onImage(file)` takes. */
+  async openDropped(file, onImage) {
+    if (!file.type.startsWith("image/")) return this.openFile(file);
+    if (file.type !== "image/png") return onImage(file);
+    let found;
+    try {
+      found = await api.fromFile(file);
+    } catch (err) {
+      if (err.status >= 400 && err.status < 500) return onImage(file); // no workflow in it
+      this.toast(`Cannot read ${file.name}: ${err.message}`, "error");
+      return;
+    }
+    if (this.unsaved.confirmDiscard(`open ${file.name}`)) this.#show(found, file);
+  }
+
   /** A .json (Easel or ComfyUI) or a .png with a workflow in it; the server reads both. */
   async openFile(file) {
     if (!this.unsaved.confirmDiscard(`open ${file.name}`)) return;
     try {
-      const found = await api.fromFile(file);
-      const name = file.name.replace(/\.(json|png)$/i, "");
-      this.editor.load(found.workflow, name);
-      const from = found.from === "easel" ? "" : ` (converted from ${found.from.startsWith("comfy") ? "ComfyUI" : found.from})`;
-      this.toast(`Loaded the workflow from ${file.name}${from}`, "info");
+      this.#show(await api.fromFile(file), file);
     } catch (err) {
       const detail = err.problems?.length ? `: ${err.problems.map((p) => p.message).join("; ")}` : "";
       this.toast(`No workflow loaded from ${file.name}: ${err.message}${detail}`, "error");
     }
+  }
+
+  #show(found, file) {
+    const name = file.name.replace(/\.(json|png)$/i, "");
+    this.editor.load(found.workflow, name);
+    const from = found.from === "easel" ? "" : ` (converted from ${found.from.startsWith("comfy") ? "ComfyUI" : found.from})`;
+    this.toast(`Loaded the workflow from ${file.name}${from}`, "info");
   }
 
   exportJson() {

@@ -9,6 +9,7 @@ import { Graph } from "./graph.js";
 import { Palette } from "./palette.js";
 import { Runner } from "./runs.js";
 import { NodeSearch, linkSlot } from "./search.js";
+import { MaskEditor } from "./maskeditor.js";
 import { registerWidget } from "./widgets.js";
 import { loadPlugins } from "./plugins.js";
 
@@ -332,7 +333,22 @@ function setupKeyboard({ graph, canvas, actions, clipboard, search, pointer, nod
 }
 
 /** Nodes dragged from the palette, files dropped onto the canvas. */
-function setupDrop({ canvasRoot, addNode, files }) {
+function setupDrop({ canvasRoot, addNode, files, graph, canvas, toast }) {
+  /** A plain image: uploaded, then a LoadImage node (or another image-upload node) shows it. */
+  const imageNode = async (file, clientX, clientY) => {
+    const type = graph.schema("LoadImage") ? "LoadImage" : Object.values(graph.schemas).find(
+      (s) => Object.values(s.inputs).some((i) => i.widget === "image_upload"))?.type;
+    if (!type) { toast(`No node loads images: ${file.name} was not used`, "error"); return; }
+    let stored;
+    try { stored = await api.upload(file); } catch (err) { toast(`Upload refused: ${err.message}`, "error"); return; }
+    const input = Object.entries(graph.schema(type).inputs).find(([, s]) => s.widget === "image_upload")[0];
+    const rect = canvasRoot.getBoundingClientRect();
+    const inside = clientX > rect.left && clientX < rect.right && clientY > rect.top && clientY < rect.bottom;
+    const node = inside ? addNode(type, clientX, clientY) : addNode(type);
+    graph.setValue(node.id, input, stored.name);
+    canvas.renderNode(node.id);
+    toast(`Uploaded ${stored.name}`, "info");
+  };
   canvasRoot.addEventListener("dragover", (e) => {
     e.preventDefault();
     canvasRoot.classList.add("drop-target");
@@ -344,7 +360,8 @@ function setupDrop({ canvasRoot, addNode, files }) {
     const type = e.dataTransfer.getData("application/x-easel-node");
     if (type) { addNode(type, e.clientX, e.clientY); return; }
     const file = e.dataTransfer.files[0];
-    if (file) files.openFile(file);
+    const { clientX, clientY } = e;
+    if (file) files.openDropped(file, (image) => imageNode(image, clientX, clientY));
   });
 }
 
@@ -393,6 +410,16 @@ function makeNodeActions({ graph, canvas, toast, clipboard }) {
     },
     clipboard,
   };
+}
+
+/** Output images open in the lightbox; image uploads have a mask editor. */
+function setupImages({ canvasRoot, runner, toast }) {
+  canvasRoot.addEventListener("openimage", (e) => runner.lightbox(e.detail.file));
+  let editor = null;
+  canvasRoot.addEventListener("editmask", (e) => {
+    editor ||= new MaskEditor({ toast });
+    editor.open(e.detail.name, e.detail.done);
+  });
 }
 
 function setupMenu(menu, { graph, canvas, nodeActions, search }) {
@@ -502,7 +529,8 @@ async function boot() {
   const clipboard = makeClipboard({ graph, canvas, toast, pointer });
   const nodeActions = makeNodeActions({ graph, canvas, toast, clipboard });
   setupKeyboard({ graph, canvas, actions, search, pointer, clipboard, nodeActions });
-  setupDrop({ canvasRoot, addNode, files });
+  setupDrop({ canvasRoot, addNode, files, graph, canvas, toast });
+  setupImages({ canvasRoot, runner, toast });
   setupMenu(menu, { graph, canvas, nodeActions, search });
   await restoreWorkflow({ graph, canvas, nameInput, unsaved });
   runner.start();

@@ -86,8 +86,14 @@ function uploadWidget(spec, value, change, ctx) {
   const select = el("select", { class: "w-select" });
   const preview = el("img", { class: "w-upload-preview", alt: "" });
   const button = el("button", { type: "button", class: "small", text: "Upload…" });
+  const maskButton = el("button", { type: "button", class: "small w-mask", text: "Mask…",
+                                    title: "Paint the area to inpaint (saved as the image's transparency)" });
   const file = el("input", { type: "file", accept: "image/png,image/jpeg,image/webp,image/gif,image/bmp", hidden: "" });
-  const show = (name) => { preview.hidden = !name; if (name) preview.src = uploadUrl(name); };
+  const show = (name) => {
+    preview.hidden = !name;
+    maskButton.hidden = !name || !ctx.editMask;
+    if (name) preview.src = uploadUrl(name);
+  };
   const fill = async (selected) => {
     let names = [];
     try { names = (await api.uploads()).images; } catch { /* listed again next time */ }
@@ -98,6 +104,10 @@ function uploadWidget(spec, value, change, ctx) {
   };
   select.addEventListener("change", () => { change(select.value); show(select.value); });
   button.addEventListener("click", () => file.click());
+  maskButton.addEventListener("click", () => ctx.editMask?.(select.value, async (name) => {
+    await fill(name);
+    change(name);
+  }));
   file.addEventListener("change", async () => {
     if (!file.files.length) return;
     try {
@@ -108,7 +118,7 @@ function uploadWidget(spec, value, change, ctx) {
     file.value = "";
   });
   fill(value);
-  wrap.append(el("div", { class: "w-upload-row" }, select, button), preview, file);
+  wrap.append(el("div", { class: "w-upload-row" }, select, button, maskButton), preview, file);
   return wrap;
 }
 
