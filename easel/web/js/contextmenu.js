@@ -14,6 +14,7 @@ export class ContextMenu {
     this.items = []; // a node's
     this.groupItems = [];
     this.canvasItems = [];
+    this.linkItems = [];
     this.menu = el("div", "context-menu");
     this.menu.setAttribute("role", "menu");
     this.menu.hidden = true;
@@ -35,12 +36,17 @@ export class ContextMenu {
 
   addGroupItem(item) { this.add(item, this.groupItems); }
   addCanvasItem(item) { this.add(item, this.canvasItems); }
+  addLinkItem(item) { this.add(item, this.linkItems); }
 
   open(event) {
     let subject, items;
     const element = event.target.closest?.(".node");
     const groupEl = event.target.closest?.(".group");
-    if (element) {
+    const linkEl = event.target.closest?.("path.link:not(.temp)");
+    if (linkEl) {
+      subject = { from: linkEl.dataset.from, to: linkEl.dataset.to, input: linkEl.dataset.input };
+      items = this.linkItems;
+    } else if (element) {
       subject = this.graph.nodes.get(element.dataset.id);
       if (!subject) return;
       if (!this.canvas.selected.has(subject.id)) this.canvas.select([subject.id]);

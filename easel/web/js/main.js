@@ -23,6 +23,8 @@ const NODE_GAP = { x: 280, y: 220 }; // the grid new nodes step along to find fr
 const GRID_COLUMNS = 4;
 const MAX_PLACEMENT_TRIES = 40;
 const TOAST_MS = { error: 8000, other: 3500 };
+const PANELS_KEY = "easel.panels.v1";
+const NARROW = { palette: 800, sidebar: 1200 }; // below these widths a panel starts folded
 const KEY_ZOOM = 1.2; // + and - zoom by this factor
 const KEY_PAN = 80; // arrow keys pan by this many pixels (Shift: four times)
 
@@ -283,6 +285,26 @@ function setupActions({ graph, canvas, toast, runner, files, editor, unsaved }) 
   return actions;
 }
 
+/** Collapsible side panels; narrow windows start with them folded away. */
+function setupPanels() {
+  const saved = (() => { try { return JSON.parse(localStorage.getItem(PANELS_KEY) || "null"); } catch { return null; } })();
+  const state = saved || { palette: window.innerWidth >= NARROW.palette, sidebar: window.innerWidth >= NARROW.sidebar };
+  const apply = () => {
+    document.body.classList.toggle("hide-palette", !state.palette);
+    document.body.classList.toggle("hide-sidebar", !state.sidebar);
+    document.getElementById("btn-toggle-palette").classList.toggle("active", state.palette);
+    document.getElementById("btn-toggle-sidebar").classList.toggle("active", state.sidebar);
+  };
+  for (const panel of ["palette", "sidebar"]) {
+    document.getElementById(`btn-toggle-${panel}`).addEventListener("click", () => {
+      state[panel] = !state[panel];
+      localStorage.setItem(PANELS_KEY, JSON.stringify(state));
+      apply();
+    });
+  }
+  apply();
+}
+
 function setupTabs() {
   for (const tab of document.querySelectorAll("#sidebar .tabs button")) {
     tab.addEventListener("click", () => {
@@ -459,6 +481,11 @@ function setupMenu(menu, { graph, canvas, nodeActions, search }) {
     graph.removeGroup(index);
   } });
 
+  menu.addLinkItem({ label: "Delete link", keys: "Del", action: ({ to, input }) => {
+    graph.checkpoint();
+    graph.disconnect(to, input);
+  } });
+
   menu.addCanvasItem({ label: "Add node…", keys: "/", action: ({ clientX, clientY }) => search.open(clientX, clientY) });
   menu.addCanvasItem({ label: "Add group", action: ({ clientX, clientY }) => {
     const at = canvas.toWorld(clientX, clientY);
@@ -525,6 +552,7 @@ async function boot() {
   const files = new Files({ editor, toast, unsaved });
   const actions = setupActions({ graph, canvas, toast, runner, files, editor, unsaved });
   setupTabs();
+  setupPanels();
   const search = setupSearch({ graph, canvas, canvasRoot, addNode, schemas, toast });
   const clipboard = makeClipboard({ graph, canvas, toast, pointer });
   const nodeActions = makeNodeActions({ graph, canvas, toast, clipboard });
