@@ -54,3 +54,34 @@ def test_fit_drag_and_keyboard_view_on_300_nodes(page) -> None:
     ox, oy = center(socket(page, "n1", "value", "out"))
     assert abs(end[0] - sx) < 1.5 and abs(end[1] - sy) < 1.5
     assert abs(start[0] - ox) < 1.5 and abs(start[1] - oy) < 1.5
+
+
+def test_the_minimap_shows_the_graph_and_moves_the_view(page) -> None:
+    new_workflow(page)
+    assert page.locator("#minimap").is_hidden()  # nothing to show
+    page.evaluate("wf => window.easel.load(wf, 'big')", big_workflow(300))
+    page.wait_for_selector("#minimap:not([hidden])")
+    page.evaluate("() => window.easel.canvas.setView({x: 40, y: 40, zoom: 1})")
+    box = page.locator("#minimap").bounding_box()
+    # Press where the map draws the graph's bottom-right node (n299): it comes into view.
+    px, py = page.evaluate("""() => {
+        const c = document.getElementById('minimap'), d = c.getContext('2d');
+        const data = d.getImageData(0, 0, c.width, c.height).data;
+        let best = null;
+        for (let y = 0; y < c.height; y++) for (let x = 0; x < c.width; x++) {
+            const i = 4 * (y * c.width + x);
+            if (data[i] === 0x6b && data[i + 1] === 0x73 && data[i + 2] === 0x84
+                && (!best || x + y > best[0] + best[1])) best = [x, y];
+        }
+        return best;
+    }""")
+    page.mouse.click(box["x"] + px - 1, box["y"] + py - 1)
+    view = page.evaluate("() => window.easel.canvas.view")
+    assert view["zoom"] == 1 and view["x"] < -3000 and view["y"] < -1500
+    node = page.locator('.node[data-id="n299"]').bounding_box()
+    area = page.locator("#canvas").bounding_box()
+    assert area["x"] < node["x"] + node["width"] / 2 < area["x"] + area["width"]
+    assert area["y"] < node["y"] + node["height"] / 2 < area["y"] + area["height"]
+    screenshot(page, "editor-minimap")
+    page.keyboard.press("m")
+    assert page.locator("#minimap").is_hidden()

@@ -10,6 +10,7 @@ import { Palette } from "./palette.js";
 import { Runner } from "./runs.js";
 import { NodeSearch, linkSlot } from "./search.js";
 import { MaskEditor } from "./maskeditor.js";
+import { Minimap } from "./minimap.js";
 import { registerWidget } from "./widgets.js";
 import { loadPlugins } from "./plugins.js";
 
@@ -340,6 +341,7 @@ function setupKeyboard({ graph, canvas, actions, clipboard, search, pointer, nod
       search.open(at.x, at.y);
     }
     else if (key === "f") { actions.fit(); }
+    else if (!mod && key === "m") { document.body.classList.toggle("hide-minimap"); }
     else if (!mod && (key === "+" || key === "=")) { canvas.zoomBy(KEY_ZOOM); }
     else if (!mod && (key === "-" || key === "_")) { canvas.zoomBy(1 / KEY_ZOOM); }
     else if (!mod && key === "0") { canvas.zoomBy(1 / canvas.view.zoom); }
@@ -553,6 +555,7 @@ async function boot() {
   const actions = setupActions({ graph, canvas, toast, runner, files, editor, unsaved });
   setupTabs();
   setupPanels();
+  const minimap = new Minimap(canvasRoot, graph, canvas);
   const search = setupSearch({ graph, canvas, canvasRoot, addNode, schemas, toast });
   const clipboard = makeClipboard({ graph, canvas, toast, pointer });
   const nodeActions = makeNodeActions({ graph, canvas, toast, clipboard });
@@ -561,6 +564,7 @@ async function boot() {
   setupImages({ canvasRoot, runner, toast });
   setupMenu(menu, { graph, canvas, nodeActions, search });
   await restoreWorkflow({ graph, canvas, nameInput, unsaved });
+  minimap.update();
   runner.start();
   await loadPlugins(editor);
   document.body.classList.add("ready");
