@@ -84,9 +84,44 @@ def test_history_rows_reopen_a_past_run_with_its_images(page) -> None:
     page.once("dialog", lambda d: d.accept())
     page.click("#btn-new")
     page.wait_for_function("() => document.querySelectorAll('.node').length === 0")
-    row.click()
+    row.click()  # opens in a new tab
     page.wait_for_selector('.node[data-id="save"] .node-media img.output')
     assert page.locator(".node").count() == 3
+    assert page.locator("#wf-tabs .wf-tab").count() == 2
+    assert page.inner_text("#wf-tabs .wf-tab.active .wf-tab-name").startswith("history run")
     assert page.input_value('.node[data-id="slow"] .row[data-input="value"] input') == "11"
     assert "state-executed" in page.get_attribute('.node[data-id="save"]', "class")
     assert not modified(page)
+
+
+def test_workflow_tabs_keep_each_graph_its_marker_and_survive_a_reload(page) -> None:
+    first = page.locator(".node").count()  # the default workflow
+    page.click("#wf-tabs .wf-tab-add")
+    assert page.locator(".node").count() == 0
+    assert page.locator("#wf-tabs .wf-tab").count() == 2
+    add_node(page, "TestEcho")
+    page.fill("#workflow-name", "second")
+    page.locator("#wf-tabs .wf-tab-name").first.click()
+    assert page.locator(".node").count() == first and not modified(page)
+    tabs = page.locator("#wf-tabs .wf-tab")
+    assert "modified" in tabs.nth(1).get_attribute("class")
+    assert tabs.nth(1).inner_text().startswith("second")
+    page.keyboard.press("Control+z")  # undo is per tab: nothing to undo here
+    assert page.locator(".node").count() == first
+    screenshot(page, "editor-tabs")
+
+    page.reload()
+    page.wait_for_selector("body.ready")
+    assert page.locator("#wf-tabs .wf-tab").count() == 2
+    page.locator("#wf-tabs .wf-tab-name").nth(1).click()
+    assert page.locator('.node[data-type="TestEcho"]').count() == 1
+    assert page.input_value("#workflow-name") == "second" and modified(page)
+
+    asked: list[str] = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+    page.locator("#wf-tabs .wf-tab.active .wf-tab-close").click()
+    assert asked and page.locator("#wf-tabs .wf-tab").count() == 2
+    page.once("dialog", lambda d: d.accept())
+    page.locator("#wf-tabs .wf-tab.active .wf-tab-close").click()
+    assert page.locator("#wf-tabs .wf-tab").count() == 1
+    assert page.locator(".node").count() == first

@@ -11,6 +11,7 @@ import { Runner } from "./runs.js";
 import { NodeSearch, linkSlot } from "./search.js";
 import { MaskEditor } from "./maskeditor.js";
 import { Minimap } from "./minimap.js";
+import { WorkflowTabs } from "./tabs.js";
 import { registerWidget } from "./widgets.js";
 import { loadPlugins } from "./plugins.js";
 
@@ -49,8 +50,10 @@ function typing(target) {
 function makeUnsaved({ graph, nameInput }) {
   const unsaved = {
     modified: false,
+    onChange: null, // the tabs show the marker too
     set(on) {
       unsaved.modified = Boolean(on);
+      unsaved.onChange?.();
       document.body.classList.toggle("modified", unsaved.modified);
       document.title = `${unsaved.modified ? "● " : ""}${nameInput.value || "untitled"} · Easel`;
     },
@@ -217,10 +220,9 @@ function setupRunner({ graph, canvas, toast, editor, unsaved }) {
     status: document.getElementById("queue-status"),
     queueList: document.getElementById("queue-list"),
     gallery: document.getElementById("gallery"),
-    openRun: (run) => {
-      if (!unsaved.confirmDiscard("open this run's workflow")) return false;
-      editor.load(run.workflow, run.workflow.ui?.name || `run ${run.id.slice(0, 8)}`);
-      canvas.clearStates();
+    name: () => editor.name(),
+    openRun: (run) => { // in a new tab: nothing is replaced
+      editor.tabs.open(run.workflow, `${run.workflow.ui?.name || "run"} · ${run.id.slice(0, 6)}`);
       return true;
     },
     lightbox: (file) => {
@@ -564,6 +566,7 @@ async function boot() {
   setupImages({ canvasRoot, runner, toast });
   setupMenu(menu, { graph, canvas, nodeActions, search });
   await restoreWorkflow({ graph, canvas, nameInput, unsaved });
+  editor.tabs = new WorkflowTabs(document.getElementById("wf-tabs"), { graph, canvas, nameInput, unsaved });
   minimap.update();
   runner.start();
   await loadPlugins(editor);

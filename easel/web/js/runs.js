@@ -13,8 +13,9 @@ function filesOf(outputs) {
 }
 
 export class Runner {
-  constructor({ graph, canvas, toast, status, queueList, gallery, lightbox, openRun }) {
+  constructor({ graph, canvas, toast, status, queueList, gallery, lightbox, openRun, name }) {
     Object.assign(this, { graph, canvas, toast, status, queueList, gallery, lightbox, openRun });
+    this.name = name || (() => ""); // the workflow's name, kept in the run's `ui`
     this.prompts = new Map(); // run id -> its prompt text (a finished run's workflow is fixed)
     this.clientId = crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2);
     this.mine = new Set();
@@ -46,6 +47,7 @@ export class Runner {
 
   async queue() {
     const workflow = this.graph.toWorkflow();
+    if (this.name()) workflow.ui.name = this.name();
     this.canvas.clearStates();
     try {
       const run = await api.submit(workflow, this.clientId);
