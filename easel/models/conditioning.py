@@ -47,6 +47,16 @@ def added_kind(unet: Any, family: Any) -> str | None:
     return "sdxl_refiner" if ids == 0 and config.cross_attention_dim == 1280 else "sdxl"
 
 
+def to_batch(value: Any, batch: int, device: Any, dtype: Any) -> Any:
+    """A conditioning tensor on `device` in `dtype` with `batch` rows (one row is repeated)."""
+    value = value.to(device=device, dtype=dtype)
+    if value.shape[0] == batch:
+        return value
+    if value.shape[0] == 1:
+        return value.expand(batch, *value.shape[1:])
+    raise ValueError(f"conditioning batch {value.shape[0]} does not match latent batch {batch}")
+
+
 def unet_condition(unet: Any, cond: dict[str, Any], batch: int, device: Any, dtype: Any, *,
                    family: Any = None, pixel_size: tuple[int, int] = (512, 512),
                    negative: bool = False) -> Cond:
@@ -57,13 +67,7 @@ def unet_condition(unet: Any, cond: dict[str, Any], batch: int, device: Any, dty
     config = unet.config
 
     def batched(value: Any) -> Any:
-        value = value.to(device=device, dtype=dtype)
-        if value.shape[0] == batch:
-            return value
-        if value.shape[0] == 1:
-            return value.expand(batch, *value.shape[1:])
-        raise ValueError(f"conditioning batch {value.shape[0]} does not match latent batch "
-                         f"{batch}")
+        return to_batch(value, batch, device, dtype)
 
     wants_image = (getattr(config, "addition_embed_type", None) == "image"
                    or getattr(config, "encoder_hid_dim_type", None) == "image_proj")

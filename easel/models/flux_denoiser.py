@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from easel.models.conditioning import Cond
+from easel.models.conditioning import Cond, to_batch
 from easel.models.families.flux import DEFAULT_GUIDANCE
 
 
@@ -67,13 +67,7 @@ class FluxNetwork:
             raise ValueError("ControlNet conditioning is not supported for Flux models yet")
 
         def batched(value: Any) -> Any:
-            value = value.to(device=device, dtype=dtype)
-            if value.shape[0] == batch:
-                return value
-            if value.shape[0] == 1:
-                return value.expand(batch, *value.shape[1:])
-            raise ValueError(f"conditioning batch {value.shape[0]} does not match latent "
-                             f"batch {batch}")
+            return to_batch(value, batch, device, dtype)
 
         added: dict[str, Any] = {"pooled_projections": batched(pooled), "guidance": None,
                                  "fill": None}
