@@ -63,3 +63,19 @@ def test_a_link_is_deleted_from_its_menu(page) -> None:
     assert "value" not in page.evaluate(f"() => window.easel.workflow().nodes['{echo}'].inputs") \
         or not isinstance(page.evaluate(
             f"() => window.easel.workflow().nodes['{echo}'].inputs.value"), list)
+
+
+def test_a_light_theme_beside_the_dark_one(page) -> None:
+    def background() -> str:
+        return str(page.eval_on_selector("#canvas", "e => getComputedStyle(e).backgroundColor"))
+
+    dark = background()
+    page.click("#btn-theme")
+    assert "light" in page.get_attribute("body", "class") and background() != dark
+    page.wait_for_timeout(300)  # the buttons' colour transition
+    screenshot(page, "editor-light")
+    page.reload()
+    page.wait_for_selector("body.ready")
+    assert "light" in page.get_attribute("body", "class")
+    page.click("#btn-theme")
+    assert background() == dark

@@ -26,6 +26,7 @@ const GRID_COLUMNS = 4;
 const MAX_PLACEMENT_TRIES = 40;
 const TOAST_MS = { error: 8000, other: 3500 };
 const PANELS_KEY = "easel.panels.v1";
+const THEME_KEY = "easel.theme.v1";
 const NARROW = { palette: 800, sidebar: 1200 }; // below these widths a panel starts folded
 const KEY_ZOOM = 1.2; // + and - zoom by this factor
 const KEY_PAN = 80; // arrow keys pan by this many pixels (Shift: four times)
@@ -306,6 +307,12 @@ function setupPanels() {
     });
   }
   apply();
+  // The theme: dark unless the light one was chosen.
+  document.body.classList.toggle("light", localStorage.getItem(THEME_KEY) === "light");
+  document.getElementById("btn-theme").addEventListener("click", () => {
+    const on = document.body.classList.toggle("light");
+    localStorage.setItem(THEME_KEY, on ? "light" : "dark");
+  });
 }
 
 function setupTabs() {
