@@ -208,7 +208,7 @@ class RunWorker:
         if result is None:
             status, nodes, outputs = FAILED, active.nodes, active.outputs
         else:
-            status = str(result.status)
+            status = RunStatus(result.status)
             nodes = {node_id: {**active.nodes.get(node_id, {}), "status": str(state)}
                      for node_id, state in result.node_status.items()}
             outputs = dict(result.ui)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -31,7 +31,7 @@ def load_clip(work_dir: Path, device: str = "cpu") -> tuple[Any, Any]:
     from transformers import CLIPModel, CLIPTokenizer
 
     path = require(work_dir / "clip" / "model", "clip")
-    model = CLIPModel.from_pretrained(path).to(device).eval().requires_grad_(False)
+    model = cast(Any, CLIPModel).from_pretrained(path).to(device).eval().requires_grad_(False)
     return model, CLIPTokenizer.from_pretrained(path)
 
 
@@ -39,7 +39,7 @@ def text_encoder_from_clip(clip: Any) -> Any:
     """A standalone CLIPTextModel (Stable Diffusion's text_encoder) with CLIP's text tower."""
     from transformers import CLIPTextModel
 
-    encoder = CLIPTextModel(clip.config.text_config)
+    encoder: Any = cast(Any, CLIPTextModel)(clip.config.text_config)
     # transformers 5 keeps the tower's keys flat in CLIPTextModel; 4.x nests them in text_model.
     target = getattr(encoder, "text_model", encoder)
     target.load_state_dict(clip.text_model.state_dict())
@@ -65,7 +65,7 @@ def text_to_image_pipeline(
     """A StableDiffusionPipeline on the family's components (no safety checker)."""
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline(
+    pipe: Any = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder_from_clip(clip),
         tokenizer=tokenizer,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -229,8 +228,8 @@ def render(
         if jitter:
             if rng is None:
                 raise ValueError("render(jitter=True) needs an rng")
-            cx = cx + rng.uniform(-0.75, 0.75, len(objs)).astype(np.float32) / 32
-            cy = cy + rng.uniform(-0.75, 0.75, len(objs)).astype(np.float32) / 32
+            cx = cx + (rng.uniform(-0.75, 0.75, len(objs)) / 32).astype(np.float32)
+            cy = cy + (rng.uniform(-0.75, 0.75, len(objs)) / 32).astype(np.float32)
             half = half * rng.uniform(0.94, 1.06, len(objs)).astype(np.float32)
         shape_id = np.array([SHAPES.index(o.shape) for o in objs])
         cover = shape_coverage(shape_id, cx, cy, half, size, size, supersample)

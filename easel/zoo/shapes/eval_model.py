@@ -50,7 +50,8 @@ def load_pipeline(folder: Path, device: str = "cpu") -> tuple[Any, Any, Any, dic
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     pipe.to(device)
-    clip = CLIPModel.from_pretrained(folder / "clip", dtype=torch.float32).to(device).eval()
+    clip_class: Any = CLIPModel
+    clip = clip_class.from_pretrained(folder / "clip", dtype=torch.float32).to(device).eval()
     return pipe, clip, CLIPTokenizer.from_pretrained(folder / "clip"), info
 
 

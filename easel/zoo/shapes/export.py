@@ -53,7 +53,7 @@ def export_family(
     clip, tokenizer = load_clip(work_dir)
     unet = UNet2DConditionModel.from_pretrained(work_dir / "unet" / "model", dtype=torch_dtype)
     clip = clip.to(torch_dtype)
-    pipe = StableDiffusionPipeline(
+    pipe: Any = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder_from_clip(clip),
         tokenizer=tokenizer,
@@ -142,10 +142,6 @@ def _copy_if_exists(src_dir: Path, dst_dir: Path, names: tuple[str, ...]) -> Non
     for name in names:
         if (src_dir / name).exists():
             shutil.copy2(src_dir / name, dst_dir / name)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _read_json(path: Path) -> dict[str, Any]:

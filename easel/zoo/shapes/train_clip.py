@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -56,7 +56,7 @@ def train_clip(options: RunOptions) -> None:
             len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
         )
     )
-    model: Any = CLIPModel(config).to(options.device)
+    model: Any = cast(Any, CLIPModel)(config).to(options.device)
     budget = options.budget("clip")
     trainer = StageTrainer("clip", options, {"clip": model}, list(model.parameters()), budget)
 

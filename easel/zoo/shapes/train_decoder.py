@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +48,7 @@ def train_decoder(options: RunOptions) -> None:
     clip, tokenizer = load_clip(options.work_dir, device)
     scheduler = latent_scheduler()
     torch.manual_seed(options.seed)
-    decoder = UNet2DConditionModel(**options.family.decoder_kwargs()).to(device)
+    decoder = cast(Any, UNet2DConditionModel)(**options.family.decoder_kwargs()).to(device)
     copied = init_from_text_unet(decoder, options.model_dir("unet"))
     budget = options.budget("decoder")
     params = list(decoder.parameters())

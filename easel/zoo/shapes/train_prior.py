@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,7 @@ def train_prior(options: RunOptions) -> None:
     clip, tokenizer = load_clip(options.work_dir, device)
     scheduler = prior_scheduler()
     torch.manual_seed(options.seed)
-    prior = PriorTransformer(**options.family.prior_kwargs()).to(device)
+    prior = cast(Any, PriorTransformer)(**options.family.prior_kwargs()).to(device)
     mean, std = embedding_stats(clip, options)
     with torch.no_grad():
         prior.clip_mean.copy_(mean)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +41,7 @@ def train_unet(options: RunOptions) -> None:
     clip, tokenizer = load_clip(options.work_dir, device)
     scheduler = latent_scheduler()
     torch.manual_seed(options.seed)
-    unet: Any = UNet2DConditionModel(**options.family.unet_kwargs()).to(device)
+    unet: Any = cast(Any, UNet2DConditionModel)(**options.family.unet_kwargs()).to(device)
     budget = options.budget("unet")
     params = list(unet.parameters())
     trainer = StageTrainer("unet", options, {"unet": unet}, params, budget, use_ema=True)
@@ -107,7 +107,7 @@ def train_unet(options: RunOptions) -> None:
     trainer.write_progress(results)
 
 
-def save_ema_model(trainer: StageTrainer, model: torch.nn.Module, out_dir: Any) -> None:
+def save_ema_model(trainer: StageTrainer, model: Any, out_dir: Any) -> None:
     """Save the EMA weights (what ships) with save_pretrained; keep the raw weights in place."""
     if trainer.ema is not None:
         trainer.ema.store(trainer.params)

@@ -6,7 +6,7 @@ the low-resolution image upsampled and concatenated to the noisy input's channel
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -77,7 +77,7 @@ def train_upscaler(options: RunOptions) -> None:
     vae = load_vae(options.work_dir, device)
     scheduler = pixel_scheduler()
     torch.manual_seed(options.seed)
-    unet = UNet2DModel(**options.family.upscaler_kwargs()).to(device)
+    unet = cast(Any, UNet2DModel)(**options.family.upscaler_kwargs()).to(device)
     budget = options.budget("upscaler")
     params = list(unet.parameters())
     trainer = StageTrainer("upscaler", options, {"upscaler": unet}, params, budget, use_ema=True)
@@ -153,7 +153,7 @@ def evaluate_upscaler(unet: Any, vae: Any, options: RunOptions, n: int = 50) -> 
 
     def psnr(a: np.ndarray, b: np.ndarray) -> float:
         mse = np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2)
-        return float(10 * np.log10(255.0**2 / max(mse, 1e-8)))
+        return float(10 * np.log10(255.0**2 / max(float(mse), 1e-8)))
 
     return {
         "psnr_64": round(psnr(up64, truth64), 2),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -53,7 +53,7 @@ def train_vae(options: RunOptions) -> None:
     from diffusers import AutoencoderKL
 
     torch.manual_seed(options.seed)
-    vae: Any = AutoencoderKL(**options.family.vae_kwargs()).to(options.device)
+    vae: Any = cast(Any, AutoencoderKL)(**options.family.vae_kwargs()).to(options.device)
     budget = options.budget("vae")
     trainer = StageTrainer("vae", options, {"vae": vae}, list(vae.parameters()), budget)
 
@@ -79,7 +79,7 @@ def train_vae(options: RunOptions) -> None:
 
 
 @torch.no_grad()
-def latent_scaling_factor(vae: torch.nn.Module, options: RunOptions, n: int = 512) -> float:
+def latent_scaling_factor(vae: Any, options: RunOptions, n: int = 512) -> float:
     """1 / std of the latents, so that scaled latents have unit variance (as SD's 0.18215)."""
     batch = make_batch(step_seed(options.seed, "vae-scale", 0), n)
     latents = vae.encode(images_to_tensor(batch.images, options.device)).latent_dist.mean
@@ -88,7 +88,7 @@ def latent_scaling_factor(vae: torch.nn.Module, options: RunOptions, n: int = 51
 
 @torch.no_grad()
 def evaluate_reconstruction(
-    vae: torch.nn.Module, options: RunOptions, n: int = 500
+    vae: Any, options: RunOptions, n: int = 500
 ) -> dict[str, float]:
     """Analyser accuracy on VAE reconstructions of held-out-style scenes."""
     from easel.zoo.shapes.analyse import ATTRIBUTES, analyse, score
