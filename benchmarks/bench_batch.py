@@ -28,27 +28,49 @@ from easel.batch.runner import RunnerConfig  # noqa: E402
 
 
 def workflow(model: str, steps: int, size: int) -> dict[str, Any]:
-    return {"format": "easel.workflow", "version": 1, "nodes": {
-        "model": {"type": "CheckpointLoader", "inputs": {"name": model}},
-        "pos": {"type": "TextEncode", "inputs": {"clip": ["model", "clip"],
-                                                 "text": "a red circle"}},
-        "neg": {"type": "TextEncode", "inputs": {"clip": ["model", "clip"], "text": ""}},
-        "latent": {"type": "EmptyLatent", "inputs": {"width": size, "height": size,
-                                                     "vae": ["model", "vae"]}},
-        "sample": {"type": "KSampler", "inputs": {
-            "model": ["model", "model"], "positive": ["pos", "conditioning"],
-            "negative": ["neg", "conditioning"], "latent": ["latent", "latent"],
-            "seed": 0, "steps": steps, "cfg": 3.0, "sampler_name": "euler",
-            "scheduler": "normal"}},
-        "decode": {"type": "VAEDecode", "inputs": {"vae": ["model", "vae"],
-                                                   "latent": ["sample", "latent"]}},
-        "save": {"type": "SaveImage", "inputs": {"image": ["decode", "image"],
-                                                 "filename_prefix": "bench"}},
-    }}
+    return {
+        "format": "easel.workflow",
+        "version": 1,
+        "nodes": {
+            "model": {"type": "CheckpointLoader", "inputs": {"name": model}},
+            "pos": {
+                "type": "TextEncode",
+                "inputs": {"clip": ["model", "clip"], "text": "a red circle"},
+            },
+            "neg": {"type": "TextEncode", "inputs": {"clip": ["model", "clip"], "text": ""}},
+            "latent": {
+                "type": "EmptyLatent",
+                "inputs": {"width": size, "height": size, "vae": ["model", "vae"]},
+            },
+            "sample": {
+                "type": "KSampler",
+                "inputs": {
+                    "model": ["model", "model"],
+                    "positive": ["pos", "conditioning"],
+                    "negative": ["neg", "conditioning"],
+                    "latent": ["latent", "latent"],
+                    "seed": 0,
+                    "steps": steps,
+                    "cfg": 3.0,
+                    "sampler_name": "euler",
+                    "scheduler": "normal",
+                },
+            },
+            "decode": {
+                "type": "VAEDecode",
+                "inputs": {"vae": ["model", "vae"], "latent": ["sample", "latent"]},
+            },
+            "save": {
+                "type": "SaveImage",
+                "inputs": {"image": ["decode", "image"], "filename_prefix": "bench"},
+            },
+        },
+    }
 
 
-def timed(label: str, wf: dict[str, Any], options: BatchOptions, config: RunnerConfig
-          ) -> tuple[str, float, int, float]:
+def timed(
+    label: str, wf: dict[str, Any], options: BatchOptions, config: RunnerConfig
+) -> tuple[str, float, int, float]:
     """(label, wall seconds, items ok, steady items/s between the first and last finish)."""
     start = time.perf_counter()
     batch = run_batch(wf, options, config)
@@ -92,36 +114,66 @@ def main() -> None:
     rows = []
 
     def config(name: str, workers: int) -> RunnerConfig:
-        return RunnerConfig(output_dir=str(scratch / name), models_dir=os.environ[
-            "EASEL_MODELS_DIR"] or None, torch_threads=max(1, cores // workers))
+        return RunnerConfig(
+            output_dir=str(scratch / name),
+            models_dir=os.environ["EASEL_MODELS_DIR"] or None,
+            torch_threads=max(1, cores // workers),
+        )
 
     for workers in (1, 2):
         options = BatchOptions(sweeps=sweep, workers=workers, progress=False)
-        rows.append(timed(f"local, {workers} worker process(es)", wf, options,
-                          config(f"local{workers}", workers)))
+        rows.append(
+            timed(
+                f"local, {workers} worker process(es)",
+                wf,
+                options,
+                config(f"local{workers}", workers),
+            )
+        )
     if not args.no_dask:
         from distributed import Client, LocalCluster
 
         for workers in (1, 2):
-            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                              host="127.0.0.1", dashboard_address=None) as cluster, \
-                    Client(cluster) as client:
+            with (
+                LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                ) as cluster,
+                Client(cluster) as client,
+            ):
                 options = BatchOptions(sweeps=sweep, cluster=client, progress=False)
-                rows.append(timed(f"Dask LocalCluster, {workers} worker(s)", wf, options,
-                                  config(f"dask{workers}", workers)))
-    print(f"Easel batch benchmark on {platform.node()} ({cores} cores, Python "
-          f"{platform.python_version()}): {args.items}-item seed sweep, model {model}, "
-          f"{what} (wall time includes worker start-up)")
-    print(f"load average before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
-          "(other processes share these cores)")
-    print(f"{'configuration':<34} {'items ok':>8} {'wall s':>8} {'items/s':>8} {'speed-up':>9}"
-          f" {'steady items/s':>15} {'steady speed-up':>16}")
+                rows.append(
+                    timed(
+                        f"Dask LocalCluster, {workers} worker(s)",
+                        wf,
+                        options,
+                        config(f"dask{workers}", workers),
+                    )
+                )
+    print(
+        f"Easel batch benchmark on {platform.node()} ({cores} cores, Python "
+        f"{platform.python_version()}): {args.items}-item seed sweep, model {model}, "
+        f"{what} (wall time includes worker start-up)"
+    )
+    print(
+        f"load average before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
+        "(other processes share these cores)"
+    )
+    print(
+        f"{'configuration':<34} {'items ok':>8} {'wall s':>8} {'items/s':>8} {'speed-up':>9}"
+        f" {'steady items/s':>15} {'steady speed-up':>16}"
+    )
     first = {"local": rows[0], "Dask": rows[2] if len(rows) > 2 else rows[0]}
     for label, seconds, ok, steady in rows:
         ref = first["Dask"] if label.startswith("Dask") else first["local"]
         steady_ratio = steady / ref[3] if ref[3] else 0.0
-        print(f"{label:<34} {ok:>8} {seconds:>8.2f} {ok / seconds:>8.2f} "
-              f"{ref[1] / seconds:>8.2f}x {steady:>15.2f} {steady_ratio:>15.2f}x")
+        print(
+            f"{label:<34} {ok:>8} {seconds:>8.2f} {ok / seconds:>8.2f} "
+            f"{ref[1] / seconds:>8.2f}x {steady:>15.2f} {steady_ratio:>15.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -66,12 +66,28 @@ def cold_runs(n: int, scratch: Path, env: dict[str, str]) -> tuple[list[float], 
     easel, peer = [], []
     for i in range(n):
         out = scratch / f"cold{i}"
-        easel.append(timed_process([sys.executable, "-m", "easel", "run", "--quiet",
-                                    "--output-dir", str(out)], out, env))
+        easel.append(
+            timed_process(
+                [sys.executable, "-m", "easel", "run", "--quiet", "--output-dir", str(out)],
+                out,
+                env,
+            )
+        )
         out = scratch / f"peer{i}"
-        peer.append(timed_process([sys.executable, "-c", DIFFUSERS_SCRIPT,
-                                   str(BUNDLED_DIR / "easel-shapes"), prompt,
-                                   str(out / "peer.png")], out, env))
+        peer.append(
+            timed_process(
+                [
+                    sys.executable,
+                    "-c",
+                    DIFFUSERS_SCRIPT,
+                    str(BUNDLED_DIR / "easel-shapes"),
+                    prompt,
+                    str(out / "peer.png"),
+                ],
+                out,
+                env,
+            )
+        )
     return easel, peer
 
 
@@ -116,19 +132,27 @@ def main() -> None:
     finally:
         server.stop()
 
-    print(f"Default workflow on {platform.node()} ({os.cpu_count()} cores, "
-          f"{platform.processor() or platform.machine()}, Python {platform.python_version()}); "
-          f"load average before/after {load_before:.1f} / {os.getloadavg()[0]:.1f}")
-    print(f"cold `easel run`, process start to PNG ({len(cold)} runs): median "
-          f"{statistics.median(cold):.2f} s, min {min(cold):.2f}, max {max(cold):.2f} "
-          f"(goal < {GOAL_COLD:.0f} s: {'met' if max(cold) < GOAL_COLD else 'NOT met'})")
-    print(f"the same image from a plain diffusers script, process start to PNG: median "
-          f"{statistics.median(peer):.2f} s, min {min(peer):.2f}, max {max(peer):.2f}; "
-          f"easel/diffusers ratio {statistics.median(cold) / statistics.median(peer):.3f}")
+    print(
+        f"Default workflow on {platform.node()} ({os.cpu_count()} cores, "
+        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}); "
+        f"load average before/after {load_before:.1f} / {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"cold `easel run`, process start to PNG ({len(cold)} runs): median "
+        f"{statistics.median(cold):.2f} s, min {min(cold):.2f}, max {max(cold):.2f} "
+        f"(goal < {GOAL_COLD:.0f} s: {'met' if max(cold) < GOAL_COLD else 'NOT met'})"
+    )
+    print(
+        f"the same image from a plain diffusers script, process start to PNG: median "
+        f"{statistics.median(peer):.2f} s, min {min(peer):.2f}, max {max(peer):.2f}; "
+        f"easel/diffusers ratio {statistics.median(cold) / statistics.median(peer):.3f}"
+    )
     print(f"server, first run (loads the model): {first:.2f} s")
-    print(f"warm server run, new seed ({len(warm)} runs): median {statistics.median(warm):.2f} s,"
-          f" min {min(warm):.2f}, max {max(warm):.2f} "
-          f"(goal < {GOAL_WARM:.0f} s: {'met' if max(warm) < GOAL_WARM else 'NOT met'})")
+    print(
+        f"warm server run, new seed ({len(warm)} runs): median {statistics.median(warm):.2f} s,"
+        f" min {min(warm):.2f}, max {max(warm):.2f} "
+        f"(goal < {GOAL_WARM:.0f} s: {'met' if max(warm) < GOAL_WARM else 'NOT met'})"
+    )
     print(f"warm server run, same seed again (all cached): {cached:.3f} s")
 
 

@@ -37,11 +37,17 @@ def big_workflow(count: int) -> dict:
         inputs: dict = {"value": [f"n{i - 1}", "value"], "steps": 1}
         if i % 3 == 0:
             inputs["delay"] = 0.0
-        nodes[f"n{i}"] = {"type": "TestSlow" if i < count - 1 else "TestEcho",
-                          "inputs": inputs if i < count - 1 else {"value": [f"n{i - 1}", "value"]}}
+        nodes[f"n{i}"] = {
+            "type": "TestSlow" if i < count - 1 else "TestEcho",
+            "inputs": inputs if i < count - 1 else {"value": [f"n{i - 1}", "value"]},
+        }
         positions[f"n{i}"] = [(i % COLUMNS) * 300, (i // COLUMNS) * 220]
-    return {"format": "easel.workflow", "version": 1, "nodes": nodes,
-            "ui": {"positions": positions, "name": "bench"}}
+    return {
+        "format": "easel.workflow",
+        "version": 1,
+        "nodes": nodes,
+        "ui": {"positions": positions, "name": "bench"},
+    }
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -85,10 +91,14 @@ def run(count: int, moves: int) -> dict:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 context = browser.new_context(viewport={"width": 1440, "height": 900})
                 page = context.new_page()
-                state = {"workflow": big_workflow(count), "view": {"x": 40, "y": 40, "zoom": 0.6},
-                         "name": "bench"}
+                state = {
+                    "workflow": big_workflow(count),
+                    "view": {"x": 40, "y": 40, "zoom": 0.6},
+                    "name": "bench",
+                }
                 page.add_init_script(
-                    f"localStorage.setItem('easel.editor.v1', {json.dumps(json.dumps(state))})")
+                    f"localStorage.setItem('easel.editor.v1', {json.dumps(json.dumps(state))})"
+                )
                 started = time.perf_counter()
                 page.goto(server.base + "/")
                 page.wait_for_selector("body.ready")
@@ -113,8 +123,15 @@ def run(count: int, moves: int) -> dict:
                 browser.close()
         finally:
             server.stop()
-    return {"nodes": count, "links": links, "ready_s": ready, "frames": frames,
-            "handler": handler, "work": work, "moved_to": moved}
+    return {
+        "nodes": count,
+        "links": links,
+        "ready_s": ready,
+        "frames": frames,
+        "handler": handler,
+        "work": work,
+        "moved_to": moved,
+    }
 
 
 def main() -> None:
@@ -124,20 +141,30 @@ def main() -> None:
     args = parser.parse_args()
     result = run(args.nodes, args.moves)
     frames, handler = result["frames"], result["handler"]
-    print(f"Easel editor benchmark on {platform.node()} ({platform.machine()}, "
-          f"Python {platform.python_version()}), headless Chromium")
+    print(
+        f"Easel editor benchmark on {platform.node()} ({platform.machine()}, "
+        f"Python {platform.python_version()}), headless Chromium"
+    )
     print(f"graph: {result['nodes']} nodes, {result['links']} links")
     print(f"page ready (goto -> body.ready): {result['ready_s'] * 1000:.0f} ms")
-    print(f"drag: {len(handler)} pointer moves, {len(frames)} frames, "
-          f"the node moved to x={result['moved_to']} (from 600)")
+    print(
+        f"drag: {len(handler)} pointer moves, {len(frames)} frames, "
+        f"the node moved to x={result['moved_to']} (from 600)"
+    )
     work = result["work"]
-    print(f"frame work   median {statistics.median(work):.2f} ms   "
-          f"p95 {percentile(work, 95):.2f} ms   max {max(work):.2f} ms   (target: p95 < 16 ms)")
-    print(f"frame interval median {statistics.median(frames):.1f} ms   "
-          f"p95 {percentile(frames, 95):.1f} ms   max {max(frames):.1f} ms   "
-          "(Chromium's 60 fps clock: 16.7 ms is the floor)")
-    print(f"handler time median {statistics.median(handler):.2f} ms   "
-          f"p95 {percentile(handler, 95):.2f} ms   max {max(handler):.2f} ms")
+    print(
+        f"frame work   median {statistics.median(work):.2f} ms   "
+        f"p95 {percentile(work, 95):.2f} ms   max {max(work):.2f} ms   (target: p95 < 16 ms)"
+    )
+    print(
+        f"frame interval median {statistics.median(frames):.1f} ms   "
+        f"p95 {percentile(frames, 95):.1f} ms   max {max(frames):.1f} ms   "
+        "(Chromium's 60 fps clock: 16.7 ms is the floor)"
+    )
+    print(
+        f"handler time median {statistics.median(handler):.2f} ms   "
+        f"p95 {percentile(handler, 95):.2f} ms   max {max(handler):.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -52,8 +52,10 @@ def registry() -> Registry:
 def chain(n: int) -> dict[str, Any]:
     nodes: dict[str, Any] = {"n0": {"type": "Int", "inputs": {"value": 1}}}
     for i in range(1, n):
-        nodes[f"n{i}"] = {"type": "Math", "inputs": {"a": [f"n{i - 1}", "value" if i == 1
-                                                            else "result"], "b": 1}}
+        nodes[f"n{i}"] = {
+            "type": "Math",
+            "inputs": {"a": [f"n{i - 1}", "value" if i == 1 else "result"], "b": 1},
+        }
     return {"format": "easel.workflow", "version": 1, "nodes": nodes}
 
 
@@ -101,12 +103,20 @@ def main() -> None:
             warm = Executor(reg, OutputCache())
             warm.run(plan)
             t_cached = best_of(repeat, lambda w=warm, p=plan: w.run(p))
-            rows.append((f"{shape} {n:,}", "validate / node", f"{t_validate / n * 1e6:.1f} us",
-                         "<= 20 us" if n == 10_000 else ""))
-            rows.append((f"{shape} {n:,}", "execute / node", f"{t_run / n * 1e6:.1f} us",
-                         "<= 50 us"))
-            rows.append((f"{shape} {n:,}", "cached re-run / node",
-                         f"{t_cached / n * 1e6:.1f} us", ""))
+            rows.append(
+                (
+                    f"{shape} {n:,}",
+                    "validate / node",
+                    f"{t_validate / n * 1e6:.1f} us",
+                    "<= 20 us" if n == 10_000 else "",
+                )
+            )
+            rows.append(
+                (f"{shape} {n:,}", "execute / node", f"{t_run / n * 1e6:.1f} us", "<= 50 us")
+            )
+            rows.append(
+                (f"{shape} {n:,}", "cached re-run / node", f"{t_cached / n * 1e6:.1f} us", "")
+            )
 
     ten = chain(10)
     ten["nodes"]["out"] = {"type": "Total", "inputs": {"array": ["big", "array"]}}
@@ -119,17 +129,27 @@ def main() -> None:
         result = warm.run(ten, targets=["n9", "out"])
         samples.append(time.perf_counter() - start)
         assert not result.executed
-    rows.append(("10-node workflow", "fully cached re-run (incl. validation)",
-                 f"{statistics.median(samples) * 1e3:.2f} ms", "< 10 ms"))
+    rows.append(
+        (
+            "10-node workflow",
+            "fully cached re-run (incl. validation)",
+            f"{statistics.median(samples) * 1e3:.2f} ms",
+            "< 10 ms",
+        )
+    )
 
     bound = 256 * 1024**2
     runs = 200 if args.quick else 1000
     mem = Executor(reg, OutputCache(max_bytes=bound))
-    wf = {"format": "easel.workflow", "version": 1, "nodes": {
-        "big": {"type": "BigArray", "inputs": {"seed": 0}},
-        "scaled": {"type": "Scale", "inputs": {"array": ["big", "array"]}},
-        "total": {"type": "Total", "inputs": {"array": ["scaled", "array"]}},
-    }}
+    wf = {
+        "format": "easel.workflow",
+        "version": 1,
+        "nodes": {
+            "big": {"type": "BigArray", "inputs": {"seed": 0}},
+            "scaled": {"type": "Scale", "inputs": {"array": ["big", "array"]}},
+            "total": {"type": "Total", "inputs": {"array": ["scaled", "array"]}},
+        },
+    }
     gc.collect()
     baseline = rss_bytes()
     peak_after_fill = 0
@@ -139,18 +159,37 @@ def main() -> None:
         if seed == 100:
             peak_after_fill = rss_bytes()
     final = rss_bytes()
-    rows.append((f"{runs} runs, distinct seeds", "RSS growth over baseline",
-                 f"{(final - baseline) / 1024**2:.0f} MiB",
-                 f"<= cache bound {bound // 1024**2} MiB"))
-    rows.append((f"{runs} runs, distinct seeds", "RSS change after run 100",
-                 f"{(final - peak_after_fill) / 1024**2:+.0f} MiB", "no growth"))
-    rows.append((f"{runs} runs, distinct seeds", "cache held / evictions",
-                 f"{mem.cache.bytes / 1024**2:.0f} MiB / {mem.cache.stats.evictions}", ""))
+    rows.append(
+        (
+            f"{runs} runs, distinct seeds",
+            "RSS growth over baseline",
+            f"{(final - baseline) / 1024**2:.0f} MiB",
+            f"<= cache bound {bound // 1024**2} MiB",
+        )
+    )
+    rows.append(
+        (
+            f"{runs} runs, distinct seeds",
+            "RSS change after run 100",
+            f"{(final - peak_after_fill) / 1024**2:+.0f} MiB",
+            "no growth",
+        )
+    )
+    rows.append(
+        (
+            f"{runs} runs, distinct seeds",
+            "cache held / evictions",
+            f"{mem.cache.bytes / 1024**2:.0f} MiB / {mem.cache.stats.evictions}",
+            "",
+        )
+    )
 
     cpu = platform.processor() or platform.machine()
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (other processes share the cores)")
-    print(f"Easel engine benchmark on {platform.node()} ({cpu}, "
-          f"{os.cpu_count()} cores, Python {platform.python_version()}), best of {repeat}")
+    print(
+        f"Easel engine benchmark on {platform.node()} ({cpu}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}), best of {repeat}"
+    )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     header = ("graph", "measure", "result", "target")
     widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]

@@ -85,20 +85,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         build(families, root)
-        print(f"Easel peak RSS per family on {platform.node()} ({platform.machine()}, "
-              f"Python {platform.python_version()}), tiny random models, CPU fp32, "
-              "64x64, 4 steps")
+        print(
+            f"Easel peak RSS per family on {platform.node()} ({platform.machine()}, "
+            f"Python {platform.python_version()}), tiny random models, CPU fp32, "
+            "64x64, 4 steps"
+        )
         for family in families:
-            out = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT)), family,
-                                  str(root)], capture_output=True, text=True, check=False,
-                                 cwd=str(ROOT))
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD.format(root=str(ROOT)), family, str(root)],
+                capture_output=True,
+                text=True,
+                check=False,
+                cwd=str(ROOT),
+            )
             if out.returncode:
                 print(f"  {family:14s} failed: {out.stderr.strip().splitlines()[-1:]}")
                 continue
             data = json.loads(out.stdout.strip().splitlines()[-1])
             floor, peak = data["floor_kib"] / 1024, data["peak_kib"] / 1024
-            print(f"  {family:14s} peak {peak:7.1f} MiB   after imports {floor:7.1f} MiB   "
-                  f"run {peak - floor:6.1f} MiB")
+            print(
+                f"  {family:14s} peak {peak:7.1f} MiB   after imports {floor:7.1f} MiB   "
+                f"run {peak - floor:6.1f} MiB"
+            )
 
 
 if __name__ == "__main__":

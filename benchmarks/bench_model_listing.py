@@ -29,11 +29,17 @@ sys.path.insert(0, str(ROOT))
 from easel.models import discovery  # noqa: E402
 
 # (kind folder, share of the files, sub-folders): roughly a user's install.
-LAYOUT = (("checkpoints", 0.30, ("sd15", "sdxl", "sdxl/refiners", "pony", "")),
-          ("loras", 0.35, ("style", "character", "sdxl/concept", "sd15/detail", "")),
-          ("vae", 0.04, ("",)), ("embeddings", 0.12, ("negative", "")),
-          ("controlnet", 0.08, ("sd15", "sdxl")), ("upscale_models", 0.04, ("",)),
-          ("clip", 0.03, ("",)), ("unet", 0.02, ("",)), ("clip_vision", 0.02, ("",)))
+LAYOUT = (
+    ("checkpoints", 0.30, ("sd15", "sdxl", "sdxl/refiners", "pony", "")),
+    ("loras", 0.35, ("style", "character", "sdxl/concept", "sd15/detail", "")),
+    ("vae", 0.04, ("",)),
+    ("embeddings", 0.12, ("negative", "")),
+    ("controlnet", 0.08, ("sd15", "sdxl")),
+    ("upscale_models", 0.04, ("",)),
+    ("clip", 0.03, ("",)),
+    ("unet", 0.02, ("",)),
+    ("clip_vision", 0.02, ("",)),
+)
 SUFFIXES = (".safetensors", ".safetensors", ".safetensors", ".pt", ".ckpt")
 
 
@@ -94,12 +100,20 @@ def main() -> None:
         seen = "style/new-one.safetensors" in discovery.kind_names("loras", roots)
 
     cores = os.cpu_count()
-    print(f"Easel model listing benchmark on {platform.node()} ({platform.machine()}, "
-          f"{cores} cores, Python {platform.python_version()}), median of {args.repeat}")
-    print(f"{made} placeholder files + 3 diffusers folders; {listed} names listed over "
-          f"{len(discovery.KINDS)} kinds")
-    rows = (("all kinds, cold (cache empty)", cold_s), ("all kinds, warm (cached)", warm_s),
-            ("one kind (loras), warm", one_kind_s), ("resolve one name, warm", resolve_s))
+    print(
+        f"Easel model listing benchmark on {platform.node()} ({platform.machine()}, "
+        f"{cores} cores, Python {platform.python_version()}), median of {args.repeat}"
+    )
+    print(
+        f"{made} placeholder files + 3 diffusers folders; {listed} names listed over "
+        f"{len(discovery.KINDS)} kinds"
+    )
+    rows = (
+        ("all kinds, cold (cache empty)", cold_s),
+        ("all kinds, warm (cached)", warm_s),
+        ("one kind (loras), warm", one_kind_s),
+        ("resolve one name, warm", resolve_s),
+    )
     for label, seconds in rows:
         print(f"  {label:<32} {seconds * 1000:8.2f} ms")
     print(f"  a file added is listed at once: {'yes' if seen else 'NO'}")

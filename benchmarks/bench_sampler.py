@@ -41,21 +41,44 @@ def build_full(folder: Path) -> None:
     write_tokenizer(folder / "tokenizer")
     torch.manual_seed(0)
     unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
-    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-                        down_block_types=("DownEncoderBlock2D",) * 4,
-                        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4,
-                        sample_size=512)
-    text = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072,
-                                        num_hidden_layers=12, num_attention_heads=12,
-                                        vocab_size=49408, max_position_embeddings=77,
-                                        bos_token_id=0, eos_token_id=1, pad_token_id=1))
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012,
-                                       beta_schedule="scaled_linear", steps_offset=1,
-                                       timestep_spacing="leading")
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        layers_per_block=2,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        sample_size=512,
+    )
+    text = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            vocab_size=49408,
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    )
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
     StableDiffusionPipeline(
-        unet=unet, vae=vae, text_encoder=text, scheduler=scheduler,
-        tokenizer=CLIPTokenizer.from_pretrained(str(folder / "tokenizer")), safety_checker=None,
-        feature_extractor=None, requires_safety_checker=False).save_pretrained(str(folder))
+        unet=unet,
+        vae=vae,
+        text_encoder=text,
+        scheduler=scheduler,
+        tokenizer=CLIPTokenizer.from_pretrained(str(folder / "tokenizer")),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    ).save_pretrained(str(folder))
 
 
 def sync(device: Any) -> None:
@@ -131,14 +154,24 @@ def main(argv: list[str] | None = None) -> int:
     pos = TextEncode.call(ctx, {"clip": clip, "text": prompt})["conditioning"]
     neg = TextEncode.call(ctx, {"clip": clip, "text": negative})["conditioning"]
     factor = model.vae_scale_factor
-    latent = {"samples": torch.zeros(1, 4, size // factor, size // factor), "width": size,
-              "height": size}
-    settings = {"seed": 1, "steps": steps, "cfg": args.cfg, "sampler_name": "euler",
-                "scheduler": "normal", "denoise": 1.0}
+    latent = {
+        "samples": torch.zeros(1, 4, size // factor, size // factor),
+        "width": size,
+        "height": size,
+    }
+    settings = {
+        "seed": 1,
+        "steps": steps,
+        "cfg": args.cfg,
+        "sampler_name": "euler",
+        "scheduler": "normal",
+        "denoise": 1.0,
+    }
 
     def ksampler() -> None:
-        KSampler.call(ctx, {"model": model, "positive": pos, "negative": neg, "latent": latent,
-                            **settings})
+        KSampler.call(
+            ctx, {"model": model, "positive": pos, "negative": neg, "latent": latent, **settings}
+        )
 
     def bare_loop() -> None:
         """The loop a diffusers pipeline runs, without Easel around it."""
@@ -152,62 +185,97 @@ def main(argv: list[str] | None = None) -> int:
         with torch.inference_mode():
             for t in scheduler.timesteps:
                 x_in = scheduler.scale_model_input(torch.cat([x] * 2), t)
-                uncond, cond = unet(x_in, t, encoder_hidden_states=embeds,
-                                    return_dict=False)[0].chunk(2)
-                x = scheduler.step(uncond + args.cfg * (cond - uncond), t, x,
-                                   return_dict=False)[0]
+                uncond, cond = unet(x_in, t, encoder_hidden_states=embeds, return_dict=False)[
+                    0
+                ].chunk(2)
+                x = scheduler.step(uncond + args.cfg * (cond - uncond), t, x, return_dict=False)[0]
 
     easel_s, bare_s = timed_pair(ksampler, bare_loop, device, args.repeats)
     per_step_easel, per_step_bare = easel_s / steps, bare_s / steps
 
     registry = load_plugins(entry_points=False)
-    workflow = {"format": "easel.workflow", "version": 1, "nodes": {
-        "ckpt": {"type": "CheckpointLoader", "inputs": {"name": "bench"}},
-        "pos": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": prompt}},
-        "neg": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": negative}},
-        "lat": {"type": "EmptyLatent", "inputs": {"width": size, "height": size}},
-        "k": {"type": "KSampler", "inputs": {"model": ["ckpt", "model"],
-                                             "positive": ["pos", "conditioning"],
-                                             "negative": ["neg", "conditioning"],
-                                             "latent": ["lat", "latent"], **settings}},
-        "dec": {"type": "VAEDecode", "inputs": {"vae": ["ckpt", "vae"],
-                                                "latent": ["k", "latent"]}}}}
+    workflow = {
+        "format": "easel.workflow",
+        "version": 1,
+        "nodes": {
+            "ckpt": {"type": "CheckpointLoader", "inputs": {"name": "bench"}},
+            "pos": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": prompt}},
+            "neg": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": negative}},
+            "lat": {"type": "EmptyLatent", "inputs": {"width": size, "height": size}},
+            "k": {
+                "type": "KSampler",
+                "inputs": {
+                    "model": ["ckpt", "model"],
+                    "positive": ["pos", "conditioning"],
+                    "negative": ["neg", "conditioning"],
+                    "latent": ["lat", "latent"],
+                    **settings,
+                },
+            },
+            "dec": {
+                "type": "VAEDecode",
+                "inputs": {"vae": ["ckpt", "vae"], "latent": ["k", "latent"]},
+            },
+        },
+    }
 
     def easel_workflow() -> None:  # a fresh output cache: every node runs, as in the pipeline
         executor = Executor(registry, OutputCache(), services={"models": manager})
         result = executor.run(workflow, targets=["dec"])
         assert result.status == "succeeded", result.failures
 
-    pipe = StableDiffusionPipeline(unet=unet, vae=vae.vae, text_encoder=clip.text_model,
-                                   tokenizer=clip.tokenizer,
-                                   scheduler=_euler(model.scheduler_config),
-                                   safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        unet=unet,
+        vae=vae.vae,
+        text_encoder=clip.text_model,
+        tokenizer=clip.tokenizer,
+        scheduler=_euler(model.scheduler_config),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
 
     def pipeline() -> None:
-        pipe(prompt, negative_prompt=negative, height=size, width=size,
-             num_inference_steps=steps, guidance_scale=args.cfg,
-             generator=torch.Generator("cpu").manual_seed(1), output_type="pt")
+        pipe(
+            prompt,
+            negative_prompt=negative,
+            height=size,
+            width=size,
+            num_inference_steps=steps,
+            guidance_scale=args.cfg,
+            generator=torch.Generator("cpu").manual_seed(1),
+            output_type="pt",
+        )
 
     e2e_easel, e2e_pipe = timed_pair(easel_workflow, pipeline, device, args.repeats)
 
-    machine = (f"{platform.machine()} {platform.processor() or ''} torch {torch.__version__} "
-               f"device {device}")
+    machine = (
+        f"{platform.machine()} {platform.processor() or ''} torch {torch.__version__} "
+        f"device {device}"
+    )
     if device.type == "cuda":
         machine += f" ({torch.cuda.get_device_name(device)})"
-    print(f"# bench_sampler: {'SD1.5-size' if args.full else 'tiny'} UNet, {size}x{size}, "
-          f"{steps} steps, cfg {args.cfg}, euler, dtype {str(dtype).removeprefix('torch.')}, "
-          f"compile {args.compile}")
+    print(
+        f"# bench_sampler: {'SD1.5-size' if args.full else 'tiny'} UNet, {size}x{size}, "
+        f"{steps} steps, cfg {args.cfg}, euler, dtype {str(dtype).removeprefix('torch.')}, "
+        f"compile {args.compile}"
+    )
     print(f"# machine: {machine}")
     print("| measure | easel | diffusers | ratio | target |")
     print("|---|---|---|---|---|")
-    print(f"| per step (KSampler vs bare loop) | {per_step_easel * 1000:.2f} ms | "
-          f"{per_step_bare * 1000:.2f} ms | {per_step_easel / per_step_bare:.3f}x | <= 1.02x |")
-    print(f"| end to end (workflow vs pipeline) | {e2e_easel * 1000:.1f} ms | "
-          f"{e2e_pipe * 1000:.1f} ms | {e2e_easel / e2e_pipe:.3f}x | <= 1.0x |")
-    print(f"| it/s (KSampler, CFG batch of 2) | {1 / per_step_easel:.2f} | "
-          f"{1 / per_step_bare:.2f} | | |")
+    print(
+        f"| per step (KSampler vs bare loop) | {per_step_easel * 1000:.2f} ms | "
+        f"{per_step_bare * 1000:.2f} ms | {per_step_easel / per_step_bare:.3f}x | <= 1.02x |"
+    )
+    print(
+        f"| end to end (workflow vs pipeline) | {e2e_easel * 1000:.1f} ms | "
+        f"{e2e_pipe * 1000:.1f} ms | {e2e_easel / e2e_pipe:.3f}x | <= 1.0x |"
+    )
+    print(
+        f"| it/s (KSampler, CFG batch of 2) | {1 / per_step_easel:.2f} | "
+        f"{1 / per_step_bare:.2f} | | |"
+    )
     if device.type == "cuda":
         flops = unet_flops(unet, latent["samples"].shape, pos["embeds"].shape, device, dtype)
         name = torch.cuda.get_device_name(device)
@@ -221,8 +289,9 @@ def main(argv: list[str] | None = None) -> int:
 def _euler(config: dict[str, Any]) -> Any:
     from diffusers import EulerDiscreteScheduler
 
-    return EulerDiscreteScheduler.from_config({k: v for k, v in config.items()
-                                               if not k.startswith("_")})
+    return EulerDiscreteScheduler.from_config(
+        {k: v for k, v in config.items() if not k.startswith("_")}
+    )
 
 
 def unet_flops(unet: Any, latent_shape: Any, embed_shape: Any, device: Any, dtype: Any) -> float:

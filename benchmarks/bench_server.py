@@ -51,8 +51,9 @@ def fan_out(n: int, value: int) -> dict[str, Any]:
 
 def post(server: Server, body: Any) -> str:
     data = json.dumps(body).encode()
-    request = urllib.request.Request(server.base + "/api/runs", data=data,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        server.base + "/api/runs", data=data, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=120) as response:
         return str(json.loads(response.read())["id"])
 
@@ -75,8 +76,9 @@ def timed_run(server: Server, workflow: dict[str, Any]) -> float:
     return seconds
 
 
-def warm_side_by_side(scratch: Path, runs: int, env: dict[str, str]) -> tuple[list[float],
-                                                                                list[float]]:
+def warm_side_by_side(
+    scratch: Path, runs: int, env: dict[str, str]
+) -> tuple[list[float], list[float]]:
     workflow = read_workflow(ROOT / "workflows" / "text_to_image.json")
     process = Server(scratch / "process", free_port(), env=env)
     thread = Server(scratch / "thread", free_port(), ("--no-worker-process",), env=env)
@@ -125,8 +127,9 @@ def in_process(n: int, rounds: int) -> tuple[list[float], list[float]]:
     return times, cpu
 
 
-def through_server(scratch: Path, n: int, rounds: int, env: dict[str, str]
-                   ) -> tuple[list[float], list[float], list[float], float]:
+def through_server(
+    scratch: Path, n: int, rounds: int, env: dict[str, str]
+) -> tuple[list[float], list[float], list[float], float]:
     """(cached run seconds, their CPU seconds (server and worker, the client's encoding
     apart), GET latencies in ms during an uncached run, its seconds)."""
     server = Server(scratch / "big", free_port(), env=env)
@@ -171,45 +174,57 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="cached big runs (default 3)")
     parser.add_argument("--skip-warm", action="store_true", help="only the big-run figures")
     parser.add_argument("--skip-big", action="store_true", help="only the warm figures")
-    parser.add_argument("--torch-threads", type=int, default=0,
-                        help="OMP_NUM_THREADS for both servers (on a loaded machine, 1 keeps "
-                             "OpenMP's spinning threads from distorting the comparison)")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="OMP_NUM_THREADS for both servers (on a loaded machine, 1 keeps "
+        "OpenMP's spinning threads from distorting the comparison)",
+    )
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="easel-bench-server-"))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "EASEL_MODELS_DIR": ""}
     if args.torch_threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.torch_threads)
     load_before = os.getloadavg()[0]
-    print(f"Server on {platform.node()} ({os.cpu_count()} cores, "
-          f"{platform.processor() or platform.machine()}, Python {platform.python_version()})",
-          flush=True)
+    print(
+        f"Server on {platform.node()} ({os.cpu_count()} cores, "
+        f"{platform.processor() or platform.machine()}, Python {platform.python_version()})",
+        flush=True,
+    )
     if not args.skip_warm:
         process, thread = warm_side_by_side(scratch, args.warm, env)
         ratio = statistics.median(process) / statistics.median(thread)
-        print(f"warm default workflow, new seed ({len(process)} runs each, alternating): "
-              f"worker process median {statistics.median(process):.3f} s (min "
-              f"{min(process):.3f}), thread median {statistics.median(thread):.3f} s (min "
-              f"{min(thread):.3f}); ratio {ratio:.3f} (goal <= {GOAL_WARM_RATIO}: "
-              f"{'met' if ratio <= GOAL_WARM_RATIO else 'NOT met'}); load average "
-              f"{os.getloadavg()[0]:.1f}", flush=True)
+        print(
+            f"warm default workflow, new seed ({len(process)} runs each, alternating): "
+            f"worker process median {statistics.median(process):.3f} s (min "
+            f"{min(process):.3f}), thread median {statistics.median(thread):.3f} s (min "
+            f"{min(thread):.3f}); ratio {ratio:.3f} (goal <= {GOAL_WARM_RATIO}: "
+            f"{'met' if ratio <= GOAL_WARM_RATIO else 'NOT met'}); load average "
+            f"{os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
     if args.skip_big:
         return
     direct, direct_cpu = in_process(args.nodes, args.rounds)
-    cached, cached_cpu, latencies, uncached = through_server(scratch, args.nodes, args.rounds,
-                                                             env)
+    cached, cached_cpu, latencies, uncached = through_server(scratch, args.nodes, args.rounds, env)
     ratio = statistics.median(cached) / statistics.median(direct)
     cpu_ratio = statistics.median(cached_cpu) / statistics.median(direct_cpu)
-    print(f"fully cached {args.nodes}-node fan-out: in-process executor median "
-          f"{statistics.median(direct):.3f} s ({statistics.median(direct_cpu):.3f} s CPU), "
-          f"through the server (POST to succeeded) median {statistics.median(cached):.3f} s "
-          f"({statistics.median(cached_cpu):.3f} s CPU, server and worker); wall ratio "
-          f"{ratio:.2f}, CPU ratio {cpu_ratio:.2f} (goal <= {GOAL_BIG_RATIO}: "
-          f"{'met' if ratio <= GOAL_BIG_RATIO else 'NOT met'})")
+    print(
+        f"fully cached {args.nodes}-node fan-out: in-process executor median "
+        f"{statistics.median(direct):.3f} s ({statistics.median(direct_cpu):.3f} s CPU), "
+        f"through the server (POST to succeeded) median {statistics.median(cached):.3f} s "
+        f"({statistics.median(cached_cpu):.3f} s CPU, server and worker); wall ratio "
+        f"{ratio:.2f}, CPU ratio {cpu_ratio:.2f} (goal <= {GOAL_BIG_RATIO}: "
+        f"{'met' if ratio <= GOAL_BIG_RATIO else 'NOT met'})"
+    )
     p99 = percentile(latencies, 0.99)
-    print(f"GET /api/runs?limit=1 during an uncached {args.nodes}-node run ({uncached:.2f} s, "
-          f"submission included; {len(latencies)} requests): p50 "
-          f"{percentile(latencies, 0.5):.1f} ms, p99 {p99:.1f} ms, max {max(latencies):.1f} ms "
-          f"(goal p99 < {GOAL_P99_MS:.0f} ms: {'met' if p99 < GOAL_P99_MS else 'NOT met'})")
+    print(
+        f"GET /api/runs?limit=1 during an uncached {args.nodes}-node run ({uncached:.2f} s, "
+        f"submission included; {len(latencies)} requests): p50 "
+        f"{percentile(latencies, 0.5):.1f} ms, p99 {p99:.1f} ms, max {max(latencies):.1f} ms "
+        f"(goal p99 < {GOAL_P99_MS:.0f} ms: {'met' if p99 < GOAL_P99_MS else 'NOT met'})"
+    )
     print(f"load average before/after {load_before:.1f} / {os.getloadavg()[0]:.1f}")
 
 

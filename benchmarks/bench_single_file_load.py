@@ -75,8 +75,12 @@ def build(scale: str, where: Path) -> tuple[Path, Path, Path, Path]:
     from tests.fixtures.sd_family import SHARED_CLIP, write_comfy_tokenizer
 
     if scale == "small":
-        REAL["sdxl"] = dict(REAL["sdxl"], block_out_channels=(64, 128, 256),
-                            attention_head_dim=(1, 2, 4), transformer_layers_per_block=(1, 2, 2))
+        REAL["sdxl"] = dict(
+            REAL["sdxl"],
+            block_out_channels=(64, 128, 256),
+            attention_head_dim=(1, 2, 4),
+            transformer_layers_per_block=(1, 2, 2),
+        )
     models = where / "models"
     path = models / "checkpoints" / f"sdxl-{scale}.safetensors"
     comfy = where / "ComfyUI"
@@ -89,8 +93,9 @@ def build(scale: str, where: Path) -> tuple[Path, Path, Path, Path]:
         state = {}
         for key, value in meta.items():
             tensor = torch.empty(value.shape, dtype=torch.float16)
-            state[key] = tensor.normal_(0, 0.02, generator=generator) if tensor.dim() > 1 \
-                else tensor.zero_()
+            state[key] = (
+                tensor.normal_(0, 0.02, generator=generator) if tensor.dim() > 1 else tensor.zero_()
+            )
         save_file(state, str(path))
         del state
     # diffusers' config folder, built from the same meta models
@@ -101,38 +106,62 @@ def build(scale: str, where: Path) -> tuple[Path, Path, Path, Path]:
 
     with torch.device("meta"):
         UNet2DConditionModel(**REAL["sdxl"]).save_config(str(config / "unet"))
-        AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-                      down_block_types=("DownEncoderBlock2D",) * 4,
-                      up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4,
-                      scaling_factor=0.13025).save_config(str(config / "vae"))
+        AutoencoderKL(
+            block_out_channels=(128, 256, 512, 512),
+            layers_per_block=2,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            latent_channels=4,
+            scaling_factor=0.13025,
+        ).save_config(str(config / "vae"))
     CLIPTextConfig(**CLIP_L, architectures=["CLIPTextModel"]).save_pretrained(
-        str(config / "text_encoder"))
+        str(config / "text_encoder")
+    )
     CLIPTextConfig(**CLIP_G, architectures=["CLIPTextModelWithProjection"]).save_pretrained(
-        str(config / "text_encoder_2"))
+        str(config / "text_encoder_2")
+    )
     for sub, pad in (("tokenizer", "<|endoftext|>"), ("tokenizer_2", "!")):
-        CLIPTokenizer(str(SHARED_CLIP / "vocab.json"), str(SHARED_CLIP / "merges.txt"),
-                      pad_token=pad).save_pretrained(str(config / sub))
-    EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                           steps_offset=1, timestep_spacing="leading").save_pretrained(
-        str(config / "scheduler"))
-    (config / "model_index.json").write_text(json.dumps({
-        "_class_name": "StableDiffusionXLPipeline", "_diffusers_version": "0.42.1",
-        "force_zeros_for_empty_prompt": True, "feature_extractor": [None, None],
-        "image_encoder": [None, None], "scheduler": ["diffusers", "EulerDiscreteScheduler"],
-        "text_encoder": ["transformers", "CLIPTextModel"],
-        "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
-        "tokenizer": ["transformers", "CLIPTokenizer"],
-        "tokenizer_2": ["transformers", "CLIPTokenizer"],
-        "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}))
+        CLIPTokenizer(
+            str(SHARED_CLIP / "vocab.json"), str(SHARED_CLIP / "merges.txt"), pad_token=pad
+        ).save_pretrained(str(config / sub))
+    EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        steps_offset=1,
+        timestep_spacing="leading",
+    ).save_pretrained(str(config / "scheduler"))
+    (config / "model_index.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "StableDiffusionXLPipeline",
+                "_diffusers_version": "0.42.1",
+                "force_zeros_for_empty_prompt": True,
+                "feature_extractor": [None, None],
+                "image_encoder": [None, None],
+                "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+                "text_encoder": ["transformers", "CLIPTextModel"],
+                "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+                "tokenizer": ["transformers", "CLIPTokenizer"],
+                "tokenizer_2": ["transformers", "CLIPTokenizer"],
+                "unet": ["diffusers", "UNet2DConditionModel"],
+                "vae": ["diffusers", "AutoencoderKL"],
+            }
+        )
+    )
     return path, models, comfy, config
 
 
 def load_once(which: str, path: Path, models: Path, comfy: Path, config: Path) -> dict:
     code = CHILD.format(root=str(ROOT))
     name = path.name if which == "easel" else str(path)
-    out = subprocess.run([sys.executable, "-c", code, which, name, str(models), str(comfy),
-                          str(config)], capture_output=True, text=True, check=True,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    out = subprocess.run(
+        [sys.executable, "-c", code, which, name, str(models), str(comfy), str(config)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -146,16 +175,20 @@ def main() -> None:
     started = time.perf_counter()
     path, models, comfy, config = build(args.scale, where)
     size = path.stat().st_size / 1e9
-    print(f"SDXL single-file load, scale={args.scale}: {size:.2f} GB file "
-          f"(built in {time.perf_counter() - started:.0f} s) on {platform.node()} "
-          f"({platform.machine()}, {os.cpu_count()} cores), fp16 weights, CPU")
+    print(
+        f"SDXL single-file load, scale={args.scale}: {size:.2f} GB file "
+        f"(built in {time.perf_counter() - started:.0f} s) on {platform.node()} "
+        f"({platform.machine()}, {os.cpu_count()} cores), fp16 weights, CPU"
+    )
     rows: dict[str, list[dict]] = {"easel": [], "diffusers": []}
     for _ in range(args.repeat):
         for which in ("easel", "diffusers"):
             rows[which].append(load_once(which, path, models, comfy, config))
     print(f"{'loader':<52}{'ready (s)':>10}{'touched (s)':>13}{'params':>15}")
-    labels = {"easel": "Easel CheckpointLoader, nothing beside the file",
-              "diffusers": "diffusers from_single_file(config=local folder)"}
+    labels = {
+        "easel": "Easel CheckpointLoader, nothing beside the file",
+        "diffusers": "diffusers from_single_file(config=local folder)",
+    }
     for which, runs in rows.items():
         ready = statistics.median(r["ready"] for r in runs)
         touched = statistics.median(r["touched"] for r in runs)

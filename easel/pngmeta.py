@@ -29,8 +29,7 @@ def png_info(workflow: Mapping[str, Any] | None, parameters: str | None = None) 
 
     info = PngInfo()
     if workflow is not None:
-        info.add_text(WORKFLOW_KEY, json.dumps(workflow, ensure_ascii=True,
-                                               separators=(",", ":")))
+        info.add_text(WORKFLOW_KEY, json.dumps(workflow, ensure_ascii=True, separators=(",", ":")))
         for key, value in comfy_chunks(workflow).items():
             info.add_text(key, json.dumps(value, ensure_ascii=True, separators=(",", ":")))
     if parameters:
@@ -53,8 +52,7 @@ def comfy_chunks(workflow: Mapping[str, Any]) -> dict[str, Any]:
     pnginfo = extra.get("extra_pnginfo") if isinstance(extra, Mapping) else None
     if isinstance(pnginfo, Mapping):
         for key, value in pnginfo.items():
-            if isinstance(key, str) and key not in (WORKFLOW_KEY, PARAMETERS_KEY,
-                                                    COMFY_PROMPT_KEY):
+            if isinstance(key, str) and key not in (WORKFLOW_KEY, PARAMETERS_KEY, COMFY_PROMPT_KEY):
                 chunks[key] = value
     return chunks
 
@@ -81,8 +79,7 @@ def read_text_chunks(source: ImageSource) -> dict[str, str]:
                         texts.setdefault(key, rest)
             return texts
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise WorkflowError([Problem(f"{name} is not an image this tool reads: {exc}")]) \
-            from None
+        raise WorkflowError([Problem(f"{name} is not an image this tool reads: {exc}")]) from None
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt files
         raise WorkflowError([Problem(f"cannot read the metadata of {name}: {exc}")]) from None
 
@@ -91,16 +88,23 @@ def embedded_workflows(source: ImageSource) -> dict[str, Any]:
     """The workflows an image carries, parsed: keys "easel", "comfy-api", "comfy-ui"."""
     chunks = read_text_chunks(source)
     found: dict[str, Any] = {}
-    for kind, key in (("easel", WORKFLOW_KEY), ("comfy-api", COMFY_PROMPT_KEY),
-                      ("comfy-ui", COMFY_WORKFLOW_KEY)):
+    for kind, key in (
+        ("easel", WORKFLOW_KEY),
+        ("comfy-api", COMFY_PROMPT_KEY),
+        ("comfy-ui", COMFY_WORKFLOW_KEY),
+    ):
         if key not in chunks:
             continue
         try:
             found[kind] = json.loads(chunks[key])
         except json.JSONDecodeError as exc:
-            raise WorkflowError([Problem(
-                f"the {key!r} metadata of {_describe(source)} is not valid JSON: {exc.msg}"
-            )]) from None
+            raise WorkflowError(
+                [
+                    Problem(
+                        f"the {key!r} metadata of {_describe(source)} is not valid JSON: {exc.msg}"
+                    )
+                ]
+            ) from None
     return found
 
 
@@ -117,8 +121,14 @@ def workflow_from_png(source: ImageSource) -> dict[str, Any]:
     if "easel" in found:
         workflow = found["easel"]
         if not isinstance(workflow, dict):
-            raise WorkflowError([Problem(f"the {WORKFLOW_KEY!r} metadata of "
-                                         f"{_describe(source)} is not a workflow object")])
+            raise WorkflowError(
+                [
+                    Problem(
+                        f"the {WORKFLOW_KEY!r} metadata of "
+                        f"{_describe(source)} is not a workflow object"
+                    )
+                ]
+            )
         return workflow
     if "comfy-api" in found:
         converted = to_easel(found["comfy-api"], plugin_comfy_nodes())
@@ -127,10 +137,14 @@ def workflow_from_png(source: ImageSource) -> dict[str, Any]:
         return converted
     if "comfy-ui" in found:
         return to_easel(found["comfy-ui"], plugin_comfy_nodes())
-    raise WorkflowError([Problem(
-        f"{_describe(source)} has no workflow embedded (looked for the metadata "
-        f"{WORKFLOW_KEY!r} written by Easel and 'prompt'/'workflow' written by ComfyUI)"
-    )])
+    raise WorkflowError(
+        [
+            Problem(
+                f"{_describe(source)} has no workflow embedded (looked for the metadata "
+                f"{WORKFLOW_KEY!r} written by Easel and 'prompt'/'workflow' written by ComfyUI)"
+            )
+        ]
+    )
 
 
 def _merge_editor_data(workflow: dict[str, Any], comfy_ui: Any) -> None:
@@ -191,9 +205,14 @@ def generation_summary(workflow: Mapping[str, Any], node_id: str) -> str | None:
     if isinstance(negative, str) and negative:
         lines.append(f"Negative prompt: {negative}")
     settings = []
-    for label, name in (("Steps", "steps"), ("Sampler", "sampler_name"),
-                        ("Schedule type", "scheduler"), ("CFG scale", "cfg"), ("Seed", "seed"),
-                        ("Denoising strength", "denoise")):
+    for label, name in (
+        ("Steps", "steps"),
+        ("Sampler", "sampler_name"),
+        ("Schedule type", "scheduler"),
+        ("CFG scale", "cfg"),
+        ("Seed", "seed"),
+        ("Denoising strength", "denoise"),
+    ):
         found = value(sampler, name)
         if found is not None and not isinstance(found, list):
             settings.append(f"{label}: {found}")
@@ -223,8 +242,12 @@ def _upstream_of_type(nodes: Mapping[str, Any], start: str, node_type: str) -> s
         if current != start and node.get("type") == node_type:
             return current
         for item in (node.get("inputs") or {}).values():
-            if (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
-                    and item[0] not in seen):
+            if (
+                isinstance(item, list)
+                and len(item) == 2
+                and isinstance(item[0], str)
+                and item[0] not in seen
+            ):
                 seen.add(item[0])
                 queue.append(item[0])
     return None

@@ -25,5 +25,6 @@ def set_input(workflow: dict[str, Any], target: str, value: Any) -> None:
     if not isinstance(node, dict):
         known = ", ".join(sorted(nodes)) if isinstance(nodes, dict) else "none"
         raise EditError(f"{target!r}: no node {node_id!r} in the workflow (nodes: {known})")
-    node.setdefault("inputs", {})[input_name] = {"value": value} if isinstance(value,
-                                                                               list) else value
+    node.setdefault("inputs", {})[input_name] = (
+        {"value": value} if isinstance(value, list) else value
+    )

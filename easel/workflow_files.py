@@ -28,7 +28,7 @@ def default_workflow_path() -> Path:
 
 
 def detect_format(data: Any) -> str:
-    """"easel", "comfy-api", "comfy-ui" or "unknown"."""
+    """ "easel", "comfy-api", "comfy-ui" or "unknown"."""
     if not isinstance(data, Mapping):
         return "unknown"
     if data.get("format") == FORMAT or ("nodes" in data and isinstance(data["nodes"], Mapping)):
@@ -50,24 +50,31 @@ def to_easel(data: Any) -> dict[str, Any]:
         from easel.core.plugins import plugin_comfy_nodes
 
         return convert.to_easel(data, plugin_comfy_nodes())
-    raise WorkflowError([Problem(
-        "not a workflow this tool reads: expected an Easel workflow "
-        '({"format": "easel.workflow", ...}) or a ComfyUI workflow (API or UI format)'
-    )])
+    raise WorkflowError(
+        [
+            Problem(
+                "not a workflow this tool reads: expected an Easel workflow "
+                '({"format": "easel.workflow", ...}) or a ComfyUI workflow (API or UI format)'
+            )
+        ]
+    )
 
 
 def parse_text(text: str | bytes, name: str = "workflow") -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise WorkflowError([Problem(
-            f"{name} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-        )]) from None
+        raise WorkflowError(
+            [
+                Problem(
+                    f"{name} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+                )
+            ]
+        ) from None
     except RecursionError:
         raise WorkflowError([Problem(f"{name} is nested too deeply to be a workflow")]) from None
     except ValueError as exc:  # an integer over Python's digit limit
-        raise WorkflowError([Problem(f"{name} has a number that is too large: {exc}")]
-                            ) from None
+        raise WorkflowError([Problem(f"{name} has a number that is too large: {exc}")]) from None
 
 
 IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"RIFF", b"\xff\xd8\xff")  # PNG, WebP, JPEG
@@ -102,6 +109,7 @@ def read_workflow_bytes(data: bytes, filename: str = "workflow") -> dict[str, An
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise WorkflowError([Problem(f"{filename} is neither a JSON workflow nor an image with "
-                                     "one embedded")]) from None
+        raise WorkflowError(
+            [Problem(f"{filename} is neither a JSON workflow nor an image with one embedded")]
+        ) from None
     return to_easel(parse_text(text, filename))

@@ -90,8 +90,10 @@ class Survey:
         """family -> (converted, total), the largest families first."""
         totals: Counter[str] = Counter(t.family for t in self.templates)
         done: Counter[str] = Counter(t.family for t in self.templates if t.converted)
-        return {family: (done[family], total) for family, total in
-                sorted(totals.items(), key=lambda item: (-item[1], item[0]))}
+        return {
+            family: (done[family], total)
+            for family, total in sorted(totals.items(), key=lambda item: (-item[1], item[0]))
+        }
 
     def blocking(self) -> list[tuple[str, int]]:
         """ComfyUI node types with no Easel equivalent, by how many templates they block."""
@@ -108,14 +110,17 @@ class Survey:
         return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
     def to_json(self) -> dict[str, Any]:
-        return {"package": DISTRIBUTION, "version": self.version,
-                "catalogue_size": self.catalogue_size, "local_image_templates":
-                len(self.templates), "converted": self.converted,
-                "families": {f: {"converted": c, "total": t}
-                             for f, (c, t) in self.families().items()},
-                "blocking": dict(self.blocking()),
-                "blocking_values": dict(self.blocking_values()),
-                "failures": {t.name: t.problems for t in self.templates if not t.converted}}
+        return {
+            "package": DISTRIBUTION,
+            "version": self.version,
+            "catalogue_size": self.catalogue_size,
+            "local_image_templates": len(self.templates),
+            "converted": self.converted,
+            "families": {f: {"converted": c, "total": t} for f, (c, t) in self.families().items()},
+            "blocking": dict(self.blocking()),
+            "blocking_values": dict(self.blocking_values()),
+            "failures": {t.name: t.problems for t in self.templates if not t.converted},
+        }
 
 
 def templates_dir() -> Path:
@@ -140,8 +145,7 @@ def local_image_templates(index: list[dict[str, Any]]) -> list[tuple[str, dict[s
         for entry in category.get("templates") or []:
             name = str(entry.get("name", ""))
             outputs = {o.get("mediaType") for o in (entry.get("io") or {}).get("outputs") or []}
-            if (name.startswith("api_") or entry.get("openSource") is False
-                    or outputs - {"image"}):
+            if name.startswith("api_") or entry.get("openSource") is False or outputs - {"image"}:
                 continue
             chosen.append((str(category.get("title", "")), entry))
     return chosen
@@ -197,8 +201,7 @@ def survey(folder: Path | None = None) -> Survey:
                     template.blockers.append(match.group(1))
                 value = NO_VALUE.search(problem.message)
                 if value and problem.input and problem.node_type:
-                    template.values.append(f"{problem.node_type}.{problem.input}="
-                                           f"{value.group(1)}")
+                    template.values.append(f"{problem.node_type}.{problem.input}={value.group(1)}")
                 if not problem.message.startswith("the ComfyUI node types Easel converts"):
                     template.problems.append(str(problem))
         else:
@@ -211,14 +214,22 @@ def survey(folder: Path | None = None) -> Survey:
 def report(result: Survey, failures: bool = False) -> str:
     total = len(result.templates)
     share = result.converted / total if total else 0.0
-    lines = [f"{DISTRIBUTION} {result.version}: {total} local image templates "
-             f"(of {result.catalogue_size} in the catalogue)", "",
-             "| family | converted/total |", "|---|---|"]
+    lines = [
+        f"{DISTRIBUTION} {result.version}: {total} local image templates "
+        f"(of {result.catalogue_size} in the catalogue)",
+        "",
+        "| family | converted/total |",
+        "|---|---|",
+    ]
     for family, (done, count) in result.families().items():
         lines.append(f"| {family} | {done}/{count} |")
-    lines += [f"| **all** | **{result.converted}/{total}** ({share:.0%}; target "
-              f"{TARGET:.0%}: {'met' if share >= TARGET else 'not met'}) |", "",
-              "Node types that block conversion (templates blocked):", ""]
+    lines += [
+        f"| **all** | **{result.converted}/{total}** ({share:.0%}; target "
+        f"{TARGET:.0%}: {'met' if share >= TARGET else 'not met'}) |",
+        "",
+        "Node types that block conversion (templates blocked):",
+        "",
+    ]
     lines += [f"- `{kind}`: {count}" for kind, count in result.blocking()]
     if result.blocking_values():
         lines += ["", "Input values that block conversion (templates blocked):", ""]
@@ -235,17 +246,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the survey as JSON")
     parser.add_argument("--failures", action="store_true", help="list why each one fails")
-    parser.add_argument("--templates", type=Path, help="a templates folder (default: the "
-                        "installed package's)")
+    parser.add_argument(
+        "--templates", type=Path, help="a templates folder (default: the installed package's)"
+    )
     args = parser.parse_args(argv)
     try:
         result = survey(args.templates)
     except (ImportError, FileNotFoundError) as exc:
-        print(f"error: the templates corpus is not installed ({exc}): "
-              f"pip install -e '.[dev]'", file=sys.stderr)
+        print(
+            f"error: the templates corpus is not installed ({exc}): pip install -e '.[dev]'",
+            file=sys.stderr,
+        )
         return 2
-    print(json.dumps(result.to_json(), indent=2) if args.json
-          else report(result, args.failures))
+    print(json.dumps(result.to_json(), indent=2) if args.json else report(result, args.failures))
     return 0
 
 

@@ -17,8 +17,9 @@ Item = tuple[int, dict[str, Any]]
 OnDone = Callable[[dict[str, Any]], None]
 
 
-def in_order(done: dict[int, dict[str, Any]], order: list[int], cursor: int
-             ) -> tuple[list[dict[str, Any]], int]:
+def in_order(
+    done: dict[int, dict[str, Any]], order: list[int], cursor: int
+) -> tuple[list[dict[str, Any]], int]:
     """Pop the results that can be emitted in order from `cursor` on."""
     ready = []
     while cursor < len(order) and order[cursor] in done:
@@ -27,8 +28,9 @@ def in_order(done: dict[int, dict[str, Any]], order: list[int], cursor: int
     return ready, cursor
 
 
-def run_here(config: RunnerConfig, workflow: dict[str, Any], items: list[Item],
-             on_done: OnDone) -> Iterator[dict[str, Any]]:
+def run_here(
+    config: RunnerConfig, workflow: dict[str, Any], items: list[Item], on_done: OnDone
+) -> Iterator[dict[str, Any]]:
     runner = ItemRunner(config)
     for index, params in items:
         result = runner.run(workflow, index, params)
@@ -44,20 +46,21 @@ def _init_worker(config: RunnerConfig) -> None:
     _WORKER = ItemRunner(config)
 
 
-def _run_in_worker(workflow: dict[str, Any], index: int, params: dict[str, Any]
-                   ) -> dict[str, Any]:
+def _run_in_worker(workflow: dict[str, Any], index: int, params: dict[str, Any]) -> dict[str, Any]:
     assert _WORKER is not None
     return _WORKER.run(workflow, index, params)
 
 
-def run_processes(config: RunnerConfig, workflow: dict[str, Any], items: list[Item],
-                  workers: int, on_done: OnDone) -> Iterator[dict[str, Any]]:
+def run_processes(
+    config: RunnerConfig, workflow: dict[str, Any], items: list[Item], workers: int, on_done: OnDone
+) -> Iterator[dict[str, Any]]:
     context = multiprocessing.get_context("spawn")  # never fork a process holding torch
     order = [index for index, _ in items]
     done: dict[int, dict[str, Any]] = {}
     cursor = 0
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(config,)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(config,)
+    ) as pool:
         pending: dict[Future[dict[str, Any]], Item] = {
             pool.submit(_run_in_worker, workflow, index, params): (index, params)
             for index, params in items
@@ -69,8 +72,14 @@ def run_processes(config: RunnerConfig, workflow: dict[str, Any], items: list[It
                 try:
                     result = future.result()
                 except Exception as exc:  # the worker process died
-                    result = {"index": index, "params": params, "status": RunStatus.FAILED,
-                              "files": [], "scores": {}, "error": f"worker lost: {exc}"}
+                    result = {
+                        "index": index,
+                        "params": params,
+                        "status": RunStatus.FAILED,
+                        "files": [],
+                        "scores": {},
+                        "error": f"worker lost: {exc}",
+                    }
                 on_done(result)
                 done[index] = result
             ready, cursor = in_order(done, order, cursor)

@@ -40,8 +40,9 @@ class BatchResult:
         return [r for r in self.results if r.get("status") != RunStatus.SUCCEEDED]
 
 
-def run_batch(workflow: dict[str, Any] | None, options: BatchOptions, config: RunnerConfig,
-              source: str = "") -> BatchResult:
+def run_batch(
+    workflow: dict[str, Any] | None, options: BatchOptions, config: RunnerConfig, source: str = ""
+) -> BatchResult:
     previous: dict[int, dict[str, Any]] = {}
     sweep_texts, zipped = list(options.sweeps), options.zipped
     if options.resume is not None:
@@ -55,13 +56,22 @@ def run_batch(workflow: dict[str, Any] | None, options: BatchOptions, config: Ru
     sweeps = [parse_sweep(text) for text in sweep_texts]
     items: list[Item] = list(enumerate(make_items(sweeps, zipped)))
     manifest = options.resume or options.manifest or Path(config.output_dir) / "manifest.jsonl"
-    kept = [previous[i] for i, params in items
-            if i in previous and previous[i].get("status") == RunStatus.SUCCEEDED
-            and previous[i].get("params") == params]
+    kept = [
+        previous[i]
+        for i, params in items
+        if i in previous
+        and previous[i].get("status") == RunStatus.SUCCEEDED
+        and previous[i].get("params") == params
+    ]
     kept_ids = {r["index"] for r in kept}
     todo = [(i, params) for i, params in items if i not in kept_ids]
-    header = {"workflow": workflow, "source": source, "sweeps": sweep_texts, "zip": zipped,
-              "items": len(items)}
+    header = {
+        "workflow": workflow,
+        "source": source,
+        "sweeps": sweep_texts,
+        "zip": zipped,
+        "items": len(items),
+    }
     write_manifest(manifest, header, kept)
 
     bar = _progress(len(todo), options.progress)
@@ -72,9 +82,11 @@ def run_batch(workflow: dict[str, Any] | None, options: BatchOptions, config: Ru
         append_item(manifest, result)  # a crash mid-batch loses no finished item
         finished += 1
         ok = result.get("status") == RunStatus.SUCCEEDED
-        line = (f"[{finished}/{len(todo)}] item {result['index']} "
-                f"({item_label(result['params'])}) "
-                + ("done" if ok else f"failed: {result.get('error')}"))
+        line = (
+            f"[{finished}/{len(todo)}] item {result['index']} "
+            f"({item_label(result['params'])}) "
+            + ("done" if ok else f"failed: {result.get('error')}")
+        )
         if bar is not None:
             bar.update(1)
             if not ok:
@@ -91,8 +103,13 @@ def run_batch(workflow: dict[str, Any] | None, options: BatchOptions, config: Ru
     return BatchResult(results, manifest, grid, len(kept))
 
 
-def _backend(options: BatchOptions, config: RunnerConfig, workflow: dict[str, Any],
-             todo: list[Item], on_done: Any) -> Iterator[dict[str, Any]]:
+def _backend(
+    options: BatchOptions,
+    config: RunnerConfig,
+    workflow: dict[str, Any],
+    todo: list[Item],
+    on_done: Any,
+) -> Iterator[dict[str, Any]]:
     if not todo:
         return iter(())
     if options.cluster is not None:

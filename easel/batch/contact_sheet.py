@@ -40,24 +40,33 @@ def write_contact_sheet(results: list[dict[str, Any]], path: Path, columns: int 
     for n, result in enumerate(results):
         x = PAD + (n % columns) * cell_w
         y = PAD + (n // columns) * cell_h
-        image_file = next((f for f in result.get("files", []) if f.lower().endswith(".png")),
-                          None)
+        image_file = next((f for f in result.get("files", []) if f.lower().endswith(".png")), None)
         if image_file and Path(image_file).is_file():
             with Image.open(image_file) as image:
                 thumb = image.convert("RGB")
-                thumb.thumbnail((THUMB, THUMB), Image.Resampling.NEAREST
-                                if max(image.size) <= THUMB // 2 else Image.Resampling.LANCZOS)
+                thumb.thumbnail(
+                    (THUMB, THUMB),
+                    Image.Resampling.NEAREST
+                    if max(image.size) <= THUMB // 2
+                    else Image.Resampling.LANCZOS,
+                )
                 scale = THUMB / max(thumb.size)
                 if scale > 1:
-                    thumb = thumb.resize((round(thumb.width * scale), round(thumb.height * scale)),
-                                         Image.Resampling.NEAREST)
+                    thumb = thumb.resize(
+                        (round(thumb.width * scale), round(thumb.height * scale)),
+                        Image.Resampling.NEAREST,
+                    )
             sheet.paste(thumb, (x + (THUMB - thumb.width) // 2, y + (THUMB - thumb.height) // 2))
         else:
             draw.rectangle((x, y, x + THUMB - 1, y + THUMB - 1), outline=(120, 50, 50), width=2)
             draw.text((x + 10, y + THUMB // 2 - 6), "no image", fill=(200, 90, 90), font=font)
         for line_number, line in enumerate(_label(result)):
-            draw.text((x, y + THUMB + 4 + line_number * LINE_HEIGHT), line,
-                      fill=(225, 228, 235), font=font)
+            draw.text(
+                (x, y + THUMB + 4 + line_number * LINE_HEIGHT),
+                line,
+                fill=(225, 228, 235),
+                font=font,
+            )
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     return path

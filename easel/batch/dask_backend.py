@@ -43,8 +43,9 @@ def make_worker_plugin(config: RunnerConfig) -> Any:
     return EaselRunnerPlugin(config)
 
 
-def run_item_on_worker(workflow: dict[str, Any], index: int, params: dict[str, Any]
-                       ) -> dict[str, Any]:
+def run_item_on_worker(
+    workflow: dict[str, Any], index: int, params: dict[str, Any]
+) -> dict[str, Any]:
     """The task Dask runs: the worker's runner runs one item."""
     from distributed import get_worker
 
@@ -64,9 +65,14 @@ def _checkpoints(workflow: dict[str, Any], params: dict[str, Any]) -> tuple[str,
     return tuple(sorted(names))
 
 
-def run_cluster(address: Any, config: RunnerConfig, workflow: dict[str, Any],
-                items: list[Item], on_done: OnDone, retries: int = 3
-                ) -> Iterator[dict[str, Any]]:
+def run_cluster(
+    address: Any,
+    config: RunnerConfig,
+    workflow: dict[str, Any],
+    items: list[Item],
+    on_done: OnDone,
+    retries: int = 3,
+) -> Iterator[dict[str, Any]]:
     """Send items to the cluster at `address` (or a Client); yield results in item order.
 
     Items that need the same checkpoint go to the same worker when several models are
@@ -79,20 +85,32 @@ def run_cluster(address: Any, config: RunnerConfig, workflow: dict[str, Any],
         client.register_plugin(make_worker_plugin(config), name=PLUGIN_NAME)
         workers = sorted(client.scheduler_info()["workers"])
         models = sorted({_checkpoints(workflow, params) for _, params in items})
-        home = {model: workers[i % len(workers)] for i, model in enumerate(models)} \
-            if len(models) > 1 and workers else {}
+        home = (
+            {model: workers[i % len(workers)] for i, model in enumerate(models)}
+            if len(models) > 1 and workers
+            else {}
+        )
         batch_token = uuid.uuid4().hex
         futures = []
         for index, params in items:
             preferred = home.get(_checkpoints(workflow, params))
-            placement = {"workers": [preferred], "allow_other_workers": True} \
-                if preferred else {}
-            futures.append(client.submit(
-                run_item_on_worker, workflow, index, params, pure=False, retries=retries,
-                key=f"easel-item-{index}-{batch_token}", **placement,
-            ))
-        by_key = {future.key: (index, params) for future, (index, params) in
-                  zip(futures, items, strict=True)}
+            placement = {"workers": [preferred], "allow_other_workers": True} if preferred else {}
+            futures.append(
+                client.submit(
+                    run_item_on_worker,
+                    workflow,
+                    index,
+                    params,
+                    pure=False,
+                    retries=retries,
+                    key=f"easel-item-{index}-{batch_token}",
+                    **placement,
+                )
+            )
+        by_key = {
+            future.key: (index, params)
+            for future, (index, params) in zip(futures, items, strict=True)
+        }
         order = [index for index, _ in items]
         done: dict[int, dict[str, Any]] = {}
         cursor = 0
@@ -101,9 +119,14 @@ def run_cluster(address: Any, config: RunnerConfig, workflow: dict[str, Any],
             try:
                 result = future.result()
             except Exception as exc:
-                result = {"index": index, "params": params, "status": RunStatus.FAILED,
-                          "files": [],
-                          "scores": {}, "error": f"{type(exc).__name__}: {exc}"}
+                result = {
+                    "index": index,
+                    "params": params,
+                    "status": RunStatus.FAILED,
+                    "files": [],
+                    "scores": {},
+                    "error": f"{type(exc).__name__}: {exc}",
+                }
             on_done(result)
             done[index] = result
             ready, cursor = in_order(done, order, cursor)
@@ -113,8 +136,9 @@ def run_cluster(address: Any, config: RunnerConfig, workflow: dict[str, Any],
             client.close()
 
 
-def run_workflow_on_worker(workflow: dict[str, Any], run_id: str, topic: str,
-                           inputs: dict[str, bytes]) -> dict[str, Any]:
+def run_workflow_on_worker(
+    workflow: dict[str, Any], run_id: str, topic: str, inputs: dict[str, bytes]
+) -> dict[str, Any]:
     """The task for a server run: run on this worker, stream events on `topic`, and return
     the result with the bytes of every file written (the server keeps them)."""
     import tempfile
@@ -139,8 +163,12 @@ def run_workflow_on_worker(workflow: dict[str, Any], run_id: str, topic: str,
             (input_dir / name).write_bytes(data)
         out_dir = Path(scratch) / "output"
         result = runner.executor.run(
-            workflow, on_event=on_event, run_id=run_id, output_dir=out_dir,
-            services={"workflow": workflow, "input_dir": input_dir})
+            workflow,
+            on_event=on_event,
+            run_id=run_id,
+            output_dir=out_dir,
+            services={"workflow": workflow, "input_dir": input_dir},
+        )
         files = {}
         for ui in result.ui.values():
             for name in ui.get("files", []) if isinstance(ui, dict) else []:
@@ -149,7 +177,12 @@ def run_workflow_on_worker(workflow: dict[str, Any], run_id: str, topic: str,
                     files[name] = path.read_bytes()
     report = result.to_json()
     return {
-        "status": report["status"], "node_status": report["node_status"], "ui": result.ui,
-        "seconds": result.seconds, "files": files, "worker": runner.where,
-        "failures": report["failures"], "timings": report["timings"],
+        "status": report["status"],
+        "node_status": report["node_status"],
+        "ui": result.ui,
+        "seconds": result.seconds,
+        "files": files,
+        "worker": runner.where,
+        "failures": report["failures"],
+        "timings": report["timings"],
     }

@@ -57,31 +57,49 @@ class ItemRunner:
             pass
         else:
             services["models"] = ModelManager.from_environment()
-        self.executor = Executor(registry, OutputCache(config.cache_bytes),
-                                 output_dir=config.output_dir, services=services)
+        self.executor = Executor(
+            registry,
+            OutputCache(config.cache_bytes),
+            output_dir=config.output_dir,
+            services=services,
+        )
         self.where = f"{socket.gethostname()}:{os.getpid()}"
 
-    def run(self, workflow: dict[str, Any], index: int, params: dict[str, Any]
-            ) -> dict[str, Any]:
+    def run(self, workflow: dict[str, Any], index: int, params: dict[str, Any]) -> dict[str, Any]:
         """Run one item; never raises: failures come back in the result."""
         started = time.perf_counter()
-        result: dict[str, Any] = {"index": index, "params": params, "status": RunStatus.FAILED,
-                                  "files": [], "scores": {}, "error": None, "worker": self.where}
+        result: dict[str, Any] = {
+            "index": index,
+            "params": params,
+            "status": RunStatus.FAILED,
+            "files": [],
+            "scores": {},
+            "error": None,
+            "worker": self.where,
+        }
         item_workflow = copy.deepcopy(workflow)
         out_dir = Path(self.config.output_dir) / item_dir_name(index)
         try:
             for target, value in params.items():
                 set_input(item_workflow, target, value)
-            run = self.executor.run(item_workflow, output_dir=out_dir, keep_values=True,
-                                    services={"workflow": item_workflow})
+            run = self.executor.run(
+                item_workflow,
+                output_dir=out_dir,
+                keep_values=True,
+                services={"workflow": item_workflow},
+            )
         except (WorkflowError, EditError) as exc:
             result["error"] = str(exc)
         except Exception as exc:  # a bug in one item must not lose the batch
             result["error"] = f"{type(exc).__name__}: {exc}"
         else:
             result["status"] = str(run.status)
-            result["files"] = [str(out_dir / f) for ui in run.ui.values() if isinstance(ui, dict)
-                               for f in ui.get("files", [])]
+            result["files"] = [
+                str(out_dir / f)
+                for ui in run.ui.values()
+                if isinstance(ui, dict)
+                for f in ui.get("files", [])
+            ]
             result["scores"] = collect_scores(run.values, run.ui)
             result["nodes"] = {node: str(status) for node, status in run.node_status.items()}
             if run.failures:
@@ -105,7 +123,8 @@ def collect_scores(values: dict[str, dict[str, Any]], ui: dict[str, Any]) -> dic
                 continue
             if hasattr(value, "tolist"):
                 value = value.tolist()
-            if _plain_number(value) or (isinstance(value, list) and value
-                                        and all(_plain_number(v) for v in value)):
+            if _plain_number(value) or (
+                isinstance(value, list) and value and all(_plain_number(v) for v in value)
+            ):
                 scores[f"{node_id}.{name}"] = value
     return scores

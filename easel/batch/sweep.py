@@ -47,8 +47,9 @@ def parse_sweep(text: str, base: Path | None = None) -> Sweep:
             lines = path.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise SweepError(f"--sweep {text!r}: cannot read {path}: {exc.strerror}") from None
-        values: tuple[Any, ...] = tuple(line.strip() for line in lines if line.strip()
-                                        and not line.lstrip().startswith("#"))
+        values: tuple[Any, ...] = tuple(
+            line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")
+        )
     elif ".." in spec and "," not in spec:
         start, _, stop = spec.partition("..")
         try:

@@ -18,21 +18,37 @@ def run_batch_command(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     workflow = load_workflow(args) if (args.workflow or not args.resume) else None
-    config = runner_config(args, output_dir=str(Path(args.output_dir).resolve()),
-                           cache_bytes=parse_size(args.cache_size))
+    config = runner_config(
+        args,
+        output_dir=str(Path(args.output_dir).resolve()),
+        cache_bytes=parse_size(args.cache_size),
+    )
     options = BatchOptions(
-        sweeps=args.sweep, zipped=args.zip, workers=args.workers, cluster=args.cluster,
+        sweeps=args.sweep,
+        zipped=args.zip,
+        workers=args.workers,
+        cluster=args.cluster,
         grid=Path(args.grid) if args.grid else None,
         resume=Path(args.resume) if args.resume else None,
-        manifest=Path(args.manifest) if args.manifest else None, progress=not args.quiet,
+        manifest=Path(args.manifest) if args.manifest else None,
+        progress=not args.quiet,
     )
     try:
         batch = run_batch(workflow, options, config, source=str(args.workflow or ""))
     except (SweepError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     if args.json:
-        print(json.dumps({"manifest": str(batch.manifest), "grid": str(batch.grid or ""),
-                          "skipped": batch.skipped, "items": batch.results}, default=str))
+        print(
+            json.dumps(
+                {
+                    "manifest": str(batch.manifest),
+                    "grid": str(batch.grid or ""),
+                    "skipped": batch.skipped,
+                    "items": batch.results,
+                },
+                default=str,
+            )
+        )
     else:
         for result in batch.results:
             for file in result.get("files", []):
@@ -41,9 +57,14 @@ def run_batch_command(args: argparse.Namespace) -> int:
         if batch.grid:
             print(f"contact sheet: {batch.grid}", file=sys.stderr)
     ran = len(batch.results) - batch.skipped
-    print(f"batch: {ran} run, {batch.skipped} already done, {len(batch.failed)} failed",
-          file=sys.stderr)
+    print(
+        f"batch: {ran} run, {batch.skipped} already done, {len(batch.failed)} failed",
+        file=sys.stderr,
+    )
     for result in batch.failed:
-        print(f"error: item {result['index']} ({item_label(result['params'])}): "
-              f"{result.get('error')}", file=sys.stderr)
+        print(
+            f"error: item {result['index']} ({item_label(result['params'])}): "
+            f"{result.get('error')}",
+            file=sys.stderr,
+        )
     return EXIT_FAILED if batch.failed else EXIT_OK

@@ -25,17 +25,30 @@ def add_global_options(parser: argparse.ArgumentParser, suppress: bool = False) 
     if "--plugin" in parser._option_string_actions:
         return  # the command added them itself
     defaults: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
-    parser.add_argument("--plugin", action="append", metavar="FILE", **defaults,
-                        help="load a plugin from a Python file or module (repeatable)")
-    parser.add_argument("--models-dir", metavar="DIR", **defaults,
-                        help="where to find models: a models folder (ComfyUI layout), a "
-                             "ComfyUI or A1111 install, or an extra_model_paths.yaml (default: "
-                             "$EASEL_MODELS_DIR, the config file, the user data folder)")
-    parser.add_argument("--allow-unsafe-pickle", action="store_true", **defaults,
-                        help="allow loading pickle checkpoints (.ckpt/.pt/.bin): they can run "
-                             "arbitrary code")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details",
-                        **defaults)
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        metavar="FILE",
+        **defaults,
+        help="load a plugin from a Python file or module (repeatable)",
+    )
+    parser.add_argument(
+        "--models-dir",
+        metavar="DIR",
+        **defaults,
+        help="where to find models: a models folder (ComfyUI layout), a "
+        "ComfyUI or A1111 install, or an extra_model_paths.yaml (default: "
+        "$EASEL_MODELS_DIR, the config file, the user data folder)",
+    )
+    parser.add_argument(
+        "--allow-unsafe-pickle",
+        action="store_true",
+        **defaults,
+        help="allow loading pickle checkpoints (.ckpt/.pt/.bin): they can run arbitrary code",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log debug details", **defaults
+    )
 
 
 def apply_environment(args: argparse.Namespace) -> None:
@@ -71,18 +84,24 @@ def make_executor(args: argparse.Namespace, registry: Registry) -> Executor:
     if getattr(args, "disk_cache", False):
         from easel.core.diskcache import DiskStore
 
-        cache.disk = DiskStore(Path(args.cache_dir) if getattr(args, "cache_dir", None)
-                               else None, codecs=registry.codecs)
-    return Executor(registry, cache, output_dir=Path(getattr(args, "output_dir", None) or
-                                                      "output"),
-                    services=make_services(args), max_workers=getattr(args, "threads", 1) or 1)
+        cache.disk = DiskStore(
+            Path(args.cache_dir) if getattr(args, "cache_dir", None) else None,
+            codecs=registry.codecs,
+        )
+    return Executor(
+        registry,
+        cache,
+        output_dir=Path(getattr(args, "output_dir", None) or "output"),
+        services=make_services(args),
+        max_workers=getattr(args, "threads", 1) or 1,
+    )
 
 
 def parse_size(text: str) -> int:
     units = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
     cleaned = text.strip().upper().replace("IB", "B")
     number = cleaned.rstrip("KMGTB")
-    unit = cleaned[len(number):]
+    unit = cleaned[len(number) :]
     try:
         return int(float(number) * units[unit])
     except (ValueError, KeyError):
@@ -101,8 +120,10 @@ def runner_config(args: argparse.Namespace, **overrides: Any) -> Any:
     """What batch and cluster workers need to rebuild this command's executor."""
     from easel.batch.runner import RunnerConfig
 
-    plugins = tuple(str(Path(p).resolve()) if p.endswith(".py") else p
-                    for p in (getattr(args, "plugin", None) or []))
+    plugins = tuple(
+        str(Path(p).resolve()) if p.endswith(".py") else p
+        for p in (getattr(args, "plugin", None) or [])
+    )
     return RunnerConfig(
         plugin_files=plugins,
         models_dir=os.environ.get("EASEL_MODELS_DIR"),

@@ -21,19 +21,31 @@ from easel.workflow_files import looks_like_image, parse_text
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "convert", help="convert a ComfyUI workflow into an Easel workflow file",
+        "convert",
+        help="convert a ComfyUI workflow into an Easel workflow file",
         description="Convert a ComfyUI workflow (API or UI format JSON, or an image ComfyUI "
-                    "saved with its workflow) into an Easel workflow. Node ids are kept, so "
-                    "`--set 3.steps=4` still addresses ComfyUI node 3.",
+        "saved with its workflow) into an Easel workflow. Node ids are kept, so "
+        "`--set 3.steps=4` still addresses ComfyUI node 3.",
     )
-    parser.add_argument("source_format", choices=["comfy"], metavar="comfy",
-                        help="the format of the input file (only 'comfy' for now)")
-    parser.add_argument("input", metavar="IN", help="ComfyUI .json file, or a PNG/WebP "
-                        "made by ComfyUI")
-    parser.add_argument("-o", "--output", metavar="OUT.json", default="-",
-                        help="where to write the Easel workflow (default: standard output)")
-    parser.add_argument("--checkpoint", metavar="NAME",
-                        help="make every checkpoint loader use model NAME")
+    parser.add_argument(
+        "source_format",
+        choices=["comfy"],
+        metavar="comfy",
+        help="the format of the input file (only 'comfy' for now)",
+    )
+    parser.add_argument(
+        "input", metavar="IN", help="ComfyUI .json file, or a PNG/WebP made by ComfyUI"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT.json",
+        default="-",
+        help="where to write the Easel workflow (default: standard output)",
+    )
+    parser.add_argument(
+        "--checkpoint", metavar="NAME", help="make every checkpoint loader use model NAME"
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -51,8 +63,10 @@ def convert_file(path: Path) -> tuple[dict[str, Any], str]:
         image.name = str(path)  # type: ignore[attr-defined]
         kinds = embedded_workflows(image)
         if not ({"comfy-api", "comfy-ui"} & set(kinds)):
-            raise ConvertError(f"{path} carries no ComfyUI workflow (an image made by Easel "
-                               "needs no conversion: `easel run` reads it directly)")
+            raise ConvertError(
+                f"{path} carries no ComfyUI workflow (an image made by Easel "
+                "needs no conversion: `easel run` reads it directly)"
+            )
         image.seek(0)
         return workflow_from_png(image), "ComfyUI image metadata"
     try:
@@ -64,12 +78,16 @@ def convert_file(path: Path) -> tuple[dict[str, Any], str]:
     if kind is None:
         if isinstance(parsed, dict) and parsed.get("format") == "easel.workflow":
             raise ConvertError(f"{path} is already an Easel workflow")
-        raise ConvertError(f"{path} is not a ComfyUI workflow: expected the API format "
-                           '({"3": {"class_type": ..., "inputs": ...}}) or the UI format '
-                           '({"nodes": [...], "links": [...]})')
+        raise ConvertError(
+            f"{path} is not a ComfyUI workflow: expected the API format "
+            '({"3": {"class_type": ..., "inputs": ...}}) or the UI format '
+            '({"nodes": [...], "links": [...]})'
+        )
     count = len(parsed["nodes"]) if kind == "ui" else len(parsed)
-    return (to_easel(parsed, plugin_comfy_nodes()),
-            f"{count} ComfyUI nodes ({kind.upper()} format)")
+    return (
+        to_easel(parsed, plugin_comfy_nodes()),
+        f"{count} ComfyUI nodes ({kind.upper()} format)",
+    )
 
 
 class ConvertError(Exception):
@@ -111,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     where = "standard output" if args.output == "-" else args.output
-    print(f"converted {described} into {len(workflow['nodes'])} Easel nodes: {where}",
-          file=sys.stderr)
+    print(
+        f"converted {described} into {len(workflow['nodes'])} Easel nodes: {where}", file=sys.stderr
+    )
     return EXIT_OK

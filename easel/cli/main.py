@@ -31,12 +31,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="easel", description="Easel: node-graph workflows for "
-                     "text-to-image generation.")
+    parser = _Parser(
+        prog="easel", description="Easel: node-graph workflows for text-to-image generation."
+    )
     parser.add_argument("--version", action="version", version=f"easel {__version__}")
     add_global_options(parser)
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
-                                       parser_class=_Parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"easel.cli.{name}_cmd")
@@ -57,8 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(args_list)
-        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                            format="%(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
         if not getattr(args, "func", None):
             parser.print_help()
             return EXIT_USAGE

@@ -13,10 +13,12 @@ from easel.cli.common import EXIT_OK, UsageError, make_registry
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "models", help="list the models found, by kind",
+        "models",
+        help="list the models found, by kind",
         description="List the models Easel finds, by kind (checkpoints, loras, vae, ...), with "
-                    "the names workflows use. --models-dir takes a models folder, a ComfyUI or "
-                    "A1111 install, or an extra_model_paths.yaml.")
+        "the names workflows use. --models-dir takes a models folder, a ComfyUI or "
+        "A1111 install, or an extra_model_paths.yaml.",
+    )
     parser.add_argument("--json", action="store_true", help="print the listing as JSON")
     parser.set_defaults(func=run)
     return parser
@@ -55,21 +57,33 @@ def listing() -> dict[str, Any]:
         rows = []
         for name, entry in sorted(discovery.entries(kind, roots).items()):
             path = discovery.resolve(kind, name, roots)
-            row: dict[str, Any] = {"name": name, "format": entry.file_format,
-                                   "size": _size(path), "path": str(path)}
+            row: dict[str, Any] = {
+                "name": name,
+                "format": entry.file_format,
+                "size": _size(path),
+                "path": str(path),
+            }
             if entry.parts and path == entry.path:
                 row["parts"] = list(entry.parts)
             rows.append(row)
         kinds[kind] = rows
     found = {}
-    for family, find in (("clip", tokenizers.find_clip_tokenizer),
-                         ("t5", tokenizers.find_t5_tokenizer)):
+    for family, find in (
+        ("clip", tokenizers.find_clip_tokenizer),
+        ("t5", tokenizers.find_t5_tokenizer),
+    ):
         folder, where = find(roots)
         found[family] = {"path": str(folder), "source": where} if folder is not None else None
-    return {"roots": [{"path": str(r), "exists": r.exists()} for r in roots],
-            "folders": [{"kind": f.kind, "path": str(f.path)}
-                        for f in discovery.kind_folders(None, roots) if f.path.is_dir()],
-            "kinds": kinds, "tokenizers": found}
+    return {
+        "roots": [{"path": str(r), "exists": r.exists()} for r in roots],
+        "folders": [
+            {"kind": f.kind, "path": str(f.path)}
+            for f in discovery.kind_folders(None, roots)
+            if f.path.is_dir()
+        ],
+        "kinds": kinds,
+        "tokenizers": found,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,11 +108,12 @@ def run(args: argparse.Namespace) -> int:
         width = max(len(row["name"]) for row in rows)
         for row in rows:
             extra = f"  [{', '.join(row['parts'])}]" if row.get("parts") else ""
-            print(f"  {row['name']:<{width}}  {row['format']:<11}  {_human(row['size']):>9}"
-                  f"{extra}")
+            print(f"  {row['name']:<{width}}  {row['format']:<11}  {_human(row['size']):>9}{extra}")
     print("tokenizers (for single-file checkpoints):")
     for family, found in report["tokenizers"].items():
         label = "CLIP" if family == "clip" else "T5"
-        print(f"  {label}: " + (found["source"] if found else
-                                "not found (see docs/models.md, 'Tokenizers')"))
+        print(
+            f"  {label}: "
+            + (found["source"] if found else "not found (see docs/models.md, 'Tokenizers')")
+        )
     return EXIT_OK

@@ -10,7 +10,7 @@ from easel.cli.common import UsageError
 
 NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 
-PYPROJECT = '''[build-system]
+PYPROJECT = """[build-system]
 requires = ["hatchling>=1.21"]
 build-backend = "hatchling.build"
 
@@ -29,9 +29,9 @@ test = ["pytest>=8"]
 
 [tool.hatch.build.targets.wheel]
 packages = ["{module}"]
-'''
+"""
 
-README = '''# easel-{name}
+README = """# easel-{name}
 
 An Easel plugin. Install it next to Easel and every `easel` command and server sees it:
 
@@ -44,7 +44,7 @@ python -m pytest tests        # its own tests
 
 Write nodes in `{module}/__init__.py` (see Easel's docs/plugins.md), editor behaviour in
 `{module}/web/index.js`.
-'''
+"""
 
 MODULE = '''"""Easel plugin "{name}": its nodes, and the editor asset that goes with them."""
 
@@ -76,7 +76,7 @@ def register_web_assets(register):
     register(Path(__file__).parent / "web")
 '''
 
-INDEX_JS = '''// Editor asset of the "{name}" plugin: Easel calls setup(editor) at start.
+INDEX_JS = """// Editor asset of the "{name}" plugin: Easel calls setup(editor) at start.
 
 export function setup(editor) {{
   editor.addContextMenuItem({{
@@ -88,7 +88,7 @@ export function setup(editor) {{
     if (ui && ui.text) editor.toast(`${{id}}: ${{ui.text}}`);
   }});
 }}
-'''
+"""
 
 TESTS = '''"""The {name} plugin, seen through its entry point and run by Easel's executor."""
 
@@ -139,8 +139,9 @@ def test_an_empty_name_is_an_error_naming_the_input():
 def scaffold(name: str, parent: Path) -> Path:
     """Write `easel-NAME/` under `parent`; returns its folder."""
     if not NAME.match(name):
-        raise UsageError(f"plugin name {name!r}: use lowercase letters, digits and hyphens "
-                         "(e.g. 'colour-tools')")
+        raise UsageError(
+            f"plugin name {name!r}: use lowercase letters, digits and hyphens (e.g. 'colour-tools')"
+        )
     name = name.removeprefix("easel-")
     module = "easel_" + name.replace("-", "_")
     title = " ".join(part.capitalize() for part in name.split("-"))
@@ -150,8 +151,11 @@ def scaffold(name: str, parent: Path) -> Path:
         raise UsageError(f"{root} already exists")
     values = {"name": name, "module": module, "title": title, "cls": cls}
     files = {
-        "pyproject.toml": PYPROJECT, "README.md": README, f"{module}/__init__.py": MODULE,
-        f"{module}/web/index.js": INDEX_JS, f"tests/test_{module}.py": TESTS,
+        "pyproject.toml": PYPROJECT,
+        "README.md": README,
+        f"{module}/__init__.py": MODULE,
+        f"{module}/web/index.js": INDEX_JS,
+        f"tests/test_{module}.py": TESTS,
     }
     for relative, template in files.items():
         path = root / relative

@@ -12,12 +12,14 @@ from easel.cli.common import EXIT_OK, make_registry
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("plugins", help="list plugins and their problems; "
-                                   "scaffold a new plugin")
+    parser = subparsers.add_parser(
+        "plugins", help="list plugins and their problems; scaffold a new plugin"
+    )
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(func=run)
-    actions = parser.add_subparsers(dest="plugins_action", metavar="ACTION",
-                                    parser_class=type(parser))
+    actions = parser.add_subparsers(
+        dest="plugins_action", metavar="ACTION", parser_class=type(parser)
+    )
     new = actions.add_parser("new", help="write a new plugin distribution (easel-NAME/)")
     new.add_argument("name", help="the plugin's name (lowercase, hyphens allowed)")
     new.add_argument("--dir", default=".", help="where to write it (default: here)")
@@ -44,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'plugin':<{width}}  {'version':<10} {'nodes':>5}  source")
     for info in infos:
         status = "" if info.ok else "  [ERROR]"
-        print(f"{info.name:<{width}}  {info.version:<10} {len(info.nodes):>5}  "
-              f"{info.source}{status}")
+        print(
+            f"{info.name:<{width}}  {info.version:<10} {len(info.nodes):>5}  {info.source}{status}"
+        )
         for error in info.errors:
             print(f"{'':<{width}}  ! {error}")
         for note in info.notes:

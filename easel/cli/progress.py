@@ -37,8 +37,10 @@ class ProgressPrinter:
             if kind == ev.NODE_CACHED:
                 self.line(f"[{self.done}/{self.total}] {label} cached")
             else:
-                self.line(f"[{self.done}/{self.total}] {label} done in "
-                          f"{event.data.get('seconds', 0):.2f}s")
+                self.line(
+                    f"[{self.done}/{self.total}] {label} done in "
+                    f"{event.data.get('seconds', 0):.2f}s"
+                )
         elif kind == ev.NODE_FAILED:
             self.close_bar()
             self.done += 1
@@ -50,8 +52,10 @@ class ProgressPrinter:
             self.line(f"warning: {label}: {event.data.get('message')}")
         elif kind == ev.RUN_FINISHED:
             self.close_bar()
-            self.line(f"run {event.data.get('status')} in {event.data.get('seconds', 0):.2f}s "
-                      f"({event.data.get('executed')} executed, {event.data.get('cached')} cached)")
+            self.line(
+                f"run {event.data.get('status')} in {event.data.get('seconds', 0):.2f}s "
+                f"({event.data.get('executed')} executed, {event.data.get('cached')} cached)"
+            )
         elif kind == ev.RUN_CANCELLED:
             self.close_bar()
             self.line("run cancelled")
@@ -64,8 +68,9 @@ class ProgressPrinter:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=label, file=self.stream, leave=False,
-                            dynamic_ncols=True)
+            self.bar = tqdm(
+                total=total, desc=label, file=self.stream, leave=False, dynamic_ncols=True
+            )
         self.bar.update(step - self.bar.n)
 
     def close_bar(self) -> None:

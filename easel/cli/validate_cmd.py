@@ -11,8 +11,7 @@ from easel.cli.run_cmd import load_workflow
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("validate", help="check a workflow without running it")
-    parser.add_argument("workflow", nargs="?", help="workflow file (default: the default "
-                        "workflow)")
+    parser.add_argument("workflow", nargs="?", help="workflow file (default: the default workflow)")
     parser.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE")
     parser.add_argument("--checkpoint", metavar="NAME")
     parser.add_argument("--target", action="append", metavar="NODE")

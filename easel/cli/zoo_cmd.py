@@ -8,11 +8,17 @@ from typing import Any
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "zoo", help="train or export the demo model family",
+        "zoo",
+        help="train or export the demo model family",
         description="easel zoo train shapes [--stage S] [--device cuda] ... | "
-                    "easel zoo export shapes", add_help=False)
-    parser.add_argument("zoo_args", nargs=argparse.REMAINDER,
-                        help="arguments of `python -m easel.zoo` (try: easel zoo --help)")
+        "easel zoo export shapes",
+        add_help=False,
+    )
+    parser.add_argument(
+        "zoo_args",
+        nargs=argparse.REMAINDER,
+        help="arguments of `python -m easel.zoo` (try: easel zoo --help)",
+    )
     parser.set_defaults(func=run)
     return parser
 

@@ -21,9 +21,14 @@ class SlotLink(NamedTuple):
 
 def as_slot_link(value: Any) -> SlotLink | None:
     """The link a ComfyUI input value stands for (`["4", 0]`), if it is one."""
-    if (isinstance(value, list | tuple) and len(value) == 2
-            and isinstance(value[0], str | int) and not isinstance(value[0], bool)
-            and isinstance(value[1], int) and not isinstance(value[1], bool)):
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and isinstance(value[0], str | int)
+        and not isinstance(value[0], bool)
+        and isinstance(value[1], int)
+        and not isinstance(value[1], bool)
+    ):
         return SlotLink(str(value[0]), value[1])
     return None
 
@@ -44,9 +49,12 @@ def node_sort_key(node_id: str) -> tuple[int, int | str]:
     return (0, int(node_id)) if node_id.isdigit() else (1, node_id)
 
 
-def convert_prompt(prompt: Mapping[str, Any], editor: EditorData | None = None,
-                   problems: list[Problem] | None = None,
-                   node_maps: Mapping[str, NodeMap] = NODE_MAPS) -> dict[str, Any]:
+def convert_prompt(
+    prompt: Mapping[str, Any],
+    editor: EditorData | None = None,
+    problems: list[Problem] | None = None,
+    node_maps: Mapping[str, NodeMap] = NODE_MAPS,
+) -> dict[str, Any]:
     """Convert an API-format prompt; raise one WorkflowError listing every problem."""
     editor = editor or EditorData()
     problems = list(problems or [])
@@ -58,8 +66,12 @@ def convert_prompt(prompt: Mapping[str, Any], editor: EditorData | None = None,
         node_id = str(raw_id)
         class_type = entry.get("class_type") if isinstance(entry, Mapping) else None
         if not isinstance(class_type, str):
-            problems.append(Problem("not a ComfyUI node: expected an object with "
-                                    "'class_type' and 'inputs'", node=node_id))
+            problems.append(
+                Problem(
+                    "not a ComfyUI node: expected an object with 'class_type' and 'inputs'",
+                    node=node_id,
+                )
+            )
             reported.add(node_id)
             continue
         spec = node_maps.get(class_type)
@@ -94,19 +106,27 @@ def convert_prompt(prompt: Mapping[str, Any], editor: EditorData | None = None,
                 continue
             target = _link_target(link, entries, reported)
             if isinstance(target, str):
-                problems.append(Problem(target, node=node_id, input=comfy_names.get(name, name),
-                                        node_type=class_type))
+                problems.append(
+                    Problem(
+                        target,
+                        node=node_id,
+                        input=comfy_names.get(name, name),
+                        node_type=class_type,
+                    )
+                )
                 del node["inputs"][name]
             elif target is not None:
                 node["inputs"][name] = target
 
     for node_id, class_type in unsupported:
-        reason = UNSUPPORTED.get(class_type,
-                                 f"ComfyUI node type {class_type!r} has no Easel equivalent")
+        reason = UNSUPPORTED.get(
+            class_type, f"ComfyUI node type {class_type!r} has no Easel equivalent"
+        )
         problems.append(Problem(reason, node=node_id, node_type=class_type))
     if unsupported:
-        problems.append(Problem("the ComfyUI node types Easel converts are: "
-                                + ", ".join(sorted(node_maps))))
+        problems.append(
+            Problem("the ComfyUI node types Easel converts are: " + ", ".join(sorted(node_maps)))
+        )
     if problems:
         raise WorkflowError(problems)
 
@@ -120,14 +140,16 @@ def convert_prompt(prompt: Mapping[str, Any], editor: EditorData | None = None,
     if editor.notes:
         ui["notes"] = editor.notes
     if editor.groups:
-        ui["groups"] = [{**group, "nodes": [n for n in group["nodes"] if n in ordered]}
-                        for group in editor.groups]
+        ui["groups"] = [
+            {**group, "nodes": [n for n in group["nodes"] if n in ordered]}
+            for group in editor.groups
+        ]
     return {"format": FORMAT, "version": VERSION, "nodes": ordered, "ui": ui}
 
 
-def _map_inputs(node_id: str, class_type: str, spec: NodeMap, entry: Mapping[str, Any],
-                problems: list[Problem]) -> tuple[dict[str, Any], tuple[str, SlotLink | None]
-                                                  | None]:
+def _map_inputs(
+    node_id: str, class_type: str, spec: NodeMap, entry: Mapping[str, Any], problems: list[Problem]
+) -> tuple[dict[str, Any], tuple[str, SlotLink | None] | None]:
     """Easel inputs of one node, and (input, source) when the node only passes a value on."""
     raw = entry.get("inputs") or {}
     if not isinstance(raw, Mapping):
@@ -140,9 +162,15 @@ def _map_inputs(node_id: str, class_type: str, spec: NodeMap, entry: Mapping[str
         name = spec.inputs.get(comfy_name)
         if name is None:
             known = ", ".join(spec.inputs)
-            problems.append(Problem(f"input {comfy_name!r} of ComfyUI {class_type} is not "
-                                    f"understood by the converter (known: {known})",
-                                    node=node_id, input=comfy_name, node_type=class_type))
+            problems.append(
+                Problem(
+                    f"input {comfy_name!r} of ComfyUI {class_type} is not "
+                    f"understood by the converter (known: {known})",
+                    node=node_id,
+                    input=comfy_name,
+                    node_type=class_type,
+                )
+            )
             continue
         link = as_slot_link(value)
         if link is not None:
@@ -156,9 +184,14 @@ def _map_inputs(node_id: str, class_type: str, spec: NodeMap, entry: Mapping[str
                 value = renames[value]
             elif name in spec.strict_values:
                 choices = ", ".join(sorted(renames))
-                problems.append(Problem(f"{value!r} has no Easel equivalent (convertible: "
-                                        f"{choices})", node=node_id, input=comfy_name,
-                                        node_type=class_type))
+                problems.append(
+                    Problem(
+                        f"{value!r} has no Easel equivalent (convertible: {choices})",
+                        node=node_id,
+                        input=comfy_name,
+                        node_type=class_type,
+                    )
+                )
                 continue
         if isinstance(value, list | dict):
             value = {"value": value}  # Easel's spelling of a literal list or object
@@ -184,15 +217,18 @@ def _resolve(link: SlotLink, aliases: Mapping[str, SlotLink | None]) -> SlotLink
     return current
 
 
-def _link_target(link: SlotLink, entries: Mapping[str, tuple[str, NodeMap, Any]],
-                 reported: set[str]) -> list[str] | str | None:
+def _link_target(
+    link: SlotLink, entries: Mapping[str, tuple[str, NodeMap, Any]], reported: set[str]
+) -> list[str] | str | None:
     """`[node_id, output_name]`, a reason the link cannot convert, or None (reported already)."""
     if link.node in entries:
         class_type, spec, _ = entries[link.node]
         if 0 <= link.slot < len(spec.outputs) and spec.outputs[link.slot] is not None:
             return [link.node, str(spec.outputs[link.slot])]
-        return (f"links to output slot {link.slot} of node {link.node!r} ({class_type}), "
-                "which has no Easel equivalent")
+        return (
+            f"links to output slot {link.slot} of node {link.node!r} ({class_type}), "
+            "which has no Easel equivalent"
+        )
     if link.node in reported:
         return None
     return f"links to node {link.node!r}, which is not in the workflow"
@@ -205,9 +241,14 @@ def layered_layout(nodes: Mapping[str, Mapping[str, Any]]) -> dict[str, list[flo
     def depth_of(node_id: str, trail: frozenset[str]) -> int:
         if node_id in depth:
             return depth[node_id]
-        sources = [value[0] for value in nodes[node_id]["inputs"].values()
-                   if isinstance(value, list) and len(value) == 2 and value[0] in nodes
-                   and value[0] not in trail]
+        sources = [
+            value[0]
+            for value in nodes[node_id]["inputs"].values()
+            if isinstance(value, list)
+            and len(value) == 2
+            and value[0] in nodes
+            and value[0] not in trail
+        ]
         depth[node_id] = 1 + max((depth_of(s, trail | {node_id}) for s in sources), default=-1)
         return depth[node_id]
 

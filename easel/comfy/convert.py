@@ -12,7 +12,7 @@ from easel.core.graph import Problem, WorkflowError
 
 
 def comfy_format(data: Any) -> str | None:
-    """"ui" or "api" for a ComfyUI workflow dict, else None."""
+    """ "ui" or "api" for a ComfyUI workflow dict, else None."""
     if not isinstance(data, Mapping) or not data:
         return None
     if isinstance(data.get("nodes"), list) and "links" in data:
@@ -36,10 +36,14 @@ def to_easel(data: Any, extra_maps: Mapping[str, NodeMap] | None = None) -> dict
     if kind == "ui":
         prompt, editor, problems = ui_to_prompt(data, node_maps)
         return convert_prompt(prompt, editor, problems, node_maps)
-    raise WorkflowError([Problem(
-        "not a ComfyUI workflow: expected the API format ({id: {\"class_type\": ..., "
-        "\"inputs\": ...}}) or the UI format ({\"nodes\": [...], \"links\": [...]})"
-    )])
+    raise WorkflowError(
+        [
+            Problem(
+                'not a ComfyUI workflow: expected the API format ({id: {"class_type": ..., '
+                '"inputs": ...}}) or the UI format ({"nodes": [...], "links": [...]})'
+            )
+        ]
+    )
 
 
 def set_checkpoint(workflow: dict[str, Any], name: str) -> list[str]:

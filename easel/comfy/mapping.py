@@ -12,8 +12,13 @@ CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})
 # ComfyUI's "*_gpu" samplers are the same algorithm with noise drawn on the GPU.
 SAMPLER_NAMES = {"dpmpp_2m_sde_gpu": "dpmpp_2m_sde", "dpmpp_sde_gpu": "dpmpp_sde"}
 # Pixel upscaling (Upscale) names nearest-neighbour "nearest"; LatentUpscale keeps ComfyUI's.
-UPSCALE_METHODS = {"nearest-exact": "nearest", "bilinear": "bilinear", "area": "area",
-                   "bicubic": "bicubic", "lanczos": "lanczos"}
+UPSCALE_METHODS = {
+    "nearest-exact": "nearest",
+    "bilinear": "bilinear",
+    "area": "area",
+    "bicubic": "bicubic",
+    "lanczos": "lanczos",
+}
 LATENT_METHODS = {name: name for name in ("nearest-exact", "bilinear", "area", "bicubic")}
 # ComfyUI's on/off combo widgets ("enable"/"disable") are Easel booleans.
 SWITCH = {"enable": True, "disable": False}
@@ -83,21 +88,26 @@ def _resize_to_size(inputs: dict[str, Any]) -> Adapted:
     inputs["scale"] = 1.0
     crop = inputs.pop("crop", "disabled")
     if crop != "disabled":
-        return Adapted(inputs, [("crop", f"crop={crop!r} has no Easel equivalent "
-                                         "(only 'disabled' converts)")])
+        return Adapted(
+            inputs, [("crop", f"crop={crop!r} has no Easel equivalent (only 'disabled' converts)")]
+        )
     return Adapted(inputs)
 
 
 # ResizeImageMaskNode's `resize_type` is a dynamic combo: which widgets follow it in the UI
 # format (and which "resize_type.<name>" inputs the API format has) depends on its value.
 RESIZE_WIDGETS: dict[str, tuple[str, ...]] = {
-    "scale dimensions": ("width", "height", "crop"), "scale by multiplier": ("multiplier",),
-    "scale longer dimension": ("longer_size",), "scale shorter dimension": ("shorter_size",),
-    "scale width": ("width",), "scale height": ("height",),
-    "scale total pixels": ("megapixels",), "match size": ("crop",),
-    "scale to multiple": ("multiple",)}
-_RESIZE_POSITIONS = ("resize_widget_1", "resize_widget_2", "resize_widget_3",
-                     "resize_widget_4")
+    "scale dimensions": ("width", "height", "crop"),
+    "scale by multiplier": ("multiplier",),
+    "scale longer dimension": ("longer_size",),
+    "scale shorter dimension": ("shorter_size",),
+    "scale width": ("width",),
+    "scale height": ("height",),
+    "scale total pixels": ("megapixels",),
+    "match size": ("crop",),
+    "scale to multiple": ("multiple",),
+}
+_RESIZE_POSITIONS = ("resize_widget_1", "resize_widget_2", "resize_widget_3", "resize_widget_4")
 
 
 def _resize_image_mask(inputs: dict[str, Any]) -> Adapted:
@@ -106,17 +116,26 @@ def _resize_image_mask(inputs: dict[str, Any]) -> Adapted:
     kind = inputs.get("resize_type", "scale dimensions")
     positional = [inputs.pop(name) for name in _RESIZE_POSITIONS if name in inputs]
     if isinstance(kind, str) and kind not in RESIZE_WIDGETS:
-        return Adapted(inputs, [("resize_type", f"{kind!r} is not a resize type of "
-                                                f"ResizeImageMaskNode")])
+        return Adapted(
+            inputs, [("resize_type", f"{kind!r} is not a resize type of ResizeImageMaskNode")]
+        )
     names = RESIZE_WIDGETS.get(kind, ()) if isinstance(kind, str) else ()
     for name, value in zip((*names, "scale_method"), positional, strict=False):
         inputs.setdefault(name, value)
     method = inputs.get("scale_method")
     if isinstance(method, str):
         if method not in UPSCALE_METHODS:
-            return Adapted(inputs, [("scale_method", f"{method!r} has no Easel equivalent "
-                                                     f"(convertible: "
-                                                     f"{', '.join(sorted(UPSCALE_METHODS))})")])
+            return Adapted(
+                inputs,
+                [
+                    (
+                        "scale_method",
+                        f"{method!r} has no Easel equivalent "
+                        f"(convertible: "
+                        f"{', '.join(sorted(UPSCALE_METHODS))})",
+                    )
+                ],
+            )
         inputs["scale_method"] = UPSCALE_METHODS[method]
     return Adapted(inputs)
 
@@ -131,10 +150,14 @@ def _save_image_advanced(inputs: dict[str, Any]) -> Adapted:
         inputs.setdefault(name, value)
     wanted = {"format": "png", "bit_depth": "8-bit", "input_color_space": "sRGB"}
     problems: list[tuple[str | None, str]] = [
-        (name, f"{name}={inputs[name]!r} has no Easel equivalent (Easel saves "
-                "8-bit sRGB PNG files: format 'png', bit_depth '8-bit')")
+        (
+            name,
+            f"{name}={inputs[name]!r} has no Easel equivalent (Easel saves "
+            "8-bit sRGB PNG files: format 'png', bit_depth '8-bit')",
+        )
         for name, value in wanted.items()
-        if isinstance(inputs.get(name), str) and inputs[name] != value]
+        if isinstance(inputs.get(name), str) and inputs[name] != value
+    ]
     for name in wanted:
         inputs.pop(name, None)
     return Adapted(inputs, problems)
@@ -146,289 +169,583 @@ def _scale_to_max_dimension(inputs: dict[str, Any]) -> Adapted:
     return _resize_image_mask(inputs)
 
 
-_SAMPLER_INPUTS = {"model": "model", "positive": "positive", "negative": "negative",
-                   "latent_image": "latent", "steps": "steps", "cfg": "cfg",
-                   "sampler_name": "sampler_name", "scheduler": "scheduler"}
+_SAMPLER_INPUTS = {
+    "model": "model",
+    "positive": "positive",
+    "negative": "negative",
+    "latent_image": "latent",
+    "steps": "steps",
+    "cfg": "cfg",
+    "sampler_name": "sampler_name",
+    "scheduler": "scheduler",
+}
 
 NODE_MAPS: dict[str, NodeMap] = {
     "CheckpointLoaderSimple": NodeMap(
-        "CheckpointLoader", {"ckpt_name": "name"}, ("model", "clip", "vae"),
-        widgets=("ckpt_name",)),
+        "CheckpointLoader", {"ckpt_name": "name"}, ("model", "clip", "vae"), widgets=("ckpt_name",)
+    ),
     # ComfyUI's deprecated loader: the family registry finds the config, config_name is moot.
     "CheckpointLoader": NodeMap(
-        "CheckpointLoader", {"config_name": "config_name", "ckpt_name": "name"},
-        ("model", "clip", "vae"), widgets=("config_name", "ckpt_name"),
-        ignored=frozenset({"config_name"})),
+        "CheckpointLoader",
+        {"config_name": "config_name", "ckpt_name": "name"},
+        ("model", "clip", "vae"),
+        widgets=("config_name", "ckpt_name"),
+        ignored=frozenset({"config_name"}),
+    ),
     "VAELoader": NodeMap("VAELoader", {"vae_name": "name"}, ("vae",), widgets=("vae_name",)),
     "LoraLoader": NodeMap(
-        "LoraLoader", {"model": "model", "clip": "clip", "lora_name": "name",
-                       "strength_model": "strength_model", "strength_clip": "strength_clip"},
-        ("model", "clip"), widgets=("lora_name", "strength_model", "strength_clip")),
+        "LoraLoader",
+        {
+            "model": "model",
+            "clip": "clip",
+            "lora_name": "name",
+            "strength_model": "strength_model",
+            "strength_clip": "strength_clip",
+        },
+        ("model", "clip"),
+        widgets=("lora_name", "strength_model", "strength_clip"),
+    ),
     "LoraLoaderModelOnly": NodeMap(
-        "LoraLoaderModelOnly", {"model": "model", "lora_name": "name",
-                                "strength_model": "strength_model"},
-        ("model",), widgets=("lora_name", "strength_model")),
+        "LoraLoaderModelOnly",
+        {"model": "model", "lora_name": "name", "strength_model": "strength_model"},
+        ("model",),
+        widgets=("lora_name", "strength_model"),
+    ),
     "CLIPSetLastLayer": NodeMap(
-        "CLIPSetLastLayer", {"clip": "clip", "stop_at_clip_layer": "stop_at_clip_layer"},
-        ("clip",), widgets=("stop_at_clip_layer",)),
+        "CLIPSetLastLayer",
+        {"clip": "clip", "stop_at_clip_layer": "stop_at_clip_layer"},
+        ("clip",),
+        widgets=("stop_at_clip_layer",),
+    ),
     "ControlNetLoader": NodeMap(
-        "ControlNetLoader", {"control_net_name": "name"}, ("control_net",),
-        widgets=("control_net_name",)),
+        "ControlNetLoader",
+        {"control_net_name": "name"},
+        ("control_net",),
+        widgets=("control_net_name",),
+    ),
     "ControlNetApply": NodeMap(
-        "ControlNetApply", {"conditioning": "conditioning", "control_net": "control_net",
-                            "image": "image", "strength": "strength"},
-        ("conditioning",), widgets=("strength",)),
+        "ControlNetApply",
+        {
+            "conditioning": "conditioning",
+            "control_net": "control_net",
+            "image": "image",
+            "strength": "strength",
+        },
+        ("conditioning",),
+        widgets=("strength",),
+    ),
     "ControlNetApplyAdvanced": NodeMap(
-        "ControlNetApplyAdvanced", {"positive": "positive", "negative": "negative",
-                                    "control_net": "control_net", "image": "image",
-                                    "strength": "strength", "start_percent": "start_percent",
-                                    "end_percent": "end_percent", "vae": "vae"},
-        ("positive", "negative"), widgets=("strength", "start_percent", "end_percent"),
-        optional=frozenset({"vae"})),
+        "ControlNetApplyAdvanced",
+        {
+            "positive": "positive",
+            "negative": "negative",
+            "control_net": "control_net",
+            "image": "image",
+            "strength": "strength",
+            "start_percent": "start_percent",
+            "end_percent": "end_percent",
+            "vae": "vae",
+        },
+        ("positive", "negative"),
+        widgets=("strength", "start_percent", "end_percent"),
+        optional=frozenset({"vae"}),
+    ),
     "UpscaleModelLoader": NodeMap(
-        "UpscaleModelLoader", {"model_name": "name"}, ("upscale_model",),
-        widgets=("model_name",)),
+        "UpscaleModelLoader", {"model_name": "name"}, ("upscale_model",), widgets=("model_name",)
+    ),
     "ImageUpscaleWithModel": NodeMap(
-        "ImageUpscaleWithModel", {"upscale_model": "upscale_model", "image": "image"},
-        ("image",)),
+        "ImageUpscaleWithModel", {"upscale_model": "upscale_model", "image": "image"}, ("image",)
+    ),
     "ModelSamplingDiscrete": NodeMap(
-        "ModelSamplingDiscrete", {"model": "model", "sampling": "sampling", "zsnr": "zsnr"},
-        ("model",), widgets=("sampling", "zsnr"), values={"sampling": PREDICTIONS},
-        strict_values=frozenset({"sampling"})),
+        "ModelSamplingDiscrete",
+        {"model": "model", "sampling": "sampling", "zsnr": "zsnr"},
+        ("model",),
+        widgets=("sampling", "zsnr"),
+        values={"sampling": PREDICTIONS},
+        strict_values=frozenset({"sampling"}),
+    ),
     # Flux and ComfyUI's split model files (easel/nodes/loaders_split.py, flux.py). ComfyUI's
     # CLIPLoader is Easel's TextEncoderLoader (Easel's CLIPLoader loads CLIPScore models).
     "UNETLoader": NodeMap(
-        "DiffusionModelLoader", {"unet_name": "name", "weight_dtype": "weight_dtype"},
-        ("model",), widgets=("unet_name", "weight_dtype")),
+        "DiffusionModelLoader",
+        {"unet_name": "name", "weight_dtype": "weight_dtype"},
+        ("model",),
+        widgets=("unet_name", "weight_dtype"),
+    ),
     "CLIPLoader": NodeMap(
-        "TextEncoderLoader", {"clip_name": "name", "type": "type", "device": "device"},
-        ("clip",), widgets=("clip_name", "type", "device"), ignored=frozenset({"device"}),
+        "TextEncoderLoader",
+        {"clip_name": "name", "type": "type", "device": "device"},
+        ("clip",),
+        widgets=("clip_name", "type", "device"),
+        ignored=frozenset({"device"}),
         values={"type": {"stable_diffusion": "stable_diffusion"}},
-        strict_values=frozenset({"type"})),
+        strict_values=frozenset({"type"}),
+    ),
     "DualCLIPLoader": NodeMap(
-        "DualTextEncoderLoader", {"clip_name1": "name1", "clip_name2": "name2", "type": "type",
-                                  "device": "device"},
-        ("clip",), widgets=("clip_name1", "clip_name2", "type", "device"),
-        ignored=frozenset({"device"}), values={"type": {"flux": "flux"}},
-        strict_values=frozenset({"type"})),
+        "DualTextEncoderLoader",
+        {"clip_name1": "name1", "clip_name2": "name2", "type": "type", "device": "device"},
+        ("clip",),
+        widgets=("clip_name1", "clip_name2", "type", "device"),
+        ignored=frozenset({"device"}),
+        values={"type": {"flux": "flux"}},
+        strict_values=frozenset({"type"}),
+    ),
     "CLIPTextEncodeFlux": NodeMap(
-        "TextEncodeFlux", {name: name for name in ("clip", "clip_l", "t5xxl", "guidance")},
-        ("conditioning",), widgets=("clip_l", "t5xxl", "guidance")),
+        "TextEncodeFlux",
+        {name: name for name in ("clip", "clip_l", "t5xxl", "guidance")},
+        ("conditioning",),
+        widgets=("clip_l", "t5xxl", "guidance"),
+    ),
     "FluxGuidance": NodeMap(
-        "FluxGuidance", {"conditioning": "conditioning", "guidance": "guidance"},
-        ("conditioning",), widgets=("guidance",)),
+        "FluxGuidance",
+        {"conditioning": "conditioning", "guidance": "guidance"},
+        ("conditioning",),
+        widgets=("guidance",),
+    ),
     "ReferenceLatent": NodeMap(
-        "ReferenceLatent", {"conditioning": "conditioning", "latent": "latent"},
-        ("conditioning",), optional=frozenset({"latent"})),
+        "ReferenceLatent",
+        {"conditioning": "conditioning", "latent": "latent"},
+        ("conditioning",),
+        optional=frozenset({"latent"}),
+    ),
     # The sampler gives an empty latent its model's channels (16 for Flux).
     "EmptySD3LatentImage": NodeMap(
-        "EmptyLatent", {"width": "width", "height": "height", "batch_size": "batch_size"},
-        ("latent",), widgets=("width", "height", "batch_size")),
-    "ModelSamplingFlux": NodeMap(
-        "ModelSamplingFlux", {name: name for name in (
-            "model", "max_shift", "base_shift", "width", "height")},
-        ("model",), widgets=("max_shift", "base_shift", "width", "height")),
-    "ModelSamplingSD3": NodeMap(
-        "ModelSamplingSD3", {"model": "model", "shift": "shift"}, ("model",),
-        widgets=("shift",)),
-    "ModelSamplingAuraFlow": NodeMap(
-        "ModelSamplingAuraFlow", {"model": "model", "shift": "shift"}, ("model",),
-        widgets=("shift",)),
-    "CLIPTextEncode": NodeMap(
-        "TextEncode", {"clip": "clip", "text": "text"}, ("conditioning",), widgets=("text",)),
-    "CLIPTextEncodeSDXL": NodeMap(
-        "TextEncodeSDXL", {name: name for name in (
-            "clip", "width", "height", "crop_w", "crop_h", "target_width", "target_height",
-            "text_g", "text_l")}, ("conditioning",),
-        widgets=("width", "height", "crop_w", "crop_h", "target_width", "target_height",
-                 "text_g", "text_l")),
-    "CLIPTextEncodeSDXLRefiner": NodeMap(
-        "TextEncodeSDXLRefiner", {name: name for name in (
-            "clip", "ascore", "width", "height", "text")}, ("conditioning",),
-        widgets=("ascore", "width", "height", "text")),
-    "EmptyLatentImage": NodeMap(
-        "EmptyLatent", {"width": "width", "height": "height", "batch_size": "batch_size"},
-        ("latent",), widgets=("width", "height", "batch_size")),
-    "KSampler": NodeMap(
-        "KSampler", {**_SAMPLER_INPUTS, "seed": "seed", "denoise": "denoise"}, ("latent",),
-        widgets=("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise"),
-        seeded=frozenset({"seed"}), values={"sampler_name": SAMPLER_NAMES}),
-    "KSamplerAdvanced": NodeMap(
-        "KSamplerAdvanced", {**_SAMPLER_INPUTS, "noise_seed": "seed", "add_noise": "add_noise",
-                             "start_at_step": "start_at_step", "end_at_step": "end_at_step",
-                             "return_with_leftover_noise": "return_with_leftover_noise"},
+        "EmptyLatent",
+        {"width": "width", "height": "height", "batch_size": "batch_size"},
         ("latent",),
-        widgets=("add_noise", "noise_seed", "steps", "cfg", "sampler_name", "scheduler",
-                 "start_at_step", "end_at_step", "return_with_leftover_noise"),
+        widgets=("width", "height", "batch_size"),
+    ),
+    "ModelSamplingFlux": NodeMap(
+        "ModelSamplingFlux",
+        {name: name for name in ("model", "max_shift", "base_shift", "width", "height")},
+        ("model",),
+        widgets=("max_shift", "base_shift", "width", "height"),
+    ),
+    "ModelSamplingSD3": NodeMap(
+        "ModelSamplingSD3", {"model": "model", "shift": "shift"}, ("model",), widgets=("shift",)
+    ),
+    "ModelSamplingAuraFlow": NodeMap(
+        "ModelSamplingAuraFlow",
+        {"model": "model", "shift": "shift"},
+        ("model",),
+        widgets=("shift",),
+    ),
+    "CLIPTextEncode": NodeMap(
+        "TextEncode", {"clip": "clip", "text": "text"}, ("conditioning",), widgets=("text",)
+    ),
+    "CLIPTextEncodeSDXL": NodeMap(
+        "TextEncodeSDXL",
+        {
+            name: name
+            for name in (
+                "clip",
+                "width",
+                "height",
+                "crop_w",
+                "crop_h",
+                "target_width",
+                "target_height",
+                "text_g",
+                "text_l",
+            )
+        },
+        ("conditioning",),
+        widgets=(
+            "width",
+            "height",
+            "crop_w",
+            "crop_h",
+            "target_width",
+            "target_height",
+            "text_g",
+            "text_l",
+        ),
+    ),
+    "CLIPTextEncodeSDXLRefiner": NodeMap(
+        "TextEncodeSDXLRefiner",
+        {name: name for name in ("clip", "ascore", "width", "height", "text")},
+        ("conditioning",),
+        widgets=("ascore", "width", "height", "text"),
+    ),
+    "EmptyLatentImage": NodeMap(
+        "EmptyLatent",
+        {"width": "width", "height": "height", "batch_size": "batch_size"},
+        ("latent",),
+        widgets=("width", "height", "batch_size"),
+    ),
+    "KSampler": NodeMap(
+        "KSampler",
+        {**_SAMPLER_INPUTS, "seed": "seed", "denoise": "denoise"},
+        ("latent",),
+        widgets=("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise"),
+        seeded=frozenset({"seed"}),
+        values={"sampler_name": SAMPLER_NAMES},
+    ),
+    "KSamplerAdvanced": NodeMap(
+        "KSamplerAdvanced",
+        {
+            **_SAMPLER_INPUTS,
+            "noise_seed": "seed",
+            "add_noise": "add_noise",
+            "start_at_step": "start_at_step",
+            "end_at_step": "end_at_step",
+            "return_with_leftover_noise": "return_with_leftover_noise",
+        },
+        ("latent",),
+        widgets=(
+            "add_noise",
+            "noise_seed",
+            "steps",
+            "cfg",
+            "sampler_name",
+            "scheduler",
+            "start_at_step",
+            "end_at_step",
+            "return_with_leftover_noise",
+        ),
         seeded=frozenset({"noise_seed"}),
-        values={"sampler_name": SAMPLER_NAMES, "add_noise": SWITCH,
-                "return_with_leftover_noise": SWITCH},
+        values={
+            "sampler_name": SAMPLER_NAMES,
+            "add_noise": SWITCH,
+            "return_with_leftover_noise": SWITCH,
+        },
         strict_values=frozenset({"add_noise", "return_with_leftover_noise"}),
-        adapt=_ksampler_advanced),
+        adapt=_ksampler_advanced,
+    ),
     "VAEDecode": NodeMap("VAEDecode", {"samples": "latent", "vae": "vae"}, ("image",)),
     "VAEEncode": NodeMap("VAEEncode", {"pixels": "image", "vae": "vae"}, ("latent",)),
     "VAEEncodeForInpaint": NodeMap(
-        "VAEEncodeForInpaint", {"pixels": "image", "vae": "vae", "mask": "mask",
-                                "grow_mask_by": "grow_mask_by"},
-        ("latent",), widgets=("grow_mask_by",)),
+        "VAEEncodeForInpaint",
+        {"pixels": "image", "vae": "vae", "mask": "mask", "grow_mask_by": "grow_mask_by"},
+        ("latent",),
+        widgets=("grow_mask_by",),
+    ),
     "InpaintModelConditioning": NodeMap(
-        "InpaintModelConditioning", {"positive": "positive", "negative": "negative",
-                                     "vae": "vae", "pixels": "image", "mask": "mask",
-                                     "noise_mask": "noise_mask"},
-        ("positive", "negative", "latent"), widgets=("noise_mask",),
-        adapt=_inpaint_conditioning),
+        "InpaintModelConditioning",
+        {
+            "positive": "positive",
+            "negative": "negative",
+            "vae": "vae",
+            "pixels": "image",
+            "mask": "mask",
+            "noise_mask": "noise_mask",
+        },
+        ("positive", "negative", "latent"),
+        widgets=("noise_mask",),
+        adapt=_inpaint_conditioning,
+    ),
     "SetLatentNoiseMask": NodeMap(
-        "SetLatentNoiseMask", {"samples": "latent", "mask": "mask"}, ("latent",)),
+        "SetLatentNoiseMask", {"samples": "latent", "mask": "mask"}, ("latent",)
+    ),
     "LoadImage": NodeMap(
-        "LoadImage", {"image": "image"}, ("image", "mask"), widgets=("image", "upload"),
-        ignored=frozenset({"upload"})),
+        "LoadImage",
+        {"image": "image"},
+        ("image", "mask"),
+        widgets=("image", "upload"),
+        ignored=frozenset({"upload"}),
+    ),
     "SaveImage": NodeMap(
-        "SaveImage", {"images": "image", "filename_prefix": "filename_prefix"}, (),
-        widgets=("filename_prefix",)),
+        "SaveImage",
+        {"images": "image", "filename_prefix": "filename_prefix"},
+        (),
+        widgets=("filename_prefix",),
+    ),
     "PreviewImage": NodeMap("PreviewImage", {"images": "image"}, ()),
     "LatentUpscale": NodeMap(
-        "LatentUpscale", {"samples": "latent", "upscale_method": "method", "width": "width",
-                          "height": "height", "crop": "crop"},
-        ("latent",), widgets=("upscale_method", "width", "height", "crop"),
-        values={"method": LATENT_METHODS}, strict_values=frozenset({"method"}),
-        adapt=_resize_to_size),
+        "LatentUpscale",
+        {
+            "samples": "latent",
+            "upscale_method": "method",
+            "width": "width",
+            "height": "height",
+            "crop": "crop",
+        },
+        ("latent",),
+        widgets=("upscale_method", "width", "height", "crop"),
+        values={"method": LATENT_METHODS},
+        strict_values=frozenset({"method"}),
+        adapt=_resize_to_size,
+    ),
     "LatentUpscaleBy": NodeMap(
-        "LatentUpscale", {"samples": "latent", "upscale_method": "method", "scale_by": "scale"},
-        ("latent",), widgets=("upscale_method", "scale_by"),
-        values={"method": LATENT_METHODS}, strict_values=frozenset({"method"})),
+        "LatentUpscale",
+        {"samples": "latent", "upscale_method": "method", "scale_by": "scale"},
+        ("latent",),
+        widgets=("upscale_method", "scale_by"),
+        values={"method": LATENT_METHODS},
+        strict_values=frozenset({"method"}),
+    ),
     "ImageScale": NodeMap(
-        "Upscale", {"image": "image", "upscale_method": "method", "width": "width",
-                    "height": "height", "crop": "crop"},
-        ("image",), widgets=("upscale_method", "width", "height", "crop"),
-        values={"method": UPSCALE_METHODS}, strict_values=frozenset({"method"}),
-        adapt=_resize_to_size),
+        "Upscale",
+        {
+            "image": "image",
+            "upscale_method": "method",
+            "width": "width",
+            "height": "height",
+            "crop": "crop",
+        },
+        ("image",),
+        widgets=("upscale_method", "width", "height", "crop"),
+        values={"method": UPSCALE_METHODS},
+        strict_values=frozenset({"method"}),
+        adapt=_resize_to_size,
+    ),
     "ImageScaleBy": NodeMap(
-        "Upscale", {"image": "image", "upscale_method": "method", "scale_by": "scale"},
-        ("image",), widgets=("upscale_method", "scale_by"),
-        values={"method": UPSCALE_METHODS}, strict_values=frozenset({"method"})),
+        "Upscale",
+        {"image": "image", "upscale_method": "method", "scale_by": "scale"},
+        ("image",),
+        widgets=("upscale_method", "scale_by"),
+        values={"method": UPSCALE_METHODS},
+        strict_values=frozenset({"method"}),
+    ),
     "ConditioningZeroOut": NodeMap(
-        "ConditioningZeroOut", {"conditioning": "conditioning"}, ("conditioning",)),
-    "PrimitiveInt": NodeMap("Int", {"value": "value"}, ("value",), widgets=("value",),
-                            seeded=frozenset({"value"})),
+        "ConditioningZeroOut", {"conditioning": "conditioning"}, ("conditioning",)
+    ),
+    "PrimitiveInt": NodeMap(
+        "Int", {"value": "value"}, ("value",), widgets=("value",), seeded=frozenset({"value"})
+    ),
     "PrimitiveFloat": NodeMap("Float", {"value": "value"}, ("value",), widgets=("value",)),
     "PrimitiveString": NodeMap("String", {"value": "value"}, ("value",), widgets=("value",)),
-    "PrimitiveStringMultiline": NodeMap("String", {"value": "value"}, ("value",),
-                                        widgets=("value",)),
+    "PrimitiveStringMultiline": NodeMap(
+        "String", {"value": "value"}, ("value",), widgets=("value",)
+    ),
     # Utilities of ComfyUI's templates (easel/nodes/switches.py, math_expression.py,
     # text_utils.py, image_utils.py).
     "PrimitiveBoolean": NodeMap("Boolean", {"value": "value"}, ("value",), widgets=("value",)),
     "ComfySwitchNode": NodeMap(
-        "Switch", {"switch": "switch", "on_false": "on_false", "on_true": "on_true"},
-        ("output",), widgets=("switch",), optional=frozenset({"on_false", "on_true"})),
+        "Switch",
+        {"switch": "switch", "on_false": "on_false", "on_true": "on_true"},
+        ("output",),
+        widgets=("switch",),
+        optional=frozenset({"on_false", "on_true"}),
+    ),
     "ComfyMathExpression": NodeMap(
-        "MathExpression", {"expression": "expression",
-                           **{f"values.{letter}": letter for letter in "abcdefgh"}},
-        ("float", "int", "bool"), widgets=("expression",),
-        optional=frozenset("abcdefgh")),
+        "MathExpression",
+        {"expression": "expression", **{f"values.{letter}": letter for letter in "abcdefgh"}},
+        ("float", "int", "bool"),
+        widgets=("expression",),
+        optional=frozenset("abcdefgh"),
+    ),
     "StringConcatenate": NodeMap(
-        "ConcatenateText", {"string_a": "a", "string_b": "b", "delimiter": "delimiter"},
-        ("text",), widgets=("string_a", "string_b", "delimiter")),
+        "ConcatenateText",
+        {"string_a": "a", "string_b": "b", "delimiter": "delimiter"},
+        ("text",),
+        widgets=("string_a", "string_b", "delimiter"),
+    ),
     "StringReplace": NodeMap(
-        "ReplaceText", {"string": "text", "find": "find", "replace": "replace"}, ("text",),
-        widgets=("string", "find", "replace")),
+        "ReplaceText",
+        {"string": "text", "find": "find", "replace": "replace"},
+        ("text",),
+        widgets=("string", "find", "replace"),
+    ),
     "RegexReplace": NodeMap(
-        "RegexReplace", {"string": "string", "regex_pattern": "regex_pattern",
-                         "replace": "replace",
-                         "case_insensitive": "case_insensitive", "multiline": "multiline",
-                         "dotall": "dotall", "count": "count"}, ("text",),
-        widgets=("string", "regex_pattern", "replace", "case_insensitive", "multiline",
-                 "dotall", "count")),
+        "RegexReplace",
+        {
+            "string": "string",
+            "regex_pattern": "regex_pattern",
+            "replace": "replace",
+            "case_insensitive": "case_insensitive",
+            "multiline": "multiline",
+            "dotall": "dotall",
+            "count": "count",
+        },
+        ("text",),
+        widgets=(
+            "string",
+            "regex_pattern",
+            "replace",
+            "case_insensitive",
+            "multiline",
+            "dotall",
+            "count",
+        ),
+    ),
     "PreviewAny": NodeMap("PreviewAsText", {"source": "source"}, ("text",)),
     "GetImageSize": NodeMap("ImageSize", {"image": "image"}, ("width", "height", "batch_size")),
     "ImageScaleToTotalPixels": NodeMap(
-        "ScaleToTotalPixels", {"image": "image", "upscale_method": "method",
-                               "megapixels": "megapixels",
-                               "resolution_steps": "resolution_steps"},
-        ("image",), widgets=("upscale_method", "megapixels", "resolution_steps"),
-        values={"method": UPSCALE_METHODS}, strict_values=frozenset({"method"})),
+        "ScaleToTotalPixels",
+        {
+            "image": "image",
+            "upscale_method": "method",
+            "megapixels": "megapixels",
+            "resolution_steps": "resolution_steps",
+        },
+        ("image",),
+        widgets=("upscale_method", "megapixels", "resolution_steps"),
+        values={"method": UPSCALE_METHODS},
+        strict_values=frozenset({"method"}),
+    ),
     "ResizeImageMaskNode": NodeMap(
-        "ResizeImageMask", {"input": "input", "resize_type": "resize_type",
-                            "scale_method": "scale_method",
-                            **{f"resize_type.{name}": name for name in (
-                                "width", "height", "crop", "multiplier", "longer_size",
-                                "shorter_size", "megapixels", "multiple", "match")},
-                            **{name: name for name in _RESIZE_POSITIONS}},
-        ("resized",), widgets=("resize_type", *_RESIZE_POSITIONS),
-        optional=frozenset({"match"}), adapt=_resize_image_mask),
+        "ResizeImageMask",
+        {
+            "input": "input",
+            "resize_type": "resize_type",
+            "scale_method": "scale_method",
+            **{
+                f"resize_type.{name}": name
+                for name in (
+                    "width",
+                    "height",
+                    "crop",
+                    "multiplier",
+                    "longer_size",
+                    "shorter_size",
+                    "megapixels",
+                    "multiple",
+                    "match",
+                )
+            },
+            **{name: name for name in _RESIZE_POSITIONS},
+        },
+        ("resized",),
+        widgets=("resize_type", *_RESIZE_POSITIONS),
+        optional=frozenset({"match"}),
+        adapt=_resize_image_mask,
+    ),
     "ImageStitch": NodeMap(
-        "ImageStitch", {name: name for name in (
-            "image1", "image2", "direction", "match_image_size", "spacing_width",
-            "spacing_color")}, ("image",),
+        "ImageStitch",
+        {
+            name: name
+            for name in (
+                "image1",
+                "image2",
+                "direction",
+                "match_image_size",
+                "spacing_width",
+                "spacing_color",
+            )
+        },
+        ("image",),
         widgets=("direction", "match_image_size", "spacing_width", "spacing_color"),
-        optional=frozenset({"image2"})),
+        optional=frozenset({"image2"}),
+    ),
     "Canny": NodeMap(
-        "Canny", {"image": "image", "low_threshold": "low_threshold",
-                  "high_threshold": "high_threshold"}, ("image",),
-        widgets=("low_threshold", "high_threshold")),
+        "Canny",
+        {"image": "image", "low_threshold": "low_threshold", "high_threshold": "high_threshold"},
+        ("image",),
+        widgets=("low_threshold", "high_threshold"),
+    ),
     "BatchImagesNode": NodeMap(
-        "BatchImages", {f"images.image{i}": f"image{i}" for i in range(16)}, ("image",),
-        optional=frozenset(f"image{i}" for i in range(16))),
+        "BatchImages",
+        {f"images.image{i}": f"image{i}" for i in range(16)},
+        ("image",),
+        optional=frozenset(f"image{i}" for i in range(16)),
+    ),
     "ResolutionSelector": NodeMap(
-        "ResolutionSelector", {"aspect_ratio": "aspect_ratio", "megapixels": "megapixels",
-                               "multiple": "multiple"}, ("width", "height"),
-        widgets=("aspect_ratio", "megapixels", "multiple")),
+        "ResolutionSelector",
+        {"aspect_ratio": "aspect_ratio", "megapixels": "megapixels", "multiple": "multiple"},
+        ("width", "height"),
+        widgets=("aspect_ratio", "megapixels", "multiple"),
+    ),
     "ImageCompare": NodeMap(
-        "CompareImages", {"image_a": "image_a", "image_b": "image_b",
-                          "compare_view": "compare_view"}, (),
-        ignored=frozenset({"compare_view"}), optional=frozenset({"image_a", "image_b"})),
+        "CompareImages",
+        {"image_a": "image_a", "image_b": "image_b", "compare_view": "compare_view"},
+        (),
+        ignored=frozenset({"compare_view"}),
+        optional=frozenset({"image_a", "image_b"}),
+    ),
     "SaveImageAdvanced": NodeMap(
-        "SaveImage", {"images": "image", "filename_prefix": "filename_prefix",
-                      "format": "format", "format.bit_depth": "bit_depth",
-                      "format.input_color_space": "input_color_space",
-                      **{name: name for name in _SAVE_POSITIONS}}, (None,),
-        widgets=("filename_prefix", "format", *_SAVE_POSITIONS), adapt=_save_image_advanced),
+        "SaveImage",
+        {
+            "images": "image",
+            "filename_prefix": "filename_prefix",
+            "format": "format",
+            "format.bit_depth": "bit_depth",
+            "format.input_color_space": "input_color_space",
+            **{name: name for name in _SAVE_POSITIONS},
+        },
+        (None,),
+        widgets=("filename_prefix", "format", *_SAVE_POSITIONS),
+        adapt=_save_image_advanced,
+    ),
     "ImageScaleToMaxDimension": NodeMap(
-        "ResizeImageMask", {"image": "input", "upscale_method": "scale_method",
-                            "largest_size": "longer_size"}, ("resized",),
-        widgets=("upscale_method", "largest_size"), adapt=_scale_to_max_dimension),
+        "ResizeImageMask",
+        {"image": "input", "upscale_method": "scale_method", "largest_size": "longer_size"},
+        ("resized",),
+        widgets=("upscale_method", "largest_size"),
+        adapt=_scale_to_max_dimension,
+    ),
     "RegexExtract": NodeMap(
-        "RegexExtract", {"string": "string", "regex_pattern": "regex_pattern", "mode": "mode",
-                         "case_insensitive": "case_insensitive", "multiline": "multiline",
-                         "dotall": "dotall", "group_index": "group_index"}, ("text",),
-        widgets=("string", "regex_pattern", "mode", "case_insensitive", "multiline", "dotall",
-                 "group_index")),
+        "RegexExtract",
+        {
+            "string": "string",
+            "regex_pattern": "regex_pattern",
+            "mode": "mode",
+            "case_insensitive": "case_insensitive",
+            "multiline": "multiline",
+            "dotall": "dotall",
+            "group_index": "group_index",
+        },
+        ("text",),
+        widgets=(
+            "string",
+            "regex_pattern",
+            "mode",
+            "case_insensitive",
+            "multiline",
+            "dotall",
+            "group_index",
+        ),
+    ),
     "StringLength": NodeMap("TextLength", {"string": "text"}, ("length",), widgets=("string",)),
     "ImageInvert": NodeMap("InvertImage", {"image": "image"}, ("image",)),
     "InvertMask": NodeMap("InvertMask", {"mask": "mask"}, ("mask",)),
-    "ImageToMask": NodeMap("ImageToMask", {"image": "image", "channel": "channel"}, ("mask",),
-                           widgets=("channel",)),
+    "ImageToMask": NodeMap(
+        "ImageToMask", {"image": "image", "channel": "channel"}, ("mask",), widgets=("channel",)
+    ),
     "MaskToImage": NodeMap("MaskToImage", {"mask": "mask"}, ("image",)),
     "JoinImageWithAlpha": NodeMap(
-        "JoinImageWithAlpha", {"image": "image", "alpha": "alpha"}, ("image",)),
+        "JoinImageWithAlpha", {"image": "image", "alpha": "alpha"}, ("image",)
+    ),
     "MaskPreview": NodeMap("PreviewMask", {"mask": "mask"}, ()),
     "ComfyNumberConvert": NodeMap("ConvertNumber", {"value": "value"}, ("float", "int")),
     "EmptyImage": NodeMap(
-        "EmptyImage", {name: name for name in ("width", "height", "batch_size", "color")},
-        ("image",), widgets=("width", "height", "batch_size", "color")),
-    "SolidMask": NodeMap("SolidMask", {name: name for name in ("value", "width", "height")},
-                         ("mask",), widgets=("value", "width", "height")),
-    "ThresholdMask": NodeMap("ThresholdMask", {"mask": "mask", "value": "value"}, ("mask",),
-                             widgets=("value",)),
+        "EmptyImage",
+        {name: name for name in ("width", "height", "batch_size", "color")},
+        ("image",),
+        widgets=("width", "height", "batch_size", "color"),
+    ),
+    "SolidMask": NodeMap(
+        "SolidMask",
+        {name: name for name in ("value", "width", "height")},
+        ("mask",),
+        widgets=("value", "width", "height"),
+    ),
+    "ThresholdMask": NodeMap(
+        "ThresholdMask", {"mask": "mask", "value": "value"}, ("mask",), widgets=("value",)
+    ),
     "FeatherMask": NodeMap(
-        "FeatherMask", {name: name for name in ("mask", "left", "top", "right", "bottom")},
-        ("mask",), widgets=("left", "top", "right", "bottom")),
+        "FeatherMask",
+        {name: name for name in ("mask", "left", "top", "right", "bottom")},
+        ("mask",),
+        widgets=("left", "top", "right", "bottom"),
+    ),
     "MaskComposite": NodeMap(
-        "MaskComposite", {name: name for name in ("destination", "source", "x", "y",
-                                                  "operation")},
-        ("mask",), widgets=("x", "y", "operation")),
+        "MaskComposite",
+        {name: name for name in ("destination", "source", "x", "y", "operation")},
+        ("mask",),
+        widgets=("x", "y", "operation"),
+    ),
     "ImageCompositeMasked": NodeMap(
-        "ImageCompositeMasked", {name: name for name in ("destination", "source", "x", "y",
-                                                         "resize_source", "mask")},
-        ("image",), widgets=("x", "y", "resize_source"), optional=frozenset({"mask"})),
+        "ImageCompositeMasked",
+        {name: name for name in ("destination", "source", "x", "y", "resize_source", "mask")},
+        ("image",),
+        widgets=("x", "y", "resize_source"),
+        optional=frozenset({"mask"}),
+    ),
     # Easel's node refuses an index past the batch where ComfyUI's takes the last image.
     "ImageFromBatch": NodeMap(
-        "ImageFromBatch", {"image": "image", "batch_index": "index", "length": "length"},
-        ("image",), widgets=("batch_index", "length")),
+        "ImageFromBatch",
+        {"image": "image", "batch_index": "index", "length": "length"},
+        ("image",),
+        widgets=("batch_index", "length"),
+    ),
     "FluxKontextImageScale": NodeMap("FluxKontextImageScale", {"image": "image"}, ("image",)),
     "ImagePadForOutpaint": NodeMap(
-        "ImagePadForOutpaint", {name: name for name in (
-            "image", "left", "top", "right", "bottom", "feathering")}, ("image", "mask"),
-        widgets=("left", "top", "right", "bottom", "feathering")),
+        "ImagePadForOutpaint",
+        {name: name for name in ("image", "left", "top", "right", "bottom", "feathering")},
+        ("image", "mask"),
+        widgets=("left", "top", "right", "bottom", "feathering"),
+    ),
 }
 
 # Editor-only ComfyUI node types: they never run (the UI format resolves them away).
@@ -439,8 +756,8 @@ PRIMITIVE = "PrimitiveNode"
 # ComfyUI node types that are refused with a reason of their own (not just "no equivalent").
 UNSUPPORTED: dict[str, str] = {
     "DiffControlNetLoader": "ComfyUI's DiffControlNetLoader (a ControlNet stored as the "
-                            "difference to one model) is not supported: use ControlNetLoader "
-                            "with a complete ControlNet file",
+    "difference to one model) is not supported: use ControlNetLoader "
+    "with a complete ControlNet file",
 }
 
 
@@ -454,6 +771,8 @@ def merged_node_maps(extra: Mapping[str, NodeMap] | None = None) -> dict[str, No
         raise ValueError(f"ComfyUI node types already mapped by Easel: {', '.join(clashes)}")
     wrong = sorted(name for name, spec in extra.items() if not isinstance(spec, NodeMap))
     if wrong:
-        raise ValueError(f"mappings for ComfyUI node types {', '.join(wrong)} are not "
-                         "easel.comfy.mapping.NodeMap objects")
+        raise ValueError(
+            f"mappings for ComfyUI node types {', '.join(wrong)} are not "
+            "easel.comfy.mapping.NodeMap objects"
+        )
     return {**NODE_MAPS, **extra}

@@ -105,13 +105,17 @@ def _links(raw_links: Any) -> dict[int, Link]:
             kind = raw[5] if len(raw) > 5 else None
         elif isinstance(raw, Mapping):
             link_id, origin, slot = raw.get("id"), raw.get("origin_id"), raw.get("origin_slot")
-            target, target_slot, kind = (raw.get("target_id"), raw.get("target_slot"),
-                                         raw.get("type"))
+            target, target_slot, kind = (
+                raw.get("target_id"),
+                raw.get("target_slot"),
+                raw.get("type"),
+            )
         else:
             continue
         if isinstance(link_id, int) and isinstance(slot, int):
-            links[link_id] = Link(origin, slot, target,
-                                  target_slot if isinstance(target_slot, int) else -1, kind)
+            links[link_id] = Link(
+                origin, slot, target, target_slot if isinstance(target_slot, int) else -1, kind
+            )
     return links
 
 
@@ -148,9 +152,15 @@ class Flattener:
         self.root = self._scope((), data, None, None, None, ())
 
     # -- scopes ---------------------------------------------------------------------
-    def _scope(self, path: tuple[str, ...], graph: Mapping[str, Any],
-               definition: Mapping[str, Any] | None, instance: Mapping[str, Any] | None,
-               parent: Scope | None, trail: tuple[str, ...]) -> Scope:
+    def _scope(
+        self,
+        path: tuple[str, ...],
+        graph: Mapping[str, Any],
+        definition: Mapping[str, Any] | None,
+        instance: Mapping[str, Any] | None,
+        parent: Scope | None,
+        trail: tuple[str, ...],
+    ) -> Scope:
         nodes = {str(n["id"]): n for n in _entries(graph.get("nodes")) if "id" in n}
         scope = Scope(path, nodes, _links(graph.get("links")), definition, instance, parent)
         self.node_count += len(nodes)
@@ -159,19 +169,27 @@ class Flattener:
             if kind not in self.defs or node.get("mode", 0) in (MODE_MUTED, MODE_BYPASSED):
                 continue
             if kind in trail:
-                self.problems.append(Problem(
-                    f"subgraph {self.defs[kind].get('name') or kind!r} contains itself",
-                    node=scope.flat_id(node_id), node_type=str(kind)))
+                self.problems.append(
+                    Problem(
+                        f"subgraph {self.defs[kind].get('name') or kind!r} contains itself",
+                        node=scope.flat_id(node_id),
+                        node_type=str(kind),
+                    )
+                )
                 continue
             if len(path) >= MAX_DEPTH or self.node_count > MAX_NODES:
-                self.problems.append(Problem(
-                    f"subgraphs nested more than {MAX_DEPTH} deep or expanding to more than "
-                    f"{MAX_NODES:,} nodes are not converted", node=scope.flat_id(node_id),
-                    node_type=str(kind)))
+                self.problems.append(
+                    Problem(
+                        f"subgraphs nested more than {MAX_DEPTH} deep or expanding to more than "
+                        f"{MAX_NODES:,} nodes are not converted",
+                        node=scope.flat_id(node_id),
+                        node_type=str(kind),
+                    )
+                )
                 continue
             scope.children[node_id] = self._scope(
-                (*path, node_id), self.defs[kind], self.defs[kind], node, scope,
-                (*trail, str(kind)))
+                (*path, node_id), self.defs[kind], self.defs[kind], node, scope, (*trail, str(kind))
+            )
         return scope
 
     # -- output ---------------------------------------------------------------------
@@ -200,13 +218,16 @@ class Flattener:
                     outer = _instance_input(node, definition, index)
                     entry["link"] = outer.get("link") if outer is not None else None
                 flat["inputs"] = inputs
-                flat["outputs"] = [{"name": o.get("name"), "type": o.get("type")}
-                                   for o in _entries(definition.get("outputs"))]
+                flat["outputs"] = [
+                    {"name": o.get("name"), "type": o.get("type")}
+                    for o in _entries(definition.get("outputs"))
+                ]
             else:
                 flat["inputs"] = [dict(entry) for entry in _entries(node.get("inputs"))]
             for slot, entry in enumerate(flat["inputs"]):
-                entry["link"] = self._flat_link(scope, entry.get("link"), flat["id"], slot,
-                                                entry.get("type"))
+                entry["link"] = self._flat_link(
+                    scope, entry.get("link"), flat["id"], slot, entry.get("type")
+                )
             if offset is not None:
                 position = _pair(node.get("pos"))
                 if position is None:
@@ -215,8 +236,9 @@ class Flattener:
                     flat["pos"] = [position[0] + offset[0], position[1] + offset[1]]
             self.nodes.append(flat)
 
-    def _flat_link(self, scope: Scope, link_id: Any, target: str, slot: int,
-                   kind: Any) -> int | None:
+    def _flat_link(
+        self, scope: Scope, link_id: Any, target: str, slot: int, kind: Any
+    ) -> int | None:
         source = self.resolve(scope, link_id, frozenset())
         if isinstance(source, Value):
             origin = self._primitive(source)
@@ -235,9 +257,16 @@ class Flattener:
         if value.key not in self.values:
             node_id = f"{value.key[0]}:input{value.key[1]}"
             self.values[value.key] = node_id
-            self.nodes.append({"id": node_id, "type": PRIMITIVE, "mode": 0,
-                               "widgets_values": [value.value], "inputs": [],
-                               "outputs": [{"name": "value", "type": "*"}]})
+            self.nodes.append(
+                {
+                    "id": node_id,
+                    "type": PRIMITIVE,
+                    "mode": 0,
+                    "widgets_values": [value.value],
+                    "inputs": [],
+                    "outputs": [{"name": "value", "type": "*"}],
+                }
+            )
         return self.values[value.key]
 
     # -- resolution -----------------------------------------------------------------
@@ -255,16 +284,14 @@ class Flattener:
             return self._subgraph_output(child, link.slot, seen)
         return Origin(scope.flat_id(link.origin), link.slot)
 
-    def _subgraph_output(self, scope: Scope, slot: int, seen: frozenset[tuple[str, Any]]
-                         ) -> Source:
+    def _subgraph_output(self, scope: Scope, slot: int, seen: frozenset[tuple[str, Any]]) -> Source:
         outputs = _entries((scope.definition or {}).get("outputs"))
         if not 0 <= slot < len(outputs):
             return None
         inner = [lid for lid in _list(outputs[slot].get("linkIds")) if lid in scope.links]
         return self.resolve(scope, inner[0], seen) if inner else None
 
-    def _subgraph_input(self, scope: Scope, slot: int, seen: frozenset[tuple[str, Any]]
-                        ) -> Source:
+    def _subgraph_input(self, scope: Scope, slot: int, seen: frozenset[tuple[str, Any]]) -> Source:
         if scope.instance is None or scope.parent is None or scope.definition is None:
             return None
         outer = _instance_input(scope.instance, scope.definition, slot)
@@ -279,8 +306,11 @@ class Flattener:
         """The value of the widget that subgraph input `slot` of `scope`'s instance promotes,
         or None when it promotes none (a MODEL input, say) or its value is unknown."""
         definition, instance = scope.definition or {}, scope.instance or {}
-        promoted = [index for index in range(len(_entries(definition.get("inputs"))))
-                    if self._widget_target(scope, index) is not None]
+        promoted = [
+            index
+            for index in range(len(_entries(definition.get("inputs"))))
+            if self._widget_target(scope, index) is not None
+        ]
         if slot not in promoted:
             return None
         values = _list(instance.get("widgets_values"))
@@ -292,9 +322,13 @@ class Flattener:
                     return Value(values[position])
                 break
             position += 1
-            if (with_controls and position < len(values)
-                    and self._is_seed(scope, index)
-                    and isinstance(values[position], str) and values[position] in CONTROL_VALUES):
+            if (
+                with_controls
+                and position < len(values)
+                and self._is_seed(scope, index)
+                and isinstance(values[position], str)
+                and values[position] in CONTROL_VALUES
+            ):
                 position += 1
         target = self._widget_target(scope, slot)
         return self._interior_value(scope, *target) if target is not None else None
@@ -356,8 +390,9 @@ def _definition_index(definition: Mapping[str, Any], name: Any) -> int | None:
     return None
 
 
-def _instance_input(instance: Mapping[str, Any], definition: Mapping[str, Any],
-                    slot: int) -> Mapping[str, Any] | None:
+def _instance_input(
+    instance: Mapping[str, Any], definition: Mapping[str, Any], slot: int
+) -> Mapping[str, Any] | None:
     """The instance's serialized input for definition input `slot`: by name and type, then by
     name (the frontend rebinds them so), else by position when the file has no names."""
     inputs = _entries(definition.get("inputs"))
@@ -377,25 +412,31 @@ def _instance_input(instance: Mapping[str, Any], definition: Mapping[str, Any],
 def _pair(value: Any) -> tuple[float, float] | None:
     if isinstance(value, Mapping):
         value = [value.get("0"), value.get("1")]
-    if (isinstance(value, list | tuple) and len(value) >= 2
-            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value[:2])):
+    if (
+        isinstance(value, list | tuple)
+        and len(value) >= 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value[:2])
+    ):
         return float(value[0]), float(value[1])
     return None
 
 
-def _inner_offset(instance: Mapping[str, Any], definition: Mapping[str, Any]
-                  ) -> tuple[float, float] | None:
+def _inner_offset(
+    instance: Mapping[str, Any], definition: Mapping[str, Any]
+) -> tuple[float, float] | None:
     """Inner nodes are placed from the instance's position on (the editor shows them flat)."""
     anchor = _pair(instance.get("pos"))
-    corners = [p for p in (_pair(n.get("pos")) for n in _entries(definition.get("nodes")))
-               if p is not None]
+    corners = [
+        p for p in (_pair(n.get("pos")) for n in _entries(definition.get("nodes"))) if p is not None
+    ]
     if anchor is None or not corners:
         return None
     return anchor[0] - min(p[0] for p in corners), anchor[1] - min(p[1] for p in corners)
 
 
-def flatten_subgraphs(data: Mapping[str, Any], node_maps: Mapping[str, NodeMap]
-                      ) -> tuple[Mapping[str, Any], list[Problem]]:
+def flatten_subgraphs(
+    data: Mapping[str, Any], node_maps: Mapping[str, NodeMap]
+) -> tuple[Mapping[str, Any], list[Problem]]:
     """`data` with every subgraph instance expanded (unchanged when it has none), and the
     problems found (a subgraph that contains itself)."""
     defs = definitions(data)

@@ -151,8 +151,9 @@ def bypass_input(node: Mapping[str, Any], slot: int, wanted: str | None) -> int 
     return next((i for i in range(len(entries)) if fits(i)), None)
 
 
-def resolve_link(graph: UIGraph, link_id: Any, wanted_type: str | None,
-                 trail: frozenset[str] = frozenset()) -> Source:
+def resolve_link(
+    graph: UIGraph, link_id: Any, wanted_type: str | None, trail: frozenset[str] = frozenset()
+) -> Source:
     """The real source of a link: through reroutes and bypassed nodes, to a node output, a
     primitive's value or a muted node; None when nothing arrives (unconnected reroute, a
     bypassed node with no input of the type)."""
@@ -174,12 +175,12 @@ def resolve_link(graph: UIGraph, link_id: Any, wanted_type: str | None,
             return None
         entry = _input_entries(origin)[index]
         # As the frontend: past a bypassed node, the type sought is that of its input.
-        return resolve_link(graph, entry.get("link"), _slot_type(_input_entries(origin), index),
-                            trail)
+        return resolve_link(
+            graph, entry.get("link"), _slot_type(_input_entries(origin), index), trail
+        )
     if kind == REROUTE:
         entries = _input_entries(origin)
-        return resolve_link(graph, entries[0].get("link") if entries else None, wanted_type,
-                            trail)
+        return resolve_link(graph, entries[0].get("link") if entries else None, wanted_type, trail)
     if mode == MODE_MUTED:
         return _Muted(origin_id)
     return origin_id, slot
@@ -188,8 +189,11 @@ def resolve_link(graph: UIGraph, link_id: Any, wanted_type: str | None,
 def _pair(value: Any) -> tuple[float, float] | None:
     if isinstance(value, Mapping):  # old LiteGraph files store a Float32Array as {"0": x, ...}
         value = [value.get("0"), value.get("1")]
-    if (isinstance(value, list | tuple) and len(value) >= 2
-            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value[:2])):
+    if (
+        isinstance(value, list | tuple)
+        and len(value) >= 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value[:2])
+    ):
         return float(value[0]), float(value[1])
     return None
 
@@ -207,8 +211,9 @@ def editor_groups(data: Mapping[str, Any], graph: UIGraph) -> list[dict[str, Any
         if not isinstance(raw, Mapping):
             continue
         box = raw.get("bounding")
-        if not (isinstance(box, list) and len(box) == 4
-                and all(isinstance(v, int | float) for v in box)):
+        if not (
+            isinstance(box, list) and len(box) == 4 and all(isinstance(v, int | float) for v in box)
+        ):
             continue
         x, y, width, height = (float(v) for v in box)
         members = []
@@ -219,16 +224,21 @@ def editor_groups(data: Mapping[str, Any], graph: UIGraph) -> list[dict[str, Any
             cx, cy = position[0] + size[0] / 2, position[1] + size[1] / 2
             if x <= cx <= x + width and y <= cy <= y + height:
                 members.append(node_id)
-        group: dict[str, Any] = {"title": str(raw.get("title") or ""),
-                                 "bounding": [x, y, width, height], "nodes": members}
+        group: dict[str, Any] = {
+            "title": str(raw.get("title") or ""),
+            "bounding": [x, y, width, height],
+            "nodes": members,
+        }
         if isinstance(raw.get("color"), str):
             group["color"] = raw["color"]
         groups.append(group)
     return groups
 
 
-def ui_to_prompt(data: Mapping[str, Any], node_maps: Mapping[str, NodeMap] = NODE_MAPS,
-                 ) -> tuple[dict[str, Any], EditorData, list[Problem]]:
+def ui_to_prompt(
+    data: Mapping[str, Any],
+    node_maps: Mapping[str, NodeMap] = NODE_MAPS,
+) -> tuple[dict[str, Any], EditorData, list[Problem]]:
     """The API-format prompt of a UI-format workflow, its editor data, and problems found."""
     data, problems = flatten_subgraphs(data, node_maps)
     graph, index_problems = index_graph(data)
@@ -250,9 +260,14 @@ def ui_to_prompt(data: Mapping[str, Any], node_maps: Mapping[str, NodeMap] = NOD
             continue
         spec = node_maps.get(kind)
         if spec is None and kind.startswith(GROUP_NODE_PREFIXES):
-            problems.append(Problem("ComfyUI group nodes are not converted: choose \"Convert to "
-                                    "nodes\" on it in ComfyUI first", node=node_id,
-                                    node_type=kind))
+            problems.append(
+                Problem(
+                    'ComfyUI group nodes are not converted: choose "Convert to '
+                    'nodes" on it in ComfyUI first',
+                    node=node_id,
+                    node_type=kind,
+                )
+            )
             continue
         inputs = widget_inputs(spec, node.get("widgets_values")) if spec is not None else {}
         for entry in _input_entries(node):
@@ -286,8 +301,13 @@ def ui_to_prompt(data: Mapping[str, Any], node_maps: Mapping[str, NodeMap] = NOD
     return prompt, editor, problems
 
 
-def _drop_what_needs_muted(graph: UIGraph, prompt: dict[str, Any], cut: dict[str, set[str]],
-                           node_maps: Mapping[str, NodeMap], problems: list[Problem]) -> None:
+def _drop_what_needs_muted(
+    graph: UIGraph,
+    prompt: dict[str, Any],
+    cut: dict[str, set[str]],
+    node_maps: Mapping[str, NodeMap],
+    problems: list[Problem],
+) -> None:
     """Drop the nodes that lose a required input to a muted node, then what needs them.
 
     ComfyUI removes inputs fed by muted nodes and then runs only the outputs whose nodes
@@ -321,7 +341,13 @@ def _drop_what_needs_muted(graph: UIGraph, prompt: dict[str, Any], cut: dict[str
 
     had_outputs = any(is_output(node) for node in graph.nodes.values())
     if had_outputs and not any(is_output({"type": e["class_type"]}) for e in prompt.values()):
-        muted = sorted((node_id for node_id, node in graph.nodes.items()
-                        if node.get("mode", 0) == MODE_MUTED), key=node_sort_key)
-        problems.append(Problem("nothing to run: every output node is muted, bypassed or "
-                                f"needs a muted node (muted: {', '.join(muted) or 'none'})"))
+        muted = sorted(
+            (node_id for node_id, node in graph.nodes.items() if node.get("mode", 0) == MODE_MUTED),
+            key=node_sort_key,
+        )
+        problems.append(
+            Problem(
+                "nothing to run: every output node is muted, bypassed or "
+                f"needs a muted node (muted: {', '.join(muted) or 'none'})"
+            )
+        )

@@ -40,9 +40,11 @@ class Budget:
         if batch > 1:
             parts += f" x batch {batch}"
         gib = total * BYTES_PER_PIXEL / 1024**3
-        return (f"{parts} is {total:,} pixels (about {gib:.1f} GiB as float32), over the "
-                f"budget of {self.max_pixels:,} pixels (width x height x frames x batch); "
-                f"make it smaller, or raise the budget ({ENV} or `easel serve --max-pixels`)")
+        return (
+            f"{parts} is {total:,} pixels (about {gib:.1f} GiB as float32), over the "
+            f"budget of {self.max_pixels:,} pixels (width x height x frames x batch); "
+            f"make it smaller, or raise the budget ({ENV} or `easel serve --max-pixels`)"
+        )
 
 
 def from_environment(environ: Mapping[str, str] | None = None) -> Budget:

@@ -18,8 +18,9 @@ KEY_SCHEMA = 1  # bump when the key encoding changes
 
 def canonical(value: Any) -> bytes:
     """A stable byte encoding of JSON-like data (never Python's per-process `hash`)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=_encode_other).encode()
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_encode_other
+    ).encode()
 
 
 def _encode_other(value: Any) -> Any:
@@ -42,8 +43,15 @@ def node_key(
 ) -> str:
     """sha256 over (type, version, literal inputs, fingerprint, upstream keys and outputs);
     `nonce` is any JSON-able value that must also change the key (a run id, hidden inputs)."""
-    payload = [KEY_SCHEMA, node_type, version, literals, fingerprint,
-               {name: list(src) for name, src in upstream.items()}, nonce]
+    payload = [
+        KEY_SCHEMA,
+        node_type,
+        version,
+        literals,
+        fingerprint,
+        {name: list(src) for name, src in upstream.items()},
+        nonce,
+    ]
     return hashlib.sha256(canonical(payload)).hexdigest()
 
 

@@ -66,8 +66,7 @@ class DiskStore:
     `codecs` are tried in order (first match writes); pass `registry.codecs`.
     """
 
-    def __init__(self, root: Path | None = None, codecs: Sequence[Codec] = (JSON_CODEC,)
-                 ) -> None:
+    def __init__(self, root: Path | None = None, codecs: Sequence[Codec] = (JSON_CODEC,)) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
         self.codecs = list(codecs)
 

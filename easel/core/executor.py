@@ -52,16 +52,25 @@ class NodeFailure:
 
     def to_json(self, traceback: bool = False) -> dict[str, Any]:
         """What clients see (the traceback only when asked: it is for logs)."""
-        out: dict[str, Any] = {"node": self.node, "node_type": self.node_type,
-                               "input": self.input, "message": self.message}
+        out: dict[str, Any] = {
+            "node": self.node,
+            "node_type": self.node_type,
+            "input": self.input,
+            "message": self.message,
+        }
         if traceback and self.traceback:
             out["traceback"] = self.traceback
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> NodeFailure:
-        return cls(str(data["node"]), str(data.get("node_type") or ""), str(data["message"]),
-                   data.get("input"), str(data.get("traceback") or ""))
+        return cls(
+            str(data["node"]),
+            str(data.get("node_type") or ""),
+            str(data["message"]),
+            data.get("input"),
+            str(data.get("traceback") or ""),
+        )
 
 
 @dataclass
@@ -91,18 +100,28 @@ class RunResult:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able: everything but `values` (live objects stay in the process)."""
-        return {"run_id": self.run_id, "status": str(self.status), "seconds": self.seconds,
-                "node_status": {n: str(s) for n, s in self.node_status.items()},
-                "ui": self.ui, "failures": [f.to_json() for f in self.failures],
-                "timings": dict(self.timings)}
+        return {
+            "run_id": self.run_id,
+            "status": str(self.status),
+            "seconds": self.seconds,
+            "node_status": {n: str(s) for n, s in self.node_status.items()},
+            "ui": self.ui,
+            "failures": [f.to_json() for f in self.failures],
+            "timings": dict(self.timings),
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunResult:
-        return cls(str(data["run_id"]), RunStatus(data["status"]),
-                   {n: NodeStatus(s) for n, s in data.get("node_status", {}).items()},
-                   dict(data.get("ui") or {}), {},
-                   [NodeFailure.from_json(f) for f in data.get("failures", [])],
-                   float(data.get("seconds", 0.0)), dict(data.get("timings") or {}))
+        return cls(
+            str(data["run_id"]),
+            RunStatus(data["status"]),
+            {n: NodeStatus(s) for n, s in data.get("node_status", {}).items()},
+            dict(data.get("ui") or {}),
+            {},
+            [NodeFailure.from_json(f) for f in data.get("failures", [])],
+            float(data.get("seconds", 0.0)),
+            dict(data.get("timings") or {}),
+        )
 
 
 class Executor:
@@ -127,16 +146,27 @@ class Executor:
         self.services = dict(services or {})
         self.max_workers = max(1, max_workers)
 
-    def validate(self, workflow: Workflow | str | bytes | Mapping[str, Any],
-                 targets: Iterable[str] | None = None) -> Plan:
+    def validate(
+        self,
+        workflow: Workflow | str | bytes | Mapping[str, Any],
+        targets: Iterable[str] | None = None,
+    ) -> Plan:
         return validate(workflow, self.registry, targets, self._context("", CancelToken()))
 
-    def _context(self, run_id: str, token: CancelToken,
-                 services: Mapping[str, Any] | None = None,
-                 output_dir: Path | None = None) -> Context:
+    def _context(
+        self,
+        run_id: str,
+        token: CancelToken,
+        services: Mapping[str, Any] | None = None,
+        output_dir: Path | None = None,
+    ) -> Context:
         merged = {**self.services, **services} if services else self.services
-        return Context(run_id=run_id, output_dir=output_dir or self.output_dir,
-                       services=merged, cancel_token=token)
+        return Context(
+            run_id=run_id,
+            output_dir=output_dir or self.output_dir,
+            services=merged,
+            cancel_token=token,
+        )
 
     def run(
         self,
@@ -157,15 +187,31 @@ class Executor:
         `output_dir` overrides where this run's output nodes write.
         """
         plan = workflow if isinstance(workflow, Plan) else self.validate(workflow, targets)
-        run = _Run(self, plan, on_event, cancel or CancelToken(), run_id or uuid.uuid4().hex,
-                   keep_values, services, Path(output_dir) if output_dir else None)
+        run = _Run(
+            self,
+            plan,
+            on_event,
+            cancel or CancelToken(),
+            run_id or uuid.uuid4().hex,
+            keep_values,
+            services,
+            Path(output_dir) if output_dir else None,
+        )
         return run.execute()
 
 
 class _Run:
-    def __init__(self, executor: Executor, plan: Plan, on_event: EventHandler | None,
-                 token: CancelToken, run_id: str, keep_values: bool,
-                 services: Mapping[str, Any] | None, output_dir: Path | None) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        plan: Plan,
+        on_event: EventHandler | None,
+        token: CancelToken,
+        run_id: str,
+        keep_values: bool,
+        services: Mapping[str, Any] | None,
+        output_dir: Path | None,
+    ) -> None:
         self.ex = executor
         self.plan = plan
         self.token = token
@@ -190,8 +236,13 @@ class _Run:
     def emit(self, type_: str, node: PlannedNode | None = None, **data: Any) -> None:
         if not self._handlers:
             return
-        event = Event(type_, self.run_id, node.id if node else None,
-                      node.node_type.type if node else None, data)
+        event = Event(
+            type_,
+            self.run_id,
+            node.id if node else None,
+            node.node_type.type if node else None,
+            data,
+        )
         with self._emit_lock:
             for handler in self._handlers:
                 try:
@@ -223,12 +274,25 @@ class _Run:
             status = RunStatus.CANCELLED
         else:
             status = RunStatus.FAILED if self.failures else RunStatus.SUCCEEDED
-        result = RunResult(self.run_id, status, self.status, self.ui,
-                           self.values, self.failures, seconds, self.timings)
+        result = RunResult(
+            self.run_id,
+            status,
+            self.status,
+            self.ui,
+            self.values,
+            self.failures,
+            seconds,
+            self.timings,
+        )
         if not cancelled:
-            self.emit(ev.RUN_FINISHED, status=str(status), seconds=seconds,
-                      executed=len(result.executed), cached=len(result.cached),
-                      failed=[f.node for f in self.failures])
+            self.emit(
+                ev.RUN_FINISHED,
+                status=str(status),
+                seconds=seconds,
+                executed=len(result.executed),
+                cached=len(result.cached),
+                failed=[f.node for f in self.failures],
+            )
         return result
 
     def execute_in_order(self) -> None:
@@ -245,15 +309,15 @@ class _Run:
             self.finish(node_id, *self.call(node_id, job))
 
     def execute_parallel(self) -> None:
-        waiting = {n: {link.node for link in self.plan.nodes[n].links.values()}
-                   for n in self.plan.order}
+        waiting = {
+            n: {link.node for link in self.plan.nodes[n].links.values()} for n in self.plan.order
+        }
         dependents: dict[str, list[str]] = {n: [] for n in self.plan.order}
         for node_id, deps in waiting.items():
             for dep in deps:
                 dependents[dep].append(node_id)
         ready = [n for n in self.plan.order if not waiting[n]]
-        running: dict[Future[tuple[dict[str, Any] | None, BaseException | None, float]],
-                      str] = {}
+        running: dict[Future[tuple[dict[str, Any] | None, BaseException | None, float]], str] = {}
 
         def done(node_id: str) -> None:
             for child in dependents[node_id]:
@@ -368,13 +432,14 @@ class _Run:
         self.fail(node, exc)
         self.release_inputs(node)
 
-    def make_key(self, node: PlannedNode, used: Mapping[str, Link],
-                 fingerprint: str | None) -> str:
+    def make_key(self, node: PlannedNode, used: Mapping[str, Link], fingerprint: str | None) -> str:
         node_type = node.node_type
         keys, output_keys = self.keys, self.output_keys
         if output_keys:
-            upstream = {name: (output_keys.get((link.node, link.output)) or keys[link.node],
-                               link.output) for name, link in used.items()}
+            upstream = {
+                name: (output_keys.get((link.node, link.output)) or keys[link.node], link.output)
+                for name, link in used.items()
+            }
         else:
             upstream = {name: (keys[link.node], link.output) for name, link in used.items()}
         if not node_type.deterministic:
@@ -385,14 +450,19 @@ class _Run:
             nonce = None
         if node_type.hidden:
             nonce = [nonce, self.hidden_digest(node)]
-        key = node_key(node_type.type, node_type.version, node.literals, fingerprint, upstream,
-                       nonce)
+        key = node_key(
+            node_type.type, node_type.version, node.literals, fingerprint, upstream, nonce
+        )
         keys[node.id] = key
         for output, names in node_type.output_depends.items():
             output_keys[(node.id, output)] = node_key(
-                node_type.type, node_type.version,
-                {n: v for n, v in node.literals.items() if n in names}, fingerprint,
-                {n: src for n, src in upstream.items() if n in names}, [nonce, output])
+                node_type.type,
+                node_type.version,
+                {n: v for n, v in node.literals.items() if n in names},
+                fingerprint,
+                {n: src for n, src in upstream.items() if n in names},
+                [nonce, output],
+            )
         return key
 
     def hidden_values(self, node: PlannedNode) -> dict[str, Any]:
@@ -436,9 +506,13 @@ class _Run:
     def split_calls(self, node: PlannedNode, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
         """One call per item: list inputs advance together, shorter ones repeat their last."""
         node_type = node.node_type
-        mapped = [name for name, link in node.links.items()
-                  if name not in node_type.list_inputs and name in kwargs
-                  and link.output in self.plan.nodes[link.node].list_outputs]
+        mapped = [
+            name
+            for name, link in node.links.items()
+            if name not in node_type.list_inputs
+            and name in kwargs
+            and link.output in self.plan.nodes[link.node].list_outputs
+        ]
         count = max(len(kwargs[name]) for name in mapped)
         if any(not kwargs[name] for name in mapped):
             count = 0
@@ -454,22 +528,22 @@ class _Run:
                 self.check_linked_values(node, item)
         return calls
 
-    def resolve_lazy(self, node: PlannedNode, ctx: Context, kwargs: dict[str, Any]
-                     ) -> dict[str, Link] | None:
+    def resolve_lazy(
+        self, node: PlannedNode, ctx: Context, kwargs: dict[str, Any]
+    ) -> dict[str, Link] | None:
         """Ask the node which lazy inputs it needs, run their branches, fill them in.
         Returns the links whose values the node used (for its cache key), or None if a
         needed branch failed (the node is then skipped)."""
         node_type = node.node_type
         assert node_type.needs is not None
-        used = {name: link for name, link in node.links.items()
-                if name not in node_type.lazy_inputs}
-        pending = {name: link for name, link in node.links.items()
-                   if name in node_type.lazy_inputs}
+        used = {
+            name: link for name, link in node.links.items() if name not in node_type.lazy_inputs
+        }
+        pending = {name: link for name, link in node.links.items() if name in node_type.lazy_inputs}
         for name in pending:
             kwargs[name] = None
         while pending:
-            wanted = [name for name in node_type.needs(ctx, dict(kwargs)) or ()
-                      if name in pending]
+            wanted = [name for name in node_type.needs(ctx, dict(kwargs)) or () if name in pending]
             if not wanted:
                 break
             for name in wanted:
@@ -489,8 +563,11 @@ class _Run:
         while stack:
             node = self.plan.nodes[stack.pop()]
             for name, link in node.links.items():
-                if (name not in node.node_type.lazy_inputs and link.node not in needed
-                        and self.status[link.node] == NodeStatus.PENDING):
+                if (
+                    name not in node.node_type.lazy_inputs
+                    and link.node not in needed
+                    and self.status[link.node] == NodeStatus.PENDING
+                ):
                     needed.add(link.node)
                     stack.append(link.node)
         for node_id in self.plan.order:
@@ -508,9 +585,14 @@ class _Run:
             raise NodeError("; ".join(reason for _, reason in found), found[0][0])
 
     def check_linked_values(self, node: PlannedNode, kwargs: dict[str, Any]) -> None:
-        values = {name: kwargs[name] for name, spec in node.node_type.inputs.items()
-                  if spec.is_value and name in kwargs and not spec.info.as_list
-                  and kwargs[name] is not None}
+        values = {
+            name: kwargs[name]
+            for name, spec in node.node_type.inputs.items()
+            if spec.is_value
+            and name in kwargs
+            and not spec.info.as_list
+            and kwargs[name] is not None
+        }
         try:
             model = node.node_type.literal_model.model_validate(values)
         except pydantic.ValidationError as exc:
@@ -527,16 +609,24 @@ class _Run:
 
         def custom(type_: str, data: dict[str, Any]) -> None:
             if type_ not in self._event_types:
-                raise NodeError(f"event type {type_!r} is not registered (plugins declare "
-                                "theirs with the register_event_types hook)")
+                raise NodeError(
+                    f"event type {type_!r} is not registered (plugins declare "
+                    "theirs with the register_event_types hook)"
+                )
             self.emit(type_, node, **data)
 
-        return self.base_ctx.child(node_id=node.id, node_type=node.node_type.type,
-                                   on_progress=progress, on_warning=warning, on_event=custom,
-                                   logger=logging.getLogger(f"easel.node.{node.node_type.type}"))
+        return self.base_ctx.child(
+            node_id=node.id,
+            node_type=node.node_type.type,
+            on_progress=progress,
+            on_warning=warning,
+            on_event=custom,
+            logger=logging.getLogger(f"easel.node.{node.node_type.type}"),
+        )
 
-    def call(self, node_id: str, calls: list[dict[str, Any]]
-             ) -> tuple[dict[str, Any] | None, BaseException | None, float]:
+    def call(
+        self, node_id: str, calls: list[dict[str, Any]]
+    ) -> tuple[dict[str, Any] | None, BaseException | None, float]:
         """Run the node (once, or once per item); (outputs, error, seconds)."""
         node = self.plan.nodes[node_id]
         node_type = node.node_type
@@ -555,8 +645,9 @@ class _Run:
             self.ex.cache.put(self.keys[node_id], outputs)
         return outputs, None, time.perf_counter() - started
 
-    def call_mapped(self, node: PlannedNode, ctx: Context, calls: list[dict[str, Any]]
-                    ) -> dict[str, Any]:
+    def call_mapped(
+        self, node: PlannedNode, ctx: Context, calls: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         node_type = node.node_type
         outputs: dict[str, Any] = {name: [] for name in node_type.outputs}
         ui: dict[str, Any] = {}
@@ -577,8 +668,13 @@ class _Run:
             outputs["ui"] = ui
         return outputs
 
-    def finish(self, node_id: str, outputs: dict[str, Any] | None,
-               error: BaseException | None, seconds: float) -> None:
+    def finish(
+        self,
+        node_id: str,
+        outputs: dict[str, Any] | None,
+        error: BaseException | None,
+        seconds: float,
+    ) -> None:
         node = self.plan.nodes[node_id]
         if error is not None or outputs is None:
             self.fail(node, error or RuntimeError("no outputs"))
@@ -601,8 +697,7 @@ class _Run:
             return
         for link in node.links.values():
             self.remaining_consumers[link.node] -= 1
-            if (self.remaining_consumers[link.node] <= 0
-                    and link.node not in self.plan.targets):
+            if self.remaining_consumers[link.node] <= 0 and link.node not in self.plan.targets:
                 self.values.pop(link.node, None)
 
     def ui_data(self, node: PlannedNode) -> dict[str, Any]:
@@ -610,11 +705,20 @@ class _Run:
 
     def fail(self, node: PlannedNode, exc: BaseException) -> None:
         message = exc.message if isinstance(exc, NodeError) else f"{type(exc).__name__}: {exc}"
-        failure = NodeFailure(node.id, node.node_type.type, message,
-                              exc.input if isinstance(exc, NodeError) else None,
-                              "".join(traceback.format_exception(exc)))
+        failure = NodeFailure(
+            node.id,
+            node.node_type.type,
+            message,
+            exc.input if isinstance(exc, NodeError) else None,
+            "".join(traceback.format_exception(exc)),
+        )
         log.debug("node %s failed:\n%s", node.id, failure.traceback)
         self.failures.append(failure)
         self.status[node.id] = NodeStatus.FAILED
-        self.emit(ev.NODE_FAILED, node, message=failure.message, input=failure.input,
-                  traceback=failure.traceback)
+        self.emit(
+            ev.NODE_FAILED,
+            node,
+            message=failure.message,
+            input=failure.input,
+            traceback=failure.traceback,
+        )

@@ -28,7 +28,8 @@ class NodeSpec(pydantic.BaseModel):
     inputs: dict[str, Any] = pydantic.Field(default_factory=dict)
     # "bypass" or "mute" (easel.core.modes); left out of the JSON when the node runs.
     mode: Literal["bypass", "mute"] | None = pydantic.Field(
-        None, exclude_if=lambda value: value is None)
+        None, exclude_if=lambda value: value is None
+    )
 
 
 class Workflow(pydantic.BaseModel):
@@ -70,8 +71,12 @@ class Problem:
         return (", ".join(where) + ": " if where else "") + self.message
 
     def to_json(self) -> dict[str, Any]:
-        return {"node": self.node, "node_type": self.node_type, "input": self.input,
-                "message": self.message}
+        return {
+            "node": self.node,
+            "node_type": self.node_type,
+            "input": self.input,
+            "message": self.message,
+        }
 
 
 class WorkflowError(Exception):
@@ -134,10 +139,14 @@ def parse_workflow(source: str | bytes | Mapping[str, Any]) -> Workflow:
     if not isinstance(data, Mapping):
         raise WorkflowError([Problem(f"a workflow is a JSON object, got {type(data).__name__}")])
     if "format" not in data and "nodes" not in data:
-        raise WorkflowError([Problem(
-            'not an Easel workflow: expected {"format": "easel.workflow", "version": 1, '
-            '"nodes": {...}} (ComfyUI files are converted by `easel convert comfy`)'
-        )])
+        raise WorkflowError(
+            [
+                Problem(
+                    'not an Easel workflow: expected {"format": "easel.workflow", "version": 1, '
+                    '"nodes": {...}} (ComfyUI files are converted by `easel convert comfy`)'
+                )
+            ]
+        )
     try:
         return Workflow.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -159,8 +168,12 @@ def parse_workflow(source: str | bytes | Mapping[str, Any]) -> Workflow:
 
 def as_link(value: Any) -> Link | None:
     """The link a JSON input value stands for, if it is one."""
-    if (isinstance(value, list) and len(value) == 2
-            and isinstance(value[0], str) and isinstance(value[1], str)):
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and isinstance(value[1], str)
+    ):
         return Link(value[0], value[1])
     return None
 
@@ -201,15 +214,23 @@ def validate(
 def _unknown_type(registry: Registry, type_name: str) -> str:
     if type_name in registry.collisions:
         owners = " and ".join(repr(o) for o in registry.collisions[type_name])
-        return (f"node type {type_name!r} is defined by both plugins {owners}; "
-                "disable one (EASEL_DISABLE_PLUGINS)")
+        return (
+            f"node type {type_name!r} is defined by both plugins {owners}; "
+            "disable one (EASEL_DISABLE_PLUGINS)"
+        )
     reason = f"unknown node type {type_name!r}"
     suggestion = registry.suggest(type_name)
     return reason + (f"; did you mean {suggestion!r}?" if suggestion else "")
 
 
-def _plan_node(node_id: str, spec: NodeSpec, workflow: Workflow, registry: Registry,
-               problems: list[Problem], ctx: Context) -> PlannedNode | None:
+def _plan_node(
+    node_id: str,
+    spec: NodeSpec,
+    workflow: Workflow,
+    registry: Registry,
+    problems: list[Problem],
+    ctx: Context,
+) -> PlannedNode | None:
     """One node's links and clean literals, or None when it has problems (reported)."""
     node_type = registry.get(spec.type)
     if node_type is None:
@@ -241,11 +262,11 @@ def _plan_node(node_id: str, spec: NodeSpec, workflow: Workflow, registry: Regis
         problem(reason, name)
     if len(problems) > problems_before:
         return None
-    full = {name: value for name, value in node_type.value_defaults.items()
-            if name not in links}
+    full = {name: value for name, value in node_type.value_defaults.items() if name not in links}
     full.update(clean)
     check_at_run = node_type.check is not None and any(
-        node_type.inputs[name].is_value for name in links)
+        node_type.inputs[name].is_value for name in links
+    )
     if node_type.check is not None and not check_at_run:
         try:
             for bad_input, reason in node_type.check(ctx, dict(full)) or ():
@@ -255,8 +276,14 @@ def _plan_node(node_id: str, spec: NodeSpec, workflow: Workflow, registry: Regis
     return PlannedNode(node_id, node_type, full, links, check_at_run=check_at_run)
 
 
-def _link_ok(link: Link, input_spec: InputSpec, workflow: Workflow, registry: Registry,
-             problem: _Reporter, name: str) -> bool:
+def _link_ok(
+    link: Link,
+    input_spec: InputSpec,
+    workflow: Workflow,
+    registry: Registry,
+    problem: _Reporter,
+    name: str,
+) -> bool:
     source = workflow.nodes.get(link.node)
     if source is None:
         problem(f"links to missing node {link.node!r}", name)
@@ -267,8 +294,11 @@ def _link_ok(link: Link, input_spec: InputSpec, workflow: Workflow, registry: Re
     out_type = source_type.outputs.get(link.output)
     if out_type is None:
         outs = ", ".join(source_type.outputs) or "none"
-        problem(f"node {link.node!r} ({source.type}) has no output "
-                f"{link.output!r} (its outputs: {outs})", name)
+        problem(
+            f"node {link.node!r} ({source.type}) has no output "
+            f"{link.output!r} (its outputs: {outs})",
+            name,
+        )
         return False
     if not compatible(out_type, input_spec.type):
         problem(f"expects {input_spec.type}, but {link.node}.{link.output} is {out_type}", name)
@@ -281,8 +311,11 @@ _NOT_A_LITERAL: Any = object()
 
 def _literal(value: Any, input_spec: InputSpec, problem: _Reporter, name: str) -> Any:
     if isinstance(value, list):
-        problem('a list here is neither a link ([node_id, output_name]) nor a literal; '
-                'write a literal list as {"value": [...]}', name)
+        problem(
+            "a list here is neither a link ([node_id, output_name]) nor a literal; "
+            'write a literal list as {"value": [...]}',
+            name,
+        )
         return _NOT_A_LITERAL
     if isinstance(value, dict):
         if set(value) != {"value"}:
@@ -295,28 +328,36 @@ def _literal(value: Any, input_spec: InputSpec, problem: _Reporter, name: str) -
     return value
 
 
-def _targets(workflow: Workflow, registry: Registry, targets: Iterable[str] | None,
-             problems: list[Problem]) -> list[str]:
+def _targets(
+    workflow: Workflow, registry: Registry, targets: Iterable[str] | None, problems: list[Problem]
+) -> list[str]:
     """The requested targets (checked), or every output node."""
     if targets is not None:
         wanted = list(targets)
         for target in wanted:
             if target not in workflow.nodes:
                 problems.append(
-                    Problem(f"requested target {target!r} is not a node of the workflow"))
+                    Problem(f"requested target {target!r} is not a node of the workflow")
+                )
         return wanted
-    wanted = [node_id for node_id, spec in workflow.nodes.items()
-              if (nt := registry.get(spec.type)) is not None and nt.output_node]
+    wanted = [
+        node_id
+        for node_id, spec in workflow.nodes.items()
+        if (nt := registry.get(spec.type)) is not None and nt.output_node
+    ]
     if not wanted and not any(p.message.startswith("unknown node type") for p in problems):
-        problems.append(Problem(
-            "the workflow has no output node (such as SaveImage or PreviewImage), "
-            "so running it would compute nothing"
-        ))
+        problems.append(
+            Problem(
+                "the workflow has no output node (such as SaveImage or PreviewImage), "
+                "so running it would compute nothing"
+            )
+        )
     return wanted
 
 
-def _make_plan(graph: nx.DiGraph, planned: dict[str, PlannedNode], wanted: list[str],
-               workflow: Workflow) -> Plan:
+def _make_plan(
+    graph: nx.DiGraph, planned: dict[str, PlannedNode], wanted: list[str], workflow: Workflow
+) -> Plan:
     needed = _ancestors_and_self(graph, wanted)
     sub = graph if len(needed) == graph.number_of_nodes() else graph.subgraph(needed).copy()
     order = list(nx.topological_sort(sub))
@@ -337,14 +378,17 @@ def _make_plan(graph: nx.DiGraph, planned: dict[str, PlannedNode], wanted: list[
 def _mark_lists(node: PlannedNode, planned: dict[str, PlannedNode]) -> None:
     """Whether a node runs once per item of a list input (its sources are already marked)."""
     node_type = node.node_type
-    node.mapped = any(link.output in planned[link.node].list_outputs
-                      for name, link in node.links.items()
-                      if name not in node_type.list_inputs)
+    node.mapped = any(
+        link.output in planned[link.node].list_outputs
+        for name, link in node.links.items()
+        if name not in node_type.list_inputs
+    )
     node.list_outputs = frozenset(node_type.outputs) if node.mapped else node_type.list_outputs
 
 
-def _deferred(order: list[str], planned: dict[str, PlannedNode],
-              targets: set[str]) -> frozenset[str]:
+def _deferred(
+    order: list[str], planned: dict[str, PlannedNode], targets: set[str]
+) -> frozenset[str]:
     """Nodes whose every consumer takes them lazily or is itself deferred."""
     eager: set[str] = set(targets)
     for node_id in reversed(order):
@@ -366,8 +410,9 @@ class _Reporter:
         self.problems, self.node_id, self.node_type = problems, node_id, node_type
 
     def __call__(self, message: str, input: str | None = None) -> None:
-        self.problems.append(Problem(message, node=self.node_id, input=input,
-                                     node_type=self.node_type))
+        self.problems.append(
+            Problem(message, node=self.node_id, input=input, node_type=self.node_type)
+        )
 
 
 def _ancestors_and_self(graph: nx.DiGraph, targets: list[str]) -> set[str]:

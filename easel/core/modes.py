@@ -68,8 +68,9 @@ def effective_workflow(workflow: Workflow, registry: Registry) -> Workflow:
     return workflow.model_copy(update={"nodes": kept})
 
 
-def _drop_what_needs_cut(kept: dict[str, Any], cut: dict[str, set[str]],
-                         registry: Registry) -> None:
+def _drop_what_needs_cut(
+    kept: dict[str, Any], cut: dict[str, set[str]], registry: Registry
+) -> None:
     """Remove nodes that lost a required input, then what needs them, until none is left."""
     from easel.core.graph import as_link
 
@@ -80,8 +81,9 @@ def _drop_what_needs_cut(kept: dict[str, Any], cut: dict[str, set[str]],
         node_type = registry.get(spec.type) if spec else None
         if spec is None or node_type is None:
             continue
-        if not any(node_type.inputs[name].required for name in cut[node_id]
-                   if name in node_type.inputs):
+        if not any(
+            node_type.inputs[name].required for name in cut[node_id] if name in node_type.inputs
+        ):
             continue
         del kept[node_id]
         for other_id, other in kept.items():

@@ -1,9 +1,9 @@
 """How a node type is declared: one decorated function gives inputs, outputs, schema and checks.
 
-    @easel.node(category="math", outputs={"sum": "FLOAT"})
-    def Add(a: float = 0.0, b: float = easel.Input(1.0, ge=0, le=10)) -> dict:
-        "Add two numbers."
-        return {"sum": a + b}
+@easel.node(category="math", outputs={"sum": "FLOAT"})
+def Add(a: float = 0.0, b: float = easel.Input(1.0, ge=0, le=10)) -> dict:
+    "Add two numbers."
+    return {"sum": a + b}
 """
 
 from __future__ import annotations
@@ -85,8 +85,21 @@ def Input(
     ("seed", "image_upload"). `lazy=True`: the linked branch runs only when the node's
     `needs` function asks for it. `as_list=True`: the input receives a whole list output at
     once instead of the node running once per item."""
-    return InputInfo(default, ge, le, gt, lt, step, choices, multiline, widget, description,
-                     max_length, lazy, as_list)
+    return InputInfo(
+        default,
+        ge,
+        le,
+        gt,
+        lt,
+        step,
+        choices,
+        multiline,
+        widget,
+        description,
+        max_length,
+        lazy,
+        as_list,
+    )
 
 
 @dataclass
@@ -145,8 +158,11 @@ class NodeType:
 
     def __post_init__(self) -> None:
         self.display_name = self.display_name or self.type
-        self.value_defaults = {name: spec.default for name, spec in self.inputs.items()
-                               if spec.is_value and not spec.required}
+        self.value_defaults = {
+            name: spec.default
+            for name, spec in self.inputs.items()
+            if spec.is_value and not spec.required
+        }
         self.lazy_inputs = frozenset(n for n, s in self.inputs.items() if s.info.lazy)
         self.list_inputs = frozenset(n for n, s in self.inputs.items() if s.info.as_list)
         fields: dict[str, Any] = {}
@@ -163,7 +179,11 @@ class NodeType:
             fields[spec.name] = (
                 annotation,
                 pydantic.Field(
-                    default, ge=info.ge, le=info.le, gt=info.gt, lt=info.lt,
+                    default,
+                    ge=info.ge,
+                    le=info.le,
+                    gt=info.gt,
+                    lt=info.lt,
                     max_length=info.max_length,
                 ),
             )
@@ -187,15 +207,20 @@ class NodeType:
             value = outputs[name]
             if name in self.list_outputs:
                 if not isinstance(value, list):
-                    raise NodeError(f"output {name!r} is declared a list of {socket}, but the "
-                                    f"node returned {_describe(value)}")
+                    raise NodeError(
+                        f"output {name!r} is declared a list of {socket}, but the "
+                        f"node returned {_describe(value)}"
+                    )
                 bad = next((v for v in value if not is_valid(v)), _MISSING)
                 if bad is not _MISSING:
-                    raise NodeError(f"output {name!r} should be a list of {socket}, but an item "
-                                    f"is {_describe(bad)}")
+                    raise NodeError(
+                        f"output {name!r} should be a list of {socket}, but an item "
+                        f"is {_describe(bad)}"
+                    )
             elif not is_valid(value):
-                raise NodeError(f"output {name!r} should be {socket}, but the node returned "
-                                f"{_describe(value)}")
+                raise NodeError(
+                    f"output {name!r} should be {socket}, but the node returned {_describe(value)}"
+                )
 
     def normalise_result(self, result: Any) -> dict[str, Any]:
         """Outputs as a dict. A dict result is read as {output: value} when its keys are the
@@ -213,8 +238,10 @@ class NodeType:
                 )
             strings = [k for k in keys if isinstance(k, str)]
             if RESERVED_OUTPUT in keys or difflib.get_close_matches(names[0], strings, 1, 0.8):
-                raise NodeError(f"node function returned outputs {sorted(strings)}, declared "
-                                f"{names} (return {{{names[0]!r}: value}})")
+                raise NodeError(
+                    f"node function returned outputs {sorted(strings)}, declared "
+                    f"{names} (return {{{names[0]!r}: value}})"
+                )
         if len(names) == 1:
             return {names[0]: result}
         if not names:
@@ -228,8 +255,11 @@ class NodeType:
     # -- validation ----------------------------------------------------------------
     def default_problems(self) -> list[tuple[str, str]]:
         """Defaults that break their own input's range or fixed choices: [(input, reason)]."""
-        defaults = {name: spec.default for name, spec in self.inputs.items()
-                    if spec.is_value and not spec.required and spec.default is not None}
+        defaults = {
+            name: spec.default
+            for name, spec in self.inputs.items()
+            if spec.is_value and not spec.required and spec.default is not None
+        }
         _, errors = self.validate_literals(defaults, dynamic_choices=False)
         return [(name, f"default {reason}") for name, reason in errors]
 
@@ -270,8 +300,13 @@ class NodeType:
             entry: dict[str, Any] = {"type": spec.type, "required": spec.required}
             if spec.is_value:
                 prop = props.get(name, {})
-                for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-                            "maxLength"):
+                for key in (
+                    "minimum",
+                    "maximum",
+                    "exclusiveMinimum",
+                    "exclusiveMaximum",
+                    "maxLength",
+                ):
                     if key in prop:
                         entry[key] = prop[key]
                 if not spec.required:
@@ -381,21 +416,30 @@ def _socket_of(annotation: Any, where: str) -> tuple[str, Any, bool, list[Any] |
     )
 
 
-def _output_depends(declared: Mapping[str, Iterable[str]], inputs: Mapping[str, InputSpec],
-                    outputs: Mapping[str, str], where: str) -> dict[str, tuple[str, ...]]:
+def _output_depends(
+    declared: Mapping[str, Iterable[str]],
+    inputs: Mapping[str, InputSpec],
+    outputs: Mapping[str, str],
+    where: str,
+) -> dict[str, tuple[str, ...]]:
     depends: dict[str, tuple[str, ...]] = {}
     for output, names in declared.items():
         if output not in outputs:
-            raise NodeDeclarationError(f"{where}: output_depends names unknown output "
-                                       f"{output!r} (outputs: {list(outputs)})")
+            raise NodeDeclarationError(
+                f"{where}: output_depends names unknown output "
+                f"{output!r} (outputs: {list(outputs)})"
+            )
         if isinstance(names, str):
-            raise NodeDeclarationError(f"{where}: output_depends[{output!r}] is a list of "
-                                       "input names, not a string")
+            raise NodeDeclarationError(
+                f"{where}: output_depends[{output!r}] is a list of input names, not a string"
+            )
         names = tuple(names)
         unknown = [n for n in names if n not in inputs]
         if unknown:
-            raise NodeDeclarationError(f"{where}: output_depends[{output!r}] names unknown "
-                                       f"inputs {unknown} (inputs: {list(inputs)})")
+            raise NodeDeclarationError(
+                f"{where}: output_depends[{output!r}] names unknown "
+                f"inputs {unknown} (inputs: {list(inputs)})"
+            )
         depends[output] = names
     return depends
 
@@ -451,11 +495,14 @@ def node(
         hidden_names = tuple(hidden)
         for hidden_name in hidden_names:
             if hidden_name not in HIDDEN_INPUTS:
-                raise NodeDeclarationError(f"{where}: unknown hidden input {hidden_name!r} "
-                                           f"(known: {', '.join(HIDDEN_INPUTS)})")
+                raise NodeDeclarationError(
+                    f"{where}: unknown hidden input {hidden_name!r} "
+                    f"(known: {', '.join(HIDDEN_INPUTS)})"
+                )
             if hidden_name not in signature.parameters:
-                raise NodeDeclarationError(f"{where}: hidden input {hidden_name!r} needs a "
-                                           "parameter of that name")
+                raise NodeDeclarationError(
+                    f"{where}: hidden input {hidden_name!r} needs a parameter of that name"
+                )
         for param in signature.parameters.values():
             if param.name == "ctx":
                 wants_context = True
@@ -469,8 +516,8 @@ def node(
             socket, annotation, optional, literal_choices = _socket_of(
                 hints[param.name], f"{where}, input {param.name!r}"
             )
-            info = param.default if isinstance(param.default, InputInfo) else InputInfo(
-                param.default
+            info = (
+                param.default if isinstance(param.default, InputInfo) else InputInfo(param.default)
             )
             if literal_choices is not None and info.choices is None:
                 info.choices = literal_choices
@@ -484,8 +531,9 @@ def node(
                 param.name, socket, required, None if required else default, info, annotation
             )
         if outputs is not None:
-            out = {key: _output_type(val, f"{where}, output {key!r}")
-                   for key, val in outputs.items()}
+            out = {
+                key: _output_type(val, f"{where}, output {key!r}") for key, val in outputs.items()
+            }
         else:
             ret = hints.get("return")
             if ret is None or ret is types.NoneType:
@@ -497,20 +545,36 @@ def node(
             raise NodeDeclarationError(f"{where}: the output name 'ui' is reserved")
         lists = frozenset(list_outputs)
         if lists - set(out):
-            raise NodeDeclarationError(f"{where}: list_outputs {sorted(lists - set(out))} are "
-                                       f"not outputs (outputs: {list(out)})")
+            raise NodeDeclarationError(
+                f"{where}: list_outputs {sorted(lists - set(out))} are "
+                f"not outputs (outputs: {list(out)})"
+            )
         depends = _output_depends(output_depends or {}, inputs, out, where)
         lazy = [n for n, spec in inputs.items() if spec.info.lazy]
         if lazy and needs is None:
-            raise NodeDeclarationError(f"{where}: lazy inputs {lazy} need a `needs` function "
-                                       "that says when the node wants them")
+            raise NodeDeclarationError(
+                f"{where}: lazy inputs {lazy} need a `needs` function "
+                "that says when the node wants them"
+            )
         doc = description if description is not None else inspect.getdoc(func) or ""
         return NodeType(
-            type=name, fn=func, inputs=inputs, outputs=out, category=category,
-            description=doc, version=version, output_node=output_node,
-            deterministic=deterministic, fingerprint=fingerprint, check=check,
-            wants_context=wants_context, display_name=display_name or name, needs=needs,
-            list_outputs=lists, hidden=hidden_names, output_depends=depends,
+            type=name,
+            fn=func,
+            inputs=inputs,
+            outputs=out,
+            category=category,
+            description=doc,
+            version=version,
+            output_node=output_node,
+            deterministic=deterministic,
+            fingerprint=fingerprint,
+            check=check,
+            wants_context=wants_context,
+            display_name=display_name or name,
+            needs=needs,
+            list_outputs=lists,
+            hidden=hidden_names,
+            output_depends=depends,
         )
 
     if fn is not None:

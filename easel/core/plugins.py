@@ -66,10 +66,17 @@ class PluginInfo:
         return not self.errors
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "source": self.source,
-                "nodes": list(self.nodes), "socket_types": list(self.socket_types),
-                "web_assets": str(self.web_assets) if self.web_assets else None,
-                "ok": self.ok, "errors": list(self.errors), "notes": list(self.notes)}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "source": self.source,
+            "nodes": list(self.nodes),
+            "socket_types": list(self.socket_types),
+            "web_assets": str(self.web_assets) if self.web_assets else None,
+            "ok": self.ok,
+            "errors": list(self.errors),
+            "notes": list(self.notes),
+        }
 
 
 @dataclass(frozen=True)
@@ -120,8 +127,9 @@ class Registry:
 
     @property
     def errors(self) -> list[str]:
-        return [f"plugin {info.name!r}: {err}"
-                for info in self.plugins.values() for err in info.errors]
+        return [
+            f"plugin {info.name!r}: {err}" for info in self.plugins.values() for err in info.errors
+        ]
 
     def schemas(self) -> dict[str, dict[str, Any]]:
         return {name: node_type.schema() for name, node_type in sorted(self.nodes.items())}
@@ -146,9 +154,17 @@ def _one_line(exc: BaseException) -> str:
 
 # Each hook in the order they are called: socket types first, so any plugin's nodes may use
 # any plugin's types; then nodes; then the rest (they depend on nothing else).
-HOOK_ORDER = ("register_socket_types", "register_nodes", "register_web_assets",
-              "register_routes", "register_event_types", "register_event_listeners",
-              "register_model_kinds", "register_cache_codecs", "register_comfy_nodes")
+HOOK_ORDER = (
+    "register_socket_types",
+    "register_nodes",
+    "register_web_assets",
+    "register_routes",
+    "register_event_types",
+    "register_event_listeners",
+    "register_model_kinds",
+    "register_cache_codecs",
+    "register_comfy_nodes",
+)
 
 
 class _Loader:
@@ -186,16 +202,19 @@ class _Loader:
         used = {*(s.type for s in node_type.inputs.values()), *node_type.outputs.values()}
         unknown = sorted(t for t in used if t != ANY and t not in self.registry.socket_types)
         if unknown:
-            return (f"{where} uses unknown socket types {unknown}: "
-                    "register them with the register_socket_types hook")
+            return (
+                f"{where} uses unknown socket types {unknown}: "
+                "register them with the register_socket_types hook"
+            )
         clashing = sorted(used & self.refused_types.get(plugin, set()))
         if clashing:
-            return (f"{where} is not registered: its socket types {clashing} clash with "
-                    "another plugin's")
+            return (
+                f"{where} is not registered: its socket types {clashing} clash with "
+                "another plugin's"
+            )
         bad_defaults = node_type.default_problems()
         if bad_defaults:
-            return "; ".join(f"{where}, input {name!r}: {reason}"
-                             for name, reason in bad_defaults)
+            return "; ".join(f"{where}, input {name!r}: {reason}" for name, reason in bad_defaults)
         return None
 
     def add_node(self, plugin: str, info: PluginInfo, node_type: NodeType) -> None:
@@ -209,7 +228,8 @@ class _Loader:
         if existing is not None and existing.plugin in BUILTIN_PLUGINS:
             info.errors.append(
                 f"node type {name!r} is built in; the plugin's own {name!r} is disabled and "
-                "the built-in one is used (rename the plugin's node, e.g. with a prefix)")
+                "the built-in one is used (rename the plugin's node, e.g. with a prefix)"
+            )
             return
         if existing is not None:
             owners = [existing.plugin, plugin]
@@ -229,8 +249,10 @@ class _Loader:
         checks = self.registry.socket_checks
         for node_type in self.registry.nodes.values():
             node_type.output_checks = tuple(
-                (name, socket, checks[socket]) for name, socket in node_type.outputs.items()
-                if socket in checks)
+                (name, socket, checks[socket])
+                for name, socket in node_type.outputs.items()
+                if socket in checks
+            )
 
     def call_hooks(self, pm: pluggy.PluginManager) -> None:
         for hook_name in HOOK_ORDER:
@@ -240,8 +262,7 @@ class _Loader:
                 info = self.info(plugin)
                 collected: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
 
-                def register(*args: Any, _collected: list[Any] = collected, **kwargs: Any
-                             ) -> None:
+                def register(*args: Any, _collected: list[Any] = collected, **kwargs: Any) -> None:
                     _collected.append((args, kwargs))
 
                 try:
@@ -262,13 +283,19 @@ class _Loader:
     def apply_register_nodes(self, plugin: str, info: PluginInfo, node_type: Any) -> None:
         self.add_nodes(plugin, [node_type])
 
-    def apply_register_socket_types(self, plugin: str, info: PluginInfo, name: Any,
-                                    description: str = "",
-                                    check: SocketCheck | None = None) -> None:
+    def apply_register_socket_types(
+        self,
+        plugin: str,
+        info: PluginInfo,
+        name: Any,
+        description: str = "",
+        check: SocketCheck | None = None,
+    ) -> None:
         registry = self.registry
         if not valid_socket_name(name):
-            info.errors.append(f"socket type names are UPPER_SNAKE_CASE (optionally "
-                               f"NAMESPACE.NAME), got {name!r}")
+            info.errors.append(
+                f"socket type names are UPPER_SNAKE_CASE (optionally NAMESPACE.NAME), got {name!r}"
+            )
             return
         owner = registry.socket_owners.get(name)
         if owner is not None and owner != plugin:
@@ -276,7 +303,8 @@ class _Loader:
             info.errors.append(
                 f"socket type {name!r} {what}; this plugin's {name!r} is refused, and so are "
                 f"its nodes that use it. Use the existing type without registering it, or "
-                f"give yours a namespace ({plugin.upper().replace('-', '_')}.{name})")
+                f"give yours a namespace ({plugin.upper().replace('-', '_')}.{name})"
+            )
             self.refused_types.setdefault(plugin, set()).add(name)
             return
         if check is not None and not callable(check):
@@ -296,49 +324,60 @@ class _Loader:
             return
         info.web_assets = path
 
-    def apply_register_routes(self, plugin: str, info: PluginInfo, method: str, path: str,
-                              handler: Callable[..., Any]) -> None:
+    def apply_register_routes(
+        self, plugin: str, info: PluginInfo, method: str, path: str, handler: Callable[..., Any]
+    ) -> None:
         method = str(method).upper()
         if method not in ROUTE_METHODS:
-            info.errors.append(f"route {path!r}: method {method!r} is not one of "
-                               f"{sorted(ROUTE_METHODS)}")
+            info.errors.append(
+                f"route {path!r}: method {method!r} is not one of {sorted(ROUTE_METHODS)}"
+            )
             return
         if not isinstance(path, str) or not path.startswith("/"):
-            info.errors.append(f"route path {path!r} must start with '/' (it is mounted under "
-                               f"{ROUTE_PREFIX}/{plugin})")
+            info.errors.append(
+                f"route path {path!r} must start with '/' (it is mounted under "
+                f"{ROUTE_PREFIX}/{plugin})"
+            )
             return
         if not callable(handler):
             raise TypeError(f"route {method} {path}: handler is not callable")
         self.registry.routes.append(PluginRoute(plugin, method, path, handler))
 
-    def apply_register_event_types(self, plugin: str, info: PluginInfo, name: str,
-                                   description: str = "") -> None:
+    def apply_register_event_types(
+        self, plugin: str, info: PluginInfo, name: str, description: str = ""
+    ) -> None:
         owners = self.registry.event_types
         if not isinstance(name, str) or "." not in name.strip("."):
             info.errors.append(f"event type {name!r} needs a namespace: '<plugin>.<event>'")
             return
         if name in owners and owners[name] != plugin:
-            info.errors.append(f"event type {name!r} is registered by {owners[name]!r} too; "
-                               "this plugin's registration is refused")
+            info.errors.append(
+                f"event type {name!r} is registered by {owners[name]!r} too; "
+                "this plugin's registration is refused"
+            )
             return
         owners[name] = plugin
 
-    def apply_register_event_listeners(self, plugin: str, info: PluginInfo,
-                                       listener: EventListener) -> None:
+    def apply_register_event_listeners(
+        self, plugin: str, info: PluginInfo, listener: EventListener
+    ) -> None:
         if not callable(listener):
             raise TypeError("register(listener) takes a function of one event")
         self.registry.event_listeners.append(listener)
 
-    def apply_register_model_kinds(self, plugin: str, info: PluginInfo, kind: str,
-                                   folders: Iterable[str]) -> None:
+    def apply_register_model_kinds(
+        self, plugin: str, info: PluginInfo, kind: str, folders: Iterable[str]
+    ) -> None:
         registry = self.registry
         names = (folders,) if isinstance(folders, str) else tuple(str(f) for f in folders)
         if not isinstance(kind, str) or not kind or not names:
             raise TypeError("register(kind, folders) takes a kind name and its folder names")
         owner = registry.model_kind_owners.get(kind)
         if owner is not None and owner != plugin:
-            info.errors.append(f"model kind {kind!r} is registered by {owner!r} too; this "
-                               "plugin's registration is refused")
+            info.errors.append(
+                f"model kind {kind!r} is registered by {owner!r} too; this "
+                "plugin's registration is refused"
+            )
             return
         registry.model_kind_owners[kind] = plugin
         registry.model_kinds[kind] = names
@@ -350,13 +389,16 @@ class _Loader:
         self.registry.codecs[:] = [c for c in self.registry.codecs if c.name != codec.name]
         self.registry.codecs.insert(0, codec)
 
-    def apply_register_comfy_nodes(self, plugin: str, info: PluginInfo, class_type: str,
-                                   mapping: Any) -> None:
+    def apply_register_comfy_nodes(
+        self, plugin: str, info: PluginInfo, class_type: str, mapping: Any
+    ) -> None:
         registry = self.registry
         owner = registry.comfy_owners.get(class_type)
         if owner is not None and owner != plugin:
-            info.errors.append(f"ComfyUI node type {class_type!r} is mapped by {owner!r} too; "
-                               "this plugin's mapping is refused")
+            info.errors.append(
+                f"ComfyUI node type {class_type!r} is mapped by {owner!r} too; "
+                "this plugin's mapping is refused"
+            )
             return
         registry.comfy_owners[class_type] = plugin
         registry.comfy_nodes[class_type] = mapping
@@ -424,8 +466,9 @@ def load_plugins(
     def loaded_once(first: str, source: str) -> None:
         registry.plugins[first].notes.append(f"also found as {source}; loaded once")
 
-    def add(name: str, version: str, source: str, load: Callable[[], object],
-            file: str | None = None) -> None:
+    def add(
+        name: str, version: str, source: str, load: Callable[[], object], file: str | None = None
+    ) -> None:
         if file is not None and file in files:
             return loaded_once(files[file], source)
         try:
@@ -441,7 +484,8 @@ def load_plugins(
             return loaded_once(files[module_file], source)
         if pm.get_plugin(name) is not None:
             registry.plugins[name].errors.append(
-                f"another plugin is also named {name!r} ({source}); it was not loaded")
+                f"another plugin is also named {name!r} ({source}); it was not loaded"
+            )
             return
         info = loader.info(name, version, source)
         try:
@@ -458,16 +502,22 @@ def load_plugins(
         from easel import __version__
 
         for name, module_name in BUILTIN_PLUGINS.items():
-            add(name, __version__, "built-in",
-                functools.partial(importlib.import_module, module_name))
+            add(
+                name,
+                __version__,
+                "built-in",
+                functools.partial(importlib.import_module, module_name),
+            )
     if entry_points:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             if not wanted(ep.name):
                 continue
             version = ep.dist.version if ep.dist is not None else "?"
             add(ep.name, version, f"entry point {ep.value}", ep.load)
-    local = [*plugin_files, *(p for part in _split(env.get("EASEL_PLUGINS"))
-                              for p in part.split(os.pathsep) if p)]
+    local = [
+        *plugin_files,
+        *(p for part in _split(env.get("EASEL_PLUGINS")) for p in part.split(os.pathsep) if p),
+    ]
     for item in local:
         looks_like_file = item.endswith(".py") or os.sep in item
         name = Path(item).stem if looks_like_file else item
@@ -477,8 +527,7 @@ def load_plugins(
             resolved = str(Path(item).expanduser().resolve())
             add(name, "local", item, functools.partial(_load_file, item), resolved)
         else:
-            add(name, "local", f"module {item}",
-                functools.partial(importlib.import_module, item))
+            add(name, "local", f"module {item}", functools.partial(importlib.import_module, item))
     for name, obj in extra:
         add(name, "local", "registered in process", functools.partial(_identity, obj))
     for plugin_name, info in registry.plugins.items():

@@ -23,16 +23,20 @@ UPLOAD_WIDGET = "image_upload"
 def checkpoint_inputs_of(node_type: NodeType) -> list[str]:
     if not set(node_type.outputs.values()) >= CHECKPOINT_OUTPUTS:
         return []
-    return [name for name, spec in node_type.inputs.items()
-            if spec.type == STRING and spec.info.choices is not None]
+    return [
+        name
+        for name, spec in node_type.inputs.items()
+        if spec.type == STRING and spec.info.choices is not None
+    ]
 
 
 def upload_inputs_of(node_type: NodeType) -> list[str]:
     return [name for name, spec in node_type.inputs.items() if spec.info.widget == UPLOAD_WIDGET]
 
 
-def _inputs(workflow: Mapping[str, Any], registry: Registry, which: Any
-            ) -> Iterator[tuple[str, str]]:
+def _inputs(
+    workflow: Mapping[str, Any], registry: Registry, which: Any
+) -> Iterator[tuple[str, str]]:
     nodes = workflow.get("nodes")
     if not isinstance(nodes, Mapping):
         return
@@ -44,8 +48,7 @@ def _inputs(workflow: Mapping[str, Any], registry: Registry, which: Any
                 yield node_id, name
 
 
-def checkpoint_inputs(workflow: Mapping[str, Any], registry: Registry
-                      ) -> list[tuple[str, str]]:
+def checkpoint_inputs(workflow: Mapping[str, Any], registry: Registry) -> list[tuple[str, str]]:
     """(node id, input) of every checkpoint input in a workflow's JSON."""
     return list(_inputs(workflow, registry, checkpoint_inputs_of))
 

@@ -32,8 +32,9 @@ def socket_type(name: str) -> Any:
     >>> def invert(mask: Mask) -> Mask: ...
     """
     if not valid_socket_name(name):
-        raise ValueError(f"socket type names are UPPER_SNAKE_CASE (optionally NAMESPACE.NAME), "
-                         f"got {name!r}")
+        raise ValueError(
+            f"socket type names are UPPER_SNAKE_CASE (optionally NAMESPACE.NAME), got {name!r}"
+        )
     return Annotated[Any, Socket(name)]
 
 
@@ -60,21 +61,36 @@ Mask = socket_type("MASK")  # [B, H, W] float in [0, 1], 1 where to paint (Comfy
 ControlNet = socket_type("CONTROL_NET")
 
 BUILTIN_SOCKET_TYPES = frozenset(
-    {INT, FLOAT, STRING, BOOLEAN, "MODEL", "CLIP", "VAE", "CONDITIONING", "LATENT", "IMAGE",
-     "IMAGE_EMBEDS", "PRIOR", "UPSCALE_MODEL", "MASK", "CONTROL_NET"}
+    {
+        INT,
+        FLOAT,
+        STRING,
+        BOOLEAN,
+        "MODEL",
+        "CLIP",
+        "VAE",
+        "CONDITIONING",
+        "LATENT",
+        "IMAGE",
+        "IMAGE_EMBEDS",
+        "PRIOR",
+        "UPSCALE_MODEL",
+        "MASK",
+        "CONTROL_NET",
+    }
 )
 
 SocketCheck = Callable[[Any], bool]
 
 
 def _is_int(value: Any) -> bool:
-    return type(value) is int or (isinstance(value, numbers.Integral)
-                                  and not isinstance(value, bool))
+    return type(value) is int or (
+        isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    )
 
 
 def _is_float(value: Any) -> bool:
-    return type(value) is float or (isinstance(value, numbers.Real)
-                                    and not isinstance(value, bool))
+    return type(value) is float or (isinstance(value, numbers.Real) and not isinstance(value, bool))
 
 
 def _is_str(value: Any) -> bool:
@@ -87,8 +103,12 @@ def _is_bool(value: Any) -> bool:
 
 # How a returned value is checked against a value socket type; object types get their
 # checks from the plugin that registers them (register_socket_types(..., check=...)).
-VALUE_CHECKS: dict[str, SocketCheck] = {INT: _is_int, FLOAT: _is_float, STRING: _is_str,
-                                        BOOLEAN: _is_bool}
+VALUE_CHECKS: dict[str, SocketCheck] = {
+    INT: _is_int,
+    FLOAT: _is_float,
+    STRING: _is_str,
+    BOOLEAN: _is_bool,
+}
 
 
 def compatible(output_type: str, input_type: str) -> bool:

@@ -16,12 +16,19 @@ from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHa
 TEXT_COMPONENTS = (("text_encoder", "tokenizer", "l"), ("text_encoder_2", "tokenizer_2", "g"))
 
 
-def handles(name: str, manager: Any, family: Family, unet: Any, sched: dict[str, Any],
-            vae: Any, parts: list[TextEncoderPart]
-            ) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
+def handles(
+    name: str,
+    manager: Any,
+    family: Family,
+    unet: Any,
+    sched: dict[str, Any],
+    vae: Any,
+    parts: list[TextEncoderPart],
+) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
     vae_handle = VaeHandle(name, vae, manager)
-    model = ModelHandle(name, unet, sched, vae_handle.scale_factor, manager, vae=vae_handle,
-                        family=family)
+    model = ModelHandle(
+        name, unet, sched, vae_handle.scale_factor, manager, vae=vae_handle, family=family
+    )
     clip = ClipHandle(name, tuple(parts), manager, family=family) if parts else None
     return model, clip, vae_handle
 
@@ -37,53 +44,75 @@ def with_tokenizer_pad(tokenizer: Any, part: TextPart) -> Any:
     return padded
 
 
-def folder_checkpoint(name: str, folder: Path, manager: Any
-                      ) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
+def folder_checkpoint(
+    name: str, folder: Path, manager: Any
+) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
     """A diffusers pipeline folder (model_index.json), SD 1.x/2.x/XL or the demo model."""
     index = loading.model_index(folder) if (folder / "model_index.json").is_file() else {}
     vae_name = "vae" if "vae" in index or (folder / "vae").is_dir() else "movq"
-    vae = manager.module(folder / vae_name,
-                         *index.get(vae_name, manager.class_of(folder / vae_name,
-                                                                "AutoencoderKL")))
-    unet = manager.module(folder / "unet",
-                          *index.get("unet", ("diffusers", "UNet2DConditionModel")))
+    vae = manager.module(
+        folder / vae_name,
+        *index.get(vae_name, manager.class_of(folder / vae_name, "AutoencoderKL")),
+    )
+    unet = manager.module(
+        folder / "unet", *index.get("unet", ("diffusers", "UNet2DConditionModel"))
+    )
     sched = loading.scheduler_config(folder / "scheduler")
     towers = []
     for component, tokenizer_name, key in TEXT_COMPONENTS:
         if (folder / component).is_dir():
-            default = "CLIPTextModelWithProjection" if component.endswith("_2") else \
-                "CLIPTextModel"
-            model = manager.module(folder / component, *index.get(
-                component, ("transformers", default)))
-            tokenizer = manager.module(folder / tokenizer_name, *index.get(
-                tokenizer_name, ("transformers", "CLIPTokenizer")))
+            default = "CLIPTextModelWithProjection" if component.endswith("_2") else "CLIPTextModel"
+            model = manager.module(
+                folder / component, *index.get(component, ("transformers", default))
+            )
+            tokenizer = manager.module(
+                folder / tokenizer_name,
+                *index.get(tokenizer_name, ("transformers", "CLIPTokenizer")),
+            )
             towers.append((key, model, tokenizer))
     keys = tuple(key for key, _, _ in towers)
     if keys == ("l",):
         keys = ("",)
-    family = folder_family(unet.config, scheduler_config=sched, vae_config=vae.config,
-                           text_parts=keys)
+    family = folder_family(
+        unet.config, scheduler_config=sched, vae_config=vae.config, text_parts=keys
+    )
     parts = []
     for (_, model, tokenizer), key in zip(towers, keys, strict=True):
         spec = text_part(family, key)
-        parts.append(TextEncoderPart(key, with_tokenizer_pad(tokenizer, spec), model,
-                                     layer=spec.layer, layer_norm=spec.layer_norm,
-                                     pooled=spec.pooled))
+        parts.append(
+            TextEncoderPart(
+                key,
+                with_tokenizer_pad(tokenizer, spec),
+                model,
+                layer=spec.layer,
+                layer_norm=spec.layer_norm,
+                pooled=spec.pooled,
+            )
+        )
     return handles(name, manager, family, unet, sched, vae, parts)
 
 
-def decoder_checkpoint(name: str, folder: Path, has_clip: bool, manager: Any
-                       ) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
+def decoder_checkpoint(
+    name: str, folder: Path, has_clip: bool, manager: Any
+) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
     """`<bundle>/decoder`: an unCLIP decoder with the bundle's VAE (and CLIP, if it has one)."""
     index = loading.model_index(folder) if (folder / "model_index.json").is_file() else {}
     vae_name = "vae" if "vae" in index or (folder / "vae").is_dir() else "movq"
-    vae = manager.module(folder / vae_name,
-                         *index.get(vae_name, manager.class_of(folder / vae_name,
-                                                                "AutoencoderKL")))
-    unet = manager.module(folder / "decoder",
-                          *manager.class_of(folder / "decoder", "UNet2DConditionModel"))
-    sched_dir = next((folder / d for d in ("decoder_scheduler", "decoder", "scheduler")
-                      if (folder / d / "scheduler_config.json").is_file()), folder)
+    vae = manager.module(
+        folder / vae_name,
+        *index.get(vae_name, manager.class_of(folder / vae_name, "AutoencoderKL")),
+    )
+    unet = manager.module(
+        folder / "decoder", *manager.class_of(folder / "decoder", "UNet2DConditionModel")
+    )
+    sched_dir = next(
+        (
+            folder / d
+            for d in ("decoder_scheduler", "decoder", "scheduler")
+            if (folder / d / "scheduler_config.json").is_file()
+        ),
+        folder,
+    )
     sched = loading.scheduler_config(sched_dir)
     family = folder_family(unet.config, scheduler_config=sched, vae_config=vae.config)
     model, _, vae_handle = handles(name, manager, family, unet, sched, vae, [])
@@ -91,8 +120,9 @@ def decoder_checkpoint(name: str, folder: Path, has_clip: bool, manager: Any
     return model, clip, vae_handle
 
 
-def single_file_checkpoint(name: str, path: Path, manager: Any
-                           ) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
+def single_file_checkpoint(
+    name: str, path: Path, manager: Any
+) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
     """An original-layout single file, with nothing beside it."""
     from easel.models.single_file import load_parts
     from easel.models.state_dicts import read_state_dict
@@ -107,15 +137,25 @@ def single_file_checkpoint(name: str, path: Path, manager: Any
     loaded = manager.single_file_parts(path, load)
     if loaded.vae is None:
         raise ModelError(f"{path.name} has no VAE: load one with VAELoader")
-    parts = [TextEncoderPart(spec.key, tokenizer_for(spec), model, layer=spec.layer,
-                             layer_norm=spec.layer_norm, pooled=spec.pooled)
-             for spec, model in loaded.text]
-    return handles(name, manager, loaded.family, loaded.unet, dict(loaded.scheduler_config),
-                   loaded.vae, parts)
+    parts = [
+        TextEncoderPart(
+            spec.key,
+            tokenizer_for(spec),
+            model,
+            layer=spec.layer,
+            layer_norm=spec.layer_norm,
+            pooled=spec.pooled,
+        )
+        for spec, model in loaded.text
+    ]
+    return handles(
+        name, manager, loaded.family, loaded.unet, dict(loaded.scheduler_config), loaded.vae, parts
+    )
 
 
-def legacy_single_file(name: str, parts: dict[str, Any], manager: Any
-                       ) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
+def legacy_single_file(
+    name: str, parts: dict[str, Any], manager: Any
+) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
     """A single file with a `<name>.config/` diffusers folder beside it (Easel's old rule)."""
     unet, vae = parts["unet"].eval(), parts["vae"].eval()
     sched = dict(parts["scheduler"].config)
@@ -123,7 +163,14 @@ def legacy_single_file(name: str, parts: dict[str, Any], manager: Any
     if parts.get("text_encoder") is not None:
         towers.append(("", parts["text_encoder"], parts["tokenizer"]))
     family = folder_family(unet.config, scheduler_config=sched, vae_config=vae.config)
-    text = [TextEncoderPart(key, tok, model, layer=text_part(family, key).layer,
-                            layer_norm=text_part(family, key).layer_norm)
-            for key, model, tok in towers]
+    text = [
+        TextEncoderPart(
+            key,
+            tok,
+            model,
+            layer=text_part(family, key).layer,
+            layer_norm=text_part(family, key).layer_norm,
+        )
+        for key, model, tok in towers
+    ]
     return handles(name, manager, family, unet, sched, vae, text)

@@ -17,8 +17,9 @@ class Cond:
     control: Any = None
 
 
-def sdxl_time_ids(cond: dict[str, Any], kind: str, pixel_size: tuple[int, int],
-                  negative: bool) -> list[float]:
+def sdxl_time_ids(
+    cond: dict[str, Any], kind: str, pixel_size: tuple[int, int], negative: bool
+) -> list[float]:
     """SDXL's micro-conditioning: (original h, w, crop top, left, target h, w) for the base,
     (original h, w, crop top, left, aesthetic score) for the refiner. Sizes default to the
     image being made and the score to 6 (2.5 for the negative), as in diffusers and ComfyUI."""
@@ -36,14 +37,15 @@ def sdxl_time_ids(cond: dict[str, Any], kind: str, pixel_size: tuple[int, int],
 
 
 def added_kind(unet: Any, family: Any) -> str | None:
-    """"sdxl", "sdxl_refiner" or None: the family says; a bare UNet is told by its config."""
+    """ "sdxl", "sdxl_refiner" or None: the family says; a bare UNet is told by its config."""
     if family is not None:
         return family.added_cond  # type: ignore[no-any-return]
     config = unet.config
     if getattr(config, "addition_embed_type", None) != "text_time":
         return None
-    ids = (config.projection_class_embeddings_input_dim
-           - config.addition_time_embed_dim * 5) % config.addition_time_embed_dim
+    ids = (
+        config.projection_class_embeddings_input_dim - config.addition_time_embed_dim * 5
+    ) % config.addition_time_embed_dim
     return "sdxl_refiner" if ids == 0 and config.cross_attention_dim == 1280 else "sdxl"
 
 
@@ -57,9 +59,17 @@ def to_batch(value: Any, batch: int, device: Any, dtype: Any) -> Any:
     raise ValueError(f"conditioning batch {value.shape[0]} does not match latent batch {batch}")
 
 
-def unet_condition(unet: Any, cond: dict[str, Any], batch: int, device: Any, dtype: Any, *,
-                   family: Any = None, pixel_size: tuple[int, int] = (512, 512),
-                   negative: bool = False) -> Cond:
+def unet_condition(
+    unet: Any,
+    cond: dict[str, Any],
+    batch: int,
+    device: Any,
+    dtype: Any,
+    *,
+    family: Any = None,
+    pixel_size: tuple[int, int] = (512, 512),
+    negative: bool = False,
+) -> Cond:
     """UNet keyword inputs for a CONDITIONING: text embeddings (with SDXL's added inputs), or
     image embeddings for a decoder conditioned on them (Kandinsky 2.2 / unCLIP style)."""
     import torch
@@ -69,35 +79,47 @@ def unet_condition(unet: Any, cond: dict[str, Any], batch: int, device: Any, dty
     def batched(value: Any) -> Any:
         return to_batch(value, batch, device, dtype)
 
-    wants_image = (getattr(config, "addition_embed_type", None) == "image"
-                   or getattr(config, "encoder_hid_dim_type", None) == "image_proj")
+    wants_image = (
+        getattr(config, "addition_embed_type", None) == "image"
+        or getattr(config, "encoder_hid_dim_type", None) == "image_proj"
+    )
     added = None
     hidden = None
     if wants_image:
         if cond.get("image_embeds") is None:
-            raise ValueError("this model is a decoder conditioned on CLIP image embeddings: "
-                             "feed it the conditioning of a PriorSample node")
+            raise ValueError(
+                "this model is a decoder conditioned on CLIP image embeddings: "
+                "feed it the conditioning of a PriorSample node"
+            )
         added = {"image_embeds": batched(cond["image_embeds"])}
     if getattr(config, "encoder_hid_dim_type", None) != "image_proj":
         if cond.get("embeds") is None:
             raise ValueError("this model needs text embeddings (a TextEncode conditioning)")
         hidden = batched(cond["embeds"])
         if hidden.shape[-1] != config.cross_attention_dim:
-            raise ValueError(f"text embeddings have width {hidden.shape[-1]} but the model "
-                             f"expects {config.cross_attention_dim}: was the CLIP from "
-                             "another checkpoint?")
+            raise ValueError(
+                f"text embeddings have width {hidden.shape[-1]} but the model "
+                f"expects {config.cross_attention_dim}: was the CLIP from "
+                "another checkpoint?"
+            )
     kind = added_kind(unet, family)
     if kind is not None:
         pooled = cond.get("pooled")
         if pooled is None:
-            raise ValueError("this SDXL model needs a pooled text embedding: encode the prompt "
-                             "with this checkpoint's CLIP")
+            raise ValueError(
+                "this SDXL model needs a pooled text embedding: encode the prompt "
+                "with this checkpoint's CLIP"
+            )
         ids = torch.tensor([sdxl_time_ids(cond, kind, pixel_size, negative)])
-        expected = config.projection_class_embeddings_input_dim - \
-            config.addition_time_embed_dim * ids.shape[1]
+        expected = (
+            config.projection_class_embeddings_input_dim
+            - config.addition_time_embed_dim * ids.shape[1]
+        )
         if pooled.shape[-1] != expected:
-            raise ValueError(f"the pooled text embedding has width {pooled.shape[-1]} but the "
-                             f"model expects {expected}: was the CLIP from another checkpoint?")
+            raise ValueError(
+                f"the pooled text embedding has width {pooled.shape[-1]} but the "
+                f"model expects {expected}: was the CLIP from another checkpoint?"
+            )
         added = {"text_embeds": batched(pooled), "time_ids": batched(ids)}
     return Cond(hidden, added, cond.get("control"))
 

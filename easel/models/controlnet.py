@@ -82,19 +82,31 @@ class Control:
         key = (batch, height, width, str(device), str(dtype))
         if key not in self._prepared:
             factor = self.net.hint_factor
-            hint = prepare_hint(self.hint, height * factor, width * factor,
-                                int(self.net.model.config.conditioning_channels))
+            hint = prepare_hint(
+                self.hint,
+                height * factor,
+                width * factor,
+                int(self.net.model.config.conditioning_channels),
+            )
             hint = broadcast_batch(hint, batch)
             while len(self._prepared) >= HINTS_KEPT:  # the oldest size goes first
                 del self._prepared[next(iter(self._prepared))]
             self._prepared[key] = hint.to(device=device, dtype=dtype)
         return self._prepared[key]
 
-    def residuals(self, x: Any, t: Any, encoder_hidden_states: Any,
-                  added_cond_kwargs: Mapping[str, Any] | None) -> tuple[list[Any], Any]:
+    def residuals(
+        self,
+        x: Any,
+        t: Any,
+        encoder_hidden_states: Any,
+        added_cond_kwargs: Mapping[str, Any] | None,
+    ) -> tuple[list[Any], Any]:
         """The ControlNet's down-block residuals and mid-block residual, times `strength`."""
-        net = self.net.manager.place(self.net.model) if self.net.manager is not None \
+        net = (
+            self.net.manager.place(self.net.model)
+            if self.net.manager is not None
             else self.net.model
+        )
         config = net.config
         param = next(net.parameters())
         device, dtype = param.device, param.dtype
@@ -102,24 +114,31 @@ class Control:
             raise ValueError(f"ControlNet {self.net.name!r} needs text conditioning")
         width = encoder_hidden_states.shape[-1]
         if width != config.cross_attention_dim:
-            raise ValueError(f"ControlNet {self.net.name!r} expects text embeddings of width "
-                             f"{config.cross_attention_dim} but the conditioning has {width}: "
-                             "it is a ControlNet for another model family")
+            raise ValueError(
+                f"ControlNet {self.net.name!r} expects text embeddings of width "
+                f"{config.cross_attention_dim} but the conditioning has {width}: "
+                "it is a ControlNet for another model family"
+            )
         added = None
         if config.addition_embed_type == "text_time":
             if not added_cond_kwargs or "text_embeds" not in added_cond_kwargs:
-                raise ValueError(f"ControlNet {self.net.name!r} is an SDXL ControlNet: use it "
-                                 "with an SDXL model")
+                raise ValueError(
+                    f"ControlNet {self.net.name!r} is an SDXL ControlNet: use it with an SDXL model"
+                )
             added = {k: v.to(device=device, dtype=dtype) for k, v in added_cond_kwargs.items()}
         # An inpainting UNet's input is [noisy latent, mask, masked image]: a ControlNet sees
         # the noisy latent (as diffusers' ControlNet inpaint pipelines do).
         sample = x[:, : config.in_channels]
         hint = self.hint_for(x.shape[0], x.shape[2], x.shape[3], device, dtype)
-        down, mid = net(sample.to(device=device, dtype=dtype), t,
-                        encoder_hidden_states=encoder_hidden_states.to(device=device,
-                                                                       dtype=dtype),
-                        controlnet_cond=hint, conditioning_scale=float(self.strength),
-                        added_cond_kwargs=added, return_dict=False)
+        down, mid = net(
+            sample.to(device=device, dtype=dtype),
+            t,
+            encoder_hidden_states=encoder_hidden_states.to(device=device, dtype=dtype),
+            controlnet_cond=hint,
+            conditioning_scale=float(self.strength),
+            added_cond_kwargs=added,
+            return_dict=False,
+        )
         return [d.to(x.dtype) for d in down], mid.to(x.dtype)
 
 
@@ -129,9 +148,15 @@ def _scalar(timestep: Any) -> float:
     return float(timestep)
 
 
-def control_residuals(controls: Sequence[Control], x: Any, t: Any, encoder_hidden_states: Any,
-                      added_cond_kwargs: Mapping[str, Any] | None, step_index: int,
-                      total_steps: int) -> dict[str, Any]:
+def control_residuals(
+    controls: Sequence[Control],
+    x: Any,
+    t: Any,
+    encoder_hidden_states: Any,
+    added_cond_kwargs: Mapping[str, Any] | None,
+    step_index: int,
+    total_steps: int,
+) -> dict[str, Any]:
     """UNet keyword arguments adding the residuals of every control active at timestep `t`
     (summed over the chain, each scaled by its strength), or {} when none is active.
     `step_index`/`total_steps` are not used: ranges are measured on the schedule (module doc).
@@ -146,8 +171,10 @@ def control_residuals(controls: Sequence[Control], x: Any, t: Any, encoder_hidde
             down, mid = d, m
         else:
             if len(d) != len(down):
-                raise ValueError(f"ControlNet {control.net.name!r} gives {len(d)} residuals "
-                                 f"where the chain's others give {len(down)}")
+                raise ValueError(
+                    f"ControlNet {control.net.name!r} gives {len(d)} residuals "
+                    f"where the chain's others give {len(down)}"
+                )
             down = [a + b for a, b in zip(down, d, strict=True)]
             mid = mid + m
     if down is None:
@@ -172,8 +199,9 @@ def prepare_hint(image: Any, height: int, width: int, channels: int) -> Any:
     import torch.nn.functional as F
 
     if image.ndim != 4:
-        raise ValueError(f"a ControlNet hint is an IMAGE [B, C, H, W], got shape "
-                         f"{tuple(image.shape)}")
+        raise ValueError(
+            f"a ControlNet hint is an IMAGE [B, C, H, W], got shape {tuple(image.shape)}"
+        )
     c = image.shape[1]
     if c != channels:
         if c == 1:
@@ -181,8 +209,9 @@ def prepare_hint(image: Any, height: int, width: int, channels: int) -> Any:
         elif c > channels:
             image = image[:, :channels]  # an RGBA image's alpha
         else:
-            raise ValueError(f"the ControlNet takes {channels}-channel hints but the image has "
-                             f"{c} channels")
+            raise ValueError(
+                f"the ControlNet takes {channels}-channel hints but the image has {c} channels"
+            )
     old_h, old_w = image.shape[2], image.shape[3]
     if (old_h, old_w) == (height, width):
         return image.float()
@@ -192,7 +221,7 @@ def prepare_hint(image: Any, height: int, width: int, channels: int) -> Any:
         x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
     elif old_aspect < new_aspect:
         y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
-    cropped = image[:, :, y: old_h - y, x: old_w - x]
+    cropped = image[:, :, y : old_h - y, x : old_w - x]
     return F.interpolate(cropped.float(), size=(height, width), mode="nearest-exact")
 
 
@@ -232,27 +261,34 @@ def diffusers_state_dict(state: Mapping[str, Any], what: str) -> dict[str, Any]:
     if "lora_controlnet" in state:
         raise ModelError(f"{what} is a Control-LoRA; Easel loads complete ControlNets only")
     if any(k.startswith(LDM_PREFIX) for k in state):
-        state = {k[len(LDM_PREFIX):]: v for k, v in state.items() if k.startswith(LDM_PREFIX)}
+        state = {k[len(LDM_PREFIX) :]: v for k, v in state.items() if k.startswith(LDM_PREFIX)}
     if "controlnet_cond_embedding.conv_in.weight" in state:
         return dict(state)
     if "zero_convs.0.0.weight" not in state or "input_hint_block.0.weight" not in state:
-        raise ModelError(f"{what} is not a ControlNet: it has no input_hint_block / zero_convs "
-                         "(control_model.) or controlnet_cond_embedding tensors (T2I-Adapters, "
-                         "ControlNet-LLLite and Control-LoRA files are not supported)")
+        raise ModelError(
+            f"{what} is not a ControlNet: it has no input_hint_block / zero_convs "
+            "(control_model.) or controlnet_cond_embedding tensors (T2I-Adapters, "
+            "ControlNet-LLLite and Control-LoRA files are not supported)"
+        )
     if "difference" in state:
-        raise ModelError(f"{what} is a difference ControlNet (stored relative to one base "
-                         "model); Easel loads complete ControlNets only")
+        raise ModelError(
+            f"{what} is a difference ControlNet (stored relative to one base "
+            "model); Easel loads complete ControlNets only"
+        )
     state = dict(state)
     # Gap 1: the converter places the hint encoder's last conv at input_hint_block.14 (the
     # 8-conv encoder of every released ControlNet); move a shorter encoder's last conv there.
     convs = _indices(state, r"input_hint_block\.(\d+)\.weight")
     if convs[-1] > 14:
-        raise ModelError(f"{what}: a hint encoder of {len(convs)} convolutions is not a "
-                         "Stable Diffusion ControlNet's")
+        raise ModelError(
+            f"{what}: a hint encoder of {len(convs)} convolutions is not a "
+            "Stable Diffusion ControlNet's"
+        )
     if convs[-1] != 14:
         for suffix in ("weight", "bias"):
             state[f"input_hint_block.14.{suffix}"] = state.pop(
-                f"input_hint_block.{convs[-1]}.{suffix}")
+                f"input_hint_block.{convs[-1]}.{suffix}"
+            )
     blocks = _indices(state, r"input_blocks\.(\d+)\.")
     downsamplers = [i for i in blocks if f"input_blocks.{i}.0.op.weight" in state]
     layers = downsamplers[0] - 1 if downsamplers else len(blocks) - 1
@@ -268,8 +304,9 @@ def diffusers_state_dict(state: Mapping[str, Any], what: str) -> dict[str, Any]:
     return converted
 
 
-def controlnet_config(state: Mapping[str, Any], what: str,
-                      global_pool: bool = False) -> dict[str, Any]:
+def controlnet_config(
+    state: Mapping[str, Any], what: str, global_pool: bool = False
+) -> dict[str, Any]:
     """A ControlNetModel config read off the shapes of a diffusers-keyed state dict.
 
     diffusers' own single-file path cannot do this offline: it fetches a Hub config by model
@@ -296,8 +333,10 @@ def controlnet_config(state: Mapping[str, Any], what: str,
         if kinds[-1] == "DownBlock2D":
             depth[-1] = mid_depth
         elif depth[-1] != mid_depth:
-            raise ModelError(f"{what}: a mid block of depth {mid_depth} after a level of "
-                             f"depth {depth[-1]} has no diffusers ControlNetModel")
+            raise ModelError(
+                f"{what}: a mid block of depth {mid_depth} after a level of "
+                f"depth {depth[-1]} has no diffusers ControlNetModel"
+            )
     elif "mid_block.resnets.0.conv1.weight" in state:
         mid_type = "UNetMidBlock2D"
     else:
@@ -314,8 +353,10 @@ def controlnet_config(state: Mapping[str, Any], what: str,
         bad = [c for c in attention if c % SD1_HEADS]
         heads = SD1_HEADS
     if bad:
-        raise ModelError(f"{what}: attention widths {bad} do not split into Stable Diffusion's "
-                         "heads (8 heads for 1.x, 64-channel heads for 2.x and XL)")
+        raise ModelError(
+            f"{what}: attention widths {bad} do not split into Stable Diffusion's "
+            "heads (8 heads for 1.x, 64-channel heads for 2.x and XL)"
+        )
     hint_blocks = _indices(state, r"controlnet_cond_embedding\.blocks\.(\d+)\.weight")
     hint_channels = [hint_in[0]]
     for i in hint_blocks[1::2]:
@@ -339,8 +380,11 @@ def controlnet_config(state: Mapping[str, Any], what: str,
         config["cross_attention_dim"] = int(to_k.shape[1])
     add = _shape(state, "add_embedding.linear_1.weight")
     if add is not None:
-        config.update(addition_embed_type="text_time", addition_time_embed_dim=TIME_ID_WIDTH,
-                      projection_class_embeddings_input_dim=add[1])
+        config.update(
+            addition_embed_type="text_time",
+            addition_time_embed_dim=TIME_ID_WIDTH,
+            projection_class_embeddings_input_dim=add[1],
+        )
     cls = _shape(state, "class_embedding.linear_1.weight")
     if cls is not None:
         config.update(class_embed_type="projection", projection_class_embeddings_input_dim=cls[1])
@@ -365,8 +409,9 @@ def load_controlnet_file(path: Path, dtype: Any, allow_pickle: bool) -> Any:
     except ModelError as exc:
         raise ModelError(f"{what}: {exc}") from None
     except (RuntimeError, ValueError) as exc:
-        raise ModelError(f"{what}: the weights do not fit the ControlNet read off their "
-                         f"shapes: {exc}") from None
+        raise ModelError(
+            f"{what}: the weights do not fit the ControlNet read off their shapes: {exc}"
+        ) from None
 
 
 def load_controlnet_folder(folder: Path, dtype: Any, allow_pickle: bool) -> Any:
@@ -376,8 +421,10 @@ def load_controlnet_folder(folder: Path, dtype: Any, allow_pickle: bool) -> Any:
     config = loading.read_json(folder / "config.json")
     class_name = str(config.get("_class_name", "ControlNetModel"))
     if class_name != "ControlNetModel":
-        raise ModelError(f"{folder.name} holds a {class_name}; Easel loads ControlNetModel "
-                         "folders (Stable Diffusion 1.x, 2.x and XL ControlNets)")
+        raise ModelError(
+            f"{folder.name} holds a {class_name}; Easel loads ControlNetModel "
+            "folders (Stable Diffusion 1.x, 2.x and XL ControlNets)"
+        )
     return loading.load_module(folder, "diffusers", class_name, dtype, allow_pickle)
 
 
@@ -393,8 +440,9 @@ def load_controlnet(path: Path, dtype: Any, allow_pickle: bool = False) -> Any:
 def controlnet_handle(manager: Any, name: str, path: Path) -> ControlNetHandle:
     """The ControlNet at `path`, loaded once by `manager` and shared."""
     key = (str(path.resolve()), "controlnet")
-    model = manager.load_module(key, lambda: load_controlnet(path, manager.dtype,
-                                                             manager.allow_unsafe_pickle))
+    model = manager.load_module(
+        key, lambda: load_controlnet(path, manager.dtype, manager.allow_unsafe_pickle)
+    )
     return ControlNetHandle(name, model, manager, path)
 
 

@@ -6,8 +6,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-DTYPE_NAMES = {"fp32": "float32", "float32": "float32", "fp16": "float16", "float16": "float16",
-               "bf16": "bfloat16", "bfloat16": "bfloat16"}
+DTYPE_NAMES = {
+    "fp32": "float32",
+    "float32": "float32",
+    "fp16": "float16",
+    "float16": "float16",
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+}
 
 
 def pick_device(requested: str | None = None) -> Any:
@@ -32,8 +38,9 @@ def pick_dtype(device: Any, requested: str | None = None) -> Any:
         try:
             return getattr(torch, DTYPE_NAMES[requested.lower()])
         except KeyError:
-            raise ValueError(f"unknown dtype {requested!r}; use one of "
-                             f"{', '.join(sorted(DTYPE_NAMES))}") from None
+            raise ValueError(
+                f"unknown dtype {requested!r}; use one of {', '.join(sorted(DTYPE_NAMES))}"
+            ) from None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "mps":

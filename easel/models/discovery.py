@@ -169,16 +169,27 @@ def _scan(folder: KindFolder) -> _Listing:
                 if sub is None:
                     continue
                 names = {e.name for e in sub}
-                parts = tuple(p for p in BUNDLE_PARTS
-                              if p in names and os.path.isdir(os.path.join(item.path, p)))
+                parts = tuple(
+                    p
+                    for p in BUNDLE_PARTS
+                    if p in names and os.path.isdir(os.path.join(item.path, p))
+                )
                 pipeline = "model_index.json" in names
                 if not pipeline and "unet" in names:
                     unet = os.path.join(item.path, "unet")
                     stamps.append((unet, _stamp(unet)))
                     pipeline = os.path.isfile(os.path.join(unet, "config.json"))
                 if parts or pipeline or "config.json" in names:
-                    entries.append(ModelEntry(prefix + name, Path(item.path), "diffusers",
-                                              parts, folder.kind, pipeline))
+                    entries.append(
+                        ModelEntry(
+                            prefix + name,
+                            Path(item.path),
+                            "diffusers",
+                            parts,
+                            folder.kind,
+                            pipeline,
+                        )
+                    )
                 elif depth < folder.depth and os.path.realpath(item.path) not in visited:
                     visit(item.path, prefix + name + "/", depth + 1, sub)
             elif os.path.splitext(name)[1].lower() in suffixes:
@@ -187,8 +198,9 @@ def _scan(folder: KindFolder) -> _Listing:
                         continue
                 except OSError:
                     continue
-                entries.append(ModelEntry(prefix + name, Path(item.path), "single_file",
-                                          (), folder.kind))
+                entries.append(
+                    ModelEntry(prefix + name, Path(item.path), "single_file", (), folder.kind)
+                )
 
     top = _read_dir(str(folder.path), stamps)
     if top is not None:
@@ -263,8 +275,9 @@ def find(kind: str, name: str, roots: list[Path] | None = None) -> ModelEntry:
     if legacy:
         if (kind, wanted) not in _warned:
             _warned.add((kind, wanted))
-            log.warning("model name %r is deprecated: use %r (names carry their extension)",
-                        name, legacy[0])
+            log.warning(
+                "model name %r is deprecated: use %r (names carry their extension)", name, legacy[0]
+            )
         return found[legacy[0]]
     raise ModelError(_not_found(kind, name, wanted, sorted(found), roots))
 
@@ -279,36 +292,52 @@ def resolve(kind: str, name: str, roots: list[Path] | None = None) -> Path:
     return entry.path
 
 
-def _not_found(kind: str, name: str, wanted: str, names: list[str],
-               roots: list[Path] | None) -> str:
+def _not_found(
+    kind: str, name: str, wanted: str, names: list[str], roots: list[Path] | None
+) -> str:
     folders = kind_folders(kind, roots)
-    looked = "; ".join(str(f.path) + ("" if f.path.is_dir() else " (missing)")
-                       for f in folders) or "no folder"
+    looked = (
+        "; ".join(str(f.path) + ("" if f.path.is_dir() else " (missing)") for f in folders)
+        or "no folder"
+    )
     base = wanted.rsplit("/", 1)[-1]
     close = [n for n in names if n.rsplit("/", 1)[-1] == base]
-    close += [n for n in difflib.get_close_matches(wanted, names, n=5, cutoff=0.6)
-              if n not in close]
+    close += [
+        n for n in difflib.get_close_matches(wanted, names, n=5, cutoff=0.6) if n not in close
+    ]
     message = f"no {kind} model named {name!r}"
     if names:
         shown = names[:AVAILABLE_SHOWN]
         more = len(names) - len(shown)
-        message += "; available: " + ", ".join(shown) + (
-            f" and {more} more (`easel models` lists them)" if more else "")
+        message += (
+            "; available: "
+            + ", ".join(shown)
+            + (f" and {more} more (`easel models` lists them)" if more else "")
+        )
     message += f". Looked in: {looked}."
     if close:
         message += " Close matches: " + ", ".join(close[:5]) + "."
     kinds = all_kinds()
-    elsewhere = [f"{other}/{n}" for other in kinds if other != kind
-                 for n in kind_names(other, roots)
-                 if n == wanted or n.rsplit("/", 1)[-1] == base]
+    elsewhere = [
+        f"{other}/{n}"
+        for other in kinds
+        if other != kind
+        for n in kind_names(other, roots)
+        if n == wanted or n.rsplit("/", 1)[-1] == base
+    ]
     if elsewhere:
-        message += (" Found under another kind: " + ", ".join(elsewhere[:3])
-                    + f" (move it into a {kinds[kind][0]}/ folder).")
+        message += (
+            " Found under another kind: "
+            + ", ".join(elsewhere[:3])
+            + f" (move it into a {kinds[kind][0]}/ folder)."
+        )
     if not names:
-        message += (f" No {kind} model was found at all: put files in a {kinds[kind][0]}/ "
-                    "folder of a models folder, or point Easel at yours (--models-dir, "
-                    "EASEL_MODELS_DIR or the config file; a ComfyUI install or "
-                    "extra_model_paths.yaml works).")
+        message += (
+            f" No {kind} model was found at all: put files in a {kinds[kind][0]}/ "
+            "folder of a models folder, or point Easel at yours (--models-dir, "
+            "EASEL_MODELS_DIR or the config file; a ComfyUI install or "
+            "extra_model_paths.yaml works)."
+        )
     return message
 
 
@@ -331,13 +360,15 @@ def scan(root: Path, max_depth: int = 3) -> list[ModelEntry]:
     for folder in kind_folders("checkpoints", [root]):
         for entry in list_folder(folder):
             name = entry.name if entry.format != "single_file" else _strip_suffix(entry.name)
-            out.append(ModelEntry(name, entry.path, entry.format, entry.parts, entry.kind,
-                                  entry.pipeline))
+            out.append(
+                ModelEntry(name, entry.path, entry.format, entry.parts, entry.kind, entry.pipeline)
+            )
     return out
 
 
-def discover(environ: Mapping[str, str] | None = None,
-             roots: list[Path] | None = None) -> dict[str, ModelEntry]:
+def discover(
+    environ: Mapping[str, str] | None = None, roots: list[Path] | None = None
+) -> dict[str, ModelEntry]:
     """Checkpoint-kind models by their old name (without extension); earlier roots win."""
     found: dict[str, ModelEntry] = {}
     for root in _roots(roots, environ):
@@ -346,8 +377,9 @@ def discover(environ: Mapping[str, str] | None = None,
     return found
 
 
-def checkpoint_names(environ: Mapping[str, str] | None = None,
-                     roots: list[Path] | None = None) -> list[str]:
+def checkpoint_names(
+    environ: Mapping[str, str] | None = None, roots: list[Path] | None = None
+) -> list[str]:
     """Old names a CheckpointLoader accepts: pipelines, single files, and `<bundle>/decoder`."""
     names: list[str] = []
     for name, entry in discover(environ, roots).items():
@@ -358,13 +390,15 @@ def checkpoint_names(environ: Mapping[str, str] | None = None,
     return sorted(names)
 
 
-def names_with_part(part: str, environ: Mapping[str, str] | None = None,
-                    roots: list[Path] | None = None) -> list[str]:
+def names_with_part(
+    part: str, environ: Mapping[str, str] | None = None, roots: list[Path] | None = None
+) -> list[str]:
     """Names of the bundles that hold `part` ("clip", "prior", "upscaler"), and of CLIP
     model folders for "clip"."""
     names = []
     for name, entry in discover(environ, roots).items():
-        if part in entry.parts or (part == "clip" and entry.format == "diffusers"
-                                   and _is_clip_folder(entry.path)):
+        if part in entry.parts or (
+            part == "clip" and entry.format == "diffusers" and _is_clip_folder(entry.path)
+        ):
             names.append(name)
     return sorted(names)

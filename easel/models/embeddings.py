@@ -107,8 +107,10 @@ def load_embedding_file(path: Path, allow_pickle: bool = False) -> EmbeddingFile
                 vectors[str(key)] = rows
     vectors = {k: v for k, v in vectors.items() if v is not None and v.shape[0] > 0}
     if not vectors:
-        raise ModelError(f"{path} holds no embedding vectors (expected string_to_param, "
-                         "emb_params, clip_l/clip_g or a {token: tensor} file)")
+        raise ModelError(
+            f"{path} holds no embedding vectors (expected string_to_param, "
+            "emb_params, clip_l/clip_g or a {token: tensor} file)"
+        )
     return EmbeddingFile(path, vectors)
 
 
@@ -186,7 +188,8 @@ def find_embedding(manager: Any, name: str) -> Path | None:
 
 # -- cache per manager -----------------------------------------------------------------------
 _caches: weakref.WeakKeyDictionary[Any, dict[tuple[str, int, int], EmbeddingFile]] = (
-    weakref.WeakKeyDictionary())
+    weakref.WeakKeyDictionary()
+)
 _no_manager_cache: dict[tuple[str, int, int], EmbeddingFile] = {}
 _lock = threading.Lock()
 

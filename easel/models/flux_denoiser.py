@@ -46,31 +46,48 @@ class FluxNetwork:
         self.patch = int(getattr(family, "patch", 2))
         self.step, self.total = 0, 0
 
-    def condition(self, cond: dict[str, Any], batch: int, device: Any, dtype: Any, *,
-                  pixel_size: tuple[int, int], negative: bool = False) -> Cond:
+    def condition(
+        self,
+        cond: dict[str, Any],
+        batch: int,
+        device: Any,
+        dtype: Any,
+        *,
+        pixel_size: tuple[int, int],
+        negative: bool = False,
+    ) -> Cond:
         import torch
 
         config = self.transformer.config
         embeds, pooled = cond.get("embeds"), cond.get("pooled")
         if embeds is None or pooled is None:
-            raise ValueError("Flux needs T5 embeddings and CLIP-L's pooled embedding: encode "
-                             "the prompt with a Flux CLIP (DualTextEncoderLoader type flux)")
+            raise ValueError(
+                "Flux needs T5 embeddings and CLIP-L's pooled embedding: encode "
+                "the prompt with a Flux CLIP (DualTextEncoderLoader type flux)"
+            )
         if embeds.shape[-1] != config.joint_attention_dim:
-            raise ValueError(f"text embeddings have width {embeds.shape[-1]} but this Flux "
-                             f"model expects {config.joint_attention_dim} (its T5 encoder's): "
-                             "was the CLIP made for another model?")
+            raise ValueError(
+                f"text embeddings have width {embeds.shape[-1]} but this Flux "
+                f"model expects {config.joint_attention_dim} (its T5 encoder's): "
+                "was the CLIP made for another model?"
+            )
         if pooled.shape[-1] != config.pooled_projection_dim:
-            raise ValueError(f"the pooled text embedding has width {pooled.shape[-1]} but this "
-                             f"Flux model expects {config.pooled_projection_dim} (CLIP-L's): was "
-                             "the CLIP made for another model?")
+            raise ValueError(
+                f"the pooled text embedding has width {pooled.shape[-1]} but this "
+                f"Flux model expects {config.pooled_projection_dim} (CLIP-L's): was "
+                "the CLIP made for another model?"
+            )
         if cond.get("control"):
             raise ValueError("ControlNet conditioning is not supported for Flux models yet")
 
         def batched(value: Any) -> Any:
             return to_batch(value, batch, device, dtype)
 
-        added: dict[str, Any] = {"pooled_projections": batched(pooled), "guidance": None,
-                                 "fill": None}
+        added: dict[str, Any] = {
+            "pooled_projections": batched(pooled),
+            "guidance": None,
+            "fill": None,
+        }
         extra = int(config.in_channels) - int(config.out_channels or config.in_channels)
         if extra:
             added["fill"] = batched(self.fill_tokens(cond, extra))
@@ -89,23 +106,27 @@ class FluxNetwork:
 
         masked, mask = cond.get("concat_latent_image"), cond.get("concat_mask")
         if masked is None or mask is None:
-            raise ValueError(f"{self.family.label} paints inside a mask: give it the "
-                             "conditioning of InpaintModelConditioning (image and mask)")
+            raise ValueError(
+                f"{self.family.label} paints inside a mask: give it the "
+                "conditioning of InpaintModelConditioning (image and mask)"
+            )
         h, w = int(masked.shape[-2]), int(masked.shape[-1])
         factor = int(mask.shape[-2]) // h
         if tuple(mask.shape[-2:]) != (h * factor, w * factor):
-            raise ValueError(f"the mask ({tuple(mask.shape[-2:])}) does not match the image "
-                             f"latent ({h}x{w})")
+            raise ValueError(
+                f"the mask ({tuple(mask.shape[-2:])}) does not match the image latent ({h}x{w})"
+            )
         mask = mask[:, 0].float().view(mask.shape[0], h, factor, w, factor)
         mask = mask.permute(0, 2, 4, 1, 3).reshape(mask.shape[0], factor * factor, h, w)
         tokens = torch.cat([pack(masked.float(), self.patch), pack(mask, self.patch)], dim=-1)
         if tokens.shape[-1] != extra:
-            raise ValueError(f"{self.family.label} takes {extra} extra channels per token, the "
-                             f"inpainting conditioning gives {tokens.shape[-1]}")
+            raise ValueError(
+                f"{self.family.label} takes {extra} extra channels per token, the "
+                f"inpainting conditioning gives {tokens.shape[-1]}"
+            )
         return tokens
 
-    def reference_tokens(self, latents: list[Any], device: Any, dtype: Any
-                         ) -> tuple[Any, Any]:
+    def reference_tokens(self, latents: list[Any], device: Any, dtype: Any) -> tuple[Any, Any]:
         """Kontext's reference images (ReferenceLatent): each latent packed into tokens after
         the image's, with position ids whose first coordinate is 1 (FluxKontextPipeline's);
         further references are placed beside or below the ones before, as ComfyUI's "offset"
@@ -117,8 +138,10 @@ class FluxNetwork:
         for latent in latents:
             h, w = int(latent.shape[-2]), int(latent.shape[-1])
             if h % self.patch or w % self.patch:
-                raise ValueError(f"a reference latent of {h}x{w} does not pack into "
-                                 f"{self.patch}x{self.patch} patches")
+                raise ValueError(
+                    f"a reference latent of {h}x{w} does not pack into "
+                    f"{self.patch}x{self.patch} patches"
+                )
             top = left = 0
             if h + height > w + width:
                 left = width
@@ -141,9 +164,11 @@ class FluxNetwork:
 
         batch, _, height, width = x.shape
         if height % self.patch or width % self.patch:
-            raise ValueError(f"Flux packs latents in {self.patch}x{self.patch} patches: the "
-                             "image's width and height must be multiples of "
-                             f"{8 * self.patch}")
+            raise ValueError(
+                f"Flux packs latents in {self.patch}x{self.patch} patches: the "
+                "image's width and height must be multiples of "
+                f"{8 * self.patch}"
+            )
         hidden = cond.encoder_hidden_states
         text_ids = torch.zeros(hidden.shape[1], 3, device=x.device, dtype=x.dtype)
         img_ids = image_ids(height // self.patch, width // self.patch, x.device, x.dtype)
@@ -156,10 +181,14 @@ class FluxNetwork:
             ref_tokens, ref_ids = cond.added["reference"]
             tokens = torch.cat([tokens, ref_tokens.to(tokens.dtype)], dim=1)
             img_ids = torch.cat([img_ids, ref_ids.to(img_ids.dtype)])
-        out = self.call(hidden_states=tokens, timestep=timestep,
-                        guidance=cond.added["guidance"] if cond.added else None,
-                        pooled_projections=cond.added["pooled_projections"] if cond.added
-                        else None,
-                        encoder_hidden_states=hidden, txt_ids=text_ids, img_ids=img_ids,
-                        return_dict=False)[0]
+        out = self.call(
+            hidden_states=tokens,
+            timestep=timestep,
+            guidance=cond.added["guidance"] if cond.added else None,
+            pooled_projections=cond.added["pooled_projections"] if cond.added else None,
+            encoder_hidden_states=hidden,
+            txt_ids=text_ids,
+            img_ids=img_ids,
+            return_dict=False,
+        )[0]
         return unpack(out[:, :count], height, width, self.patch)

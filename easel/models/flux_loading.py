@@ -38,7 +38,7 @@ def convert_transformer(state: Mapping[str, Any]) -> dict[str, Any]:
     prefix = flux.prefix_of(state)
     if prefix is None:
         raise ModelError("no Flux transformer (double_blocks) in the file")
-    sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     hidden = int(sub["img_in.weight"].shape[0])
     fused: dict[int, tuple[Any, Any]] = {}
     if hidden != DIFFUSERS_FLUX_WIDTH:
@@ -53,8 +53,12 @@ def convert_transformer(state: Mapping[str, Any]) -> dict[str, Any]:
     for block, (weight, bias) in fused.items():
         sizes = [hidden, hidden, hidden, int(weight.shape[0]) - 3 * hidden]
         head = f"single_transformer_blocks.{block}."
-        for name, w, b in zip(("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"),
-                              torch.split(weight, sizes), torch.split(bias, sizes), strict=True):
+        for name, w, b in zip(
+            ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"),
+            torch.split(weight, sizes),
+            torch.split(bias, sizes),
+            strict=True,
+        ):
             converted[head + name + ".weight"] = w
             converted[head + name + ".bias"] = b
     return converted
@@ -73,8 +77,10 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
     except ModelError as exc:
         raise ModelError(f"{path.name}: {exc}") from None
     except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(f"{path.name} looks like a Flux.1 transformer but does not fit that "
-                         f"architecture ({type(exc).__name__}: {exc})") from None
+        raise ModelError(
+            f"{path.name} looks like a Flux.1 transformer but does not fit that "
+            f"architecture ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 # ComfyUI's "fp8_scaled" files: each linear weight in fp8 with a per-tensor scale beside it
@@ -90,8 +96,11 @@ def dequantize_scaled_fp8(state: Mapping[str, Any]) -> dict[str, Any]:
     scales = {k: v for k, v in state.items() if k.endswith(WEIGHT_SCALES)}
     if not scales and not any(k.endswith("scaled_fp8") for k in state):
         return dict(state)
-    out = {k: v for k, v in state.items() if k not in scales and not k.endswith(QUANT_EXTRAS)
-           and not k.endswith("scaled_fp8")}
+    out = {
+        k: v
+        for k, v in state.items()
+        if k not in scales and not k.endswith(QUANT_EXTRAS) and not k.endswith("scaled_fp8")
+    }
     for key, scale in scales.items():
         weight_key = key.rsplit(".", 1)[0] + ".weight"
         if weight_key in out:
@@ -110,8 +119,9 @@ def storage_dtype(weight_dtype: str) -> Any:
     return torch.float8_e5m2 if weight_dtype == "fp8_e5m2" else torch.float8_e4m3fn
 
 
-def diffusion_model(name: str, path: Path, manager: Any, weight_dtype: str = "default"
-                    ) -> ModelHandle:
+def diffusion_model(
+    name: str, path: Path, manager: Any, weight_dtype: str = "default"
+) -> ModelHandle:
     """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader). fp8 weight dtypes keep
     the weights in fp8 and compute in the manager's dtype (diffusers' layerwise casting)."""
     from easel.models.state_dicts import read_state_dict
@@ -121,9 +131,11 @@ def diffusion_model(name: str, path: Path, manager: Any, weight_dtype: str = "de
     def load() -> Any:
         state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
         if flux.recognise(state) is None:
-            raise ModelError(f"{path.name} is not a diffusion model Easel recognises "
-                             f"({summarise(state)}). Easel reads Flux.1 transformers "
-                             "(double_blocks / single_blocks) from diffusion_models/")
+            raise ModelError(
+                f"{path.name} is not a diffusion model Easel recognises "
+                f"({summarise(state)}). Easel reads Flux.1 transformers "
+                "(double_blocks / single_blocks) from diffusion_models/"
+            )
         module = build_transformer(state, manager.dtype, path)
         if storage is not None:
             module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=manager.dtype)
@@ -134,10 +146,18 @@ def diffusion_model(name: str, path: Path, manager: Any, weight_dtype: str = "de
     return model_handle(name, module, manager, flux.folder_family(module.config))
 
 
-def model_handle(name: str, module: Any, manager: Any, family: flux.FlowFamily,
-                 vae: VaeHandle | None = None) -> ModelHandle:
-    return ModelHandle(name, module, dict(family.scheduler_config), family.latent.factor,
-                       manager, vae=vae, family=family)
+def model_handle(
+    name: str, module: Any, manager: Any, family: flux.FlowFamily, vae: VaeHandle | None = None
+) -> ModelHandle:
+    return ModelHandle(
+        name,
+        module,
+        dict(family.scheduler_config),
+        family.latent.factor,
+        manager,
+        vae=vae,
+        family=family,
+    )
 
 
 # -- text encoders ----------------------------------------------------------------------------
@@ -165,7 +185,7 @@ def build_t5(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
 
     from easel.models.state_dicts import load_into
 
-    sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     embed = sub.get("shared.weight", sub.get("encoder.embed_tokens.weight"))
     if embed is None:
         raise ModelError("the T5 encoder has no token embedding (shared.weight)")
@@ -178,16 +198,24 @@ def build_t5(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
     gated = "encoder.block.0.layer.1.DenseReluDense.wi_0.weight" in sub
     ff_key = "encoder.block.0.layer.1.DenseReluDense." + ("wi_0" if gated else "wi") + ".weight"
     layers = len({k.split(".")[2] for k in sub if k.startswith("encoder.block.")})
-    config = T5Config(vocab_size=vocab, d_model=d_model, d_kv=inner // heads,
-                      d_ff=int(sub[ff_key].shape[0]), num_layers=layers, num_heads=heads,
-                      relative_attention_num_buckets=buckets,
-                      feed_forward_proj="gated-gelu" if gated else "relu",
-                      is_encoder_decoder=False, use_cache=False)
+    config = T5Config(
+        vocab_size=vocab,
+        d_model=d_model,
+        d_kv=inner // heads,
+        d_ff=int(sub[ff_key].shape[0]),
+        num_layers=layers,
+        num_heads=heads,
+        relative_attention_num_buckets=buckets,
+        feed_forward_proj="gated-gelu" if gated else "relu",
+        is_encoder_decoder=False,
+        use_cache=False,
+    )
     return load_into(T5EncoderModel, config, sub, dtype, "T5 text encoder", strict=False)
 
 
-def build_text_encoder(path: Path, state: Mapping[str, Any], manager: Any,
-                       found: tuple[str, str] | None = None) -> tuple[str, Any, Any]:
+def build_text_encoder(
+    path: Path, state: Mapping[str, Any], manager: Any, found: tuple[str, str] | None = None
+) -> tuple[str, Any, Any]:
     """(kind, model, tokenizer) of one text encoder file (or of the encoder of `kind` under
     `prefix` in a checkpoint, when `found` = (kind, prefix) says so)."""
     from easel.models import tokenizers
@@ -195,24 +223,31 @@ def build_text_encoder(path: Path, state: Mapping[str, Any], manager: Any,
 
     found = found or text_encoder_kind(state)
     if found is None:
-        raise ModelError(f"{path.name} is not a text encoder Easel recognises "
-                         f"({summarise(state)}). Easel reads CLIP-L (text_model.*) and T5 "
-                         "encoders (encoder.block.*) in transformers' key layout")
+        raise ModelError(
+            f"{path.name} is not a text encoder Easel recognises "
+            f"({summarise(state)}). Easel reads CLIP-L (text_model.*) and T5 "
+            "encoders (encoder.block.*) in transformers' key layout"
+        )
     kind, prefix = found
     try:
         if kind == "t5":
-            tokenizer = manager.load_module(("t5-tokenizer", "t5"), lambda: tokenizers.t5_tokenizer(
-                checkpoint=path.name, contents="T5 encoder weights", roots=manager.roots))
+            tokenizer = manager.load_module(
+                ("t5-tokenizer", "t5"),
+                lambda: tokenizers.t5_tokenizer(
+                    checkpoint=path.name, contents="T5 encoder weights", roots=manager.roots
+                ),
+            )
             return kind, build_t5(state, prefix, manager.dtype), tokenizer
         tokenizer = manager.clip_tokenizer(path)
-        model = build_clip_l(state, prefix, flux.FLUX_CLIP_L, manager.dtype,
-                             token_ids(tokenizer))
+        model = build_clip_l(state, prefix, flux.FLUX_CLIP_L, manager.dtype, token_ids(tokenizer))
         return kind, model, tokenizer
     except ModelError as exc:
         raise ModelError(f"{path.name}: {exc}") from None
     except (RuntimeError, ValueError, KeyError, IndexError, StopIteration) as exc:
-        raise ModelError(f"{path.name} looks like a {kind} text encoder but does not fit that "
-                         f"architecture ({type(exc).__name__}: {exc})") from None
+        raise ModelError(
+            f"{path.name} looks like a {kind} text encoder but does not fit that "
+            f"architecture ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def text_encoder(path: Path, manager: Any) -> tuple[str, Any, Any]:
@@ -220,9 +255,12 @@ def text_encoder(path: Path, manager: Any) -> tuple[str, Any, Any]:
     from easel.models.state_dicts import read_state_dict
 
     key = str(path.resolve())
-    loaded = manager.load_module((key, "text_encoder"), lambda: build_text_encoder(
-        path, dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle)),
-        manager))
+    loaded = manager.load_module(
+        (key, "text_encoder"),
+        lambda: build_text_encoder(
+            path, dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle)), manager
+        ),
+    )
     hold(manager, key, {f"text_encoder:{loaded[0]}": loaded[1]})
     return loaded  # type: ignore[no-any-return]
 
@@ -242,8 +280,10 @@ def flux_parts(encoders: list[tuple[str, Any, Any]], where: str) -> tuple[TextEn
         raise ModelError(f"Flux needs a CLIP-L and a T5 text encoder; {where} are: {got}")
     clip_model, clip_tok = kinds["clip_l"]
     t5_model, t5_tok = kinds["t5"]
-    return (TextEncoderPart("l", clip_tok, clip_model, pooled=True),
-            TextEncoderPart("t5", t5_tok, t5_model, kind="t5"))
+    return (
+        TextEncoderPart("l", clip_tok, clip_model, pooled=True),
+        TextEncoderPart("t5", t5_tok, t5_model, kind="t5"),
+    )
 
 
 def flux_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
@@ -267,14 +307,14 @@ def is_flux_checkpoint(path: Path) -> bool:
 
     try:
         with safe_open(str(path), "pt") as handle:
-            return any(k.startswith("model.diffusion_model.double_blocks.")
-                       for k in handle.keys())  # noqa: SIM118 (safe_open has no __iter__)
+            return any(k.startswith("model.diffusion_model.double_blocks.") for k in handle.keys())  # noqa: SIM118 (safe_open has no __iter__)
     except Exception:
         return False  # the checkpoint loader reports unreadable files
 
 
-def single_file_checkpoint(name: str, path: Path, manager: Any
-                           ) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
+def single_file_checkpoint(
+    name: str, path: Path, manager: Any
+) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
     """A Flux checkpoint as ComfyUI saves one: the transformer under `model.diffusion_model.`,
     CLIP-L under `text_encoders.clip_l.transformer.`, T5 under `text_encoders.t5xxl.transformer.`
     and the VAE (original keys) under `vae.`."""
@@ -283,25 +323,41 @@ def single_file_checkpoint(name: str, path: Path, manager: Any
 
     def load() -> Any:
         state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
-        missing = [what for what, prefix in (("CLIP-L", CHECKPOINT_CLIP_L),
-                                             ("T5", CHECKPOINT_T5), ("VAE", CHECKPOINT_VAE))
-                   if not any(k.startswith(prefix) for k in state)]
+        missing = [
+            what
+            for what, prefix in (
+                ("CLIP-L", CHECKPOINT_CLIP_L),
+                ("T5", CHECKPOINT_T5),
+                ("VAE", CHECKPOINT_VAE),
+            )
+            if not any(k.startswith(prefix) for k in state)
+        ]
         if missing:
-            raise ModelError(f"{path.name} holds a Flux transformer but no {', '.join(missing)}"
-                             f" (looked under {CHECKPOINT_CLIP_L}, {CHECKPOINT_T5}, "
-                             f"{CHECKPOINT_VAE}): put it in diffusion_models/ and load it with "
-                             "DiffusionModelLoader, DualTextEncoderLoader and VAELoader")
+            raise ModelError(
+                f"{path.name} holds a Flux transformer but no {', '.join(missing)}"
+                f" (looked under {CHECKPOINT_CLIP_L}, {CHECKPOINT_T5}, "
+                f"{CHECKPOINT_VAE}): put it in diffusion_models/ and load it with "
+                "DiffusionModelLoader, DualTextEncoderLoader and VAELoader"
+            )
         transformer = build_transformer(state, manager.dtype, path)
         clip_l = build_text_encoder(path, state, manager, ("clip_l", CHECKPOINT_CLIP_L))
         t5 = build_text_encoder(path, state, manager, ("t5", CHECKPOINT_T5))
-        vae_state = {k[len(CHECKPOINT_VAE):]: v for k, v in state.items()
-                     if k.startswith(CHECKPOINT_VAE)}
+        vae_state = {
+            k[len(CHECKPOINT_VAE) :]: v for k, v in state.items() if k.startswith(CHECKPOINT_VAE)
+        }
         return transformer, [clip_l, t5], load_vae_file(path, vae_state, manager.dtype)
 
     key = str(path.resolve())
     transformer, encoders, vae = manager.load_module((key, "flux-checkpoint"), load)
-    hold(manager, key, {"transformer": transformer, "vae": vae,
-                        **{f"text_encoder:{kind}": model for kind, model, _ in encoders}})
+    hold(
+        manager,
+        key,
+        {
+            "transformer": transformer,
+            "vae": vae,
+            **{f"text_encoder:{kind}": model for kind, model, _ in encoders},
+        },
+    )
     family = flux.folder_family(transformer.config)
     vae_handle = VaeHandle(name, vae, manager)
     model = model_handle(name, transformer, manager, family, vae_handle)
@@ -310,30 +366,45 @@ def single_file_checkpoint(name: str, path: Path, manager: Any
 
 
 # -- diffusers folders ------------------------------------------------------------------------
-def folder_checkpoint(name: str, folder: Path, manager: Any
-                      ) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
+def folder_checkpoint(
+    name: str, folder: Path, manager: Any
+) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
     """A diffusers FluxPipeline folder (transformer/, text_encoder/, text_encoder_2/, vae/)."""
     from easel.models import loading
 
     index = loading.model_index(folder) if (folder / "model_index.json").is_file() else {}
-    transformer = manager.module(folder / "transformer", *index.get(
-        "transformer", ("diffusers", "FluxTransformer2DModel")))
+    transformer = manager.module(
+        folder / "transformer", *index.get("transformer", ("diffusers", "FluxTransformer2DModel"))
+    )
     vae = manager.module(folder / "vae", *index.get("vae", ("diffusers", "AutoencoderKL")))
-    te = manager.module(folder / "text_encoder", *index.get(
-        "text_encoder", ("transformers", "CLIPTextModel")))
-    te2 = manager.module(folder / "text_encoder_2", *index.get(
-        "text_encoder_2", ("transformers", "T5EncoderModel")))
-    tok = manager.module(folder / "tokenizer", *index.get(
-        "tokenizer", ("transformers", "CLIPTokenizer")))
-    tok2 = manager.module(folder / "tokenizer_2", *index.get(
-        "tokenizer_2", ("transformers", "T5TokenizerFast")))
+    te = manager.module(
+        folder / "text_encoder", *index.get("text_encoder", ("transformers", "CLIPTextModel"))
+    )
+    te2 = manager.module(
+        folder / "text_encoder_2", *index.get("text_encoder_2", ("transformers", "T5EncoderModel"))
+    )
+    tok = manager.module(
+        folder / "tokenizer", *index.get("tokenizer", ("transformers", "CLIPTokenizer"))
+    )
+    tok2 = manager.module(
+        folder / "tokenizer_2", *index.get("tokenizer_2", ("transformers", "T5TokenizerFast"))
+    )
     family = flux.folder_family(transformer.config)
     sched = loading.scheduler_config(folder / "scheduler") or dict(family.scheduler_config)
     vae_handle = VaeHandle(name, vae, manager)
-    model = ModelHandle(name, transformer, dict(sched), vae_handle.scale_factor, manager,
-                        vae=vae_handle, family=family)
-    parts = (TextEncoderPart("l", tok, te, pooled=True),
-             TextEncoderPart("t5", tok2, te2, kind="t5"))
+    model = ModelHandle(
+        name,
+        transformer,
+        dict(sched),
+        vae_handle.scale_factor,
+        manager,
+        vae=vae_handle,
+        family=family,
+    )
+    parts = (
+        TextEncoderPart("l", tok, te, pooled=True),
+        TextEncoderPart("t5", tok2, te2, kind="t5"),
+    )
     return model, ClipHandle(name, parts, manager, family=family), vae_handle
 
 

@@ -37,8 +37,10 @@ def model_index(folder: Path) -> dict[str, tuple[str, str]]:
 
 def resolve_class(library: str, class_name: str) -> Any:
     if library not in ALLOWED_LIBRARIES:
-        raise ModelError(f"component class {library}.{class_name} is not from diffusers or "
-                         "transformers; Easel does not run custom pipeline code")
+        raise ModelError(
+            f"component class {library}.{class_name} is not from diffusers or "
+            "transformers; Easel does not run custom pipeline code"
+        )
     try:
         return getattr(importlib.import_module(library), class_name)
     except AttributeError:
@@ -47,8 +49,9 @@ def resolve_class(library: str, class_name: str) -> Any:
 
 def use_safetensors(folder: Path, allow_pickle: bool) -> bool | None:
     """What to pass as `use_safetensors`, refusing a folder that holds only pickle weights."""
-    weights = [p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES] if folder.is_dir() \
-        else []
+    weights = (
+        [p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES] if folder.is_dir() else []
+    )
     if any(p.suffix == ".safetensors" for p in weights):
         return True
     pickles = [p for p in weights if p.suffix in PICKLE_SUFFIXES]
@@ -66,8 +69,7 @@ def quiet_libraries() -> None:
     transformers_logging.disable_progress_bar()
 
 
-def load_module(folder: Path, library: str, class_name: str, dtype: Any,
-                allow_pickle: bool) -> Any:
+def load_module(folder: Path, library: str, class_name: str, dtype: Any, allow_pickle: bool) -> Any:
     """One diffusers or transformers module (or tokenizer) from a local folder."""
     quiet_libraries()
     cls = resolve_class(library, class_name)
@@ -106,8 +108,13 @@ def single_file_config_dir(path: Path) -> Path:
         from huggingface_hub import snapshot_download
 
         repo = fetch_diffusers_config(load_state_dict(str(path)))["pretrained_model_name_or_path"]
-        return Path(snapshot_download(repo, local_files_only=True,
-                                      allow_patterns=["*.json", "*.txt", "*/*.json", "*/*.txt"]))
+        return Path(
+            snapshot_download(
+                repo,
+                local_files_only=True,
+                allow_patterns=["*.json", "*.txt", "*/*.json", "*/*.txt"],
+            )
+        )
     except Exception as exc:
         raise ModelError(
             f"no local config for {path.name}: put the diffusers config folder of its "
@@ -123,11 +130,13 @@ def load_single_file(path: Path, dtype: Any, allow_pickle: bool) -> dict[str, An
     quiet_libraries()
     config_dir = single_file_config_dir(path)
     index = read_json(config_dir / "model_index.json")
-    pipeline_class = resolve_class("diffusers", str(index.get("_class_name",
-                                                              "StableDiffusionPipeline")))
+    pipeline_class = resolve_class(
+        "diffusers", str(index.get("_class_name", "StableDiffusionPipeline"))
+    )
     try:
-        pipe = pipeline_class.from_single_file(str(path), config=str(config_dir),
-                                               local_files_only=True, torch_dtype=dtype)
+        pipe = pipeline_class.from_single_file(
+            str(path), config=str(config_dir), local_files_only=True, torch_dtype=dtype
+        )
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelError(f"cannot load {path.name} as {pipeline_class.__name__}: {exc}") from exc
     return dict(pipe.components)

@@ -49,15 +49,25 @@ LOADED_FILES = 8  # LoRA files kept read (by path, size and mtime)
 
 # key suffix -> field; after diffusers' converters every layer ends in one of these
 _SUFFIXES = (
-    (".lora_down.weight", "down"), (".lora_up.weight", "up"),
-    (".lora_A.weight", "down"), (".lora_B.weight", "up"),
-    (".lora.down.weight", "down"), (".lora.up.weight", "up"),
+    (".lora_down.weight", "down"),
+    (".lora_up.weight", "up"),
+    (".lora_A.weight", "down"),
+    (".lora_B.weight", "up"),
+    (".lora.down.weight", "down"),
+    (".lora.up.weight", "up"),
     (".alpha", "alpha"),
 )
-_KOHYA_PREFIXES = {"lora_unet_": "unet", "lora_te_": "text_encoder", "lora_te1_": "text_encoder",
-                   "lora_te2_": "text_encoder_2"}
-_DIFFUSERS_PREFIXES = {"unet.": "unet", "text_encoder.": "text_encoder",
-                       "text_encoder_2.": "text_encoder_2"}
+_KOHYA_PREFIXES = {
+    "lora_unet_": "unet",
+    "lora_te_": "text_encoder",
+    "lora_te1_": "text_encoder",
+    "lora_te2_": "text_encoder_2",
+}
+_DIFFUSERS_PREFIXES = {
+    "unet.": "unet",
+    "text_encoder.": "text_encoder",
+    "text_encoder_2.": "text_encoder_2",
+}
 # Text encoders in the original checkpoint layouts and in ComfyUI's own LoRA files: the rest of
 # the key is the transformers CLIPTextModel path.
 _LDM_TEXT_PREFIXES = {
@@ -67,8 +77,15 @@ _LDM_TEXT_PREFIXES = {
     "text_encoders.clip_g.transformer.": "text_encoder_2",
 }
 _LDM_UNET_PREFIX = "diffusion_model."
-_UNET_TOP_LEVEL = ("down_blocks.", "mid_block.", "up_blocks.", "conv_in.", "conv_out.",
-                   "time_embedding.", "add_embedding.")
+_UNET_TOP_LEVEL = (
+    "down_blocks.",
+    "mid_block.",
+    "up_blocks.",
+    "conv_in.",
+    "conv_out.",
+    "time_embedding.",
+    "add_embedding.",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,8 +106,11 @@ class LoraLayer:
 
     def fits(self, weight: torch.Tensor) -> bool:
         """Whether up @ down has the weight's shape (out, in * kernel)."""
-        return (self.up.shape[0] == weight.shape[0] and self.up.flatten(1).shape[1] == self.rank
-                and self.down.flatten(1).shape[1] * self.up.shape[0] == weight.numel())
+        return (
+            self.up.shape[0] == weight.shape[0]
+            and self.up.flatten(1).shape[1] == self.rank
+            and self.down.flatten(1).shape[1] * self.up.shape[0] == weight.numel()
+        )
 
     def delta(self, weight: torch.Tensor) -> torch.Tensor:
         """The float32 update of `weight`, on its device."""
@@ -112,9 +132,11 @@ class Resolved:
     def problems(self) -> list[str]:
         """Human-readable counts of what was not applied (empty: everything was)."""
         out = []
-        for what, names in (("have no matching layer in the model", self.missing),
-                            ("have another shape than the model's layer", self.mismatched),
-                            ("target layer types Easel does not patch", self.unsupported)):
+        for what, names in (
+            ("have no matching layer in the model", self.missing),
+            ("have another shape than the model's layer", self.mismatched),
+            ("target layer types Easel does not patch", self.unsupported),
+        ):
             if names:
                 shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
                 out.append(f"{len(names)} LoRA layers {what} ({shown})")
@@ -131,7 +153,8 @@ class LoraWeights:
     layers: dict[str, dict[str, LoraLayer]]
     unknown: tuple[str, ...] = ()
     _resolved: WeakKeyDictionary[Any, dict[str, Resolved]] = field(
-        default_factory=WeakKeyDictionary, repr=False)
+        default_factory=WeakKeyDictionary, repr=False
+    )
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def components(self) -> list[str]:
@@ -142,16 +165,17 @@ class LoraWeights:
         if not self.unknown:
             return []
         shown = ", ".join(self.unknown[:3]) + (", ..." if len(self.unknown) > 3 else "")
-        return [f"LoRA {self.name!r}: {len(self.unknown)} keys are not LoRA layers Easel reads "
-                f"and were skipped ({shown})"]
+        return [
+            f"LoRA {self.name!r}: {len(self.unknown)} keys are not LoRA layers Easel reads "
+            f"and were skipped ({shown})"
+        ]
 
     def resolve(self, component: str, module: nn.Module) -> Resolved:
         """This LoRA's layers for `component`, keyed by the module's own submodule paths."""
         with self._lock:
             per_module = self._resolved.setdefault(module, {})
             if component not in per_module:
-                per_module[component] = _resolve(self.layers.get(component, {}), component,
-                                                 module)
+                per_module[component] = _resolve(self.layers.get(component, {}), component, module)
             return per_module[component]
 
 
@@ -160,8 +184,9 @@ _FILES: OrderedDict[tuple[str, int, int], LoraWeights] = OrderedDict()
 _FILES_LOCK = threading.Lock()
 
 
-def load_lora(path: Path | str, *, name: str | None = None,
-              allow_unsafe_pickle: bool = False) -> LoraWeights:
+def load_lora(
+    path: Path | str, *, name: str | None = None, allow_unsafe_pickle: bool = False
+) -> LoraWeights:
     """Read a LoRA file (kept in a small cache by path, size and modification time)."""
     path = Path(path)
     label = name or path.name
@@ -183,8 +208,9 @@ def load_lora(path: Path | str, *, name: str | None = None,
     return weights
 
 
-def _read_file(path: Path, allow_unsafe_pickle: bool
-               ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _read_file(
+    path: Path, allow_unsafe_pickle: bool
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError, safe_open
 
@@ -193,8 +219,9 @@ def _read_file(path: Path, allow_unsafe_pickle: bool
                 metadata = dict(handle.metadata() or {})
                 return {k: handle.get_tensor(k) for k in handle.keys()}, metadata  # noqa: SIM118
         except (SafetensorError, OSError, ValueError) as exc:
-            raise ModelError(f"LoRA file {path} is not a readable .safetensors file: "
-                             f"{exc}") from exc
+            raise ModelError(
+                f"LoRA file {path} is not a readable .safetensors file: {exc}"
+            ) from exc
     if not allow_unsafe_pickle:
         raise UnsafePickleError(path)
     try:
@@ -208,9 +235,13 @@ def _read_file(path: Path, allow_unsafe_pickle: bool
     return {str(k): v for k, v in loaded.items() if isinstance(v, torch.Tensor)}, {}
 
 
-def lora_from_state_dict(state_dict: Mapping[str, torch.Tensor], *, name: str = "lora",
-                         path: Path | None = None,
-                         metadata: Mapping[str, str] | None = None) -> LoraWeights:
+def lora_from_state_dict(
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    name: str = "lora",
+    path: Path | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> LoraWeights:
     """Group a LoRA state dict into layers per component (a ModelError when none is usable)."""
     from diffusers.utils.state_dict_utils import (
         DIFFUSERS_OLD_TO_PEFT,
@@ -257,8 +288,9 @@ def lora_from_state_dict(state_dict: Mapping[str, torch.Tensor], *, name: str = 
         if component == "unet":
             converted = convert_unet_state_dict_to_peft(keys)
         else:
-            converted = convert_state_dict(convert_state_dict(keys, DIFFUSERS_OLD_TO_PEFT),
-                                           DIFFUSERS_TO_PEFT)
+            converted = convert_state_dict(
+                convert_state_dict(keys, DIFFUSERS_OLD_TO_PEFT), DIFFUSERS_TO_PEFT
+            )
         for key, tensor in converted.items():
             _add_field(fields[component], key, tensor, unknown)
 
@@ -274,13 +306,18 @@ def lora_from_state_dict(state_dict: Mapping[str, torch.Tensor], *, name: str = 
                 unknown.append(f"{layer_name} (shapes {tuple(down.shape)}, {tuple(up.shape)})")
                 continue
             alpha_t = parts.get("alpha")
-            alpha = (float(alpha_t.float().item()) if alpha_t is not None
-                     else _peft_alpha(peft_alphas.get(component), layer_name))
+            alpha = (
+                float(alpha_t.float().item())
+                if alpha_t is not None
+                else _peft_alpha(peft_alphas.get(component), layer_name)
+            )
             layers.setdefault(component, {})[layer_name] = LoraLayer(down, up, alpha)
     if not layers:
         found = ", ".join(list(state_dict)[:3]) or "no tensors"
-        raise ModelError(f"{where} has no LoRA layer Easel can read (kohya lora_down/lora_up, "
-                         f"diffusers/PEFT lora_A/lora_B); its keys begin: {found}")
+        raise ModelError(
+            f"{where} has no LoRA layer Easel can read (kohya lora_down/lora_up, "
+            f"diffusers/PEFT lora_A/lora_B); its keys begin: {found}"
+        )
     return LoraWeights(name, path, layers, tuple(unknown))
 
 
@@ -291,8 +328,9 @@ def _split_suffix(key: str) -> tuple[str, str] | None:
     return None
 
 
-def _add_field(into: dict[str, dict[str, torch.Tensor]], key: str, tensor: torch.Tensor,
-               unknown: list[str]) -> None:
+def _add_field(
+    into: dict[str, dict[str, torch.Tensor]], key: str, tensor: torch.Tensor, unknown: list[str]
+) -> None:
     parsed = _split_suffix(key)
     if parsed is None:
         unknown.append(key)
@@ -301,8 +339,7 @@ def _add_field(into: dict[str, dict[str, torch.Tensor]], key: str, tensor: torch
     into.setdefault(stem, {})[kind] = tensor
 
 
-def _metadata_alphas(metadata: Mapping[str, str]
-                     ) -> dict[str, tuple[float, dict[str, float]]]:
+def _metadata_alphas(metadata: Mapping[str, str]) -> dict[str, tuple[float, dict[str, float]]]:
     """PEFT's lora_alpha and alpha_pattern per component, from the `lora_adapter_metadata` that
     diffusers writes into a .safetensors file: PEFT scales a layer by its alpha / its rank."""
     raw = metadata.get("lora_adapter_metadata")
@@ -317,8 +354,10 @@ def _metadata_alphas(metadata: Mapping[str, str]
         alpha = data.get(f"{component}.lora_alpha")
         if isinstance(alpha, int | float):
             pattern = data.get(f"{component}.alpha_pattern") or {}
-            out[component] = (float(alpha), {str(k): float(v) for k, v in pattern.items()
-                                             if isinstance(v, int | float)})
+            out[component] = (
+                float(alpha),
+                {str(k): float(v) for k, v in pattern.items() if isinstance(v, int | float)},
+            )
     return out
 
 
@@ -351,8 +390,10 @@ def _kohya_module_name(lora_name: str, layers_per_block: int | None) -> str | No
     )
 
     dummy = torch.zeros(1)
-    state: dict[str, torch.Tensor] = {f"{lora_name}.lora_down.weight": dummy,
-                                      f"{lora_name}.lora_up.weight": dummy}
+    state: dict[str, torch.Tensor] = {
+        f"{lora_name}.lora_down.weight": dummy,
+        f"{lora_name}.lora_up.weight": dummy,
+    }
     try:
         if lora_name.startswith("lora_unet_") and layers_per_block is not None:
             config = SimpleNamespace(layers_per_block=layers_per_block)
@@ -386,8 +427,11 @@ def _resolve(layers: Mapping[str, LoraLayer], component: str, module: nn.Module)
         if name.startswith(tuple(_KOHYA_PREFIXES)):
             target_name = _kohya_module_name(name, per_block)
         # transformers 5's CLIPTextModel names its layers without the files' "text_model."
-        candidates = [] if target_name is None else [
-            target_name, "text_model." + target_name, target_name.removeprefix("text_model.")]
+        candidates = (
+            []
+            if target_name is None
+            else [target_name, "text_model." + target_name, target_name.removeprefix("text_model.")]
+        )
         target = next((c for c in candidates if c in modules), None)
         if target is None:
             missing.append(name)
@@ -416,8 +460,9 @@ def component_of(bound_as: str) -> str:
 # -- applying ----------------------------------------------------------------------------
 # Patched weights of the current bound call: {layer module: weight}. A ContextVar, so each
 # thread (and each asyncio task) sees only its own call's patches.
-_ACTIVE: contextvars.ContextVar[Mapping[nn.Module, torch.Tensor] | None] = (
-    contextvars.ContextVar("easel_lora_weights", default=None))
+_ACTIVE: contextvars.ContextVar[Mapping[nn.Module, torch.Tensor] | None] = contextvars.ContextVar(
+    "easel_lora_weights", default=None
+)
 
 
 def _active_weight(module: nn.Module) -> torch.Tensor | None:
@@ -459,8 +504,14 @@ class LoraPatchableConv3d(nn.Conv3d):
         return self._conv_forward(input, self.weight if weight is None else weight, self.bias)
 
 
-_PATCHABLE.update({nn.Linear: LoraPatchableLinear, nn.Conv1d: LoraPatchableConv1d,
-                   nn.Conv2d: LoraPatchableConv2d, nn.Conv3d: LoraPatchableConv3d})
+_PATCHABLE.update(
+    {
+        nn.Linear: LoraPatchableLinear,
+        nn.Conv1d: LoraPatchableConv1d,
+        nn.Conv2d: LoraPatchableConv2d,
+        nn.Conv3d: LoraPatchableConv3d,
+    }
+)
 _SWAP_LOCK = threading.Lock()
 
 
@@ -476,7 +527,8 @@ def _make_patchable(sub: nn.Module) -> None:
 
 # module -> OrderedDict[(component, patches, device, dtype) -> {layer: merged weight}]
 _MERGED: WeakKeyDictionary[nn.Module, OrderedDict[Any, dict[nn.Module, torch.Tensor]]] = (
-    WeakKeyDictionary())
+    WeakKeyDictionary()
+)
 _MERGED_LOCK = threading.Lock()
 
 
@@ -490,8 +542,9 @@ def _patches_key(patches: tuple[Any, ...]) -> tuple[tuple[LoraWeights, float], .
     return tuple(out)
 
 
-def merged_weights(module: nn.Module, component: str, patches: tuple[Any, ...]
-                   ) -> dict[nn.Module, torch.Tensor]:
+def merged_weights(
+    module: nn.Module, component: str, patches: tuple[Any, ...]
+) -> dict[nn.Module, torch.Tensor]:
     """{layer: base weight + every patch's update} for the layers the patches touch (cached)."""
     lora_component = component_of(component)
     key_patches = _patches_key(patches)

@@ -55,11 +55,16 @@ class ModelManager:
     back to the CPU first.
     """
 
-    def __init__(self, roots: Iterable[Path | str] | None = None, *, device: Any = None,
-                 dtype: Any = None, allow_unsafe_pickle: bool = False,
-                 reserve_bytes: int = 512 * 1024**2) -> None:
-        self.roots = ([Path(r) for r in roots] if roots is not None
-                      else discovery.model_roots())
+    def __init__(
+        self,
+        roots: Iterable[Path | str] | None = None,
+        *,
+        device: Any = None,
+        dtype: Any = None,
+        allow_unsafe_pickle: bool = False,
+        reserve_bytes: int = 512 * 1024**2,
+    ) -> None:
+        self.roots = [Path(r) for r in roots] if roots is not None else discovery.model_roots()
         if device is None:
             device = devices.pick_device()
         elif isinstance(device, str):
@@ -80,8 +85,9 @@ class ModelManager:
         env = os.environ if environ is None else environ
         device, dtype = devices.from_environment(env)
         allow = env.get("EASEL_ALLOW_UNSAFE_PICKLE", "").lower() in TRUTHY
-        return cls(discovery.model_roots(env), device=device, dtype=dtype,
-                   allow_unsafe_pickle=allow)
+        return cls(
+            discovery.model_roots(env), device=device, dtype=dtype, allow_unsafe_pickle=allow
+        )
 
     # -- discovery -----------------------------------------------------------------
     def entries(self) -> dict[str, ModelEntry]:
@@ -105,8 +111,10 @@ class ModelManager:
         base = name.removesuffix("/decoder") if name.endswith("/decoder") else name
         entry = self.entries().get(base)
         if entry is None or name not in available:
-            shown = ", ".join(available) or "none (put models in " + \
-                ", ".join(str(r) for r in self.roots[:2]) + ")"
+            shown = (
+                ", ".join(available)
+                or "none (put models in " + ", ".join(str(r) for r in self.roots[:2]) + ")"
+            )
             raise ModelError(f"no {what} named {name!r}; available: {shown}")
         return entry
 
@@ -137,8 +145,12 @@ class ModelManager:
 
     def _module(self, folder: Path, library: str, class_name: str) -> Any:
         key = (str(folder.resolve()), class_name)
-        return self._load(key, lambda: loading.load_module(
-            folder, library, class_name, self.dtype, self.allow_unsafe_pickle))
+        return self._load(
+            key,
+            lambda: loading.load_module(
+                folder, library, class_name, self.dtype, self.allow_unsafe_pickle
+            ),
+        )
 
     def module(self, folder: Path, library: str, class_name: str) -> Any:
         """One diffusers/transformers module (or tokenizer) from a folder, loaded once."""
@@ -152,8 +164,11 @@ class ModelManager:
                 for part, module in parts.items():
                     if module is not None:
                         self._hold((key, part), module)
-            return {part: held.module for (path_key, part), held in self._held.items()
-                    if path_key == key}
+            return {
+                part: held.module
+                for (path_key, part), held in self._held.items()
+                if path_key == key
+            }
 
     def single_file_parts(self, path: Path, load: Callable[[], Any]) -> Any:
         """A single file's CheckpointParts, loaded once (`load()` reads it); each module is
@@ -162,7 +177,8 @@ class ModelManager:
         parts = self._load(key, load)
         with self._lock:
             modules = [("unet", parts.unet), ("vae", parts.vae)] + [
-                (f"text_encoder:{spec.key}", model) for spec, model in parts.text]
+                (f"text_encoder:{spec.key}", model) for spec, model in parts.text
+            ]
             for part, module in modules:
                 if module is not None and (key[0], part) not in self._held:
                     self._hold((key[0], part), module)
@@ -178,14 +194,21 @@ class ModelManager:
         with `pad_token` (SDXL's bigG and SD 2 pad with "!")."""
         sidecar = checkpoint.with_name(checkpoint.stem + discovery.CONFIG_SUFFIX) / "tokenizer"
         if (sidecar / "vocab.json").is_file():
-            return self._load((str(sidecar.resolve()), "tokenizer"),
-                              lambda: _auto_tokenizer(sidecar))
+            return self._load(
+                (str(sidecar.resolve()), "tokenizer"), lambda: _auto_tokenizer(sidecar)
+            )
         from easel.models import tokenizers
 
         key = "g" if pad_token == "!" else "l"
-        return self._load(("clip-tokenizer", key), lambda: tokenizers.clip_tokenizer(
-            key, checkpoint=checkpoint.name, contents="Stable Diffusion text encoder weights",
-            roots=self.roots))
+        return self._load(
+            ("clip-tokenizer", key),
+            lambda: tokenizers.clip_tokenizer(
+                key,
+                checkpoint=checkpoint.name,
+                contents="Stable Diffusion text encoder weights",
+                roots=self.roots,
+            ),
+        )
 
     def class_of(self, folder: Path, default: str) -> tuple[str, str]:
         """(library, class) of the module in `folder`, from its config.json."""
@@ -208,11 +231,13 @@ class ModelManager:
         """MODEL, CLIP and VAE of a checkpoint (or of `<bundle>/decoder`), shared."""
         entry = discovery.find("checkpoints", name, roots=self.roots)
         decoder = "decoder" if name.endswith("/decoder") else ""
-        return self._handle(("checkpoint", str(entry.path), decoder),
-                            lambda: self._make_checkpoint(name, entry))
+        return self._handle(
+            ("checkpoint", str(entry.path), decoder), lambda: self._make_checkpoint(name, entry)
+        )
 
-    def _make_checkpoint(self, name: str, entry: ModelEntry
-                         ) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
+    def _make_checkpoint(
+        self, name: str, entry: ModelEntry
+    ) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
         from easel.models import checkpoints, flux_loading
 
         if entry.format != "single_file" and flux_loading.is_flux_folder(entry.path):
@@ -223,7 +248,8 @@ class ModelManager:
             sidecar = entry.path.with_name(entry.path.stem + discovery.CONFIG_SUFFIX)
             if (sidecar / "model_index.json").is_file():
                 return checkpoints.legacy_single_file(
-                    name, self._legacy_single_file(entry.path), self)
+                    name, self._legacy_single_file(entry.path), self
+                )
             return checkpoints.single_file_checkpoint(name, entry.path, self)
         if name.endswith("/decoder") and "decoder" in entry.parts:
             return checkpoints.decoder_checkpoint(name, entry.path, "clip" in entry.parts, self)
@@ -241,8 +267,12 @@ class ModelManager:
                 from easel.models.state_dicts import read_state_dict
                 from easel.models.vae_files import load_vae_file
 
-                module = self._load((str(path.resolve()), "vae"), lambda: load_vae_file(
-                    path, read_state_dict(path, self.allow_unsafe_pickle), self.dtype))
+                module = self._load(
+                    (str(path.resolve()), "vae"),
+                    lambda: load_vae_file(
+                        path, read_state_dict(path, self.allow_unsafe_pickle), self.dtype
+                    ),
+                )
             return VaeHandle(name, module, self, standalone=True)
 
         return self._handle(("vae", str(path)), make)
@@ -257,12 +287,15 @@ class ModelManager:
         folder = entry.path / "clip" if "clip" in entry.parts else entry.path
         model = self._module(folder, *self._class_of(folder, "CLIPModel"))
         tokenizer_dir = folder / "tokenizer" if (folder / "tokenizer").is_dir() else folder
-        tokenizer = self._load((str(tokenizer_dir.resolve()), "tokenizer"),
-                               lambda: _auto_tokenizer(tokenizer_dir))
-        part = TextEncoderPart("", tokenizer, model.text_model,
-                               text_projection=getattr(model, "text_projection", None))
-        handle = ClipHandle(name, (part,), self,
-                            vision=model if hasattr(model, "vision_model") else None)
+        tokenizer = self._load(
+            (str(tokenizer_dir.resolve()), "tokenizer"), lambda: _auto_tokenizer(tokenizer_dir)
+        )
+        part = TextEncoderPart(
+            "", tokenizer, model.text_model, text_projection=getattr(model, "text_projection", None)
+        )
+        handle = ClipHandle(
+            name, (part,), self, vision=model if hasattr(model, "vision_model") else None
+        )
         pre = folder / "preprocessor_config.json"
         if pre.is_file():
             data = loading.read_json(pre)
@@ -280,13 +313,17 @@ class ModelManager:
         prior = self._module(folder, *self._class_of(folder, "PriorTransformer"))
         for candidate in (entry.path / "prior_scheduler", folder, entry.path / "scheduler"):
             config = loading.scheduler_config(candidate)
-            if config and config.get("_class_name") in ("UnCLIPScheduler", "DDPMScheduler",
-                                                        "DDIMScheduler"):
+            if config and config.get("_class_name") in (
+                "UnCLIPScheduler",
+                "DDPMScheduler",
+                "DDIMScheduler",
+            ):
                 break
         else:
             config = {}
-        return PriorHandle(name, prior, str(config.get("_class_name", "UnCLIPScheduler")),
-                           config, self)
+        return PriorHandle(
+            name, prior, str(config.get("_class_name", "UnCLIPScheduler")), config, self
+        )
 
     def load_upscaler(self, name: str) -> UpscalerHandle:
         """A diffusion upscaler: a bundle's `upscaler/` (UNet2DModel, scheduler, info JSON)."""
@@ -306,9 +343,17 @@ class ModelManager:
                 break
         factor = int(info.get("factor") or info.get("scale") or 0)
         if factor <= 0:
-            raise ModelError(f"{folder} has no upscaler.json with its \"factor\"")
-        return UpscalerHandle(name, unet, str(sched.get("_class_name", "DDPMScheduler")), sched,
-                              factor, self, str(info.get("upsample", "bicubic")), info)
+            raise ModelError(f'{folder} has no upscaler.json with its "factor"')
+        return UpscalerHandle(
+            name,
+            unet,
+            str(sched.get("_class_name", "DDPMScheduler")),
+            sched,
+            factor,
+            self,
+            str(info.get("upsample", "bicubic")),
+            info,
+        )
 
     # -- placement -------------------------------------------------------------------
     def place(self, module: Any) -> Any:
@@ -358,8 +403,11 @@ class ModelManager:
                 self.offload(module)
 
     def _least_recent_on_device(self, exclude: Any) -> Held | None:
-        on_device = [h for h in self._held.values() if h.module is not exclude
-                     and _device_type(h.module) == self.device.type]
+        on_device = [
+            h
+            for h in self._held.values()
+            if h.module is not exclude and _device_type(h.module) == self.device.type
+        ]
         return min(on_device, key=lambda h: h.last_used, default=None)
 
     def describe(self) -> list[dict[str, Any]]:
@@ -368,19 +416,21 @@ class ModelManager:
         with self._lock:
             for held in self._held.values():
                 module = held.module
-                first = next(module.parameters(), None) if hasattr(module, "parameters") \
-                    else None
-                rows.append({
-                    "path": held.key[0],
-                    "component": held.key[1],
-                    "class": type(module).__name__,
-                    "device": str(first.device) if first is not None else None,
-                    "dtype": str(first.dtype).removeprefix("torch.") if first is not None
-                    else None,
-                    "bytes": _module_bytes(module),
-                    "load_seconds": round(held.seconds, 3),
-                    "last_used": held.last_used,
-                })
+                first = next(module.parameters(), None) if hasattr(module, "parameters") else None
+                rows.append(
+                    {
+                        "path": held.key[0],
+                        "component": held.key[1],
+                        "class": type(module).__name__,
+                        "device": str(first.device) if first is not None else None,
+                        "dtype": str(first.dtype).removeprefix("torch.")
+                        if first is not None
+                        else None,
+                        "bytes": _module_bytes(module),
+                        "load_seconds": round(held.seconds, 3),
+                        "last_used": held.last_used,
+                    }
+                )
         return rows
 
 

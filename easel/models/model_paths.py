@@ -37,16 +37,38 @@ KINDS: dict[str, tuple[str, ...]] = {
 # Names a user or an extra_model_paths.yaml may use for a kind.
 KIND_ALIASES: dict[str, str] = {
     folder: kind for kind, folders in KINDS.items() for folder in folders
-} | {"checkpoint": "checkpoints", "lora": "loras", "embedding": "embeddings",
-     "upscale_model": "upscale_models", "diffusion_model": "diffusion_models",
-     "text_encoder": "text_encoders", "diffusers": "checkpoints"}
+} | {
+    "checkpoint": "checkpoints",
+    "lora": "loras",
+    "embedding": "embeddings",
+    "upscale_model": "upscale_models",
+    "diffusion_model": "diffusion_models",
+    "text_encoder": "text_encoders",
+    "diffusers": "checkpoints",
+}
 # Folders of a ComfyUI models folder that hold no model Easel loads as a checkpoint; a root's
 # top-level listing skips them.
-OTHER_COMFY_FOLDERS = frozenset({
-    "configs", "diffusers", "vae_approx", "gligen", "hypernetworks", "photomaker",
-    "style_models", "model_patches", "audio_encoders", "hypernetwork", "latent_upscale_models",
-    "custom_nodes", "classifiers", "sams", "ultralytics", "insightface", "ipadapter",
-})
+OTHER_COMFY_FOLDERS = frozenset(
+    {
+        "configs",
+        "diffusers",
+        "vae_approx",
+        "gligen",
+        "hypernetworks",
+        "photomaker",
+        "style_models",
+        "model_patches",
+        "audio_encoders",
+        "hypernetwork",
+        "latent_upscale_models",
+        "custom_nodes",
+        "classifiers",
+        "sams",
+        "ultralytics",
+        "insightface",
+        "ipadapter",
+    }
+)
 # An A1111 (stable-diffusion-webui) install: the same mapping as the `a111:` section of
 # ComfyUI's extra_model_paths.yaml.example.
 A1111_LAYOUT: dict[str, tuple[str, ...]] = {
@@ -112,16 +134,19 @@ def canonical_kind(kind: str) -> str | None:
 def is_comfyui_root(path: Path) -> bool:
     """A ComfyUI install (source checkout or portable): `models/` beside `comfy/` or main.py."""
     return (path / "models").is_dir() and (
-        (path / "comfy").is_dir() or (path / "main.py").is_file()
-        or (path / "folder_paths.py").is_file())
+        (path / "comfy").is_dir()
+        or (path / "main.py").is_file()
+        or (path / "folder_paths.py").is_file()
+    )
 
 
 def is_a1111_root(path: Path) -> bool:
     return (path / "models" / "Stable-diffusion").is_dir()
 
 
-def models_folder(path: Path, kinds: Mapping[str, tuple[str, ...]] | None = None
-                  ) -> list[KindFolder]:
+def models_folder(
+    path: Path, kinds: Mapping[str, tuple[str, ...]] | None = None
+) -> list[KindFolder]:
     """The kind folders of one models folder in ComfyUI's layout, plus its loose checkpoints.
 
     A folder with no kind sub-folder (the bundled demo weights, an Easel folder from before
@@ -176,8 +201,10 @@ def parse_extra_model_paths(yaml_path: Path) -> list[KindFolder]:
     if data is None:
         return []
     if not isinstance(data, dict):
-        raise ModelError(f"{yaml_path} is not in extra_model_paths.yaml format: expected "
-                         "sections such as `comfyui:` or `a111:` holding `kind: path` entries")
+        raise ModelError(
+            f"{yaml_path} is not in extra_model_paths.yaml format: expected "
+            "sections such as `comfyui:` or `a111:` holding `kind: path` entries"
+        )
     here = yaml_path.resolve().parent
     first: list[KindFolder] = []
     rest: list[KindFolder] = []
@@ -220,8 +247,7 @@ def expand(root: Path) -> list[KindFolder]:
             folders.extend(read_extra_model_paths(extra))
         return folders
     if is_a1111_root(root):
-        return [KindFolder(kind, root / rel) for kind, rels in A1111_LAYOUT.items()
-                for rel in rels]
+        return [KindFolder(kind, root / rel) for kind, rels in A1111_LAYOUT.items() for rel in rels]
     return models_folder(root)
 
 
@@ -232,9 +258,15 @@ def comfyui_installs(roots: list[Path]) -> list[Path]:
 
     def add(path: Path) -> None:
         comfy = path / "comfy"
-        if path not in found and comfy.is_dir() and (
-                (path / "main.py").is_file() or (path / "folder_paths.py").is_file()
-                or (comfy / "sd1_tokenizer").is_dir()):
+        if (
+            path not in found
+            and comfy.is_dir()
+            and (
+                (path / "main.py").is_file()
+                or (path / "folder_paths.py").is_file()
+                or (comfy / "sd1_tokenizer").is_dir()
+            )
+        ):
             found.append(path)
 
     for root in roots:

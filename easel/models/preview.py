@@ -6,7 +6,12 @@ from typing import Any
 
 # Colours whose latents the fit sees: corners of the RGB cube and greys.
 _SWATCHES = [(r, g, b) for r in (0.0, 1.0) for g in (0.0, 1.0) for b in (0.0, 1.0)] + [
-    (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), (0.75, 0.75, 0.75), (1.0, 0.5, 0.0), (0.0, 0.5, 1.0)]
+    (0.5, 0.5, 0.5),
+    (0.25, 0.25, 0.25),
+    (0.75, 0.75, 0.75),
+    (1.0, 0.5, 0.0),
+    (0.0, 0.5, 1.0),
+]
 
 
 def fit_latent_to_rgb(vae_handle: Any) -> Any:

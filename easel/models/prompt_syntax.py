@@ -53,7 +53,7 @@ class Embedding:
         found = [(self.name, "")]
         stripped = self.name.rstrip(",")
         if stripped and stripped != self.name:
-            found.append((stripped, self.name[len(stripped):]))
+            found.append((stripped, self.name[len(stripped) :]))
         return found
 
 
@@ -101,7 +101,7 @@ def _explicit_weight(inner: str) -> tuple[str, float] | None:
     if colon <= 0:
         return None
     try:
-        weight = float(inner[colon + 1:])
+        weight = float(inner[colon + 1 :])
     except ValueError:
         return None
     if not math.isfinite(weight):  # ComfyUI would take nan/inf and ruin the whole image
@@ -126,8 +126,7 @@ def weighted_segments(text: str) -> list[Text]:
                 out.append(Text(part, weight))
         return out
 
-    return [Text(_unescape(seg.text), seg.weight) for seg in visit(_escape(text), 1.0)
-            if seg.text]
+    return [Text(_unescape(seg.text), seg.weight) for seg in visit(_escape(text), 1.0) if seg.text]
 
 
 def parse_prompt(text: str) -> list[Piece]:
@@ -140,7 +139,7 @@ def parse_prompt(text: str) -> list[Piece]:
                 if part:
                     pieces.append(Text(part, segment.weight))
                 continue
-            rest = part[len(EMBEDDING_PREFIX):] if index == 0 else part
+            rest = part[len(EMBEDDING_PREFIX) :] if index == 0 else part
             words = rest.split()
             if not words:  # "embedding:" with no name: nothing to look up
                 pieces.append(Text(EMBEDDING_PREFIX + rest, segment.weight))
@@ -148,8 +147,8 @@ def parse_prompt(text: str) -> list[Piece]:
             name, leftover = words[0], " ".join(words[1:])
             cut = _NAME_END.search(name)
             if cut is not None:
-                leftover = name[cut.start():] + (" " + leftover if leftover else "")
-                name = name[:cut.start()]
+                leftover = name[cut.start() :] + (" " + leftover if leftover else "")
+                name = name[: cut.start()]
             if name:
                 pieces.append(Embedding(name, segment.weight))
             if leftover:
@@ -165,5 +164,9 @@ def embedding_names(text: str) -> list[str]:
 def glued_embeddings(text: str) -> list[str]:
     """`embedding:` references that ComfyUI reads as text because no whitespace precedes
     them (`red,embedding:foo`): worth a warning."""
-    return [match.group(0) for piece in parse_prompt(text) if isinstance(piece, Text)
-            for match in _GLUED_EMBEDDING.finditer(piece.text)]
+    return [
+        match.group(0)
+        for piece in parse_prompt(text)
+        if isinstance(piece, Text)
+        for match in _GLUED_EMBEDDING.finditer(piece.text)
+    ]

@@ -51,8 +51,9 @@ def flow_mu(config: dict[str, Any], image_seq_len: int) -> float:
     return image_seq_len * slope + base_shift - slope * base_len
 
 
-def flow_config(config: dict[str, Any], class_name: str, linear: bool,
-                image_seq_len: int) -> tuple[dict[str, Any], FlowSchedule]:
+def flow_config(
+    config: dict[str, Any], class_name: str, linear: bool, image_seq_len: int
+) -> tuple[dict[str, Any], FlowSchedule]:
     """A flow family's scheduler config and sigmas for `class_name`. The shift is the
     config's: fixed (`shift`), a `mu` set by ModelSamplingFlux, or resolution-dependent
     (`use_dynamic_shifting`: FluxPipeline's mu for `image_seq_len` tokens). A scheduler other
@@ -70,8 +71,10 @@ def flow_config(config: dict[str, Any], class_name: str, linear: bool,
             return {**config, "use_dynamic_shifting": True}, FlowSchedule(linear, mu)
         return config, FlowSchedule(linear, None)
     shift = math.exp(mu) if mu is not None else float(config.get("shift", 1.0))
-    return ({**config, "shift": shift, "flow_shift": shift, "use_dynamic_shifting": False},
-            FlowSchedule(linear, None))
+    return (
+        {**config, "shift": shift, "flow_shift": shift, "use_dynamic_shifting": False},
+        FlowSchedule(linear, None),
+    )
 
 
 def set_timesteps(scheduler: Any, steps: int, device: Any, flow: FlowSchedule | None) -> None:
@@ -85,8 +88,11 @@ def set_timesteps(scheduler: Any, steps: int, device: Any, flow: FlowSchedule | 
 
     params = inspect.signature(scheduler.set_timesteps).parameters
     kwargs: dict[str, Any] = {}
-    if flow.linear and "sigmas" in params and not getattr(scheduler.config, "use_flow_sigmas",
-                                                          False):
+    if (
+        flow.linear
+        and "sigmas" in params
+        and not getattr(scheduler.config, "use_flow_sigmas", False)
+    ):
         kwargs["sigmas"] = np.linspace(1.0, 1 / steps, steps)
     if "mu" in params and getattr(scheduler.config, "use_dynamic_shifting", False):
         kwargs["mu"] = flow.mu
@@ -143,9 +149,14 @@ class Inpaint:
     blend: bool = True
 
 
-def timesteps_for(scheduler: Any, steps: int, denoise: float, device: Any,
-                  window: Window | None = None, flow: FlowSchedule | None = None
-                  ) -> tuple[Any, int]:
+def timesteps_for(
+    scheduler: Any,
+    steps: int,
+    denoise: float,
+    device: Any,
+    window: Window | None = None,
+    flow: FlowSchedule | None = None,
+) -> tuple[Any, int]:
     """Timesteps to run and the index they start at: `steps` steps of a schedule of
     `steps / denoise` (so image-to-image runs the number of steps asked for), or the window's
     steps of a `steps`-step schedule."""
@@ -160,7 +171,7 @@ def timesteps_for(scheduler: Any, steps: int, denoise: float, device: Any,
             sigmas = getattr(scheduler, "sigmas", None)
             if sigmas is not None and len(sigmas) > end * order:
                 sigmas[end * order] = 0.0  # the last step goes to sigma 0 (ComfyUI's way)
-        return scheduler.timesteps[start:end * order], start
+        return scheduler.timesteps[start : end * order], start
     total = steps if denoise >= 1.0 else max(steps, int(steps / denoise))
     set_timesteps(scheduler, total, device, flow)
     start = (total - steps) * scheduler.order
@@ -171,8 +182,15 @@ def timesteps_for(scheduler: Any, steps: int, denoise: float, device: Any,
     return scheduler.timesteps[start:], start
 
 
-def initial_latents(scheduler: Any, noise: Any, timesteps: Any, *, init_latents: Any,
-                    denoise_strength: float, window: Window | None) -> Any:
+def initial_latents(
+    scheduler: Any,
+    noise: Any,
+    timesteps: Any,
+    *,
+    init_latents: Any,
+    denoise_strength: float,
+    window: Window | None,
+) -> Any:
     """The latents the loop starts from: pure noise for a full denoise, the input latent noised
     to the first step for image-to-image and windows, or the input latent as it is."""
     batch = noise.shape[0]
@@ -199,10 +217,26 @@ class UNetNetwork:
         self.concat: Any = None  # [B, 1 + C, h, w] for an inpainting UNet
         self.step, self.total = 0, 0
 
-    def condition(self, cond: dict[str, Any], batch: int, device: Any, dtype: Any, *,
-                  pixel_size: tuple[int, int], negative: bool = False) -> Cond:
-        return unet_condition(self.unet, cond, batch, device, dtype, family=self.family,
-                              pixel_size=pixel_size, negative=negative)
+    def condition(
+        self,
+        cond: dict[str, Any],
+        batch: int,
+        device: Any,
+        dtype: Any,
+        *,
+        pixel_size: tuple[int, int],
+        negative: bool = False,
+    ) -> Cond:
+        return unet_condition(
+            self.unet,
+            cond,
+            batch,
+            device,
+            dtype,
+            family=self.family,
+            pixel_size=pixel_size,
+            negative=negative,
+        )
 
     def stack(self, a: Cond, b: Cond) -> Cond | None:
         return stack(a, b)
@@ -214,13 +248,21 @@ class UNetNetwork:
         if cond.control:
             from easel.models.controlnet import control_residuals
 
-            extra = control_residuals(cond.control, x, t, cond.encoder_hidden_states,
-                                      cond.added, self.step, self.total)
+            extra = control_residuals(
+                cond.control, x, t, cond.encoder_hidden_states, cond.added, self.step, self.total
+            )
         if self.concat is not None:
-            x = torch.cat([x, self.concat.repeat(x.shape[0] // self.concat.shape[0], 1, 1, 1)],
-                          dim=1)
-        return self.call(x, t, encoder_hidden_states=cond.encoder_hidden_states,
-                         added_cond_kwargs=cond.added, return_dict=False, **extra)[0]
+            x = torch.cat(
+                [x, self.concat.repeat(x.shape[0] // self.concat.shape[0], 1, 1, 1)], dim=1
+            )
+        return self.call(
+            x,
+            t,
+            encoder_hidden_states=cond.encoder_hidden_states,
+            added_cond_kwargs=cond.added,
+            return_dict=False,
+            **extra,
+        )[0]
 
 
 def denoise(
@@ -261,16 +303,29 @@ def denoise(
     noise = noise.to(device=device, dtype=torch.float32)
     if init_latents is not None:
         init_latents = init_latents.to(device=device, dtype=torch.float32)
-    latents = initial_latents(scheduler, noise, timesteps, init_latents=init_latents,
-                              denoise_strength=denoise_strength, window=window).to(dtype)
+    latents = initial_latents(
+        scheduler,
+        noise,
+        timesteps,
+        init_latents=init_latents,
+        denoise_strength=denoise_strength,
+        window=window,
+    ).to(dtype)
     size = (noise.shape[2] * vae_factor, noise.shape[3] * vae_factor)  # the image's pixels
 
     guided = cfg > 1.0 and negative is not None
     pos = network.condition(positive, batch, device, dtype, pixel_size=size)
-    neg = network.condition(negative, batch, device, dtype, pixel_size=size, negative=True) \
-        if guided and negative is not None else None
-    if (neg is not None and negative is not None and not neg.control
-            and positive.get("control_apply_to_uncond")):
+    neg = (
+        network.condition(negative, batch, device, dtype, pixel_size=size, negative=True)
+        if guided and negative is not None
+        else None
+    )
+    if (
+        neg is not None
+        and negative is not None
+        and not neg.control
+        and positive.get("control_apply_to_uncond")
+    ):
         from easel.models.controlnet import control_for_uncond  # ControlNetApply, as ComfyUI
 
         neg.control = control_for_uncond(positive, negative)
@@ -280,8 +335,9 @@ def denoise(
         step_kwargs["generator"] = generator
     if inpaint is not None and inpaint.concat is not None:
         if not isinstance(network, UNetNetwork):
-            raise ValueError(f"{family.label} takes no inpainting-model conditioning: use "
-                             "SetLatentNoiseMask")
+            raise ValueError(
+                f"{family.label} takes no inpainting-model conditioning: use SetLatentNoiseMask"
+            )
         network.concat = inpaint.concat.to(device=device, dtype=dtype)
     total = len(timesteps)
     network.total = total
@@ -299,8 +355,7 @@ def denoise(
                 noise_pred = uncond + cfg * (cond - uncond)
             else:
                 noise_pred = network(scale_input(scheduler, latents, t), t, pos)
-            latents = scheduler.step(noise_pred, t, latents, **step_kwargs,
-                                     return_dict=False)[0]
+            latents = scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[0]
             if inpaint is not None and inpaint.blend:
                 latents = blend_outside_mask(scheduler, latents, inpaint, noise, timesteps, i)
             if callback is not None:
@@ -308,13 +363,15 @@ def denoise(
     return latents
 
 
-def blend_outside_mask(scheduler: Any, latents: Any, inpaint: Inpaint, noise: Any,
-                       timesteps: Any, i: int) -> Any:
+def blend_outside_mask(
+    scheduler: Any, latents: Any, inpaint: Inpaint, noise: Any, timesteps: Any, i: int
+) -> Any:
     """Outside the mask, the source latent noised to the next step (unnoised after the last),
     as diffusers' StableDiffusionInpaintPipeline does."""
     source = inpaint.source.to(device=latents.device, dtype=noise.dtype)
     if i < len(timesteps) - 1:
-        source = add_noise(scheduler, source, noise, timesteps[i + 1:i + 2].repeat(
-            noise.shape[0]))
+        source = add_noise(
+            scheduler, source, noise, timesteps[i + 1 : i + 2].repeat(noise.shape[0])
+        )
     mask = inpaint.mask.to(device=latents.device, dtype=latents.dtype)
     return (1 - mask) * source.to(latents.dtype) + mask * latents

@@ -45,16 +45,20 @@ def identify(state: Mapping[str, Any], path: Path) -> Recognised:
     """The family of `path`, honouring an A1111-style `<name>.yaml` that says v-prediction."""
     found = recognise(state)
     if found is None:
-        raise ModelError(f"{path.name} is not a checkpoint Easel recognises ({summarise(state)}). "
-                         "Easel reads Stable Diffusion 1.x, 2.x and XL single files (UNet under "
-                         "model.diffusion_model.); put diffusion-model-only files in "
-                         "diffusion_models/, LoRAs in loras/, VAEs in vae/")
+        raise ModelError(
+            f"{path.name} is not a checkpoint Easel recognises ({summarise(state)}). "
+            "Easel reads Stable Diffusion 1.x, 2.x and XL single files (UNet under "
+            "model.diffusion_model.); put diffusion-model-only files in "
+            "diffusion_models/, LoRAs in loras/, VAEs in vae/"
+        )
     sidecar = path.with_suffix(".yaml")
-    if sidecar.is_file() and re.search(r"parameterization:\s*['\"]?v['\"]?\s*$",
-                                       sidecar.read_text(errors="replace"), re.MULTILINE):
+    if sidecar.is_file() and re.search(
+        r"parameterization:\s*['\"]?v['\"]?\s*$", sidecar.read_text(errors="replace"), re.MULTILINE
+    ):
         family = replace(found.family, prediction_type="v_prediction")
-        found = replace(found, family=family,
-                        evidence=(*found.evidence, f"{sidecar.name} says v-prediction"))
+        found = replace(
+            found, family=family, evidence=(*found.evidence, f"{sidecar.name} says v-prediction")
+        )
     return found
 
 
@@ -71,12 +75,16 @@ def build_unet(state: Mapping[str, Any], family: Family, dtype: Any) -> Any:
     if family.is_sdxl:
         time_ids = 5 if family.added_cond == "sdxl_refiner" else 6
         pooled = params["adm_in_channels"] - time_ids * 256
-        config.update(addition_embed_type="text_time", addition_time_embed_dim=256,
-                      class_embed_type=None, projection_class_embeddings_input_dim=
-                      params["adm_in_channels"])
+        config.update(
+            addition_embed_type="text_time",
+            addition_time_embed_dim=256,
+            class_embed_type=None,
+            projection_class_embeddings_input_dim=params["adm_in_channels"],
+        )
         if pooled <= 0:
-            raise ModelError(f"size embedding width {params['adm_in_channels']} is too small "
-                             "for SDXL")
+            raise ModelError(
+                f"size embedding width {params['adm_in_channels']} is too small for SDXL"
+            )
     if family.prediction_type == "v_prediction":
         config["upcast_attention"] = True  # as SD 2.x 768-v is configured in diffusers
     converted = convert_ldm_unet_checkpoint(state, config)
@@ -102,8 +110,17 @@ def _count(state: Mapping[str, Any], pattern: str) -> int:
     return len({m.group(1) for key in state if (m := regex.match(key))})
 
 
-def clip_config(state: Mapping[str, Any], part: TextPart, *, token: str, position: str,
-                layers: str, fc1: str, tokens: dict[str, int], projection: int | None) -> Any:
+def clip_config(
+    state: Mapping[str, Any],
+    part: TextPart,
+    *,
+    token: str,
+    position: str,
+    layers: str,
+    fc1: str,
+    tokens: dict[str, int],
+    projection: int | None,
+) -> Any:
     """A transformers CLIPTextConfig read off the tower's shapes (heads of 64 channels, as in
     every CLIP text tower; activation from the family)."""
     from transformers import CLIPTextConfig
@@ -111,45 +128,64 @@ def clip_config(state: Mapping[str, Any], part: TextPart, *, token: str, positio
     vocab, hidden = (int(n) for n in state[token].shape)
     first_fc1 = next(k for k in state if re.match(fc1, k))
     return CLIPTextConfig(
-        vocab_size=vocab, hidden_size=hidden, intermediate_size=int(state[first_fc1].shape[0]),
-        num_hidden_layers=_count(state, layers), num_attention_heads=max(1, hidden // 64),
-        max_position_embeddings=int(state[position].shape[0]), hidden_act=part.hidden_act,
-        projection_dim=projection or hidden, bos_token_id=tokens["bos_token_id"],
-        eos_token_id=tokens["eos_token_id"], pad_token_id=tokens["pad_token_id"])
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=int(state[first_fc1].shape[0]),
+        num_hidden_layers=_count(state, layers),
+        num_attention_heads=max(1, hidden // 64),
+        max_position_embeddings=int(state[position].shape[0]),
+        hidden_act=part.hidden_act,
+        projection_dim=projection or hidden,
+        bos_token_id=tokens["bos_token_id"],
+        eos_token_id=tokens["eos_token_id"],
+        pad_token_id=tokens["pad_token_id"],
+    )
 
 
-def build_clip_l(state: Mapping[str, Any], prefix: str, part: TextPart, dtype: Any,
-                 tokens: dict[str, int]) -> Any:
+def build_clip_l(
+    state: Mapping[str, Any], prefix: str, part: TextPart, dtype: Any, tokens: dict[str, int]
+) -> Any:
     """An OpenAI CLIP-L tower (SD 1.x; SDXL's first): transformers keys under `prefix`."""
     from transformers import CLIPTextModel
 
-    sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     sub = {(k if k.startswith("text_model.") else "text_model." + k): v for k, v in sub.items()}
     p = "text_model."
-    config = clip_config(sub, part, token=p + "embeddings.token_embedding.weight",
-                         position=p + "embeddings.position_embedding.weight",
-                         layers=re.escape(p) + r"encoder\.layers\.(\d+)\.",
-                         fc1=re.escape(p) + r"encoder\.layers\.\d+\.mlp\.fc1\.weight",
-                         tokens=tokens, projection=None)
+    config = clip_config(
+        sub,
+        part,
+        token=p + "embeddings.token_embedding.weight",
+        position=p + "embeddings.position_embedding.weight",
+        layers=re.escape(p) + r"encoder\.layers\.(\d+)\.",
+        fc1=re.escape(p) + r"encoder\.layers\.\d+\.mlp\.fc1\.weight",
+        tokens=tokens,
+        projection=None,
+    )
     return load(CLIPTextModel, config, sub, dtype, "CLIP-L text encoder", strict=False)
 
 
-def build_open_clip(state: Mapping[str, Any], prefix: str, part: TextPart, dtype: Any,
-                    tokens: dict[str, int]) -> Any:
+def build_open_clip(
+    state: Mapping[str, Any], prefix: str, part: TextPart, dtype: Any, tokens: dict[str, int]
+) -> Any:
     """An OpenCLIP tower (SD 2.x's ViT-H; SDXL's bigG, with its projection), all layers kept."""
     from diffusers.loaders.single_file_utils import convert_open_clip_checkpoint
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     # diffusers drops SD 2's last layer by full key name; a neutral prefix keeps every layer,
     # so that the family's "penultimate layer" and CLIPSetLastLayer count as in ComfyUI.
-    sub = {"te." + k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    sub = {"te." + k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     projection_key = "te.text_projection"
     projection = int(sub[projection_key].shape[1]) if projection_key in sub else None
-    config = clip_config(sub, part, token="te.token_embedding.weight",
-                         position="te.positional_embedding",
-                         layers=r"te\.transformer\.resblocks\.(\d+)\.",
-                         fc1=r"te\.transformer\.resblocks\.\d+\.mlp\.c_fc\.weight",
-                         tokens=tokens, projection=projection)
+    config = clip_config(
+        sub,
+        part,
+        token="te.token_embedding.weight",
+        position="te.positional_embedding",
+        layers=r"te\.transformer\.resblocks\.(\d+)\.",
+        fc1=r"te\.transformer\.resblocks\.\d+\.mlp\.c_fc\.weight",
+        tokens=tokens,
+        projection=projection,
+    )
     cls = CLIPTextModelWithProjection if part.pooled else CLIPTextModel
 
     class _Shape:  # convert_open_clip_checkpoint reads only config.hidden_size
@@ -162,8 +198,9 @@ def build_open_clip(state: Mapping[str, Any], prefix: str, part: TextPart, dtype
     return load(cls, config, converted, dtype, "OpenCLIP text encoder", strict=False)
 
 
-def load(cls: Any, config: Any, state: dict[str, Any], dtype: Any, what: str,
-         strict: bool = True) -> Any:
+def load(
+    cls: Any, config: Any, state: dict[str, Any], dtype: Any, what: str, strict: bool = True
+) -> Any:
     from easel.models.state_dicts import load_into
 
     return load_into(cls, config, state, dtype, what, strict=strict)
@@ -173,12 +210,16 @@ def token_ids(tokenizer: Any) -> dict[str, int]:
     """bos/eos/pad ids for a CLIP config, from the tokenizer that will feed it (the pooled
     output is read at the first end-of-text token)."""
     eos = tokenizer.eos_token_id
-    return {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": eos,
-            "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos}
+    return {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": eos,
+        "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
+    }
 
 
-def load_parts(path: Path, state: Mapping[str, Any], dtype: Any,
-               tokenizer_for: Any) -> CheckpointParts:
+def load_parts(
+    path: Path, state: Mapping[str, Any], dtype: Any, tokenizer_for: Any
+) -> CheckpointParts:
     """Every module of a recognised single file. `tokenizer_for(part)` gives each text part's
     tokenizer (its ids configure the tower)."""
     found = identify(state, path)
@@ -200,10 +241,17 @@ def load_parts(path: Path, state: Mapping[str, Any], dtype: Any,
             text.append((part, model))
     except ModelError as exc:
         raise ModelError(f"{path.name} ({family.label}): {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError, AssertionError,
-            ZeroDivisionError) as exc:
+    except (
+        RuntimeError,
+        ValueError,
+        KeyError,
+        IndexError,
+        AssertionError,
+        ZeroDivisionError,
+    ) as exc:
         raise ModelError(
             f"{path.name} looks like {family.label} ({'; '.join(found.evidence)}), but its "
             f"{what} does not fit that architecture ({type(exc).__name__}: {exc}). Is the "
-            "file truncated or of an architecture Easel does not know?") from None
+            "file truncated or of an architecture Easel does not know?"
+        ) from None
     return CheckpointParts(family, unet, vae, text, scheduler_config(family), found.evidence)

@@ -20,8 +20,9 @@ def read_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, Any]:
             data = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:
             raise ModelError(f"cannot read {path.name}: {type(exc).__name__}: {exc}") from None
-        while isinstance(data, dict) and "state_dict" in data and isinstance(
-                data["state_dict"], dict):
+        while (
+            isinstance(data, dict) and "state_dict" in data and isinstance(data["state_dict"], dict)
+        ):
             data = data["state_dict"]
         if not isinstance(data, dict):
             raise ModelError(f"{path.name} holds a {type(data).__name__}, not a state dict")
@@ -31,19 +32,24 @@ def read_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, Any]:
     try:
         return load_file(str(path))
     except Exception as exc:
-        raise ModelError(f"cannot read {path.name} as safetensors: {type(exc).__name__}: "
-                         f"{exc}") from None
+        raise ModelError(
+            f"cannot read {path.name} as safetensors: {type(exc).__name__}: {exc}"
+        ) from None
 
 
-def load_into(module_cls: Any, config: Any, state: dict[str, Any], dtype: Any,
-              what: str, strict: bool = True) -> Any:
+def load_into(
+    module_cls: Any, config: Any, state: dict[str, Any], dtype: Any, what: str, strict: bool = True
+) -> Any:
     """`module_cls(config)` built on the meta device and filled from `state` (no random init:
     an SDXL UNet would otherwise spend seconds initialising weights it then overwrites)."""
     import torch
 
     with torch.device("meta"):
-        module = (module_cls.from_config(config) if hasattr(module_cls, "from_config")
-                  and isinstance(config, dict) else module_cls(config))
+        module = (
+            module_cls.from_config(config)
+            if hasattr(module_cls, "from_config") and isinstance(config, dict)
+            else module_cls(config)
+        )
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     expected = set(module.state_dict())
     if not any(k.startswith("text_model.") for k in expected):
@@ -52,15 +58,19 @@ def load_into(module_cls: Any, config: Any, state: dict[str, Any], dtype: Any,
     result = module.load_state_dict(state, strict=False, assign=True)
     missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
     if missing or (strict and result.unexpected_keys):
-        raise ModelError(f"the {what} weights do not match its shape: {len(missing)} missing "
-                         f"(e.g. {missing[:3]}), {len(result.unexpected_keys)} unexpected (e.g. "
-                         f"{result.unexpected_keys[:3]})")
+        raise ModelError(
+            f"the {what} weights do not match its shape: {len(missing)} missing "
+            f"(e.g. {missing[:3]}), {len(result.unexpected_keys)} unexpected (e.g. "
+            f"{result.unexpected_keys[:3]})"
+        )
     for name, buffer in list(module.named_buffers()):
         if buffer.is_meta:
             if not name.endswith("position_ids"):
                 raise ModelError(f"the {what} has no value for {name}")
             owner = module.get_submodule(name.rsplit(".", 1)[0]) if "." in name else module
-            owner.register_buffer(name.rsplit(".", 1)[-1],
-                                  torch.arange(buffer.shape[-1]).expand(buffer.shape),
-                                  persistent=False)
+            owner.register_buffer(
+                name.rsplit(".", 1)[-1],
+                torch.arange(buffer.shape[-1]).expand(buffer.shape),
+                persistent=False,
+            )
     return module.eval().requires_grad_(False)

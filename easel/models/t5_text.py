@@ -35,8 +35,10 @@ def _tokens(part: Any, text: str, warnings: list[str]) -> tuple[list[int], list[
     weights: list[float] = []
     for piece in parse_prompt(text):
         if isinstance(piece, Embedding):
-            message = (f"embedding {piece.name!r}: the T5 text encoder takes no embeddings; "
-                       "left out of its prompt")
+            message = (
+                f"embedding {piece.name!r}: the T5 text encoder takes no embeddings; "
+                "left out of its prompt"
+            )
             if message not in warnings:
                 warnings.append(message)
             continue
@@ -44,9 +46,11 @@ def _tokens(part: Any, text: str, warnings: list[str]) -> tuple[list[int], list[
         ids.extend(int(i) for i in piece_ids)
         weights.extend([piece.weight] * len(piece_ids))
     if len(ids) > T5_MAX_TOKENS - 1:
-        warnings.append(f"the prompt has {len(ids)} T5 tokens, more than {T5_MAX_TOKENS - 1}: "
-                        "the rest is cut off")
-        ids, weights = ids[:T5_MAX_TOKENS - 1], weights[:T5_MAX_TOKENS - 1]
+        warnings.append(
+            f"the prompt has {len(ids)} T5 tokens, more than {T5_MAX_TOKENS - 1}: "
+            "the rest is cut off"
+        )
+        ids, weights = ids[: T5_MAX_TOKENS - 1], weights[: T5_MAX_TOKENS - 1]
     ids.append(int(tokenizer.eos_token_id))
     weights.append(1.0)
     length = max(T5_MIN_TOKENS, len(ids))
@@ -75,13 +79,13 @@ def _t5_embeds(clip: Any, part: Any, text: str, warnings: list[str]) -> tuple[An
     hidden = _run_t5(clip, part, ids)
     eos = ids.index(int(part.tokenizer.eos_token_id))
     mask = torch.zeros(1, len(ids), dtype=torch.bool)
-    mask[0, :eos + 1] = True
+    mask[0, : eos + 1] = True
     if any(w != 1.0 for w in weights):
         empty_ids, _ = _tokens(part, "", [])
         key = f"z_empty:{part.key}:{len(ids)}"
         if key not in clip.empty_cache:
             empty_ids += [empty_ids[-1]] * (len(ids) - len(empty_ids))
-            clip.empty_cache[key] = _run_t5(clip, part, empty_ids[:len(ids)])
+            clip.empty_cache[key] = _run_t5(clip, part, empty_ids[: len(ids)])
         z_empty = clip.empty_cache[key]
         w = torch.tensor(weights, dtype=hidden.dtype).view(1, -1, 1)
         hidden = torch.where(w != 1.0, (hidden - z_empty) * w + z_empty, hidden)

@@ -100,8 +100,7 @@ class _Layout:
         return chunks
 
 
-def _tokenize(clip: Any, part: Any, layout: _Layout, text: str, warnings: list[str]
-              ) -> _Tokens:
+def _tokenize(clip: Any, part: Any, layout: _Layout, text: str, warnings: list[str]) -> _Tokens:
     width = int(part.model.get_input_embeddings().embedding_dim)
     groups: list[list[_Item]] = []
     for piece in parse_prompt(text):
@@ -120,8 +119,9 @@ def _tokenize(clip: Any, part: Any, layout: _Layout, text: str, warnings: list[s
     return _Tokens(layout.chunks(groups), sum(len(g) for g in groups))
 
 
-def _embedding(clip: Any, part: Any, piece: Embedding, width: int, warnings: list[str]
-               ) -> tuple[Any, str]:
+def _embedding(
+    clip: Any, part: Any, piece: Embedding, width: int, warnings: list[str]
+) -> tuple[Any, str]:
     """(vectors or None, text left over to tokenise) of an `embedding:` piece; a warning when
     there are no vectors. Like ComfyUI, commas stripped from the name stay as text."""
     manager = clip.manager
@@ -134,13 +134,19 @@ def _embedding(clip: Any, part: Any, piece: Embedding, width: int, warnings: lis
         vectors = loaded.for_encoder(width, part.key)
         if vectors is None:
             which = f"text encoder {part.key!r}" if part.key else "the text encoder"
-            _warn_once(warnings, f"embedding {name!r} ({path.name}) has vectors of width "
-                                 f"{', '.join(map(str, loaded.widths))}, but {which} takes "
-                                 f"{width}: ignored (is it for another model family?)")
+            _warn_once(
+                warnings,
+                f"embedding {name!r} ({path.name}) has vectors of width "
+                f"{', '.join(map(str, loaded.widths))}, but {which} takes "
+                f"{width}: ignored (is it for another model family?)",
+            )
         return vectors, leftover
-    _warn_once(warnings, f"embedding {piece.name!r} not found (looked for it, and with "
-                         f"{', '.join(embedding_files.EXTENSIONS)} added, in "
-                         f"{embedding_files.looked_in(manager)}): ignored")
+    _warn_once(
+        warnings,
+        f"embedding {piece.name!r} not found (looked for it, and with "
+        f"{', '.join(embedding_files.EXTENSIONS)} added, in "
+        f"{embedding_files.looked_in(manager)}): ignored",
+    )
     return None, candidates[-1][1]
 
 
@@ -220,8 +226,7 @@ def _run_chunk(clip: Any, part: Any, chunk: list[_Item]) -> tuple[Any, Any, Any]
     if not use_last:  # ComfyUI: a layer deeper than the encoder means the last one
         kwargs["output_hidden_states"] = True
     with torch.inference_mode():
-        spliced = [(col, item.vector) for col, item in enumerate(chunk)
-                   if item.vector is not None]
+        spliced = [(col, item.vector) for col, item in enumerate(chunk) if item.vector is not None]
         if spliced:
             where = torch.zeros(ids.shape, dtype=torch.bool)
             vectors = torch.zeros(*ids.shape, int(model.get_input_embeddings().embedding_dim))
@@ -258,8 +263,9 @@ def _weighted(hidden: Any, chunks: list[list[_Item]], z_empty: Any) -> Any:
     """ComfyUI's weighting: z_empty + (z - z_empty) * w where w != 1."""
     import torch
 
-    weights = torch.tensor([[item.weight for item in chunk] for chunk in chunks],
-                           dtype=hidden.dtype).unsqueeze(-1)
+    weights = torch.tensor(
+        [[item.weight for item in chunk] for chunk in chunks], dtype=hidden.dtype
+    ).unsqueeze(-1)
     if bool((weights == 1.0).all()):
         return hidden
     moved = (hidden - z_empty) * weights + z_empty
@@ -289,22 +295,31 @@ def encode_prompts(clip: Any, texts: Mapping[str, str]) -> Encoded:
     place(clip)
     warnings: list[str] = []
     layouts = [_Layout(part) for part in clip.parts]
-    tokens = [_tokenize(clip, part, layout, texts.get(part.key, ""), warnings)
-              for part, layout in zip(clip.parts, layouts, strict=True)]
+    tokens = [
+        _tokenize(clip, part, layout, texts.get(part.key, ""), warnings)
+        for part, layout in zip(clip.parts, layouts, strict=True)
+    ]
     for text in dict.fromkeys(texts.values()):
         for glued in glued_embeddings(text):
-            _warn_once(warnings, f"{glued!r} has no space before it, so it is read as text "
-                                 "(as ComfyUI does): put a space before 'embedding:'")
+            _warn_once(
+                warnings,
+                f"{glued!r} has no space before it, so it is read as text "
+                "(as ComfyUI does): put a space before 'embedding:'",
+            )
     count = max(len(t.chunks) for t in tokens)
     longest = max(t.count for t in tokens)
     if count > 1:
         inner = layouts[0].window - 2
-        _warn_once(warnings, f"the prompt has {longest} tokens, more than the text encoder's "
-                             f"{inner}: encoded in {count} windows of {inner} and concatenated")
+        _warn_once(
+            warnings,
+            f"the prompt has {longest} tokens, more than the text encoder's "
+            f"{inner}: encoded in {count} windows of {inner} and concatenated",
+        )
     hiddens, masks, pooled = [], [], None
     for part, layout, part_tokens in zip(clip.parts, layouts, tokens, strict=True):
-        chunks = part_tokens.chunks + [layout.empty()
-                                       for _ in range(count - len(part_tokens.chunks))]
+        chunks = part_tokens.chunks + [
+            layout.empty() for _ in range(count - len(part_tokens.chunks))
+        ]
         hidden, part_pooled, mask = _run(clip, part, chunks)
         if any(item.weight != 1.0 for chunk in chunks for item in chunk):
             hidden = _weighted(hidden, chunks, _empty_hidden(clip, part, layout))

@@ -81,8 +81,11 @@ def is_clip_folder(folder: Path) -> bool:
         data = json.loads(vocab.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return (isinstance(data, dict) and len(data) == CLIP_VOCAB_SIZE
-            and data.get(CLIP_END) == CLIP_VOCAB_SIZE - 1)
+    return (
+        isinstance(data, dict)
+        and len(data) == CLIP_VOCAB_SIZE
+        and data.get(CLIP_END) == CLIP_VOCAB_SIZE - 1
+    )
 
 
 def is_t5_folder(folder: Path) -> bool:
@@ -117,7 +120,7 @@ def clip_vocab_from_bpe(bpe_file: Path) -> tuple[dict[str, int], list[str]]:
     step: transformers reads vocab.json/merges.txt, which this turns the file into.)"""
     with gzip.open(bpe_file, "rt", encoding="utf-8") as stream:
         lines = stream.read().split("\n")
-    merges = lines[1:CLIP_MERGES + 1]
+    merges = lines[1 : CLIP_MERGES + 1]
     chars = list(_bytes_to_unicode().values())
     tokens = chars + [c + "</w>" for c in chars]
     tokens += ["".join(merge.split()) for merge in merges]
@@ -128,10 +131,15 @@ def clip_vocab_from_bpe(bpe_file: Path) -> tuple[dict[str, int], list[str]]:
 def _materialise(bpe_file: Path, environ: Mapping[str, str]) -> Path:
     """A vocab.json/merges.txt folder made from a BPE file, kept in Easel's cache folder."""
     stat = bpe_file.stat()
-    digest = hashlib.sha256(f"{bpe_file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-                            .encode()).hexdigest()[:16]
-    cache = Path(environ.get("EASEL_CACHE_DIR")
-                 or platformdirs.user_cache_dir("easel", appauthor=False)) / "tokenizers"
+    digest = hashlib.sha256(
+        f"{bpe_file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+    ).hexdigest()[:16]
+    cache = (
+        Path(
+            environ.get("EASEL_CACHE_DIR") or platformdirs.user_cache_dir("easel", appauthor=False)
+        )
+        / "tokenizers"
+    )
     target = cache / f"clip-bpe-{digest}"
     if (target / "merges.txt").is_file():
         return target
@@ -139,8 +147,9 @@ def _materialise(bpe_file: Path, environ: Mapping[str, str]) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=cache, prefix=".clip-bpe-"))
     (staging / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (staging / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n",
-                                        encoding="utf-8")
+    (staging / "merges.txt").write_text(
+        "#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8"
+    )
     try:
         staging.rename(target)
     except OSError:  # another process made it first
@@ -179,8 +188,7 @@ def hub_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(base).expanduser() / "huggingface" / "hub"
 
 
-def _hub_folders(cache: Path, known: tuple[tuple[str, str], ...], probe: str
-                 ) -> Iterator[Path]:
+def _hub_folders(cache: Path, known: tuple[tuple[str, str], ...], probe: str) -> Iterator[Path]:
     """Tokenizer folders in the hub cache: known repositories first, then any snapshot."""
     from huggingface_hub import try_to_load_from_cache
 
@@ -204,8 +212,9 @@ def _model_folders(roots: list[Path]) -> Iterator[Path]:
                 yield entry.path / sub if sub else entry.path
 
 
-def _candidates(family: str, roots: list[Path], environ: Mapping[str, str]
-                ) -> Iterator[tuple[str, Path]]:
+def _candidates(
+    family: str, roots: list[Path], environ: Mapping[str, str]
+) -> Iterator[tuple[str, Path]]:
     """(place described for a message, folder) in search order."""
     configured = model_paths.configured_tokenizer(family, environ)
     if configured is not None:
@@ -223,8 +232,9 @@ def _candidates(family: str, roots: list[Path], environ: Mapping[str, str]
         yield "the Hugging Face cache", folder
 
 
-def _search(family: str, roots: list[Path] | None, environ: Mapping[str, str] | None
-            ) -> tuple[Path | None, str, list[str]]:
+def _search(
+    family: str, roots: list[Path] | None, environ: Mapping[str, str] | None
+) -> tuple[Path | None, str, list[str]]:
     """(folder, where it was found, the places looked in) for "clip" or "t5"."""
     env = os.environ if environ is None else environ
     root_list = discovery.model_roots(env) if roots is None else [Path(r) for r in roots]
@@ -245,26 +255,30 @@ def _search(family: str, roots: list[Path] | None, environ: Mapping[str, str] | 
     if family == "clip":
         for package, bpe in package_bpe_files():
             return _materialise(bpe, env), f"the {package} package ({bpe})", looked
-        looked.append("installed packages: " + ", ".join(p for _, p in CLIP_PACKAGES)
-                      + " (none installed)")
+        looked.append(
+            "installed packages: " + ", ".join(p for _, p in CLIP_PACKAGES) + " (none installed)"
+        )
     return None, "", looked
 
 
-def find_clip_tokenizer(roots: list[Path] | None = None,
-                        environ: Mapping[str, str] | None = None) -> tuple[Path | None, str]:
+def find_clip_tokenizer(
+    roots: list[Path] | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[Path | None, str]:
     """The folder holding the standard CLIP vocab.json/merges.txt and where it came from."""
     folder, where, _ = _search("clip", roots, environ)
     return folder, where
 
 
-def find_t5_tokenizer(roots: list[Path] | None = None,
-                      environ: Mapping[str, str] | None = None) -> tuple[Path | None, str]:
+def find_t5_tokenizer(
+    roots: list[Path] | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[Path | None, str]:
     folder, where, _ = _search("t5", roots, environ)
     return folder, where
 
 
-def _missing(family: str, checkpoint: Path | str | None, contents: str,
-             looked: list[str]) -> ModelError:
+def _missing(
+    family: str, checkpoint: Path | str | None, contents: str, looked: list[str]
+) -> ModelError:
     what = "the standard CLIP tokenizer" if family == "clip" else "a T5 tokenizer"
     head = f"{checkpoint} holds no tokenizer" if checkpoint else "a model needs a tokenizer"
     if contents:
@@ -277,17 +291,25 @@ def _missing(family: str, checkpoint: Path | str | None, contents: str,
         f"{family} in the config file",
     ]
     if family == "clip":
-        steps.append("or `pip install --no-deps open-clip-torch` (it ships the CLIP "
-                     "vocabulary; Easel only reads that file)")
-    return ModelError(f"{head}, and {what} was not found on this machine (Easel never "
-                      "downloads). Looked in: " + "; ".join(looked) + ". To fix: "
-                      + "; ".join(steps) + ".")
+        steps.append(
+            "or `pip install --no-deps open-clip-torch` (it ships the CLIP "
+            "vocabulary; Easel only reads that file)"
+        )
+    return ModelError(
+        f"{head}, and {what} was not found on this machine (Easel never "
+        "downloads). Looked in: " + "; ".join(looked) + ". To fix: " + "; ".join(steps) + "."
+    )
 
 
-def clip_tokenizer(key: str = "l", *, checkpoint: Path | str | None = None,
-                   contents: str = "", roots: list[Path] | None = None,
-                   environ: Mapping[str, str] | None = None,
-                   max_length: int = CLIP_MAX_LENGTH) -> Any:
+def clip_tokenizer(
+    key: str = "l",
+    *,
+    checkpoint: Path | str | None = None,
+    contents: str = "",
+    roots: list[Path] | None = None,
+    environ: Mapping[str, str] | None = None,
+    max_length: int = CLIP_MAX_LENGTH,
+) -> Any:
     """The standard CLIP tokenizer for text encoder `key`: "l" pads with <|endoftext|>, "g"
     (SDXL's OpenCLIP bigG, diffusers' tokenizer_2) pads with "!" (id 0). `checkpoint` and
     `contents` (what the file held) go into the error when no tokenizer is found."""
@@ -300,12 +322,18 @@ def clip_tokenizer(key: str = "l", *, checkpoint: Path | str | None = None,
     # transformers 5 names the Rust-backed class CLIPTokenizer; 4.x calls it ...Fast
     cls = getattr(transformers, "CLIPTokenizerFast", transformers.CLIPTokenizer)
     return cls.from_pretrained(
-        str(folder), pad_token=pad, model_max_length=max_length, local_files_only=True)
+        str(folder), pad_token=pad, model_max_length=max_length, local_files_only=True
+    )
 
 
-def t5_tokenizer(*, checkpoint: Path | str | None = None, contents: str = "",
-                 roots: list[Path] | None = None, environ: Mapping[str, str] | None = None,
-                 max_length: int | None = None) -> Any:
+def t5_tokenizer(
+    *,
+    checkpoint: Path | str | None = None,
+    contents: str = "",
+    roots: list[Path] | None = None,
+    environ: Mapping[str, str] | None = None,
+    max_length: int | None = None,
+) -> Any:
     """A T5 tokenizer found the same way (ComfyUI's comfy/t5_tokenizer, diffusers folders,
     the Hugging Face cache)."""
     import transformers

@@ -31,9 +31,11 @@ SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
 MIN_TILE = 64  # out-of-memory retries halve the tile down to this
-INSTALL_HINT = ("install the optional extra: pip install 'easel[upscale]' (from a checkout: "
-                "pip install -e '.[upscale]'); spandrel imports torchvision, which must be the "
-                "build made for the installed torch (docs/models.md, 'Upscale models')")
+INSTALL_HINT = (
+    "install the optional extra: pip install 'easel[upscale]' (from a checkout: "
+    "pip install -e '.[upscale]'); spandrel imports torchvision, which must be the "
+    "build made for the installed torch (docs/models.md, 'Upscale models')"
+)
 
 TileCallback = Callable[[int, int], None]
 WarnCallback = Callable[[str], None]
@@ -71,15 +73,20 @@ def import_spandrel() -> Any:
     except Exception as exc:
         # ImportError when it is missing; RuntimeError ("operator torchvision::nms does not
         # exist") when the torchvision it imports was built for another torch.
-        raise ModelError(f"ESRGAN-family upscale models need spandrel, which could not be "
-                         f"imported ({type(exc).__name__}: {exc}); {INSTALL_HINT}") from exc
+        raise ModelError(
+            f"ESRGAN-family upscale models need spandrel, which could not be "
+            f"imported ({type(exc).__name__}: {exc}); {INSTALL_HINT}"
+        ) from exc
     return spandrel
 
 
 def names(roots: list[Path] | None = None) -> list[str]:
     """Model files of the `upscale_models` kind (names with their extension, as ComfyUI's)."""
-    return [name for name in discovery.kind_names(KIND, roots=roots)
-            if Path(name).suffix.lower() in SUFFIXES]
+    return [
+        name
+        for name in discovery.kind_names(KIND, roots=roots)
+        if Path(name).suffix.lower() in SUFFIXES
+    ]
 
 
 def read_state_dict(path: Path, *, allow_unsafe_pickle: bool) -> dict[str, Any]:
@@ -114,16 +121,21 @@ def load_descriptor(path: Path, *, allow_unsafe_pickle: bool) -> Any:
     try:
         descriptor = spandrel.ModelLoader("cpu").load_from_state_dict(state)
     except spandrel.UnsupportedModelError as exc:
-        raise ModelError(f"{path}: spandrel does not recognise this model's architecture "
-                         f"(first keys: {', '.join(list(state)[:4]) or 'none'}); only "
-                         "image upscale/restoration models it supports can be loaded") from exc
+        raise ModelError(
+            f"{path}: spandrel does not recognise this model's architecture "
+            f"(first keys: {', '.join(list(state)[:4]) or 'none'}); only "
+            "image upscale/restoration models it supports can be loaded"
+        ) from exc
     except Exception as exc:
-        raise ModelError(f"{path}: spandrel could not build the model "
-                         f"({type(exc).__name__}: {exc})") from exc
+        raise ModelError(
+            f"{path}: spandrel could not build the model ({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(descriptor, spandrel.ImageModelDescriptor):
-        raise ModelError(f"{path} is a {descriptor.architecture.name} "
-                         f"{descriptor.purpose.lower()} model (image and mask in), not an "
-                         "image upscale model")
+        raise ModelError(
+            f"{path} is a {descriptor.architecture.name} "
+            f"{descriptor.purpose.lower()} model (image and mask in), not an "
+            "image upscale model"
+        )
     return descriptor.eval()
 
 
@@ -183,8 +195,7 @@ def axis_weights(start: int, length: int, size: int, overlap: int, scale: int) -
     if start > 0:
         weights = torch.minimum(weights, ((centre - margin) / ramp).clamp(0, 1).float())
     if start + length < size:
-        weights = torch.minimum(weights,
-                                ((length - centre - margin) / ramp).clamp(0, 1).float())
+        weights = torch.minimum(weights, ((length - centre - margin) / ramp).clamp(0, 1).float())
     return weights
 
 
@@ -192,8 +203,15 @@ def tile_count(height: int, width: int, tile: int, overlap: int) -> int:
     return len(tile_starts(height, tile, overlap)) * len(tile_starts(width, tile, overlap))
 
 
-def upscale(handle: SpandrelUpscaler, image: Any, *, tile: int = 512, overlap: int = 32,
-            on_tile: TileCallback | None = None, warn: WarnCallback | None = None) -> Any:
+def upscale(
+    handle: SpandrelUpscaler,
+    image: Any,
+    *,
+    tile: int = 512,
+    overlap: int = 32,
+    on_tile: TileCallback | None = None,
+    warn: WarnCallback | None = None,
+) -> Any:
     """`image` [B, C, H, W] in [0, 1] -> [B, C', H*s, W*s] in [0, 1] (float32, CPU).
 
     `tile` 0 runs each image whole. `on_tile(done, total)` is called after every tile (it may
@@ -205,8 +223,10 @@ def upscale(handle: SpandrelUpscaler, image: Any, *, tile: int = 512, overlap: i
         raise ModelError(f"expected an image batch [B, C, H, W], got shape {tuple(image.shape)}")
     channels = image.shape[1]
     if channels != handle.input_channels:
-        raise ModelError(f"{handle.name} takes {handle.input_channels}-channel images, this "
-                         f"image has {channels} channels")
+        raise ModelError(
+            f"{handle.name} takes {handle.input_channels}-channel images, this "
+            f"image has {channels} channels"
+        )
     if _tiles_internally(handle.descriptor):
         tile = 0
     while True:
@@ -230,8 +250,9 @@ def _tiles_internally(descriptor: Any) -> bool:
     return getattr(tiling, "name", "") == "INTERNAL"
 
 
-def _upscale_tiles(handle: SpandrelUpscaler, image: Any, tile: int, overlap: int,
-                   on_tile: TileCallback | None) -> Any:
+def _upscale_tiles(
+    handle: SpandrelUpscaler, image: Any, tile: int, overlap: int, on_tile: TileCallback | None
+) -> Any:
     import torch
 
     descriptor = handle.descriptor
@@ -254,12 +275,14 @@ def _upscale_tiles(handle: SpandrelUpscaler, image: Any, tile: int, overlap: int
                 cols = slice(x * scale, (x + tile_w) * scale)
                 weight_sum[:, rows, cols] += weights
                 for b in range(batch):
-                    piece = image[b:b + 1, :, y:y + tile_h, x:x + tile_w]
+                    piece = image[b : b + 1, :, y : y + tile_h, x : x + tile_w]
                     result = descriptor(piece.to(device, dtype)).float().cpu()
                     expected = (1, out.shape[1], tile_h * scale, tile_w * scale)
                     if tuple(result.shape) != expected:
-                        raise ModelError(f"{handle.name} returned shape {tuple(result.shape)} "
-                                         f"for a {tile_w}x{tile_h} tile, expected {expected}")
+                        raise ModelError(
+                            f"{handle.name} returned shape {tuple(result.shape)} "
+                            f"for a {tile_w}x{tile_h} tile, expected {expected}"
+                        )
                     out[b, :, rows, cols] += result[0] * weights
                     done += 1
                     if on_tile is not None:

@@ -20,17 +20,25 @@ DEFAULT_SCALING = 0.18215
 
 def _diffusers_config(state: dict[str, Any]) -> dict[str, Any]:
     """An AutoencoderKL config read off a diffusers-layout state dict's shapes."""
-    levels = sorted({int(m.group(1)) for k in state
-                     if (m := re.match(r"encoder\.down_blocks\.(\d+)\.", k))})
-    channels = [int(state[f"encoder.down_blocks.{i}.resnets.0.conv2.weight"].shape[0])
-                for i in levels]
-    layers = len({m.group(1) for k in state
-                  if (m := re.match(r"encoder\.down_blocks\.0\.resnets\.(\d+)\.", k))})
+    levels = sorted(
+        {int(m.group(1)) for k in state if (m := re.match(r"encoder\.down_blocks\.(\d+)\.", k))}
+    )
+    channels = [
+        int(state[f"encoder.down_blocks.{i}.resnets.0.conv2.weight"].shape[0]) for i in levels
+    ]
+    layers = len(
+        {
+            m.group(1)
+            for k in state
+            if (m := re.match(r"encoder\.down_blocks\.0\.resnets\.(\d+)\.", k))
+        }
+    )
     return {
         "in_channels": int(state["encoder.conv_in.weight"].shape[1]),
         "out_channels": int(state["decoder.conv_out.weight"].shape[0]),
         "latent_channels": int(state["encoder.conv_out.weight"].shape[0]) // 2,
-        "block_out_channels": channels, "layers_per_block": layers,
+        "block_out_channels": channels,
+        "layers_per_block": layers,
         "down_block_types": ["DownEncoderBlock2D"] * len(channels),
         "up_block_types": ["UpDecoderBlock2D"] * len(channels),
         "norm_num_groups": 32 if channels[0] % 32 == 0 else 1,
@@ -54,10 +62,20 @@ def load_vae_file(path: Path, state: dict[str, Any], dtype: Any) -> Any:
             config = _diffusers_config(state)
             converted = state
         elif any(k.endswith("encoder.down.0.block.0.conv1.weight") for k in state):
-            original = ldm_shapes.original_config(state, SD1) if any(
-                k.startswith("model.diffusion_model.") for k in state) else {
-                "model": {"params": {"scale_factor": DEFAULT_SCALING, "first_stage_config": {
-                    "params": {"ddconfig": ldm_shapes.vae_ddconfig(state)}}}}}
+            original = (
+                ldm_shapes.original_config(state, SD1)
+                if any(k.startswith("model.diffusion_model.") for k in state)
+                else {
+                    "model": {
+                        "params": {
+                            "scale_factor": DEFAULT_SCALING,
+                            "first_stage_config": {
+                                "params": {"ddconfig": ldm_shapes.vae_ddconfig(state)}
+                            },
+                        }
+                    }
+                }
+            )
             config = create_vae_diffusers_config_from_ldm(original, state)
             config["norm_num_groups"] = ldm_shapes.vae_norm_groups(state)
             converted = convert_ldm_vae_checkpoint(state, config)
@@ -66,11 +84,14 @@ def load_vae_file(path: Path, state: dict[str, Any], dtype: Any) -> Any:
         if "quant_conv.weight" not in converted:  # Flux's ae.safetensors has no quant convs
             config.update(use_quant_conv=False, use_post_quant_conv=False)
         if config.get("latent_channels") == FLUX_LATENT.channels:  # 16 channels: Flux's VAE
-            config.update(scaling_factor=FLUX_LATENT.scaling_factor,
-                          shift_factor=FLUX_LATENT.shift_factor)
+            config.update(
+                scaling_factor=FLUX_LATENT.scaling_factor, shift_factor=FLUX_LATENT.shift_factor
+            )
         return load_into(AutoencoderKL, config, converted, dtype, "VAE")
     except ModelError as exc:
         raise ModelError(f"{path.name}: {exc}") from None
     except (RuntimeError, ValueError, KeyError, AssertionError) as exc:
-        raise ModelError(f"{path.name} does not fit the Stable Diffusion VAE architecture "
-                         f"({type(exc).__name__}: {exc})") from None
+        raise ModelError(
+            f"{path.name} does not fit the Stable Diffusion VAE architecture "
+            f"({type(exc).__name__}: {exc})"
+        ) from None

@@ -16,9 +16,13 @@ def _is_tensor(value: Any) -> bool:
 def _is_tensors(value: Any) -> bool:
     if _is_tensor(value):
         return True
-    return (isinstance(value, dict) and bool(value) and all(isinstance(k, str) for k in value)
-            and all(v is None or _is_tensor(v) for v in value.values())
-            and any(_is_tensor(v) for v in value.values()))
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(k, str) for k in value)
+        and all(v is None or _is_tensor(v) for v in value.values())
+        and any(_is_tensor(v) for v in value.values())
+    )
 
 
 def _write_tensors(value: Any, path: Path) -> None:
@@ -29,8 +33,9 @@ def _write_tensors(value: Any, path: Path) -> None:
     else:
         tensors = {k: v for k, v in value.items() if v is not None}
         meta = {"kind": "dict", "none": json.dumps([k for k, v in value.items() if v is None])}
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path),
-              metadata=meta)
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path), metadata=meta
+    )
 
 
 def _read_tensors(path: Path) -> Any:

@@ -12,8 +12,11 @@ def _scores(clip: Any, image: Any, text: str) -> Any:
     from easel.models.clip_score import clip_scores
 
     if clip is None or clip.vision is None:
-        raise NodeError("this CLIP has no image tower: load a full CLIP with CLIPLoader "
-                        "(a checkpoint's text encoder cannot score images)", "clip")
+        raise NodeError(
+            "this CLIP has no image tower: load a full CLIP with CLIPLoader "
+            "(a checkpoint's text encoder cannot score images)",
+            "clip",
+        )
     return clip_scores(clip, image, text)
 
 
@@ -27,8 +30,12 @@ def CLIPScore(image: Image, clip: Clip, text: str = Input("", multiline=True)) -
 
 
 @node(category="evaluation", outputs={"image": Image, "score": float})
-def BestOfN(image: Image, clip: Clip, text: str = Input("", multiline=True),
-            keep: int = Input(1, ge=1, le=64)) -> Any:
+def BestOfN(
+    image: Image,
+    clip: Clip,
+    text: str = Input("", multiline=True),
+    keep: int = Input(1, ge=1, le=64),
+) -> Any:
     """Keep the `keep` images of a batch that CLIP finds closest to `text`, best first."""
     import torch
 
@@ -50,12 +57,13 @@ def ImageBatch(image1: Image, image2: Image) -> Any:
 
 
 @node(category="image", outputs={"image": Image})
-def ImageFromBatch(image: Image, index: int = Input(0, ge=0, le=4095),
-                   length: int = Input(1, ge=1, le=4096)) -> Any:
+def ImageFromBatch(
+    image: Image, index: int = Input(0, ge=0, le=4095), length: int = Input(1, ge=1, le=4096)
+) -> Any:
     """Images `index` .. `index + length` of a batch."""
     if index >= image.shape[0]:
         raise NodeError(f"the batch has {image.shape[0]} images", "index")
-    return image[index:index + length].clone()
+    return image[index : index + length].clone()
 
 
 NODES = [CLIPScore, BestOfN, ImageBatch, ImageFromBatch]

@@ -27,8 +27,9 @@ def zeroed(value: Any) -> Any:
         items = [zeroed(item) for item in value]
         return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {f.name: zeroed(getattr(value, f.name)) for f in dataclasses.fields(value)
-                   if f.init}
+        changes = {
+            f.name: zeroed(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init
+        }
         return dataclasses.replace(value, **changes)
     return value
 
@@ -38,8 +39,9 @@ def ConditioningZeroOut(conditioning: Conditioning) -> Any:
     """Conditioning of zeros with the same shapes: the "empty" negative prompt SDXL graphs use
     (as ComfyUI's node of the same name)."""
     if isinstance(conditioning, dict):
-        return {key: zeroed(value) if key in ZEROED else value
-                for key, value in conditioning.items()}
+        return {
+            key: zeroed(value) if key in ZEROED else value for key, value in conditioning.items()
+        }
     return zeroed(conditioning)
 
 

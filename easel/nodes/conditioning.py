@@ -29,8 +29,12 @@ def _embeddings_fingerprint(ctx: Context, inputs: dict[str, Any]) -> str:
     replacing one re-encodes the prompt."""
     from easel.models.prompt_syntax import embedding_names
 
-    names = [name for key in TEXT_INPUTS if isinstance(inputs.get(key), str)
-             for name in embedding_names(inputs[key])]
+    names = [
+        name
+        for key in TEXT_INPUTS
+        if isinstance(inputs.get(key), str)
+        for name in embedding_names(inputs[key])
+    ]
     if not names:
         return ""
     from easel.models.embeddings import fingerprint
@@ -38,8 +42,9 @@ def _embeddings_fingerprint(ctx: Context, inputs: dict[str, Any]) -> str:
     return fingerprint(ctx.services.get("models"), names)
 
 
-def _encode(ctx: Context, clip: Any, texts: dict[str, str] | None, text: str = "",
-            input_name: str = "text") -> dict[str, Any]:
+def _encode(
+    ctx: Context, clip: Any, texts: dict[str, str] | None, text: str = "", input_name: str = "text"
+) -> dict[str, Any]:
     """Encode (one text for every part, or one per part) with the user's warnings shown."""
     from easel.models.text import encode_prompts, encode_text
 
@@ -52,8 +57,12 @@ def _encode(ctx: Context, clip: Any, texts: dict[str, str] | None, text: str = "
     return {**encoded.conditioning, "uncond": uncond}
 
 
-@node(category="conditioning", outputs={"conditioning": Conditioning}, version=2,
-      fingerprint=_embeddings_fingerprint)
+@node(
+    category="conditioning",
+    outputs={"conditioning": Conditioning},
+    version=2,
+    fingerprint=_embeddings_fingerprint,
+)
 def TextEncode(ctx: Context, clip: Clip, text: str = Input("", multiline=True)) -> Any:
     """Encode a prompt with ComfyUI's syntax: `(words:1.2)` weights, `(words)` = x1.1,
     `\\(` `\\)` for literal brackets, `embedding:name` (optionally weighted). Long prompts are
@@ -66,13 +75,18 @@ def _parts(clip: Any, wanted: tuple[str, ...], node_name: str) -> None:
     require(clip, "text encoder (CLIP)", "clip")
     keys = [part.key for part in clip.parts]
     if not set(wanted) <= set(keys):
-        raise NodeError(f"{node_name} needs an SDXL text encoder (parts {', '.join(wanted)}); "
-                        f"this CLIP ({clip.name}) has parts {keys or 'none'}: use TextEncode",
-                        "clip")
+        raise NodeError(
+            f"{node_name} needs an SDXL text encoder (parts {', '.join(wanted)}); "
+            f"this CLIP ({clip.name}) has parts {keys or 'none'}: use TextEncode",
+            "clip",
+        )
 
 
-@node(category="conditioning", outputs={"conditioning": Conditioning},
-      fingerprint=_embeddings_fingerprint)
+@node(
+    category="conditioning",
+    outputs={"conditioning": Conditioning},
+    fingerprint=_embeddings_fingerprint,
+)
 def TextEncodeSDXL(
     ctx: Context,
     clip: Clip,
@@ -90,16 +104,25 @@ def TextEncodeSDXL(
     target size become the UNet's time ids. The default negative gets the same sizes (as
     diffusers does)."""
     _parts(clip, ("l", "g"), "TextEncodeSDXL")
-    sizes = {"width": width, "height": height, "crop_w": crop_w, "crop_h": crop_h,
-             "target_width": target_width, "target_height": target_height}
+    sizes = {
+        "width": width,
+        "height": height,
+        "crop_w": crop_w,
+        "crop_h": crop_h,
+        "target_width": target_width,
+        "target_height": target_height,
+    }
     cond = _encode(ctx, clip, {"l": text_l, "g": text_g}, input_name="text_g")
     cond["sdxl"] = sizes
     cond["uncond"] = {**cond["uncond"], "sdxl": dict(sizes)}
     return {"conditioning": cond}
 
 
-@node(category="conditioning", outputs={"conditioning": Conditioning},
-      fingerprint=_embeddings_fingerprint)
+@node(
+    category="conditioning",
+    outputs={"conditioning": Conditioning},
+    fingerprint=_embeddings_fingerprint,
+)
 def TextEncodeSDXLRefiner(
     ctx: Context,
     clip: Clip,
@@ -114,14 +137,17 @@ def TextEncodeSDXLRefiner(
     _parts(clip, ("g",), "TextEncodeSDXLRefiner")
     cond = _encode(ctx, clip, None, text)
     cond["sdxl"] = {"aesthetic_score": ascore, "width": width, "height": height}
-    cond["uncond"] = {**cond["uncond"],
-                      "sdxl": {"aesthetic_score": 2.5, "width": width, "height": height}}
+    cond["uncond"] = {
+        **cond["uncond"],
+        "sdxl": {"aesthetic_score": 2.5, "width": width, "height": height},
+    }
     return {"conditioning": cond}
 
 
 @node(category="conditioning", outputs={"clip": Clip})
-def CLIPSetLastLayer(ctx: Context, clip: Clip,
-                     stop_at_clip_layer: int = Input(-1, ge=-24, le=-1)) -> Any:
+def CLIPSetLastLayer(
+    ctx: Context, clip: Clip, stop_at_clip_layer: int = Input(-1, ge=-24, le=-1)
+) -> Any:
     """CLIP skip, as ComfyUI counts it: -1 uses the last layer, -2 the penultimate (diffusers'
     `clip_skip=1`; A1111's "clip skip 2"). Applies to every text encoder of the checkpoint; a
     layer deeper than the encoder has falls back to the last one."""

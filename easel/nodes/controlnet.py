@@ -54,12 +54,13 @@ def ControlNetLoader(ctx: Context, name: str = Input(choices=discovered("control
 
 def _check_image(image: Any) -> None:
     if getattr(image, "ndim", 0) != 4:
-        raise NodeError(f"the hint must be an IMAGE [B, C, H, W], got "
-                        f"{tuple(getattr(image, 'shape', ()))}", "image")
+        raise NodeError(
+            f"the hint must be an IMAGE [B, C, H, W], got {tuple(getattr(image, 'shape', ()))}",
+            "image",
+        )
 
 
-def _with_control(cond: dict[str, Any], control: Any, made: dict[int, list[Any]]
-                  ) -> dict[str, Any]:
+def _with_control(cond: dict[str, Any], control: Any, made: dict[int, list[Any]]) -> dict[str, Any]:
     """A copy of `cond` whose chain ends with `control`; conditionings that had the same chain
     get the same new list (`made`, keyed by the old list)."""
     previous = cond.get("control") or []
@@ -120,13 +121,13 @@ def ControlNetApplyAdvanced(
     from easel.models.controlnet import Control
 
     if start_percent > end_percent:
-        raise NodeError(f"start_percent {start_percent} is after end_percent {end_percent}",
-                        "start_percent")
+        raise NodeError(
+            f"start_percent {start_percent} is after end_percent {end_percent}", "start_percent"
+        )
     if strength == 0:
         return {"positive": positive, "negative": negative}
     _check_image(image)
-    control = Control(control_net, image, float(strength), float(start_percent),
-                      float(end_percent))
+    control = Control(control_net, image, float(strength), float(start_percent), float(end_percent))
     made: dict[int, list[Any]] = {}
     out_positive = _apply(positive, control, made)
     if negative is not None:
@@ -134,8 +135,7 @@ def ControlNetApplyAdvanced(
     elif isinstance(out_positive.get("uncond"), dict):
         out_negative = out_positive["uncond"]
     else:
-        raise NodeError("this conditioning has no default negative: link a negative",
-                        "negative")
+        raise NodeError("this conditioning has no default negative: link a negative", "negative")
     return {"positive": out_positive, "negative": out_negative}
 
 

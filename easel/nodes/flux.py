@@ -36,22 +36,29 @@ def TextEncodeFlux(
     require(clip, "text encoder (CLIP)", "clip")
     keys = {part.key for part in clip.parts}
     if not {"l", "t5"} <= keys:
-        raise NodeError(f"TextEncodeFlux needs a Flux CLIP (parts l and t5, from "
-                        f"DualTextEncoderLoader type flux); this CLIP ({clip.name}) has parts "
-                        f"{sorted(keys)}: use TextEncode", "clip")
+        raise NodeError(
+            f"TextEncodeFlux needs a Flux CLIP (parts l and t5, from "
+            f"DualTextEncoderLoader type flux); this CLIP ({clip.name}) has parts "
+            f"{sorted(keys)}: use TextEncode",
+            "clip",
+        )
     with model_errors("t5xxl"):
         encoded = encode_prompts(clip, {"l": clip_l, "t5": t5xxl})
         uncond = empty_prompt(clip)
     for warning in encoded.warnings:
         ctx.warn(warning)
-    cond = {**encoded.conditioning, "guidance": guidance,
-            "uncond": {**uncond, "guidance": guidance}}
+    cond = {
+        **encoded.conditioning,
+        "guidance": guidance,
+        "uncond": {**uncond, "guidance": guidance},
+    }
     return {"conditioning": cond}
 
 
 @node(category="conditioning", outputs={"conditioning": Conditioning})
-def FluxGuidance(conditioning: Conditioning,
-                 guidance: float = Input(3.5, ge=0.0, le=100.0, step=0.1)) -> Any:
+def FluxGuidance(
+    conditioning: Conditioning, guidance: float = Input(3.5, ge=0.0, le=100.0, step=0.1)
+) -> Any:
     """Set the guidance scale Flux dev embeds (ComfyUI's FluxGuidance). Flux samples with
     KSampler `cfg` 1 (no negative pass); this is its guidance."""
     return {"conditioning": {**conditioning, "guidance": guidance}}
@@ -71,8 +78,10 @@ def ReferenceLatent(conditioning: Conditioning, latent: Latent | None = None) ->
 def _flow_model(model: Any, node_name: str) -> None:
     if getattr(model.family, "prediction_type", None) != "flow":
         label = getattr(model.family, "label", "this model")
-        raise NodeError(f"{node_name} sets the shift of flow-matching models (Flux); "
-                        f"{model.name} is {label}", "model")
+        raise NodeError(
+            f"{node_name} sets the shift of flow-matching models (Flux); {model.name} is {label}",
+            "model",
+        )
 
 
 @node(category="advanced/model", outputs={"model": Model})
@@ -89,8 +98,11 @@ def ModelSamplingFlux(
     _flow_model(model, "ModelSamplingFlux")
     slope = (max_shift - base_shift) / (MAX_TOKENS - BASE_TOKENS)
     mu = width * height / PIXELS_PER_TOKEN * slope + base_shift - slope * BASE_TOKENS
-    return {"model": model.with_sampling(mu=mu, use_dynamic_shifting=True,
-                                         base_shift=base_shift, max_shift=max_shift)}
+    return {
+        "model": model.with_sampling(
+            mu=mu, use_dynamic_shifting=True, base_shift=base_shift, max_shift=max_shift
+        )
+    }
 
 
 def _fixed_shift(model: Any, shift: float, node_name: str) -> Any:
@@ -99,19 +111,25 @@ def _fixed_shift(model: Any, shift: float, node_name: str) -> Any:
 
 
 @node(category="advanced/model", outputs={"model": Model})
-def ModelSamplingSD3(model: Model,
-                     shift: float = Input(3.0, ge=0.0, le=100.0, step=0.01)) -> Any:
+def ModelSamplingSD3(model: Model, shift: float = Input(3.0, ge=0.0, le=100.0, step=0.01)) -> Any:
     """A fixed flow shift: sigma' = shift * sigma / (1 + (shift - 1) * sigma)."""
     return _fixed_shift(model, shift, "ModelSamplingSD3")
 
 
 @node(category="advanced/model", outputs={"model": Model})
-def ModelSamplingAuraFlow(model: Model,
-                          shift: float = Input(1.73, ge=0.0, le=100.0, step=0.01)) -> Any:
+def ModelSamplingAuraFlow(
+    model: Model, shift: float = Input(1.73, ge=0.0, le=100.0, step=0.01)
+) -> Any:
     """A fixed flow shift, as ModelSamplingSD3 (ComfyUI's AuraFlow variant, whose only
     difference is the timestep scale the model sees: here the family's own)."""
     return _fixed_shift(model, shift, "ModelSamplingAuraFlow")
 
 
-NODES = [TextEncodeFlux, FluxGuidance, ReferenceLatent, ModelSamplingFlux, ModelSamplingSD3,
-         ModelSamplingAuraFlow]
+NODES = [
+    TextEncodeFlux,
+    FluxGuidance,
+    ReferenceLatent,
+    ModelSamplingFlux,
+    ModelSamplingSD3,
+    ModelSamplingAuraFlow,
+]

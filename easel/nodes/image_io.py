@@ -34,11 +34,18 @@ def resolve_input_image(ctx: Context, name: str) -> Path:
             raise NodeError(f"no such image file: {name}{where}", "image")
         return path
     root = Path(input_dir).resolve()
-    if (PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute()
-            or PureWindowsPath(name).drive or ".." in PureWindowsPath(name).parts
-            or "\x00" in name):
-        raise NodeError(f"{name!r} is not the name of an uploaded image: names are relative "
-                        "to the upload folder, without '..' or a drive", "image")
+    if (
+        PurePosixPath(name).is_absolute()
+        or PureWindowsPath(name).is_absolute()
+        or PureWindowsPath(name).drive
+        or ".." in PureWindowsPath(name).parts
+        or "\x00" in name
+    ):
+        raise NodeError(
+            f"{name!r} is not the name of an uploaded image: names are relative "
+            "to the upload folder, without '..' or a drive",
+            "image",
+        )
     path = (root / name).resolve()
     if not path.is_relative_to(root):
         raise NodeError(f"{name!r} points outside the upload folder (through a link)", "image")
@@ -95,8 +102,12 @@ def alpha_mask(picture: Any) -> Any:
     return torch.zeros(1, picture.height, picture.width)
 
 
-@node(category="image", outputs={"image": Image, "mask": Mask}, fingerprint=_file_hash,
-      check=_check_load)
+@node(
+    category="image",
+    outputs={"image": Image, "mask": Mask},
+    fingerprint=_file_hash,
+    check=_check_load,
+)
 def LoadImage(ctx: Context, image: str = Input(widget="image_upload")) -> Any:
     """Load an image file (PNG, JPEG, WebP, ...) as an RGB image, and its alpha channel as a
     MASK (1 where transparent: what inpainting paints); every frame of an animated file whose
@@ -111,7 +122,8 @@ def LoadImage(ctx: Context, image: str = Input(widget="image_upload")) -> Any:
         with PILImage.open(path) as opened:
             # The header says how much decoding would allocate: refuse before decoding.
             problem = budget_of(ctx.services).problem(
-                *opened.size, frames=getattr(opened, "n_frames", 1))
+                *opened.size, frames=getattr(opened, "n_frames", 1)
+            )
             if problem:
                 raise NodeError(f"{path.name}: {problem}", "image")
             frames: list[Any] = []
@@ -138,8 +150,9 @@ def tensor_to_pictures(image: Any) -> list[Any]:
 
     if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[1] not in (1, 3, 4):
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise NodeError(f"expected an image tensor [batch, 1|3|4 channels, height, width], "
-                        f"got {shape}", "image")
+        raise NodeError(
+            f"expected an image tensor [batch, 1|3|4 channels, height, width], got {shape}", "image"
+        )
     pixels = (image.detach().to("cpu", torch.float32).clamp(0, 1) * 255).round().to(torch.uint8)
     pictures = []
     for item in pixels.permute(0, 2, 3, 1).numpy():
@@ -154,15 +167,26 @@ def output_folder(ctx: Context, filename_prefix: str) -> tuple[Path, str]:
     """(folder, file stem) of a prefix such as "portraits/cat", kept inside the output folder."""
     prefix = filename_prefix.replace("\\", "/").strip()
     parts = PurePosixPath(prefix).parts
-    if (not prefix or prefix.endswith("/") or PurePosixPath(prefix).is_absolute()
-            or PureWindowsPath(filename_prefix).drive or ".." in parts or "\x00" in prefix):
-        raise NodeError(f"filename_prefix {filename_prefix!r} must be a file name, optionally "
-                        "in subfolders of the output folder, without '..'", "filename_prefix")
+    if (
+        not prefix
+        or prefix.endswith("/")
+        or PurePosixPath(prefix).is_absolute()
+        or PureWindowsPath(filename_prefix).drive
+        or ".." in parts
+        or "\x00" in prefix
+    ):
+        raise NodeError(
+            f"filename_prefix {filename_prefix!r} must be a file name, optionally "
+            "in subfolders of the output folder, without '..'",
+            "filename_prefix",
+        )
     root = Path(ctx.output_dir).resolve()
     folder = root.joinpath(*parts[:-1]).resolve()
     if not folder.is_relative_to(root):
-        raise NodeError(f"filename_prefix {filename_prefix!r} leads outside the output folder",
-                        "filename_prefix")
+        raise NodeError(
+            f"filename_prefix {filename_prefix!r} leads outside the output folder",
+            "filename_prefix",
+        )
     return folder, parts[-1]
 
 
@@ -188,8 +212,9 @@ def next_number(folder: Path, stem: str) -> int:
     return highest + 1
 
 
-def write_png_atomically(picture: Any, folder: Path, stem: str, pnginfo: Any = None,
-                         start: int | None = None) -> Path:
+def write_png_atomically(
+    picture: Any, folder: Path, stem: str, pnginfo: Any = None, start: int | None = None
+) -> Path:
     """Write `stem_NNNNN.png` under the first free number: the PNG is complete in a temporary
     file first, then appears under its name in one step and never replaces an existing file,
     even with other processes writing to the same folder."""
@@ -226,8 +251,7 @@ def _publish(temp: Path, target: Path) -> bool:
             return True
 
 
-def save_pictures(ctx: Context, image: Any, filename_prefix: str,
-                  pnginfo: Any = None) -> list[str]:
+def save_pictures(ctx: Context, image: Any, filename_prefix: str, pnginfo: Any = None) -> list[str]:
     """Save every image of the batch; returns the paths relative to the output folder."""
     folder, stem = output_folder(ctx, filename_prefix)
     root = Path(ctx.output_dir).resolve()
@@ -243,9 +267,13 @@ def save_pictures(ctx: Context, image: Any, filename_prefix: str,
 
 # -- SaveImage / PreviewImage ------------------------------------------------------------------
 @node(category="image", outputs={}, output_node=True, check=_check_prefix)
-def SaveImage(ctx: Context, image: Image,
-              filename_prefix: str = Input("easel", description="file name start; may contain "
-                                           "subfolders, e.g. portraits/cat")) -> dict[str, Any]:
+def SaveImage(
+    ctx: Context,
+    image: Image,
+    filename_prefix: str = Input(
+        "easel", description="file name start; may contain subfolders, e.g. portraits/cat"
+    ),
+) -> dict[str, Any]:
     """Save images as PNG files in the output folder, numbered (prefix_00001.png, ...) without
     overwriting, with the workflow embedded so `easel run image.png` runs it again."""
     from easel.pngmeta import generation_summary, png_info

@@ -19,24 +19,63 @@ from easel.nodes.upscale import METHODS, resample
 
 AnyValue = Annotated[Any, Socket(ANY)]
 MAX_SIDE = 16384
-RESIZE_TYPES = ["scale dimensions", "scale by multiplier", "scale longer dimension",
-                "scale shorter dimension", "scale width", "scale height", "scale total pixels",
-                "match size", "scale to multiple"]
+RESIZE_TYPES = [
+    "scale dimensions",
+    "scale by multiplier",
+    "scale longer dimension",
+    "scale shorter dimension",
+    "scale width",
+    "scale height",
+    "scale total pixels",
+    "match size",
+    "scale to multiple",
+]
 # ComfyUI names nearest-neighbour "nearest-exact"; Easel's resampler calls it "nearest".
-SCALE_METHODS = {"nearest-exact": "nearest", "bilinear": "bilinear", "area": "area",
-                 "bicubic": "bicubic", "lanczos": "lanczos"}
+SCALE_METHODS = {
+    "nearest-exact": "nearest",
+    "bilinear": "bilinear",
+    "area": "area",
+    "bicubic": "bicubic",
+    "lanczos": "lanczos",
+}
 # ComfyUI's ResolutionSelector: (width, height) proportions.
-ASPECT_RATIOS = {"1:1 (Square)": (1, 1), "3:2 (Photo)": (3, 2), "4:3 (Standard)": (4, 3),
-                 "16:9 (Widescreen)": (16, 9), "21:9 (Ultrawide)": (21, 9),
-                 "2:3 (Portrait Photo)": (2, 3), "3:4 (Portrait Standard)": (3, 4),
-                 "9:16 (Portrait Widescreen)": (9, 16)}
+ASPECT_RATIOS = {
+    "1:1 (Square)": (1, 1),
+    "3:2 (Photo)": (3, 2),
+    "4:3 (Standard)": (4, 3),
+    "16:9 (Widescreen)": (16, 9),
+    "21:9 (Ultrawide)": (21, 9),
+    "2:3 (Portrait Photo)": (2, 3),
+    "3:4 (Portrait Standard)": (3, 4),
+    "9:16 (Portrait Widescreen)": (9, 16),
+}
 # The resolutions Flux Kontext was trained at (ComfyUI's FluxKontextImageScale).
-KONTEXT_RESOLUTIONS = [(672, 1568), (688, 1504), (720, 1456), (752, 1392), (800, 1328),
-                       (832, 1248), (880, 1184), (944, 1104), (1024, 1024), (1104, 944),
-                       (1184, 880), (1248, 832), (1328, 800), (1392, 752), (1456, 720),
-                       (1504, 688), (1568, 672)]
-SPACING_COLOURS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "red": (1.0, 0.0, 0.0),
-                   "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 1.0)}
+KONTEXT_RESOLUTIONS = [
+    (672, 1568),
+    (688, 1504),
+    (720, 1456),
+    (752, 1392),
+    (800, 1328),
+    (832, 1248),
+    (880, 1184),
+    (944, 1104),
+    (1024, 1024),
+    (1104, 944),
+    (1184, 880),
+    (1248, 832),
+    (1328, 800),
+    (1392, 752),
+    (1456, 720),
+    (1504, 688),
+    (1568, 672),
+]
+SPACING_COLOURS = {
+    "white": (1.0, 1.0, 1.0),
+    "black": (0.0, 0.0, 0.0),
+    "red": (1.0, 0.0, 0.0),
+    "green": (0.0, 1.0, 0.0),
+    "blue": (0.0, 0.0, 1.0),
+}
 
 
 def _check_budget(ctx: Context, width: int, height: int, batch: int, input_name: str) -> None:
@@ -45,8 +84,7 @@ def _check_budget(ctx: Context, width: int, height: int, batch: int, input_name:
         raise NodeError(problem, input_name)
 
 
-def _resize(ctx: Context, image: Any, width: int, height: int, method: str,
-            input_name: str) -> Any:
+def _resize(ctx: Context, image: Any, width: int, height: int, method: str, input_name: str) -> Any:
     width, height = max(1, int(width)), max(1, int(height))
     _check_budget(ctx, width, height, image.shape[0], input_name)
     return resample(image, (height, width), method)
@@ -81,12 +119,16 @@ def _as_planes(value: Any, input_name: str = "input") -> tuple[Any, bool]:
         return value.unsqueeze(1), True
     if getattr(value, "ndim", 0) == 4:
         return value, False
-    raise NodeError(f"expected an IMAGE [B, C, H, W] or a MASK [B, H, W], got shape "
-                    f"{tuple(getattr(value, 'shape', ()))}", input_name)
+    raise NodeError(
+        f"expected an IMAGE [B, C, H, W] or a MASK [B, H, W], got shape "
+        f"{tuple(getattr(value, 'shape', ()))}",
+        input_name,
+    )
 
 
-def _center_crop_resize(ctx: Context, planes: Any, width: int, height: int, method: str,
-                        crop: str, input_name: str) -> Any:
+def _center_crop_resize(
+    ctx: Context, planes: Any, width: int, height: int, method: str, crop: str, input_name: str
+) -> Any:
     """ComfyUI's common_upscale with crop="center": crop to the target aspect, then resize."""
     if crop == "center":
         old_h, old_w = planes.shape[-2:]
@@ -96,7 +138,7 @@ def _center_crop_resize(ctx: Context, planes: Any, width: int, height: int, meth
             x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
         elif old_aspect < new_aspect:
             y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
-        planes = planes[..., y:old_h - y, x:old_w - x]
+        planes = planes[..., y : old_h - y, x : old_w - x]
     return _resize(ctx, planes, width, height, method, input_name)
 
 
@@ -124,8 +166,14 @@ def ResizeImageMask(
     planes, is_mask = _as_planes(input)
     old_h, old_w = (int(v) for v in planes.shape[-2:])
     if resize_type == "scale by multiplier":
-        out = _resize(ctx, planes, round(old_w * multiplier), round(old_h * multiplier),
-                      scale_method, "multiplier")
+        out = _resize(
+            ctx,
+            planes,
+            round(old_w * multiplier),
+            round(old_h * multiplier),
+            scale_method,
+            "multiplier",
+        )
     elif resize_type in ("scale dimensions", "scale width", "scale height"):
         new_w = width if resize_type != "scale height" else 0
         new_h = height if resize_type != "scale width" else 0
@@ -133,9 +181,15 @@ def ResizeImageMask(
             return input
         new_w = new_w or max(1, round(old_w * new_h / old_h))
         new_h = new_h or max(1, round(old_h * new_w / old_w))
-        out = _center_crop_resize(ctx, planes, new_w, new_h, scale_method,
-                                  crop if resize_type == "scale dimensions" else "disabled",
-                                  "width")
+        out = _center_crop_resize(
+            ctx,
+            planes,
+            new_w,
+            new_h,
+            scale_method,
+            crop if resize_type == "scale dimensions" else "disabled",
+            "width",
+        )
     elif resize_type in ("scale longer dimension", "scale shorter dimension"):
         size = longer_size if resize_type == "scale longer dimension" else shorter_size
         wide = old_w > old_h if resize_type == "scale longer dimension" else old_w < old_h
@@ -145,20 +199,34 @@ def ResizeImageMask(
             new_w, new_h = size, round(old_h / old_w * size)
         else:
             new_w, new_h = round(old_w / old_h * size), size
-        out = _resize(ctx, planes, new_w, new_h, scale_method,
-                      "longer_size" if resize_type == "scale longer dimension"
-                      else "shorter_size")
+        out = _resize(
+            ctx,
+            planes,
+            new_w,
+            new_h,
+            scale_method,
+            "longer_size" if resize_type == "scale longer dimension" else "shorter_size",
+        )
     elif resize_type == "scale total pixels":
         factor = math.sqrt(int(megapixels * 1024 * 1024) / (old_w * old_h))
-        out = _resize(ctx, planes, round(old_w * factor), round(old_h * factor),
-                      scale_method, "megapixels")
+        out = _resize(
+            ctx, planes, round(old_w * factor), round(old_h * factor), scale_method, "megapixels"
+        )
     elif resize_type == "match size":
         if match is None:
-            raise NodeError("resize_type 'match size' needs an image or mask linked to "
-                            "`match`", "match")
+            raise NodeError(
+                "resize_type 'match size' needs an image or mask linked to `match`", "match"
+            )
         reference, _ = _as_planes(match, "match")
-        out = _center_crop_resize(ctx, planes, int(reference.shape[-1]),
-                                  int(reference.shape[-2]), scale_method, crop, "match")
+        out = _center_crop_resize(
+            ctx,
+            planes,
+            int(reference.shape[-1]),
+            int(reference.shape[-2]),
+            scale_method,
+            crop,
+            "match",
+        )
     else:  # scale to multiple: cover the largest multiple-sized box, crop the centre
         target_w, target_h = (old_w // multiple) * multiple, (old_h // multiple) * multiple
         if multiple <= 1 or 0 in (target_w, target_h) or (target_w, target_h) == (old_w, old_h):
@@ -169,7 +237,7 @@ def ResizeImageMask(
             scaled_w, scaled_h = max(target_w, math.ceil(old_w * target_h / old_h)), target_h
         out = _resize(ctx, planes, scaled_w, scaled_h, scale_method, "multiple")
         x0, y0 = (scaled_w - target_w) // 2, (scaled_h - target_h) // 2
-        out = out[..., y0:y0 + target_h, x0:x0 + target_w]
+        out = out[..., y0 : y0 + target_h, x0 : x0 + target_w]
     return out.squeeze(1) if is_mask else out
 
 
@@ -179,8 +247,7 @@ def _with_channels(image: Any, channels: int) -> Any:
 
     if image.shape[1] >= channels:
         return image
-    pad = torch.ones(image.shape[0], channels - image.shape[1], *image.shape[2:],
-                     dtype=image.dtype)
+    pad = torch.ones(image.shape[0], channels - image.shape[1], *image.shape[2:], dtype=image.dtype)
     return torch.cat([image, pad], dim=1)
 
 
@@ -260,8 +327,10 @@ def Canny(
     except ImportError as exc:  # a broken install: kornia is a dependency
         raise NodeError(f"Canny needs kornia ({exc}); reinstall easel") from exc
     if low_threshold > high_threshold:
-        raise NodeError(f"low_threshold {low_threshold} is above high_threshold "
-                        f"{high_threshold}", "low_threshold")
+        raise NodeError(
+            f"low_threshold {low_threshold} is above high_threshold {high_threshold}",
+            "low_threshold",
+        )
     _, edges = canny(image[:, :3].float(), low_threshold, high_threshold)
     return edges.repeat(1, 3, 1, 1)
 
@@ -269,11 +338,21 @@ def Canny(
 @node(category="image", outputs={"image": Image})
 def BatchImages(
     ctx: Context,
-    image0: Image | None = None, image1: Image | None = None, image2: Image | None = None,
-    image3: Image | None = None, image4: Image | None = None, image5: Image | None = None,
-    image6: Image | None = None, image7: Image | None = None, image8: Image | None = None,
-    image9: Image | None = None, image10: Image | None = None, image11: Image | None = None,
-    image12: Image | None = None, image13: Image | None = None, image14: Image | None = None,
+    image0: Image | None = None,
+    image1: Image | None = None,
+    image2: Image | None = None,
+    image3: Image | None = None,
+    image4: Image | None = None,
+    image5: Image | None = None,
+    image6: Image | None = None,
+    image7: Image | None = None,
+    image8: Image | None = None,
+    image9: Image | None = None,
+    image10: Image | None = None,
+    image11: Image | None = None,
+    image12: Image | None = None,
+    image13: Image | None = None,
+    image14: Image | None = None,
     image15: Image | None = None,
 ) -> Any:
     """One batch of the linked images in input order; images of another size are resized to
@@ -281,9 +360,28 @@ def BatchImages(
     one (ComfyUI's BatchImagesNode)."""
     import torch
 
-    images = [image for image in (image0, image1, image2, image3, image4, image5, image6,
-                                  image7, image8, image9, image10, image11, image12, image13,
-                                  image14, image15) if image is not None]
+    images = [
+        image
+        for image in (
+            image0,
+            image1,
+            image2,
+            image3,
+            image4,
+            image5,
+            image6,
+            image7,
+            image8,
+            image9,
+            image10,
+            image11,
+            image12,
+            image13,
+            image14,
+            image15,
+        )
+        if image is not None
+    ]
     if not images:
         raise NodeError("link at least one image", "image0")
     channels = max(int(image.shape[1]) for image in images)
@@ -291,9 +389,12 @@ def BatchImages(
     height, width = (int(v) for v in images[0].shape[-2:])
     total = sum(int(image.shape[0]) for image in images)
     _check_budget(ctx, width, height, total, "image0")
-    same = [image if tuple(image.shape[-2:]) == (height, width) else
-            _center_crop_resize(ctx, image, width, height, "bilinear", "center", "image0")
-            for image in images]
+    same = [
+        image
+        if tuple(image.shape[-2:]) == (height, width)
+        else _center_crop_resize(ctx, image, width, height, "bilinear", "center", "image0")
+        for image in images
+    ]
     return torch.cat(same, dim=0)
 
 
@@ -307,23 +408,31 @@ def ResolutionSelector(
     each a multiple of `multiple` (ComfyUI's ResolutionSelector)."""
     ratio_w, ratio_h = ASPECT_RATIOS[aspect_ratio]
     scale = math.sqrt(megapixels * 1024 * 1024 / (ratio_w * ratio_h))
-    return (round(ratio_w * scale / multiple) * multiple,
-            round(ratio_h * scale / multiple) * multiple)
+    return (
+        round(ratio_w * scale / multiple) * multiple,
+        round(ratio_h * scale / multiple) * multiple,
+    )
 
 
 @node(category="image", outputs={}, output_node=True)
-def CompareImages(ctx: Context, image_a: Image | None = None,
-                  image_b: Image | None = None) -> dict[str, Any]:
+def CompareImages(
+    ctx: Context, image_a: Image | None = None, image_b: Image | None = None
+) -> dict[str, Any]:
     """Show two images (or batches) for comparison, without keeping them: written to the
     output folder's preview/ subfolder, listed as `a_images` and `b_images` in the run's
     results (ComfyUI's ImageCompare)."""
     from easel.nodes.image_io import PREVIEW_FOLDER, save_pictures
 
-    return {"ui": {
-        "a_images": save_pictures(ctx, image_a, f"{PREVIEW_FOLDER}/compare_a")
-        if image_a is not None else [],
-        "b_images": save_pictures(ctx, image_b, f"{PREVIEW_FOLDER}/compare_b")
-        if image_b is not None else []}}
+    return {
+        "ui": {
+            "a_images": save_pictures(ctx, image_a, f"{PREVIEW_FOLDER}/compare_a")
+            if image_a is not None
+            else [],
+            "b_images": save_pictures(ctx, image_b, f"{PREVIEW_FOLDER}/compare_b")
+            if image_b is not None
+            else [],
+        }
+    }
 
 
 @node(category="image", outputs={"image": Image})
@@ -336,5 +445,14 @@ def FluxKontextImageScale(ctx: Context, image: Image) -> Any:
     return _center_crop_resize(ctx, image, new_w, new_h, "lanczos", "center", "image")
 
 
-NODES = [ImageSize, ScaleToTotalPixels, ResizeImageMask, ImageStitch, Canny, BatchImages,
-         ResolutionSelector, CompareImages, FluxKontextImageScale]
+NODES = [
+    ImageSize,
+    ScaleToTotalPixels,
+    ResizeImageMask,
+    ImageStitch,
+    Canny,
+    BatchImages,
+    ResolutionSelector,
+    CompareImages,
+    FluxKontextImageScale,
+]

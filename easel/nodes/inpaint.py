@@ -35,8 +35,10 @@ def crop_to_factor(image: Any, mask: Any, factor: int) -> tuple[Any, Any]:
     if not new_h or not new_w:
         raise NodeError(f"the image is smaller than the VAE factor {factor}", "image")
     top, left = (height - new_h) // 2, (width - new_w) // 2
-    return (image[:, :, top:top + new_h, left:left + new_w],
-            mask[:, :, top:top + new_h, left:left + new_w])
+    return (
+        image[:, :, top : top + new_h, left : left + new_w],
+        mask[:, :, top : top + new_h, left : left + new_w],
+    )
 
 
 def encode(vae: Any, image: Any) -> Any:
@@ -59,8 +61,9 @@ def grey_masked(image: Any, mask: Any) -> Any:
 
 
 @node(category="latent/inpaint", outputs={"latent": Latent})
-def VAEEncodeForInpaint(vae: Vae, image: Image, mask: Mask,
-                        grow_mask_by: int = Input(6, ge=0, le=64)) -> Any:
+def VAEEncodeForInpaint(
+    vae: Vae, image: Image, mask: Mask, grow_mask_by: int = Input(6, ge=0, le=64)
+) -> Any:
     """Encode an image for inpainting: the masked area (grown by `grow_mask_by` pixels) is
     greyed out before encoding, and the latent carries the mask, so the sampler paints only
     there. For inpainting models and ordinary ones; use denoise 1."""
@@ -87,10 +90,18 @@ def SetLatentNoiseMask(latent: Latent, mask: Mask) -> Any:
     return out
 
 
-@node(category="conditioning/inpaint",
-      outputs={"positive": Conditioning, "negative": Conditioning, "latent": Latent})
-def InpaintModelConditioning(vae: Vae, image: Image, mask: Mask, positive: Conditioning,
-                             negative: Conditioning, noise_mask: bool = True) -> Any:
+@node(
+    category="conditioning/inpaint",
+    outputs={"positive": Conditioning, "negative": Conditioning, "latent": Latent},
+)
+def InpaintModelConditioning(
+    vae: Vae,
+    image: Image,
+    mask: Mask,
+    positive: Conditioning,
+    negative: Conditioning,
+    noise_mask: bool = True,
+) -> Any:
     """Conditioning for an inpainting model (9-channel UNet): both prompts carry the mask and
     the latent of the image with the masked area greyed; the latent is the image's own. With
     `noise_mask` the sampler also keeps the unmasked area exactly."""
@@ -100,12 +111,16 @@ def InpaintModelConditioning(vae: Vae, image: Image, mask: Mask, positive: Condi
     latent: dict[str, Any] = {"samples": encode(vae, image)}
     if noise_mask:
         latent["noise_mask"] = full
-    return {"positive": {**positive, **concat}, "negative": {**negative, **concat},
-            "latent": latent}
+    return {
+        "positive": {**positive, **concat},
+        "negative": {**negative, **concat},
+        "latent": latent,
+    }
 
 
-def inpaint_inputs(model: Any, positive: dict[str, Any], latent: dict[str, Any],
-                   shape: tuple[int, ...]) -> Any:
+def inpaint_inputs(
+    model: Any, positive: dict[str, Any], latent: dict[str, Any], shape: tuple[int, ...]
+) -> Any:
     """The sampler's Inpaint for this model and latent, or None for plain sampling."""
     import torch
 
@@ -119,20 +134,30 @@ def inpaint_inputs(model: Any, positive: dict[str, Any], latent: dict[str, Any],
         return None
     mask = positive.get("concat_mask")
     mask = mask if mask is not None else noise_mask
-    small_mask = as_mask(mask, height, width, "latent") if mask is not None else \
-        torch.ones(batch, 1, height, width)
+    small_mask = (
+        as_mask(mask, height, width, "latent")
+        if mask is not None
+        else torch.ones(batch, 1, height, width)
+    )
     concat = None
     if concat_model:
         masked = positive.get("concat_latent_image")
         if masked is None:
             masked = latent["samples"] if noise_mask is not None else grey_latent(model, shape)
         if tuple(masked.shape[-2:]) != (height, width):
-            raise NodeError(f"the inpainting image latent is {tuple(masked.shape[-2:])}, the "
-                            f"latent {height, width}: use the same image size", "latent")
+            raise NodeError(
+                f"the inpainting image latent is {tuple(masked.shape[-2:])}, the "
+                f"latent {height, width}: use the same image size",
+                "latent",
+            )
         concat = torch.cat([small_mask.expand(masked.shape[0], -1, -1, -1), masked], dim=1)
     blend = None if noise_mask is None else as_mask(noise_mask, height, width, "latent")
-    return Inpaint(mask=blend if blend is not None else small_mask, source=latent["samples"],
-                   concat=concat, blend=blend is not None)
+    return Inpaint(
+        mask=blend if blend is not None else small_mask,
+        source=latent["samples"],
+        concat=concat,
+        blend=blend is not None,
+    )
 
 
 def grey_latent(model: Any, shape: tuple[int, ...]) -> Any:

@@ -17,10 +17,12 @@ LATENT_METHODS = ["nearest-exact", "bilinear", "bicubic", "area"]
 def _latent_budget(ctx: Context, inputs: dict[str, Any]) -> list[tuple[str, str]]:
     """The pixel budget: at submission linked sizes are not known yet, so they count as the
     smallest they can be; the run checks the real ones."""
-    problem = budget_of(ctx.services).problem(inputs.get("width", 8), inputs.get("height", 8),
-                                              batch=inputs.get("batch_size", 1))
-    return [("batch_size" if inputs.get("batch_size", 1) > 1 else "width", problem)] \
-        if problem else []
+    problem = budget_of(ctx.services).problem(
+        inputs.get("width", 8), inputs.get("height", 8), batch=inputs.get("batch_size", 1)
+    )
+    return (
+        [("batch_size" if inputs.get("batch_size", 1) > 1 else "width", problem)] if problem else []
+    )
 
 
 @node(category="latent", outputs={"latent": Latent}, check=_latent_budget)
@@ -36,15 +38,19 @@ def EmptyLatent(
     channels and factor."""
     import torch
 
-    for input_name, problem in _latent_budget(ctx, {"width": width, "height": height,
-                                                    "batch_size": batch_size}):
+    for input_name, problem in _latent_budget(
+        ctx, {"width": width, "height": height, "batch_size": batch_size}
+    ):
         raise NodeError(problem, input_name)
     factor = vae.scale_factor if vae is not None else DEFAULT_FACTOR
     channels = vae.latent_channels if vae is not None else 4
     for name, value in (("width", width), ("height", height)):
         if value % factor:
-            raise NodeError(f"{value} is not a multiple of the VAE's downscale factor {factor}; "
-                            f"try {max(factor, value - value % factor)}", name)
+            raise NodeError(
+                f"{value} is not a multiple of the VAE's downscale factor {factor}; "
+                f"try {max(factor, value - value % factor)}",
+                name,
+            )
     samples = torch.zeros(batch_size, channels, height // factor, width // factor)
     return {"samples": samples, "width": width, "height": height}
 
@@ -64,8 +70,9 @@ def LatentUpscale(
     samples = latent["samples"]
     _, _, h, w = samples.shape
     factor = latent["width"] // w if "width" in latent else DEFAULT_FACTOR
-    new_h, new_w = target_size(h, w, scale, width // factor if width else 0,
-                               height // factor if height else 0)
+    new_h, new_w = target_size(
+        h, w, scale, width // factor if width else 0, height // factor if height else 0
+    )
     kwargs = {"antialias": True} if method in ("bilinear", "bicubic") else {}
     resized = F.interpolate(samples, size=(new_h, new_w), mode=method, **kwargs)
     out = {k: v for k, v in latent.items() if k not in ("samples", "noise_mask")}
@@ -76,16 +83,17 @@ def LatentUpscale(
 
 
 @node(category="latent", outputs={"latent": Latent})
-def LatentFromBatch(latent: Latent, index: int = Input(0, ge=0, le=4095),
-                    length: int = Input(1, ge=1, le=4096)) -> Any:
+def LatentFromBatch(
+    latent: Latent, index: int = Input(0, ge=0, le=4095), length: int = Input(1, ge=1, le=4096)
+) -> Any:
     """Pick latents `index` .. `index + length` of a batch."""
     samples = latent["samples"]
     if index >= samples.shape[0]:
         raise NodeError(f"the batch has {samples.shape[0]} latents", "index")
     out = dict(latent)
-    out["samples"] = samples[index:index + length].clone()
+    out["samples"] = samples[index : index + length].clone()
     if "noise_mask" in latent and latent["noise_mask"].shape[0] == samples.shape[0]:
-        out["noise_mask"] = latent["noise_mask"][index:index + length]
+        out["noise_mask"] = latent["noise_mask"][index : index + length]
     return out
 
 

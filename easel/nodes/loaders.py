@@ -29,10 +29,12 @@ def _fingerprint(ctx: Context, inputs: dict[str, Any]) -> str:
     return f"{entry.path}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
-@node(category="loaders", outputs={"model": Model, "clip": Clip, "vae": Vae},
-      fingerprint=_fingerprint)
-def CheckpointLoader(ctx: Context, name: str = Input(choices=discovered("checkpoints"))
-                     ) -> dict[str, Any]:
+@node(
+    category="loaders", outputs={"model": Model, "clip": Clip, "vae": Vae}, fingerprint=_fingerprint
+)
+def CheckpointLoader(
+    ctx: Context, name: str = Input(choices=discovered("checkpoints"))
+) -> dict[str, Any]:
     """Load a checkpoint (diffusers folder or single .safetensors file): its denoising model,
     text encoder and VAE. `<bundle>/decoder` loads a bundle's image-embedding decoder."""
     with model_errors("name"):
@@ -46,8 +48,11 @@ def _vae_fingerprint(ctx: Context, inputs: dict[str, Any]) -> str:
 
     models = ctx.services.get("models")
     try:
-        path = models.resolve("vae", str(inputs.get("name", ""))) if models is not None \
+        path = (
+            models.resolve("vae", str(inputs.get("name", "")))
+            if models is not None
             else discovery.resolve("vae", str(inputs.get("name", "")))
+        )
     except Exception:
         return "missing"
     stat = path.stat()

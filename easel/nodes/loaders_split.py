@@ -25,8 +25,11 @@ def _files_fingerprint(kind: str, inputs_named: tuple[str, ...]) -> Any:
         for input_name in inputs_named:
             name = str(inputs.get(input_name, ""))
             try:
-                path = models.resolve(kind, name) if models is not None \
+                path = (
+                    models.resolve(kind, name)
+                    if models is not None
                     else discovery.resolve(kind, name)
+                )
             except Exception:
                 stamps.append("missing")
                 continue
@@ -37,8 +40,11 @@ def _files_fingerprint(kind: str, inputs_named: tuple[str, ...]) -> Any:
     return fingerprint
 
 
-@node(category="loaders", outputs={"model": Model},
-      fingerprint=_files_fingerprint("diffusion_models", ("name",)))
+@node(
+    category="loaders",
+    outputs={"model": Model},
+    fingerprint=_files_fingerprint("diffusion_models", ("name",)),
+)
 def DiffusionModelLoader(
     ctx: Context,
     name: str = Input(choices=discovered("diffusion_models")),
@@ -56,8 +62,11 @@ def DiffusionModelLoader(
         return flux_loading.diffusion_model(name, path, models, weight_dtype)
 
 
-@node(category="loaders", outputs={"clip": Clip},
-      fingerprint=_files_fingerprint("text_encoders", ("name",)))
+@node(
+    category="loaders",
+    outputs={"clip": Clip},
+    fingerprint=_files_fingerprint("text_encoders", ("name",)),
+)
 def TextEncoderLoader(
     ctx: Context,
     name: str = Input(choices=discovered("text_encoders")),
@@ -75,16 +84,19 @@ def TextEncoderLoader(
         path = models.resolve("text_encoders", name)
         kind, model, tokenizer = flux_loading.text_encoder(path, models)
     if kind != "clip_l":
-        raise NodeError(f"{name} is a {kind} text encoder; type {type!r} takes a CLIP-L file",
-                        "name")
+        raise NodeError(
+            f"{name} is a {kind} text encoder; type {type!r} takes a CLIP-L file", "name"
+        )
     spec = sd.CLIP_L
-    part = TextEncoderPart(spec.key, tokenizer, model, layer=spec.layer,
-                           layer_norm=spec.layer_norm)
+    part = TextEncoderPart(spec.key, tokenizer, model, layer=spec.layer, layer_norm=spec.layer_norm)
     return ClipHandle(name, (part,), models, family=sd.SD1)
 
 
-@node(category="loaders", outputs={"clip": Clip},
-      fingerprint=_files_fingerprint("text_encoders", ("name1", "name2")))
+@node(
+    category="loaders",
+    outputs={"clip": Clip},
+    fingerprint=_files_fingerprint("text_encoders", ("name1", "name2")),
+)
 def DualTextEncoderLoader(
     ctx: Context,
     name1: str = Input(choices=discovered("text_encoders")),

@@ -39,8 +39,9 @@ def _load(ctx: Context, name: str) -> Any:
     from easel.models.lora import load_lora
 
     with model_errors("name"):
-        weights = load_lora(lora_path(ctx, name), name=name,
-                            allow_unsafe_pickle=manager(ctx).allow_unsafe_pickle)
+        weights = load_lora(
+            lora_path(ctx, name), name=name, allow_unsafe_pickle=manager(ctx).allow_unsafe_pickle
+        )
     for message in weights.warnings():
         ctx.warn(message)
     return weights
@@ -58,20 +59,29 @@ def _check_applies(ctx: Context, weights: Any, targets: list[tuple[str, str, Any
         resolved = weights.resolve(component, module)
         applied += len(resolved.layers)
         for problem in resolved.problems():
-            ctx.warn(f"LoRA {weights.name!r} on {input_name} ({component}): {problem}; "
-                     "those layers are left as they are")
+            ctx.warn(
+                f"LoRA {weights.name!r} on {input_name} ({component}): {problem}; "
+                "those layers are left as they are"
+            )
     inputs = sorted({input_name for input_name, _, _ in targets})
-    others = [c for c in weights.components()
-              if c.startswith("text_encoder") and c not in seen and "clip" in inputs]
+    others = [
+        c
+        for c in weights.components()
+        if c.startswith("text_encoder") and c not in seen and "clip" in inputs
+    ]
     if applied == 0:
         has = ", ".join(f"{c} ({len(weights.layers[c])} layers)" for c in weights.components())
-        raise NodeError(f"LoRA {weights.name!r} changes no layer of the linked "
-                        f"{' and '.join(inputs)}: its layers ({has}) match none of the model's. "
-                        "Is it made for another model family (SD1.x, SD2.x, SDXL)?",
-                        "name")
+        raise NodeError(
+            f"LoRA {weights.name!r} changes no layer of the linked "
+            f"{' and '.join(inputs)}: its layers ({has}) match none of the model's. "
+            "Is it made for another model family (SD1.x, SD2.x, SDXL)?",
+            "name",
+        )
     if others:
-        ctx.warn(f"LoRA {weights.name!r} has layers for {', '.join(others)}, which the linked "
-                 "models do not have; those are not applied")
+        ctx.warn(
+            f"LoRA {weights.name!r} has layers for {', '.join(others)}, which the linked "
+            "models do not have; those are not applied"
+        )
 
 
 def _unet(model: Any) -> Any:
@@ -87,9 +97,15 @@ def _text_targets(clip: Any) -> list[tuple[str, str, Any]]:
 
 # A strength change re-runs only its own side: a TextEncode fed by `clip` keeps its cached
 # result when only strength_model changes, and the sampler when only strength_clip does.
-@node(category="loaders", outputs={"model": Model, "clip": Clip}, fingerprint=_fingerprint,
-      output_depends={"model": ("model", "name", "strength_model"),
-                      "clip": ("clip", "name", "strength_clip")})
+@node(
+    category="loaders",
+    outputs={"model": Model, "clip": Clip},
+    fingerprint=_fingerprint,
+    output_depends={
+        "model": ("model", "name", "strength_model"),
+        "clip": ("clip", "name", "strength_clip"),
+    },
+)
 def LoraLoader(
     ctx: Context,
     model: Model,

@@ -49,8 +49,7 @@ def ImageToMask(image: Image, channel: str = Input("red", choices=CHANNELS)) -> 
     """One channel of an image as a mask."""
     index = CHANNELS.index(channel)
     if index >= image.shape[1]:
-        raise NodeError(f"the image has {image.shape[1]} channels, no {channel} channel",
-                        "channel")
+        raise NodeError(f"the image has {image.shape[1]} channels, no {channel} channel", "channel")
     return image[:, index].clone()
 
 
@@ -95,8 +94,10 @@ def EmptyImage(
     import torch
 
     _check_size(ctx, width, height, batch_size, "width")
-    rgb = torch.tensor([(color >> 16) & 0xFF, (color >> 8) & 0xFF, color & 0xFF],
-                       dtype=torch.float32) / 0xFF
+    rgb = (
+        torch.tensor([(color >> 16) & 0xFF, (color >> 8) & 0xFF, color & 0xFF], dtype=torch.float32)
+        / 0xFF
+    )
     return rgb.reshape(1, 3, 1, 1).expand(batch_size, 3, height, width).clone()
 
 
@@ -163,7 +164,7 @@ def MaskComposite(
     bottom = min(y + source.shape[-2], out.shape[-2])
     if right <= x or bottom <= y:
         return out.clamp(0.0, 1.0)
-    part = source[:, :bottom - y, :right - x]
+    part = source[:, : bottom - y, : right - x]
     region = out[:, y:bottom, x:right]
     if operation == "multiply":
         combined = region * part
@@ -172,8 +173,9 @@ def MaskComposite(
     elif operation == "subtract":
         combined = region - part
     else:
-        logical = {"and": torch.logical_and, "or": torch.logical_or,
-                   "xor": torch.logical_xor}[operation]
+        logical = {"and": torch.logical_and, "or": torch.logical_or, "xor": torch.logical_xor}[
+            operation
+        ]
         combined = logical(region.round().bool(), part.round().bool()).float()
     out[:, y:bottom, x:right] = combined
     return out.clamp(0.0, 1.0)
@@ -212,14 +214,16 @@ def ImageCompositeMasked(
     if mask is None:
         weight = torch.ones_like(source)
     else:
-        weight = F.interpolate(mask.reshape(-1, 1, *mask.shape[-2:]).float(),
-                               size=(height, width), mode="bilinear")
+        weight = F.interpolate(
+            mask.reshape(-1, 1, *mask.shape[-2:]).float(), size=(height, width), mode="bilinear"
+        )
         weight = _to_batch(weight, source.shape[0])
     visible_h, visible_w = out.shape[-2] - y, out.shape[-1] - x
     weight = weight[..., :visible_h, :visible_w]
-    region = out[..., y:y + height, x:x + width]
-    out[..., y:y + height, x:x + width] = (weight * source[..., :visible_h, :visible_w]
-                                           + (1 - weight) * region)
+    region = out[..., y : y + height, x : x + width]
+    out[..., y : y + height, x : x + width] = (
+        weight * source[..., :visible_h, :visible_w] + (1 - weight) * region
+    )
     return out
 
 
@@ -243,7 +247,7 @@ def ImagePadForOutpaint(
     new_h, new_w = height + top + bottom, width + left + right
     _check_size(ctx, new_w, new_h, batch, "left")
     canvas = torch.full((batch, channels, new_h, new_w), 0.5, dtype=torch.float32)
-    canvas[:, :, top:top + height, left:left + width] = image
+    canvas[:, :, top : top + height, left : left + width] = image
     mask = torch.ones((new_h, new_w), dtype=torch.float32)
     inner = torch.zeros((height, width), dtype=torch.float32)
     if feathering > 0 and feathering * 2 < height and feathering * 2 < width:
@@ -252,13 +256,26 @@ def ImagePadForOutpaint(
         far_h, far_w = torch.full_like(rows, height), torch.full_like(cols, width)
         distance = torch.minimum(
             torch.minimum(rows if top else far_h, height - rows if bottom else far_h),
-            torch.minimum(cols if left else far_w, width - cols if right else far_w))
+            torch.minimum(cols if left else far_w, width - cols if right else far_w),
+        )
         rise = (feathering - distance) / feathering
         inner = torch.where(distance < feathering, rise * rise, inner)
-    mask[top:top + height, left:left + width] = inner
+    mask[top : top + height, left : left + width] = inner
     return canvas, mask.unsqueeze(0)
 
 
-NODES = [InvertImage, InvertMask, ImageToMask, MaskToImage, JoinImageWithAlpha, PreviewMask,
-         EmptyImage, SolidMask, ThresholdMask, FeatherMask, MaskComposite,
-         ImageCompositeMasked, ImagePadForOutpaint]
+NODES = [
+    InvertImage,
+    InvertMask,
+    ImageToMask,
+    MaskToImage,
+    JoinImageWithAlpha,
+    PreviewMask,
+    EmptyImage,
+    SolidMask,
+    ThresholdMask,
+    FeatherMask,
+    MaskComposite,
+    ImageCompositeMasked,
+    ImagePadForOutpaint,
+]

@@ -26,20 +26,43 @@ MAX_EXPRESSION = 1000
 MAX_POWER_BITS = 4096  # an integer power's result size; floats overflow to an error instead
 CONSTANTS = {"pi": math.pi, "e": math.e, "True": True, "False": False}
 FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "abs": abs, "min": min, "max": max, "round": round, "int": int, "float": float,
-    "floor": math.floor, "ceil": math.ceil, "sqrt": math.sqrt, "exp": math.exp,
-    "log": math.log, "log2": math.log2, "log10": math.log10, "sin": math.sin, "cos": math.cos,
-    "tan": math.tan, "atan2": math.atan2, "hypot": math.hypot, "trunc": math.trunc,
+    "abs": abs,
+    "min": min,
+    "max": max,
+    "round": round,
+    "int": int,
+    "float": float,
+    "floor": math.floor,
+    "ceil": math.ceil,
+    "sqrt": math.sqrt,
+    "exp": math.exp,
+    "log": math.log,
+    "log2": math.log2,
+    "log10": math.log10,
+    "sin": math.sin,
+    "cos": math.cos,
+    "tan": math.tan,
+    "atan2": math.atan2,
+    "hypot": math.hypot,
+    "trunc": math.trunc,
     "sum": sum,
 }
 BINARY: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
     ast.Pow: operator.pow,
 }
 COMPARE: dict[type, Callable[[Any, Any], bool]] = {
-    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-    ast.Gt: operator.gt, ast.GtE: operator.ge,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
 }
 
 
@@ -48,8 +71,12 @@ class ExpressionError(ValueError):
 
 
 def _power(base: Any, exponent: Any) -> Any:
-    if (isinstance(base, int) and isinstance(exponent, int) and exponent > 0
-            and abs(base).bit_length() * exponent > MAX_POWER_BITS):
+    if (
+        isinstance(base, int)
+        and isinstance(exponent, int)
+        and exponent > 0
+        and abs(base).bit_length() * exponent > MAX_POWER_BITS
+    ):
         raise ExpressionError(f"{base} ** {exponent} is too large")
     return base**exponent
 
@@ -57,8 +84,9 @@ def _power(base: Any, exponent: Any) -> Any:
 def evaluate(expression: str, names: dict[str, Any]) -> Any:
     """The value of `expression` with `names` bound (see the module docstring)."""
     if len(expression) > MAX_EXPRESSION:
-        raise ExpressionError(f"the expression is {len(expression)} characters, over "
-                              f"{MAX_EXPRESSION}")
+        raise ExpressionError(
+            f"the expression is {len(expression)} characters, over {MAX_EXPRESSION}"
+        )
     try:
         tree = ast.parse(expression.strip(), mode="eval")
     except SyntaxError as exc:
@@ -78,8 +106,9 @@ def evaluate(expression: str, names: dict[str, Any]) -> Any:
                 return CONSTANTS[item.id]
             if item.id in LETTERS:
                 raise ExpressionError(f"{item.id!r} is used but its input is not linked")
-            raise ExpressionError(f"unknown name {item.id!r} (inputs: {', '.join(names)}; "
-                                  "constants: pi, e)")
+            raise ExpressionError(
+                f"unknown name {item.id!r} (inputs: {', '.join(names)}; constants: pi, e)"
+            )
         if isinstance(item, ast.BinOp) and type(item.op) in BINARY:
             left, right = walk(item.left), walk(item.right)
             if isinstance(item.op, ast.Pow):
@@ -116,17 +145,23 @@ def evaluate(expression: str, names: dict[str, Any]) -> Any:
             return True
         if isinstance(item, ast.IfExp):
             return walk(item.body) if walk(item.test) else walk(item.orelse)
-        if (isinstance(item, ast.Call) and isinstance(item.func, ast.Name)
-                and item.func.id in (*FUNCTIONS, "pow") and not item.keywords):
+        if (
+            isinstance(item, ast.Call)
+            and isinstance(item.func, ast.Name)
+            and item.func.id in (*FUNCTIONS, "pow")
+            and not item.keywords
+        ):
             args = [walk(arg) for arg in item.args]
             if item.func.id == "pow":
                 if len(args) != 2:
                     raise ExpressionError("pow takes two numbers")
                 return _power(*args)
             return FUNCTIONS[item.func.id](*args)
-        raise ExpressionError(f"{ast.unparse(item)!r} is not allowed (numbers, inputs "
-                              f"{', '.join(LETTERS)}, arithmetic, comparisons, and/or/not, "
-                              f"'x if c else y', and {', '.join(FUNCTIONS)})")
+        raise ExpressionError(
+            f"{ast.unparse(item)!r} is not allowed (numbers, inputs "
+            f"{', '.join(LETTERS)}, arithmetic, comparisons, and/or/not, "
+            f"'x if c else y', and {', '.join(FUNCTIONS)})"
+        )
 
     try:
         return walk(tree)
@@ -139,9 +174,14 @@ def evaluate(expression: str, names: dict[str, Any]) -> Any:
 @node(category="values", outputs={"float": float, "int": int, "bool": bool})
 def MathExpression(
     expression: str = Input("a + b"),
-    a: float | None = None, b: float | None = None, c: float | None = None,
-    d: float | None = None, e: float | None = None, f: float | None = None,
-    g: float | None = None, h: float | None = None,
+    a: float | None = None,
+    b: float | None = None,
+    c: float | None = None,
+    d: float | None = None,
+    e: float | None = None,
+    f: float | None = None,
+    g: float | None = None,
+    h: float | None = None,
 ) -> tuple[float, int, bool]:
     """A formula over the linked inputs a ... h (numbers or booleans; `values` is all of them):
     arithmetic (+ - * / // % **), comparisons, and/or/not, `x if c else y`, pi, e and abs,
@@ -186,8 +226,9 @@ def ConvertNumber(value: Annotated[Any, Socket(ANY)]) -> tuple[float, int]:
         except ValueError:
             as_int = None
     else:
-        raise NodeError(f"expected an int, float, boolean or text, got "
-                        f"{type(value).__name__}", "value")
+        raise NodeError(
+            f"expected an int, float, boolean or text, got {type(value).__name__}", "value"
+        )
     if not math.isfinite(as_float):
         raise NodeError(f"{value!r} is not a finite number", "value")
     return as_float, int(as_float) if as_int is None else as_int

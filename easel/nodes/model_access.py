@@ -14,8 +14,10 @@ def manager(ctx: Context) -> Any:
     """The host's model manager (a NodeError if the host has none)."""
     found = ctx.services.get("models")
     if found is None:
-        raise NodeError("this host provides no model manager (services['models']); "
-                        "run through `easel run` or pass ModelManager.from_environment()")
+        raise NodeError(
+            "this host provides no model manager (services['models']); "
+            "run through `easel run` or pass ModelManager.from_environment()"
+        )
     return found
 
 

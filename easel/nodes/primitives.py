@@ -51,8 +51,12 @@ def Math(
 
         raise NodeError("division by zero", "b")
     return {
-        "add": a + b, "subtract": a - b, "multiply": a * b,
-        "divide": a / b if b else 0.0, "min": min(a, b), "max": max(a, b),
+        "add": a + b,
+        "subtract": a - b,
+        "multiply": a * b,
+        "divide": a / b if b else 0.0,
+        "min": min(a, b),
+        "max": max(a, b),
     }[op]
 
 

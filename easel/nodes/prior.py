@@ -10,8 +10,10 @@ from easel.core.types import Conditioning, ImageEmbeds, Prior
 from easel.nodes.primitives import MAX_SEED
 
 
-@node(category="sampling",
-      outputs={"positive": Conditioning, "negative": Conditioning, "image_embeds": ImageEmbeds})
+@node(
+    category="sampling",
+    outputs={"positive": Conditioning, "negative": Conditioning, "image_embeds": ImageEmbeds},
+)
 def PriorSample(
     ctx: Context,
     prior: Prior,
@@ -34,11 +36,20 @@ def PriorSample(
         ctx.progress(step, total)
 
     try:
-        best, scores = sample_prior(prior, positive, negative, seed=seed, steps=steps,
-                                    guidance=guidance, candidates=candidates, callback=report)
+        best, scores = sample_prior(
+            prior,
+            positive,
+            negative,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            candidates=candidates,
+            callback=report,
+        )
         if negative is not None and negative.get("pooled") is not None:
-            neg_embeds, _ = sample_prior(prior, negative, None, seed=seed, steps=steps,
-                                         guidance=guidance, candidates=1)
+            neg_embeds, _ = sample_prior(
+                prior, negative, None, seed=seed, steps=steps, guidance=guidance, candidates=1
+            )
         else:
             neg_embeds = torch.zeros_like(best)
     except ValueError as exc:

@@ -31,10 +31,12 @@ SAMPLERS: dict[str, Sampler] = {
     "dpm_2": Sampler("KDPM2DiscreteScheduler"),
     "dpm_2_ancestral": Sampler("KDPM2AncestralDiscreteScheduler"),
     "lms": Sampler("LMSDiscreteScheduler"),
-    "dpmpp_2m": Sampler("DPMSolverMultistepScheduler",
-                        {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "dpmpp_2m_sde": Sampler("DPMSolverMultistepScheduler",
-                            {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
+    "dpmpp_2m": Sampler(
+        "DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}
+    ),
+    "dpmpp_2m_sde": Sampler(
+        "DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}
+    ),
     "dpmpp_sde": Sampler("DPMSolverSDEScheduler", seeded_by_config="noise_sampler_seed"),
     "ddim": Sampler("DDIMScheduler", schedules=SPACING_ONLY),
     "uni_pc": Sampler("UniPCMultistepScheduler"),
@@ -54,26 +56,43 @@ SCHEDULES: dict[str, dict[str, Any]] = {
 # Flow-matching families (Flux): the same names, on diffusers' flow-matching schedulers. A
 # scheduler without a resolution-dependent shift gets the equivalent fixed shift (exp(mu)).
 FLOW_SAMPLERS: dict[str, Sampler] = {
-    "euler": Sampler("FlowMatchEulerDiscreteScheduler",
-                     schedules=("normal", "simple", "sgm_uniform", "karras", "exponential",
-                                "beta")),
+    "euler": Sampler(
+        "FlowMatchEulerDiscreteScheduler",
+        schedules=("normal", "simple", "sgm_uniform", "karras", "exponential", "beta"),
+    ),
     "heun": Sampler("FlowMatchHeunDiscreteScheduler", schedules=("normal",)),
-    "dpmpp_2m": Sampler("DPMSolverMultistepScheduler",
-                        {"algorithm_type": "dpmsolver++", "solver_order": 2,
-                         "use_flow_sigmas": True, "prediction_type": "flow_prediction"},
-                        schedules=("normal",)),
-    "dpmpp_2m_sde": Sampler("DPMSolverMultistepScheduler",
-                            {"algorithm_type": "sde-dpmsolver++", "solver_order": 2,
-                             "use_flow_sigmas": True, "prediction_type": "flow_prediction"},
-                            schedules=("normal",)),
-    "uni_pc": Sampler("UniPCMultistepScheduler",
-                      {"use_flow_sigmas": True, "prediction_type": "flow_prediction"},
-                      schedules=("normal",)),
+    "dpmpp_2m": Sampler(
+        "DPMSolverMultistepScheduler",
+        {
+            "algorithm_type": "dpmsolver++",
+            "solver_order": 2,
+            "use_flow_sigmas": True,
+            "prediction_type": "flow_prediction",
+        },
+        schedules=("normal",),
+    ),
+    "dpmpp_2m_sde": Sampler(
+        "DPMSolverMultistepScheduler",
+        {
+            "algorithm_type": "sde-dpmsolver++",
+            "solver_order": 2,
+            "use_flow_sigmas": True,
+            "prediction_type": "flow_prediction",
+        },
+        schedules=("normal",),
+    ),
+    "uni_pc": Sampler(
+        "UniPCMultistepScheduler",
+        {"use_flow_sigmas": True, "prediction_type": "flow_prediction"},
+        schedules=("normal",),
+    ),
 }
 # "simple" and "sgm_uniform" are FluxPipeline's (and ComfyUI's) sigmas linspace(1, 1/n, n)
 # before the shift; "normal" is the scheduler's own; the rest as above.
 FLOW_SCHEDULES: dict[str, dict[str, Any]] = {
-    "normal": {}, "simple": {}, "sgm_uniform": {},
+    "normal": {},
+    "simple": {},
+    "sgm_uniform": {},
     "karras": {"use_karras_sigmas": True},
     "exponential": {"use_exponential_sigmas": True},
     "beta": {"use_beta_sigmas": True},
@@ -92,8 +111,10 @@ def pair_problem(sampler: str, schedule: str) -> str | None:
     if schedule in entry.schedules:
         return None
     works = ", ".join(entry.schedules)
-    return (f"sampler {sampler!r} ({entry.scheduler_class}) cannot use the {schedule!r} "
-            f"schedule; it supports: {works}")
+    return (
+        f"sampler {sampler!r} ({entry.scheduler_class}) cannot use the {schedule!r} "
+        f"schedule; it supports: {works}"
+    )
 
 
 def scheduler_spec(sampler: str, schedule: str) -> tuple[str, dict[str, Any]]:
@@ -110,11 +131,18 @@ def flow_spec(sampler: str, schedule: str) -> tuple[str, dict[str, Any], bool]:
     ValueError saying what works when the pair does not."""
     entry = FLOW_SAMPLERS.get(sampler)
     if entry is None:
-        raise ValueError(f"sampler {sampler!r} has no flow-matching variant for this model "
-                         f"(flow models sample with: {', '.join(FLOW_SAMPLERS)})")
+        raise ValueError(
+            f"sampler {sampler!r} has no flow-matching variant for this model "
+            f"(flow models sample with: {', '.join(FLOW_SAMPLERS)})"
+        )
     if schedule not in entry.schedules:
-        raise ValueError(f"on a flow-matching model, sampler {sampler!r} "
-                         f"({entry.scheduler_class}) cannot use the {schedule!r} schedule; it "
-                         f"supports: {', '.join(entry.schedules)}")
-    return (entry.scheduler_class, {**entry.options, **FLOW_SCHEDULES[schedule]},
-            schedule in LINEAR_FLOW_SCHEDULES)
+        raise ValueError(
+            f"on a flow-matching model, sampler {sampler!r} "
+            f"({entry.scheduler_class}) cannot use the {schedule!r} schedule; it "
+            f"supports: {', '.join(entry.schedules)}"
+        )
+    return (
+        entry.scheduler_class,
+        {**entry.options, **FLOW_SCHEDULES[schedule]},
+        schedule in LINEAR_FLOW_SCHEDULES,
+    )

@@ -33,13 +33,16 @@ def latent_shape(model: Any, latent: dict[str, Any], full: bool) -> tuple[int, .
         factor = model.vae_scale_factor
         width, height = int(latent["width"]), int(latent["height"])
         if width % factor or height % factor:
-            raise NodeError(f"{width}x{height} is not a multiple of this model's VAE factor "
-                            f"{factor}", "latent")
+            raise NodeError(
+                f"{width}x{height} is not a multiple of this model's VAE factor {factor}", "latent"
+            )
         return (samples.shape[0], model.latent_channels, height // factor, width // factor)
     if samples.shape[1] != model.latent_channels:
-        raise NodeError(f"the latent has {samples.shape[1]} channels but the model expects "
-                        f"{model.latent_channels}: was it made by another model's VAE?",
-                        "latent")
+        raise NodeError(
+            f"the latent has {samples.shape[1]} channels but the model expects "
+            f"{model.latent_channels}: was it made by another model's VAE?",
+            "latent",
+        )
     return tuple(samples.shape)
 
 
@@ -49,8 +52,11 @@ def default_negative(positive: dict[str, Any]) -> dict[str, Any]:
 
     if positive.get("uncond") is not None:
         return positive["uncond"]
-    return {key: torch.zeros_like(value) for key, value in positive.items()
-            if key in ("embeds", "image_embeds", "pooled") and value is not None}
+    return {
+        key: torch.zeros_like(value)
+        for key, value in positive.items()
+        if key in ("embeds", "image_embeds", "pooled") and value is not None
+    }
 
 
 PREVIEW_INTERVAL = 0.1  # seconds between latent previews
@@ -76,8 +82,11 @@ def previewer(ctx: Context, model: Any) -> Any:
         matrix = model.preview_matrix
         preview = None
         now = time.monotonic()
-        if (matrix is not False and matrix is not None
-                and (now - last_preview[0] >= PREVIEW_INTERVAL or step == total)):
+        if (
+            matrix is not False
+            and matrix is not None
+            and (now - last_preview[0] >= PREVIEW_INTERVAL or step == total)
+        ):
             preview = latent_preview(latents, matrix)
             last_preview[0] = now
         ctx.progress(step, total, preview)
@@ -85,9 +94,21 @@ def previewer(ctx: Context, model: Any) -> Any:
     return callback
 
 
-def sample(ctx: Context, model: Any, positive: Any, negative: Any, latent: dict[str, Any], *,
-           seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str,
-           denoise: float = 1.0, window: Any = None) -> Any:
+def sample(
+    ctx: Context,
+    model: Any,
+    positive: Any,
+    negative: Any,
+    latent: dict[str, Any],
+    *,
+    seed: int,
+    steps: int,
+    cfg: float,
+    sampler_name: str,
+    scheduler: str,
+    denoise: float = 1.0,
+    window: Any = None,
+) -> Any:
     """What KSampler and KSamplerAdvanced share: one sampler loop for every family."""
     from easel.models.sampling import denoise as run_denoise
     from easel.models.sampling import make_scheduler
@@ -129,11 +150,24 @@ def sample(ctx: Context, model: Any, positive: Any, negative: Any, latent: dict[
     use_latent = not full or window is not None
     try:
         samples = run_denoise(
-            unet, sched, noise=noise, positive=positive, negative=negative, cfg=cfg,
-            steps=steps, denoise_strength=denoise,
-            init_latents=latent["samples"] if use_latent else None, generator=generator,
-            callback=previewer(ctx, model), forward=model.forward(), family=model.family,
-            window=window, inpaint=inpaint, vae_factor=model.vae_scale_factor, flow=flow)
+            unet,
+            sched,
+            noise=noise,
+            positive=positive,
+            negative=negative,
+            cfg=cfg,
+            steps=steps,
+            denoise_strength=denoise,
+            init_latents=latent["samples"] if use_latent else None,
+            generator=generator,
+            callback=previewer(ctx, model),
+            forward=model.forward(),
+            family=model.family,
+            window=window,
+            inpaint=inpaint,
+            vae_factor=model.vae_scale_factor,
+            flow=flow,
+        )
     except ValueError as exc:
         raise NodeError(str(exc), "positive") from exc
     out = {"samples": samples.float().cpu()}
@@ -160,8 +194,12 @@ def in_model_scale(model: Any, latent: dict[str, Any]) -> dict[str, Any]:
     if (scale, shift) == (fmt.scaling_factor, fmt.shift_factor):
         return latent
     raw = latent["samples"] / scale + shift
-    return {**latent, "samples": (raw - fmt.shift_factor) * fmt.scaling_factor,
-            "scaling_factor": fmt.scaling_factor, "shift_factor": fmt.shift_factor}
+    return {
+        **latent,
+        "samples": (raw - fmt.shift_factor) * fmt.scaling_factor,
+        "scaling_factor": fmt.scaling_factor,
+        "shift_factor": fmt.shift_factor,
+    }
 
 
 @node(category="sampling", outputs={"latent": Latent}, check=_check_pair)
@@ -184,8 +222,19 @@ def KSampler(
     matter, as in diffusers' pipelines; with `denoise` < 1 the latent is an encoded image that
     is partly re-noised (image-to-image). A latent with a noise mask is inpainted: outside the
     mask it is kept. Noise comes from a CPU generator seeded by `seed`."""
-    return sample(ctx, model, positive, negative, latent, seed=seed, steps=steps, cfg=cfg,
-                  sampler_name=sampler_name, scheduler=scheduler, denoise=denoise)
+    return sample(
+        ctx,
+        model,
+        positive,
+        negative,
+        latent,
+        seed=seed,
+        steps=steps,
+        cfg=cfg,
+        sampler_name=sampler_name,
+        scheduler=scheduler,
+        denoise=denoise,
+    )
 
 
 @node(category="sampling", outputs={"latent": Latent}, check=_check_pair)
@@ -217,8 +266,19 @@ def KSamplerAdvanced(
     if start_at_step >= last:
         return dict(latent)
     window = Window(start_at_step, last, add_noise, return_with_leftover_noise)
-    return sample(ctx, model, positive, negative, latent, seed=seed, steps=steps, cfg=cfg,
-                  sampler_name=sampler_name, scheduler=scheduler, window=window)
+    return sample(
+        ctx,
+        model,
+        positive,
+        negative,
+        latent,
+        seed=seed,
+        steps=steps,
+        cfg=cfg,
+        sampler_name=sampler_name,
+        scheduler=scheduler,
+        window=window,
+    )
 
 
 PREDICTIONS = {"eps": "epsilon", "v_prediction": "v_prediction"}

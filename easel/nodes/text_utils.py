@@ -39,18 +39,21 @@ def ReplaceText(
     return text.replace(find, replace)
 
 
-def _compile(pattern: str, text: str, case_insensitive: bool, multiline: bool,
-             dotall: bool) -> Any:
+def _compile(pattern: str, text: str, case_insensitive: bool, multiline: bool, dotall: bool) -> Any:
     """The compiled pattern, after the size checks (NodeErrors name the input)."""
     import regex
 
     if len(pattern) > MAX_PATTERN:
-        raise NodeError(f"the pattern is {len(pattern):,} characters, over {MAX_PATTERN:,}",
-                        "regex_pattern")
+        raise NodeError(
+            f"the pattern is {len(pattern):,} characters, over {MAX_PATTERN:,}", "regex_pattern"
+        )
     if len(text) > MAX_TEXT:
         raise NodeError(f"the text is {len(text):,} characters, over {MAX_TEXT:,}", "string")
-    flags = ((regex.IGNORECASE if case_insensitive else 0)
-             | (regex.MULTILINE if multiline else 0) | (regex.DOTALL if dotall else 0))
+    flags = (
+        (regex.IGNORECASE if case_insensitive else 0)
+        | (regex.MULTILINE if multiline else 0)
+        | (regex.DOTALL if dotall else 0)
+    )
     try:
         return regex.compile(pattern, flags)
     except regex.error as exc:
@@ -58,8 +61,11 @@ def _compile(pattern: str, text: str, case_insensitive: bool, multiline: bool,
 
 
 def _too_slow() -> NodeError:
-    return NodeError(f"the pattern ran longer than {REGEX_TIMEOUT_S:g} s on this text (it "
-                     "backtracks too much): simplify it", "regex_pattern")
+    return NodeError(
+        f"the pattern ran longer than {REGEX_TIMEOUT_S:g} s on this text (it "
+        "backtracks too much): simplify it",
+        "regex_pattern",
+    )
 
 
 @node(category="text", outputs={"text": str})
@@ -109,13 +115,13 @@ def RegexExtract(
             return found.group(0) if found else ""
         if mode == "All Matches":  # as Python's findall: group 1 when the pattern has groups
             index = 1 if compiled.groups else 0
-            return "\n".join(m.group(index) or "" for m in
-                             compiled.finditer(string, timeout=REGEX_TIMEOUT_S))
+            return "\n".join(
+                m.group(index) or "" for m in compiled.finditer(string, timeout=REGEX_TIMEOUT_S)
+            )
         matches = list(compiled.finditer(string, timeout=REGEX_TIMEOUT_S))
         if mode == "First Group":
             matches = matches[:1]
-        groups = [m.group(group_index) or "" for m in matches
-                  if len(m.groups()) >= group_index]
+        groups = [m.group(group_index) or "" for m in matches if len(m.groups()) >= group_index]
         return "\n".join(groups) if mode == "All Groups" else (groups[0] if groups else "")
     except TimeoutError:
         raise _too_slow() from None
@@ -150,5 +156,4 @@ def PreviewAsText(source: AnyValue) -> dict[str, Any]:
     return {"text": text, "ui": {"text": [text]}}
 
 
-NODES = [ConcatenateText, ReplaceText, RegexReplace, RegexExtract, TextLength,
-         PreviewAsText]
+NODES = [ConcatenateText, ReplaceText, RegexReplace, RegexExtract, TextLength, PreviewAsText]

@@ -13,8 +13,7 @@ from easel.nodes.primitives import MAX_SEED
 METHODS = ["nearest", "bilinear", "bicubic", "lanczos", "area"]
 
 
-def target_size(height: int, width: int, scale: float, new_w: int, new_h: int
-                ) -> tuple[int, int]:
+def target_size(height: int, width: int, scale: float, new_w: int, new_h: int) -> tuple[int, int]:
     """(height, width): explicit sizes win; one of them keeps the aspect ratio."""
     if new_w and new_h:
         return new_h, new_w
@@ -36,15 +35,22 @@ def resample(image: Any, size: tuple[int, int], method: str) -> Any:
 
         height, width = size
         planes = [
-            np.asarray(PILImage.fromarray(plane.numpy(), mode="F").resize(
-                (width, height), PILImage.Resampling.LANCZOS))
-            for sample in image.float() for plane in sample]
-        stacked = torch.from_numpy(np.stack(planes)).reshape(image.shape[0], image.shape[1],
-                                                             height, width)
+            np.asarray(
+                PILImage.fromarray(plane.numpy(), mode="F").resize(
+                    (width, height), PILImage.Resampling.LANCZOS
+                )
+            )
+            for sample in image.float()
+            for plane in sample
+        ]
+        stacked = torch.from_numpy(np.stack(planes)).reshape(
+            image.shape[0], image.shape[1], height, width
+        )
         return stacked.clamp(0, 1)
     mode = "nearest-exact" if method == "nearest" else method
-    kwargs = {"antialias": True, "align_corners": False} if method in ("bilinear", "bicubic") \
-        else {}
+    kwargs = (
+        {"antialias": True, "align_corners": False} if method in ("bilinear", "bicubic") else {}
+    )
     return F.interpolate(image.float(), size=size, mode=mode, **kwargs).clamp(0, 1)
 
 
@@ -86,8 +92,11 @@ def ModelUpscale(
     from easel.models.upscaler import upscale_with_model
 
     if isinstance(upscale_model, SpandrelUpscaler):
-        raise NodeError(f"{upscale_model.name} is an {upscale_model.architecture} model, not a "
-                        "diffusion upscaler: run it with ImageUpscaleWithModel", "upscale_model")
+        raise NodeError(
+            f"{upscale_model.name} is an {upscale_model.architecture} model, not a "
+            "diffusion upscaler: run it with ImageUpscaleWithModel",
+            "upscale_model",
+        )
 
     def report(step: int, total: int) -> None:
         ctx.progress(step, total)

@@ -74,8 +74,9 @@ def UpscaleModelLoader(ctx: Context, name: str = Input(choices=upscale_model_nam
         except ModelError as exc:
             bundles = models.names_with_part("upscaler")
             if "no upscale_models model named" in str(exc) and bundles:
-                raise ModelError(f"{exc} Bundles with a diffusion upscaler: "
-                                 f"{', '.join(bundles)}.") from exc
+                raise ModelError(
+                    f"{exc} Bundles with a diffusion upscaler: {', '.join(bundles)}."
+                ) from exc
             raise
 
 
@@ -84,10 +85,16 @@ def ImageUpscaleWithModel(
     ctx: Context,
     upscale_model: UpscaleModel,
     image: Image,
-    tile: int = Input(512, ge=0, le=MAX_TILE, step=8,
-                      description="tile side in input pixels; 0 runs the whole image at once"),
-    overlap: int = Input(32, ge=0, le=MAX_TILE // 2,
-                         description="input pixels shared by neighbouring tiles, blended"),
+    tile: int = Input(
+        512,
+        ge=0,
+        le=MAX_TILE,
+        step=8,
+        description="tile side in input pixels; 0 runs the whole image at once",
+    ),
+    overlap: int = Input(
+        32, ge=0, le=MAX_TILE // 2, description="input pixels shared by neighbouring tiles, blended"
+    ),
 ) -> Any:
     """Upscale by the model's factor with an ESRGAN-family model (Real-ESRGAN, SwinIR, ...),
     tile by tile: model memory is bounded by the tile, overlapping tiles are blended, progress
@@ -95,11 +102,16 @@ def ImageUpscaleWithModel(
     from easel.models import upscale_models
 
     if not isinstance(upscale_model, upscale_models.SpandrelUpscaler):
-        raise NodeError(f"{getattr(upscale_model, 'name', 'this model')} is a diffusion "
-                        "upscaler: run it with ModelUpscale", "upscale_model")
+        raise NodeError(
+            f"{getattr(upscale_model, 'name', 'this model')} is a diffusion "
+            "upscaler: run it with ModelUpscale",
+            "upscale_model",
+        )
     if tile and overlap * 2 > tile:
-        raise NodeError(f"overlap {overlap} is more than half the tile ({tile}); lower it or "
-                        "raise tile", "overlap")
+        raise NodeError(
+            f"overlap {overlap} is more than half the tile ({tile}); lower it or raise tile",
+            "overlap",
+        )
     batch, _, height, width = image.shape
     scale = upscale_model.scale
     problem = budget_of(ctx.services).problem(width * scale, height * scale, batch=batch)
@@ -107,8 +119,9 @@ def ImageUpscaleWithModel(
         raise NodeError(f"the {scale}x result: {problem}", "image")
     ctx.check_cancelled()
     with model_errors("image"):
-        return upscale_models.upscale(upscale_model, image, tile=tile, overlap=overlap,
-                                      on_tile=ctx.progress, warn=ctx.warn)
+        return upscale_models.upscale(
+            upscale_model, image, tile=tile, overlap=overlap, on_tile=ctx.progress, warn=ctx.warn
+        )
 
 
 NODES = [UpscaleModelLoader, ImageUpscaleWithModel]

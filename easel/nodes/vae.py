@@ -18,16 +18,18 @@ def VAEDecode(vae: Vae, latent: Latent) -> Any:
     param = next(module.parameters())
     samples = latent["samples"]
     if samples.shape[1] != vae.latent_channels:
-        raise NodeError(f"the latent has {samples.shape[1]} channels, this VAE "
-                        f"{vae.latent_channels}", "latent")
+        raise NodeError(
+            f"the latent has {samples.shape[1]} channels, this VAE {vae.latent_channels}", "latent"
+        )
     # a latent carries its model family's scaling; a checkpoint's own VAE knows it too
     scale = float(latent.get("scaling_factor", vae.scaling_factor))
     shift = float(latent.get("shift_factor", vae.shift_factor))
     latents = samples / scale + shift
     kwargs = {"force_not_quantize": True} if type(module).__name__ == "VQModel" else {}
     with torch.inference_mode():
-        decoded = module.decode(latents.to(param.device, param.dtype), return_dict=False,
-                                **kwargs)[0]
+        decoded = module.decode(latents.to(param.device, param.dtype), return_dict=False, **kwargs)[
+            0
+        ]
     return (decoded.float() / 2 + 0.5).clamp(0, 1).cpu()
 
 
@@ -47,17 +49,22 @@ def VAEEncode(ctx: Context, vae: Vae, image: Image) -> Any:
     if not new_h or not new_w:
         raise NodeError(f"the image is smaller than the VAE factor {factor}", "image")
     if (new_h, new_w) != (height, width):
-        ctx.warn(f"cropped the image from {width}x{height} to {new_w}x{new_h}, a multiple of "
-                 f"the VAE factor {factor}")
+        ctx.warn(
+            f"cropped the image from {width}x{height} to {new_w}x{new_h}, a multiple of "
+            f"the VAE factor {factor}"
+        )
         top, left = (height - new_h) // 2, (width - new_w) // 2
-        image = image[:, :, top:top + new_h, left:left + new_w]
+        image = image[:, :, top : top + new_h, left : left + new_w]
     with torch.inference_mode():
         encoded = module.encode((image * 2 - 1).to(param.device, param.dtype))
         dist = getattr(encoded, "latent_dist", None)
         latents = dist.mode() if dist is not None else encoded.latents
     samples = (latents.float() - vae.shift_factor) * vae.scaling_factor
-    return {"samples": samples.cpu(), "scaling_factor": vae.scaling_factor,
-            "shift_factor": vae.shift_factor}
+    return {
+        "samples": samples.cpu(),
+        "scaling_factor": vae.scaling_factor,
+        "shift_factor": vae.shift_factor,
+    }
 
 
 NODES = [VAEDecode, VAEEncode]

@@ -42,8 +42,7 @@ def remove_leftovers(config: ServerConfig) -> int:
         if not folder.is_dir():
             continue
         for path in folder.rglob(".*"):
-            if path.name.endswith(TEMPORARY_SUFFIXES) and path.is_file() \
-                    and not path.is_symlink():
+            if path.name.endswith(TEMPORARY_SUFFIXES) and path.is_file() and not path.is_symlink():
                 try:
                     path.unlink()
                     removed += 1
@@ -52,9 +51,13 @@ def remove_leftovers(config: ServerConfig) -> int:
     return removed
 
 
-def create_app(config: ServerConfig, registry: Registry,
-               executor: Executor | None = None, cluster: Any = None,
-               runner_config: Any = None) -> web.Application:
+def create_app(
+    config: ServerConfig,
+    registry: Registry,
+    executor: Executor | None = None,
+    cluster: Any = None,
+    runner_config: Any = None,
+) -> web.Application:
     """The whole server; the worker starts with the app and stops with it.
 
     With `cluster` (a Dask scheduler address or Client) queued runs execute on the
@@ -78,15 +81,19 @@ def create_app(config: ServerConfig, registry: Registry,
     )
     queue = RunQueue(config.db_path, config.history_limit)
     hub = EventHub()
-    common: dict[str, Any] = {"retries": config.retries,
-                              "private_roots": config.private_roots()}
+    common: dict[str, Any] = {"retries": config.retries, "private_roots": config.private_roots()}
     if cluster is not None:
         from easel.batch.runner import RunnerConfig
         from easel.server.cluster_worker import ClusterRunWorker
 
-        worker: RunWorker = ClusterRunWorker(queue, executor, hub, cluster=cluster,
-                                             runner_config=runner_config or RunnerConfig(),
-                                             **common)
+        worker: RunWorker = ClusterRunWorker(
+            queue,
+            executor,
+            hub,
+            cluster=cluster,
+            runner_config=runner_config or RunnerConfig(),
+            **common,
+        )
     elif config.worker_process and sys.platform == "win32":
         log.warning("runs execute in the server process on Windows (no worker process yet)")
         worker = RunWorker(queue, executor, hub, **common)
@@ -94,10 +101,15 @@ def create_app(config: ServerConfig, registry: Registry,
         from easel.server.recipe import WorkerRecipe
         from easel.server.supervisor import ProcessRunWorker
 
-        worker = ProcessRunWorker(queue, executor, hub, **common,
-                                  recipe=WorkerRecipe.describe(registry, executor),
-                                  cancel_grace=config.cancel_grace,
-                                  prestart=config.prestart_worker)
+        worker = ProcessRunWorker(
+            queue,
+            executor,
+            hub,
+            **common,
+            recipe=WorkerRecipe.describe(registry, executor),
+            cancel_grace=config.cancel_grace,
+            prestart=config.prestart_worker,
+        )
     else:
         worker = RunWorker(queue, executor, hub, **common)
     app[STATE] = ServerState(config, registry, executor, queue, hub, worker)

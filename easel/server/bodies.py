@@ -59,8 +59,7 @@ def parse_json(raw: bytes | str, what: str = "the request body") -> Any:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BodyError(400, f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
-        raise BodyError(400, f"{what} is nested too deeply (at most {MAX_DEPTH} levels)"
-                        ) from None
+        raise BodyError(400, f"{what} is nested too deeply (at most {MAX_DEPTH} levels)") from None
     except ValueError as exc:  # integers over Python's digit limit
         raise BodyError(400, f"{what} has a number that is too large: {exc}") from None
     text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
@@ -95,14 +94,16 @@ def json_problem(value: Any, surrogates: bool = True) -> str | None:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            return ("has a lone UTF-16 surrogate (\\ud800-\\udfff without its pair): "
-                    "such text cannot be stored or shown")
+            return (
+                "has a lone UTF-16 surrogate (\\ud800-\\udfff without its pair): "
+                "such text cannot be stored or shown"
+            )
     return None
 
 
-async def read_file_part(request: web.Request, limit: int,
-                         field_names: tuple[str, ...] = ("file", "image")
-                         ) -> tuple[str, bytes]:
+async def read_file_part(
+    request: web.Request, limit: int, field_names: tuple[str, ...] = ("file", "image")
+) -> tuple[str, bytes]:
     """(file name, bytes) of the first file field of a multipart form, within `limit`."""
     if request.content_length is not None and request.content_length > limit + CHUNK:
         raise too_large(limit)
@@ -114,9 +115,11 @@ async def read_file_part(request: web.Request, limit: int,
         try:
             part = await reader.next()
         except (HttpProcessingError, ValueError, AssertionError) as exc:
-            raise BodyError(400, f"the multipart form is malformed: "
-                                 f"{getattr(exc, 'message', '') or type(exc).__name__}"[:300]
-                            ) from None
+            raise BodyError(
+                400,
+                f"the multipart form is malformed: "
+                f"{getattr(exc, 'message', '') or type(exc).__name__}"[:300],
+            ) from None
         if part is None:
             break
         if not isinstance(part, BodyPartReader):

@@ -27,8 +27,9 @@ class ClusterRunWorker(RunWorker):
     drawn with the image_upload widget) travel the other way.
     """
 
-    def __init__(self, *args: Any, cluster: Any, runner_config: RunnerConfig,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, cluster: Any, runner_config: RunnerConfig, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.cluster = cluster
         self.runner_config = runner_config
@@ -42,10 +43,14 @@ class ClusterRunWorker(RunWorker):
             if self._client is None:
                 import distributed
 
-                self._client = self.cluster if isinstance(self.cluster, distributed.Client) \
+                self._client = (
+                    self.cluster
+                    if isinstance(self.cluster, distributed.Client)
                     else distributed.Client(self.cluster)
-                self._client.register_plugin(make_worker_plugin(self.runner_config),
-                                             name=PLUGIN_NAME)
+                )
+                self._client.register_plugin(
+                    make_worker_plugin(self.runner_config), name=PLUGIN_NAME
+                )
             return self._client
 
     def _inputs(self, workflow: dict[str, Any]) -> dict[str, bytes]:
@@ -76,14 +81,26 @@ class ClusterRunWorker(RunWorker):
 
         client.subscribe_topic(topic, on_message)
         try:
-            future = client.submit(run_workflow_on_worker, workflow, run["id"], topic,
-                                   self._inputs(workflow), pure=False, retries=2,
-                                   key=f"easel-run-{run['id']}")
+            future = client.submit(
+                run_workflow_on_worker,
+                workflow,
+                run["id"],
+                topic,
+                self._inputs(workflow),
+                pure=False,
+                retries=2,
+                key=f"easel-run-{run['id']}",
+            )
             while True:
                 if active.token.cancelled:
                     future.cancel()
-                    return RunResult(run["id"], RunStatus.CANCELLED, dict.fromkeys(
-                        active.nodes, NodeStatus.CANCELLED), {}, {})
+                    return RunResult(
+                        run["id"],
+                        RunStatus.CANCELLED,
+                        dict.fromkeys(active.nodes, NodeStatus.CANCELLED),
+                        {},
+                        {},
+                    )
                 try:
                     remote = future.result(timeout=0.25)
                     break

@@ -29,8 +29,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def folder_of(st: ServerState, kind: str) -> Any:
     """ComfyUI's folder types: input (uploads), output and temp (both Easel's output folder:
     previews are written to its preview/ subfolder)."""
-    return {"input": st.config.input_dir, "output": st.config.outputs,
-            "temp": st.config.outputs}.get(kind)
+    return {
+        "input": st.config.input_dir,
+        "output": st.config.outputs,
+        "temp": st.config.outputs,
+    }.get(kind)
 
 
 async def view(request: web.Request) -> web.StreamResponse:
@@ -52,7 +55,8 @@ async def view(request: web.Request) -> web.StreamResponse:
     channel = query.get("channel", "")
     if preview or channel in ("rgb", "a"):
         body, content_type = await asyncio.get_running_loop().run_in_executor(
-            None, converted, file, preview, channel)
+            None, converted, file, preview, channel
+        )
         return web.Response(body=body, content_type=content_type, headers=FILE_HEADERS)
     return web.FileResponse(file, headers=FILE_HEADERS)
 
@@ -67,14 +71,14 @@ def converted(file: Any, preview: str | None, channel: str) -> tuple[bytes, str]
             fmt, _, quality = preview.partition(";")
             fmt = fmt if fmt in ("webp", "jpeg") and channel != "a" else "webp"
             out = image.convert("RGB") if fmt == "jpeg" or channel == "rgb" else image
-            out.save(buffer, format=fmt.upper(), quality=int(quality) if quality.isdigit()
-                     else 90)
+            out.save(buffer, format=fmt.upper(), quality=int(quality) if quality.isdigit() else 90)
             return buffer.getvalue(), f"image/{fmt}"
         if channel == "rgb":
             image.convert("RGB").save(buffer, format="PNG")
         else:
-            alpha = image.getchannel("A") if image.mode == "RGBA" else Image.new(
-                "L", image.size, 255)
+            alpha = (
+                image.getchannel("A") if image.mode == "RGBA" else Image.new("L", image.size, 255)
+            )
             out = Image.new("RGBA", image.size)
             out.putalpha(alpha)
             out.save(buffer, format="PNG")
@@ -103,8 +107,11 @@ async def read_form(request: web.Request) -> tuple[dict[str, str], str, bytes]:
             while chunk := await part.read_chunk():
                 chunks += chunk
                 if len(chunks) > config.max_upload_bytes:
-                    raise BodyError(413, "file too large (the limit is "
-                                         f"{config.max_upload_bytes // (1024 * 1024)} MiB)")
+                    raise BodyError(
+                        413,
+                        "file too large (the limit is "
+                        f"{config.max_upload_bytes // (1024 * 1024)} MiB)",
+                    )
             filename, data = part.filename, bytes(chunks)
         else:
             text = await part.read(decode=True)
@@ -120,11 +127,9 @@ def upload_target(st: ServerState, fields: Mapping[str, str], filename: str) -> 
     """(folder, stored file name) for an upload: Easel's upload folder only, no subfolders."""
     kind = fields.get("type", "input") or "input"
     if kind != "input":
-        raise BodyError(400, f"uploads go to the input folder only (type {kind[:40]!r} "
-                             "refused)")
+        raise BodyError(400, f"uploads go to the input folder only (type {kind[:40]!r} refused)")
     if fields.get("subfolder", "").strip("/"):
-        raise BodyError(400, "Easel's upload folder has no subfolders: leave 'subfolder' "
-                             "empty")
+        raise BodyError(400, "Easel's upload folder has no subfolders: leave 'subfolder' empty")
     return st.config.input_dir, clean_file_name(filename)
 
 
@@ -137,8 +142,7 @@ def store(folder: Any, name: str, data: bytes, overwrite: bool) -> str:
     for n in range(1000):
         candidate = folder / (name if n == 0 else f"{stem} ({n}){suffix}")
         if candidate.exists() and not overwrite:
-            if hashlib.sha256(candidate.read_bytes()).digest() == hashlib.sha256(
-                    data).digest():
+            if hashlib.sha256(candidate.read_bytes()).digest() == hashlib.sha256(data).digest():
                 return str(candidate.name)
             continue
         write_atomically(candidate, data)
@@ -152,11 +156,17 @@ async def upload_image(request: web.Request) -> web.Response:
     folder, name = upload_target(st, fields, filename)
     loop = asyncio.get_running_loop()
     fmt, _, _ = await loop.run_in_executor(
-        None, check_image, data, st.config.max_upload_pixels, st.config.budget)
+        None, check_image, data, st.config.max_upload_pixels, st.config.budget
+    )
     stem = os.path.splitext(name)[0] or "upload"
     stored = await loop.run_in_executor(
-        None, store, folder, stem + IMAGE_FORMATS[fmt], data,
-        fields.get("overwrite") in ("true", "1"))
+        None,
+        store,
+        folder,
+        stem + IMAGE_FORMATS[fmt],
+        data,
+        fields.get("overwrite") in ("true", "1"),
+    )
     return web.json_response({"name": stored, "subfolder": "", "type": "input"})
 
 
@@ -172,8 +182,11 @@ def masked(original: Any, mask: bytes) -> bytes:
         result = source.convert("RGBA")
         alpha = painted.convert("RGBA").getchannel("A")
         if alpha.size != result.size:
-            raise BodyError(400, f"the mask is {alpha.size[0]}x{alpha.size[1]} but the image "
-                                 f"is {result.size[0]}x{result.size[1]}")
+            raise BodyError(
+                400,
+                f"the mask is {alpha.size[0]}x{alpha.size[1]} but the image "
+                f"is {result.size[0]}x{result.size[1]}",
+            )
         result.putalpha(alpha)
         buffer = io.BytesIO()
         result.save(buffer, format="PNG", pnginfo=info)
@@ -186,8 +199,9 @@ async def upload_mask(request: web.Request) -> web.Response:
     try:
         ref = json.loads(fields.get("original_ref", ""))
     except ValueError:
-        raise BodyError(400, "'original_ref' must be JSON: {\"filename\", \"subfolder\", "
-                             "\"type\"}") from None
+        raise BodyError(
+            400, '\'original_ref\' must be JSON: {"filename", "subfolder", "type"}'
+        ) from None
     if not isinstance(ref, dict) or not isinstance(ref.get("filename"), str):
         raise BodyError(400, "'original_ref' must name the image: {\"filename\": ...}")
     root = folder_of(st, str(ref.get("type", "input") or "input"))
@@ -197,13 +211,19 @@ async def upload_mask(request: web.Request) -> web.Response:
     if original is None or not original.is_file():
         raise web.HTTPNotFound(text="the original image of the mask is not on this server")
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, check_image, data, st.config.max_upload_pixels,
-                               st.config.budget)
+    await loop.run_in_executor(
+        None, check_image, data, st.config.max_upload_pixels, st.config.budget
+    )
     result = await loop.run_in_executor(None, masked, original, data)
     folder, name = upload_target(st, fields, filename)
-    stored = await loop.run_in_executor(None, store, folder,
-                                        (os.path.splitext(name)[0] or "mask") + ".png", result,
-                                        fields.get("overwrite") in ("true", "1"))
+    stored = await loop.run_in_executor(
+        None,
+        store,
+        folder,
+        (os.path.splitext(name)[0] or "mask") + ".png",
+        result,
+        fields.get("overwrite") in ("true", "1"),
+    )
     return web.json_response({"name": stored, "subfolder": "", "type": "input"})
 
 
@@ -211,8 +231,13 @@ def upload_names(st: ServerState) -> list[str]:
     folder = st.config.input_dir
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-                  and p.suffix.lower() in (*IMAGE_FORMATS.values(), ".jpeg"))
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_file()
+        and not p.name.startswith(".")
+        and p.suffix.lower() in (*IMAGE_FORMATS.values(), ".jpeg")
+    )
 
 
 ROUTES: list[tuple[str, str, Handler]] = [

@@ -10,8 +10,10 @@ from aiohttp import web
 
 FRONTEND_PACKAGE = "comfyui_frontend_package"
 MOUNT = "/comfy"
-INSTALL_HINT = ("ComfyUI's frontend is not installed: pip install 'easel[comfyui]' "
-                "(the comfyui-frontend-package distribution), then restart the server")
+INSTALL_HINT = (
+    "ComfyUI's frontend is not installed: pip install 'easel[comfyui]' "
+    "(the comfyui-frontend-package distribution), then restart the server"
+)
 
 
 def frontend_root() -> Path | None:

@@ -15,9 +15,13 @@ from easel.core.plugins import Registry
 from easel.core.status import RunStatus
 
 COMFY_KEY = "comfyui"  # workflow["ui"][COMFY_KEY]: what ComfyUI clients read back
-JOB_STATUS = {RunStatus.QUEUED: "pending", RunStatus.RUNNING: "in_progress",
-              RunStatus.SUCCEEDED: "completed", RunStatus.FAILED: "failed",
-              RunStatus.CANCELLED: "cancelled"}
+JOB_STATUS = {
+    RunStatus.QUEUED: "pending",
+    RunStatus.RUNNING: "in_progress",
+    RunStatus.SUCCEEDED: "completed",
+    RunStatus.FAILED: "failed",
+    RunStatus.CANCELLED: "cancelled",
+}
 EASEL_STATUS = {v: k for k, v in JOB_STATUS.items()}
 # Keys of `extra_data` never stored: ComfyUI's frontend sends its account secrets there.
 SECRET_KEYS = frozenset({"auth_token_comfy_org", "api_key_comfy_org"})
@@ -57,8 +61,13 @@ def easel_to_prompt(workflow: Mapping[str, Any], registry: Registry) -> dict[str
             continue
         inputs: dict[str, Any] = {}
         for name, value in (spec.get("inputs") or {}).items():
-            if (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
-                    and isinstance(value[1], str) and value[0] in nodes):
+            if (
+                isinstance(value, list)
+                and len(value) == 2
+                and isinstance(value[0], str)
+                and isinstance(value[1], str)
+                and value[0] in nodes
+            ):
                 source = registry.get(str(nodes[value[0]].get("type", "")))
                 outputs = list(source.outputs) if source is not None else []
                 slot = outputs.index(value[1]) if value[1] in outputs else 0
@@ -100,15 +109,24 @@ def comfy_record(run: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
         number = run.get("seq", 0)
     extra.setdefault("client_id", run.get("client_id"))
     extra.setdefault("create_time", ms(run.get("created")))
-    return {"number": number, "prompt": prompt, "extra_data": extra,
-            "outputs_to_execute": output_nodes(prompt, registry)}
+    return {
+        "number": number,
+        "prompt": prompt,
+        "extra_data": extra,
+        "outputs_to_execute": output_nodes(prompt, registry),
+    }
 
 
 def queue_item(run: Mapping[str, Any], registry: Registry) -> list[Any]:
     """ComfyUI's queue entry: [number, prompt_id, prompt, extra_data, outputs_to_execute]."""
     record = comfy_record(run, registry)
-    return [record["number"], run["id"], record["prompt"], record["extra_data"],
-            record["outputs_to_execute"]]
+    return [
+        record["number"],
+        run["id"],
+        record["prompt"],
+        record["extra_data"],
+        record["outputs_to_execute"],
+    ]
 
 
 def error_message(run: Mapping[str, Any]) -> dict[str, Any]:
@@ -116,20 +134,30 @@ def error_message(run: Mapping[str, Any]) -> dict[str, Any]:
     error = run.get("error") or {}
     failures = error.get("failures") or [] if isinstance(error, Mapping) else []
     first = failures[0] if failures else {}
-    return {"prompt_id": run["id"], "timestamp": ms(run.get("finished")),
-            "node_id": str(first.get("node") or ""), "node_type": first.get("node_type") or "",
-            "executed": [], "exception_message": (first.get("message")
-                                                  or (error.get("message") if isinstance(
-                                                      error, Mapping) else "") or ""),
-            "exception_type": "NodeError" if first else "RunError", "traceback": [],
-            "current_inputs": {}, "current_outputs": {}}
+    return {
+        "prompt_id": run["id"],
+        "timestamp": ms(run.get("finished")),
+        "node_id": str(first.get("node") or ""),
+        "node_type": first.get("node_type") or "",
+        "executed": [],
+        "exception_message": (
+            first.get("message")
+            or (error.get("message") if isinstance(error, Mapping) else "")
+            or ""
+        ),
+        "exception_type": "NodeError" if first else "RunError",
+        "traceback": [],
+        "current_inputs": {},
+        "current_outputs": {},
+    }
 
 
 def status_messages(run: Mapping[str, Any]) -> list[list[Any]]:
     messages: list[list[Any]] = []
     if run.get("started") is not None:
-        messages.append(["execution_start", {"prompt_id": run["id"],
-                                             "timestamp": ms(run["started"])}])
+        messages.append(
+            ["execution_start", {"prompt_id": run["id"], "timestamp": ms(run["started"])}]
+        )
     status = run.get("status")
     end = {"prompt_id": run["id"], "timestamp": ms(run.get("finished"))}
     if status == RunStatus.SUCCEEDED:
@@ -137,8 +165,9 @@ def status_messages(run: Mapping[str, Any]) -> list[list[Any]]:
     elif status == RunStatus.FAILED:
         messages.append(["execution_error", error_message(run)])
     elif status == RunStatus.CANCELLED:
-        messages.append(["execution_interrupted", {**end, "node_id": "", "node_type": "",
-                                                   "executed": []}])
+        messages.append(
+            ["execution_interrupted", {**end, "node_id": "", "node_type": "", "executed": []}]
+        )
     return messages
 
 
@@ -148,11 +177,15 @@ def history_entry(run: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
     return {
         "prompt": queue_item(run, registry),
         "outputs": outputs,
-        "status": {"status_str": "success" if run.get("status") == RunStatus.SUCCEEDED else "error",
-                   "completed": run.get("status") == RunStatus.SUCCEEDED,
-                   "messages": status_messages(run)},
-        "meta": {node: {"node_id": node, "display_node": node, "parent_node": None,
-                        "real_node_id": node} for node in outputs},
+        "status": {
+            "status_str": "success" if run.get("status") == RunStatus.SUCCEEDED else "error",
+            "completed": run.get("status") == RunStatus.SUCCEEDED,
+            "messages": status_messages(run),
+        },
+        "meta": {
+            node: {"node_id": node, "display_node": node, "parent_node": None, "real_node_id": node}
+            for node in outputs
+        },
     }
 
 
@@ -178,12 +211,14 @@ def job(run: Mapping[str, Any], registry: Registry, detail: bool = False) -> dic
     status = run.get("status", RunStatus.QUEUED)
     record = comfy_record(run, registry) if detail or "workflow" in run else None
     entry: dict[str, Any] = {
-        "id": run["id"], "status": JOB_STATUS.get(status, "pending"),
+        "id": run["id"],
+        "status": JOB_STATUS.get(status, "pending"),
         "priority": record["number"] if record else run.get("seq", 0),
         "create_time": ms(run.get("created")),
         "execution_start_time": ms(run.get("started")),
         "execution_end_time": ms(run.get("finished")),
-        "outputs_count": count, "previewable_outputs_count": 1 if preview else 0,
+        "outputs_count": count,
+        "previewable_outputs_count": 1 if preview else 0,
         "preview_output": preview,
         "execution_error": error_message(run) if status == RunStatus.FAILED else None,
         "workflow_id": None,
@@ -198,7 +233,8 @@ def job(run: Mapping[str, Any], registry: Registry, detail: bool = False) -> dic
         entry["workflow"] = {"prompt": record["prompt"], "extra_data": record["extra_data"]}
         entry["execution_status"] = {
             "status_str": "success" if status == RunStatus.SUCCEEDED else "error",
-            "completed": status == RunStatus.SUCCEEDED, "messages": status_messages(run)}
-        entry["update_time"] = ms(run.get("finished") or run.get("started")
-                                  or run.get("created"))
+            "completed": status == RunStatus.SUCCEEDED,
+            "messages": status_messages(run),
+        }
+        entry["update_time"] = ms(run.get("finished") or run.get("started") or run.get("created"))
     return entry

@@ -71,28 +71,47 @@ def prompt_error(exc: WorkflowError, prompt: Any, roots: tuple[str, ...]) -> web
             continue
         entry = prompt.get(problem.node) if isinstance(prompt, Mapping) else None
         class_type = entry.get("class_type") if isinstance(entry, Mapping) else None
-        errors = node_errors.setdefault(problem.node, {
-            "errors": [], "dependent_outputs": [],
-            "class_type": class_type or problem.node_type or ""})
-        errors["errors"].append({
-            "type": "invalid_input" if problem.input else "invalid_node",
-            "message": message,
-            "details": f"{problem.input}: {message}" if problem.input else message,
-            "extra_info": {"input_name": problem.input} if problem.input else {}})
+        errors = node_errors.setdefault(
+            problem.node,
+            {
+                "errors": [],
+                "dependent_outputs": [],
+                "class_type": class_type or problem.node_type or "",
+            },
+        )
+        errors["errors"].append(
+            {
+                "type": "invalid_input" if problem.input else "invalid_node",
+                "message": message,
+                "details": f"{problem.input}: {message}" if problem.input else message,
+                "extra_info": {"input_name": problem.input} if problem.input else {},
+            }
+        )
     if general:
-        error = {"type": "invalid_prompt", "message": general[0],
-                 "details": "\n".join(general[1:]), "extra_info": {}}
+        error = {
+            "type": "invalid_prompt",
+            "message": general[0],
+            "details": "\n".join(general[1:]),
+            "extra_info": {},
+        }
     else:
-        error = {"type": "prompt_outputs_failed_validation",
-                 "message": "Prompt outputs failed validation",
-                 "details": "; ".join(str(p) for p in exc.problems)[:2000], "extra_info": {}}
+        error = {
+            "type": "prompt_outputs_failed_validation",
+            "message": "Prompt outputs failed validation",
+            "details": "; ".join(str(p) for p in exc.problems)[:2000],
+            "extra_info": {},
+        }
     return web.json_response({"error": error, "node_errors": node_errors}, status=400)
 
 
 def no_prompt(message: str) -> web.Response:
-    return web.json_response({"error": {"type": "no_prompt", "message": message,
-                                        "details": "", "extra_info": {}},
-                              "node_errors": {}}, status=400)
+    return web.json_response(
+        {
+            "error": {"type": "no_prompt", "message": message, "details": "", "extra_info": {}},
+            "node_errors": {},
+        },
+        status=400,
+    )
 
 
 def prepare_prompt(st: ServerState, prompt: Any) -> tuple[dict[str, Any], Any]:
@@ -113,12 +132,14 @@ async def post_prompt(request: web.Request) -> web.Response:
         return no_prompt('no prompt: send {"prompt": {...}} (ComfyUI\'s API format)')
     prompt = body["prompt"]
     given = body.get("extra_data")
-    extra = {k: v for k, v in (given if isinstance(given, dict) else {}).items()
-             if k not in SECRET_KEYS}
+    extra = {
+        k: v for k, v in (given if isinstance(given, dict) else {}).items() if k not in SECRET_KEYS
+    }
     client_id = str(body["client_id"])[:64] if body.get("client_id") else None
     try:
-        number: float = float(body["number"]) if "number" in body else float(
-            next(request.app[NUMBERS][0]))
+        number: float = (
+            float(body["number"]) if "number" in body else float(next(request.app[NUMBERS][0]))
+        )
     except (TypeError, ValueError):
         return no_prompt("'number' must be a number")
     if "number" not in body and body.get("front"):
@@ -140,8 +161,9 @@ async def post_prompt(request: web.Request) -> web.Response:
     workflow["ui"] = ui
     st.worker.plans[run_id] = plan
     try:
-        await loop.run_in_executor(None, functools.partial(
-            st.queue.add, run_id, workflow, client_id, front=number < 0))
+        await loop.run_in_executor(
+            None, functools.partial(st.queue.add, run_id, workflow, client_id, front=number < 0)
+        )
     except BaseException:
         st.worker.plans.pop(run_id, None)
         raise
@@ -166,10 +188,12 @@ async def get_queue(request: web.Request) -> web.Response:
     st = state(request)
 
     def read() -> dict[str, Any]:
-        return {"queue_running": [queue_item(r, st.registry)
-                                  for r in runs_with(st, RUNNING, 10)],
-                "queue_pending": [queue_item(r, st.registry)
-                                  for r in runs_with(st, QUEUED, HISTORY_MAX)]}
+        return {
+            "queue_running": [queue_item(r, st.registry) for r in runs_with(st, RUNNING, 10)],
+            "queue_pending": [
+                queue_item(r, st.registry) for r in runs_with(st, QUEUED, HISTORY_MAX)
+            ],
+        }
 
     return web.json_response(await asyncio.get_running_loop().run_in_executor(None, read))
 
@@ -184,8 +208,9 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     from easel.server.bodies import parse_json
 
     if len(raw) > state(request).config.max_body_bytes:
-        raise web.HTTPRequestEntityTooLarge(max_size=state(request).config.max_body_bytes,
-                                            actual_size=len(raw))
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=state(request).config.max_body_bytes, actual_size=len(raw)
+        )
     value = parse_json(raw)
     if not isinstance(value, dict):
         raise BodyError(400, "send a JSON object")
@@ -253,8 +278,11 @@ async def get_history(request: web.Request) -> web.Response:
     limit = min(max(limit, 0), HISTORY_MAX)
 
     def read() -> dict[str, Any]:
-        return {run["id"]: history_entry(run, st.registry)
-                for run in finished_runs(st, limit)} if limit else {}
+        return (
+            {run["id"]: history_entry(run, st.registry) for run in finished_runs(st, limit)}
+            if limit
+            else {}
+        )
 
     return web.json_response(await asyncio.get_running_loop().run_in_executor(None, read))
 
@@ -270,9 +298,13 @@ async def get_history_item(request: web.Request) -> web.Response:
 async def post_history(request: web.Request) -> web.Response:
     await json_body(request)
     return web.json_response(
-        {"error": "Easel keeps every run's record in its queue database (trimmed to the "
-                  "server's history limit); clearing or deleting history entries is not "
-                  "supported"}, status=501)
+        {
+            "error": "Easel keeps every run's record in its queue database (trimmed to the "
+            "server's history limit); clearing or deleting history entries is not "
+            "supported"
+        },
+        status=501,
+    )
 
 
 async def get_jobs(request: web.Request) -> web.Response:
@@ -285,8 +317,7 @@ async def get_jobs(request: web.Request) -> web.Response:
     wanted = [s for s in request.query.get("status", "").split(",") if s] or list(EASEL_STATUS)
     unknown = [s for s in wanted if s not in EASEL_STATUS]
     if unknown:
-        raise BodyError(400, f"unknown job status {unknown[0]!r}; use "
-                             f"{', '.join(EASEL_STATUS)}")
+        raise BodyError(400, f"unknown job status {unknown[0]!r}; use {', '.join(EASEL_STATUS)}")
     order = request.query.get("sort_order", "desc")
 
     def read() -> dict[str, Any]:
@@ -297,13 +328,21 @@ async def get_jobs(request: web.Request) -> web.Response:
             rows.extend(found)
             total += count
         rows.sort(key=lambda row: row["seq"], reverse=order != "asc")
-        page = rows[offset:offset + limit]
+        page = rows[offset : offset + limit]
         # A list row drops a failure's details; ComfyUI's job shows the failing node.
-        page = [(st.queue.get(row["id"]) or row) if row["status"] == RunStatus.FAILED else row
-                for row in page]
-        return {"jobs": [job(row, st.registry) for row in page],
-                "pagination": {"offset": offset, "limit": limit, "total": total,
-                               "has_more": offset + len(page) < total}}
+        page = [
+            (st.queue.get(row["id"]) or row) if row["status"] == RunStatus.FAILED else row
+            for row in page
+        ]
+        return {
+            "jobs": [job(row, st.registry) for row in page],
+            "pagination": {
+                "offset": offset,
+                "limit": limit,
+                "total": total,
+                "has_more": offset + len(page) < total,
+            },
+        }
 
     return web.json_response(await asyncio.get_running_loop().run_in_executor(None, read))
 
@@ -324,8 +363,9 @@ async def post_job_cancel(request: web.Request) -> web.Response:
         run = st.queue.get(run_id)
         if run is None:
             raise web.HTTPNotFound(text=f"no job {run_id[:80]!r}")
-        raise web.HTTPConflict(text=f"job {run_id[:80]!r} has already "
-                                    f"{JOB_STATUS.get(run['status'], run['status'])}")
+        raise web.HTTPConflict(
+            text=f"job {run_id[:80]!r} has already {JOB_STATUS.get(run['status'], run['status'])}"
+        )
     return web.json_response({"id": run_id, "status": outcome})
 
 
@@ -342,7 +382,8 @@ async def post_jobs_cancel(request: web.Request) -> web.Response:
 async def get_object_info(request: web.Request) -> web.Response:
     st = state(request)
     info = await asyncio.get_running_loop().run_in_executor(
-        None, object_info, st.registry, comfy_files.upload_names(st))
+        None, object_info, st.registry, comfy_files.upload_names(st)
+    )
     wanted = request.match_info.get("node_class")
     if wanted is not None:
         info = {wanted: info[wanted]} if wanted in info else {}
@@ -371,18 +412,37 @@ def memory() -> tuple[int, int]:
 
 async def system_stats(request: web.Request) -> web.Response:
     total, free = memory()
-    return web.json_response({
-        "system": {"os": os.name, "ram_total": total, "ram_free": free,
-                   "comfyui_version": f"easel {__version__}", "easel_version": __version__,
-                   "required_frontend_version": "", "installed_templates_version": "",
-                   "required_templates_version": "",
-                   "python_version": sys.version, "pytorch_version": package_version("torch"),
-                   "embedded_python": False, "argv": ["easel", "serve"],
-                   "platform": platform.platform()},
-        # The models live in the worker process; the server does not import torch.
-        "devices": [{"name": "see the worker process", "type": "cpu", "index": 0,
-                     "vram_total": 0, "vram_free": 0, "torch_vram_total": 0,
-                     "torch_vram_free": 0}]})
+    return web.json_response(
+        {
+            "system": {
+                "os": os.name,
+                "ram_total": total,
+                "ram_free": free,
+                "comfyui_version": f"easel {__version__}",
+                "easel_version": __version__,
+                "required_frontend_version": "",
+                "installed_templates_version": "",
+                "required_templates_version": "",
+                "python_version": sys.version,
+                "pytorch_version": package_version("torch"),
+                "embedded_python": False,
+                "argv": ["easel", "serve"],
+                "platform": platform.platform(),
+            },
+            # The models live in the worker process; the server does not import torch.
+            "devices": [
+                {
+                    "name": "see the worker process",
+                    "type": "cpu",
+                    "index": 0,
+                    "vram_total": 0,
+                    "vram_free": 0,
+                    "torch_vram_total": 0,
+                    "torch_vram_free": 0,
+                }
+            ],
+        }
+    )
 
 
 def model_names(kind: str) -> list[str]:
@@ -463,8 +523,10 @@ ROUTES: list[tuple[str, str, Handler]] = [
 
 def paths() -> list[tuple[str, str]]:
     """Every (method, path) this module serves: the security tests walk them all."""
-    return [*((method, prefix + path) for prefix in PREFIXES for method, path, _ in ROUTES),
-            ("GET", FRONTEND_MOUNT + "/ws")]  # the frontend opens <its folder>/ws
+    return [
+        *((method, prefix + path) for prefix in PREFIXES for method, path, _ in ROUTES),
+        ("GET", FRONTEND_MOUNT + "/ws"),
+    ]  # the frontend opens <its folder>/ws
 
 
 def add_comfy_routes(app: web.Application) -> None:

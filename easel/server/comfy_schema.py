@@ -64,8 +64,7 @@ def is_required(spec: Mapping[str, Any]) -> bool:
     return not spec.get("link_only") and "default" in spec
 
 
-def node_info(schema: Mapping[str, Any], upload_files: list[str] | None = None
-              ) -> dict[str, Any]:
+def node_info(schema: Mapping[str, Any], upload_files: list[str] | None = None) -> dict[str, Any]:
     """One Easel node schema (`NodeType.schema()`) as ComfyUI's object_info entry."""
     required: dict[str, Any] = {}
     optional: dict[str, Any] = {}
@@ -94,8 +93,9 @@ def node_info(schema: Mapping[str, Any], upload_files: list[str] | None = None
     }
 
 
-def alias_info(class_type: str, node_map: Any, schema: Mapping[str, Any],
-               upload_files: list[str] | None = None) -> dict[str, Any]:
+def alias_info(
+    class_type: str, node_map: Any, schema: Mapping[str, Any], upload_files: list[str] | None = None
+) -> dict[str, Any]:
     """A ComfyUI node type the importer maps onto `schema`'s Easel node, in ComfyUI's shape:
     ComfyUI's input names, widgets in the order of its `widgets_values`, its output slots."""
     easel_inputs = schema["inputs"]
@@ -117,10 +117,13 @@ def alias_info(class_type: str, node_map: Any, schema: Mapping[str, Any],
         elif values and not isinstance(entry[0], list):
             entry[0] = list(values)
         if name in node_map.seeded:
-            entry = [entry[0], {**(entry[1] if len(entry) > 1 else {}),
-                                "control_after_generate": True}]
+            entry = [
+                entry[0],
+                {**(entry[1] if len(entry) > 1 else {}), "control_after_generate": True},
+            ]
         optional_socket = name in node_map.optional or (
-            not is_required(spec) and name not in widgets)
+            not is_required(spec) and name not in widgets
+        )
         (optional if optional_socket else required)[name] = entry
     easel_outputs = schema.get("outputs") or {}
     output_types = [easel_outputs.get(out, "*") if out else "*" for out in node_map.outputs]
@@ -128,8 +131,9 @@ def alias_info(class_type: str, node_map: Any, schema: Mapping[str, Any],
     inputs: dict[str, Any] = {"required": required}
     if optional:
         inputs["optional"] = optional
-    description = (f"ComfyUI's {class_type}, run by Easel's {node_map.easel_type}. "
-                   + (schema.get("description") or ""))
+    description = f"ComfyUI's {class_type}, run by Easel's {node_map.easel_type}. " + (
+        schema.get("description") or ""
+    )
     return {
         "input": inputs,
         "input_order": {key: list(value) for key, value in inputs.items()},
@@ -160,16 +164,18 @@ def node_maps(registry: Registry) -> dict[str, Any]:
         return dict(NODE_MAPS)
 
 
-def object_info(registry: Registry, upload_files: list[str] | None = None
-                ) -> dict[str, dict[str, Any]]:
+def object_info(
+    registry: Registry, upload_files: list[str] | None = None
+) -> dict[str, dict[str, Any]]:
     """Every node as ComfyUI lists it: Easel's nodes, then ComfyUI names Easel does not use."""
     schemas = registry.schemas()
     out = {name: node_info(schema, upload_files) for name, schema in schemas.items()}
     for class_type, node_map in sorted(node_maps(registry).items()):
         if class_type in out or node_map.easel_type not in schemas:
             continue
-        out[class_type] = alias_info(class_type, node_map, schemas[node_map.easel_type],
-                                     upload_files)
+        out[class_type] = alias_info(
+            class_type, node_map, schemas[node_map.easel_type], upload_files
+        )
     return out
 
 
@@ -177,18 +183,23 @@ def _native_map(node_type: Any) -> Any:
     """An identity importer entry for one Easel node type (its own names and outputs)."""
     from easel.comfy.mapping import NodeMap
 
-    return NodeMap(node_type.type, {name: name for name in node_type.inputs},
-                   tuple(node_type.outputs),
-                   optional=frozenset(name for name, spec in node_type.inputs.items()
-                                      if not spec.required))
+    return NodeMap(
+        node_type.type,
+        {name: name for name in node_type.inputs},
+        tuple(node_type.outputs),
+        optional=frozenset(name for name, spec in node_type.inputs.items() if not spec.required),
+    )
 
 
 def is_native(entry: Mapping[str, Any], registry: Registry) -> bool:
     """Whether a prompt node is an Easel node as Easel declares it (name and input names)."""
     node_type = registry.get(str(entry.get("class_type", "")))
     inputs = entry.get("inputs")
-    return (node_type is not None and isinstance(inputs, Mapping)
-            and set(inputs) <= set(node_type.inputs))
+    return (
+        node_type is not None
+        and isinstance(inputs, Mapping)
+        and set(inputs) <= set(node_type.inputs)
+    )
 
 
 def prompt_to_workflow(prompt: Any, registry: Registry) -> dict[str, Any]:
@@ -198,8 +209,14 @@ def prompt_to_workflow(prompt: Any, registry: Registry) -> dict[str, Any]:
     from easel.comfy.convert import to_easel
 
     if not isinstance(prompt, Mapping) or not prompt:
-        raise WorkflowError([Problem('"prompt" must be a non-empty object of nodes '
-                                     '({id: {"class_type": ..., "inputs": {...}}})')])
+        raise WorkflowError(
+            [
+                Problem(
+                    '"prompt" must be a non-empty object of nodes '
+                    '({id: {"class_type": ..., "inputs": {...}}})'
+                )
+            ]
+        )
     rewritten: dict[str, Any] = {}
     extra = {k: v for k, v in registry.comfy_nodes.items()}
     for node_id, entry in prompt.items():
@@ -214,8 +231,15 @@ def prompt_to_workflow(prompt: Any, registry: Registry) -> dict[str, Any]:
     try:
         workflow = to_easel(rewritten, extra)
     except WorkflowError as exc:
-        raise WorkflowError([Problem(
-            p.message.replace(_NATIVE_PREFIX, ""), node=p.node, input=p.input,
-            node_type=p.node_type.replace(_NATIVE_PREFIX, "") if p.node_type else None)
-            for p in exc.problems]) from None
+        raise WorkflowError(
+            [
+                Problem(
+                    p.message.replace(_NATIVE_PREFIX, ""),
+                    node=p.node,
+                    input=p.input,
+                    node_type=p.node_type.replace(_NATIVE_PREFIX, "") if p.node_type else None,
+                )
+                for p in exc.problems
+            ]
+        ) from None
     return workflow

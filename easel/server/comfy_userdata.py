@@ -62,8 +62,10 @@ def read_settings(request: web.Request) -> dict[str, Any]:
 
 
 def write_settings(request: web.Request, settings: dict[str, Any]) -> None:
-    write_file(user_root(request) / SETTINGS_FILE,
-               json.dumps(settings, indent=2, ensure_ascii=False).encode("utf-8"))
+    write_file(
+        user_root(request) / SETTINGS_FILE,
+        json.dumps(settings, indent=2, ensure_ascii=False).encode("utf-8"),
+    )
 
 
 async def get_settings(request: web.Request) -> web.Response:
@@ -120,8 +122,13 @@ async def list_userdata(request: web.Request) -> web.Response:
     if not folder.is_dir():
         return web.json_response([])  # nothing saved there yet
     files = await asyncio.get_running_loop().run_in_executor(
-        None, listing, folder, query.get("recurse") == "true",
-        query.get("full_info") == "true", query.get("split") == "true")
+        None,
+        listing,
+        folder,
+        query.get("recurse") == "true",
+        query.get("full_info") == "true",
+        query.get("split") == "true",
+    )
     return web.json_response(files)
 
 
@@ -135,10 +142,12 @@ async def list_userdata_v2(request: web.Request) -> web.Response:
         if path.name.startswith("."):
             continue
         stat = path.stat()
-        entry: dict[str, Any] = {"name": path.name,
-                                 "path": path.relative_to(user_root(request)).as_posix(),
-                                 "type": "directory" if path.is_dir() else "file",
-                                 "modified": stat.st_mtime}
+        entry: dict[str, Any] = {
+            "name": path.name,
+            "path": path.relative_to(user_root(request)).as_posix(),
+            "type": "directory" if path.is_dir() else "file",
+            "modified": stat.st_mtime,
+        }
         if path.is_file():
             entry["size"] = stat.st_size
         out.append(entry)
@@ -149,8 +158,9 @@ async def get_userdata(request: web.Request) -> web.StreamResponse:
     path = user_path(request, request.match_info["file"])
     if not path.is_file():
         raise web.HTTPNotFound(text="no such user file")
-    return web.FileResponse(path, headers={"X-Content-Type-Options": "nosniff",
-                                           "Content-Security-Policy": "sandbox"})
+    return web.FileResponse(
+        path, headers={"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
+    )
 
 
 def file_info(request: web.Request, path: Path, full: bool) -> Any:

@@ -44,7 +44,7 @@ def preview_frame(data_url: str) -> bytes | None:
     if not isinstance(data_url, str) or not data_url.startswith(prefix):
         return None
     try:
-        image = base64.b64decode(data_url[len(prefix):], validate=True)
+        image = base64.b64decode(data_url[len(prefix) :], validate=True)
     except ValueError:
         return None
     return struct.pack(">II", PREVIEW_IMAGE, PNG) + image
@@ -93,8 +93,7 @@ class _Inlet:
         try:
             self.bridge.handle(message)
         except Exception:  # one odd event must not stop the stream
-            log.exception("cannot translate event %s for ComfyUI clients",
-                          message.get("type"))
+            log.exception("cannot translate event %s for ComfyUI clients", message.get("type"))
 
 
 class _NoSocket:
@@ -124,8 +123,11 @@ class ComfyBridge:
 
     # -- sending -------------------------------------------------------------------
     def send(self, payload: Payload, sid: str | None = None) -> None:
-        targets = list(self.sockets.values()) if sid is None else (
-            [self.sockets[sid]] if sid in self.sockets else [])
+        targets = (
+            list(self.sockets.values())
+            if sid is None
+            else ([self.sockets[sid]] if sid in self.sockets else [])
+        )
         for socket in targets:
             try:
                 socket.pending.put_nowait(payload)
@@ -177,39 +179,67 @@ class ComfyBridge:
         if kind == "run_started":
             self.send({"type": "execution_start", "data": {**base, "timestamp": now_ms()}}, sid)
         elif kind == "node_cached":
-            self.send({"type": "execution_cached",
-                       "data": {**base, "nodes": [node], "timestamp": now_ms()}}, sid)
+            self.send(
+                {
+                    "type": "execution_cached",
+                    "data": {**base, "nodes": [node], "timestamp": now_ms()},
+                },
+                sid,
+            )
             self.executed(track, node, message, base)
         elif kind == "node_started":
             track.node = node
-            self.send({"type": "executing",
-                       "data": {**base, "node": node, "display_node": node}}, sid)
+            self.send(
+                {"type": "executing", "data": {**base, "node": node, "display_node": node}}, sid
+            )
         elif kind == "node_progress":
-            self.send({"type": "progress", "data": {
-                **base, "node": node, "value": message.get("step", 0),
-                "max": message.get("total", 0)}}, sid)
+            self.send(
+                {
+                    "type": "progress",
+                    "data": {
+                        **base,
+                        "node": node,
+                        "value": message.get("step", 0),
+                        "max": message.get("total", 0),
+                    },
+                },
+                sid,
+            )
             frame = preview_frame(message.get("preview", ""))
             if frame is not None:
                 self.send(frame, sid)
         elif kind == "node_finished":
             self.executed(track, node, message, base)
         elif kind == "node_failed" and track.failure is None:
-            track.failure = {"node_id": node, "node_type": message.get("node_type") or "",
-                             "exception_message": message.get("message") or "",
-                             "exception_type": "NodeError"}
+            track.failure = {
+                "node_id": node,
+                "node_type": message.get("node_type") or "",
+                "exception_message": message.get("message") or "",
+                "exception_type": "NodeError",
+            }
         elif kind == "run_finished":
             succeeded = message.get("status") == RunStatus.SUCCEEDED
             self.end(run_id, track, RunStatus.SUCCEEDED if succeeded else RunStatus.FAILED, None)
         elif kind == "run_cancelled":
             self.end(run_id, track, RunStatus.CANCELLED, None)
 
-    def executed(self, track: RunTrack, node: Any, message: dict[str, Any],
-                 base: dict[str, Any]) -> None:
+    def executed(
+        self, track: RunTrack, node: Any, message: dict[str, Any], base: dict[str, Any]
+    ) -> None:
         track.executed.append(str(node))
         if "ui" in message:
-            self.send({"type": "executed", "data": {
-                **base, "node": node, "display_node": node,
-                "output": comfy_outputs(message["ui"])}}, track.client_id)
+            self.send(
+                {
+                    "type": "executed",
+                    "data": {
+                        **base,
+                        "node": node,
+                        "display_node": node,
+                        "output": comfy_outputs(message["ui"]),
+                    },
+                },
+                track.client_id,
+            )
 
     def run_status(self, run_id: str, message: dict[str, Any]) -> None:
         """The stored outcome (sent after the queue has it): ends a run the executor's events
@@ -225,8 +255,13 @@ class ComfyBridge:
             track = RunTrack(self.client_of(run_id))
         if not track.ended:
             self.end(run_id, track, str(status), message.get("error"))
-        self.send({"type": "executing", "data": {"prompt_id": run_id, "node": None,
-                                                 "display_node": None}}, track.client_id)
+        self.send(
+            {
+                "type": "executing",
+                "data": {"prompt_id": run_id, "node": None, "display_node": None},
+            },
+            track.client_id,
+        )
         self.client_ids.pop(run_id, None)
 
     def end(self, run_id: str, track: RunTrack, status: str, error: Any) -> None:
@@ -237,17 +272,41 @@ class ComfyBridge:
         if status == RunStatus.SUCCEEDED:
             self.send({"type": "execution_success", "data": base}, sid)
         elif status == RunStatus.CANCELLED:
-            self.send({"type": "execution_interrupted", "data": {
-                **base, "node_id": track.node or "", "node_type": "",
-                "executed": track.executed}}, sid)
+            self.send(
+                {
+                    "type": "execution_interrupted",
+                    "data": {
+                        **base,
+                        "node_id": track.node or "",
+                        "node_type": "",
+                        "executed": track.executed,
+                    },
+                },
+                sid,
+            )
         else:
             failure = track.failure or {
-                "node_id": track.node or "", "node_type": "", "exception_type": "RunError",
+                "node_id": track.node or "",
+                "node_type": "",
+                "exception_type": "RunError",
                 "exception_message": (error or {}).get("message", "the run failed")
-                if isinstance(error, dict) else "the run failed"}
-            self.send({"type": "execution_error", "data": {
-                **base, **failure, "executed": track.executed, "traceback": [],
-                "current_inputs": {}, "current_outputs": {}}}, sid)
+                if isinstance(error, dict)
+                else "the run failed",
+            }
+            self.send(
+                {
+                    "type": "execution_error",
+                    "data": {
+                        **base,
+                        **failure,
+                        "executed": track.executed,
+                        "traceback": [],
+                        "current_inputs": {},
+                        "current_outputs": {},
+                    },
+                },
+                sid,
+            )
 
     # -- a client ------------------------------------------------------------------
     async def serve(self, request: web.Request) -> web.StreamResponse:
@@ -267,9 +326,17 @@ class ComfyBridge:
             active = self.st.worker.active
             track = self.runs.get(active.id) if active is not None else None
             if track is not None and track.client_id == sid and track.node is not None:
-                self.send({"type": "executing", "data": {
-                    "prompt_id": active.id if active else None, "node": track.node,
-                    "display_node": track.node}}, sid)
+                self.send(
+                    {
+                        "type": "executing",
+                        "data": {
+                            "prompt_id": active.id if active else None,
+                            "node": track.node,
+                            "display_node": track.node,
+                        },
+                    },
+                    sid,
+                )
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT and '"feature_flags"' in msg.data:
                     self.send({"type": "feature_flags", "data": server_features(self.st)}, sid)
@@ -289,5 +356,4 @@ class ComfyBridge:
 
 def server_features(st: ServerState) -> dict[str, Any]:
     """What GET /features and the `feature_flags` message tell ComfyUI's frontend."""
-    return {"supports_preview_metadata": False,
-            "max_upload_size": st.config.max_upload_bytes}
+    return {"supports_preview_metadata": False, "max_upload_size": st.config.max_upload_bytes}

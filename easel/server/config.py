@@ -87,7 +87,10 @@ class ServerConfig:
 
     def private_roots(self) -> tuple[str, ...]:
         """Folders shown to clients by name instead of by absolute path."""
-        return (f"input={self.input_dir}", f"output={self.outputs}",
-                f"workflows={self.user_workflows_dir}", f"data={self.data_dir}",
-                f"home={Path.home()}")
-
+        return (
+            f"input={self.input_dir}",
+            f"output={self.outputs}",
+            f"workflows={self.user_workflows_dir}",
+            f"data={self.data_dir}",
+            f"home={Path.home()}",
+        )

@@ -14,7 +14,12 @@ from easel.core.status import RunStatus
 from easel.server import fastjson
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
-    RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+    RunStatus.QUEUED,
+    RunStatus.RUNNING,
+    RunStatus.SUCCEEDED,
+    RunStatus.FAILED,
+    RunStatus.CANCELLED,
+)
 FINAL = (SUCCEEDED, FAILED, CANCELLED)
 
 _SCHEMA = """
@@ -62,37 +67,50 @@ class RunQueue:
             self._db.close()
 
     # -- changes -------------------------------------------------------------------
-    def add(self, run_id: str, workflow: dict[str, Any], client_id: str | None = None,
-            front: bool = False) -> dict[str, Any]:
+    def add(
+        self,
+        run_id: str,
+        workflow: dict[str, Any],
+        client_id: str | None = None,
+        front: bool = False,
+    ) -> dict[str, Any]:
         """Queue a run; `front` puts it before every run queued without (ComfyUI's
         `front: true`), in submission order among those sent to the front."""
         with self._lock:
             self._db.execute(
                 "INSERT INTO runs (id, status, workflow, client_id, created, priority) "
                 "VALUES (?,?,?,?,?,?)",
-                (run_id, QUEUED, fastjson.dumps(workflow), client_id, time.time(),
-                 -1 if front else 0))
+                (
+                    run_id,
+                    QUEUED,
+                    fastjson.dumps(workflow),
+                    client_id,
+                    time.time(),
+                    -1 if front else 0,
+                ),
+            )
         run = self.get(run_id)
         assert run is not None
         return run
 
-    def claim_next(self, with_workflow: Callable[[str], bool] | bool = True
-                   ) -> dict[str, Any] | None:
+    def claim_next(
+        self, with_workflow: Callable[[str], bool] | bool = True
+    ) -> dict[str, Any] | None:
         """Mark the next queued run (front-of-queue runs first, then the oldest) as running and
         return it (with its workflow, unless `with_workflow(run_id)` says it is not needed)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 row = self._db.execute(
-                    "SELECT id FROM runs WHERE status=? ORDER BY priority, seq LIMIT 1",
-                    (QUEUED,)
+                    "SELECT id FROM runs WHERE status=? ORDER BY priority, seq LIMIT 1", (QUEUED,)
                 ).fetchone()
                 if row is None:
                     self._db.execute("COMMIT")
                     return None
                 self._db.execute(
                     "UPDATE runs SET status=?, started=?, attempts=attempts+1 WHERE id=?",
-                    (RUNNING, time.time(), row["id"]))
+                    (RUNNING, time.time(), row["id"]),
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -100,8 +118,14 @@ class RunQueue:
         wanted = with_workflow(row["id"]) if callable(with_workflow) else with_workflow
         return self.get(row["id"], with_workflow=wanted)
 
-    def finish(self, run_id: str, status: str, nodes: dict[str, Any],
-               outputs: dict[str, Any], error: Any = None) -> None:
+    def finish(
+        self,
+        run_id: str,
+        status: str,
+        nodes: dict[str, Any],
+        outputs: dict[str, Any],
+        error: Any = None,
+    ) -> None:
         # default=str: whatever a plugin put there, the run is stored and never left running
         outputs_text = fastjson.dumps(outputs, default=str)
         summary = summarise(nodes, outputs, len(outputs_text))
@@ -110,9 +134,16 @@ class RunQueue:
             self._db.execute(
                 "UPDATE runs SET status=?, finished=?, nodes=?, outputs=?, error=?, summary=? "
                 "WHERE id=?",
-                (status, time.time(), nodes_text, outputs_text,
-                 json.dumps(error, default=str) if error is not None else None,
-                 json.dumps(summary, default=str), run_id))
+                (
+                    status,
+                    time.time(),
+                    nodes_text,
+                    outputs_text,
+                    json.dumps(error, default=str) if error is not None else None,
+                    json.dumps(summary, default=str),
+                    run_id,
+                ),
+            )
         self._trim()
 
     def retry(self, run_id: str) -> None:
@@ -124,41 +155,60 @@ class RunQueue:
         with self._lock:
             self._db.execute(
                 "UPDATE runs SET status=?, started=NULL, attempts=attempts-? WHERE id=? "
-                "AND status=?", (QUEUED, 0 if count_attempt else 1, run_id, RUNNING))
+                "AND status=?",
+                (QUEUED, 0 if count_attempt else 1, run_id, RUNNING),
+            )
 
     def cancel_queued(self, run_id: str) -> bool:
         """Cancel a run that has not started; False if it is not queued."""
         with self._lock:
             cursor = self._db.execute(
                 "UPDATE runs SET status=?, finished=?, error=? WHERE id=? AND status=?",
-                (CANCELLED, time.time(), json.dumps({"message": "cancelled before it started"}),
-                 run_id, QUEUED))
+                (
+                    CANCELLED,
+                    time.time(),
+                    json.dumps({"message": "cancelled before it started"}),
+                    run_id,
+                    QUEUED,
+                ),
+            )
             return cursor.rowcount == 1
 
     def requeue_interrupted(self, max_attempts: int = 3) -> tuple[list[str], list[str]]:
         """Runs left `running` by a server that died: queue them again, first in line, unless
         they were started `max_attempts` times already (then they fail, so a run that brings
         the server down can never keep it from starting). Returns (re-queued, failed)."""
-        error = json.dumps({"message": f"the run was interrupted {max_attempts} times (the "
-                                       "server or its worker process stopped during it); "
-                                       "it was not started again"})
+        error = json.dumps(
+            {
+                "message": f"the run was interrupted {max_attempts} times (the "
+                "server or its worker process stopped during it); "
+                "it was not started again"
+            }
+        )
         with self._lock:
-            rows = self._db.execute("SELECT id, attempts FROM runs WHERE status=?",
-                                    (RUNNING,)).fetchall()
-            self._db.execute("UPDATE runs SET status=?, finished=?, error=? WHERE status=? "
-                             "AND attempts>=?", (FAILED, time.time(), error, RUNNING,
-                                                 max_attempts))
-            self._db.execute("UPDATE runs SET status=?, started=NULL WHERE status=?",
-                             (QUEUED, RUNNING))
-        return ([row["id"] for row in rows if row["attempts"] < max_attempts],
-                [row["id"] for row in rows if row["attempts"] >= max_attempts])
+            rows = self._db.execute(
+                "SELECT id, attempts FROM runs WHERE status=?", (RUNNING,)
+            ).fetchall()
+            self._db.execute(
+                "UPDATE runs SET status=?, finished=?, error=? WHERE status=? AND attempts>=?",
+                (FAILED, time.time(), error, RUNNING, max_attempts),
+            )
+            self._db.execute(
+                "UPDATE runs SET status=?, started=NULL WHERE status=?", (QUEUED, RUNNING)
+            )
+        return (
+            [row["id"] for row in rows if row["attempts"] < max_attempts],
+            [row["id"] for row in rows if row["attempts"] >= max_attempts],
+        )
 
     def _trim(self) -> None:
         with self._lock:
             self._db.execute(
                 "DELETE FROM runs WHERE status IN (?,?,?) AND seq <= "
                 "(SELECT seq FROM runs WHERE status IN (?,?,?) ORDER BY seq DESC "
-                "LIMIT 1 OFFSET ?)", (*FINAL, *FINAL, self.history_limit))
+                "LIMIT 1 OFFSET ?)",
+                (*FINAL, *FINAL, self.history_limit),
+            )
 
     # -- reading -------------------------------------------------------------------
     def get(self, run_id: str, with_workflow: bool = False) -> dict[str, Any] | None:
@@ -166,8 +216,9 @@ class RunQueue:
             row = self._db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         return _row(row, with_workflow) if row is not None else None
 
-    def page(self, limit: int = 50, before: int | None = None,
-             status: str | None = None) -> tuple[list[dict[str, Any]], int | None, int]:
+    def page(
+        self, limit: int = 50, before: int | None = None, status: str | None = None
+    ) -> tuple[list[dict[str, Any]], int | None, int]:
         """Newest first: (runs, cursor for the next page or None, total matching)."""
         where: list[str] = []
         params: list[Any] = []
@@ -194,11 +245,15 @@ class RunQueue:
         """0 for the next run to start, None if the run is not queued."""
         with self._lock:
             row = self._db.execute(
-                "SELECT seq FROM runs WHERE id=? AND status=?", (run_id, QUEUED)).fetchone()
+                "SELECT seq FROM runs WHERE id=? AND status=?", (run_id, QUEUED)
+            ).fetchone()
             if row is None:
                 return None
-            return int(self._db.execute("SELECT COUNT(*) FROM runs WHERE status=? AND seq<?",
-                                        (QUEUED, row["seq"])).fetchone()[0])
+            return int(
+                self._db.execute(
+                    "SELECT COUNT(*) FROM runs WHERE status=? AND seq<?", (QUEUED, row["seq"])
+                ).fetchone()[0]
+            )
 
     def counts(self) -> dict[str, int]:
         with self._lock:
@@ -208,30 +263,45 @@ class RunQueue:
 
 
 LIST_OUTPUTS_MAX = 16 * 1024
-_LIST_COLUMNS = ("seq, id, status, client_id, created, started, finished, attempts, error, "
-                 f"summary, CASE WHEN length(outputs) <= {LIST_OUTPUTS_MAX} THEN outputs END "
-                 "AS outputs")
+_LIST_COLUMNS = (
+    "seq, id, status, client_id, created, started, finished, attempts, error, "
+    f"summary, CASE WHEN length(outputs) <= {LIST_OUTPUTS_MAX} THEN outputs END "
+    "AS outputs"
+)
 
 
-def summarise(nodes: dict[str, Any], outputs: dict[str, Any], outputs_size: int
-              ) -> dict[str, Any]:
+def summarise(nodes: dict[str, Any], outputs: dict[str, Any], outputs_size: int) -> dict[str, Any]:
     """What a list of runs shows: node counts by state and the files made (not every node)."""
     counts: dict[str, int] = {}
     for entry in nodes.values():
         state = entry.get("status", "?") if isinstance(entry, dict) else "?"
         counts[state] = counts.get(state, 0) + 1
-    files = [f for ui in outputs.values() if isinstance(ui, dict)
-             for f in (ui.get("files") or []) if isinstance(f, str)]
-    return {"nodes": len(nodes), "states": counts, "files": files[:100],
-            "outputs_bytes": outputs_size}
+    files = [
+        f
+        for ui in outputs.values()
+        if isinstance(ui, dict)
+        for f in (ui.get("files") or [])
+        if isinstance(f, str)
+    ]
+    return {
+        "nodes": len(nodes),
+        "states": counts,
+        "files": files[:100],
+        "outputs_bytes": outputs_size,
+    }
 
 
 def _summary_row(row: sqlite3.Row) -> dict[str, Any]:
     """A run in a list: no node states; its outputs only when small (else see `summary`)."""
     out: dict[str, Any] = {
-        "id": row["id"], "seq": row["seq"], "status": row["status"],
-        "client_id": row["client_id"], "created": row["created"], "started": row["started"],
-        "finished": row["finished"], "attempts": row["attempts"],
+        "id": row["id"],
+        "seq": row["seq"],
+        "status": row["status"],
+        "client_id": row["client_id"],
+        "created": row["created"],
+        "started": row["started"],
+        "finished": row["finished"],
+        "attempts": row["attempts"],
         "error": json.loads(row["error"]) if row["error"] else None,
         "summary": json.loads(row["summary"]) if row["summary"] else None,
         "outputs": json.loads(row["outputs"]) if row["outputs"] else {},
@@ -243,9 +313,14 @@ def _summary_row(row: sqlite3.Row) -> dict[str, Any]:
 
 def _row(row: sqlite3.Row, with_workflow: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "id": row["id"], "seq": row["seq"], "status": row["status"],
-        "client_id": row["client_id"], "created": row["created"], "started": row["started"],
-        "finished": row["finished"], "attempts": row["attempts"],
+        "id": row["id"],
+        "seq": row["seq"],
+        "status": row["status"],
+        "client_id": row["client_id"],
+        "created": row["created"],
+        "started": row["started"],
+        "finished": row["finished"],
+        "attempts": row["attempts"],
         "nodes": fastjson.loads(row["nodes"]) if row["nodes"] else {},
         "outputs": fastjson.loads(row["outputs"]) if row["outputs"] else {},
         "error": json.loads(row["error"]) if row["error"] else None,

@@ -80,14 +80,21 @@ class WorkerRecipe:
                 continue
             services[key] = value
         disk = getattr(executor.cache, "disk", None)
-        return cls(plugins=tuple(plugins), builtins=builtins, entry_points=entry_points,
-                   allowed=tuple(allowed), extra_nodes=tuple(extra),
-                   cache_bytes=executor.cache.max_bytes,
-                   disk_cache_dir=str(disk.root) if disk is not None else None,
-                   max_workers=executor.max_workers, output_dir=str(executor.output_dir),
-                   services=services, with_models="models" in executor.services,
-                   sys_path=tuple(p for p in sys.path if isinstance(p, str)),
-                   log_level=logging.getLogger().getEffectiveLevel())
+        return cls(
+            plugins=tuple(plugins),
+            builtins=builtins,
+            entry_points=entry_points,
+            allowed=tuple(allowed),
+            extra_nodes=tuple(extra),
+            cache_bytes=executor.cache.max_bytes,
+            disk_cache_dir=str(disk.root) if disk is not None else None,
+            max_workers=executor.max_workers,
+            output_dir=str(executor.output_dir),
+            services=services,
+            with_models="models" in executor.services,
+            sys_path=tuple(p for p in sys.path if isinstance(p, str)),
+            log_level=logging.getLogger().getEffectiveLevel(),
+        )
 
     def build(self) -> Executor:
         """The executor (in the worker process)."""
@@ -95,8 +102,9 @@ class WorkerRecipe:
             if entry not in sys.path:
                 sys.path.insert(0, entry)
         environ = {"EASEL_ALLOW_PLUGINS": ",".join(self.allowed)} if self.allowed else {}
-        registry = load_plugins(self.plugins, environ=environ, entry_points=self.entry_points,
-                                builtins=self.builtins)
+        registry = load_plugins(
+            self.plugins, environ=environ, entry_points=self.entry_points, builtins=self.builtins
+        )
         for plugin, module, attribute in self.extra_nodes:
             registry.add_node(plugin, getattr(importlib.import_module(module), attribute))
         for error in registry.errors:
@@ -113,12 +121,16 @@ class WorkerRecipe:
             from easel.models.manager import ModelManager
 
             services["models"] = ModelManager.from_environment()
-        return Executor(registry, cache, output_dir=self.output_dir, services=services,
-                        max_workers=self.max_workers)
+        return Executor(
+            registry,
+            cache,
+            output_dir=self.output_dir,
+            services=services,
+            max_workers=self.max_workers,
+        )
 
 
-def _importable(plugin: str, registry: Registry, names: list[str]
-                ) -> list[tuple[str, str, str]]:
+def _importable(plugin: str, registry: Registry, names: list[str]) -> list[tuple[str, str, str]]:
     """Node types added in process, by the import path that gives them back."""
     found = []
     for name in names:
@@ -133,9 +145,12 @@ def _importable(plugin: str, registry: Registry, names: list[str]
         if same:
             found.append((plugin, module, attribute))
         else:
-            log.warning("node type %r (plugin %r) was registered in process and cannot be "
-                        "imported by the worker process; load it from a plugin file instead",
-                        name, plugin)
+            log.warning(
+                "node type %r (plugin %r) was registered in process and cannot be "
+                "imported by the worker process; load it from a plugin file instead",
+                name,
+                plugin,
+            )
     return found
 
 

@@ -11,8 +11,9 @@ _ABSOLUTE = re.compile(r"(?<![\w.:/>])(?:/[^\s/'\"<>|:,;()]+){2,}/?|[A-Za-z]:\\[
 def redact_paths(message: str, roots: tuple[str, ...] = ()) -> str:
     """`message` with known folders shown by name (`<input>/x.png`) and any other absolute
     path cut to its last part (`.../x.png`)."""
-    for root, label in sorted(((r, f"<{n}>") for n, r in _named(roots)),
-                              key=lambda item: -len(item[0])):
+    for root, label in sorted(
+        ((r, f"<{n}>") for n, r in _named(roots)), key=lambda item: -len(item[0])
+    ):
         message = message.replace(root.rstrip("/") + "/", label + "/").replace(root, label)
     return _ABSOLUTE.sub(_shorten, message)
 

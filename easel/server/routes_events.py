@@ -18,7 +18,11 @@ async def events(request: web.Request) -> web.StreamResponse:
         raise web.HTTPBadRequest(text="this is a WebSocket endpoint (connect with ws://)")
     await ws.prepare(request)
     active = st.worker.active
-    hello = {"type": "hello", "version": __version__, "queue": st.queue.counts(),
-             "running": active.id if active else None}
+    hello = {
+        "type": "hello",
+        "version": __version__,
+        "queue": st.queue.counts(),
+        "running": active.id if active else None,
+    }
     await st.hub.serve(ws, hello)
     return ws

@@ -23,8 +23,11 @@ routes = web.RouteTableDef()
 # Pillow format -> the extension a stored upload gets.
 IMAGE_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
 TEMPORARY_SUFFIXES = (".part", ".tmp")  # files being written: never served
-FILE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
-                "Cache-Control": "private, max-age=3600"}
+FILE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "sandbox",
+    "Cache-Control": "private, max-age=3600",
+}
 
 
 @routes.get("/api/outputs/{path:.+}")
@@ -39,9 +42,21 @@ async def output_file(request: web.Request) -> web.StreamResponse:
 @routes.get("/api/uploads")
 async def list_uploads(request: web.Request) -> web.Response:
     folder = state(request).config.input_dir
-    files = sorted((p for p in folder.iterdir() if p.is_file() and safe_file_name(p.name)
-                    and not p.name.endswith(TEMPORARY_SUFFIXES)),
-                   key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
+    files = (
+        sorted(
+            (
+                p
+                for p in folder.iterdir()
+                if p.is_file()
+                and safe_file_name(p.name)
+                and not p.name.endswith(TEMPORARY_SUFFIXES)
+            ),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+        if folder.is_dir()
+        else []
+    )
     return web.json_response({"images": [p.name for p in files]})
 
 
@@ -55,8 +70,7 @@ async def upload_file(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(file, headers=FILE_HEADERS)
 
 
-def check_image(data: bytes, max_pixels: int, budget: Budget | None = None
-                ) -> tuple[str, int, int]:
+def check_image(data: bytes, max_pixels: int, budget: Budget | None = None) -> tuple[str, int, int]:
     """(format, width, height) of an image, or an HTTP error naming what is wrong.
 
     Reads headers only: one frame may have `max_pixels`, and every frame of an animated
@@ -71,28 +85,36 @@ def check_image(data: bytes, max_pixels: int, budget: Budget | None = None
                 fmt, (width, height) = image.format or "", image.size
                 if width * height > max_pixels:
                     raise web.HTTPRequestEntityTooLarge(
-                        max_size=max_pixels, actual_size=width * height,
+                        max_size=max_pixels,
+                        actual_size=width * height,
                         text=f"image is {width}x{height} = {width * height} pixels; "
-                             f"the limit is {max_pixels}")
+                        f"the limit is {max_pixels}",
+                    )
                 if fmt not in IMAGE_FORMATS:
                     raise web.HTTPUnsupportedMediaType(
                         text=f"{fmt or 'this'} images are not accepted; "
-                             f"upload one of: {', '.join(IMAGE_FORMATS)}")
+                        f"upload one of: {', '.join(IMAGE_FORMATS)}"
+                    )
                 frames = int(getattr(image, "n_frames", 1) or 1)
                 problem = (budget or Budget()).problem(width, height, frames=frames)
                 if problem:
                     raise web.HTTPRequestEntityTooLarge(
                         max_size=(budget or Budget()).max_pixels,
-                        actual_size=width * height * frames, text=f"image is {problem}")
+                        actual_size=width * height * frames,
+                        text=f"image is {problem}",
+                    )
                 image.verify()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise web.HTTPRequestEntityTooLarge(
-            max_size=max_pixels, actual_size=0,
-            text=f"image has too many pixels (the limit is {max_pixels})") from None
+            max_size=max_pixels,
+            actual_size=0,
+            text=f"image has too many pixels (the limit is {max_pixels})",
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise web.HTTPUnsupportedMediaType(
             text=f"not a readable image ({type(exc).__name__}); upload a PNG, JPEG, WebP, "
-                 "GIF or BMP file") from None
+            "GIF or BMP file"
+        ) from None
     return fmt, width, height
 
 
@@ -114,8 +136,7 @@ def store_upload(folder: Path, name: str, data: bytes) -> str:
     for n in range(1000):
         candidate = folder / (f"{stem}{suffix}" if n == 0 else f"{stem}-{n}{suffix}")
         if candidate.exists():
-            same = hashlib.sha256(candidate.read_bytes()).digest() == hashlib.sha256(
-                data).digest()
+            same = hashlib.sha256(candidate.read_bytes()).digest() == hashlib.sha256(data).digest()
             if same:
                 return candidate.name
             continue
@@ -131,8 +152,11 @@ async def upload(request: web.Request) -> web.Response:
     if not data:
         return json_error(400, "the uploaded file is empty")
     fmt, width, height = await asyncio.get_running_loop().run_in_executor(
-        None, check_image, data, config.max_upload_pixels, config.budget)
+        None, check_image, data, config.max_upload_pixels, config.budget
+    )
     stem = os.path.splitext(clean_file_name(filename))[0] or "upload"
     name = store_upload(config.input_dir, stem + IMAGE_FORMATS[fmt], data)
-    return web.json_response({"name": name, "format": fmt, "width": width, "height": height,
-                              "bytes": len(data)}, status=201)
+    return web.json_response(
+        {"name": name, "format": fmt, "width": width, "height": height, "bytes": len(data)},
+        status=201,
+    )

@@ -40,19 +40,36 @@ def convert(data: Any) -> dict[str, Any]:
     try:
         return to_easel(data)
     except ImportError:
-        raise WorkflowError([Problem(
-            "this looks like a ComfyUI workflow, but the ComfyUI importer is not available "
-            "in this installation")]) from None
-    except (TypeError, ValueError, KeyError, IndexError, AttributeError,
-            RecursionError) as exc:  # a structure no converter expected: the client's error
+        raise WorkflowError(
+            [
+                Problem(
+                    "this looks like a ComfyUI workflow, but the ComfyUI importer is not available "
+                    "in this installation"
+                )
+            ]
+        ) from None
+    except (
+        TypeError,
+        ValueError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        RecursionError,
+    ) as exc:  # a structure no converter expected: the client's error
         log.info("cannot convert a workflow", exc_info=True)
-        raise WorkflowError([Problem(
-            f"cannot read this workflow: its structure is not an Easel or ComfyUI workflow "
-            f"({type(exc).__name__}: {str(exc)[:200]})")]) from None
+        raise WorkflowError(
+            [
+                Problem(
+                    f"cannot read this workflow: its structure is not an Easel or ComfyUI workflow "
+                    f"({type(exc).__name__}: {str(exc)[:200]})"
+                )
+            ]
+        ) from None
 
 
-def file_input_problems(workflow: dict[str, Any], registry: Registry,
-                        config: ServerConfig) -> list[Problem]:
+def file_input_problems(
+    workflow: dict[str, Any], registry: Registry, config: ServerConfig
+) -> list[Problem]:
     """Image-upload inputs may only name a file in the upload folder: no paths, no escapes.
 
     Literal names are checked here, written plainly or as {"value": ...}; names that come
@@ -72,8 +89,9 @@ def file_input_problems(workflow: dict[str, Any], registry: Registry,
                 continue  # a link: checked at run time
             problem = upload_name_problem(value, config)
             if problem:
-                problems.append(Problem(problem, node=node_id, input=name,
-                                        node_type=node_type.type))
+                problems.append(
+                    Problem(problem, node=node_id, input=name, node_type=node_type.type)
+                )
     return problems
 
 
@@ -82,8 +100,10 @@ def upload_name_problem(value: str, config: ServerConfig) -> str | None:
     if not value:
         return "no image chosen: upload one (POST /api/uploads) or pick an uploaded one"
     if safe_file_name(value) is None:
-        return (f"{value[:200]!r} is not the name of an uploaded image: upload it first "
-                "(POST /api/uploads) and use the name it gets; folders are not allowed")
+        return (
+            f"{value[:200]!r} is not the name of an uploaded image: upload it first "
+            "(POST /api/uploads) and use the name it gets; folders are not allowed"
+        )
     if not (config.input_dir / value).is_file():
         return f"no uploaded image named {value!r}; upload it first"
     return None
@@ -94,8 +114,7 @@ def prepare_run(st: Any, body: Any) -> tuple[dict[str, Any], bytes]:
 
     The plan validated here is the one the worker runs: nothing is validated twice."""
     if not isinstance(body, dict) or not isinstance(body.get("workflow"), dict):
-        raise WorkflowError([Problem(
-            'send {"workflow": {...}} (an Easel or ComfyUI workflow)')])
+        raise WorkflowError([Problem('send {"workflow": {...}} (an Easel or ComfyUI workflow)')])
     workflow = convert(body["workflow"])
     plan = st.executor.validate(workflow)
     problems = file_input_problems(workflow, st.registry, st.config)
@@ -123,14 +142,16 @@ async def submit(request: web.Request) -> web.Response:
     st.worker.plans[run_id] = plan
     try:
         run = await loop.run_in_executor(
-            None, st.queue.add, run_id, workflow, str(client_id)[:64] if client_id else None)
+            None, st.queue.add, run_id, workflow, str(client_id)[:64] if client_id else None
+        )
     except BaseException:
         st.worker.plans.pop(run_id, None)
         raise
     st.worker.notify()
     st.hub.publish({"type": "run_queued", "run_id": run_id, "client_id": run["client_id"]})
-    return web.json_response({"id": run_id, "status": QUEUED,
-                              "position": st.queue.position(run_id)}, status=201)
+    return web.json_response(
+        {"id": run_id, "status": QUEUED, "position": st.queue.position(run_id)}, status=201
+    )
 
 
 @routes.get("/api/runs")
@@ -147,8 +168,9 @@ async def history(request: web.Request) -> web.Response:
     for run in runs:
         if active is not None and active.id == run["id"] and run["status"] == RUNNING:
             run["summary"] = live_summary(active)
-    return web.json_response({"runs": runs, "next": cursor, "total": total,
-                              "counts": st.queue.counts()})
+    return web.json_response(
+        {"runs": runs, "next": cursor, "total": total, "counts": st.queue.counts()}
+    )
 
 
 @routes.get("/api/runs/{id}")

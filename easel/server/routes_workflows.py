@@ -44,8 +44,10 @@ def in_folder(folder: Path, file: Path) -> bool:
 
 def _folders(request: web.Request) -> list[tuple[str, Path]]:
     """Where to look, first match wins: the user's own folder, then the project's."""
-    return [("user", state(request).config.user_workflows_dir),
-            ("project", project_workflows_dir())]
+    return [
+        ("user", state(request).config.user_workflows_dir),
+        ("project", project_workflows_dir()),
+    ]
 
 
 @routes.get("/api/workflows")
@@ -57,8 +59,12 @@ async def list_workflows(request: web.Request) -> web.Response:
         for file in sorted(folder.glob("*.json")):
             name = workflow_name(file.name)
             if name and name not in seen and in_folder(folder, file):
-                seen[name] = {"name": name, "source": source, "readonly": source == "project",
-                              "modified": file.stat().st_mtime}
+                seen[name] = {
+                    "name": name,
+                    "source": source,
+                    "readonly": source == "project",
+                    "modified": file.stat().st_mtime,
+                }
     return web.json_response({"workflows": sorted(seen.values(), key=lambda w: w["name"])})
 
 
@@ -71,14 +77,18 @@ async def get_workflow(request: web.Request) -> web.Response:
         file = folder / f"{name}.json"
         if file.is_symlink() and not in_folder(folder, file):
             log.warning("refusing %s: a link that leaves %s", file, folder)
-            return json_error(403, f"saved workflow {name!r} is a link to a file outside the "
-                                   "workflows folder, which is not served")
+            return json_error(
+                403,
+                f"saved workflow {name!r} is a link to a file outside the "
+                "workflows folder, which is not served",
+            )
         if file.is_file():
             try:
                 data = json.loads(file.read_text(encoding="utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                return json_error(500, f"saved workflow {name!r} ({source}) is not valid "
-                                       f"JSON: {exc}")
+                return json_error(
+                    500, f"saved workflow {name!r} ({source}) is not valid JSON: {exc}"
+                )
             try:
                 workflow = convert(data)
             except WorkflowError as exc:
@@ -92,8 +102,11 @@ async def save_workflow(request: web.Request) -> web.Response:
     st = state(request)
     name = workflow_name(request.match_info["name"])
     if name is None:
-        return json_error(400, "workflow names are letters, digits, spaces, '_', '-' and '.' "
-                               "(at most 100, starting with a letter or digit)")
+        return json_error(
+            400,
+            "workflow names are letters, digits, spaces, '_', '-' and '.' "
+            "(at most 100, starting with a letter or digit)",
+        )
     data = await read_json(request, st.config.max_body_bytes)
     if isinstance(data, dict) and isinstance(data.get("workflow"), dict):
         data = data["workflow"]
@@ -118,8 +131,11 @@ async def delete_workflow(request: web.Request) -> web.Response:
         file.unlink()  # a link is removed, never what it points to
         return web.json_response({"name": name, "deleted": True})
     if (project_workflows_dir() / f"{name}.json").is_file():
-        return json_error(403, f"{name!r} is one of the project's workflows, which are "
-                               "read-only; save a copy under another name")
+        return json_error(
+            403,
+            f"{name!r} is one of the project's workflows, which are "
+            "read-only; save a copy under another name",
+        )
     return json_error(404, f"no saved workflow named {name!r}")
 
 
@@ -154,8 +170,10 @@ async def workflow_from_file(request: web.Request) -> web.Response:
             found, kind = await loop.run_in_executor(None, workflow_in_png, data), "png"
         else:
             try:
-                found, kind = await loop.run_in_executor(
-                    None, parse_json, data, f"{filename[:100]!r}"), "json"
+                found, kind = (
+                    await loop.run_in_executor(None, parse_json, data, f"{filename[:100]!r}"),
+                    "json",
+                )
             except BodyError as exc:
                 if b"{" not in data[:1024] and b"[" not in data[:1024]:
                     return json_error(415, f"{filename[:100]!r} is neither a PNG nor a JSON file")
@@ -177,8 +195,9 @@ def png_budget_problem(data: bytes, config: Any) -> str | None:
     except Exception:  # unreadable: the metadata reader says so
         return None
     if width * height > config.max_upload_pixels:
-        return f"{width}x{height} = {width * height} pixels; the limit is " \
-               f"{config.max_upload_pixels}"
+        return (
+            f"{width}x{height} = {width * height} pixels; the limit is {config.max_upload_pixels}"
+        )
     return config.budget.problem(width, height, frames=frames)
 
 

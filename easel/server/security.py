@@ -94,7 +94,10 @@ class Guard:
         if host_port is None:
             host_port = 443 if request.secure else 80
         if (parts.scheme, parts.hostname.lower(), origin_port) != (
-                request.scheme, host_name, host_port):
+            request.scheme,
+            host_name,
+            host_port,
+        ):
             return f"origin {origin!r} does not match the server's host"
         return None
 
@@ -112,8 +115,11 @@ class Guard:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if not self.host_allowed(request):
-            return json_error(403, f"host {request.headers.get('Host', '')!r} is not served "
-                                   "here (add it with --allow-host)")
+            return json_error(
+                403,
+                f"host {request.headers.get('Host', '')!r} is not served "
+                "here (add it with --allow-host)",
+            )
         is_websocket = request.headers.get("Upgrade", "").lower() == "websocket"
         if request.method not in SAFE_METHODS or is_websocket:
             problem = self.origin_problem(request)
@@ -121,16 +127,26 @@ class Guard:
                 return json_error(403, problem)
         if self.token and not self.token_ok(request):
             query_token = request.query.get("token", "")
-            if (request.method == "GET" and query_token
-                    and hmac.compare_digest(query_token.encode(), self.token.encode())):
+            if (
+                request.method == "GET"
+                and query_token
+                and hmac.compare_digest(query_token.encode(), self.token.encode())
+            ):
                 # Opening the printed URL: keep the token in a cookie, drop it from the URL.
-                response = web.HTTPFound(request.rel_url.with_query(
-                    {k: v for k, v in request.query.items() if k != "token"}))
-                response.set_cookie(TOKEN_COOKIE, self.token, httponly=True, samesite="Strict",
-                                    path="/")
+                response = web.HTTPFound(
+                    request.rel_url.with_query(
+                        {k: v for k, v in request.query.items() if k != "token"}
+                    )
+                )
+                response.set_cookie(
+                    TOKEN_COOKIE, self.token, httponly=True, samesite="Strict", path="/"
+                )
                 raise response
-            return json_error(401, "a token is required: open the URL that `easel serve` "
-                                   "printed, or send 'Authorization: Bearer TOKEN'")
+            return json_error(
+                401,
+                "a token is required: open the URL that `easel serve` "
+                "printed, or send 'Authorization: Bearer TOKEN'",
+            )
         return await handler(request)
 
 
@@ -142,8 +158,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise
-        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else (
-            exc.reason)
+        message = (
+            exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else (exc.reason)
+        )
         return json_error(exc.status, message or exc.reason)
     except Exception:
         log.exception("error while serving %s %s", request.method, request.path)

@@ -37,22 +37,35 @@ MAX_BACKOFF = 30.0
 class WorkerProcess:
     """One worker process and the thread that reads its messages onto the event loop."""
 
-    def __init__(self, recipe: WorkerRecipe, loop: asyncio.AbstractEventLoop,
-                 on_message: Any, on_exit: Any) -> None:
+    def __init__(
+        self, recipe: WorkerRecipe, loop: asyncio.AbstractEventLoop, on_message: Any, on_exit: Any
+    ) -> None:
         parent_end, child_end = multiprocessing.Pipe(duplex=True)
         self.conn: Connection = parent_end
         self.started = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "easel.server.worker_process", str(child_end.fileno()),
-             str(os.getpid())], pass_fds=(child_end.fileno(),), stdin=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "easel.server.worker_process",
+                str(child_end.fileno()),
+                str(os.getpid()),
+            ],
+            pass_fds=(child_end.fileno(),),
+            stdin=subprocess.DEVNULL,
+        )
         child_end.close()
         self.pid = self.process.pid
         self.ready = loop.create_future()
         self._loop = loop
         self._send_lock = threading.Lock()
         self.send(recipe)
-        threading.Thread(target=self._read, args=(on_message, on_exit), daemon=True,
-                         name=f"easel-worker-{self.pid}").start()
+        threading.Thread(
+            target=self._read,
+            args=(on_message, on_exit),
+            daemon=True,
+            name=f"easel-worker-{self.pid}",
+        ).start()
 
     def send(self, message: Any) -> None:
         with self._send_lock:
@@ -98,8 +111,14 @@ def describe_exit(code: int | None) -> str:
 class ProcessRunWorker(RunWorker):
     """RunWorker whose runs execute in a supervised worker process."""
 
-    def __init__(self, *args: Any, recipe: WorkerRecipe, cancel_grace: float = 10.0,
-                 prestart: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        recipe: WorkerRecipe,
+        cancel_grace: float = 10.0,
+        prestart: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.recipe = recipe
         self.prestart = prestart
@@ -157,8 +176,9 @@ class ProcessRunWorker(RunWorker):
 
     def _on_exit(self, process: WorkerProcess, code: int) -> None:
         if not process.ready.done():
-            process.ready.set_exception(WorkerDied(
-                f"{describe_exit(code)} while starting (see the server log)"))
+            process.ready.set_exception(
+                WorkerDied(f"{describe_exit(code)} while starting (see the server log)")
+            )
             process.ready.exception()  # retrieved: no "never retrieved" warning
             self._failed_starts += 1
         outcome = self._outcome
@@ -172,7 +192,7 @@ class ProcessRunWorker(RunWorker):
                 self._restart_task = asyncio.ensure_future(self._restart_later())
 
     async def _restart_later(self) -> None:
-        pause = min(MAX_BACKOFF, 0.5 * (2 ** self._failed_starts) - 0.5)
+        pause = min(MAX_BACKOFF, 0.5 * (2**self._failed_starts) - 0.5)
         if pause:
             await asyncio.sleep(pause)
         if self.process is None and not self.stopping:
@@ -188,8 +208,9 @@ class ProcessRunWorker(RunWorker):
             await asyncio.wait_for(asyncio.shield(process.ready), START_TIMEOUT)
         except TimeoutError:
             process.kill()
-            raise WorkerDied(f"the worker process did not start within {START_TIMEOUT:.0f} s"
-                             ) from None
+            raise WorkerDied(
+                f"the worker process did not start within {START_TIMEOUT:.0f} s"
+            ) from None
         return process
 
     # -- one run -------------------------------------------------------------------
@@ -210,13 +231,18 @@ class ProcessRunWorker(RunWorker):
             process.send({"op": "cancel", "id": run_id, "reason": "cancelled by the user"})
         assert self._loop is not None
         if self._kill_timer is None:
-            self._kill_timer = self._loop.call_later(self.cancel_grace, self._kill_stuck,
-                                                     run_id, process)
+            self._kill_timer = self._loop.call_later(
+                self.cancel_grace, self._kill_stuck, run_id, process
+            )
 
     def _kill_stuck(self, run_id: str, process: WorkerProcess) -> None:
         if self.active is not None and self.active.id == run_id and process.alive():
-            log.warning("run %s did not stop within %.1f s of its cancel: killing worker "
-                        "process %d", run_id, self.cancel_grace, process.pid)
+            log.warning(
+                "run %s did not stop within %.1f s of its cancel: killing worker process %d",
+                run_id,
+                self.cancel_grace,
+                process.pid,
+            )
             process.kill()
 
     async def _run(self, run: dict[str, Any], active: ActiveRun) -> RunOutcome:
@@ -227,13 +253,13 @@ class ProcessRunWorker(RunWorker):
                 found = await loop.run_in_executor(None, self.queue.get, run["id"], True)
                 run["workflow"] = (found or {}).get("workflow") or {}
             plan = await loop.run_in_executor(
-                None, lambda: plan_to_data(self.executor.validate(run["workflow"])))
+                None, lambda: plan_to_data(self.executor.validate(run["workflow"]))
+            )
         planned = time.perf_counter()
         process = await self._ready_process()
         if active.token.cancelled:  # cancelled while the worker was starting
             nodes = plan_from_data(plan, self.executor.registry).order
-            return RunOutcome(RunStatus.CANCELLED, dict.fromkeys(nodes, NodeStatus.CANCELLED),
-                              {})
+            return RunOutcome(RunStatus.CANCELLED, dict.fromkeys(nodes, NodeStatus.CANCELLED), {})
         self._outcome = loop.create_future()
         self._outcome_process = process
         try:
@@ -247,8 +273,12 @@ class ProcessRunWorker(RunWorker):
                 self._send_cancel(run["id"], process)
             sent = time.perf_counter()
             kind, payload = await self._outcome
-            log.debug("run %s: worker ready and plan sent in %.3f s, run in %.3f s", run["id"],
-                      sent - planned, time.perf_counter() - sent)
+            log.debug(
+                "run %s: worker ready and plan sent in %.3f s, run in %.3f s",
+                run["id"],
+                sent - planned,
+                time.perf_counter() - sent,
+            )
         finally:
             self._outcome = None
             self._outcome_process = None
@@ -258,27 +288,39 @@ class ProcessRunWorker(RunWorker):
         if kind == "died":
             if active.token.cancelled:
                 return self._cancelled(run["id"], active)
-            running = [f"{node_id!r} ({entry.get('type')})"
-                       for node_id, entry in active.nodes.items()
-                       if entry.get("status") == RunStatus.RUNNING]
+            running = [
+                f"{node_id!r} ({entry.get('type')})"
+                for node_id, entry in active.nodes.items()
+                if entry.get("status") == RunStatus.RUNNING
+            ]
             where = f" while running node {running[0]}" if running else ""
             raise WorkerDied(f"{describe_exit(payload)}{where}")
         if "error" in payload:
             raise RunError(payload["error"]["message"])
         result = payload["result"]
-        failures = [NodeFailure(f["node"], f["node_type"], f["message"], f["input"])
-                    for f in result["failures"]]
+        failures = [
+            NodeFailure(f["node"], f["node_type"], f["message"], f["input"])
+            for f in result["failures"]
+        ]
         if result["status"] == RunStatus.CANCELLED and result.get("reason"):
             active.token.reason = active.token.reason or result["reason"]
-        return RunOutcome(result["status"], result["node_status"], result["ui"], failures,
-                          result["seconds"])
+        return RunOutcome(
+            result["status"], result["node_status"], result["ui"], failures, result["seconds"]
+        )
 
     def _cancelled(self, run_id: str, active: ActiveRun) -> RunOutcome:
         unfinished = (NodeStatus.PENDING, NodeStatus.RUNNING)
-        status = {node_id: (NodeStatus.CANCELLED if entry.get("status") in unfinished
-                            else str(entry.get("status")))
-                  for node_id, entry in active.nodes.items()}
+        status = {
+            node_id: (
+                NodeStatus.CANCELLED
+                if entry.get("status") in unfinished
+                else str(entry.get("status"))
+            )
+            for node_id, entry in active.nodes.items()
+        }
         reason = active.token.reason or "cancelled"
-        active.token.reason = (f"{reason}; the node did not stop within {self.cancel_grace:g} s, "
-                               "so its worker process was restarted")
+        active.token.reason = (
+            f"{reason}; the node did not stop within {self.cancel_grace:g} s, "
+            "so its worker process was restarted"
+        )
         return RunOutcome(RunStatus.CANCELLED, status, dict(active.outputs))

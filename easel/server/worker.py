@@ -26,9 +26,12 @@ from easel.server.redact import redact_paths
 log = logging.getLogger("easel.server.worker")
 
 _NODE_STATE = {
-    ev.NODE_STARTED: NodeStatus.RUNNING, ev.NODE_PROGRESS: NodeStatus.RUNNING,
-    ev.NODE_CACHED: NodeStatus.CACHED, ev.NODE_FINISHED: NodeStatus.EXECUTED,
-    ev.NODE_FAILED: NodeStatus.FAILED, ev.NODE_SKIPPED: NodeStatus.SKIPPED,
+    ev.NODE_STARTED: NodeStatus.RUNNING,
+    ev.NODE_PROGRESS: NodeStatus.RUNNING,
+    ev.NODE_CACHED: NodeStatus.CACHED,
+    ev.NODE_FINISHED: NodeStatus.EXECUTED,
+    ev.NODE_FAILED: NodeStatus.FAILED,
+    ev.NODE_SKIPPED: NodeStatus.SKIPPED,
 }
 
 
@@ -110,8 +113,14 @@ class ActiveRun:
 class RunWorker:
     """One run at a time (the models and the GPU are shared), in submission order."""
 
-    def __init__(self, queue: RunQueue, executor: Executor, hub: EventHub,
-                 retries: int = 2, private_roots: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        queue: RunQueue,
+        executor: Executor,
+        hub: EventHub,
+        retries: int = 2,
+        private_roots: tuple[str, ...] = (),
+    ) -> None:
         self.queue = queue
         self.retries = retries
         self.private_roots = private_roots
@@ -128,11 +137,15 @@ class RunWorker:
     async def start(self) -> None:
         interrupted, failed = self.queue.requeue_interrupted(self.retries + 1)
         if interrupted:
-            log.warning("re-queued %d run(s) interrupted by a previous shutdown: %s",
-                        len(interrupted), ", ".join(interrupted))
+            log.warning(
+                "re-queued %d run(s) interrupted by a previous shutdown: %s",
+                len(interrupted),
+                ", ".join(interrupted),
+            )
         if failed:
-            log.warning("run(s) interrupted %d times, now failed: %s", self.retries + 1,
-                        ", ".join(failed))
+            log.warning(
+                "run(s) interrupted %d times, now failed: %s", self.retries + 1, ", ".join(failed)
+            )
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._serve(), name="easel-run-worker")
 
@@ -161,7 +174,8 @@ class RunWorker:
         while not self.stopping:
             self.wake.clear()
             run = await asyncio.get_running_loop().run_in_executor(
-                None, self.queue.claim_next, self.needs_workflow)
+                None, self.queue.claim_next, self.needs_workflow
+            )
             if run is None:
                 await self.wake.wait()
                 continue
@@ -181,20 +195,35 @@ class RunWorker:
             result: RunOutcome | RunResult | None = await self._run(run, active)
             error: Any = None
         except WorkflowError as exc:
-            result, error = None, {"message": "invalid workflow",
-                                   "problems": [p.to_json() for p in exc.problems]}
+            result, error = (
+                None,
+                {"message": "invalid workflow", "problems": [p.to_json() for p in exc.problems]},
+            )
         except WorkerDied as exc:
             self.active = None
             if run.get("attempts", 1) <= self.retries and not self.stopping:
-                log.warning("run %s: %s; retrying (attempt %d of %d)", run["id"], exc,
-                            run.get("attempts", 1) + 1, self.retries + 1)
+                log.warning(
+                    "run %s: %s; retrying (attempt %d of %d)",
+                    run["id"],
+                    exc,
+                    run.get("attempts", 1) + 1,
+                    self.retries + 1,
+                )
                 self.queue.retry(run["id"])
-                self.hub.publish({"type": "run_status", "run_id": run["id"],
-                                  "status": RunStatus.QUEUED, "retry": str(exc)})
+                self.hub.publish(
+                    {
+                        "type": "run_status",
+                        "run_id": run["id"],
+                        "status": RunStatus.QUEUED,
+                        "retry": str(exc),
+                    }
+                )
                 return
             tries = run.get("attempts", 1)
-            result, error = None, {
-                "message": f"{exc}; gave up after {tries} attempt{'s' if tries != 1 else ''}"}
+            result, error = (
+                None,
+                {"message": f"{exc}; gave up after {tries} attempt{'s' if tries != 1 else ''}"},
+            )
         except RunError as exc:
             result, error = None, {"message": str(exc)}
         except Exception as exc:
@@ -209,24 +238,45 @@ class RunWorker:
             status, nodes, outputs = FAILED, active.nodes, active.outputs
         else:
             status = RunStatus(result.status)
-            nodes = {node_id: {**active.nodes.get(node_id, {}), "status": str(state)}
-                     for node_id, state in result.node_status.items()}
+            nodes = {
+                node_id: {**active.nodes.get(node_id, {}), "status": str(state)}
+                for node_id, state in result.node_status.items()
+            }
             outputs = dict(result.ui)
             if result.failures:
-                failures = [{"node": f.node, "node_type": f.node_type, "input": f.input,
-                             "message": self.redact(f.message)} for f in result.failures]
+                failures = [
+                    {
+                        "node": f.node,
+                        "node_type": f.node_type,
+                        "input": f.input,
+                        "message": self.redact(f.message),
+                    }
+                    for f in result.failures
+                ]
                 count = len(failures)
-                error = {"message": self.redact(
-                    f"{count} node{'s' if count != 1 else ''} failed: "
-                    + "; ".join(str(f) for f in result.failures[:20])), "failures": failures}
+                error = {
+                    "message": self.redact(
+                        f"{count} node{'s' if count != 1 else ''} failed: "
+                        + "; ".join(str(f) for f in result.failures[:20])
+                    ),
+                    "failures": failures,
+                }
             elif status == CANCELLED:
                 error = {"message": active.token.reason or "cancelled"}
         if error is not None:
             error["message"] = self.redact(error["message"])
-        await loop.run_in_executor(None, self.queue.finish, run["id"], status, nodes, outputs,
-                                   error)
-        self.hub.publish({"type": "run_status", "run_id": run["id"], "status": status,
-                          "outputs": outputs, "error": error})
+        await loop.run_in_executor(
+            None, self.queue.finish, run["id"], status, nodes, outputs, error
+        )
+        self.hub.publish(
+            {
+                "type": "run_status",
+                "run_id": run["id"],
+                "status": status,
+                "outputs": outputs,
+                "error": error,
+            }
+        )
 
     def needs_workflow(self, run_id: str) -> bool:
         """Whether running `run_id` needs its workflow read back from the queue."""
@@ -258,8 +308,13 @@ class RunWorker:
             loop.call_soon_threadsafe(self._deliver, active, message)
 
         services = {"workflow": run["workflow"]}
-        return self.executor.run(run["workflow"], on_event=on_event, cancel=active.token,
-                                 run_id=run["id"], services=services)
+        return self.executor.run(
+            run["workflow"],
+            on_event=on_event,
+            cancel=active.token,
+            run_id=run["id"],
+            services=services,
+        )
 
     def _deliver(self, active: ActiveRun, message: dict[str, Any]) -> None:
         if message.get("type") == ev.NODE_FAILED and isinstance(message.get("message"), str):

@@ -64,8 +64,11 @@ class Outbox:
         process, the server knows which node did)."""
         with self.lock:
             self.pending.append(message)
-            if (urgent or len(self.pending) >= FLUSH_EVENTS
-                    or time.monotonic() - self.last >= FLUSH_SECONDS):
+            if (
+                urgent
+                or len(self.pending) >= FLUSH_EVENTS
+                or time.monotonic() - self.last >= FLUSH_SECONDS
+            ):
                 self._flush_locked()
 
     def flush(self) -> None:
@@ -158,8 +161,15 @@ def serve(conn: Connection) -> None:
         try:
             outbox.send(reply)
         except Exception as exc:  # the result itself cannot travel: say so instead
-            outbox.send({"op": "done", "id": message["id"], "error": {
-                "message": f"the run's result could not be sent to the server: {exc}"}})
+            outbox.send(
+                {
+                    "op": "done",
+                    "id": message["id"],
+                    "error": {
+                        "message": f"the run's result could not be sent to the server: {exc}"
+                    },
+                }
+            )
 
 
 _PLANS: OrderedDict[bytes, tuple[Any, Any]] = OrderedDict()
@@ -186,8 +196,7 @@ def _plan(data: bytes, registry: Any) -> tuple[Any, Any]:
     return entry
 
 
-def execute(executor: Any, outbox: Outbox, message: dict[str, Any], token: Any
-            ) -> dict[str, Any]:
+def execute(executor: Any, outbox: Outbox, message: dict[str, Any], token: Any) -> dict[str, Any]:
     """Run one plan; the `done` reply (never raises, whatever a node does short of exiting)."""
     from easel.core import events as ev
     from easel.core.events import Event
@@ -203,11 +212,17 @@ def execute(executor: Any, outbox: Outbox, message: dict[str, Any], token: Any
         data = event.to_json()
         problem = _ui_problem(event.type, data["ui"]) if "ui" in data else None
         if problem is not None:
-            reason = (f"its `ui` output is not JSON-serialisable ({problem}); return plain "
-                      "numbers, strings, lists and dicts there")
+            reason = (
+                f"its `ui` output is not JSON-serialisable ({problem}); return plain "
+                "numbers, strings, lists and dicts there"
+            )
             bad_ui[str(event.node_id)] = (str(event.node_type), reason)
-            data = {**{k: v for k, v in data.items() if k != "ui"},
-                    "type": ev.NODE_FAILED, "message": reason, "input": None}
+            data = {
+                **{k: v for k, v in data.items() if k != "ui"},
+                "type": ev.NODE_FAILED,
+                "message": reason,
+                "input": None,
+            }
         trace = data.pop("traceback", None)
         if trace:
             log.info("run %s, node %s failed:\n%s", event.run_id, event.node_id, trace)
@@ -224,32 +239,54 @@ def execute(executor: Any, outbox: Outbox, message: dict[str, Any], token: Any
         if "workflow" not in services and workflow is not None:
             services["workflow"] = workflow
         planned = time.perf_counter()
-        result = executor.run(plan, on_event=on_event, cancel=token, run_id=run_id,
-                              services=services)
-        log.debug("run %s: plan rebuilt in %.3f s, executed in %.3f s", run_id,
-                  planned - started, time.perf_counter() - planned)
+        result = executor.run(
+            plan, on_event=on_event, cancel=token, run_id=run_id, services=services
+        )
+        log.debug(
+            "run %s: plan rebuilt in %.3f s, executed in %.3f s",
+            run_id,
+            planned - started,
+            time.perf_counter() - planned,
+        )
     except (SystemExit, KeyboardInterrupt) as exc:  # a node tried to end the process
-        return {"op": "done", "id": run_id, "error": {"message": (
-            f"node {running.get('node')!r} ({running.get('type')}) raised "
-            f"{type(exc).__name__}; nodes must not end the process")}}
+        return {
+            "op": "done",
+            "id": run_id,
+            "error": {
+                "message": (
+                    f"node {running.get('node')!r} ({running.get('type')}) raised "
+                    f"{type(exc).__name__}; nodes must not end the process"
+                )
+            },
+        }
     except Exception as exc:  # a bug outside any node: the run fails, the worker goes on
         log.error("run %s raised:\n%s", run_id, traceback.format_exc())
         return {"op": "done", "id": run_id, "error": {"message": f"{type(exc).__name__}: {exc}"}}
-    failures = [{"node": f.node, "node_type": f.node_type, "input": f.input,
-                 "message": f.message} for f in result.failures]
+    failures = [
+        {"node": f.node, "node_type": f.node_type, "input": f.input, "message": f.message}
+        for f in result.failures
+    ]
     node_status = {n: str(state) for n, state in result.node_status.items()}
     ui = dict(result.ui)
     for node_id, (node_type, reason) in bad_ui.items():
         node_status[node_id] = NodeStatus.FAILED
         ui.pop(node_id, None)
-        failures.append({"node": node_id, "node_type": node_type, "input": None,
-                         "message": reason})
+        failures.append({"node": node_id, "node_type": node_type, "input": None, "message": reason})
     status = str(result.status)
     if bad_ui and status == RunStatus.SUCCEEDED:
         status = RunStatus.FAILED
-    return {"op": "done", "id": run_id, "result": {
-        "status": status, "node_status": node_status, "ui": ui, "seconds": result.seconds,
-        "reason": token.reason, "failures": failures}}
+    return {
+        "op": "done",
+        "id": run_id,
+        "result": {
+            "status": status,
+            "node_status": node_status,
+            "ui": ui,
+            "seconds": result.seconds,
+            "reason": token.reason,
+            "failures": failures,
+        },
+    }
 
 
 def main(argv: list[str]) -> None:

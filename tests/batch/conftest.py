@@ -17,8 +17,13 @@ def dask_client(n_workers: int) -> Iterator[Client]:
     """A LocalCluster of `n_workers` processes (one thread each) and a client to it."""
     previous = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(ROOT)  # the workers import the test plugins' nodes
-    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", dashboard_address=None)
+    cluster = LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
     try:
         with Client(cluster) as client:
             yield client

@@ -14,11 +14,15 @@ from tests.batch.conftest import dask_client
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = str(ROOT / "tests" / "cli" / "cli_plugin.py")
-WORKFLOW = {"format": "easel.workflow", "version": 1, "nodes": {
-    "slow": {"type": "Slow", "inputs": {"value": 1, "steps": 4, "delay": 0.1}},
-    "a": {"type": "Add", "inputs": {"a": ["slow", "value"], "b": 0}},
-    "s": {"type": "Show", "inputs": {"value": ["a", "sum"]}},
-}}
+WORKFLOW = {
+    "format": "easel.workflow",
+    "version": 1,
+    "nodes": {
+        "slow": {"type": "Slow", "inputs": {"value": 1, "steps": 4, "delay": 0.1}},
+        "a": {"type": "Add", "inputs": {"a": ["slow", "value"], "b": 0}},
+        "s": {"type": "Show", "inputs": {"value": ["a", "sum"]}},
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,21 +50,19 @@ def test_demo_model_seed_sweep_loads_the_model_once_per_worker(client, tmp_path)
     import numpy as np
     from PIL import Image
 
-    from easel.zoo.shapes.render_node import parse_caption
     from easel.workflow_files import read_workflow
     from easel.zoo.shapes.analyse import analyse, score
+    from easel.zoo.shapes.render_node import parse_caption
 
     workflow = read_workflow(ROOT / "workflows" / "text_to_image.json")
     options = BatchOptions(sweeps=["sample.seed=1..4"], cluster=client, progress=False)
-    batch = run_batch(workflow, options, RunnerConfig(output_dir=str(tmp_path),
-                                                      torch_threads=1))
+    batch = run_batch(workflow, options, RunnerConfig(output_dir=str(tmp_path), torch_threads=1))
     assert [r["params"]["sample.seed"] for r in batch.results] == [1, 2, 3, 4]
     assert all(r["status"] == "succeeded" for r in batch.results), batch.failed
     assert len({r["worker"] for r in batch.results}) == 2
     loads = [r["nodes"]["model"] for r in batch.results]
     assert loads.count("executed") == 2, loads  # once per worker, cached after that
-    images = [np.asarray(Image.open(f).convert("RGB")) for r in batch.results
-              for f in r["files"]]
+    images = [np.asarray(Image.open(f).convert("RGB")) for r in batch.results for f in r["files"]]
     assert len(images) == 4 and len({im.tobytes() for im in images}) == 4
     scene = parse_caption(workflow["nodes"]["prompt"]["inputs"]["text"])
     for image in images:

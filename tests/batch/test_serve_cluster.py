@@ -29,8 +29,12 @@ async def cluster_client(aiohttp_client: Any, tmp_path, cluster) -> Any:
     from easel.core.plugins import load_plugins
 
     registry = load_plugins([PLUGIN], entry_points=False, environ={})
-    app = create_app(ServerConfig(port=0, data_dir=tmp_path / "data"), registry,
-                     cluster=cluster, runner_config=RunnerConfig(plugin_files=(PLUGIN,)))
+    app = create_app(
+        ServerConfig(port=0, data_dir=tmp_path / "data"),
+        registry,
+        cluster=cluster,
+        runner_config=RunnerConfig(plugin_files=(PLUGIN,)),
+    )
     return await aiohttp_client(app)
 
 
@@ -54,8 +58,9 @@ async def test_run_executes_on_the_cluster_and_its_file_is_served(cluster_client
 
 
 async def test_invalid_workflow_is_refused_before_reaching_the_cluster(cluster_client):
-    response = await cluster_client.post("/api/runs", json={"workflow": workflow(
-        {"save": {"type": "TestSave", "inputs": {}}})})
+    response = await cluster_client.post(
+        "/api/runs", json={"workflow": workflow({"save": {"type": "TestSave", "inputs": {}}})}
+    )
     assert response.status == 400
     body = await response.json()
     assert body["problems"][0]["input"] == "value"

@@ -6,8 +6,9 @@ import base64
 from typing import Any
 
 
-def add_node(page: Any, node_type: str, drag: bool = False, at: tuple[int, int] = (700, 400)
-             ) -> str:
+def add_node(
+    page: Any, node_type: str, drag: bool = False, at: tuple[int, int] = (700, 400)
+) -> str:
     """Add a node from the palette (searching for it, then a click or a drag); its id."""
     page.fill("#palette-search", node_type)
     item = page.locator(f'.palette-item[data-type="{node_type}"]')
@@ -67,7 +68,9 @@ def drop_file(page: Any, data: bytes, name: str, mime: str) -> None:
             const transfer = new DataTransfer();
             transfer.items.add(new File([bytes], name, { type: mime }));
             return transfer;
-        }""", [base64.b64encode(data).decode(), name, mime])
+        }""",
+        [base64.b64encode(data).decode(), name, mime],
+    )
     page.dispatch_event("#canvas", "dragover", {"dataTransfer": transfer})
     page.dispatch_event("#canvas", "drop", {"dataTransfer": transfer})
 

@@ -21,8 +21,13 @@ from tests.server.serverproc import REPO, Server, free_port
 # when a user has none (user.css, templates), its release check on the internet (offline
 # here), the favicon's progress frames it asks at the site root, and ComfyUI routes Easel
 # does not offer (the model library and the folder paths, which would show absolute paths).
-HARMLESS_404 = ("/user.css", "/comfy.templates.json", "/favicon_progress", "/experiment/",
-                "/internal/")
+HARMLESS_404 = (
+    "/user.css",
+    "/comfy.templates.json",
+    "/favicon_progress",
+    "/experiment/",
+    "/internal/",
+)
 HARMLESS_CONSOLE = ("user.css", "ERR_NAME_NOT_RESOLVED", "Failed to load resource")
 
 
@@ -48,9 +53,16 @@ def default_workflow_as_api() -> dict[str, Any]:
     workflow = json.loads((REPO / "workflows" / "text_to_image.json").read_text())
     prompt = easel_to_prompt(workflow, load_plugins(entry_points=False))
     ids = {node_id: str(n) for n, node_id in enumerate(prompt, start=1)}
-    return {ids[node_id]: {"class_type": node["class_type"], "inputs": {
-        name: [ids[value[0]], value[1]] if isinstance(value, list) else value
-        for name, value in node["inputs"].items()}} for node_id, node in prompt.items()}
+    return {
+        ids[node_id]: {
+            "class_type": node["class_type"],
+            "inputs": {
+                name: [ids[value[0]], value[1]] if isinstance(value, list) else value
+                for name, value in node["inputs"].items()
+            },
+        }
+        for node_id, node in prompt.items()
+    }
 
 
 class Watch:
@@ -101,8 +113,9 @@ def test_comfyui_frontend_runs_easels_default_workflow(browser, comfy_server) ->
     page = context.new_page()
     watch = Watch(page)
     page.goto(comfy_server.base + "/comfy/")
-    page.wait_for_function("() => window.app && window.app.graph && "
-                           "window.app.graph._nodes.length > 0", timeout=90_000)
+    page.wait_for_function(
+        "() => window.app && window.app.graph && window.app.graph._nodes.length > 0", timeout=90_000
+    )
 
     # Easel's nodes, under Easel's names, in the frontend's node library search.
     page.get_by_role("button", name="Node Library (n)").click()
@@ -113,11 +126,21 @@ def test_comfyui_frontend_runs_easels_default_workflow(browser, comfy_server) ->
     page.get_by_role("button", name="Node Library (n)").click()
 
     # Easel's default workflow, loaded as an API-format file is, then queued with Run.
-    page.evaluate("async (api) => { await window.app.loadApiJson(api, 'easel-default.json') }",
-                  default_workflow_as_api())
+    page.evaluate(
+        "async (api) => { await window.app.loadApiJson(api, 'easel-default.json') }",
+        default_workflow_as_api(),
+    )
     types = page.evaluate("() => window.app.graph._nodes.map(n => n.type)")
-    assert types == ["CheckpointLoader", "TextEncode", "TextEncode", "EmptyLatent", "KSampler",
-                     "VAEDecode", "Upscale", "SaveImage"]
+    assert types == [
+        "CheckpointLoader",
+        "TextEncode",
+        "TextEncode",
+        "EmptyLatent",
+        "KSampler",
+        "VAEDecode",
+        "Upscale",
+        "SaveImage",
+    ]
     page.get_by_role("button", name="Run", exact=True).click()
     watch.wait(lambda: watch.messages("execution_success"), 240, page)
     watch.wait(lambda: watch.views, 60, page)
@@ -130,8 +153,10 @@ def test_comfyui_frontend_runs_easels_default_workflow(browser, comfy_server) ->
     with Image.open(io.BytesIO(watch.views[-1].body())) as shown:
         assert shown.size == (256, 256)  # 32 px, upscaled x8 by the default workflow
     assert image["filename"] in watch.views[-1].url
-    shown = page.evaluate("() => [...document.images].map(i => i.src).concat("
-                          "(window.app.graph.getNodeById(8).imgs || []).map(i => i.src))")
+    shown = page.evaluate(
+        "() => [...document.images].map(i => i.src).concat("
+        "(window.app.graph.getNodeById(8).imgs || []).map(i => i.src))"
+    )
     assert any(image["filename"] in src for src in shown), shown
     page.get_by_role("button", name="Fit View (.)").click()
     screenshot(page, "comfy-frontend-image")
@@ -144,8 +169,14 @@ def test_comfyui_frontend_runs_easels_default_workflow(browser, comfy_server) ->
     }""")
     started = len(watch.messages("execution_start"))
     page.get_by_role("button", name="Run", exact=True).click()
-    watch.wait(lambda: len(watch.messages("execution_start")) > started
-               and watch.messages("progress")[-1]["max"] == 1000, 120, page)
+    watch.wait(
+        lambda: (
+            len(watch.messages("execution_start")) > started
+            and watch.messages("progress")[-1]["max"] == 1000
+        ),
+        120,
+        page,
+    )
     page.get_by_role("button", name="Cancel current run").click()
     watch.wait(lambda: watch.messages("execution_interrupted"), 60, page)
     runs = comfy_server.get("/api/runs")["runs"]
@@ -161,4 +192,3 @@ def test_comfyui_frontend_is_behind_the_servers_checks(comfy_server) -> None:
     assert status == 403
     status, body = comfy_server.call("GET", "/comfy/")
     assert status == 200 and b"<title>ComfyUI</title>" in body
-

@@ -43,8 +43,7 @@ def test_build_run_reload_and_drop_the_png(page, server) -> None:
     slow, save = build_slow_save(page, steps=4)
     assert (slow, save) == ("testslow", "testsave")
     page.keyboard.press("Control+Enter")
-    image = page.wait_for_selector(f'.node[data-id="{save}"] .node-media img.output',
-                                   timeout=20000)
+    image = page.wait_for_selector(f'.node[data-id="{save}"] .node-media img.output', timeout=20000)
     page.wait_for_function("img => img.complete && img.naturalWidth === 24", arg=image)
     assert "state-executed" in page.get_attribute(f'.node[data-id="{slow}"]', "class")
     page.wait_for_selector("#gallery .gallery-item img")
@@ -74,8 +73,9 @@ def test_build_run_reload_and_drop_the_png(page, server) -> None:
 def test_live_progress_and_preview_on_the_running_node(page) -> None:
     slow, _ = build_slow_save(page, steps=60, delay=0.05)
     page.click("#btn-queue")
-    page.wait_for_selector(f'.node[data-id="{slow}"].state-running .node-media img.preview',
-                           timeout=20000)
+    page.wait_for_selector(
+        f'.node[data-id="{slow}"].state-running .node-media img.preview', timeout=20000
+    )
     label = page.get_attribute(f'.node[data-id="{slow}"] .node-progress', "data-label")
     assert re.fullmatch(r"\d+ / 60", label)
     screenshot(page, "editor-running")
@@ -84,7 +84,8 @@ def test_live_progress_and_preview_on_the_running_node(page) -> None:
     page.wait_for_selector("#queue-list .run-row.status-cancelled", timeout=20000)
     # A cancelled run leaves no node "running" or "pending".
     page.wait_for_function(
-        "() => !document.querySelector('.node.state-running, .node.state-pending')")
+        "() => !document.querySelector('.node.state-running, .node.state-pending')"
+    )
 
 
 def test_wrong_connection_is_refused_and_int_feeds_float(page) -> None:
@@ -172,11 +173,13 @@ def test_failures_show_on_the_node(page) -> None:
     new_workflow(page)
     fail = add_node(page, "TestFail")
     page.keyboard.press("Control+Enter")
-    message = page.wait_for_selector(f'.node[data-id="{fail}"].state-failed .node-message',
-                                     timeout=20000)
+    message = page.wait_for_selector(
+        f'.node[data-id="{fail}"].state-failed .node-message', timeout=20000
+    )
     assert message.inner_text() == "refusing value 0"
-    assert "invalid" in page.get_attribute(f'.node[data-id="{fail}"] .row[data-input="value"]',
-                                           "class")
+    assert "invalid" in page.get_attribute(
+        f'.node[data-id="{fail}"] .row[data-input="value"]', "class"
+    )
     new_workflow(page)
     load = add_node(page, "TestLoad")
     page.keyboard.press("Control+Enter")
@@ -201,9 +204,12 @@ def test_save_and_open_from_the_server(page) -> None:
 
 def test_import_a_json_file(page, tmp_path) -> None:
     new_workflow(page)
-    workflow = {"format": "easel.workflow", "version": 1,
-                "nodes": {"a": {"type": "TestEcho", "inputs": {"value": 3}}},
-                "ui": {"positions": {"a": [100, 100]}}}
+    workflow = {
+        "format": "easel.workflow",
+        "version": 1,
+        "nodes": {"a": {"type": "TestEcho", "inputs": {"value": 3}}},
+        "ui": {"positions": {"a": [100, 100]}},
+    }
     file = tmp_path / "imported.json"
     file.write_text(json.dumps(workflow))
     page.set_input_files("#file-input", str(file))

@@ -23,9 +23,15 @@ def test_fit_drag_and_keyboard_view_on_300_nodes(page) -> None:
     area = page.locator("#canvas").bounding_box()
     boxes = page.locator(".node").evaluate_all(
         "els => els.map(e => { const r = e.getBoundingClientRect();"
-        " return [r.left, r.top, r.right, r.bottom]; })")
-    assert all(area["x"] <= b[0] and b[2] <= area["x"] + area["width"] + 1
-               and area["y"] <= b[1] and b[3] <= area["y"] + area["height"] + 1 for b in boxes)
+        " return [r.left, r.top, r.right, r.bottom]; })"
+    )
+    assert all(
+        area["x"] <= b[0]
+        and b[2] <= area["x"] + area["width"] + 1
+        and area["y"] <= b[1]
+        and b[3] <= area["y"] + area["height"] + 1
+        for b in boxes
+    )
     screenshot(page, "editor-300-fit")
 
     page.keyboard.press("0")  # back to 100 %

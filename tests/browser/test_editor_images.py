@@ -12,10 +12,15 @@ from PIL import Image
 from tests.browser.conftest import screenshot
 from tests.browser.helpers import new_workflow
 
-RUN = {"format": "easel.workflow", "version": 1, "nodes": {
-    "slow": {"type": "TestSlow", "inputs": {"value": 5, "steps": 1}},
-    "save": {"type": "TestSave", "inputs": {"value": ["slow", "value"], "prefix": "lightbox"}},
-}, "ui": {"positions": {"slow": [40, 40], "save": [340, 40]}}}
+RUN = {
+    "format": "easel.workflow",
+    "version": 1,
+    "nodes": {
+        "slow": {"type": "TestSlow", "inputs": {"value": 5, "steps": 1}},
+        "save": {"type": "TestSave", "inputs": {"value": ["slow", "value"], "prefix": "lightbox"}},
+    },
+    "ui": {"positions": {"slow": [40, 40], "save": [340, 40]}},
+}
 
 
 def drop_file(page, data: bytes, name: str, mime: str, at=(700, 400)) -> None:
@@ -30,7 +35,9 @@ def drop_file(page, data: bytes, name: str, mime: str, at=(700, 400)) -> None:
                 canvas.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, clientX: x,
                                                            clientY: y, bubbles: true }));
             }
-        }""", [base64.b64encode(data).decode(), name, mime, *at])
+        }""",
+        [base64.b64encode(data).decode(), name, mime, *at],
+    )
 
 
 def png(width: int, height: int, colour=(30, 160, 90, 255)) -> bytes:
@@ -68,7 +75,8 @@ def test_a_dropped_image_becomes_a_load_image_node_and_its_mask_is_edited(page, 
     page.click("#dlg-mask button[data-action=save]")
     page.wait_for_selector("#dlg-mask:not([open])", state="attached")
     page.wait_for_function(
-        f"() => window.easel.workflow().nodes['{node_id}'].inputs.image.includes('-mask')")
+        f"() => window.easel.workflow().nodes['{node_id}'].inputs.image.includes('-mask')"
+    )
     saved = page.evaluate(f"() => window.easel.workflow().nodes['{node_id}'].inputs.image")
     with urllib.request.urlopen(server.base + "/api/uploads/" + saved) as response:
         image = Image.open(io.BytesIO(response.read())).convert("RGBA")
@@ -94,7 +102,8 @@ def test_a_dropped_image_becomes_a_load_image_node_and_its_mask_is_edited(page, 
     page.click("#dlg-mask button[data-action=clear]")
     page.click("#dlg-mask button[data-action=save]")
     page.wait_for_function(
-        f"n => window.easel.workflow().nodes['{node_id}'].inputs.image !== n", arg=saved)
+        f"n => window.easel.workflow().nodes['{node_id}'].inputs.image !== n", arg=saved
+    )
     cleared = page.evaluate(f"() => window.easel.workflow().nodes['{node_id}'].inputs.image")
     with urllib.request.urlopen(server.base + "/api/uploads/" + cleared) as response:
         alpha = Image.open(io.BytesIO(response.read())).convert("RGBA").getchannel("A")

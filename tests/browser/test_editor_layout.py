@@ -52,17 +52,22 @@ def test_a_link_is_deleted_from_its_menu(page) -> None:
     move_node(page, echo, 1000, 500)
     drag_link(page, slow, "value", echo, "value")
     assert link_count(page) == 1
-    x, y = page.eval_on_selector("#links path.link", """p => {
+    x, y = page.eval_on_selector(
+        "#links path.link",
+        """p => {
         const m = p.getScreenCTM(), at = p.getPointAtLength(p.getTotalLength() / 2);
         const q = new DOMPoint(at.x, at.y).matrixTransform(m);
         return [q.x, q.y];
-    }""")
+    }""",
+    )
     page.mouse.click(x, y, button="right")
     page.locator(".context-menu .context-item", has_text="Delete link").click()
     assert link_count(page) == 0
-    assert "value" not in page.evaluate(f"() => window.easel.workflow().nodes['{echo}'].inputs") \
-        or not isinstance(page.evaluate(
-            f"() => window.easel.workflow().nodes['{echo}'].inputs.value"), list)
+    assert "value" not in page.evaluate(
+        f"() => window.easel.workflow().nodes['{echo}'].inputs"
+    ) or not isinstance(
+        page.evaluate(f"() => window.easel.workflow().nodes['{echo}'].inputs.value"), list
+    )
 
 
 def test_a_light_theme_beside_the_dark_one(page) -> None:

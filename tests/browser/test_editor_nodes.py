@@ -9,13 +9,19 @@ import urllib.request
 from tests.browser.conftest import screenshot
 from tests.browser.helpers import center, move_node, new_workflow
 
-WORKFLOW = {"format": "easel.workflow", "version": 1, "nodes": {
-    "slow": {"type": "TestSlow", "inputs": {"value": 7, "steps": 1}},
-    "inner": {"type": "TestSlow", "inputs": {"value": ["slow", "value"], "steps": 1}},
-    "echo": {"type": "TestEcho", "inputs": {"value": ["inner", "value"]}},
-    "fail": {"type": "TestFail", "inputs": {"value": 1}},
-}, "ui": {"positions": {"slow": [40, 40], "inner": [340, 40], "echo": [640, 40],
-                        "fail": [340, 340]}}}
+WORKFLOW = {
+    "format": "easel.workflow",
+    "version": 1,
+    "nodes": {
+        "slow": {"type": "TestSlow", "inputs": {"value": 7, "steps": 1}},
+        "inner": {"type": "TestSlow", "inputs": {"value": ["slow", "value"], "steps": 1}},
+        "echo": {"type": "TestEcho", "inputs": {"value": ["inner", "value"]}},
+        "fail": {"type": "TestFail", "inputs": {"value": 1}},
+    },
+    "ui": {
+        "positions": {"slow": [40, 40], "inner": [340, 40], "echo": [640, 40], "fail": [340, 340]}
+    },
+}
 
 
 def load(page, workflow=WORKFLOW) -> None:
@@ -123,15 +129,19 @@ def test_groups_made_with_ctrl_g_move_their_nodes_and_are_saved(page) -> None:
     page.locator('.context-menu .swatch[data-color="#8a3b3b"]').click()
     assert page.inner_text(".group-title") == "Sources"
 
-    before = {i: page.evaluate(f"() => window.easel.graph.nodes.get('{i}').x")
-              for i in ("slow", "inner", "echo")}
+    before = {
+        i: page.evaluate(f"() => window.easel.graph.nodes.get('{i}').x")
+        for i in ("slow", "inner", "echo")
+    }
     x, y = center(page.locator(".group-title"))
     page.mouse.move(x, y)
     page.mouse.down()
     page.mouse.move(x + 60, y + 200, steps=6)
     page.mouse.up()
-    after = {i: page.evaluate(f"() => window.easel.graph.nodes.get('{i}').x")
-             for i in ("slow", "inner", "echo")}
+    after = {
+        i: page.evaluate(f"() => window.easel.graph.nodes.get('{i}').x")
+        for i in ("slow", "inner", "echo")
+    }
     zoom = page.evaluate("() => window.easel.canvas.view.zoom")
     moved = round(60 / zoom)
     assert after["slow"] - before["slow"] == moved and after["inner"] - before["inner"] == moved

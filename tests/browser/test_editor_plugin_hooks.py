@@ -14,7 +14,8 @@ def test_plugin_hooks_change_the_editor_and_see_the_run(page) -> None:
     assert node.locator(".node-title").inner_text() == "Colour (plugin)"
     page.fill("#palette-search", "Colour (plugin)")
     assert page.locator('.palette-item[data-type="TestColor"] .palette-name').inner_text() == (
-        "Colour (plugin)")
+        "Colour (plugin)"
+    )
     page.fill("#palette-search", "")
     # setSocketColor: INT sockets take the plugin's colour.
     seed = add_node(page, "Seed")

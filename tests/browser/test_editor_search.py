@@ -54,7 +54,8 @@ def test_comfy_names_and_plugin_nodes_are_found_and_slash_opens_it(page) -> None
     page.wait_for_selector(".node-search:not([hidden]) input:focus")
     page.keyboard.type("CLIPTextEncode")
     page.wait_for_function(  # the alias table arrives from /api/nodes/aliases
-        "() => document.querySelector('.node-search-item')?.dataset.type === 'TextEncode'")
+        "() => document.querySelector('.node-search-item')?.dataset.type === 'TextEncode'"
+    )
     assert hits(page)[0] == "TextEncode"
     page.fill(".node-search input", "CheckpointLoaderSimple")
     assert hits(page)[0] == "CheckpointLoader"
@@ -105,10 +106,16 @@ def test_nodes_added_from_the_palette_do_not_land_on_each_other(page) -> None:
     new_workflow(page)
     for _ in range(3):
         add_node(page, "TestEcho")
-    boxes = [page.locator(f'.node[data-id="{i}"]').bounding_box()
-             for i in ("testecho", "testecho2", "testecho3")]
+    boxes = [
+        page.locator(f'.node[data-id="{i}"]').bounding_box()
+        for i in ("testecho", "testecho2", "testecho3")
+    ]
     for i, a in enumerate(boxes):
-        for b in boxes[i + 1:]:
-            apart = (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
-                     or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])
+        for b in boxes[i + 1 :]:
+            apart = (
+                a["x"] + a["width"] <= b["x"]
+                or b["x"] + b["width"] <= a["x"]
+                or a["y"] + a["height"] <= b["y"]
+                or b["y"] + b["height"] <= a["y"]
+            )
             assert apart, (a, b)

@@ -9,11 +9,16 @@ import urllib.request
 from tests.browser.conftest import screenshot
 from tests.browser.helpers import add_node, drop_file
 
-WORKFLOW = {"format": "easel.workflow", "version": 1, "nodes": {
-    "slow": {"type": "TestSlow", "inputs": {"value": 11, "steps": 1}},
-    "save": {"type": "TestSave", "inputs": {"value": ["slow", "value"], "prefix": "history"}},
-    "note": {"type": "String", "inputs": {"value": "a red fox in the snow"}},
-}, "ui": {"positions": {"slow": [40, 40], "save": [340, 40], "note": [40, 300]}}}
+WORKFLOW = {
+    "format": "easel.workflow",
+    "version": 1,
+    "nodes": {
+        "slow": {"type": "TestSlow", "inputs": {"value": 11, "steps": 1}},
+        "save": {"type": "TestSave", "inputs": {"value": ["slow", "value"], "prefix": "history"}},
+        "note": {"type": "String", "inputs": {"value": "a red fox in the snow"}},
+    },
+    "ui": {"positions": {"slow": [40, 40], "save": [340, 40], "note": [40, 300]}},
+}
 
 
 def modified(page) -> bool:
@@ -78,7 +83,8 @@ def test_history_rows_reopen_a_past_run_with_its_images(page) -> None:
     row.locator(".run-thumb img").wait_for()
     page.wait_for_function(
         "() => document.querySelector('#queue-list .run-row .run-prompt')?.textContent"
-        " === 'a red fox in the snow'")
+        " === 'a red fox in the snow'"
+    )
     screenshot(page, "editor-history")
 
     page.once("dialog", lambda d: d.accept())

@@ -14,11 +14,17 @@ from tests.server.serverproc import Server, free_port
 
 
 @pytest.fixture(scope="module")
-def model_server(tmp_path_factory: pytest.TempPathFactory,
-                 tiny_models: TinyModels) -> Iterator[Server]:  # noqa: F811
+def model_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_models: TinyModels,  # noqa: F811
+) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("easel-t2i") / "data"
-    process = Server(data, free_port(), extra=("--models-dir", str(tiny_models.root)),
-                     env={"HF_HUB_OFFLINE": "1"})
+    process = Server(
+        data,
+        free_port(),
+        extra=("--models-dir", str(tiny_models.root)),
+        env={"HF_HUB_OFFLINE": "1"},
+    )
     yield process
     process.stop()
 
@@ -29,8 +35,10 @@ def model_page(browser: Any, model_server: Server) -> Iterator[Any]:
         yield opened
 
 
-def test_default_text_to_image_graph_from_the_palette(model_page: Any,
-                                                      tiny_models: TinyModels) -> None:  # noqa: F811
+def test_default_text_to_image_graph_from_the_palette(
+    model_page: Any,
+    tiny_models: TinyModels,  # noqa: F811
+) -> None:
     page = model_page
     new_workflow(page)
     page.mouse.move(700, 450)
@@ -59,8 +67,9 @@ def test_default_text_to_image_graph_from_the_palette(model_page: Any,
     assert link_count(page) == 7
 
     page.keyboard.press("Control+Enter")
-    image = page.wait_for_selector(f'.node[data-id="{save}"] .node-media img.output',
-                                   timeout=180_000)
+    image = page.wait_for_selector(
+        f'.node[data-id="{save}"] .node-media img.output', timeout=180_000
+    )
     page.wait_for_function("img => img.complete && img.naturalWidth === 16", arg=image)
     assert "state-executed" in page.get_attribute(f'.node[data-id="{sampler}"]', "class")
     screenshot(page, "text-to-image")
@@ -73,8 +82,9 @@ def test_default_text_to_image_graph_from_the_palette(model_page: Any,
     assert text == "a red circle"
 
 
-def test_first_visit_runs_the_default_workflow_on_the_demo_model(browser: Any,
-                                                                  server: Server) -> None:
+def test_first_visit_runs_the_default_workflow_on_the_demo_model(
+    browser: Any, server: Server
+) -> None:
     """A new user opens the editor, presses Ctrl+Enter, and sees the prompt drawn."""
     import io
     import urllib.request
@@ -82,16 +92,17 @@ def test_first_visit_runs_the_default_workflow_on_the_demo_model(browser: Any,
     import numpy as np
     from PIL import Image
 
-    from easel.zoo.shapes.render_node import parse_caption
     from easel.zoo.shapes.analyse import analyse, score
+    from easel.zoo.shapes.render_node import parse_caption
 
     with editor_page(browser, server) as page:
         assert page.locator('.node[data-id="model"]').count() == 1  # the default workflow
         prompt = page.input_value('.node[data-id="prompt"] textarea')
         page.locator("#canvas").click(position={"x": 20, "y": 20})
         page.keyboard.press("Control+Enter")
-        image = page.wait_for_selector('.node[data-id="save"] .node-media img.output',
-                                       timeout=120_000)
+        image = page.wait_for_selector(
+            '.node[data-id="save"] .node-media img.output', timeout=120_000
+        )
         page.wait_for_function("img => img.complete && img.naturalWidth === 256", arg=image)
         screenshot(page, "default-workflow")
         src = str(image.get_attribute("src"))

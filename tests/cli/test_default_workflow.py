@@ -15,17 +15,23 @@ from PIL import Image
 
 import easel
 from easel.core.context import Context
-from easel.zoo.shapes.render_node import RenderShapes, parse_caption
 from easel.workflow_files import read_workflow
 from easel.zoo.shapes.analyse import analyse, score
+from easel.zoo.shapes.render_node import RenderShapes, parse_caption
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_easel_run_with_no_argument_writes_the_default_image(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-m", "easel", "run"], capture_output=True,
-                            text=True, cwd=tmp_path, env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "easel", "run"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     [printed] = result.stdout.split()
     image = np.asarray(Image.open(tmp_path / printed).convert("RGB"))
@@ -38,8 +44,9 @@ def test_easel_run_with_no_argument_writes_the_default_image(tmp_path):
 
 
 def test_render_shapes_reads_captions_and_explains_bad_ones():
-    image = RenderShapes.call(Context(), {"text": "a small green triangle at the top on a "
-                                                  "black background", "size": 32})["image"]
+    image = RenderShapes.call(
+        Context(), {"text": "a small green triangle at the top on a black background", "size": 32}
+    )["image"]
     assert tuple(image.shape) == (1, 3, 32, 32)
     assert image[0, :, 31, 0].tolist() == pytest.approx([10 / 255] * 3)  # black background
     with pytest.raises(easel.NodeError) as info:
@@ -50,13 +57,24 @@ def test_render_shapes_reads_captions_and_explains_bad_ones():
 def test_the_command_keeps_exit_codes_and_output_when_it_skips_teardown(tmp_path):
     """`easel` exits through os._exit once torch is loaded; codes and streams must survive."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    bad = subprocess.run([sys.executable, "-m", "easel", "run", "--set", "sample.steps=0",
-                          "--json"], capture_output=True, text=True, cwd=tmp_path, env=env,
-                         timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "easel", "run", "--set", "sample.steps=0", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     assert bad.returncode == 2
     assert "node 'sample' (KSampler), input 'steps'" in bad.stdout + bad.stderr
-    good = subprocess.run([sys.executable, "-m", "easel", "run", "--json", "-q"],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    good = subprocess.run(
+        [sys.executable, "-m", "easel", "run", "--json", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     assert good.returncode == 0, good.stderr
     report = json.loads(good.stdout)  # complete, although the process skipped its teardown
     assert report["status"] == "succeeded" and len(report["files"]) == 1

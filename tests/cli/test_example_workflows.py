@@ -15,8 +15,13 @@ WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 def test_bundled_workflows_are_well_formed():
     registry = load_plugins(entry_points=False, environ={})
     names = {p.name for p in WORKFLOWS}
-    assert {"text_to_image.json", "unclip_prior.json", "cascade_upscale.json",
-            "best_of_n_clipscore.json", "image_to_image.json"} <= names
+    assert {
+        "text_to_image.json",
+        "unclip_prior.json",
+        "cascade_upscale.json",
+        "best_of_n_clipscore.json",
+        "image_to_image.json",
+    } <= names
     for path in WORKFLOWS:
         workflow = read_workflow(path)
         for node_id, node in workflow["nodes"].items():

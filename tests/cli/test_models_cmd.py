@@ -13,21 +13,36 @@ SHARED_CLIP = ROOT.parent / "shared" / "tokenizers" / "clip"
 
 
 def easel(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_CACHE": str(tmp_path / "hub"),
-           "EASEL_CONFIG": str(tmp_path / "none.toml"), "XDG_DATA_HOME": str(tmp_path / "data"),
-           "EASEL_CACHE_DIR": str(tmp_path / "cache")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+        "EASEL_CONFIG": str(tmp_path / "none.toml"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "EASEL_CACHE_DIR": str(tmp_path / "cache"),
+    }
     env.pop("EASEL_MODELS_DIR", None)
-    return subprocess.run([sys.executable, "-m", "easel", "models", *args], capture_output=True,
-                          text=True, cwd=tmp_path, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "easel", "models", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
 
 
 def comfyui(tmp_path: Path) -> Path:
     """A ComfyUI install: models by kind (placeholders) and its CLIP tokenizer folder."""
     root = tmp_path / "ComfyUI"
-    for rel, size in (("checkpoints/sdxl/juggernaut.safetensors", 2048),
-                      ("checkpoints/v1-5-pruned-emaonly.ckpt", 10),
-                      ("loras/ink.safetensors", 5), ("vae/sdxl_vae.safetensors", 7),
-                      ("unet/flux-q4.gguf", 3), ("upscale_models/4x.pth", 1)):
+    for rel, size in (
+        ("checkpoints/sdxl/juggernaut.safetensors", 2048),
+        ("checkpoints/v1-5-pruned-emaonly.ckpt", 10),
+        ("loras/ink.safetensors", 5),
+        ("vae/sdxl_vae.safetensors", 7),
+        ("unet/flux-q4.gguf", 3),
+        ("upscale_models/4x.pth", 1),
+    ):
         path = root / "models" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"\0" * size)
@@ -52,7 +67,8 @@ def test_json_lists_each_kind_with_size_format_and_tokenizer_source(tmp_path: Pa
     assert "easel-shapes" in checkpoints  # the bundled demo model is always there
     assert [r["name"] for r in report["kinds"]["loras"]] == ["ink.safetensors"]
     assert [(r["name"], r["format"]) for r in report["kinds"]["diffusion_models"]] == [
-        ("flux-q4.gguf", "gguf")]
+        ("flux-q4.gguf", "gguf")
+    ]
     assert report["kinds"]["embeddings"] == []
     assert report["tokenizers"]["clip"]["path"] == str(root / "comfy" / "sd1_tokenizer")
     assert report["tokenizers"]["t5"] is None
@@ -82,12 +98,19 @@ def test_an_unreadable_yaml_is_a_clear_usage_error(tmp_path: Path) -> None:
 
 def test_listing_imports_neither_torch_nor_transformers(tmp_path: Path) -> None:
     root = comfyui(tmp_path)
-    code = ("import sys, io, contextlib; from easel.cli.main import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            f"    code = main(['models', '--models-dir', {str(root)!r}])\n"
-            "print(code, 'torch' in sys.modules, 'transformers' in sys.modules)")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_CACHE": str(tmp_path / "hub"),
-           "EASEL_CONFIG": str(tmp_path / "none.toml")}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=env, timeout=120)
+    code = (
+        "import sys, io, contextlib; from easel.cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    code = main(['models', '--models-dir', {str(root)!r}])\n"
+        "print(code, 'torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+        "EASEL_CONFIG": str(tmp_path / "none.toml"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
     assert result.stdout.split() == ["0", "False", "False"], result.stderr

@@ -37,8 +37,10 @@ def registry() -> Registry:
         for kind in [*(s.type for s in node_type.inputs.values()), *node_type.outputs.values()]:
             loaded.socket_types.setdefault(kind, "contract-stand-ins")
         real = loaded.get(node_type.type)
-        if real is None or not (set(node_type.inputs) <= set(real.inputs)
-                                and set(node_type.outputs) <= set(real.outputs)):
+        if real is None or not (
+            set(node_type.inputs) <= set(real.inputs)
+            and set(node_type.outputs) <= set(real.outputs)
+        ):
             loaded.nodes.pop(node_type.type, None)
             loaded.add_node("contract-stand-ins", node_type)
     return loaded

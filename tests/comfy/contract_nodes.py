@@ -21,8 +21,20 @@ from easel.core.types import (
 Mask = socket_type("MASK")
 ControlNet = socket_type("CONTROL_NET")
 
-SAMPLERS = Literal["euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms",
-                   "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_sde", "ddim", "uni_pc", "lcm"]
+SAMPLERS = Literal[
+    "euler",
+    "euler_ancestral",
+    "heun",
+    "dpm_2",
+    "dpm_2_ancestral",
+    "lms",
+    "dpmpp_2m",
+    "dpmpp_2m_sde",
+    "dpmpp_sde",
+    "ddim",
+    "uni_pc",
+    "lcm",
+]
 SCHEDULERS = Literal["normal", "karras", "exponential", "sgm_uniform", "simple", "beta"]
 METHODS = Literal["nearest", "bilinear", "bicubic", "lanczos", "area"]
 LATENT_METHODS = Literal["nearest-exact", "bilinear", "bicubic", "area"]
@@ -43,16 +55,25 @@ def TextEncode(clip: Clip, text: str = Input("", multiline=True)) -> Any:
 
 
 @node(outputs={"latent": Latent})
-def EmptyLatent(width: int = Input(512, ge=8), height: int = Input(512, ge=8),
-                batch_size: int = Input(1, ge=1)) -> Any:
+def EmptyLatent(
+    width: int = Input(512, ge=8), height: int = Input(512, ge=8), batch_size: int = Input(1, ge=1)
+) -> Any:
     return _never_run()
 
 
 @node(outputs={"latent": Latent})
-def KSampler(model: Model, positive: Conditioning, negative: Conditioning, latent: Latent,
-             seed: int = Input(0, ge=0), steps: int = Input(20, ge=1), cfg: float = 7.0,
-             sampler_name: SAMPLERS = "euler", scheduler: SCHEDULERS = "normal",
-             denoise: float = Input(1.0, ge=0, le=1)) -> Any:
+def KSampler(
+    model: Model,
+    positive: Conditioning,
+    negative: Conditioning,
+    latent: Latent,
+    seed: int = Input(0, ge=0),
+    steps: int = Input(20, ge=1),
+    cfg: float = 7.0,
+    sampler_name: SAMPLERS = "euler",
+    scheduler: SCHEDULERS = "normal",
+    denoise: float = Input(1.0, ge=0, le=1),
+) -> Any:
     return _never_run()
 
 
@@ -67,24 +88,39 @@ def VAEEncode(vae: Vae, image: Image) -> Any:
 
 
 @node(outputs={"image": Image})
-def Upscale(image: Image, method: METHODS = "bicubic", scale: float = 2.0, width: int = 0,
-            height: int = 0) -> Any:
+def Upscale(
+    image: Image, method: METHODS = "bicubic", scale: float = 2.0, width: int = 0, height: int = 0
+) -> Any:
     return _never_run()
 
 
 @node(outputs={"latent": Latent})
-def LatentUpscale(latent: Latent, method: LATENT_METHODS = "nearest-exact", scale: float = 2.0,
-                  width: int = 0, height: int = 0) -> Any:
+def LatentUpscale(
+    latent: Latent,
+    method: LATENT_METHODS = "nearest-exact",
+    scale: float = 2.0,
+    width: int = 0,
+    height: int = 0,
+) -> Any:
     return _never_run()
 
 
 @node(outputs={"latent": Latent})
-def KSamplerAdvanced(model: Model, positive: Conditioning, negative: Conditioning,
-                     latent: Latent, add_noise: bool = True, seed: int = Input(0, ge=0),
-                     steps: int = Input(20, ge=1), cfg: float = 7.0,
-                     sampler_name: SAMPLERS = "euler", scheduler: SCHEDULERS = "normal",
-                     start_at_step: int = Input(0, ge=0), end_at_step: int = Input(10000, ge=0),
-                     return_with_leftover_noise: bool = False) -> Any:
+def KSamplerAdvanced(
+    model: Model,
+    positive: Conditioning,
+    negative: Conditioning,
+    latent: Latent,
+    add_noise: bool = True,
+    seed: int = Input(0, ge=0),
+    steps: int = Input(20, ge=1),
+    cfg: float = 7.0,
+    sampler_name: SAMPLERS = "euler",
+    scheduler: SCHEDULERS = "normal",
+    start_at_step: int = Input(0, ge=0),
+    end_at_step: int = Input(10000, ge=0),
+    return_with_leftover_noise: bool = False,
+) -> Any:
     return _never_run()
 
 
@@ -94,8 +130,9 @@ def VAELoader(name: str) -> Any:
 
 
 @node(outputs={"model": Model, "clip": Clip})
-def LoraLoader(model: Model, clip: Clip, name: str, strength_model: float = 1.0,
-               strength_clip: float = 1.0) -> Any:
+def LoraLoader(
+    model: Model, clip: Clip, name: str, strength_model: float = 1.0, strength_clip: float = 1.0
+) -> Any:
     return _never_run()
 
 
@@ -110,15 +147,24 @@ def CLIPSetLastLayer(clip: Clip, stop_at_clip_layer: int = Input(-1, le=-1)) -> 
 
 
 @node(outputs={"conditioning": Conditioning})
-def TextEncodeSDXL(clip: Clip, width: int = 1024, height: int = 1024, crop_w: int = 0,
-                   crop_h: int = 0, target_width: int = 1024, target_height: int = 1024,
-                   text_g: str = "", text_l: str = "") -> Any:
+def TextEncodeSDXL(
+    clip: Clip,
+    width: int = 1024,
+    height: int = 1024,
+    crop_w: int = 0,
+    crop_h: int = 0,
+    target_width: int = 1024,
+    target_height: int = 1024,
+    text_g: str = "",
+    text_l: str = "",
+) -> Any:
     return _never_run()
 
 
 @node(outputs={"conditioning": Conditioning})
-def TextEncodeSDXLRefiner(clip: Clip, ascore: float = 6.0, width: int = 1024,
-                          height: int = 1024, text: str = "") -> Any:
+def TextEncodeSDXLRefiner(
+    clip: Clip, ascore: float = 6.0, width: int = 1024, height: int = 1024, text: str = ""
+) -> Any:
     return _never_run()
 
 
@@ -128,16 +174,23 @@ def ControlNetLoader(name: str) -> Any:
 
 
 @node(outputs={"conditioning": Conditioning})
-def ControlNetApply(conditioning: Conditioning, control_net: ControlNet, image: Image,
-                    strength: float = 1.0) -> Any:
+def ControlNetApply(
+    conditioning: Conditioning, control_net: ControlNet, image: Image, strength: float = 1.0
+) -> Any:
     return _never_run()
 
 
 @node(outputs={"positive": Conditioning, "negative": Conditioning})
-def ControlNetApplyAdvanced(positive: Conditioning, negative: Conditioning,
-                            control_net: ControlNet, image: Image, strength: float = 1.0,
-                            start_percent: float = 0.0, end_percent: float = 1.0,
-                            vae: Vae | None = None) -> Any:
+def ControlNetApplyAdvanced(
+    positive: Conditioning,
+    negative: Conditioning,
+    control_net: ControlNet,
+    image: Image,
+    strength: float = 1.0,
+    start_percent: float = 0.0,
+    end_percent: float = 1.0,
+    vae: Vae | None = None,
+) -> Any:
     return _never_run()
 
 
@@ -152,8 +205,14 @@ def VAEEncodeForInpaint(image: Image, vae: Vae, mask: Mask, grow_mask_by: int = 
 
 
 @node(outputs={"positive": Conditioning, "negative": Conditioning, "latent": Latent})
-def InpaintModelConditioning(positive: Conditioning, negative: Conditioning, vae: Vae,
-                             image: Image, mask: Mask, noise_mask: bool = True) -> Any:
+def InpaintModelConditioning(
+    positive: Conditioning,
+    negative: Conditioning,
+    vae: Vae,
+    image: Image,
+    mask: Mask,
+    noise_mask: bool = True,
+) -> Any:
     return _never_run()
 
 
@@ -173,14 +232,36 @@ def ImageUpscaleWithModel(upscale_model: UpscaleModel, image: Image) -> Any:
 
 
 @node(outputs={"model": Model})
-def ModelSamplingDiscrete(model: Model, sampling: Literal["eps", "v_prediction"] = "eps",
-                          zsnr: bool = False) -> Any:
+def ModelSamplingDiscrete(
+    model: Model, sampling: Literal["eps", "v_prediction"] = "eps", zsnr: bool = False
+) -> Any:
     return _never_run()
 
 
-NODES = [CheckpointLoader, TextEncode, EmptyLatent, KSampler, VAEDecode, VAEEncode, Upscale,
-         LatentUpscale, KSamplerAdvanced, VAELoader, LoraLoader, LoraLoaderModelOnly,
-         CLIPSetLastLayer, TextEncodeSDXL, TextEncodeSDXLRefiner, ControlNetLoader,
-         ControlNetApply, ControlNetApplyAdvanced, LoadImage, VAEEncodeForInpaint,
-         InpaintModelConditioning, SetLatentNoiseMask, UpscaleModelLoader,
-         ImageUpscaleWithModel, ModelSamplingDiscrete]
+NODES = [
+    CheckpointLoader,
+    TextEncode,
+    EmptyLatent,
+    KSampler,
+    VAEDecode,
+    VAEEncode,
+    Upscale,
+    LatentUpscale,
+    KSamplerAdvanced,
+    VAELoader,
+    LoraLoader,
+    LoraLoaderModelOnly,
+    CLIPSetLastLayer,
+    TextEncodeSDXL,
+    TextEncodeSDXLRefiner,
+    ControlNetLoader,
+    ControlNetApply,
+    ControlNetApplyAdvanced,
+    LoadImage,
+    VAEEncodeForInpaint,
+    InpaintModelConditioning,
+    SetLatentNoiseMask,
+    UpscaleModelLoader,
+    ImageUpscaleWithModel,
+    ModelSamplingDiscrete,
+]

@@ -15,10 +15,15 @@ from easel.nodes.comfy_compat import ConditioningZeroOut, zeroed
 def test_sdxl_conditioning_zeroes_embeds_and_pooled_and_keeps_the_rest() -> None:
     uncond = {"embeds": torch.ones(1, 4, 8)}
     control = [{"hint": torch.ones(1, 3, 8, 8), "strength": 0.5}]
-    conditioning = {"embeds": torch.randn(1, 4, 8), "pooled": torch.randn(1, 8),
-                    "attention_mask": torch.ones(1, 4, dtype=torch.bool), "extra": None,
-                    "time_ids": torch.tensor([[1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0]]),
-                    "control": control, "uncond": uncond}
+    conditioning = {
+        "embeds": torch.randn(1, 4, 8),
+        "pooled": torch.randn(1, 8),
+        "attention_mask": torch.ones(1, 4, dtype=torch.bool),
+        "extra": None,
+        "time_ids": torch.tensor([[1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0]]),
+        "control": control,
+        "uncond": uncond,
+    }
     out = ConditioningZeroOut.call(Context(), {"conditioning": conditioning})["conditioning"]
     assert torch.equal(out["embeds"], torch.zeros(1, 4, 8))
     assert torch.equal(out["pooled"], torch.zeros(1, 8))
@@ -51,8 +56,9 @@ def test_other_layouts() -> None:
     assert torch.equal(pair[0].cond, torch.zeros(2))
     cond = zeroed(Cond(torch.ones(3), torch.arange(3)))
     assert torch.equal(cond.embeds, torch.zeros(3)) and torch.equal(cond.ids, torch.arange(3))
-    assert torch.equal(zeroed(torch.full((2, 2), 5.0, dtype=torch.float16)),
-                       torch.zeros(2, 2, dtype=torch.float16))
+    assert torch.equal(
+        zeroed(torch.full((2, 2), 5.0, dtype=torch.float16)), torch.zeros(2, 2, dtype=torch.float16)
+    )
 
 
 def test_registered_from_the_nodes_package() -> None:

@@ -24,8 +24,12 @@ def test_convert_writes_an_easel_workflow(tmp_path, capsys) -> None:
 
 
 def test_convert_ui_file_to_stdout_with_checkpoint(capsys) -> None:
-    assert main(["convert", "comfy", str(DATA / "ui_default_plus.json"),
-                 "--checkpoint", "easel-shapes"]) == 0
+    assert (
+        main(
+            ["convert", "comfy", str(DATA / "ui_default_plus.json"), "--checkpoint", "easel-shapes"]
+        )
+        == 0
+    )
     printed = json.loads(capsys.readouterr().out)
     assert printed["nodes"]["4"]["inputs"]["name"] == "easel-shapes"
     assert printed["nodes"]["3"]["inputs"]["seed"] == 42
@@ -43,10 +47,14 @@ def test_convert_comfy_png(tmp_path, capsys) -> None:
 
 def test_unsupported_nodes_exit_2_with_the_list(tmp_path, capsys) -> None:
     data = load_json(BASIC)
-    data["10"] = {"class_type": "FreeU_V2",
-                  "inputs": {"model": ["4", 0], "b1": 1.3, "b2": 1.4, "s1": 0.9, "s2": 0.2}}
-    data["11"] = {"class_type": "DiffControlNetLoader",
-                  "inputs": {"model": ["4", 0], "control_net_name": "diff.safetensors"}}
+    data["10"] = {
+        "class_type": "FreeU_V2",
+        "inputs": {"model": ["4", 0], "b1": 1.3, "b2": 1.4, "s1": 0.9, "s2": 0.2},
+    }
+    data["11"] = {
+        "class_type": "DiffControlNetLoader",
+        "inputs": {"model": ["4", 0], "control_net_name": "diff.safetensors"},
+    }
     source = tmp_path / "custom.json"
     source.write_text(json.dumps(data))
     out = tmp_path / "out.json"

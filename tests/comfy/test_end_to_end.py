@@ -32,8 +32,9 @@ def run(*args: str) -> int:
 
 def test_api_file_runs_and_its_png_runs_again(workdir, capsys) -> None:
     source = SHARED_COMFY / "comfyui_script_examples_basic_api_example.api.json"
-    assert run(str(source), "--set", "5.width=16", "--set", "5.height=16",
-               "--set", "3.steps=2") == 0
+    assert (
+        run(str(source), "--set", "5.width=16", "--set", "5.height=16", "--set", "3.steps=2") == 0
+    )
     first = workdir / "output" / "ComfyUI_00001.png"
     assert capsys.readouterr().out.split() == [str(Path("output") / "ComfyUI_00001.png")]
     assert pixels(first).shape == (16, 16, 3)
@@ -47,8 +48,9 @@ def test_api_file_runs_and_its_png_runs_again(workdir, capsys) -> None:
 
 def test_sdxl_graph_with_zeroed_negative_runs(workdir) -> None:
     source = SHARED_COMFY / "comfyui_tests_default_graph_sdxl1_0.api.json"
-    assert run(str(source), "--set", "5.width=16", "--set", "5.height=16",
-               "--set", "10.steps=2") == 0
+    assert (
+        run(str(source), "--set", "5.width=16", "--set", "5.height=16", "--set", "10.steps=2") == 0
+    )
     assert pixels(workdir / "output" / "test_inference_00001.png").shape == (16, 16, 3)
 
 
@@ -62,8 +64,9 @@ def test_img2img_file_loads_its_reference_image(workdir) -> None:
 def test_ui_file_runs_with_batch_and_subfolder(workdir) -> None:
     source = workdir / "graph.json"
     shutil.copy(DATA / "ui_default_plus.json", source)
-    assert run(str(source), "--set", "5.width=16", "--set", "5.height=16",
-               "--set", "3.steps=2") == 0
+    assert (
+        run(str(source), "--set", "5.width=16", "--set", "5.height=16", "--set", "3.steps=2") == 0
+    )
     folder = workdir / "output" / "lighthouse"
     assert sorted(p.name for p in folder.iterdir()) == ["shot_00001.png", "shot_00002.png"]
 
@@ -76,7 +79,18 @@ def test_esrgan_ui_file_runs_with_a_real_esrgan_file(workdir, tiny_models, monke
     models = workdir / "models"
     save(realesrgan_layout(), models / "upscale_models" / "RealESRGAN_x4plus.safetensors")
     monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join([str(models), str(tiny_models.root)]))
-    assert run(str(DATA / "esrgan_upscale.json"), "--set", "5.width=16", "--set",
-               "5.height=16", "--set", "3.steps=2",
-               "--set", "13.name=RealESRGAN_x4plus.safetensors") == 0
+    assert (
+        run(
+            str(DATA / "esrgan_upscale.json"),
+            "--set",
+            "5.width=16",
+            "--set",
+            "5.height=16",
+            "--set",
+            "3.steps=2",
+            "--set",
+            "13.name=RealESRGAN_x4plus.safetensors",
+        )
+        == 0
+    )
     assert pixels(workdir / "output" / "upscaled" / "lighthouse_00001.png").shape == (32, 32, 3)

@@ -17,10 +17,17 @@ from easel.pngmeta import WORKFLOW_KEY, png_info, read_text_chunks, workflow_fro
 from easel.workflow_files import read_workflow, read_workflow_bytes
 from tests.comfy.conftest import DATA, SHARED_COMFY, load_json
 
-EASEL_FLOW = {"format": "easel.workflow", "version": 1, "nodes": {
-    "p": {"type": "TextEncode", "inputs": {"clip": ["m", "clip"],
-                                          "text": "灯塔 ünïcödé \"quoted\"\nline two"}}},
-    "ui": {"positions": {"p": [1, 2]}}}
+EASEL_FLOW = {
+    "format": "easel.workflow",
+    "version": 1,
+    "nodes": {
+        "p": {
+            "type": "TextEncode",
+            "inputs": {"clip": ["m", "clip"], "text": '灯塔 ünïcödé "quoted"\nline two'},
+        }
+    },
+    "ui": {"positions": {"p": [1, 2]}},
+}
 
 
 def comfy_png(path: Path, prompt: Any = None, workflow: Any = None) -> Path:

@@ -21,13 +21,25 @@ def test_basic_api_example_maps_every_node_and_link() -> None:
     workflow = convert("comfyui_script_examples_basic_api_example.api.json")
     nodes = workflow["nodes"]
     assert {k: v["type"] for k, v in nodes.items()} == {
-        "3": "KSampler", "4": "CheckpointLoader", "5": "EmptyLatent", "6": "TextEncode",
-        "7": "TextEncode", "8": "VAEDecode", "9": "SaveImage",
+        "3": "KSampler",
+        "4": "CheckpointLoader",
+        "5": "EmptyLatent",
+        "6": "TextEncode",
+        "7": "TextEncode",
+        "8": "VAEDecode",
+        "9": "SaveImage",
     }
     assert nodes["3"]["inputs"] == {
-        "cfg": 8, "denoise": 1, "latent": ["5", "latent"], "model": ["4", "model"],
-        "negative": ["7", "conditioning"], "positive": ["6", "conditioning"],
-        "sampler_name": "euler", "scheduler": "normal", "seed": 8566257, "steps": 20,
+        "cfg": 8,
+        "denoise": 1,
+        "latent": ["5", "latent"],
+        "model": ["4", "model"],
+        "negative": ["7", "conditioning"],
+        "positive": ["6", "conditioning"],
+        "sampler_name": "euler",
+        "scheduler": "normal",
+        "seed": 8566257,
+        "steps": 20,
     }
     assert nodes["4"]["inputs"] == {"name": "v1-5-pruned-emaonly.safetensors"}
     assert nodes["6"]["inputs"] == {"clip": ["4", "clip"], "text": "masterpiece best quality girl"}
@@ -44,16 +56,30 @@ def test_sdxl_refiner_graph_converts_faithfully() -> None:
     last of 20 steps); the refiner pass that starts at step 32 of 20 does nothing in ComfyUI,
     so its consumer reads the base latent."""
     nodes = convert("comfyui_tests_default_graph_sdxl1_0.api.json")["nodes"]
-    assert nodes["10"] == {"type": "KSamplerAdvanced", "inputs": {
-        "add_noise": True, "seed": 42, "steps": 20, "cfg": 7.5, "sampler_name": "euler",
-        "scheduler": "normal", "start_at_step": 0, "end_at_step": 32,
-        "return_with_leftover_noise": True, "model": ["4", "model"],
-        "positive": ["6", "conditioning"], "negative": ["15", "conditioning"],
-        "latent": ["5", "latent"]}}
+    assert nodes["10"] == {
+        "type": "KSamplerAdvanced",
+        "inputs": {
+            "add_noise": True,
+            "seed": 42,
+            "steps": 20,
+            "cfg": 7.5,
+            "sampler_name": "euler",
+            "scheduler": "normal",
+            "start_at_step": 0,
+            "end_at_step": 32,
+            "return_with_leftover_noise": True,
+            "model": ["4", "model"],
+            "positive": ["6", "conditioning"],
+            "negative": ["15", "conditioning"],
+            "latent": ["5", "latent"],
+        },
+    }
     assert "14" not in nodes
     assert nodes["12"]["inputs"]["latent"] == ["10", "latent"]
-    assert nodes["15"] == {"type": "ConditioningZeroOut",
-                           "inputs": {"conditioning": ["6", "conditioning"]}}
+    assert nodes["15"] == {
+        "type": "ConditioningZeroOut",
+        "inputs": {"conditioning": ["6", "conditioning"]},
+    }
     assert nodes["13"]["inputs"] == {"filename_prefix": "test_inference", "image": ["12", "image"]}
 
 
@@ -63,8 +89,10 @@ def test_img2img_titles_stray_control_and_unconnected_node() -> None:
     assert "control_after_generate" not in nodes["6"]["inputs"]
     assert nodes["6"]["inputs"]["denoise"] == 0.7
     assert nodes["6"]["inputs"]["latent"] == ["8", "latent"]
-    assert nodes["8"] == {"type": "VAEEncode", "inputs": {"image": ["4", "image"],
-                                                          "vae": ["1", "vae"]}}
+    assert nodes["8"] == {
+        "type": "VAEEncode",
+        "inputs": {"image": ["4", "image"], "vae": ["1", "vae"]},
+    }
     assert nodes["4"] == {"type": "LoadImage", "inputs": {"image": "reference.png"}}
     assert nodes["5"]["type"] == "EmptyLatent"  # kept; it never runs, as in ComfyUI
     assert workflow["ui"]["titles"]["6"] == "KSampler Img2Img"
@@ -72,8 +100,7 @@ def test_img2img_titles_stray_control_and_unconnected_node() -> None:
 
 
 @pytest.mark.parametrize("path", real_comfy_files(), ids=lambda p: p.name)
-def test_real_files_validate_against_the_registry(path: Path, registry, tiny_env,
-                                                  tmp_path) -> None:
+def test_real_files_validate_against_the_registry(path: Path, registry, tiny_env, tmp_path) -> None:
     workflow = to_easel(load_json(path))
     parse_workflow(workflow)  # the Easel format itself
     loader = registry.get("CheckpointLoader")

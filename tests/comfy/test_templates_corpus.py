@@ -25,12 +25,22 @@ spec.loader.exec_module(templates)
 SDXL_GRAPH = {
     "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}},
     "6": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["4", 1], "text": "a fox"}},
-    "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64,
-                                                       "batch_size": 1}},
-    "3": {"class_type": "KSampler", "inputs": {
-        "model": ["4", 0], "positive": ["6", 0], "negative": ["6", 0],
-        "latent_image": ["5", 0], "seed": 1, "steps": 2, "cfg": 5.0,
-        "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+    "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+    "3": {
+        "class_type": "KSampler",
+        "inputs": {
+            "model": ["4", 0],
+            "positive": ["6", 0],
+            "negative": ["6", 0],
+            "latent_image": ["5", 0],
+            "seed": 1,
+            "steps": 2,
+            "cfg": 5.0,
+            "sampler_name": "euler",
+            "scheduler": "normal",
+            "denoise": 1.0,
+        },
+    },
     "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
     "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "x"}},
 }
@@ -43,23 +53,36 @@ def entry(name: str, models: list[str], **extra: Any) -> dict[str, Any]:
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     index = [
-        {"title": "Image", "type": "image", "templates": [
-            entry("sdxl_simple", ["SDXL", "Stability"], openSource=True,
-                  io={"outputs": [{"mediaType": "image"}]}),
-            entry("flux_dev", ["FLUX", "FLUX.1"]),
-            entry("sdxl_lcm", ["SDXL"]),
-            entry("api_nano", ["Nano Banana"]),  # cloud, by name
-            entry("gemini_sheet", ["Gemini"], openSource=False),  # cloud, by the catalogue
-            entry("ltx_ingredients", ["LTX-2.3"], io={"outputs": [{"mediaType": "video"}]}),
-        ]},
+        {
+            "title": "Image",
+            "type": "image",
+            "templates": [
+                entry(
+                    "sdxl_simple",
+                    ["SDXL", "Stability"],
+                    openSource=True,
+                    io={"outputs": [{"mediaType": "image"}]},
+                ),
+                entry("flux_dev", ["FLUX", "FLUX.1"]),
+                entry("sdxl_lcm", ["SDXL"]),
+                entry("api_nano", ["Nano Banana"]),  # cloud, by name
+                entry("gemini_sheet", ["Gemini"], openSource=False),  # cloud, by the catalogue
+                entry("ltx_ingredients", ["LTX-2.3"], io={"outputs": [{"mediaType": "video"}]}),
+            ],
+        },
         {"title": "Video", "type": "video", "templates": [entry("wan_t2v", ["Wan2.1"])]},
     ]
     (tmp_path / "index.json").write_text(json.dumps(index))
     (tmp_path / "sdxl_simple.json").write_text(json.dumps(SDXL_GRAPH))
     flux = {**SDXL_GRAPH, "4": {"class_type": "FluxLoaderOfTheFuture", "inputs": {}}}
     (tmp_path / "flux_dev.json").write_text(json.dumps(flux))
-    lcm = {**SDXL_GRAPH, "10": {"class_type": "ModelSamplingDiscrete",
-                                "inputs": {"model": ["4", 0], "sampling": "lcm", "zsnr": False}}}
+    lcm = {
+        **SDXL_GRAPH,
+        "10": {
+            "class_type": "ModelSamplingDiscrete",
+            "inputs": {"model": ["4", 0], "sampling": "lcm", "zsnr": False},
+        },
+    }
     (tmp_path / "sdxl_lcm.json").write_text(json.dumps(lcm))
     return tmp_path
 
@@ -67,8 +90,10 @@ def corpus(tmp_path: Path) -> Path:
 def test_only_local_image_templates_count_and_families_come_from_models(corpus) -> None:
     result = templates.survey(corpus)
     assert [(t.name, t.family, t.converted) for t in result.templates] == [
-        ("sdxl_simple", "SDXL", True), ("flux_dev", "Flux.1", False),
-        ("sdxl_lcm", "SDXL", False)]
+        ("sdxl_simple", "SDXL", True),
+        ("flux_dev", "Flux.1", False),
+        ("sdxl_lcm", "SDXL", False),
+    ]
     assert result.catalogue_size == 7
     assert result.families() == {"SDXL": (1, 2), "Flux.1": (0, 1)}
     assert result.blocking() == [("FluxLoaderOfTheFuture", 1)]
@@ -89,13 +114,15 @@ def test_family_rules() -> None:
     assert templates.family_of(["Ovis-Image"]) == "Ovis-Image"
 
 
-def test_a_mapped_node_that_easel_lacks_does_not_count_as_converted(corpus,
-                                                                    monkeypatch) -> None:
+def test_a_mapped_node_that_easel_lacks_does_not_count_as_converted(corpus, monkeypatch) -> None:
     from easel.comfy import mapping
 
     spec_map = mapping.NODE_MAPS["SaveImage"]
-    monkeypatch.setitem(mapping.NODE_MAPS, "SaveImage",
-                        mapping.NodeMap("SaveImageSomewhere", dict(spec_map.inputs), ()))
+    monkeypatch.setitem(
+        mapping.NODE_MAPS,
+        "SaveImage",
+        mapping.NodeMap("SaveImageSomewhere", dict(spec_map.inputs), ()),
+    )
     [sdxl, _, _] = templates.survey(corpus).templates
     assert not sdxl.converted
     assert sdxl.problems == ["node 9: Easel has no node type 'SaveImageSomewhere'"]
@@ -109,8 +136,10 @@ def test_the_command_line(corpus, capsys) -> None:
     assert templates.main(["--templates", str(corpus / "missing")]) == 2
 
 
-@pytest.mark.skipif(importlib.util.find_spec(templates.PACKAGE) is None,
-                    reason="the templates corpus is in the dev extra (installed in CI)")
+@pytest.mark.skipif(
+    importlib.util.find_spec(templates.PACKAGE) is None,
+    reason="the templates corpus is in the dev extra (installed in CI)",
+)
 def test_the_survey_of_the_installed_corpus_adds_up() -> None:
     result = templates.survey()
     assert result.version == "0.1.123"  # the pinned version the docs' table is for

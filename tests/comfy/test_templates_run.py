@@ -18,8 +18,10 @@ from easel.core.plugins import load_plugins
 from easel.workflow_edit import set_input
 
 PACKAGE = "comfyui_workflow_templates_json"
-pytestmark = pytest.mark.skipif(importlib.util.find_spec(PACKAGE) is None,
-                                reason="the templates corpus is in the dev extra (in CI)")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec(PACKAGE) is None,
+    reason="the templates corpus is in the dev extra (in CI)",
+)
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
 
 
@@ -31,8 +33,9 @@ def template(name: str) -> dict[str, Any]:
 
 
 def run(workflow: dict[str, Any], tmp_path: Path) -> Any:
-    executor = Executor(load_plugins(entry_points=False),
-                        services={"input_dir": tmp_path / "input"})
+    executor = Executor(
+        load_plugins(entry_points=False), services={"input_dir": tmp_path / "input"}
+    )
     result = executor.run(workflow, output_dir=tmp_path / "output")
     assert result.ok, result.failures
     return result
@@ -64,8 +67,7 @@ def test_the_upscale_template_saves_and_compares(tmp_path) -> None:
     workflow = to_easel(template("utility_interpolation_image_upscale"))
     (tmp_path / "input").mkdir()
     [loader] = [n for n in workflow["nodes"].values() if n["type"] == "LoadImage"]
-    PILImage.new("RGB", (12, 8), (10, 200, 30)).save(tmp_path / "input" /
-                                                      loader["inputs"]["image"])
+    PILImage.new("RGB", (12, 8), (10, 200, 30)).save(tmp_path / "input" / loader["inputs"]["image"])
     result = run(workflow, tmp_path)
     files = [name for entry in result.ui.values() for name in entry.get("files", [])]
     [compare] = [entry for entry in result.ui.values() if "a_images" in entry]
@@ -78,18 +80,21 @@ def test_the_mask_basics_template_runs(tmp_path) -> None:
     workflow = to_easel(template("basic_mask_operations_and_compositing"))
     (tmp_path / "input").mkdir()
     [loader] = [n for n in workflow["nodes"].values() if n["type"] == "LoadImage"]
-    PILImage.new("RGB", (64, 48), (255, 128, 0)).save(tmp_path / "input" /
-                                                       loader["inputs"]["image"])
+    PILImage.new("RGB", (64, 48), (255, 128, 0)).save(
+        tmp_path / "input" / loader["inputs"]["image"]
+    )
     result = run(workflow, tmp_path)
     previews = [name for entry in result.ui.values() for name in entry.get("files", [])]
     kinds = {workflow["nodes"][node_id]["type"] for node_id in result.ui}
     assert kinds == {"PreviewImage", "PreviewMask"}
     assert len(previews) == len(result.ui) == 18
     # The red EmptyImage pasted through the feathered mask over the black one.
-    [composite] = [i for i, n in workflow["nodes"].items()
-                   if n["type"] == "ImageCompositeMasked"]
-    [preview] = [i for i, n in workflow["nodes"].items() if n["type"] == "PreviewImage"
-                 and n["inputs"]["image"] == [composite, "image"]]
+    [composite] = [i for i, n in workflow["nodes"].items() if n["type"] == "ImageCompositeMasked"]
+    [preview] = [
+        i
+        for i, n in workflow["nodes"].items()
+        if n["type"] == "PreviewImage" and n["inputs"]["image"] == [composite, "image"]
+    ]
     picture = PILImage.open(tmp_path / "output" / result.ui[preview]["files"][0])
     assert picture.size == (1024, 1024)
     red, green, blue = picture.convert("RGB").getpixel((300, 300))

@@ -31,10 +31,18 @@ def test_widgets_primitive_reroutes_bypass_mute_and_note(default_plus) -> None:
     sampler = nodes["3"]["inputs"]
     # The seed widget was converted to an input fed by a PrimitiveNode: its value is inlined,
     # and "randomize" (control_after_generate) never becomes a value.
-    assert sampler == {"seed": 42, "steps": 20, "cfg": 8, "sampler_name": "euler",
-                       "scheduler": "normal", "denoise": 1, "model": ["4", "model"],
-                       "positive": ["6", "conditioning"], "negative": ["7", "conditioning"],
-                       "latent": ["5", "latent"]}
+    assert sampler == {
+        "seed": 42,
+        "steps": 20,
+        "cfg": 8,
+        "sampler_name": "euler",
+        "scheduler": "normal",
+        "denoise": 1,
+        "model": ["4", "model"],
+        "positive": ["6", "conditioning"],
+        "negative": ["7", "conditioning"],
+        "latent": ["5", "latent"],
+    }
     assert nodes["5"]["inputs"] == {"width": 512, "height": 768, "batch_size": 2}
     # Bypassed LatentUpscale passes the sampler's latent on; two reroutes carry the VAE.
     assert nodes["8"]["inputs"] == {"latent": ["3", "latent"], "vae": ["4", "vae"]}
@@ -48,21 +56,40 @@ def test_widgets_primitive_reroutes_bypass_mute_and_note(default_plus) -> None:
 
 def test_schema_v1_links_objects_and_advanced_sampler() -> None:
     nodes = to_easel(load_json(DATA / "ui_img2img_v1.json"))["nodes"]
-    assert nodes["7"] == {"type": "KSamplerAdvanced", "inputs": {
-        "add_noise": True, "seed": 7, "steps": 30, "cfg": 6.5, "sampler_name": "dpmpp_2m_sde",
-        "scheduler": "karras", "start_at_step": 0, "end_at_step": 10000,
-        "return_with_leftover_noise": False, "model": ["1", "model"],
-        "positive": ["5", "conditioning"], "negative": ["6", "conditioning"],
-        "latent": ["4", "latent"]}}
+    assert nodes["7"] == {
+        "type": "KSamplerAdvanced",
+        "inputs": {
+            "add_noise": True,
+            "seed": 7,
+            "steps": 30,
+            "cfg": 6.5,
+            "sampler_name": "dpmpp_2m_sde",
+            "scheduler": "karras",
+            "start_at_step": 0,
+            "end_at_step": 10000,
+            "return_with_leftover_noise": False,
+            "model": ["1", "model"],
+            "positive": ["5", "conditioning"],
+            "negative": ["6", "conditioning"],
+            "latent": ["4", "latent"],
+        },
+    }
     assert nodes["2"] == {"type": "LoadImage", "inputs": {"image": "photo.png"}}
-    assert nodes["3"] == {"type": "Upscale", "inputs": {
-        "method": "bilinear", "width": 512, "height": 512, "image": ["2", "image"], "scale": 1.0}}
+    assert nodes["3"] == {
+        "type": "Upscale",
+        "inputs": {
+            "method": "bilinear",
+            "width": 512,
+            "height": 512,
+            "image": ["2", "image"],
+            "scale": 1.0,
+        },
+    }
     assert nodes["4"]["inputs"] == {"image": ["3", "image"], "vae": ["1", "vae"]}
     assert nodes["6"]["type"] == "ConditioningZeroOut"
 
 
-def test_ui_files_validate_against_the_registry(default_plus, registry, tiny_env,
-                                                tmp_path) -> None:
+def test_ui_files_validate_against_the_registry(default_plus, registry, tiny_env, tmp_path) -> None:
     for data in (default_plus, load_json(DATA / "ui_img2img_v1.json")):
         workflow = to_easel(data)
         loader = registry.get("CheckpointLoader")
@@ -76,21 +103,48 @@ def test_ui_files_validate_against_the_registry(default_plus, registry, tiny_env
         assert plan.targets == ["9"]
 
 
-@pytest.mark.parametrize(("values", "expected"), [
-    ([5, "fixed", 20, 7.5, "euler", "karras", 0.5],
-     {"seed": 5, "steps": 20, "cfg": 7.5, "sampler_name": "euler", "scheduler": "karras",
-      "denoise": 0.5}),
-    # Files saved through the API or by older frontends have no control entry.
-    ([5, 20, 7.5, "euler", "karras", 0.5],
-     {"seed": 5, "steps": 20, "cfg": 7.5, "sampler_name": "euler", "scheduler": "karras",
-      "denoise": 0.5}),
-    ([9, "decrement", 4], {"seed": 9, "steps": 4}),
-    # Files from 2023: the "random seed" toggle stored a boolean after the seed.
-    ([5, True, 20, 7.5, "euler", "karras", 0.5],
-     {"seed": 5, "steps": 20, "cfg": 7.5, "sampler_name": "euler", "scheduler": "karras",
-      "denoise": 0.5}),
-    ([5, False, 20], {"seed": 5, "steps": 20}),
-])
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            [5, "fixed", 20, 7.5, "euler", "karras", 0.5],
+            {
+                "seed": 5,
+                "steps": 20,
+                "cfg": 7.5,
+                "sampler_name": "euler",
+                "scheduler": "karras",
+                "denoise": 0.5,
+            },
+        ),
+        # Files saved through the API or by older frontends have no control entry.
+        (
+            [5, 20, 7.5, "euler", "karras", 0.5],
+            {
+                "seed": 5,
+                "steps": 20,
+                "cfg": 7.5,
+                "sampler_name": "euler",
+                "scheduler": "karras",
+                "denoise": 0.5,
+            },
+        ),
+        ([9, "decrement", 4], {"seed": 9, "steps": 4}),
+        # Files from 2023: the "random seed" toggle stored a boolean after the seed.
+        (
+            [5, True, 20, 7.5, "euler", "karras", 0.5],
+            {
+                "seed": 5,
+                "steps": 20,
+                "cfg": 7.5,
+                "sampler_name": "euler",
+                "scheduler": "karras",
+                "denoise": 0.5,
+            },
+        ),
+        ([5, False, 20], {"seed": 5, "steps": 20}),
+    ],
+)
 def test_positional_widgets_skip_control_after_generate(values, expected) -> None:
     assert widget_inputs(NODE_MAPS["KSampler"], values) == expected
 
@@ -98,9 +152,16 @@ def test_positional_widgets_skip_control_after_generate(values, expected) -> Non
 def test_advanced_sampler_widgets_with_control() -> None:
     values = ["disable", 3, "randomize", 12, 5.0, "euler", "normal", 0, 10000, "enable"]
     assert widget_inputs(NODE_MAPS["KSamplerAdvanced"], values) == {
-        "add_noise": "disable", "noise_seed": 3, "steps": 12, "cfg": 5.0,
-        "sampler_name": "euler", "scheduler": "normal", "start_at_step": 0,
-        "end_at_step": 10000, "return_with_leftover_noise": "enable"}
+        "add_noise": "disable",
+        "noise_seed": 3,
+        "steps": 12,
+        "cfg": 5.0,
+        "sampler_name": "euler",
+        "scheduler": "normal",
+        "start_at_step": 0,
+        "end_at_step": 10000,
+        "return_with_leftover_noise": "enable",
+    }
 
 
 def _node(data: dict[str, Any], node_id: int) -> dict[str, Any]:
@@ -116,14 +177,31 @@ def test_muted_source_drops_what_needs_it(default_plus) -> None:
     with pytest.raises(WorkflowError) as caught:
         to_easel(data)  # the decoder, the saver and the preview all need it: nothing runs
     [problem] = caught.value.problems
-    assert problem.message == ("nothing to run: every output node is muted, bypassed or needs "
-                               "a muted node (muted: 14)")
-    data["nodes"].append({"id": 30, "type": "PreviewImage", "mode": 0, "pos": [0, 900],
-                          "inputs": [{"name": "images", "type": "IMAGE", "link": 40}]})
-    data["nodes"].append({"id": 31, "type": "LoadImage", "mode": 0, "pos": [0, 700],
-                          "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [40]},
-                                      {"name": "MASK", "type": "MASK", "links": []}],
-                          "widgets_values": ["photo.png", "image"]})
+    assert problem.message == (
+        "nothing to run: every output node is muted, bypassed or needs a muted node (muted: 14)"
+    )
+    data["nodes"].append(
+        {
+            "id": 30,
+            "type": "PreviewImage",
+            "mode": 0,
+            "pos": [0, 900],
+            "inputs": [{"name": "images", "type": "IMAGE", "link": 40}],
+        }
+    )
+    data["nodes"].append(
+        {
+            "id": 31,
+            "type": "LoadImage",
+            "mode": 0,
+            "pos": [0, 700],
+            "outputs": [
+                {"name": "IMAGE", "type": "IMAGE", "links": [40]},
+                {"name": "MASK", "type": "MASK", "links": []},
+            ],
+            "widgets_values": ["photo.png", "image"],
+        }
+    )
     data["links"].append([40, 31, 0, 30, 0, "IMAGE"])
     nodes = to_easel(data)["nodes"]
     assert sorted(nodes, key=int) == ["3", "4", "5", "6", "7", "30", "31"]
@@ -133,14 +211,23 @@ def test_muted_source_of_an_optional_input_keeps_the_consumer() -> None:
     prompt_nodes = to_easel(load_json(DATA / "sd15_controlnet.json"))["nodes"]
     assert prompt_nodes["22"]["inputs"]["vae"] == ["4", "vae"]
     data = load_json(DATA / "sd15_controlnet.json")
-    data["nodes"].append({"id": 40, "type": "VAELoader", "mode": 2, "pos": [0, 0],
-                          "outputs": [{"name": "VAE", "type": "VAE", "links": [90]}],
-                          "widgets_values": ["other_vae.safetensors"]})
+    data["nodes"].append(
+        {
+            "id": 40,
+            "type": "VAELoader",
+            "mode": 2,
+            "pos": [0, 0],
+            "outputs": [{"name": "VAE", "type": "VAE", "links": [90]}],
+            "widgets_values": ["other_vae.safetensors"],
+        }
+    )
     data["links"].append([90, 40, 0, 22, 4, "VAE"])
     _node(data, 22)["inputs"][4]["link"] = 90
     nodes = to_easel(data)["nodes"]
     assert "vae" not in nodes["22"]["inputs"] and nodes["3"]["inputs"]["positive"] == [
-        "25", "conditioning"]
+        "25",
+        "conditioning",
+    ]
 
 
 def test_bypassed_node_without_matching_input_passes_nothing(default_plus) -> None:
@@ -155,8 +242,10 @@ def test_bypass_chooses_the_input_of_the_matching_type(default_plus) -> None:
     data = copy.deepcopy(default_plus)
     # A bypassed VAEEncode-like node whose first input is not the type the consumer wants.
     upscale = _node(data, 14)
-    upscale["inputs"] = [{"name": "vae", "type": "VAE", "link": None},
-                         {"name": "samples", "type": "LATENT", "link": 7}]
+    upscale["inputs"] = [
+        {"name": "vae", "type": "VAE", "link": None},
+        {"name": "samples", "type": "LATENT", "link": 7},
+    ]
     nodes = to_easel(data)["nodes"]
     assert nodes["8"]["inputs"]["latent"] == ["3", "latent"]
 
@@ -202,16 +291,29 @@ def test_old_litegraph_positions_stored_as_objects(default_plus) -> None:
 def test_bypassed_unsupported_node_is_passed_through(default_plus) -> None:
     """A bypassed LoRA loader is a common sight: its inputs flow on by type."""
     data = copy.deepcopy(default_plus)
-    data["nodes"].append({
-        "id": 20, "type": "LoraLoader", "pos": [200, 200], "mode": 4,
-        "inputs": [{"name": "model", "type": "MODEL", "link": 1},
-                   {"name": "clip", "type": "CLIP", "link": 2}],
-        "outputs": [{"name": "MODEL", "type": "MODEL", "links": [21], "slot_index": 0},
-                    {"name": "CLIP", "type": "CLIP", "links": [22], "slot_index": 1}],
-        "widgets_values": ["style.safetensors", 1.0, 1.0]})
+    data["nodes"].append(
+        {
+            "id": 20,
+            "type": "LoraLoader",
+            "pos": [200, 200],
+            "mode": 4,
+            "inputs": [
+                {"name": "model", "type": "MODEL", "link": 1},
+                {"name": "clip", "type": "CLIP", "link": 2},
+            ],
+            "outputs": [
+                {"name": "MODEL", "type": "MODEL", "links": [21], "slot_index": 0},
+                {"name": "CLIP", "type": "CLIP", "links": [22], "slot_index": 1},
+            ],
+            "widgets_values": ["style.safetensors", 1.0, 1.0],
+        }
+    )
     data["links"] = [link for link in data["links"] if link[0] not in (1, 2)] + [
-        [1, 4, 0, 20, 0, "MODEL"], [2, 4, 1, 20, 1, "CLIP"],
-        [21, 20, 0, 3, 0, "MODEL"], [22, 20, 1, 6, 0, "CLIP"]]
+        [1, 4, 0, 20, 0, "MODEL"],
+        [2, 4, 1, 20, 1, "CLIP"],
+        [21, 20, 0, 3, 0, "MODEL"],
+        [22, 20, 1, 6, 0, "CLIP"],
+    ]
     _node(data, 3)["inputs"][0]["link"] = 21
     _node(data, 6)["inputs"][0]["link"] = 22
     nodes = to_easel(data)["nodes"]
@@ -220,9 +322,16 @@ def test_bypassed_unsupported_node_is_passed_through(default_plus) -> None:
     assert nodes["6"]["inputs"]["clip"] == ["4", "clip"]
     _node(data, 20)["mode"] = 0
     nodes = to_easel(data)["nodes"]
-    assert nodes["20"] == {"type": "LoraLoader", "inputs": {
-        "name": "style.safetensors", "strength_model": 1.0, "strength_clip": 1.0,
-        "model": ["4", "model"], "clip": ["4", "clip"]}}
+    assert nodes["20"] == {
+        "type": "LoraLoader",
+        "inputs": {
+            "name": "style.safetensors",
+            "strength_model": 1.0,
+            "strength_clip": 1.0,
+            "model": ["4", "model"],
+            "clip": ["4", "clip"],
+        },
+    }
     assert nodes["3"]["inputs"]["model"] == ["20", "model"]
 
 
@@ -234,25 +343,31 @@ def test_link_types_match_as_litegraph_decides() -> None:
 
 
 def _bypassed(inputs: list[str], outputs: list[str]) -> dict[str, Any]:
-    return {"inputs": [{"name": kind.lower(), "type": kind, "link": None} for kind in inputs],
-            "outputs": [{"name": kind, "type": kind} for kind in outputs]}
+    return {
+        "inputs": [{"name": kind.lower(), "type": kind, "link": None} for kind in inputs],
+        "outputs": [{"name": kind, "type": kind} for kind in outputs],
+    }
 
 
-@pytest.mark.parametrize(("inputs", "outputs", "slot", "wanted", "expected"), [
-    # The input in the output's slot when its type fits the output and the consumer.
-    (["LATENT", "LATENT"], ["LATENT", "LATENT"], 1, "LATENT", 1),
-    # Else the first input of exactly the wanted type.
-    (["VAE", "LATENT"], ["LATENT"], 0, "LATENT", 1),
-    # Else the first input whose type fits both.
-    (["VAE", "IMAGE,MASK"], ["MASK"], 0, "MASK", 1),
-    # A consumer of any type takes the same slot, or the first input.
-    (["MODEL", "CLIP"], ["MODEL", "CLIP"], 1, "*", 1),
-    (["MODEL"], ["MODEL", "CLIP"], 1, "*", 0),
-    # Nothing fits: nothing passes.
-    (["VAE"], ["IMAGE"], 0, "IMAGE", None),
-])
-def test_bypassed_node_passes_the_input_comfyui_chooses(inputs, outputs, slot, wanted,
-                                                        expected) -> None:
+@pytest.mark.parametrize(
+    ("inputs", "outputs", "slot", "wanted", "expected"),
+    [
+        # The input in the output's slot when its type fits the output and the consumer.
+        (["LATENT", "LATENT"], ["LATENT", "LATENT"], 1, "LATENT", 1),
+        # Else the first input of exactly the wanted type.
+        (["VAE", "LATENT"], ["LATENT"], 0, "LATENT", 1),
+        # Else the first input whose type fits both.
+        (["VAE", "IMAGE,MASK"], ["MASK"], 0, "MASK", 1),
+        # A consumer of any type takes the same slot, or the first input.
+        (["MODEL", "CLIP"], ["MODEL", "CLIP"], 1, "*", 1),
+        (["MODEL"], ["MODEL", "CLIP"], 1, "*", 0),
+        # Nothing fits: nothing passes.
+        (["VAE"], ["IMAGE"], 0, "IMAGE", None),
+    ],
+)
+def test_bypassed_node_passes_the_input_comfyui_chooses(
+    inputs, outputs, slot, wanted, expected
+) -> None:
     assert bypass_input(_bypassed(inputs, outputs), slot, wanted) == expected
 
 
@@ -273,8 +388,21 @@ def _corrupt(data: dict[str, Any], rng: Any) -> None:
     node = rng.choice(data["nodes"])
     where = rng.choice(["node", "socket", "link", "group", "top"])
     if where == "node":
-        node[rng.choice(["inputs", "outputs", "widgets_values", "mode", "pos", "size",
-                         "title", "type", "id"])] = value
+        node[
+            rng.choice(
+                [
+                    "inputs",
+                    "outputs",
+                    "widgets_values",
+                    "mode",
+                    "pos",
+                    "size",
+                    "title",
+                    "type",
+                    "id",
+                ]
+            )
+        ] = value
     elif where == "socket" and isinstance(node.get("inputs"), list) and node["inputs"]:
         if isinstance(node["inputs"][0], dict):
             node["inputs"][0][rng.choice(["link", "type", "name", "widget"])] = value

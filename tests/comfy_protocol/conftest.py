@@ -24,9 +24,10 @@ def config(tmp_path: Any) -> ServerConfig:
 
 def slow_save(value: int = 5, steps: int = 3, delay: float = 0.0) -> dict[str, Any]:
     """An API-format prompt with Easel's names: TestSlow -> TestSave."""
-    return {"1": {"class_type": "TestSlow",
-                  "inputs": {"value": value, "steps": steps, "delay": delay}},
-            "2": {"class_type": "TestSave", "inputs": {"value": ["1", 0]}}}
+    return {
+        "1": {"class_type": "TestSlow", "inputs": {"value": value, "steps": steps, "delay": delay}},
+        "2": {"class_type": "TestSave", "inputs": {"value": ["1", 0]}},
+    }
 
 
 async def queue_prompt(client: TestClient, prompt: dict[str, Any], **extra: Any) -> str:
@@ -37,8 +38,7 @@ async def queue_prompt(client: TestClient, prompt: dict[str, Any], **extra: Any)
     return str(body["prompt_id"])
 
 
-async def wait_history(client: TestClient, prompt_id: str, timeout: float = 20.0
-                       ) -> dict[str, Any]:
+async def wait_history(client: TestClient, prompt_id: str, timeout: float = 20.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         history = await (await client.get(f"/history/{prompt_id}")).json()
@@ -61,6 +61,9 @@ async def messages_until(ws: Any, prompt_id: str, timeout: float = 20.0) -> list
         assert message.type.name == "TEXT", message
         data = json.loads(message.data)
         received.append(data)
-        if (data["type"] == "executing" and data["data"]["node"] is None
-                and data["data"].get("prompt_id") == prompt_id):
+        if (
+            data["type"] == "executing"
+            and data["data"]["node"] is None
+            and data["data"].get("prompt_id") == prompt_id
+        ):
             return received

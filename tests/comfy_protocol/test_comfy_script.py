@@ -48,11 +48,17 @@ def test_comfy_script_drives_easel(server, tmp_path) -> None:
     import importlib.util
 
     assert importlib.util.find_spec("comfy_script") is not None, (
-        "comfy-script is not installed: pip install -e '.[dev]'")
+        "comfy-script is not installed: pip install -e '.[dev]'"
+    )
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
-    done = subprocess.run([sys.executable, str(script), server.base], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(script), server.base],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"done": True}
     runs = server.get("/api/runs")["runs"]

@@ -49,9 +49,18 @@ def test_a_queue_database_from_before_priorities_opens(tmp_path: Path) -> None:
 def test_protocol_runs_write_comfyui_chunks(tmp_path: Path) -> None:
     prompt = {"3": {"class_type": "KSampler", "inputs": {"seed": 1}}}
     ui_graph = {"last_node_id": 9, "nodes": [], "links": []}
-    workflow = {"format": "easel.workflow", "version": 1, "nodes": {},
-                "ui": {"comfyui": {"prompt": prompt, "number": 3, "extra_data": {
-                    "extra_pnginfo": {"workflow": ui_graph, WORKFLOW_KEY: "not this"}}}}}
+    workflow = {
+        "format": "easel.workflow",
+        "version": 1,
+        "nodes": {},
+        "ui": {
+            "comfyui": {
+                "prompt": prompt,
+                "number": 3,
+                "extra_data": {"extra_pnginfo": {"workflow": ui_graph, WORKFLOW_KEY: "not this"}},
+            }
+        },
+    }
     buffer = io.BytesIO()
     Image.new("RGB", (2, 2)).save(buffer, "PNG", pnginfo=png_info(workflow))
     chunks = read_text_chunks(buffer.getvalue())

@@ -27,8 +27,7 @@ async def test_object_info_lists_easel_nodes_in_comfyui_shape(client) -> None:
     loader = info["CheckpointLoaderSimple"]
     assert list(loader["input"]["required"]) == ["ckpt_name"]
     assert loader["output"] == ["MODEL", "CLIP", "VAE"]
-    assert list(info["EmptyLatentImage"]["input"]["required"]) == ["width", "height",
-                                                                   "batch_size"]
+    assert list(info["EmptyLatentImage"]["input"]["required"]) == ["width", "height", "batch_size"]
     assert info["TestLoad"]["input"]["required"]["image"][1] == {"image_upload": True}
     one = await (await client.get("/object_info/TestSlow")).json()
     assert one == {"TestSlow": slow}
@@ -39,19 +38,27 @@ async def test_object_info_lists_easel_nodes_in_comfyui_shape(client) -> None:
 async def test_a_prompt_runs_with_comfyui_messages_history_and_view(client, config) -> None:
     ws = await client.ws_connect("/ws?clientId=me")
     hello = await ws.receive_json()
-    assert hello == {"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}},
-                                                "sid": "me"}}
-    prompt_id = await queue_prompt(client, slow_save(7), client_id="me",
-                                   extra_data={"extra_pnginfo": {"workflow": {"id": "w1"}},
-                                               "api_key_comfy_org": "secret"})
+    assert hello == {
+        "type": "status",
+        "data": {"status": {"exec_info": {"queue_remaining": 0}}, "sid": "me"},
+    }
+    prompt_id = await queue_prompt(
+        client,
+        slow_save(7),
+        client_id="me",
+        extra_data={"extra_pnginfo": {"workflow": {"id": "w1"}}, "api_key_comfy_org": "secret"},
+    )
     received = await messages_until(ws, prompt_id)
     kinds = [m["type"] if isinstance(m, dict) else "binary" for m in received]
     assert kinds.index("execution_start") < kinds.index("executing") < kinds.index("progress")
     assert kinds[-2:] == ["execution_success", "executing"]
     events = [m for m in received if isinstance(m, dict)]
     progress = [m["data"] for m in events if m["type"] == "progress"]
-    assert [(p["value"], p["max"], p["node"]) for p in progress] == [(1, 3, "1"), (2, 3, "1"),
-                                                                      (3, 3, "1")]
+    assert [(p["value"], p["max"], p["node"]) for p in progress] == [
+        (1, 3, "1"),
+        (2, 3, "1"),
+        (3, 3, "1"),
+    ]
     frames = [m for m in received if isinstance(m, bytes)]
     assert len(frames) == 3 and all(struct.unpack(">II", f[:8]) == (1, 2) for f in frames)
     assert all(f[8:16] == b"\x89PNG\r\n\x1a\n" for f in frames)
@@ -69,20 +76,20 @@ async def test_a_prompt_runs_with_comfyui_messages_history_and_view(client, conf
     assert extra["extra_pnginfo"] == {"workflow": {"id": "w1"}} and extra["client_id"] == "me"
     assert "api_key_comfy_org" not in extra  # account secrets are never stored
     assert entry["outputs"]["2"]["images"] == [image]
-    response = await client.get("/view", params={"filename": image["filename"],
-                                                 "subfolder": "", "type": "output"})
+    response = await client.get(
+        "/view", params={"filename": image["filename"], "subfolder": "", "type": "output"}
+    )
     assert response.status == 200
     assert await response.read() == (config.outputs / image["filename"]).read_bytes()
-    preview = await client.get("/view", params={"filename": image["filename"],
-                                                "preview": "jpeg;50"})
+    preview = await client.get(
+        "/view", params={"filename": image["filename"], "preview": "jpeg;50"}
+    )
     assert preview.status == 200 and preview.content_type == "image/jpeg"
     # The same run through Easel's own API.
     run = await (await client.get(f"/api/runs/{prompt_id}")).json()
     assert run["status"] == "succeeded"
-    assert (await (await client.get("/queue")).json()) == {"queue_running": [],
-                                                           "queue_pending": []}
-    assert (await (await client.get("/prompt")).json()) == {
-        "exec_info": {"queue_remaining": 0}}
+    assert (await (await client.get("/queue")).json()) == {"queue_running": [], "queue_pending": []}
+    assert (await (await client.get("/prompt")).json()) == {"exec_info": {"queue_remaining": 0}}
     await ws.close()
 
 
@@ -111,8 +118,10 @@ async def test_bad_prompts_get_comfyui_error_shapes(client) -> None:
     body = await response.json()
     assert response.status == 400 and body["error"]["type"] == "no_prompt"
     assert body["node_errors"] == {}
-    bad = {"1": {"class_type": "TestSlow", "inputs": {"value": 1, "steps": 0}},
-           "2": {"class_type": "TestSave", "inputs": {"value": ["1", 0]}}}
+    bad = {
+        "1": {"class_type": "TestSlow", "inputs": {"value": 1, "steps": 0}},
+        "2": {"class_type": "TestSave", "inputs": {"value": ["1", 0]}},
+    }
     response = await client.post("/prompt", json={"prompt": bad})
     body = await response.json()
     assert response.status == 400
@@ -120,8 +129,9 @@ async def test_bad_prompts_get_comfyui_error_shapes(client) -> None:
     error = body["node_errors"]["1"]
     assert error["class_type"] == "TestSlow"
     assert error["errors"][0]["extra_info"] == {"input_name": "steps"}
-    response = await client.post("/prompt", json={"prompt": {
-        "1": {"class_type": "NoSuchNode", "inputs": {}}}})
+    response = await client.post(
+        "/prompt", json={"prompt": {"1": {"class_type": "NoSuchNode", "inputs": {}}}}
+    )
     body = await response.json()
     assert response.status == 400 and "NoSuchNode" in str(body["node_errors"]["1"])
     response = await client.post("/prompt", data=b"{not json")
@@ -144,7 +154,10 @@ async def test_interrupt_queue_and_jobs(client) -> None:
     assert queue["queue_pending"][0][2] == slow_save(2, steps=1)
     jobs = await (await client.get("/jobs?status=in_progress,pending")).json()
     assert {j["id"]: j["status"] for j in jobs["jobs"]} == {
-        first: "in_progress", second: "pending", third: "pending"}
+        first: "in_progress",
+        second: "pending",
+        third: "pending",
+    }
     assert jobs["pagination"]["total"] == 3
     response = await client.post("/queue", json={"delete": [second]})
     assert response.status == 200
@@ -171,7 +184,8 @@ async def test_a_failed_run_sends_execution_error(client) -> None:
     ws = await client.ws_connect("/ws?clientId=f")
     await ws.receive_json()
     prompt_id = await queue_prompt(
-        client, {"9": {"class_type": "TestFail", "inputs": {"value": 3}}}, client_id="f")
+        client, {"9": {"class_type": "TestFail", "inputs": {"value": 3}}}, client_id="f"
+    )
     received = await messages_until(ws, prompt_id)
     error = received[-2]["data"]
     assert received[-2]["type"] == "execution_error"
@@ -225,8 +239,9 @@ async def test_uploads_and_masks(client, config) -> None:
     painted.putpixel((0, 0), (0, 0, 0, 0))
     painted.save(mask, "PNG")
     form = FormData()
-    form.add_field("image", mask.getvalue(), filename="clipspace-mask.png",
-                   content_type="image/png")
+    form.add_field(
+        "image", mask.getvalue(), filename="clipspace-mask.png", content_type="image/png"
+    )
     form.add_field("original_ref", '{"filename": "pic.png", "subfolder": "", "type": "input"}')
     body = await (await client.post("/upload/mask", data=form)).json()
     with Image.open(config.input_dir / body["name"]) as result:
@@ -234,9 +249,11 @@ async def test_uploads_and_masks(client, config) -> None:
         assert result.getpixel((1, 1)) == (10, 200, 30, 255)
     info = await (await client.get("/object_info/TestLoad")).json()
     assert "pic.png" in info["TestLoad"]["input"]["required"]["image"][0]
-    for params in ({"filename": "../queue.sqlite3", "type": "input"},
-                   {"filename": "queue.sqlite3", "subfolder": "..", "type": "output"},
-                   {"filename": "x.png", "type": "elsewhere"}):
+    for params in (
+        {"filename": "../queue.sqlite3", "type": "input"},
+        {"filename": "queue.sqlite3", "subfolder": "..", "type": "output"},
+        {"filename": "x.png", "type": "elsewhere"},
+    ):
         assert (await client.get("/view", params=params)).status in (400, 404), params
     form = FormData()
     form.add_field("image", png_bytes(), filename="x.png", content_type="image/png")
@@ -254,15 +271,14 @@ async def test_user_data_and_settings(client, config) -> None:
     root = config.data_dir / "comfyui" / "user" / "default"
     assert (root / "comfy.settings.json").is_file()
     assert await (await client.get("/userdata?dir=workflows")).json() == []
-    response = await client.post("/comfy/api/userdata/workflows%2Fa%20b.json?full_info=true",
-                                 data=b'{"nodes": []}')
+    response = await client.post(
+        "/comfy/api/userdata/workflows%2Fa%20b.json?full_info=true", data=b'{"nodes": []}'
+    )
     body = await response.json()
     assert response.status == 200 and body["path"] == "workflows/a b.json"
-    listed = await (await client.get("/userdata?dir=workflows&recurse=true&full_info=true"
-                                     )).json()
+    listed = await (await client.get("/userdata?dir=workflows&recurse=true&full_info=true")).json()
     assert [f["path"] for f in listed] == ["a b.json"]
-    assert await (await client.get("/userdata/workflows%2Fa%20b.json")).read() == \
-        b'{"nodes": []}'
+    assert await (await client.get("/userdata/workflows%2Fa%20b.json")).read() == b'{"nodes": []}'
     response = await client.post("/userdata/workflows%2Fa%20b.json?overwrite=false", data=b"x")
     assert response.status == 409
     response = await client.post("/userdata/workflows%2Fa%20b.json/move/workflows%2Fc.json")
@@ -289,15 +305,23 @@ async def test_easel_api_and_editor_are_not_shadowed(client) -> None:
     assert "max_upload_size" in await (await client.get("/features")).json()
 
 
-@pytest.mark.parametrize("body", [
-    {"prompt": []}, {"prompt": {}}, {"prompt": "x"}, {"prompt": {"1": 5}},
-    {"prompt": {"1": {"class_type": 3, "inputs": {}}}},
-    {"prompt": {"1": {"class_type": "TestEcho", "inputs": []}}},
-    {"prompt": {"1": {"class_type": "TestEcho", "inputs": {"value": ["9", 0]}}}},
-    {"prompt": {"1": {"class_type": "TestEcho", "inputs": {"value": 1}}}, "number": "x"},
-    {"prompt": {"1": {"class_type": "KSampler", "inputs": {"latent_image": ["1", 0]}}}},
-    [1, 2], "text", None,
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"prompt": []},
+        {"prompt": {}},
+        {"prompt": "x"},
+        {"prompt": {"1": 5}},
+        {"prompt": {"1": {"class_type": 3, "inputs": {}}}},
+        {"prompt": {"1": {"class_type": "TestEcho", "inputs": []}}},
+        {"prompt": {"1": {"class_type": "TestEcho", "inputs": {"value": ["9", 0]}}}},
+        {"prompt": {"1": {"class_type": "TestEcho", "inputs": {"value": 1}}}, "number": "x"},
+        {"prompt": {"1": {"class_type": "KSampler", "inputs": {"latent_image": ["1", 0]}}}},
+        [1, 2],
+        "text",
+        None,
+    ],
+)
 async def test_malformed_prompts_get_400_never_500(client, body) -> None:
     response = await client.post("/prompt", json=body)
     answer = await response.json()
@@ -306,10 +330,16 @@ async def test_malformed_prompts_get_400_never_500(client, body) -> None:
     assert (await (await client.get("/api/runs")).json())["total"] == 0
 
 
-@pytest.mark.parametrize("path,body", [
-    ("/queue", {"delete": "x"}), ("/queue", [1]), ("/jobs/cancel", {"job_ids": [1]}),
-    ("/settings", [1]), ("/interrupt", "x"),
-])
+@pytest.mark.parametrize(
+    "path,body",
+    [
+        ("/queue", {"delete": "x"}),
+        ("/queue", [1]),
+        ("/jobs/cancel", {"job_ids": [1]}),
+        ("/settings", [1]),
+        ("/interrupt", "x"),
+    ],
+)
 async def test_malformed_bodies_elsewhere_get_400(client, path, body) -> None:
     response = await client.post(path, json=body)
     assert response.status == 400, (path, await response.text())
@@ -319,8 +349,10 @@ async def test_malformed_bodies_elsewhere_get_400(client, path, body) -> None:
 async def test_a_comfyui_named_prompt_runs_through_the_importer(client) -> None:
     """ComfyUI's names (here ComfyUI's PrimitiveInt, which the importer maps to Easel's Int)
     and Easel's names in one prompt."""
-    prompt = {"1": {"class_type": "PrimitiveInt", "inputs": {"value": 9}},
-              "2": {"class_type": "TestEcho", "inputs": {"value": ["1", 0]}}}
+    prompt = {
+        "1": {"class_type": "PrimitiveInt", "inputs": {"value": 9}},
+        "2": {"class_type": "TestEcho", "inputs": {"value": ["1", 0]}},
+    }
     prompt_id = await queue_prompt(client, prompt)
     entry = await wait_history(client, prompt_id)
     assert entry["status"]["status_str"] == "success"
@@ -348,8 +380,10 @@ async def test_runs_without_a_client_id_reach_every_client_and_reconnects_resume
     again = await client.ws_connect("/ws?clientId=a")
     assert (await again.receive_json())["type"] == "status"
     resumed = await again.receive_json()
-    assert resumed == {"type": "executing", "data": {"prompt_id": slow, "node": "1",
-                                                    "display_node": "1"}}
+    assert resumed == {
+        "type": "executing",
+        "data": {"prompt_id": slow, "node": "1", "display_node": "1"},
+    }
     await client.post("/interrupt")
     kinds = [m["type"] for m in await messages_until(again, slow) if isinstance(m, dict)]
     assert "execution_interrupted" in kinds

@@ -64,8 +64,9 @@ def queue_prompt(base: str, prompt: dict[str, Any], client_id: str) -> dict[str,
 
 
 def get_image(base: str, filename: str, subfolder: str, folder_type: str) -> bytes:
-    query = urllib.parse.urlencode({"filename": filename, "subfolder": subfolder,
-                                    "type": folder_type})
+    query = urllib.parse.urlencode(
+        {"filename": filename, "subfolder": subfolder, "type": folder_type}
+    )
     with urllib.request.urlopen(f"{base}/view?{query}", timeout=30) as response:
         return bytes(response.read())
 
@@ -77,12 +78,22 @@ def get_history(base: str, prompt_id: str) -> dict[str, Any]:
 
 def upload_image(base: str, name: str, data: bytes) -> dict[str, Any]:
     boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
-            f"filename=\"{name}\"\r\nContent-Type: image/png\r\n\r\n").encode() + data + (
-        f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"overwrite\"\r\n\r\n"
-        f"true\r\n--{boundary}--\r\n").encode()
-    request = urllib.request.Request(f"{base}/upload/image", data=body, headers={
-        "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
+            f'filename="{name}"\r\nContent-Type: image/png\r\n\r\n'
+        ).encode()
+        + data
+        + (
+            f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="overwrite"\r\n\r\n'
+            f"true\r\n--{boundary}--\r\n"
+        ).encode()
+    )
+    request = urllib.request.Request(
+        f"{base}/upload/image",
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return dict(json.loads(response.read()))
 
@@ -92,8 +103,10 @@ async def listen(base: str, client_id: str, start: Any) -> tuple[str, list[dict[
     import aiohttp
 
     seen: list[dict[str, Any]] = []
-    async with aiohttp.ClientSession() as session, session.ws_connect(
-            f"{base.replace('http', 'ws', 1)}/ws?clientId={client_id}") as ws:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{base.replace('http', 'ws', 1)}/ws?clientId={client_id}") as ws,
+    ):
         queued = await asyncio.get_running_loop().run_in_executor(None, start)
         prompt_id = queued["prompt_id"]
         async for message in ws:
@@ -101,8 +114,11 @@ async def listen(base: str, client_id: str, start: Any) -> tuple[str, list[dict[
                 continue  # binary previews
             data = json.loads(message.data)
             seen.append(data)
-            if (data["type"] == "executing" and data["data"]["node"] is None
-                    and data["data"]["prompt_id"] == prompt_id):
+            if (
+                data["type"] == "executing"
+                and data["data"]["node"] is None
+                and data["data"]["prompt_id"] == prompt_id
+            ):
                 return prompt_id, seen
             if data["type"] == "execution_error":
                 raise AssertionError(f"the run failed: {data['data']}")
@@ -111,13 +127,16 @@ async def listen(base: str, client_id: str, start: Any) -> tuple[str, list[dict[
 
 def get_images(base: str, prompt: dict[str, Any]) -> tuple[dict[str, list[bytes]], list[Any]]:
     client_id = str(uuid.uuid4())
-    prompt_id, seen = asyncio.run(listen(base, client_id,
-                                         lambda: queue_prompt(base, prompt, client_id)))
+    prompt_id, seen = asyncio.run(
+        listen(base, client_id, lambda: queue_prompt(base, prompt, client_id))
+    )
     history = get_history(base, prompt_id)[prompt_id]
     images: dict[str, list[bytes]] = {}
     for node_id, node_output in history["outputs"].items():
-        images[node_id] = [get_image(base, image["filename"], image["subfolder"],
-                                     image["type"]) for image in node_output.get("images", [])]
+        images[node_id] = [
+            get_image(base, image["filename"], image["subfolder"], image["type"])
+            for image in node_output.get("images", [])
+        ]
     return images, seen
 
 
@@ -136,10 +155,27 @@ def easel_run(source: Path, workdir: Path, prompt: dict[str, Any]) -> list[Path]
     """`easel run` of the same file with the same settings."""
     from easel.cli.main import main
 
-    sets = [arg for node_id, node in prompt.items() if node["class_type"] == "EmptyLatentImage"
-            for arg in ("--set", f"{node_id}.width={SIZE}", "--set", f"{node_id}.height={SIZE}")]
-    assert main(["run", str(source), "-q", "--checkpoint", DEMO, "--output-dir",
-                 str(workdir / "output"), *sets]) == 0
+    sets = [
+        arg
+        for node_id, node in prompt.items()
+        if node["class_type"] == "EmptyLatentImage"
+        for arg in ("--set", f"{node_id}.width={SIZE}", "--set", f"{node_id}.height={SIZE}")
+    ]
+    assert (
+        main(
+            [
+                "run",
+                str(source),
+                "-q",
+                "--checkpoint",
+                DEMO,
+                "--output-dir",
+                str(workdir / "output"),
+                *sets,
+            ]
+        )
+        == 0
+    )
     return sorted((workdir / "output").rglob("*.png"))
 
 
@@ -149,8 +185,7 @@ def pixels(data: bytes | Path) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", sorted(FILES))
-def test_script_client_runs_the_shared_comfyui_file(server, tmp_path, monkeypatch,
-                                                    name) -> None:
+def test_script_client_runs_the_shared_comfyui_file(server, tmp_path, monkeypatch, name) -> None:
     source = SHARED_COMFY / name
     prompt = for_the_demo_model(json.loads(source.read_text(encoding="utf-8")))
     if any(node["class_type"] == "LoadImage" for node in prompt.values()):

@@ -11,9 +11,15 @@ from easel.server.comfy_routes import paths
 
 pytestmark = pytest.mark.asyncio
 
-SAMPLE = {"{prompt_id}": "abc", "{job_id}": "abc", "{node_class}": "TestSlow",
-          "{folder}": "checkpoints", "{id}": "Comfy.A", "{file}": "workflows%2Fa.json",
-          "{dest}": "workflows%2Fb.json"}
+SAMPLE = {
+    "{prompt_id}": "abc",
+    "{job_id}": "abc",
+    "{node_class}": "TestSlow",
+    "{folder}": "checkpoints",
+    "{id}": "Comfy.A",
+    "{file}": "workflows%2Fa.json",
+    "{dest}": "workflows%2Fb.json",
+}
 STATE_CHANGING = ("POST", "DELETE")
 FOREIGN_ORIGINS = ["null", "http://evil.example", "http://127.0.0.1:1"]
 
@@ -24,8 +30,10 @@ def concrete(path: str) -> str:
     return path
 
 
-ALL = sorted({(method, concrete(path)) for method, path in paths()}
-             | {("GET", "/comfy/"), ("GET", "/comfy/index.html")})
+ALL = sorted(
+    {(method, concrete(path)) for method, path in paths()}
+    | {("GET", "/comfy/"), ("GET", "/comfy/index.html")}
+)
 
 
 async def test_every_route_is_listed_under_both_mounts() -> None:
@@ -44,22 +52,27 @@ async def test_foreign_host_is_refused(client, method, path) -> None:
 
 @pytest.mark.parametrize("origin", FOREIGN_ORIGINS)
 @pytest.mark.parametrize("method,path", [r for r in ALL if r[0] in STATE_CHANGING])
-async def test_state_changing_routes_refuse_foreign_origins(client, config, method, path,
-                                                            origin) -> None:
-    response = await client.request(method, path, headers={"Origin": origin},
-                                    json={"prompt": {"1": {"class_type": "TestEcho",
-                                                           "inputs": {"value": 1}}}})
+async def test_state_changing_routes_refuse_foreign_origins(
+    client, config, method, path, origin
+) -> None:
+    response = await client.request(
+        method,
+        path,
+        headers={"Origin": origin},
+        json={"prompt": {"1": {"class_type": "TestEcho", "inputs": {"value": 1}}}},
+    )
     assert response.status == 403, (method, path, origin)
     assert "rigin" in (await response.json())["error"]
     assert (await (await client.get("/api/runs")).json())["total"] == 0
-    assert not (config.data_dir / "comfyui" / "user" / "default" / "comfy.settings.json"
-                ).exists()
+    assert not (config.data_dir / "comfyui" / "user" / "default" / "comfy.settings.json").exists()
 
 
 async def test_cross_site_fetch_metadata_is_refused(client) -> None:
-    response = await client.post("/prompt", headers={"Sec-Fetch-Site": "cross-site"},
-                                 json={"prompt": {"1": {"class_type": "TestEcho",
-                                                        "inputs": {}}}})
+    response = await client.post(
+        "/prompt",
+        headers={"Sec-Fetch-Site": "cross-site"},
+        json={"prompt": {"1": {"class_type": "TestEcho", "inputs": {}}}},
+    )
     assert response.status == 403
 
 
@@ -74,8 +87,9 @@ async def test_websocket_refuses_foreign_origin(client, path) -> None:
 
 @pytest_asyncio.fixture
 async def token_client(aiohttp_client, tmp_path, registry):
-    config = ServerConfig(port=0, data_dir=tmp_path / "t", token="s3cret-token",
-                          worker_process=False)
+    config = ServerConfig(
+        port=0, data_dir=tmp_path / "t", token="s3cret-token", worker_process=False
+    )
     return await aiohttp_client(create_app(config, registry))
 
 
@@ -88,8 +102,11 @@ async def test_token_is_required_on_every_route(token_client, method, path) -> N
 
 async def test_the_token_opens_the_protocol(token_client) -> None:
     auth = {"Authorization": "Bearer s3cret-token"}
-    response = await token_client.post("/prompt", headers=auth, json={"prompt": {
-        "1": {"class_type": "TestEcho", "inputs": {"value": 1}}}})
+    response = await token_client.post(
+        "/prompt",
+        headers=auth,
+        json={"prompt": {"1": {"class_type": "TestEcho", "inputs": {"value": 1}}}},
+    )
     assert response.status == 200
     assert (await token_client.get("/object_info/TestEcho", headers=auth)).status == 200
     ws = await token_client.ws_connect("/ws?clientId=t", headers=auth)

@@ -36,8 +36,12 @@ def Add(a: float, b: float = easel.Input(0.0, ge=-1000, le=1000)) -> float:
 
 
 @easel.node(category="test", outputs={"value": float})
-def Slow(ctx: Context, value: float = 0.0, steps: int = easel.Input(5, ge=1, le=1000),
-         delay: float = 0.01) -> float:
+def Slow(
+    ctx: Context,
+    value: float = 0.0,
+    steps: int = easel.Input(5, ge=1, le=1000),
+    delay: float = 0.01,
+) -> float:
     count("Slow")
     for step in range(1, steps + 1):
         time.sleep(delay)

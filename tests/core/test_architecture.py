@@ -17,15 +17,17 @@ def layers() -> list[str]:
     parser = configparser.ConfigParser()
     parser.read(CONFIG)
     text = parser["importlinter:contract:layers"]["layers"]
-    return [name.strip() for line in text.splitlines() for name in line.split("|")
-            if name.strip()]
+    return [name.strip() for line in text.splitlines() for name in line.split("|") if name.strip()]
 
 
 def test_every_package_and_module_has_a_layer():
     package = Path(easel.__file__).parent
-    found = {f"easel.{p.stem}" for p in package.iterdir()
-             if (p.is_dir() and (p / "__init__.py").exists())
-             or (p.suffix == ".py" and not p.name.startswith("__"))}
+    found = {
+        f"easel.{p.stem}"
+        for p in package.iterdir()
+        if (p.is_dir() and (p / "__init__.py").exists())
+        or (p.suffix == ".py" and not p.name.startswith("__"))
+    }
     assert found - set(layers()) == set(), "add new packages to .importlinter and the docs"
 
 

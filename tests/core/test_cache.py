@@ -18,10 +18,14 @@ KEY_ARGS = ("KSampler", 1, {"seed": 7, "cfg": 3.5, "name": "é"}, "fp", {"model"
 
 def test_key_is_stable_across_processes():
     here = node_key(*KEY_ARGS)
-    code = ("from easel.core.cache import node_key; "
-            f"print(node_key(*{KEY_ARGS!r}))")
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           check=True, env={"PYTHONHASHSEED": "123"}).stdout.strip()
+    code = f"from easel.core.cache import node_key; print(node_key(*{KEY_ARGS!r}))"
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123"},
+    ).stdout.strip()
     assert here == other and len(here) == 64
 
 
@@ -51,11 +55,13 @@ def test_oversized_entry_is_not_kept():
 
 @pytest.fixture
 def wf():
-    return workflow({
-        "noise": {"type": "Noise", "inputs": {"seed": 4}},
-        "mean": {"type": "Mean", "inputs": {"array": ["noise", "array"]}},
-        "show": {"type": "Show", "inputs": {"value": ["mean", "value"]}},
-    })
+    return workflow(
+        {
+            "noise": {"type": "Noise", "inputs": {"seed": 4}},
+            "mean": {"type": "Mean", "inputs": {"array": ["noise", "array"]}},
+            "show": {"type": "Show", "inputs": {"value": ["mean", "value"]}},
+        }
+    )
 
 
 def test_disk_cache_serves_a_new_process_cache(tmp_path, wf):

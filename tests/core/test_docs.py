@@ -14,8 +14,11 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 
 
 def hooks() -> dict[str, inspect.Signature]:
-    return {name: inspect.signature(fn) for name, fn in vars(hookspecs).items()
-            if callable(fn) and hasattr(fn, "easel_spec")}
+    return {
+        name: inspect.signature(fn)
+        for name, fn in vars(hookspecs).items()
+        if callable(fn) and hasattr(fn, "easel_spec")
+    }
 
 
 def sections(text: str) -> dict[str, str]:
@@ -25,9 +28,17 @@ def sections(text: str) -> dict[str, str]:
 
 
 def test_there_are_hooks():
-    assert {"register_nodes", "register_socket_types", "register_web_assets", "register_routes",
-            "register_event_types", "register_event_listeners", "register_model_kinds",
-            "register_cache_codecs", "register_comfy_nodes"} <= set(hooks())
+    assert {
+        "register_nodes",
+        "register_socket_types",
+        "register_web_assets",
+        "register_routes",
+        "register_event_types",
+        "register_event_listeners",
+        "register_model_kinds",
+        "register_cache_codecs",
+        "register_comfy_nodes",
+    } <= set(hooks())
 
 
 def test_every_hook_is_documented_with_its_signature():

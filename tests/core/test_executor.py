@@ -20,13 +20,15 @@ def ex():
 
 
 def chain(seed: int = 1, b: float = 2.0) -> dict:
-    return workflow({
-        "noise": {"type": "Noise", "inputs": {"seed": seed}},
-        "mean": {"type": "Mean", "inputs": {"array": ["noise", "array"]}},
-        "add": {"type": "Add", "inputs": {"a": ["mean", "value"], "b": b}},
-        "show": {"type": "Show", "inputs": {"value": ["add", "sum"]}},
-        "unused": {"type": "Const", "inputs": {"value": 9}},
-    })
+    return workflow(
+        {
+            "noise": {"type": "Noise", "inputs": {"seed": seed}},
+            "mean": {"type": "Mean", "inputs": {"array": ["noise", "array"]}},
+            "add": {"type": "Add", "inputs": {"a": ["mean", "value"], "b": b}},
+            "show": {"type": "Show", "inputs": {"value": ["add", "sum"]}},
+            "unused": {"type": "Const", "inputs": {"value": 9}},
+        }
+    )
 
 
 def test_runs_only_what_outputs_need_and_emits_events(ex):
@@ -68,38 +70,48 @@ def test_ui_section_never_affects_caching(ex):
 
 def test_identical_subgraphs_in_different_workflows_share_results(ex):
     ex.run(chain())
-    other = workflow({
-        "n2": {"type": "Noise", "inputs": {"seed": 1}},
-        "m2": {"type": "Mean", "inputs": {"array": ["n2", "array"]}},
-        "out": {"type": "Show", "inputs": {"value": ["m2", "value"], "label": "other"}},
-    })
+    other = workflow(
+        {
+            "n2": {"type": "Noise", "inputs": {"seed": 1}},
+            "m2": {"type": "Mean", "inputs": {"array": ["n2", "array"]}},
+            "out": {"type": "Show", "inputs": {"value": ["m2", "value"], "label": "other"}},
+        }
+    )
     result = ex.run(other)
     assert result.cached == ["n2", "m2"] and result.executed == ["out"]
 
 
 def test_non_deterministic_nodes_always_run_with_their_dependents(ex):
-    wf = workflow({
-        "clock": {"type": "Clock"},
-        "add": {"type": "Add", "inputs": {"a": ["clock", "value"]}},
-        "show": {"type": "Show", "inputs": {"value": ["add", "sum"]}},
-    })
+    wf = workflow(
+        {
+            "clock": {"type": "Clock"},
+            "add": {"type": "Add", "inputs": {"a": ["clock", "value"]}},
+            "show": {"type": "Show", "inputs": {"value": ["add", "sum"]}},
+        }
+    )
     ex.run(wf)
     again = ex.run(wf)
     assert again.executed == ["clock", "add", "show"]
 
 
 def test_failure_stops_dependents_only_and_success_stays_cached(ex):
-    wf = workflow({
-        "c": {"type": "Const", "inputs": {"value": 1}},
-        "bad": {"type": "Fail", "inputs": {"value": ["c", "value"], "message": "kaput"}},
-        "after": {"type": "Show", "inputs": {"value": ["bad", "value"]}},
-        "good": {"type": "Show", "inputs": {"value": ["c", "value"], "label": "ok"}},
-    })
+    wf = workflow(
+        {
+            "c": {"type": "Const", "inputs": {"value": 1}},
+            "bad": {"type": "Fail", "inputs": {"value": ["c", "value"], "message": "kaput"}},
+            "after": {"type": "Show", "inputs": {"value": ["bad", "value"]}},
+            "good": {"type": "Show", "inputs": {"value": ["c", "value"], "label": "ok"}},
+        }
+    )
     events = []
     result = ex.run(wf, on_event=events.append)
     assert result.status == "failed"
-    assert result.node_status == {"c": "executed", "bad": "failed", "after": "skipped",
-                                  "good": "executed"}
+    assert result.node_status == {
+        "c": "executed",
+        "bad": "failed",
+        "after": "skipped",
+        "good": "executed",
+    }
     [failure] = result.failures
     assert failure.node == "bad" and failure.node_type == "Fail"
     assert failure.message == "RuntimeError: kaput" and "Traceback" in failure.traceback
@@ -113,17 +125,25 @@ def test_failure_stops_dependents_only_and_success_stays_cached(ex):
 
 
 def test_node_error_names_its_input(ex):
-    wf = workflow({"bad": {"type": "Fail", "inputs": {"value": -1, "message": "negative"}},
-                   "s": {"type": "Show", "inputs": {"value": ["bad", "value"]}}})
+    wf = workflow(
+        {
+            "bad": {"type": "Fail", "inputs": {"value": -1, "message": "negative"}},
+            "s": {"type": "Show", "inputs": {"value": ["bad", "value"]}},
+        }
+    )
     [failure] = ex.run(wf).failures
     assert failure.input == "value"
     assert str(failure) == "node 'bad' (Fail), input 'value': negative"
 
 
 def test_linked_value_out_of_range_fails_with_input_name(ex):
-    wf = workflow({"c": {"type": "Const", "inputs": {"value": 5000}},
-                   "a": {"type": "Add", "inputs": {"a": 0, "b": ["c", "value"]}},
-                   "s": {"type": "Show", "inputs": {"value": ["a", "sum"]}}})
+    wf = workflow(
+        {
+            "c": {"type": "Const", "inputs": {"value": 5000}},
+            "a": {"type": "Add", "inputs": {"a": 0, "b": ["c", "value"]}},
+            "s": {"type": "Show", "inputs": {"value": ["a", "sum"]}},
+        }
+    )
     [failure] = ex.run(wf).failures
     assert (failure.node, failure.input) == ("a", "b") and "1000" in failure.message
 
@@ -138,8 +158,12 @@ def test_progress_events_and_cancel_inside_a_node(ex):
             if event.data["step"] == 3:
                 token.cancel("user asked")
 
-    wf = workflow({"slow": {"type": "Slow", "inputs": {"steps": 50, "delay": 0.001}},
-                   "s": {"type": "Show", "inputs": {"value": ["slow", "value"]}}})
+    wf = workflow(
+        {
+            "slow": {"type": "Slow", "inputs": {"steps": 50, "delay": 0.001}},
+            "s": {"type": "Show", "inputs": {"value": ["slow", "value"]}},
+        }
+    )
     events = []
     result = ex.run(wf, cancel=token, on_event=lambda e: (events.append(e.type), on_event(e)))
     assert result.status == "cancelled"

@@ -23,14 +23,16 @@ def graph(add_mode=None, mean_mode=None, a=None) -> dict:
         add["mode"] = add_mode
     if mean_mode:
         mean["mode"] = mean_mode
-    return workflow({
-        "noise": {"type": "Noise", "inputs": {"seed": 3}},
-        "mean": mean,
-        "add": add,
-        "show": {"type": "Show", "inputs": {"value": ["add", "sum"]}},
-        "const": {"type": "Const", "inputs": {"value": 7.0}},
-        "show2": {"type": "Show", "inputs": {"value": ["const", "value"]}},
-    })
+    return workflow(
+        {
+            "noise": {"type": "Noise", "inputs": {"seed": 3}},
+            "mean": mean,
+            "add": add,
+            "show": {"type": "Show", "inputs": {"value": ["add", "sum"]}},
+            "const": {"type": "Const", "inputs": {"value": 7.0}},
+            "show2": {"type": "Show", "inputs": {"value": ["const", "value"]}},
+        }
+    )
 
 
 def test_a_bypassed_node_passes_its_first_input_of_the_output_type(ex):
@@ -60,9 +62,12 @@ def test_a_muted_node_drops_what_needs_it_and_the_rest_runs(ex):
 
 
 def test_everything_muted_is_refused_clearly():
-    wf = workflow({"const": {"type": "Const", "inputs": {"value": 1.0}},
-                   "show": {"type": "Show", "inputs": {"value": ["const", "value"]},
-                            "mode": "mute"}})
+    wf = workflow(
+        {
+            "const": {"type": "Const", "inputs": {"value": 1.0}},
+            "show": {"type": "Show", "inputs": {"value": ["const", "value"]}, "mode": "mute"},
+        }
+    )
     with pytest.raises(WorkflowError, match="no output node"):
         validate(wf, registry())
 

@@ -21,8 +21,14 @@ def test_ten_line_node_gives_schema():
     schema = Add.schema()
     assert schema["type"] == "Add" and schema["category"] == "math"
     assert schema["description"] == "Add two numbers."
-    assert schema["inputs"]["b"] == {"type": "FLOAT", "required": False, "default": 1.0,
-                                     "minimum": 0, "maximum": 10, "step": 0.5}
+    assert schema["inputs"]["b"] == {
+        "type": "FLOAT",
+        "required": False,
+        "default": 1.0,
+        "minimum": 0,
+        "maximum": 10,
+        "step": 0.5,
+    }
     assert schema["outputs"] == {"sum": "FLOAT"}
     assert Add.call(Context(), {"a": 1.0, "b": 2.0}) == {"sum": 3.0}
 
@@ -72,16 +78,19 @@ def test_dynamic_choices_are_read_each_time():
 
 def test_declaration_mistakes_are_explained():
     with pytest.raises(NodeDeclarationError, match="needs a type annotation"):
+
         @easel.node
         def NoHint(x) -> None:  # type: ignore[no-untyped-def]
             return None
 
     with pytest.raises(NodeDeclarationError, match="reserved"):
+
         @easel.node(outputs={"ui": int})
         def Reserved() -> None:
             return None
 
     with pytest.raises(NodeDeclarationError, match="annotate with"):
+
         @easel.node
         def Weird(x: dict) -> None:
             return None

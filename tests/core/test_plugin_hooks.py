@@ -16,7 +16,7 @@ from easel.core.plugins import (
 )
 from tests.core.sample_nodes import workflow
 
-HOOKS = '''
+HOOKS = """
 import easel
 from easel.core.diskcache import Codec
 
@@ -81,7 +81,7 @@ def register_cache_codecs(register):
 @easel.hookimpl
 def register_comfy_nodes(register):
     register("MaskMaker", {"easel_type": "MakeMask"})
-'''
+"""
 
 
 def write(tmp_path, name: str, body: str) -> str:
@@ -107,8 +107,7 @@ def test_custom_events_reach_listeners_and_socket_checks_run(tmp_path):
     reg = load_plugins([write(tmp_path, "hooks", HOOKS)], entry_points=False, environ={})
     module = __import__("easel_local_plugin_hooks")
     module.SEEN.clear()
-    wf = workflow({"m": {"type": "MakeMask", "inputs": {"size": 3}},
-                   "bad": {"type": "NotAMask"}})
+    wf = workflow({"m": {"type": "MakeMask", "inputs": {"size": 3}}, "bad": {"type": "NotAMask"}})
     result = Executor(reg).run(wf, targets=["m", "bad"])
     made = [e for e in module.SEEN if e.type == "hooks.made"]
     assert [(e.node_id, e.data) for e in made] == [("m", {"size": 3})]
@@ -118,7 +117,10 @@ def test_custom_events_reach_listeners_and_socket_checks_run(tmp_path):
 
 
 def test_unregistered_event_type_fails_the_node(tmp_path):
-    path = write(tmp_path, "noisy", '''
+    path = write(
+        tmp_path,
+        "noisy",
+        """
         import easel
 
         @easel.node(outputs={"v": int})
@@ -129,7 +131,8 @@ def test_unregistered_event_type_fails_the_node(tmp_path):
         @easel.hookimpl
         def register_nodes(register):
             register(Noisy)
-    ''')
+    """,
+    )
     reg = load_plugins([path], entry_points=False, environ={})
     result = Executor(reg).run(workflow({"n": {"type": "Noisy"}}), targets=["n"])
     assert "event type 'noisy.undeclared' is not registered" in result.failures[0].message
@@ -141,20 +144,30 @@ def test_plugin_codecs_reach_the_disk_store(tmp_path):
     assert store.put("ab" * 32, {"shout": "HELLO", "n": 1})
     assert store.get("ab" * 32) == {"shout": "HELLO", "n": 1}
     assert sorted(p.suffix for p in (tmp_path / "cache" / "ab").iterdir()) == [
-        ".json", ".json", ".txt"]
+        ".json",
+        ".json",
+        ".txt",
+    ]
     assert not DiskStore(tmp_path / "other").put("cd" * 32, {"x": object()})
     assert isinstance(reg.codecs[0], Codec)
 
 
 def test_socket_type_clash_is_an_error_naming_both(tmp_path):
-    first = write(tmp_path, "first", '''
+    first = write(
+        tmp_path,
+        "first",
+        """
         import easel
 
         @easel.hookimpl
         def register_socket_types(register):
             register("SHAPE", "one meaning")
-    ''')
-    second = write(tmp_path, "second", '''
+    """,
+    )
+    second = write(
+        tmp_path,
+        "second",
+        """
         import easel
 
         @easel.node(outputs={"m": "SHAPE"})
@@ -169,27 +182,34 @@ def test_socket_type_clash_is_an_error_naming_both(tmp_path):
         @easel.hookimpl
         def register_nodes(register):
             register(OtherMask)
-    ''')
+    """,
+    )
     reg = load_plugins([first, second], entry_points=False, environ={})
     assert reg.socket_types["SHAPE"] == "one meaning" and reg.plugins["first"].ok
     errors = reg.plugins["second"].errors
-    assert errors[0].startswith("socket type 'SHAPE' is registered by 'first'; this plugin's "
-                                "'SHAPE' is refused")
+    assert errors[0].startswith(
+        "socket type 'SHAPE' is registered by 'first'; this plugin's 'SHAPE' is refused"
+    )
     assert "(SECOND.SHAPE)" in errors[0]
     assert errors[1].startswith("socket type 'IMAGE' is built in")
-    assert errors[2] == ("node 'OtherMask' is not registered: its socket types ['SHAPE'] clash "
-                         "with another plugin's")
+    assert errors[2] == (
+        "node 'OtherMask' is not registered: its socket types ['SHAPE'] clash with another plugin's"
+    )
     assert "OtherMask" not in reg.nodes
 
 
 def test_hook_errors_have_no_traceback_lines_but_the_log_keeps_them(tmp_path):
-    path = write(tmp_path, "raises", '''
+    path = write(
+        tmp_path,
+        "raises",
+        """
         import easel
 
         @easel.hookimpl
         def register_nodes(register):
             raise ValueError("bad day\\nsecond line")
-    ''')
+    """,
+    )
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.DEBUG)
     handler.emit = records.append  # type: ignore[method-assign]
@@ -211,7 +231,10 @@ def test_hook_errors_have_no_traceback_lines_but_the_log_keeps_them(tmp_path):
 
 
 def test_same_plugin_twice_is_loaded_once(tmp_path, monkeypatch):
-    path = write(tmp_path, "twice", '''
+    path = write(
+        tmp_path,
+        "twice",
+        """
         import easel
 
         @easel.node(outputs={"v": int})
@@ -221,7 +244,8 @@ def test_same_plugin_twice_is_loaded_once(tmp_path, monkeypatch):
         @easel.hookimpl
         def register_nodes(register):
             register(Once)
-    ''')
+    """,
+    )
     reg = load_plugins([path], entry_points=False, environ={"EASEL_PLUGINS": path})
     assert reg.plugins["twice"].ok and reg.nodes["Once"].plugin == "twice"
     assert reg.plugins["twice"].notes == [f"also found as {path}; loaded once"]
@@ -235,19 +259,24 @@ def test_plugin_info_to_json_gives_each_problem(tmp_path):
     path = write(tmp_path, "broken", "import not_a_module_anywhere\n")
     info = load_plugins([path], entry_points=False, environ={}).plugins["broken"].to_json()
     assert info["ok"] is False
-    assert info["errors"] == ["failed to load: ModuleNotFoundError: No module named "
-                              "'not_a_module_anywhere'"]
+    assert info["errors"] == [
+        "failed to load: ModuleNotFoundError: No module named 'not_a_module_anywhere'"
+    ]
 
 
 def test_routes_need_a_method_and_a_path(tmp_path):
-    path = write(tmp_path, "badroute", '''
+    path = write(
+        tmp_path,
+        "badroute",
+        """
         import easel
 
         @easel.hookimpl
         def register_routes(register):
             register("FETCH", "/x", print)
             register("GET", "x", print)
-    ''')
+    """,
+    )
     reg = load_plugins([path], entry_points=False, environ={})
     assert not reg.routes and len(reg.plugins["badroute"].errors) == 2
 

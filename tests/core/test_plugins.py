@@ -9,7 +9,7 @@ from easel.core.graph import WorkflowError, validate
 from easel.core.plugins import load_plugins
 from tests.core.sample_nodes import workflow
 
-GOOD = '''
+GOOD = """
 import easel
 
 @easel.node(category="demo", outputs={"text": str})
@@ -19,7 +19,7 @@ def Shout(text: str = "hi") -> str:
 @easel.hookimpl
 def register_nodes(register):
     register(Shout)
-'''
+"""
 
 
 def write(tmp_path, name: str, body: str) -> str:
@@ -51,26 +51,34 @@ def test_plugin_that_fails_to_import_is_reported_and_skipped(tmp_path):
 
 
 def test_plugin_whose_hook_raises_is_reported_and_skipped(tmp_path):
-    path = write(tmp_path, "raises", '''
+    path = write(
+        tmp_path,
+        "raises",
+        """
         import easel
 
         @easel.hookimpl
         def register_nodes(register):
             raise ValueError("bad day")
-    ''')
+    """,
+    )
     registry = load_plugins([path], entry_points=False, environ={})
     assert "plugin 'raises': register_nodes failed: ValueError: bad day" in registry.errors
     assert registry.plugins["easel"].ok
 
 
 def test_registering_something_that_is_not_a_node(tmp_path):
-    path = write(tmp_path, "wrong", '''
+    path = write(
+        tmp_path,
+        "wrong",
+        """
         import easel
 
         @easel.hookimpl
         def register_nodes(register):
             register(len)
-    ''')
+    """,
+    )
     registry = load_plugins([path], entry_points=False, environ={})
     assert "expected a node made with @easel.node" in registry.errors[0]
 
@@ -91,7 +99,10 @@ def test_duplicate_node_type_is_an_error_naming_both(tmp_path):
 
 
 def test_redefining_a_builtin_disables_the_plugins_node_not_the_builtin(tmp_path):
-    path = write(tmp_path, "clash", '''
+    path = write(
+        tmp_path,
+        "clash",
+        """
         import easel
 
         @easel.node(outputs={"value": int})
@@ -101,12 +112,14 @@ def test_redefining_a_builtin_disables_the_plugins_node_not_the_builtin(tmp_path
         @easel.hookimpl
         def register_nodes(register):
             register(Int)
-    ''')
+    """,
+    )
     registry = load_plugins([path], entry_points=False, environ={})
     assert registry.nodes["Int"].plugin == "easel" and registry.plugins["easel"].ok
     assert registry.plugins["clash"].errors == [
         "node type 'Int' is built in; the plugin's own 'Int' is disabled and the built-in one "
-        "is used (rename the plugin's node, e.g. with a prefix)"]
+        "is used (rename the plugin's node, e.g. with a prefix)"
+    ]
 
 
 def test_disable_and_allow_lists(tmp_path):
@@ -122,7 +135,10 @@ def test_disable_and_allow_lists(tmp_path):
 
 
 def test_socket_types_from_plugins(tmp_path):
-    uses_unknown = write(tmp_path, "needs", '''
+    uses_unknown = write(
+        tmp_path,
+        "needs",
+        """
         import easel
 
         @easel.node(outputs={"m": "STENCIL"})
@@ -132,17 +148,22 @@ def test_socket_types_from_plugins(tmp_path):
         @easel.hookimpl
         def register_nodes(register):
             register(MakeMask)
-    ''')
+    """,
+    )
     registry = load_plugins([uses_unknown], entry_points=False, environ={})
     assert "MakeMask" not in registry.nodes
     assert "unknown socket types ['STENCIL']" in registry.errors[0]
-    provides = write(tmp_path, "provides", '''
+    provides = write(
+        tmp_path,
+        "provides",
+        """
         import easel
 
         @easel.hookimpl
         def register_socket_types(register):
             register("STENCIL", "a single-channel mask")
-    ''')
+    """,
+    )
     registry = load_plugins([uses_unknown, provides], entry_points=False, environ={})
     assert "MakeMask" in registry.nodes and registry.socket_types["STENCIL"]
 

@@ -15,18 +15,33 @@ from tests.core.sample_nodes import registry, workflow
 REGISTRY = registry()
 TYPES = [*REGISTRY.nodes, "Nope", "", "show"]
 NAMES = st.sampled_from(["a", "b", "c", "d", "value", "sum", "array", "seed", "text", "x"])
-JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20),
-                         st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8))
-JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
-    max_leaves=6)
+JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 LINKS = st.lists(NAMES, min_size=2, max_size=2)
 INPUT_VALUES = st.one_of(JSON_VALUES, LINKS, st.fixed_dictionaries({"value": JSON_VALUES}))
-NODE = st.fixed_dictionaries({"type": st.sampled_from(TYPES),
-                              "inputs": st.dictionaries(NAMES, INPUT_VALUES, max_size=4)})
+NODE = st.fixed_dictionaries(
+    {"type": st.sampled_from(TYPES), "inputs": st.dictionaries(NAMES, INPUT_VALUES, max_size=4)}
+)
 WORKFLOWS = st.dictionaries(NAMES, NODE, max_size=6).map(workflow)
-ANYTHING = st.one_of(JSON_VALUES, WORKFLOWS, st.dictionaries(
-    st.sampled_from(["format", "version", "nodes", "ui", "extra"]), JSON_VALUES, max_size=5))
+ANYTHING = st.one_of(
+    JSON_VALUES,
+    WORKFLOWS,
+    st.dictionaries(
+        st.sampled_from(["format", "version", "nodes", "ui", "extra"]), JSON_VALUES, max_size=5
+    ),
+)
 
 
 def check(data) -> None:
@@ -57,11 +72,13 @@ def test_random_text(text):
     check(text)
 
 
-VALID = workflow({
-    "c": {"type": "Const", "inputs": {"value": 2}},
-    "a": {"type": "Add", "inputs": {"a": ["c", "value"], "b": 3}},
-    "s": {"type": "Show", "inputs": {"value": ["a", "sum"], "label": "x"}},
-})
+VALID = workflow(
+    {
+        "c": {"type": "Const", "inputs": {"value": 2}},
+        "a": {"type": "Add", "inputs": {"a": ["c", "value"], "b": 3}},
+        "s": {"type": "Show", "inputs": {"value": ["a", "sum"], "label": "x"}},
+    }
+)
 
 
 @given(st.data())

@@ -24,15 +24,16 @@ def test_checkpoint_and_upload_inputs_come_from_the_declarations():
     registry = load_plugins(entry_points=False, environ={})
     registry.add_node("mine", MyLoader)
     registry.add_node("mine", UnetOnly)
-    workflow = {"nodes": {
-        "builtin": {"type": "CheckpointLoader", "inputs": {"name": "x"}},
-        "plugin": {"type": "MyLoader"},
-        "unet": {"type": "UnetOnly"},  # a MODEL alone is not a checkpoint
-        "image": {"type": "LoadImage", "inputs": {"image": "cat.png"}},
-        "unknown": {"type": "Nope"},
-        "broken": "not a node",
-    }}
-    assert checkpoint_inputs(workflow, registry) == [("builtin", "name"),
-                                                     ("plugin", "ckpt_name")]
+    workflow = {
+        "nodes": {
+            "builtin": {"type": "CheckpointLoader", "inputs": {"name": "x"}},
+            "plugin": {"type": "MyLoader"},
+            "unet": {"type": "UnetOnly"},  # a MODEL alone is not a checkpoint
+            "image": {"type": "LoadImage", "inputs": {"image": "cat.png"}},
+            "unknown": {"type": "Nope"},
+            "broken": "not a node",
+        }
+    }
+    assert checkpoint_inputs(workflow, registry) == [("builtin", "name"), ("plugin", "ckpt_name")]
     assert upload_inputs(workflow, registry) == [("image", "image")]
     assert checkpoint_inputs({"nodes": []}, registry) == []

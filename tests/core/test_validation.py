@@ -20,12 +20,17 @@ def problems(reg, data) -> list:
 
 
 def test_valid_workflow_gives_plan_in_dependency_order(reg):
-    plan = validate(workflow({
-        "show": {"type": "Show", "inputs": {"value": ["add", "sum"]}},
-        "add": {"type": "Add", "inputs": {"a": ["c", "value"], "b": 2}},
-        "c": {"type": "Const", "inputs": {"value": 3}},
-        "unused": {"type": "Const", "inputs": {}},
-    }), reg)
+    plan = validate(
+        workflow(
+            {
+                "show": {"type": "Show", "inputs": {"value": ["add", "sum"]}},
+                "add": {"type": "Add", "inputs": {"a": ["c", "value"], "b": 2}},
+                "c": {"type": "Const", "inputs": {"value": 3}},
+                "unused": {"type": "Const", "inputs": {}},
+            }
+        ),
+        reg,
+    )
     assert plan.order == ["c", "add", "show"]
     assert plan.targets == ["show"]
     assert plan.nodes["add"].literals == {"b": 2.0}
@@ -61,11 +66,16 @@ def test_missing_required_input(reg):
 
 
 def test_link_to_missing_node_and_missing_output(reg):
-    found = problems(reg, workflow({
-        "c": {"type": "Const"},
-        "s": {"type": "Show", "inputs": {"value": ["nope", "value"]}},
-        "t": {"type": "Show", "inputs": {"value": ["c", "nothing"]}},
-    }))
+    found = problems(
+        reg,
+        workflow(
+            {
+                "c": {"type": "Const"},
+                "s": {"type": "Show", "inputs": {"value": ["nope", "value"]}},
+                "t": {"type": "Show", "inputs": {"value": ["c", "nothing"]}},
+            }
+        ),
+    )
     by_node = {p.node: p for p in found}
     assert "missing node 'nope'" in by_node["s"].message
     assert "no output 'nothing'" in by_node["t"].message
@@ -73,49 +83,74 @@ def test_link_to_missing_node_and_missing_output(reg):
 
 
 def test_wrong_type_on_link(reg):
-    [problem] = problems(reg, workflow({
-        "n": {"type": "Noise"},
-        "s": {"type": "Show", "inputs": {"value": ["n", "array"]}},
-    }))
+    [problem] = problems(
+        reg,
+        workflow(
+            {
+                "n": {"type": "Noise"},
+                "s": {"type": "Show", "inputs": {"value": ["n", "array"]}},
+            }
+        ),
+    )
     assert problem.input == "value"
     assert "expects FLOAT" in problem.message and "IMAGE" in problem.message
 
 
 def test_literal_wrong_type_and_out_of_range(reg):
-    found = problems(reg, workflow({
-        "c": {"type": "Const", "inputs": {"value": "abc"}},
-        "a": {"type": "Add", "inputs": {"a": ["c", "value"], "b": 5000}},
-        "s": {"type": "Show", "inputs": {"value": ["a", "sum"]}},
-    }))
+    found = problems(
+        reg,
+        workflow(
+            {
+                "c": {"type": "Const", "inputs": {"value": "abc"}},
+                "a": {"type": "Add", "inputs": {"a": ["c", "value"], "b": 5000}},
+                "s": {"type": "Show", "inputs": {"value": ["a", "sum"]}},
+            }
+        ),
+    )
     by_node = {p.node: p for p in found}
     assert by_node["c"].input == "value" and "number" in by_node["c"].message
     assert by_node["a"].input == "b" and "<= 1000" in by_node["a"].message
 
 
 def test_literal_for_link_only_input_and_bare_list(reg):
-    found = problems(reg, workflow({
-        "m": {"type": "Mean", "inputs": {"array": 3}},
-        "s": {"type": "Show", "inputs": {"value": ["m", "value"], "label": [1, 2]}},
-    }))
+    found = problems(
+        reg,
+        workflow(
+            {
+                "m": {"type": "Mean", "inputs": {"array": 3}},
+                "s": {"type": "Show", "inputs": {"value": ["m", "value"], "label": [1, 2]}},
+            }
+        ),
+    )
     by_node = {p.node: p for p in found}
     assert "expects a link from a IMAGE output" in by_node["m"].message
     assert '{"value": [...]}' in by_node["s"].message
 
 
 def test_choices_enforced(reg):
-    [problem] = problems(reg, workflow({
-        "p": {"type": "Pick", "inputs": {"mode": "c"}},
-        "s": {"type": "Show", "inputs": {"value": 1, "label": ["p", "text"]}},
-    }))
+    [problem] = problems(
+        reg,
+        workflow(
+            {
+                "p": {"type": "Pick", "inputs": {"mode": "c"}},
+                "s": {"type": "Show", "inputs": {"value": 1, "label": ["p", "text"]}},
+            }
+        ),
+    )
     assert problem.input == "mode" and "'a'" in problem.message
 
 
 def test_cycle_path_printed(reg):
-    found = problems(reg, workflow({
-        "a": {"type": "Add", "inputs": {"a": ["b", "sum"]}},
-        "b": {"type": "Add", "inputs": {"a": ["a", "sum"]}},
-        "s": {"type": "Show", "inputs": {"value": ["a", "sum"]}},
-    }))
+    found = problems(
+        reg,
+        workflow(
+            {
+                "a": {"type": "Add", "inputs": {"a": ["b", "sum"]}},
+                "b": {"type": "Add", "inputs": {"a": ["a", "sum"]}},
+                "s": {"type": "Show", "inputs": {"value": ["a", "sum"]}},
+            }
+        ),
+    )
     [cycle] = [p for p in found if p.message.startswith("cycle")]
     assert cycle.message in ("cycle: a -> b -> a", "cycle: b -> a -> b")
 
@@ -126,21 +161,34 @@ def test_no_output_node(reg):
 
 
 def test_every_problem_reported_at_once(reg):
-    found = problems(reg, workflow({
-        "x": {"type": "Nope"},
-        "c": {"type": "Const", "inputs": {"value": "q", "bogus": 1}},
-        "s": {"type": "Show", "inputs": {}},
-    }))
+    found = problems(
+        reg,
+        workflow(
+            {
+                "x": {"type": "Nope"},
+                "c": {"type": "Const", "inputs": {"value": "q", "bogus": 1}},
+                "s": {"type": "Show", "inputs": {}},
+            }
+        ),
+    )
     assert len(found) == 4
     message = str(WorkflowError(found))
     assert "4 problems" in message and "node 'c' (Const), input 'bogus'" in message
 
 
 def test_ui_is_accepted_and_literal_list_wrapper(reg):
-    plan = validate({**workflow({
-        "p": {"type": "Pick", "inputs": {"text": {"value": "hello"}}},
-        "s": {"type": "Show", "inputs": {"value": 1, "label": ["p", "text"]}},
-    }), "ui": {"positions": {"p": [0, 0]}}}, reg)
+    plan = validate(
+        {
+            **workflow(
+                {
+                    "p": {"type": "Pick", "inputs": {"text": {"value": "hello"}}},
+                    "s": {"type": "Show", "inputs": {"value": 1, "label": ["p", "text"]}},
+                }
+            ),
+            "ui": {"positions": {"p": [0, 0]}},
+        },
+        reg,
+    )
     assert plan.nodes["p"].literals["text"] == "hello"
 
 

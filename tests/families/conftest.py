@@ -39,8 +39,9 @@ def sd_manager(sd_root: Path) -> Any:
 
     from easel.models.manager import ModelManager
 
-    return ModelManager([sd_root / "models", sd_root / "ComfyUI"], device="cpu",
-                        dtype=torch.float32)
+    return ModelManager(
+        [sd_root / "models", sd_root / "ComfyUI"], device="cpu", dtype=torch.float32
+    )
 
 
 @pytest.fixture
@@ -49,8 +50,10 @@ def run_sd(sd_manager: Any, sd_root: Path, monkeypatch: pytest.MonkeyPatch) -> A
     folder is also EASEL_MODELS_DIR, which the loaders' choices list."""
     import os
 
-    monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(
-        str(p) for p in (sd_root / "models", sd_root / "ComfyUI")))
+    monkeypatch.setenv(
+        "EASEL_MODELS_DIR",
+        os.pathsep.join(str(p) for p in (sd_root / "models", sd_root / "ComfyUI")),
+    )
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from easel.core.executor import Executor
     from easel.core.plugins import load_plugins

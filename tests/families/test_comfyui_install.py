@@ -30,8 +30,14 @@ def _vae_file(single: Path, target: Path) -> None:
 
     state = load_file(str(single))
     target.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k.removeprefix("first_stage_model."): v for k, v in state.items()
-               if k.startswith("first_stage_model.")}, str(target))
+    save_file(
+        {
+            k.removeprefix("first_stage_model."): v
+            for k, v in state.items()
+            if k.startswith("first_stage_model.")
+        },
+        str(target),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +54,19 @@ def install(sd_models: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     models = root / "models"
     sd1, inpaint = sd_models("sd1"), sd_models("sd1-inpaint")
     sdxl, refiner = sd_models("sdxl"), sd_models("sdxl-refiner")
-    for built, names in ((sd1, ("v1-5-pruned-emaonly.safetensors",
-                                "sd15/v1-5-pruned-emaonly.safetensors",
-                                "sd15/dreamshaper_8.safetensors")),
-                         (inpaint, ("sd15/512-inpainting-ema.safetensors",)),
-                         (sdxl, ("sdxl/sd_xl_base_1.0.safetensors",)),
-                         (refiner, ("sdxl/sd_xl_refiner_1.0.safetensors",))):
+    for built, names in (
+        (
+            sd1,
+            (
+                "v1-5-pruned-emaonly.safetensors",
+                "sd15/v1-5-pruned-emaonly.safetensors",
+                "sd15/dreamshaper_8.safetensors",
+            ),
+        ),
+        (inpaint, ("sd15/512-inpainting-ema.safetensors",)),
+        (sdxl, ("sdxl/sd_xl_base_1.0.safetensors",)),
+        (refiner, ("sdxl/sd_xl_refiner_1.0.safetensors",)),
+    ):
         for name in names:
             target = models / "checkpoints" / name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -68,14 +81,15 @@ def install(sd_models: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     generator = torch.Generator().manual_seed(5)
     (models / "embeddings").mkdir()
     for name in ("ink_style.safetensors", "easynegative.safetensors"):
-        save_file({"emb_params": torch.randn(2, 64, generator=generator)},
-                  str(models / "embeddings" / name))
+        save_file(
+            {"emb_params": torch.randn(2, 64, generator=generator)},
+            str(models / "embeddings" / name),
+        )
     torch.manual_seed(6)
     control = randomise(ControlNetModel.from_unet(sd1.pipe.unet), seed=6)
     state = ldm_controlnet_state(control)
     (models / "controlnet" / "sd15").mkdir(parents=True)
-    save_file(state, str(models / "controlnet" / "sd15" /
-                         "control_v11p_sd15_openpose.safetensors"))
+    save_file(state, str(models / "controlnet" / "sd15" / "control_v11p_sd15_openpose.safetensors"))
     torch.save(state, str(models / "controlnet" / "sd15" / "control_v11p_sd15_canny.pth"))
     try:
         from tests.models.test_upscale_models import realesrgan_layout
@@ -113,20 +127,25 @@ def pictures(api: dict[str, Any], folder: Path) -> None:
         if isinstance(name, str):
             rgb = np.stack([x * 4, y * 4, (x + y) * 2], -1).clip(0, 255).astype(np.uint8)
             alpha = np.where((x > 16) & (x < 48) & (y > 16) & (y < 48), 0, 255)
-            Image.fromarray(np.dstack([rgb, alpha]).astype(np.uint8), "RGBA").save(
-                folder / name)
+            Image.fromarray(np.dstack([rgb, alpha]).astype(np.uint8), "RGBA").save(folder / name)
 
 
 # The SDXL file's 4x upscale loader is muted: its API export keeps the consumer without its
 # input (ComfyUI then skips that output), so the UI file, where the muted node is dropped with
 # what needs it, is the one to run.
-FILES = ["sd15_lora_embedding.api.json", "sd15_inpaint.api.json", "sd15_controlnet.api.json",
-         "sdxl_base_refiner.json", "esrgan_upscale.api.json"]
+FILES = [
+    "sd15_lora_embedding.api.json",
+    "sd15_inpaint.api.json",
+    "sd15_controlnet.api.json",
+    "sdxl_base_refiner.json",
+    "esrgan_upscale.api.json",
+]
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_comfyui_file_runs_on_the_install(name: str, install: Path, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+def test_comfyui_file_runs_on_the_install(
+    name: str, install: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
     if name.startswith("esrgan"):
         pytest.importorskip("spandrel", reason="the upscale extra (easel[upscale]) is needed")
     monkeypatch.chdir(tmp_path)
@@ -135,8 +154,9 @@ def test_comfyui_file_runs_on_the_install(name: str, install: Path, tmp_path: Pa
     source = DATA / name
     api = json.loads((DATA / (name.split(".")[0] + ".api.json")).read_text())
     pictures(api, tmp_path)
-    code = main(["run", str(source), "--models-dir", str(install), "--allow-unsafe-pickle",
-                 *small(api)])
+    code = main(
+        ["run", str(source), "--models-dir", str(install), "--allow-unsafe-pickle", *small(api)]
+    )
     out = capsys.readouterr()
     assert code == 0, out.err[-3000:]
     written = sorted((tmp_path / "output").rglob("*.png"))
@@ -152,11 +172,18 @@ def test_comfyui_file_runs_through_the_server(install: Path, tmp_path: Path) -> 
     converted by the server and queued, succeeds and writes its image."""
     from tests.server.serverproc import Server, free_port
 
-    server = Server(tmp_path / "data", free_port(), ("--models-dir", str(install)),
-                    env={"HF_HUB_OFFLINE": "1", "EASEL_MODELS_DIR": ""})
+    server = Server(
+        tmp_path / "data",
+        free_port(),
+        ("--models-dir", str(install)),
+        env={"HF_HUB_OFFLINE": "1", "EASEL_MODELS_DIR": ""},
+    )
     try:
-        status, body = server.call("POST", "/api/workflows/convert", json.loads(
-            (DATA / "sdxl_base_refiner.json").read_text()))
+        status, body = server.call(
+            "POST",
+            "/api/workflows/convert",
+            json.loads((DATA / "sdxl_base_refiner.json").read_text()),
+        )
         assert status == 200, body
         workflow = body["workflow"]
         api = json.loads((DATA / "sdxl_base_refiner.api.json").read_text())

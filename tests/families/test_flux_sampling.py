@@ -21,17 +21,27 @@ run_flux = flux_family.run_flux
 # FluxPipeline computes mu and hands it to these schedulers, which then shift by exp(mu).
 DYNAMIC = {"use_dynamic_shifting": True, "time_shift_type": "exponential"}
 PIPELINE_SCHEDULERS = {
-    "dpmpp_2m": ("DPMSolverMultistepScheduler", {
-        "algorithm_type": "dpmsolver++", "solver_order": 2, "use_flow_sigmas": True,
-        "prediction_type": "flow_prediction", **DYNAMIC}),
-    "uni_pc": ("UniPCMultistepScheduler", {
-        "use_flow_sigmas": True, "prediction_type": "flow_prediction", **DYNAMIC}),
+    "dpmpp_2m": (
+        "DPMSolverMultistepScheduler",
+        {
+            "algorithm_type": "dpmsolver++",
+            "solver_order": 2,
+            "use_flow_sigmas": True,
+            "prediction_type": "flow_prediction",
+            **DYNAMIC,
+        },
+    ),
+    "uni_pc": (
+        "UniPCMultistepScheduler",
+        {"use_flow_sigmas": True, "prediction_type": "flow_prediction", **DYNAMIC},
+    ),
 }
 
 
 @pytest.mark.parametrize("sampler", sorted(PIPELINE_SCHEDULERS))
 def test_flow_samplers_equal_flux_pipeline_with_that_scheduler(
-        sampler: str, flux_models: Any, run_flux: Any) -> None:
+    sampler: str, flux_models: Any, run_flux: Any
+) -> None:
     import diffusers
     from diffusers import FluxPipeline
 
@@ -39,8 +49,9 @@ def test_flow_samplers_equal_flux_pipeline_with_that_scheduler(
     pipe = flux_models["dev"].pipe
     scheduler = getattr(diffusers, class_name)(**options)
     other = FluxPipeline(**{**pipe.components, "scheduler": scheduler})
-    ours = image_of(run_flux(split_workflow("dev", steps=4, sampler_name=sampler,
-                                            scheduler="normal"), ["dec"]))
+    ours = image_of(
+        run_flux(split_workflow("dev", steps=4, sampler_name=sampler, scheduler="normal"), ["dec"])
+    )
     theirs = reference(other, prompt=PROMPT, num_inference_steps=4, guidance_scale=3.5)
     euler = image_of(run_flux(split_workflow("dev", steps=4), ["dec"]))
     assert float(ours.std()) > 0.01
@@ -48,11 +59,16 @@ def test_flow_samplers_equal_flux_pipeline_with_that_scheduler(
     assert (ours - euler).abs().max().item() > TOLERANCE  # another sampler, another image
 
 
-@pytest.mark.parametrize("sampler,schedule", [
-    ("heun", "normal"), ("dpmpp_2m_sde", "normal"), ("euler", "karras"), ("euler", "beta")])
+@pytest.mark.parametrize(
+    "sampler,schedule",
+    [("heun", "normal"), ("dpmpp_2m_sde", "normal"), ("euler", "karras"), ("euler", "beta")],
+)
 def test_every_flow_pair_samples_an_image(sampler: str, schedule: str, run_flux: Any) -> None:
-    image = image_of(run_flux(split_workflow("schnell", steps=2, sampler_name=sampler,
-                                             scheduler=schedule), ["dec"]))
+    image = image_of(
+        run_flux(
+            split_workflow("schnell", steps=2, sampler_name=sampler, scheduler=schedule), ["dec"]
+        )
+    )
     assert image.shape == (1, 3, 64, 64)
     assert bool(torch.isfinite(image).all()) and float(image.std()) > 0.01
 
@@ -63,12 +79,16 @@ def test_sgm_uniform_is_simple_on_flow_models(run_flux: Any) -> None:
     assert torch.equal(simple, sgm)
 
 
-@pytest.mark.parametrize("sampler,schedule,words", [
-    ("lms", "normal", "has no flow-matching variant"),
-    ("dpmpp_2m", "karras", "cannot use the 'karras' schedule"),
-])
-def test_impossible_flow_combination_is_a_node_error(sampler: str, schedule: str, words: str,
-                                                     run_flux: Any) -> None:
+@pytest.mark.parametrize(
+    "sampler,schedule,words",
+    [
+        ("lms", "normal", "has no flow-matching variant"),
+        ("dpmpp_2m", "karras", "cannot use the 'karras' schedule"),
+    ],
+)
+def test_impossible_flow_combination_is_a_node_error(
+    sampler: str, schedule: str, words: str, run_flux: Any
+) -> None:
     result = run_flux(split_workflow("dev", sampler_name=sampler, scheduler=schedule), ["dec"])
     assert result.status == "failed"
     failure = result.failures[0]
@@ -85,14 +105,17 @@ def test_fixed_shift_nodes(run_flux: Any, flux_models: Any) -> None:
     results = {}
     for node_type, shift in (("ModelSamplingSD3", 1.0), ("ModelSamplingAuraFlow", 3.0)):
         nodes = split_workflow("schnell", steps=3)
-        nodes["ms"] = {"type": node_type, "inputs": {"model": ["unet", "model"],
-                                                      "shift": shift}}
+        nodes["ms"] = {"type": node_type, "inputs": {"model": ["unet", "model"], "shift": shift}}
         nodes["k"]["inputs"]["model"] = ["ms", "model"]
         results[node_type] = image_of(run_flux(nodes, ["dec"]))
     assert torch.equal(results["ModelSamplingSD3"], plain)
     pipe = flux_models["schnell"].pipe
-    shifted = FluxPipeline(**{**pipe.components, "scheduler": FlowMatchEulerDiscreteScheduler(
-        shift=3.0, use_dynamic_shifting=False)})
+    shifted = FluxPipeline(
+        **{
+            **pipe.components,
+            "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=False),
+        }
+    )
     theirs = reference(shifted, prompt=PROMPT, num_inference_steps=3, guidance_scale=0.0)
     assert (results["ModelSamplingAuraFlow"] - theirs).abs().max().item() <= TOLERANCE
 
@@ -104,30 +127,61 @@ def test_comfy_api_prompt_with_flux_nodes_equals_the_easel_workflow(run_flux: An
     from easel.comfy.api_format import convert_prompt
 
     prompt = {
-        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux-dev.safetensors",
-                                                     "weight_dtype": "default"}},
-        "2": {"class_type": "DualCLIPLoader", "inputs": {
-            "clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl.safetensors",
-            "type": "flux", "device": "default"}},
+        "1": {
+            "class_type": "UNETLoader",
+            "inputs": {"unet_name": "flux-dev.safetensors", "weight_dtype": "default"},
+        },
+        "2": {
+            "class_type": "DualCLIPLoader",
+            "inputs": {
+                "clip_name1": "clip_l.safetensors",
+                "clip_name2": "t5xxl.safetensors",
+                "type": "flux",
+                "device": "default",
+            },
+        },
         "3": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
-        "4": {"class_type": "CLIPTextEncodeFlux", "inputs": {
-            "clip": ["2", 0], "clip_l": PROMPT, "t5xxl": PROMPT, "guidance": 2.0}},
-        "5": {"class_type": "FluxGuidance", "inputs": {"conditioning": ["4", 0],
-                                                       "guidance": 3.5}},
-        "6": {"class_type": "ModelSamplingFlux", "inputs": {
-            "model": ["1", 0], "max_shift": 1.15, "base_shift": 0.5, "width": 64,
-            "height": 64}},
-        "7": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64,
-                                                              "batch_size": 1}},
-        "8": {"class_type": "KSampler", "inputs": {
-            "model": ["6", 0], "positive": ["5", 0], "negative": ["5", 0],
-            "latent_image": ["7", 0], "seed": 42, "steps": 3, "cfg": 1.0,
-            "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
+        "4": {
+            "class_type": "CLIPTextEncodeFlux",
+            "inputs": {"clip": ["2", 0], "clip_l": PROMPT, "t5xxl": PROMPT, "guidance": 2.0},
+        },
+        "5": {"class_type": "FluxGuidance", "inputs": {"conditioning": ["4", 0], "guidance": 3.5}},
+        "6": {
+            "class_type": "ModelSamplingFlux",
+            "inputs": {
+                "model": ["1", 0],
+                "max_shift": 1.15,
+                "base_shift": 0.5,
+                "width": 64,
+                "height": 64,
+            },
+        },
+        "7": {
+            "class_type": "EmptySD3LatentImage",
+            "inputs": {"width": 64, "height": 64, "batch_size": 1},
+        },
+        "8": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["6", 0],
+                "positive": ["5", 0],
+                "negative": ["5", 0],
+                "latent_image": ["7", 0],
+                "seed": 42,
+                "steps": 3,
+                "cfg": 1.0,
+                "sampler_name": "euler",
+                "scheduler": "simple",
+                "denoise": 1.0,
+            },
+        },
         "9": {"class_type": "VAEDecode", "inputs": {"samples": ["8", 0], "vae": ["3", 0]}},
     }
     workflow = convert_prompt(prompt)
-    assert workflow["nodes"]["2"] == {"type": "DualTextEncoderLoader", "inputs": {
-        "name1": "clip_l.safetensors", "name2": "t5xxl.safetensors", "type": "flux"}}
+    assert workflow["nodes"]["2"] == {
+        "type": "DualTextEncoderLoader",
+        "inputs": {"name1": "clip_l.safetensors", "name2": "t5xxl.safetensors", "type": "flux"},
+    }
     ours = image_of(run_flux(workflow["nodes"], ["9"]), "9")
     easel = image_of(run_flux(split_workflow("dev"), ["dec"]))
     assert torch.equal(ours, easel)
@@ -137,13 +191,22 @@ def test_comfy_types_without_a_family_are_refused_at_conversion() -> None:
     from easel.comfy.api_format import convert_prompt
     from easel.core.graph import WorkflowError
 
-    prompt = {"1": {"class_type": "DualCLIPLoader", "inputs": {
-        "clip_name1": "a.safetensors", "clip_name2": "b.safetensors", "type": "hidream"}}}
+    prompt = {
+        "1": {
+            "class_type": "DualCLIPLoader",
+            "inputs": {
+                "clip_name1": "a.safetensors",
+                "clip_name2": "b.safetensors",
+                "type": "hidream",
+            },
+        }
+    }
     with pytest.raises(WorkflowError) as caught:
         convert_prompt(prompt)
     assert [(p.node, p.input) for p in caught.value.problems] == [("1", "type")]
-    assert "'hidream' has no Easel equivalent (convertible: flux)" in \
-        caught.value.problems[0].message
+    assert (
+        "'hidream' has no Easel equivalent (convertible: flux)" in caught.value.problems[0].message
+    )
 
 
 def test_text_encoders_are_offloaded_after_encoding(flux_root: Any, flux_models: Any) -> None:
@@ -160,12 +223,14 @@ def test_text_encoders_are_offloaded_after_encoding(flux_root: Any, flux_models:
             self.offloaded.append(module)
             return module
 
-    manager = Recording([flux_root / "models", flux_root / "ComfyUI"], device="cpu",
-                        dtype=torch.float32)
+    manager = Recording(
+        [flux_root / "models", flux_root / "ComfyUI"], device="cpu", dtype=torch.float32
+    )
     manager.offloaded = []
     text = flux_root / "models" / "text_encoders"
-    clip = flux_loading.flux_clip("c", [text / "clip_l.safetensors", text / "t5xxl.safetensors"],
-                                  manager)
+    clip = flux_loading.flux_clip(
+        "c", [text / "clip_l.safetensors", text / "t5xxl.safetensors"], manager
+    )
     encode_text(clip, PROMPT)
     assert [id(m) for m in manager.offloaded] == [id(part.model) for part in clip.parts]
     manager.offloaded = []
@@ -174,8 +239,7 @@ def test_text_encoders_are_offloaded_after_encoding(flux_root: Any, flux_models:
     assert manager.offloaded == []
 
 
-def test_fp8_weight_dtype_stores_fp8_and_computes_in_fp32(flux_manager: Any,
-                                                          run_flux: Any) -> None:
+def test_fp8_weight_dtype_stores_fp8_and_computes_in_fp32(flux_manager: Any, run_flux: Any) -> None:
     """UNETLoader's weight_dtype fp8_e4m3fn: weights kept in fp8 (diffusers' layerwise
     casting), computed in the manager's dtype; the image stays close to the fp32 one."""
     default = image_of(run_flux(split_workflow("dev"), ["dec"]))
@@ -194,8 +258,7 @@ def test_manager_holds_each_flux_module(flux_manager: Any, run_flux: Any) -> Non
     not only inside the loaders' tuples."""
     image_of(run_flux(split_workflow("schnell", steps=1), ["dec"]))
     classes = {row["class"] for row in flux_manager.describe()}
-    assert {"FluxTransformer2DModel", "CLIPTextModel", "T5EncoderModel",
-            "AutoencoderKL"} <= classes
+    assert {"FluxTransformer2DModel", "CLIPTextModel", "T5EncoderModel", "AutoencoderKL"} <= classes
 
 
 def test_comfy_fp8_scaled_files_load(flux_root: Any, flux_models: Any, run_flux: Any) -> None:

@@ -18,8 +18,10 @@ from tests.families.workflows import as_tensor
 from tests.fixtures import flux_family
 
 PACKAGE = "comfyui_workflow_templates_json"
-pytestmark = pytest.mark.skipif(importlib.util.find_spec(PACKAGE) is None,
-                                reason="the templates corpus is in the dev extra (in CI)")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec(PACKAGE) is None,
+    reason="the templates corpus is in the dev extra (in CI)",
+)
 
 flux_root = flux_family.flux_root
 flux_models = flux_family.flux_models
@@ -31,8 +33,9 @@ TEMPLATE_FILES = {
     "text_encoders/clip_l.safetensors": "text_encoders/clip_l.safetensors",
     "text_encoders/t5xxl_fp16.safetensors": "text_encoders/t5xxl.safetensors",
     "vae/ae.safetensors": "vae/ae.safetensors",
-    "diffusion_models/flux1-dev-kontext_fp8_scaled.safetensors":
-        "diffusion_models/flux-dev.safetensors",
+    "diffusion_models/flux1-dev-kontext_fp8_scaled.safetensors": (
+        "diffusion_models/flux-dev.safetensors"
+    ),
     "text_encoders/t5xxl_fp8_e4m3fn_scaled.safetensors": "text_encoders/t5xxl.safetensors",
 }
 
@@ -45,8 +48,9 @@ def template(name: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def template_root(flux_models: Any, flux_root: Path, tmp_path_factory: pytest.TempPathFactory
-                  ) -> Path:
+def template_root(
+    flux_models: Any, flux_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     root = tmp_path_factory.mktemp("flux-templates")
     for name, source in TEMPLATE_FILES.items():
         (root / "models" / name).parent.mkdir(parents=True, exist_ok=True)
@@ -55,13 +59,22 @@ def template_root(flux_models: Any, flux_root: Path, tmp_path_factory: pytest.Te
     return root
 
 
-@pytest.mark.parametrize("name,variant,steps", [
-    ("flux_dev_full_text_to_image", "dev", 2),
-    ("flux_schnell_full_text_to_image", "schnell", 2),
-])
+@pytest.mark.parametrize(
+    "name,variant,steps",
+    [
+        ("flux_dev_full_text_to_image", "dev", 2),
+        ("flux_schnell_full_text_to_image", "schnell", 2),
+    ],
+)
 def test_flux_template_runs_and_equals_flux_pipeline(
-        name: str, variant: str, steps: int, template_root: Path, flux_models: Any,
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    name: str,
+    variant: str,
+    steps: int,
+    template_root: Path,
+    flux_models: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import os
 
     import numpy as np
@@ -97,19 +110,28 @@ def test_flux_template_runs_and_equals_flux_pipeline(
     prompt_2 = text.get("text", text.get("t5xxl"))
     pipe = flux_models[variant].pipe
     pipe.set_progress_bar_config(disable=True)
-    theirs = as_tensor(pipe(
-        prompt=prompt, prompt_2=prompt_2, height=SIZE, width=SIZE, num_inference_steps=steps,
-        guidance_scale=float(text.get("guidance", 3.5)), max_sequence_length=256,
-        generator=torch.Generator("cpu").manual_seed(int(inputs["seed"])),
-        output_type="np").images)
+    theirs = as_tensor(
+        pipe(
+            prompt=prompt,
+            prompt_2=prompt_2,
+            height=SIZE,
+            width=SIZE,
+            num_inference_steps=steps,
+            guidance_scale=float(text.get("guidance", 3.5)),
+            max_sequence_length=256,
+            generator=torch.Generator("cpu").manual_seed(int(inputs["seed"])),
+            output_type="np",
+        ).images
+    )
     assert (inputs["sampler_name"], inputs["scheduler"], inputs["cfg"]) == ("euler", "simple", 1)
     assert float(ours.std()) > 0.01
     # the template saves an 8-bit PNG: one step of 1/255 on top of the parity bound
     assert (ours - theirs).abs().max().item() <= TOLERANCE + 1 / 255
 
 
-def test_flux_kontext_template_runs(template_root: Path, tmp_path: Path,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flux_kontext_template_runs(
+    template_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """ComfyUI's Kontext template (LoadImage -> ImageStitch -> FluxKontextImageScale ->
     VAEEncode -> ReferenceLatent -> FluxGuidance -> KSampler) runs on the tiny models; its
     input image is scaled to Kontext's resolutions, so the result is that size."""
@@ -129,13 +151,16 @@ def test_flux_kontext_template_runs(template_root: Path, tmp_path: Path,
     nodes = workflow["nodes"]
     [loader] = [n for n in nodes.values() if n["type"] == "LoadImage"]
     (tmp_path / "input").mkdir()
-    PILImage.new("RGB", (48, 32), (200, 40, 90)).save(tmp_path / "input" /
-                                                     loader["inputs"]["image"])
+    PILImage.new("RGB", (48, 32), (200, 40, 90)).save(
+        tmp_path / "input" / loader["inputs"]["image"]
+    )
     [sampler] = [i for i, n in nodes.items() if n["type"] == "KSampler"]
     set_input(workflow, f"{sampler}.steps", 1)
     manager = ModelManager(roots, device="cpu", dtype=torch.float32)
-    executor = Executor(load_plugins(entry_points=False),
-                        services={"models": manager, "input_dir": tmp_path / "input"})
+    executor = Executor(
+        load_plugins(entry_points=False),
+        services={"models": manager, "input_dir": tmp_path / "input"},
+    )
     result = executor.run(workflow, output_dir=tmp_path / "output")
     assert result.ok, result.failures
     [saved] = [f for entry in result.ui.values() for f in entry.get("files", [])]

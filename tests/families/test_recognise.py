@@ -38,11 +38,17 @@ def test_real_unet_configs_are_read_off_the_shapes(family: str) -> None:
     original = ldm_shapes.original_config(state, by_name(family), has_vae=False)
     derived = create_unet_diffusers_config_from_ldm(original, state)
     real = REAL[family]
+
     def plain(value: Any) -> Any:
         return list(value) if isinstance(value, list | tuple) else value
 
-    for key in ("block_out_channels", "layers_per_block", "down_block_types",
-                "up_block_types", "cross_attention_dim"):
+    for key in (
+        "block_out_channels",
+        "layers_per_block",
+        "down_block_types",
+        "up_block_types",
+        "cross_attention_dim",
+    ):
         assert plain(derived[key]) == plain(real[key]), key
     heads = real["attention_head_dim"]
     assert derived["attention_head_dim"] == (list(heads) if isinstance(heads, tuple) else heads)

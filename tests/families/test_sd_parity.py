@@ -15,8 +15,13 @@ TOLERANCE = 1e-3
 
 def reference(pipe: Any, **kwargs: Any) -> Any:
     pipe.set_progress_bar_config(disable=True)
-    out = pipe(height=SIZE, width=SIZE, generator=torch.Generator("cpu").manual_seed(42),
-               output_type="np", **kwargs).images
+    out = pipe(
+        height=SIZE,
+        width=SIZE,
+        generator=torch.Generator("cpu").manual_seed(42),
+        output_type="np",
+        **kwargs,
+    ).images
     return as_tensor(out)
 
 
@@ -24,8 +29,13 @@ def reference(pipe: Any, **kwargs: Any) -> Any:
 def test_sd_text_to_image(family: str, sd_models: Any, run_sd: Any) -> None:
     built = sd_models(family)
     ours = image_of(run_sd(txt2img(f"{family}.safetensors"), ["dec"]))
-    theirs = reference(built.pipe, prompt="a red circle", negative_prompt="blue",
-                       num_inference_steps=3, guidance_scale=5.0)
+    theirs = reference(
+        built.pipe,
+        prompt="a red circle",
+        negative_prompt="blue",
+        num_inference_steps=3,
+        guidance_scale=5.0,
+    )
     assert ours.shape == theirs.shape == (1, 3, SIZE, SIZE)
     assert float(ours.std()) > 0.01  # a real image, not a constant
     assert (ours - theirs).abs().max().item() <= TOLERANCE
@@ -43,14 +53,20 @@ def test_sd2_v_is_told_from_the_file(sd_models: Any, sd_manager: Any) -> None:
 def test_sdxl_text_to_image(sd_models: Any, run_sd: Any) -> None:
     built = sd_models("sdxl")
     ours = image_of(run_sd(txt2img("sdxl.safetensors"), ["dec"]))
-    theirs = reference(built.pipe, prompt="a red circle", negative_prompt="blue",
-                       num_inference_steps=3, guidance_scale=5.0)
+    theirs = reference(
+        built.pipe,
+        prompt="a red circle",
+        negative_prompt="blue",
+        num_inference_steps=3,
+        guidance_scale=5.0,
+    )
     assert float(ours.std()) > 0.01
     assert (ours - theirs).abs().max().item() <= TOLERANCE
 
 
-def test_single_file_equals_diffusers_folder(sd_models: Any, sd_root: Any,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_single_file_equals_diffusers_folder(
+    sd_models: Any, sd_root: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The same weights as a diffusers folder and as a single file: identical images."""
     import os
 
@@ -66,8 +82,11 @@ def test_single_file_equals_diffusers_folder(sd_models: Any, sd_root: Any,
     images = []
     for name in ("sdxl", "sdxl.safetensors"):
         nodes = txt2img(name)
-        result = executor.run({"format": "easel.workflow", "version": 1, "nodes": nodes},
-                              targets=["dec"], keep_values=True)
+        result = executor.run(
+            {"format": "easel.workflow", "version": 1, "nodes": nodes},
+            targets=["dec"],
+            keep_values=True,
+        )
         images.append(image_of(result))
     assert built.folder.is_dir()
     assert torch.equal(images[0], images[1])
@@ -77,8 +96,7 @@ def test_sdxl_base_then_refiner(sd_models: Any, run_sd: Any) -> None:
     """KSamplerAdvanced splits one schedule between base and refiner, exactly as diffusers'
     denoising_end / denoising_start do (StableDiffusionXLImg2ImgPipeline)."""
     base, refiner = sd_models("sdxl"), sd_models("sdxl-refiner")
-    sampler = {"seed": 42, "steps": 10, "cfg": 5.0, "sampler_name": "euler",
-               "scheduler": "normal"}
+    sampler = {"seed": 42, "steps": 10, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal"}
     nodes = {
         "base": {"type": "CheckpointLoader", "inputs": {"name": "sdxl.safetensors"}},
         "ref": {"type": "CheckpointLoader", "inputs": {"name": "sdxl-refiner.safetensors"}},
@@ -87,29 +105,62 @@ def test_sdxl_base_then_refiner(sd_models: Any, run_sd: Any) -> None:
         "rp": {"type": "TextEncode", "inputs": {"clip": ["ref", "clip"], "text": "a cat"}},
         "rn": {"type": "TextEncode", "inputs": {"clip": ["ref", "clip"], "text": "blue"}},
         "lat": {"type": "EmptyLatent", "inputs": {"width": SIZE, "height": SIZE}},
-        "k1": {"type": "KSamplerAdvanced", "inputs": {
-            "model": ["base", "model"], "positive": ["bp", "conditioning"],
-            "negative": ["bn", "conditioning"], "latent": ["lat", "latent"], "add_noise": True,
-            "start_at_step": 0, "end_at_step": 8, "return_with_leftover_noise": True,
-            **sampler}},
-        "k2": {"type": "KSamplerAdvanced", "inputs": {
-            "model": ["ref", "model"], "positive": ["rp", "conditioning"],
-            "negative": ["rn", "conditioning"], "latent": ["k1", "latent"], "add_noise": False,
-            "start_at_step": 8, "end_at_step": 10000, "return_with_leftover_noise": False,
-            **sampler}},
+        "k1": {
+            "type": "KSamplerAdvanced",
+            "inputs": {
+                "model": ["base", "model"],
+                "positive": ["bp", "conditioning"],
+                "negative": ["bn", "conditioning"],
+                "latent": ["lat", "latent"],
+                "add_noise": True,
+                "start_at_step": 0,
+                "end_at_step": 8,
+                "return_with_leftover_noise": True,
+                **sampler,
+            },
+        },
+        "k2": {
+            "type": "KSamplerAdvanced",
+            "inputs": {
+                "model": ["ref", "model"],
+                "positive": ["rp", "conditioning"],
+                "negative": ["rn", "conditioning"],
+                "latent": ["k1", "latent"],
+                "add_noise": False,
+                "start_at_step": 8,
+                "end_at_step": 10000,
+                "return_with_leftover_noise": False,
+                **sampler,
+            },
+        },
         "dec": {"type": "VAEDecode", "inputs": {"vae": ["ref", "vae"], "latent": ["k2", "latent"]}},
     }
     ours = image_of(run_sd(nodes, ["dec"]))
 
     base.pipe.set_progress_bar_config(disable=True)
-    latents = base.pipe("a cat", negative_prompt="blue", height=SIZE, width=SIZE,
-                        num_inference_steps=10, guidance_scale=5.0, denoising_end=0.8,
-                        generator=torch.Generator("cpu").manual_seed(42),
-                        output_type="latent").images
+    latents = base.pipe(
+        "a cat",
+        negative_prompt="blue",
+        height=SIZE,
+        width=SIZE,
+        num_inference_steps=10,
+        guidance_scale=5.0,
+        denoising_end=0.8,
+        generator=torch.Generator("cpu").manual_seed(42),
+        output_type="latent",
+    ).images
     refiner.pipe.set_progress_bar_config(disable=True)
-    theirs = as_tensor(refiner.pipe("a cat", negative_prompt="blue", image=latents,
-                                    num_inference_steps=10, guidance_scale=5.0,
-                                    denoising_start=0.8, output_type="np").images)
+    theirs = as_tensor(
+        refiner.pipe(
+            "a cat",
+            negative_prompt="blue",
+            image=latents,
+            num_inference_steps=10,
+            guidance_scale=5.0,
+            denoising_start=0.8,
+            output_type="np",
+        ).images
+    )
     assert float(ours.std()) > 0.01
     assert (ours - theirs).abs().max().item() <= TOLERANCE
 
@@ -139,20 +190,42 @@ def test_inpainting_model(sd_models: Any, run_sd: Any, tmp_path: Any) -> None:
         "img": {"type": "LoadImage", "inputs": {"image": str(path)}},
         "pos": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": "a cat"}},
         "neg": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": "blue"}},
-        "cond": {"type": "InpaintModelConditioning", "inputs": {
-            "vae": ["ckpt", "vae"], "image": ["img", "image"], "mask": ["img", "mask"],
-            "positive": ["pos", "conditioning"], "negative": ["neg", "conditioning"],
-            "noise_mask": False}},
-        "k": {"type": "KSampler", "inputs": {
-            "model": ["ckpt", "model"], "positive": ["cond", "positive"],
-            "negative": ["cond", "negative"], "latent": ["cond", "latent"], "seed": 42,
-            "steps": 3, "cfg": 5.0}},
+        "cond": {
+            "type": "InpaintModelConditioning",
+            "inputs": {
+                "vae": ["ckpt", "vae"],
+                "image": ["img", "image"],
+                "mask": ["img", "mask"],
+                "positive": ["pos", "conditioning"],
+                "negative": ["neg", "conditioning"],
+                "noise_mask": False,
+            },
+        },
+        "k": {
+            "type": "KSampler",
+            "inputs": {
+                "model": ["ckpt", "model"],
+                "positive": ["cond", "positive"],
+                "negative": ["cond", "negative"],
+                "latent": ["cond", "latent"],
+                "seed": 42,
+                "steps": 3,
+                "cfg": 5.0,
+            },
+        },
         "dec": {"type": "VAEDecode", "inputs": {"vae": ["ckpt", "vae"], "latent": ["k", "latent"]}},
     }
     ours = image_of(run_sd(nodes, ["dec"]))
-    theirs = reference(built.pipe, prompt="a cat", negative_prompt="blue", image=picture,
-                       mask_image=mask, num_inference_steps=3, guidance_scale=5.0,
-                       strength=1.0)
+    theirs = reference(
+        built.pipe,
+        prompt="a cat",
+        negative_prompt="blue",
+        image=picture,
+        mask_image=mask,
+        num_inference_steps=3,
+        guidance_scale=5.0,
+        strength=1.0,
+    )
     assert float(ours.std()) > 0.01
     assert (ours - theirs).abs().max().item() <= TOLERANCE
 
@@ -170,22 +243,41 @@ def test_inpainting_with_noise_mask(sd_models: Any, run_sd: Any, tmp_path: Any) 
         "pos": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": "a cat"}},
         "neg": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": "blue"}},
         "enc": {"type": "VAEEncode", "inputs": {"vae": ["ckpt", "vae"], "image": ["img", "image"]}},
-        "masked": {"type": "SetLatentNoiseMask", "inputs": {"latent": ["enc", "latent"],
-                                                             "mask": ["img", "mask"]}},
-        "k": {"type": "KSampler", "inputs": {
-            "model": ["ckpt", "model"], "positive": ["pos", "conditioning"],
-            "negative": ["neg", "conditioning"], "latent": ["masked", "latent"], "seed": 42,
-            "steps": 3, "cfg": 5.0}},
+        "masked": {
+            "type": "SetLatentNoiseMask",
+            "inputs": {"latent": ["enc", "latent"], "mask": ["img", "mask"]},
+        },
+        "k": {
+            "type": "KSampler",
+            "inputs": {
+                "model": ["ckpt", "model"],
+                "positive": ["pos", "conditioning"],
+                "negative": ["neg", "conditioning"],
+                "latent": ["masked", "latent"],
+                "seed": 42,
+                "steps": 3,
+                "cfg": 5.0,
+            },
+        },
         "dec": {"type": "VAEDecode", "inputs": {"vae": ["ckpt", "vae"], "latent": ["k", "latent"]}},
     }
     ours = image_of(run_sd(nodes, ["dec"]))
     pipe = StableDiffusionInpaintPipeline(**built.pipe.components)
     # diffusers draws the image latents before the noise: hand it Easel's noise
-    noise = torch.randn((1, 4, SIZE // 8, SIZE // 8),
-                        generator=torch.Generator("cpu").manual_seed(42))
-    theirs = reference(pipe, prompt="a cat", negative_prompt="blue", image=picture,
-                       mask_image=mask, num_inference_steps=3, guidance_scale=5.0,
-                       strength=1.0, latents=noise)
+    noise = torch.randn(
+        (1, 4, SIZE // 8, SIZE // 8), generator=torch.Generator("cpu").manual_seed(42)
+    )
+    theirs = reference(
+        pipe,
+        prompt="a cat",
+        negative_prompt="blue",
+        image=picture,
+        mask_image=mask,
+        num_inference_steps=3,
+        guidance_scale=5.0,
+        strength=1.0,
+        latents=noise,
+    )
     assert float(ours.std()) > 0.01
     assert (ours - theirs).abs().max().item() <= TOLERANCE
     left = (ours - theirs)[..., : SIZE // 2].abs().max()

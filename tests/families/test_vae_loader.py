@@ -15,23 +15,31 @@ def _write_vae_files(built: Any, vae_dir: Any) -> None:
 
     vae_dir.mkdir(parents=True, exist_ok=True)
     state = load_file(str(built.single_file))
-    ldm = {k.removeprefix("first_stage_model."): v for k, v in state.items()
-           if k.startswith("first_stage_model.")}
+    ldm = {
+        k.removeprefix("first_stage_model."): v
+        for k, v in state.items()
+        if k.startswith("first_stage_model.")
+    }
     save_file(ldm, str(vae_dir / "sdxl_vae_original.safetensors"))
-    save_file({k: v.contiguous() for k, v in built.pipe.vae.state_dict().items()},
-              str(vae_dir / "sdxl_vae_diffusers.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in built.pipe.vae.state_dict().items()},
+        str(vae_dir / "sdxl_vae_diffusers.safetensors"),
+    )
 
 
-def test_vae_files_decode_like_the_checkpoint_vae(sd_models: Any, sd_root: Any,
-                                                  run_sd: Any) -> None:
+def test_vae_files_decode_like_the_checkpoint_vae(
+    sd_models: Any, sd_root: Any, run_sd: Any
+) -> None:
     built = sd_models("sdxl")
     _write_vae_files(built, sd_root / "models" / "vae")
     nodes = txt2img("sdxl.safetensors", steps=2)
     for name in ("sdxl_vae_original.safetensors", "sdxl_vae_diffusers.safetensors"):
         loader = f"vae_{name[9:12]}"
         nodes[loader] = {"type": "VAELoader", "inputs": {"name": name}}
-        nodes[f"dec_{loader}"] = {"type": "VAEDecode", "inputs": {
-            "vae": [loader, "vae"], "latent": ["k", "latent"]}}
+        nodes[f"dec_{loader}"] = {
+            "type": "VAEDecode",
+            "inputs": {"vae": [loader, "vae"], "latent": ["k", "latent"]},
+        }
     result = run_sd(nodes, ["dec", "dec_vae_ori", "dec_vae_dif"])
     own = image_of(result)
     for node in ("dec_vae_ori", "dec_vae_dif"):
@@ -42,8 +50,10 @@ def test_unknown_vae_file_is_a_clear_error(sd_root: Any, run_sd: Any) -> None:
     from safetensors.torch import save_file
 
     (sd_root / "models" / "vae").mkdir(parents=True, exist_ok=True)
-    save_file({"lora_unet_x.lora_down.weight": torch.zeros(2, 2)},
-              str(sd_root / "models" / "vae" / "not_a_vae.safetensors"))
+    save_file(
+        {"lora_unet_x.lora_down.weight": torch.zeros(2, 2)},
+        str(sd_root / "models" / "vae" / "not_a_vae.safetensors"),
+    )
     nodes = {"v": {"type": "VAELoader", "inputs": {"name": "not_a_vae.safetensors"}}}
     result = run_sd(nodes, ["v"])
     assert result.status == "failed"

@@ -7,20 +7,40 @@ from typing import Any
 SIZE = 64  # pixels; latents 8x8 (VAE factor 8)
 
 
-def txt2img(ckpt: str, prompt: str = "a red circle", negative: str = "blue", *,
-            seed: int = 42, steps: int = 3, cfg: float = 5.0, size: int = SIZE,
-            sampler_name: str = "euler") -> dict[str, Any]:
+def txt2img(
+    ckpt: str,
+    prompt: str = "a red circle",
+    negative: str = "blue",
+    *,
+    seed: int = 42,
+    steps: int = 3,
+    cfg: float = 5.0,
+    size: int = SIZE,
+    sampler_name: str = "euler",
+) -> dict[str, Any]:
     """CheckpointLoader -> TextEncode x2 -> EmptyLatent -> KSampler -> VAEDecode."""
     return {
         "ckpt": {"type": "CheckpointLoader", "inputs": {"name": ckpt}},
         "pos": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": prompt}},
         "neg": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": negative}},
-        "lat": {"type": "EmptyLatent", "inputs": {"width": size, "height": size,
-                                                  "vae": ["ckpt", "vae"]}},
-        "k": {"type": "KSampler", "inputs": {
-            "model": ["ckpt", "model"], "positive": ["pos", "conditioning"],
-            "negative": ["neg", "conditioning"], "latent": ["lat", "latent"], "seed": seed,
-            "steps": steps, "cfg": cfg, "sampler_name": sampler_name, "scheduler": "normal"}},
+        "lat": {
+            "type": "EmptyLatent",
+            "inputs": {"width": size, "height": size, "vae": ["ckpt", "vae"]},
+        },
+        "k": {
+            "type": "KSampler",
+            "inputs": {
+                "model": ["ckpt", "model"],
+                "positive": ["pos", "conditioning"],
+                "negative": ["neg", "conditioning"],
+                "latent": ["lat", "latent"],
+                "seed": seed,
+                "steps": steps,
+                "cfg": cfg,
+                "sampler_name": sampler_name,
+                "scheduler": "normal",
+            },
+        },
         "dec": {"type": "VAEDecode", "inputs": {"vae": ["ckpt", "vae"], "latent": ["k", "latent"]}},
     }
 

@@ -44,25 +44,37 @@ def tiny_controlnet(kind: str, seed: int, hint: tuple[int, ...] = (16, 32)) -> A
     from diffusers import ControlNetModel
 
     torch.manual_seed(seed)
-    common = dict(conditioning_embedding_out_channels=hint, layers_per_block=1,
-                  cross_attention_dim=16)
+    common = dict(
+        conditioning_embedding_out_channels=hint, layers_per_block=1, cross_attention_dim=16
+    )
     if kind == "sd1":
-        model = ControlNetModel(block_out_channels=(32, 64), attention_head_dim=8,
-                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                **common)
+        model = ControlNetModel(
+            block_out_channels=(32, 64),
+            attention_head_dim=8,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            **common,
+        )
     elif kind == "sd2":
-        model = ControlNetModel(block_out_channels=(64, 128), attention_head_dim=(1, 2),
-                                use_linear_projection=True,
-                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                **common)
+        model = ControlNetModel(
+            block_out_channels=(64, 128),
+            attention_head_dim=(1, 2),
+            use_linear_projection=True,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            **common,
+        )
     elif kind == "sdxl":
         common["layers_per_block"] = 2
-        model = ControlNetModel(block_out_channels=(64, 128), attention_head_dim=(1, 2),
-                                use_linear_projection=True, transformer_layers_per_block=(1, 2),
-                                addition_embed_type="text_time", addition_time_embed_dim=256,
-                                projection_class_embeddings_input_dim=32 + 6 * 256,
-                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                **common)
+        model = ControlNetModel(
+            block_out_channels=(64, 128),
+            attention_head_dim=(1, 2),
+            use_linear_projection=True,
+            transformer_layers_per_block=(1, 2),
+            addition_embed_type="text_time",
+            addition_time_embed_dim=256,
+            projection_class_embeddings_input_dim=32 + 6 * 256,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            **common,
+        )
     else:
         raise ValueError(kind)
     return randomise(model, seed)
@@ -95,7 +107,8 @@ def ldm_controlnet_state(model: Any, prefix: str = "control_model.") -> dict[str
             ldm = f"input_hint_block.{index}.{parts[-1]}"
         elif parts[0] == "add_embedding":
             ldm = key.replace("add_embedding.linear_1", "label_emb.0.0").replace(
-                "add_embedding.linear_2", "label_emb.0.2")
+                "add_embedding.linear_2", "label_emb.0.2"
+            )
         else:
             ldm = _ldm_unet_key(key, layers)
         out[prefix + ldm] = value.contiguous()
@@ -127,7 +140,8 @@ def example_inputs(model: Any, seed: int = 0) -> dict[str, Any]:
     if model.config.addition_embed_type == "text_time":
         inputs["added_cond_kwargs"] = {
             "text_embeds": torch.randn(2, 32, generator=generator),
-            "time_ids": torch.tensor([[16.0, 16.0, 0.0, 0.0, 16.0, 16.0]] * 2)}
+            "time_ids": torch.tensor([[16.0, 16.0, 0.0, 0.0, 16.0, 16.0]] * 2),
+        }
     return inputs
 
 
@@ -145,15 +159,19 @@ def assert_same_controlnet(loaded: Any, original: Any) -> None:
         assert torch.allclose(a, b, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize(("kind", "layout", "hint"), [
-    ("sd1", "prefixed", (16, 32)),
-    ("sd1", "bare", STANDARD_HINT),
-    ("sd2", "prefixed", (16, 32)),
-    ("sdxl", "bare", (16, 32)),
-    ("sdxl", "diffusers", STANDARD_HINT),
-])
+@pytest.mark.parametrize(
+    ("kind", "layout", "hint"),
+    [
+        ("sd1", "prefixed", (16, 32)),
+        ("sd1", "bare", STANDARD_HINT),
+        ("sd2", "prefixed", (16, 32)),
+        ("sdxl", "bare", (16, 32)),
+        ("sdxl", "diffusers", STANDARD_HINT),
+    ],
+)
 def test_single_file_with_nothing_beside_it_loads_the_same_controlnet(
-        tmp_path: Path, kind: str, layout: str, hint: tuple[int, ...]) -> None:
+    tmp_path: Path, kind: str, layout: str, hint: tuple[int, ...]
+) -> None:
     original = tiny_controlnet(kind, seed=3, hint=hint)
     path = write_single_file(original, tmp_path / f"cn-{kind}.safetensors", layout)
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
@@ -198,8 +216,10 @@ def test_a_file_that_is_not_a_controlnet_is_refused_by_name(tmp_path: Path) -> N
     from safetensors.torch import save_file
 
     path = tmp_path / "some_lora.safetensors"
-    save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight":
-               torch.zeros(4, 32)}, str(path))
+    save_file(
+        {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 32)},
+        str(path),
+    )
     with pytest.raises(ModelError, match=r"some_lora\.safetensors is not a ControlNet"):
         load_controlnet(path, torch.float32)
 
@@ -217,11 +237,11 @@ def test_a_truncated_controlnet_names_the_file_and_what_is_missing(tmp_path: Pat
 
 def test_shuffle_file_pools_its_residuals_as_comfyui_does(tmp_path: Path) -> None:
     original = tiny_controlnet("sd1", seed=8)
-    plain = load_controlnet(write_single_file(original, tmp_path / "a.safetensors"),
-                            torch.float32)
+    plain = load_controlnet(write_single_file(original, tmp_path / "a.safetensors"), torch.float32)
     shuffle = load_controlnet(
         write_single_file(original, tmp_path / "control_v11e_sd15_shuffle.safetensors"),
-        torch.float32)
+        torch.float32,
+    )
     assert not plain.config.global_pool_conditions
     assert shuffle.config.global_pool_conditions
     with torch.no_grad():
@@ -233,9 +253,12 @@ def test_a_folder_of_another_model_class_is_refused(tmp_path: Path) -> None:
     from diffusers import UNet2DModel
 
     folder = tmp_path / "not-a-controlnet"
-    UNet2DModel(block_out_channels=(32, 64), layers_per_block=1,
-                down_block_types=("DownBlock2D",) * 2,
-                up_block_types=("UpBlock2D",) * 2).save_pretrained(str(folder))
+    UNet2DModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D",) * 2,
+        up_block_types=("UpBlock2D",) * 2,
+    ).save_pretrained(str(folder))
     with pytest.raises(ModelError, match="holds a UNet2DModel"):
         load_controlnet(folder, torch.float32)
 
@@ -243,19 +266,32 @@ def test_a_folder_of_another_model_class_is_refused(tmp_path: Path) -> None:
 # The configs of released ControlNets (their diffusers config.json files, defaults left out).
 RELEASED = {
     "sd15 (lllyasviel/control_v11p_sd15_canny)": dict(
-        block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, attention_head_dim=8,
+        block_out_channels=(320, 640, 1280, 1280),
+        layers_per_block=2,
+        attention_head_dim=8,
         cross_attention_dim=768,
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",)),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    ),
     "sd21 (thibaud/controlnet-sd21)": dict(
-        block_out_channels=(320, 640, 1280, 1280), layers_per_block=2,
-        attention_head_dim=(5, 10, 20, 20), cross_attention_dim=1024, use_linear_projection=True,
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",)),
+        block_out_channels=(320, 640, 1280, 1280),
+        layers_per_block=2,
+        attention_head_dim=(5, 10, 20, 20),
+        cross_attention_dim=1024,
+        use_linear_projection=True,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    ),
     "sdxl (diffusers/controlnet-canny-sdxl-1.0)": dict(
-        block_out_channels=(320, 640, 1280), layers_per_block=2, attention_head_dim=(5, 10, 20),
-        cross_attention_dim=2048, use_linear_projection=True,
-        transformer_layers_per_block=(1, 2, 10), addition_embed_type="text_time",
-        addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")),
+        block_out_channels=(320, 640, 1280),
+        layers_per_block=2,
+        attention_head_dim=(5, 10, 20),
+        cross_attention_dim=2048,
+        use_linear_projection=True,
+        transformer_layers_per_block=(1, 2, 10),
+        addition_embed_type="text_time",
+        addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2816,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    ),
 }
 
 
@@ -274,12 +310,18 @@ def test_released_architectures_are_read_off_their_original_layout_shapes(name: 
     with torch.device("meta"):
         ours = ControlNetModel(**config)
     assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == {
-        k: tuple(v.shape) for k, v in released.state_dict().items()}
+        k: tuple(v.shape) for k, v in released.state_dict().items()
+    }
     heads = released.config.attention_head_dim
     assert tuple(as_list(config["attention_head_dim"])) == tuple(as_list(heads))
     assert config["norm_num_groups"] == released.config.norm_num_groups == 32
-    for key in ("cross_attention_dim", "use_linear_projection", "addition_embed_type",
-                "addition_time_embed_dim", "projection_class_embeddings_input_dim"):
+    for key in (
+        "cross_attention_dim",
+        "use_linear_projection",
+        "addition_embed_type",
+        "addition_time_embed_dim",
+        "projection_class_embeddings_input_dim",
+    ):
         assert config.get(key) == released.config[key], key
 
 

@@ -58,7 +58,14 @@ def test_percent_range_is_measured_on_the_timesteps_as_comfyui_does(net: Any) ->
     control = Control(handle(net), hint(), 1.0, start=0.3, end=0.7)
     # active for (1 - 0.7) * 999 = 299.7 <= t <= (1 - 0.3) * 999 = 699.3
     assert [control.active(torch.tensor(t)) for t in (999, 700, 699, 500, 300, 299, 0)] == [
-        False, False, True, True, True, False, False]
+        False,
+        False,
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
     whole = Control(handle(net), hint(), 1.0)
     assert whole.active(999.0) and whole.active(0.0)
     assert not Control(handle(net), hint(), 1.0, start=1.0, end=1.0).active(0.5)
@@ -72,15 +79,26 @@ def test_residuals_sum_over_the_chain_each_scaled_by_its_strength(net: Any) -> N
     b = Control(handle(other, "b"), hint(2), 0.5)
     both = control_residuals([a, b], x, t, text, None, 0, 1)
     with torch.no_grad():
-        down_a, mid_a = net(x, t, encoder_hidden_states=text,
-                            controlnet_cond=a.hint_for(2, 8, 8, "cpu", torch.float32),
-                            conditioning_scale=0.8, return_dict=False)
-        down_b, mid_b = other(x, t, encoder_hidden_states=text,
-                              controlnet_cond=b.hint_for(2, 8, 8, "cpu", torch.float32),
-                              conditioning_scale=0.5, return_dict=False)
+        down_a, mid_a = net(
+            x,
+            t,
+            encoder_hidden_states=text,
+            controlnet_cond=a.hint_for(2, 8, 8, "cpu", torch.float32),
+            conditioning_scale=0.8,
+            return_dict=False,
+        )
+        down_b, mid_b = other(
+            x,
+            t,
+            encoder_hidden_states=text,
+            controlnet_cond=b.hint_for(2, 8, 8, "cpu", torch.float32),
+            conditioning_scale=0.5,
+            return_dict=False,
+        )
     assert len(both["down_block_additional_residuals"]) == len(down_a) == 4
-    for ours, first, second in zip(both["down_block_additional_residuals"], down_a, down_b,
-                                   strict=True):
+    for ours, first, second in zip(
+        both["down_block_additional_residuals"], down_a, down_b, strict=True
+    ):
         assert torch.allclose(ours, first + second, atol=1e-6)
     assert torch.allclose(both["mid_block_additional_residual"], mid_a + mid_b, atol=1e-6)
     late = Control(handle(other, "b"), hint(2), 0.5, start=0.9)  # only t <= 99.9
@@ -106,14 +124,15 @@ def test_the_hint_is_cropped_resized_and_prepared_once(net: Any) -> None:
 def test_a_controlnet_of_another_family_is_named_in_the_error(net: Any) -> None:
     inputs = example_inputs(net)
     control = Control(handle(net, "canny.safetensors"), hint(), 1.0)
-    with pytest.raises(ValueError, match=r"'canny\.safetensors' expects text embeddings of "
-                                         r"width 16 but the conditioning has 2048"):
-        control_residuals([control], inputs["sample"], 500, torch.zeros(2, 77, 2048), None,
-                          0, 1)
+    with pytest.raises(
+        ValueError,
+        match=r"'canny\.safetensors' expects text embeddings of "
+        r"width 16 but the conditioning has 2048",
+    ):
+        control_residuals([control], inputs["sample"], 500, torch.zeros(2, 77, 2048), None, 0, 1)
     xl = Control(handle(tiny_controlnet("sdxl", seed=32), "xl"), hint(), 1.0)
     with pytest.raises(ValueError, match="'xl' is an SDXL ControlNet"):
-        control_residuals([xl], inputs["sample"], 500, inputs["encoder_hidden_states"], None,
-                          0, 1)
+        control_residuals([xl], inputs["sample"], 500, inputs["encoder_hidden_states"], None, 0, 1)
 
 
 def test_an_inpainting_unet_input_gives_the_controlnet_the_noisy_latent(net: Any) -> None:
@@ -131,8 +150,10 @@ def test_an_uncond_without_a_chain_takes_the_positive_one_from_controlnet_apply(
     assert control_for_uncond({"control": chain, "control_apply_to_uncond": True}, {}) is chain
     assert control_for_uncond({"control": chain}, {}) is None  # ControlNetApplyAdvanced
     own = ["own"]
-    assert control_for_uncond({"control": chain, "control_apply_to_uncond": True},
-                              {"control": own}) is own
+    assert (
+        control_for_uncond({"control": chain, "control_apply_to_uncond": True}, {"control": own})
+        is own
+    )
 
 
 def test_the_sampler_runs_a_shared_chain_once_for_both_sides(net: Any) -> None:
@@ -141,10 +162,15 @@ def test_the_sampler_runs_a_shared_chain_once_for_both_sides(net: Any) -> None:
     from easel.models.sampling import denoise
 
     torch.manual_seed(33)
-    unet = UNet2DConditionModel(sample_size=8, layers_per_block=1, block_out_channels=(32, 64),
-                                attention_head_dim=8, cross_attention_dim=16,
-                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D")).eval()
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        attention_head_dim=8,
+        cross_attention_dim=16,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+    ).eval()
     counting = Counting(net)
     control = Control(handle(counting), hint(), 1.0, start=0.5)  # t <= 499.5 only
     chain = [control]
@@ -154,10 +180,15 @@ def test_the_sampler_runs_a_shared_chain_once_for_both_sides(net: Any) -> None:
 
     def run(neg: dict[str, Any]) -> Any:
         scheduler = EulerDiscreteScheduler(timestep_spacing="leading", steps_offset=1)
-        return denoise(unet, scheduler, noise=torch.randn(1, 4, 8, 8,
-                                                          generator=torch.Generator()
-                                                          .manual_seed(0)),
-                       positive=positive, negative=neg, cfg=5.0, steps=4)
+        return denoise(
+            unet,
+            scheduler,
+            noise=torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)),
+            positive=positive,
+            negative=neg,
+            cfg=5.0,
+            steps=4,
+        )
 
     stacked = run(negative)
     assert counting.calls == [(2, 251.0), (2, 1.0)]  # 751 and 501 are before the range

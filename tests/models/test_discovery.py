@@ -21,18 +21,27 @@ def touch(path: Path, data: bytes = b"") -> Path:
 
 def comfy_models(root: Path) -> Path:
     """A ComfyUI models folder with empty placeholder files (listing never opens them)."""
-    for rel in ("checkpoints/v1-5-pruned-emaonly.safetensors",
-                "checkpoints/sdxl/juggernaut.safetensors",
-                "checkpoints/old/model.ckpt",
-                "checkpoints/put_checkpoints_here",
-                "loras/style/ink.safetensors", "loras/detail.sft",
-                "vae/sdxl_vae.safetensors", "embeddings/easynegative.pt",
-                "controlnet/canny.pth", "upscale_models/4x-ultrasharp.pth",
-                "unet/flux.gguf", "diffusion_models/sd3.safetensors",
-                "clip/clip_l.safetensors", "text_encoders/t5xxl.safetensors",
-                "clip_vision/vit-h.safetensors", "vae_approx/taesd_decoder.pth",
-                "configs/v1-inference.yaml", "checkpoints/notes.txt",
-                "loras/.hidden.safetensors"):
+    for rel in (
+        "checkpoints/v1-5-pruned-emaonly.safetensors",
+        "checkpoints/sdxl/juggernaut.safetensors",
+        "checkpoints/old/model.ckpt",
+        "checkpoints/put_checkpoints_here",
+        "loras/style/ink.safetensors",
+        "loras/detail.sft",
+        "vae/sdxl_vae.safetensors",
+        "embeddings/easynegative.pt",
+        "controlnet/canny.pth",
+        "upscale_models/4x-ultrasharp.pth",
+        "unet/flux.gguf",
+        "diffusion_models/sd3.safetensors",
+        "clip/clip_l.safetensors",
+        "text_encoders/t5xxl.safetensors",
+        "clip_vision/vit-h.safetensors",
+        "vae_approx/taesd_decoder.pth",
+        "configs/v1-inference.yaml",
+        "checkpoints/notes.txt",
+        "loras/.hidden.safetensors",
+    ):
         touch(root / rel)
     pipe = root / "checkpoints" / "sd15-diffusers"
     touch(pipe / "model_index.json", b"{}")
@@ -46,8 +55,11 @@ def comfy_models(root: Path) -> Path:
 def test_each_kind_lists_only_its_own_folder_with_comfyui_names(tmp_path: Path) -> None:
     roots = [comfy_models(tmp_path / "models")]
     assert discovery.kind_names("checkpoints", roots) == [
-        "old/model.ckpt", "sd15-diffusers", "sdxl/juggernaut.safetensors",
-        "v1-5-pruned-emaonly.safetensors"]
+        "old/model.ckpt",
+        "sd15-diffusers",
+        "sdxl/juggernaut.safetensors",
+        "v1-5-pruned-emaonly.safetensors",
+    ]
     assert discovery.kind_names("loras", roots) == ["detail.sft", "style/ink.safetensors"]
     assert discovery.kind_names("vae", roots) == ["sdxl_vae.safetensors"]
     assert discovery.kind_names("embeddings", roots) == ["easynegative.pt"]
@@ -55,8 +67,10 @@ def test_each_kind_lists_only_its_own_folder_with_comfyui_names(tmp_path: Path) 
     assert discovery.kind_names("upscale_models", roots) == ["4x-ultrasharp.pth"]
     assert discovery.kind_names("diffusion_models", roots) == ["flux.gguf", "sd3.safetensors"]
     assert discovery.kind_names("unet", roots) == ["flux.gguf", "sd3.safetensors"]
-    assert discovery.kind_names("text_encoders", roots) == ["clip_l.safetensors",
-                                                            "t5xxl.safetensors"]
+    assert discovery.kind_names("text_encoders", roots) == [
+        "clip_l.safetensors",
+        "t5xxl.safetensors",
+    ]
     assert discovery.kind_names("clip", roots) == discovery.kind_names("text_encoders", roots)
     assert discovery.kind_names("clip_vision", roots) == ["vit-h.safetensors"]
 
@@ -66,10 +80,14 @@ def test_resolve_gives_the_path_and_accepts_windows_slashes(tmp_path: Path) -> N
     path = discovery.resolve("checkpoints", "sdxl/juggernaut.safetensors", [root])
     assert path == root / "checkpoints" / "sdxl" / "juggernaut.safetensors"
     assert discovery.resolve("checkpoints", "sdxl\\juggernaut.safetensors", [root]) == path
-    assert discovery.resolve("clip", "clip_l.safetensors", [root]) == \
-        root / "clip" / "clip_l.safetensors"
-    assert discovery.resolve("checkpoints", "sd15-diffusers", [root]) == \
-        root / "checkpoints" / "sd15-diffusers"
+    assert (
+        discovery.resolve("clip", "clip_l.safetensors", [root])
+        == root / "clip" / "clip_l.safetensors"
+    )
+    assert (
+        discovery.resolve("checkpoints", "sd15-diffusers", [root])
+        == root / "checkpoints" / "sd15-diffusers"
+    )
 
 
 def test_unknown_name_error_names_kind_name_folders_and_close_matches(tmp_path: Path) -> None:
@@ -98,8 +116,10 @@ def test_earlier_root_hides_the_same_name_in_a_later_one(tmp_path: Path) -> None
     second = touch(tmp_path / "b" / "loras" / "x.safetensors").parent.parent
     touch(second / "loras" / "y.safetensors")
     assert discovery.kind_names("loras", [first, second]) == ["x.safetensors", "y.safetensors"]
-    assert discovery.resolve("loras", "x.safetensors", [first, second]) == \
-        first / "loras" / "x.safetensors"
+    assert (
+        discovery.resolve("loras", "x.safetensors", [first, second])
+        == first / "loras" / "x.safetensors"
+    )
 
 
 def old_style_root(root: Path) -> Path:
@@ -118,16 +138,30 @@ def test_old_style_root_keeps_its_names_and_old_names_still_resolve(tmp_path: Pa
     roots = [old_style_root(tmp_path / "old")]
     bundle = roots[0] / "tiny-shapes"
     assert discovery.kind_names("checkpoints", roots) == [
-        "tiny-shapes", "tiny-shapes/decoder", "tiny-single.safetensors", "unsafe.ckpt"]
+        "tiny-shapes",
+        "tiny-shapes/decoder",
+        "tiny-single.safetensors",
+        "unsafe.ckpt",
+    ]
     assert discovery.kind_names("loras", roots) == []
-    assert discovery.resolve("checkpoints", "tiny-single", roots) == \
-        roots[0] / "tiny-single.safetensors"
+    assert (
+        discovery.resolve("checkpoints", "tiny-single", roots)
+        == roots[0] / "tiny-single.safetensors"
+    )
     assert discovery.resolve("checkpoints", "tiny-shapes/decoder", roots) == bundle / "decoder"
     assert discovery.find("checkpoints", "tiny-shapes/decoder", roots).path == bundle
     assert discovery.find("checkpoints", "tiny-shapes", roots).parts == (
-        "clip", "prior", "decoder", "upscaler")
+        "clip",
+        "prior",
+        "decoder",
+        "upscaler",
+    )
     assert discovery.checkpoint_names(roots=roots) == [
-        "tiny-shapes", "tiny-shapes/decoder", "tiny-single", "unsafe"]
+        "tiny-shapes",
+        "tiny-shapes/decoder",
+        "tiny-single",
+        "unsafe",
+    ]
     assert discovery.names_with_part("prior", roots=roots) == ["tiny-shapes"]
 
 
@@ -136,10 +170,17 @@ def test_loose_checkpoints_beside_kind_folders_still_count(tmp_path: Path) -> No
     touch(root / "loose.safetensors")
     assert "loose.safetensors" in discovery.kind_names("checkpoints", [root])
     # kind folders and ComfyUI's other folders are never read as checkpoints
-    assert not any(n.startswith(("loras", "vae_approx", "ink"))
-                   for n in discovery.kind_names("checkpoints", [root]))
+    assert not any(
+        n.startswith(("loras", "vae_approx", "ink"))
+        for n in discovery.kind_names("checkpoints", [root])
+    )
     assert discovery.checkpoint_names(roots=[root]) == [
-        "loose", "old/model", "sd15-diffusers", "sdxl/juggernaut", "v1-5-pruned-emaonly"]
+        "loose",
+        "old/model",
+        "sd15-diffusers",
+        "sdxl/juggernaut",
+        "v1-5-pruned-emaonly",
+    ]
 
 
 def test_bundled_demo_weights_stay_a_checkpoint() -> None:
@@ -165,7 +206,10 @@ def test_listing_is_cached_until_a_directory_changes(tmp_path: Path) -> None:
     stamp = time.time_ns() + 5_000_000_000  # some filesystems keep coarse mtimes
     os.utime(folder, ns=(stamp, stamp))
     assert discovery.kind_names("loras", [root]) == [
-        "detail.sft", "style/ink.safetensors", "style/new.safetensors"]
+        "detail.sft",
+        "style/ink.safetensors",
+        "style/new.safetensors",
+    ]
 
 
 def test_listing_never_opens_model_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -191,7 +235,6 @@ def test_model_folder_contents_are_not_listed_separately(tmp_path: Path) -> None
     assert not any("diffusion_pytorch_model" in n or "unet" in n for n in names)
 
 
-
 def test_unknown_name_error_lists_a_few_available_names(tmp_path: Path) -> None:
     root = tmp_path / "models"
     for i in range(15):
@@ -209,4 +252,7 @@ def test_a_kind_folder_created_after_a_listing_is_seen(tmp_path: Path) -> None:
     (root / "t2i_adapter").mkdir()  # did not exist at the first listing
     touch(root / "t2i_adapter" / "sketch.safetensors")
     assert discovery.kind_names("controlnet", [root]) == [
-        "canny.pth", "depth-diffusers", "sketch.safetensors"]
+        "canny.pth",
+        "depth-diffusers",
+        "sketch.safetensors",
+    ]

@@ -11,7 +11,8 @@ from tests.models.test_discovery import touch
 
 
 def test_a_kind_registered_by_a_plugin_is_listed_and_resolved(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from easel import hookimpl
     from easel.core import plugins
 
@@ -21,10 +22,13 @@ def test_a_kind_registered_by_a_plugin_is_listed_and_resolved(
             register("ipadapter", ["ipadapter"])
 
     monkeypatch.setattr(plugins, "_current", None)  # restored after the test
-    plugins.load_plugins(entry_points=False, builtins=False,
-                         extra=[("ipadapter-kind", IpAdapterKind())])
+    plugins.load_plugins(
+        entry_points=False, builtins=False, extra=[("ipadapter-kind", IpAdapterKind())]
+    )
     root = touch(tmp_path / "models" / "ipadapter" / "sd15" / "plus.safetensors").parents[2]
     assert discovery.kind_names("ipadapter", [root]) == ["sd15/plus.safetensors"]
-    assert discovery.resolve("ipadapter", "sd15/plus.safetensors", [root]) == \
-        root / "ipadapter" / "sd15" / "plus.safetensors"
+    assert (
+        discovery.resolve("ipadapter", "sd15/plus.safetensors", [root])
+        == root / "ipadapter" / "sd15" / "plus.safetensors"
+    )
     assert discovery.kind_names("checkpoints", [root]) == []  # not a loose checkpoint folder

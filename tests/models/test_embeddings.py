@@ -43,8 +43,12 @@ def write(root: Path, name: str, data: dict[str, Any]) -> Path:
 
 
 def a1111_pt(tensor: Any) -> dict[str, Any]:
-    return {"string_to_token": {"*": 265}, "string_to_param": {"*": tensor}, "name": "style",
-            "step": 500}
+    return {
+        "string_to_token": {"*": 265},
+        "string_to_param": {"*": tensor},
+        "name": "style",
+        "step": 500,
+    }
 
 
 # -- parity with diffusers ------------------------------------------------------------------------
@@ -73,14 +77,19 @@ def test_a1111_pickle_embedding_needs_pickle_allowed(tmp_path: Path) -> None:
 
 
 def test_sdxl_embedding_feeds_each_encoder_its_own_tensor(tmp_path: Path) -> None:
-    path = write(tmp_path, "xl.safetensors", {"clip_l": vectors(2, L_WIDTH, 1),
-                                              "clip_g": vectors(2, G_WIDTH, 2)})
+    path = write(
+        tmp_path,
+        "xl.safetensors",
+        {"clip_l": vectors(2, L_WIDTH, 1), "clip_g": vectors(2, G_WIDTH, 2)},
+    )
     clip, pipe = sdxl_clip(tmp_path)
     state = load_file(str(path))
-    pipe.load_textual_inversion(state["clip_g"], token="<xl>", text_encoder=pipe.text_encoder_2,
-                                tokenizer=pipe.tokenizer_2)
-    pipe.load_textual_inversion(state["clip_l"], token="<xl>", text_encoder=pipe.text_encoder,
-                                tokenizer=pipe.tokenizer)
+    pipe.load_textual_inversion(
+        state["clip_g"], token="<xl>", text_encoder=pipe.text_encoder_2, tokenizer=pipe.tokenizer_2
+    )
+    pipe.load_textual_inversion(
+        state["clip_l"], token="<xl>", text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer
+    )
     encoded = encode_text(clip, "photo of embedding:xl.safetensors, red").conditioning
     embeds, pooled = sdxl_reference(pipe, "photo of <xl>, red")
     assert torch.equal(encoded["embeds"], embeds)
@@ -88,11 +97,18 @@ def test_sdxl_embedding_feeds_each_encoder_its_own_tensor(tmp_path: Path) -> Non
 
 
 def test_refiner_takes_the_clip_g_tensor(tmp_path: Path) -> None:
-    path = write(tmp_path, "xl.safetensors", {"clip_l": vectors(2, L_WIDTH, 1),
-                                              "clip_g": vectors(2, G_WIDTH, 2)})
+    path = write(
+        tmp_path,
+        "xl.safetensors",
+        {"clip_l": vectors(2, L_WIDTH, 1), "clip_g": vectors(2, G_WIDTH, 2)},
+    )
     clip, pipe = sdxl_clip(tmp_path, refiner=True)
-    pipe.load_textual_inversion(load_file(str(path))["clip_g"], token="<xl>",
-                                text_encoder=pipe.text_encoder_2, tokenizer=pipe.tokenizer_2)
+    pipe.load_textual_inversion(
+        load_file(str(path))["clip_g"],
+        token="<xl>",
+        text_encoder=pipe.text_encoder_2,
+        tokenizer=pipe.tokenizer_2,
+    )
     encoded = encode_text(clip, "embedding:xl red").conditioning
     embeds, pooled = sdxl_reference(pipe, "<xl> red")
     assert torch.equal(encoded["embeds"], embeds) and torch.equal(encoded["pooled"], pooled)
@@ -129,13 +145,17 @@ def test_embedding_for_another_width_warns_and_is_ignored(tmp_path: Path) -> Non
     encoded = encode_text(clip, "a embedding:sd2 circle")
     assert encoded.warnings == [
         "embedding 'sd2' (sd2.safetensors) has vectors of width 24, but the text encoder takes "
-        f"{L_WIDTH}: ignored (is it for another model family?)"]
+        f"{L_WIDTH}: ignored (is it for another model family?)"
+    ]
     assert torch.equal(encoded.conditioning["embeds"], sd1_reference(pipe, "a circle"))
 
 
 def test_sdxl_file_on_sd1_uses_its_clip_l_tensor(tmp_path: Path) -> None:
-    write(tmp_path, "xl.safetensors", {"clip_g": vectors(2, G_WIDTH, 2),
-                                       "clip_l": vectors(2, L_WIDTH, 1)})
+    write(
+        tmp_path,
+        "xl.safetensors",
+        {"clip_g": vectors(2, G_WIDTH, 2), "clip_l": vectors(2, L_WIDTH, 1)},
+    )
     clip, pipe = sd1_clip(tmp_path)
     pipe.load_textual_inversion(vectors(2, L_WIDTH, 1), token="<xl>")
     ours = encode_text(clip, "embedding:xl").conditioning["embeds"]
@@ -202,15 +222,16 @@ def test_loaded_files_are_cached_per_manager(tmp_path: Path) -> None:
     first = encode_text(clip, "embedding:style")
     cached = embeddings._caches[clip.manager]
     assert len(cached) == 1
-    (key, loaded), = cached.items()
+    ((key, loaded),) = cached.items()
     encode_text(ClipHandle("again", clip.parts, clip.manager), "embedding:style")
     assert embeddings._caches[clip.manager][key] is loaded
     assert first.warnings == []
 
 
 # -- the image, through the nodes ----------------------------------------------------------------
-def test_embedding_image_matches_diffusers_load_textual_inversion(tmp_path: Path,
-                                                                   tiny_env: Any) -> None:
+def test_embedding_image_matches_diffusers_load_textual_inversion(
+    tmp_path: Path, tiny_env: Any
+) -> None:
     """The txt2img workflow with `embedding:style` in the prompt gives the image of the
     diffusers pipeline with the same file loaded by load_textual_inversion."""
     from diffusers import StableDiffusionPipeline
@@ -225,25 +246,42 @@ def test_embedding_image_matches_diffusers_load_textual_inversion(tmp_path: Path
     models = ModelManager([tiny_models.root, tmp_path], device="cpu", dtype=torch.float32)
     executor = Executor(load_plugins(entry_points=False), services={"models": models})
     nodes = txt2img("a embedding:style circle", negative="blue", steps=3)
-    result = executor.run({"format": "easel.workflow", "version": 1, "nodes": nodes},
-                          targets=["dec"], keep_values=True)
+    result = executor.run(
+        {"format": "easel.workflow", "version": 1, "nodes": nodes},
+        targets=["dec"],
+        keep_values=True,
+    )
     assert result.status == "succeeded", result.failures
     ours = result.values["dec"]["image"]
 
-    pipe = StableDiffusionPipeline.from_pretrained(str(tiny_models.bundle), local_files_only=True,
-                                                   safety_checker=None)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        str(tiny_models.bundle), local_files_only=True, safety_checker=None
+    )
     pipe.set_progress_bar_config(disable=True)
     pipe.load_textual_inversion(str(path), token="<style>")
-    reference = pipe("a <style> circle", negative_prompt="blue", height=SIZE, width=SIZE,
-                     num_inference_steps=3, guidance_scale=5.0,
-                     generator=torch.Generator("cpu").manual_seed(42), output_type="np").images
+    reference = pipe(
+        "a <style> circle",
+        negative_prompt="blue",
+        height=SIZE,
+        width=SIZE,
+        num_inference_steps=3,
+        guidance_scale=5.0,
+        generator=torch.Generator("cpu").manual_seed(42),
+        output_type="np",
+    ).images
     reference = torch.from_numpy(reference).permute(0, 3, 1, 2)
     assert ours.shape == reference.shape == (1, 3, SIZE, SIZE)
     assert float(ours.std()) > 0.01
     assert (ours - reference).abs().max().item() <= 1e-3
-    plain = executor.run({"format": "easel.workflow", "version": 1,
-                          "nodes": txt2img("a circle", negative="blue", steps=3)},
-                         targets=["dec"], keep_values=True).values["dec"]["image"]
+    plain = executor.run(
+        {
+            "format": "easel.workflow",
+            "version": 1,
+            "nodes": txt2img("a circle", negative="blue", steps=3),
+        },
+        targets=["dec"],
+        keep_values=True,
+    ).values["dec"]["image"]
     assert (ours - plain).abs().max().item() > 1e-3  # the embedding changed the image
 
 
@@ -256,8 +294,9 @@ def test_splicing_touches_only_the_calling_threads_call(tmp_path: Path) -> None:
 
     clip, _ = sd1_clip(tmp_path)
     model = clip.parts[0].model
-    ids = clip.tokenizer("a red circle", padding="max_length", max_length=77,
-                         return_tensors="pt").input_ids
+    ids = clip.tokenizer(
+        "a red circle", padding="max_length", max_length=77, return_tensors="pt"
+    ).input_ids
     with torch.no_grad():
         plain = model(ids).last_hidden_state
     where = torch.zeros(1, 77, dtype=torch.bool)

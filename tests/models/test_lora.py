@@ -27,8 +27,7 @@ def lora_targets(module: nn.Module, *, convs: bool = True) -> dict[str, nn.Modul
     forward, projections, resnet convs and time embeddings; not the resamplers or conv_in/out."""
     out = {}
     for name, sub in module.named_modules():
-        if not isinstance(sub, nn.Linear | nn.Conv2d) or (not convs
-                                                          and isinstance(sub, nn.Conv2d)):
+        if not isinstance(sub, nn.Linear | nn.Conv2d) or (not convs and isinstance(sub, nn.Conv2d)):
             continue
         if "samplers" in name or name in ("conv_in", "conv_out"):
             continue
@@ -36,8 +35,9 @@ def lora_targets(module: nn.Module, *, convs: bool = True) -> dict[str, nn.Modul
     return out
 
 
-def random_lora(targets: dict[str, nn.Module], *, rank: int = 2, seed: int = 0,
-                size: float = 0.3) -> Layers:
+def random_lora(
+    targets: dict[str, nn.Module], *, rank: int = 2, seed: int = 0, size: float = 0.3
+) -> Layers:
     """{layer: (down, up)}: linear [r, in] / [out, r]; conv (LoCon) [r, in, kh, kw] /
     [out, r, 1, 1]."""
     gen = torch.Generator().manual_seed(seed)
@@ -69,9 +69,15 @@ def peft_state_dict(unet: Layers, te: Layers, te2: Layers | None = None) -> dict
     return out
 
 
-def kohya_state_dict(unet: Layers, te: Layers, te2: Layers | None = None, *,
-                     alpha: float | None = 1.0, ldm_layers_per_block: int | None = None,
-                     te_prefix: str = "lora_te_") -> dict[str, Any]:
+def kohya_state_dict(
+    unet: Layers,
+    te: Layers,
+    te2: Layers | None = None,
+    *,
+    alpha: float | None = 1.0,
+    ldm_layers_per_block: int | None = None,
+    te_prefix: str = "lora_te_",
+) -> dict[str, Any]:
     """kohya's layout: `lora_unet_<module with _>.lora_down.weight` and `.alpha`; with
     `ldm_layers_per_block` the UNet names are the original LDM ones (input_blocks_1_1_...)."""
     out = {}
@@ -175,32 +181,35 @@ def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 # -- formats ------------------------------------------------------------------------------
-def test_every_key_format_reads_to_the_same_layers(tmp_path: Path, unet: Any, text_encoder: Any,
-                                                   layers: tuple[Layers, Layers]) -> None:
+def test_every_key_format_reads_to_the_same_layers(
+    tmp_path: Path, unet: Any, text_encoder: Any, layers: tuple[Layers, Layers]
+) -> None:
     from easel.models.lora import load_lora
 
     unet_layers, te_layers = layers
     files = {
         "peft": peft_state_dict(unet_layers, te_layers),
         "kohya": kohya_state_dict(unet_layers, te_layers, alpha=None),
-        "kohya_ldm": kohya_state_dict(unet_layers, te_layers, alpha=None,
-                                      ldm_layers_per_block=1),
+        "kohya_ldm": kohya_state_dict(unet_layers, te_layers, alpha=None, ldm_layers_per_block=1),
         "comfy_ldm": ldm_state_dict(unet_layers, te_layers, layers_per_block=1),
         "old_diffusers": old_diffusers_state_dict(unet_layers, te_layers),
     }
     assert len(unet_layers) > 50 and len(te_layers) == 12
     # the names real files carry
     assert "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight" in files["kohya"]
-    assert ("lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q.lora_up.weight"
-            in files["kohya_ldm"])
-    assert ("text_encoder.text_model.encoder.layers.1.mlp.fc2.lora_A.weight"
-            in files["peft"])
+    assert (
+        "lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q.lora_up.weight"
+        in files["kohya_ldm"]
+    )
+    assert "text_encoder.text_model.encoder.layers.1.mlp.fc2.lora_A.weight" in files["peft"]
     assert any(down.dim() == 4 and down.shape[-1] == 3 for down, _ in unet_layers.values())
     for label, state_dict in files.items():
         weights = load_lora(save(state_dict, tmp_path / f"{label}.safetensors"))
         assert weights.unknown == (), label
-        for component, module, expected in (("unet", unet, unet_layers),
-                                            ("text_encoder", text_encoder, te_layers)):
+        for component, module, expected in (
+            ("unet", unet, unet_layers),
+            ("text_encoder", text_encoder, te_layers),
+        ):
             resolved = weights.resolve(component, module)
             assert resolved.problems() == [], (label, component)
             assert set(resolved.layers) == set(expected), (label, component)
@@ -211,8 +220,9 @@ def test_every_key_format_reads_to_the_same_layers(tmp_path: Path, unet: Any, te
                 assert layer.scale == 1.0
 
 
-def test_kohya_alpha_scales_by_alpha_over_rank(tmp_path: Path, unet: Any,
-                                               layers: tuple[Layers, Layers]) -> None:
+def test_kohya_alpha_scales_by_alpha_over_rank(
+    tmp_path: Path, unet: Any, layers: tuple[Layers, Layers]
+) -> None:
     from easel.models.lora import load_lora, merged_weights
 
     unet_layers, _ = layers
@@ -241,8 +251,15 @@ def test_peft_metadata_alpha(tmp_path: Path, unet: Any, layers: tuple[Layers, La
     unet_layers, _ = layers
     state_dict = {k: v.contiguous() for k, v in peft_state_dict(unet_layers, {}).items()}
     path = tmp_path / "meta.safetensors"
-    save_file(state_dict, str(path), metadata={"lora_adapter_metadata": json.dumps(
-        {"unet.r": 2, "unet.lora_alpha": 4, "unet.alpha_pattern": {"conv1": 1}})})
+    save_file(
+        state_dict,
+        str(path),
+        metadata={
+            "lora_adapter_metadata": json.dumps(
+                {"unet.r": 2, "unet.lora_alpha": 4, "unet.alpha_pattern": {"conv1": 1}}
+            )
+        },
+    )
     resolved = load_lora(path).resolve("unet", unet)
     scales = {name: layer.scale for name, (layer,) in resolved.layers.items()}
     assert scales["down_blocks.0.attentions.0.proj_in"] == 2.0
@@ -254,8 +271,12 @@ def test_unreadable_and_unknown(tmp_path: Path, unet: Any, layers: tuple[Layers,
     from easel.models.lora import load_lora
 
     with pytest.raises(ModelError, match=re.escape("not-a-lora.safetensors has no LoRA layer")):
-        load_lora(save({"model.diffusion_model.x.weight": torch.zeros(2)},
-                       tmp_path / "not-a-lora.safetensors"))
+        load_lora(
+            save(
+                {"model.diffusion_model.x.weight": torch.zeros(2)},
+                tmp_path / "not-a-lora.safetensors",
+            )
+        )
     with pytest.raises(ModelError, match=re.escape("missing.safetensors cannot be read")):
         load_lora(tmp_path / "missing.safetensors")
     broken = tmp_path / "broken.safetensors"
@@ -279,17 +300,20 @@ def test_unreadable_and_unknown(tmp_path: Path, unet: Any, layers: tuple[Layers,
     assert weights.warnings() == [
         "LoRA 'mixed': 3 keys are not LoRA layers Easel reads and were skipped "
         "(lora_unet_down_blocks_0_resnets_0_conv1.hada_w1_a, "
-        "lora_unet_mid_block_attentions_0_proj_in.dora_scale, something_else.weight)"]
+        "lora_unet_mid_block_attentions_0_proj_in.dora_scale, something_else.weight)"
+    ]
     resolved = weights.resolve("unet", unet)
     assert resolved.missing == ("lora_unet_not_a_layer",)
     assert len(resolved.layers) == len(unet_layers)
     assert resolved.problems() == [
-        "1 LoRA layers have no matching layer in the model (lora_unet_not_a_layer)"]
+        "1 LoRA layers have no matching layer in the model (lora_unet_not_a_layer)"
+    ]
 
 
 # -- applying -----------------------------------------------------------------------------
 def test_bound_lora_changes_outputs_not_the_shared_weights(
-        tmp_path: Path, unet: Any, text_encoder: Any, layers: tuple[Layers, Layers]) -> None:
+    tmp_path: Path, unet: Any, text_encoder: Any, layers: tuple[Layers, Layers]
+) -> None:
     from easel.models.lora import PatchedModule, bind, load_lora
 
     weights = load_lora(save(kohya_state_dict(*layers), tmp_path / "k.safetensors"))
@@ -317,14 +341,18 @@ def test_bound_lora_changes_outputs_not_the_shared_weights(
     assert bind(unet, "unet", ((weights, 0.0),)) is unet
 
 
-def test_strengths_run_concurrently_on_one_base(tmp_path: Path, unet: Any,
-                                               layers: tuple[Layers, Layers]) -> None:
+def test_strengths_run_concurrently_on_one_base(
+    tmp_path: Path, unet: Any, layers: tuple[Layers, Layers]
+) -> None:
     from easel.models.lora import bind, load_lora
 
     weights = load_lora(save(kohya_state_dict(*layers), tmp_path / "c.safetensors"))
-    callers = {"base": unet, "half": bind(unet, "unet", ((weights, 0.5),)),
-               "full": bind(unet, "unet", ((weights, 1.0),)),
-               "minus": bind(unet, "unet", ((weights, -1.0),))}
+    callers = {
+        "base": unet,
+        "half": bind(unet, "unet", ((weights, 0.5),)),
+        "full": bind(unet, "unet", ((weights, 1.0),)),
+        "minus": bind(unet, "unet", ((weights, -1.0),)),
+    }
     expected = {label: run_unet(model) for label, model in callers.items()}
     assert len({round(float(v.abs().sum()), 3) for v in expected.values()}) == 4
 
@@ -371,8 +399,9 @@ def test_loras_stack(tmp_path: Path, unet: Any, layers: tuple[Layers, Layers]) -
     assert (stacked - run_unet(bind(unet, "unet", ((first, 0.6),)))).abs().max() > 0.01
 
 
-def test_merged_weights_are_cached_and_bounded(tmp_path: Path, unet: Any,
-                                               layers: tuple[Layers, Layers]) -> None:
+def test_merged_weights_are_cached_and_bounded(
+    tmp_path: Path, unet: Any, layers: tuple[Layers, Layers]
+) -> None:
     from easel.models import lora
 
     weights = lora.load_lora(save(kohya_state_dict(*layers), tmp_path / "m.safetensors"))
@@ -432,6 +461,7 @@ def test_dtype_changes_and_copies(tmp_path: Path, unet: Any, layers: tuple[Layer
     with torch.inference_mode():
         base = twin(x.bfloat16(), t, encoder_hidden_states=ehs.bfloat16()).sample
         patched = lora.bind(twin, "unet", ((weights, 1.0),))(
-            x.bfloat16(), t, encoder_hidden_states=ehs.bfloat16()).sample
+            x.bfloat16(), t, encoder_hidden_states=ehs.bfloat16()
+        ).sample
     assert patched.dtype == torch.bfloat16
     assert (patched.float() - base.float()).abs().max() > 0.05

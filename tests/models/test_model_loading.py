@@ -57,14 +57,18 @@ def test_unknown_name_lists_the_available_ones(tiny_manager: ModelManager) -> No
         tiny_manager.load_checkpoint("nope")
 
 
-def test_single_file_checkpoint_matches_the_folder(tiny_models: TinyModels,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_single_file_checkpoint_matches_the_folder(
+    tiny_models: TinyModels, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     manager = ModelManager([tiny_models.root], device="cpu", dtype=torch.float32)
     single = manager.load_checkpoint("tiny-single")
     folder = manager.load_checkpoint("tiny-shapes")
-    pairs = [(single[0].unet, folder[0].unet), (single[2].vae, folder[2].vae),
-             (single[1].text_model, folder[1].text_model)]
+    pairs = [
+        (single[0].unet, folder[0].unet),
+        (single[2].vae, folder[2].vae),
+        (single[1].text_model, folder[1].text_model),
+    ]
     for loaded, reference in pairs:
         ours, theirs = loaded.state_dict(), reference.state_dict()
         assert ours.keys() == theirs.keys()
@@ -73,15 +77,19 @@ def test_single_file_checkpoint_matches_the_folder(tiny_models: TinyModels,
 
 
 def test_single_file_that_breaks_its_architecture_is_a_clear_error(
-        tiny_models: TinyModels, tmp_path: Path) -> None:
+    tiny_models: TinyModels, tmp_path: Path
+) -> None:
     """Without its old config folder, the tiny file (GroupNorm of 4: no real SD UNet has that)
     is recognised as SD 1.x but cannot be built: the error names the file and the reason.
     (Single files that follow the architecture load alone: tests/families.)"""
     lonely = tmp_path / "lonely.safetensors"
     lonely.write_bytes(tiny_models.single_file.read_bytes())
     manager = ModelManager([tmp_path], device="cpu", dtype=torch.float32)
-    with pytest.raises(ModelError, match=r"lonely.safetensors looks like Stable Diffusion 1.x"
-                                         r".*does not fit that architecture"):
+    with pytest.raises(
+        ModelError,
+        match=r"lonely.safetensors looks like Stable Diffusion 1.x"
+        r".*does not fit that architecture",
+    ):
         manager.load_checkpoint("lonely.safetensors")
 
 
@@ -89,20 +97,25 @@ def test_pickle_checkpoints_are_refused_unless_allowed(tiny_models: TinyModels) 
     manager = ModelManager([tiny_models.root], device="cpu", dtype=torch.float32)
     with pytest.raises(UnsafePickleError, match="--allow-unsafe-pickle"):
         manager.load_checkpoint("unsafe")
-    allowed = ModelManager([tiny_models.root], device="cpu", dtype=torch.float32,
-                           allow_unsafe_pickle=True)
+    allowed = ModelManager(
+        [tiny_models.root], device="cpu", dtype=torch.float32, allow_unsafe_pickle=True
+    )
     with pytest.raises(ModelError) as caught:  # allowed, then fails as an empty checkpoint
         allowed.load_checkpoint("unsafe")
     assert not isinstance(caught.value, UnsafePickleError)
 
 
-def test_folder_with_only_pickle_weights_is_refused(tiny_models: TinyModels,
-                                                    tmp_path: Path) -> None:
+def test_folder_with_only_pickle_weights_is_refused(
+    tiny_models: TinyModels, tmp_path: Path
+) -> None:
     import shutil
 
     folder = tmp_path / "legacy"
-    shutil.copytree(tiny_models.bundle, folder, ignore=shutil.ignore_patterns(
-        "clip", "prior*", "decoder", "upscaler"))
+    shutil.copytree(
+        tiny_models.bundle,
+        folder,
+        ignore=shutil.ignore_patterns("clip", "prior*", "decoder", "upscaler"),
+    )
     weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
     weights.rename(folder / "unet" / "diffusion_pytorch_model.bin")
     manager = ModelManager([tmp_path], device="cpu", dtype=torch.float32)
@@ -111,9 +124,13 @@ def test_folder_with_only_pickle_weights_is_refused(tiny_models: TinyModels,
 
 
 def test_from_environment(tiny_models: TinyModels) -> None:
-    manager = ModelManager.from_environment({"EASEL_MODELS_DIR": str(tiny_models.root),
-                                             "EASEL_ALLOW_UNSAFE_PICKLE": "1",
-                                             "EASEL_DEVICE": "cpu"})
+    manager = ModelManager.from_environment(
+        {
+            "EASEL_MODELS_DIR": str(tiny_models.root),
+            "EASEL_ALLOW_UNSAFE_PICKLE": "1",
+            "EASEL_DEVICE": "cpu",
+        }
+    )
     assert manager.roots[0] == tiny_models.root
     assert manager.allow_unsafe_pickle
     assert manager.device.type == "cpu" and manager.dtype == torch.float32
@@ -121,10 +138,17 @@ def test_from_environment(tiny_models: TinyModels) -> None:
 
 
 def test_discovery_and_node_registration_do_not_import_torch() -> None:
-    code = ("import sys; from easel.core.plugins import load_plugins; "
-            "from easel.models import discovery; load_plugins(entry_points=False); "
-            "discovery.checkpoint_names(); "
-            "print([m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parents[2])
+    code = (
+        "import sys; from easel.core.plugins import load_plugins; "
+        "from easel.models import discovery; load_plugins(entry_points=False); "
+        "discovery.checkpoint_names(); "
+        "print([m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert out.stdout.strip() == "[]"

@@ -18,10 +18,17 @@ def touch(path: Path) -> Path:
 
 
 def a1111_install(root: Path) -> Path:
-    for rel in ("models/Stable-diffusion/sd15.safetensors", "models/Lora/ink.safetensors",
-                "models/LyCORIS/loha.safetensors", "models/VAE/vae.pt",
-                "embeddings/bad-hands.pt", "models/ControlNet/canny.pth",
-                "models/ESRGAN/4x.pth", "models/RealESRGAN/x2.pth", "webui.py"):
+    for rel in (
+        "models/Stable-diffusion/sd15.safetensors",
+        "models/Lora/ink.safetensors",
+        "models/LyCORIS/loha.safetensors",
+        "models/VAE/vae.pt",
+        "embeddings/bad-hands.pt",
+        "models/ControlNet/canny.pth",
+        "models/ESRGAN/4x.pth",
+        "models/RealESRGAN/x2.pth",
+        "webui.py",
+    ):
         touch(root / rel)
     return root
 
@@ -54,8 +61,14 @@ def test_extra_model_paths_yaml_a111_section(tmp_path: Path) -> None:
     folders = model_paths.read_extra_model_paths(yaml_file)
     assert KindFolder("loras", webui / "models" / "LyCORIS") in folders
     assert KindFolder("upscale_models", webui / "models" / "SwinIR") in folders
-    assert {f.kind for f in folders} == {"checkpoints", "vae", "loras", "upscale_models",
-                                         "embeddings", "controlnet"}  # configs etc. skipped
+    assert {f.kind for f in folders} == {
+        "checkpoints",
+        "vae",
+        "loras",
+        "upscale_models",
+        "embeddings",
+        "controlnet",
+    }  # configs etc. skipped
     roots = [yaml_file]
     assert discovery.kind_names("checkpoints", roots) == ["sd15.safetensors"]
     assert discovery.kind_names("loras", roots) == ["ink.safetensors", "loha.safetensors"]
@@ -65,7 +78,8 @@ def test_extra_model_paths_yaml_a111_section(tmp_path: Path) -> None:
 
 
 def test_yaml_relative_paths_env_vars_legacy_kinds_and_is_default(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     shared = tmp_path / "shared"
     touch(shared / "clip" / "clip_l.safetensors")
     touch(tmp_path / "mine" / "text" / "t5.safetensors")
@@ -82,13 +96,18 @@ def test_yaml_relative_paths_env_vars_legacy_kinds_and_is_default(
         "    text_encoders: text\n"
         "    unet: unets\n"
         "    custom_nodes: nodes\n"
-        "empty:\n")
+        "empty:\n"
+    )
     folders = model_paths.read_extra_model_paths(yaml_file)
-    assert folders == [KindFolder("text_encoders", tmp_path / "mine" / "text"),
-                       KindFolder("diffusion_models", tmp_path / "mine" / "unets"),
-                       KindFolder("text_encoders", shared / "clip")]
-    assert discovery.kind_names("text_encoders", [yaml_file]) == ["clip_l.safetensors",
-                                                                  "t5.safetensors"]
+    assert folders == [
+        KindFolder("text_encoders", tmp_path / "mine" / "text"),
+        KindFolder("diffusion_models", tmp_path / "mine" / "unets"),
+        KindFolder("text_encoders", shared / "clip"),
+    ]
+    assert discovery.kind_names("text_encoders", [yaml_file]) == [
+        "clip_l.safetensors",
+        "t5.safetensors",
+    ]
     assert discovery.kind_names("diffusion_models", [yaml_file]) == ["flux.gguf"]
 
 
@@ -111,8 +130,10 @@ def test_a_comfyui_root_means_its_models_folder_and_its_yaml(tmp_path: Path) -> 
     webui = a1111_install(tmp_path / "webui")
     (comfy / "extra_model_paths.yaml").write_text(A111_YAML.format(base=webui))
     assert discovery.kind_names("checkpoints", [comfy]) == ["sd15.safetensors"]
-    assert discovery.resolve("checkpoints", "sd15.safetensors", [comfy]) == \
-        comfy / "models" / "checkpoints" / "sd15.safetensors"  # ComfyUI's own folder first
+    assert (
+        discovery.resolve("checkpoints", "sd15.safetensors", [comfy])
+        == comfy / "models" / "checkpoints" / "sd15.safetensors"
+    )  # ComfyUI's own folder first
     assert discovery.kind_names("loras", [comfy]) == ["ink.safetensors", "loha.safetensors"]
     assert model_paths.comfyui_installs([comfy]) == [comfy]
     assert model_paths.comfyui_installs([comfy / "models"]) == [comfy]
@@ -140,8 +161,9 @@ def test_config_file_adds_roots_after_the_environment(tmp_path: Path) -> None:
     assert discovery.kind_names("loras", roots) == ["a.safetensors", "b.safetensors"]
     assert model_paths.configured_tokenizer("clip", environ) == Path("/opt/clip")
     assert model_paths.configured_tokenizer("t5", environ) is None
-    assert model_paths.configured_tokenizer(
-        "t5", environ | {"EASEL_T5_TOKENIZER": "/t5"}) == Path("/t5")
+    assert model_paths.configured_tokenizer("t5", environ | {"EASEL_T5_TOKENIZER": "/t5"}) == Path(
+        "/t5"
+    )
 
 
 def test_a_broken_config_file_is_a_clear_error(tmp_path: Path) -> None:

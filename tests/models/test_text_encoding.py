@@ -29,20 +29,39 @@ def tokenizer(pad: str = "<|endoftext|>") -> Any:
 
     if not (TOKENIZER_DIR / "vocab.json").is_file():
         pytest.fail(f"the CLIP tokenizer files are missing from {TOKENIZER_DIR}")
-    return CLIPTokenizer(str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"),
-                         model_max_length=77, pad_token=pad)
+    return CLIPTokenizer(
+        str(TOKENIZER_DIR / "vocab.json"),
+        str(TOKENIZER_DIR / "merges.txt"),
+        model_max_length=77,
+        pad_token=pad,
+    )
 
 
-def text_encoder(width: int, *, seed: int, projection: int | None = None, layers: int = 3,
-                 eos_token_id: int = EOS, act: str = "quick_gelu") -> Any:
+def text_encoder(
+    width: int,
+    *,
+    seed: int,
+    projection: int | None = None,
+    layers: int = 3,
+    eos_token_id: int = EOS,
+    act: str = "quick_gelu",
+) -> Any:
     """A tiny random CLIPTextModel (or ...WithProjection) over the full CLIP vocabulary."""
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    config = CLIPTextConfig(vocab_size=49408, hidden_size=width, intermediate_size=2 * width,
-                            num_attention_heads=2, num_hidden_layers=layers,
-                            max_position_embeddings=77, bos_token_id=BOS,
-                            eos_token_id=eos_token_id, pad_token_id=1, hidden_act=act,
-                            projection_dim=projection or width)
+    config = CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_attention_heads=2,
+        num_hidden_layers=layers,
+        max_position_embeddings=77,
+        bos_token_id=BOS,
+        eos_token_id=eos_token_id,
+        pad_token_id=1,
+        hidden_act=act,
+        projection_dim=projection or width,
+    )
     torch.manual_seed(seed)
     cls = CLIPTextModelWithProjection if projection else CLIPTextModel
     return cls(config).eval()
@@ -61,36 +80,51 @@ def sd1_clip(root: Path, **kwargs: Any) -> tuple[ClipHandle, Any]:
 
     tok, model = tokenizer(), text_encoder(L_WIDTH, seed=1, **kwargs)
     clip = ClipHandle("sd1", (TextEncoderPart("", tok, model),), manager(root))
-    pipe = StableDiffusionPipeline(vae=None, unet=None, scheduler=_scheduler(),
-                                   text_encoder=copy.deepcopy(model), tokenizer=tokenizer(),
-                                   safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        vae=None,
+        unet=None,
+        scheduler=_scheduler(),
+        text_encoder=copy.deepcopy(model),
+        tokenizer=tokenizer(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     return clip, pipe
 
 
-def sdxl_clip(root: Path, *, refiner: bool = False, g_eos: int = EOS
-              ) -> tuple[ClipHandle, Any]:
+def sdxl_clip(root: Path, *, refiner: bool = False, g_eos: int = EOS) -> tuple[ClipHandle, Any]:
     """SDXL base (parts l, g) or refiner (g only) handle, as the family registry configures
     them (layer -2, no final norm, pooled from g), and the matching diffusers pipeline."""
     from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 
     te_l = text_encoder(L_WIDTH, seed=1)
-    te_g = text_encoder(G_WIDTH, seed=2, projection=G_PROJECTION, eos_token_id=g_eos,
-                        act="gelu")
+    te_g = text_encoder(G_WIDTH, seed=2, projection=G_PROJECTION, eos_token_id=g_eos, act="gelu")
     part_g = TextEncoderPart("g", tokenizer("!"), te_g, layer=-2, layer_norm=False, pooled=True)
     part_l = TextEncoderPart("l", tokenizer(), te_l, layer=-2, layer_norm=False)
     parts = (part_g,) if refiner else (part_l, part_g)
     clip = ClipHandle("sdxl-refiner" if refiner else "sdxl", parts, manager(root))
     if refiner:
         pipe = StableDiffusionXLImg2ImgPipeline(
-            vae=None, unet=None, scheduler=_scheduler(), text_encoder=None, tokenizer=None,
-            text_encoder_2=copy.deepcopy(te_g), tokenizer_2=tokenizer("!"),
-            requires_aesthetics_score=True)
+            vae=None,
+            unet=None,
+            scheduler=_scheduler(),
+            text_encoder=None,
+            tokenizer=None,
+            text_encoder_2=copy.deepcopy(te_g),
+            tokenizer_2=tokenizer("!"),
+            requires_aesthetics_score=True,
+        )
     else:
         pipe = StableDiffusionXLPipeline(
-            vae=None, unet=None, scheduler=_scheduler(), text_encoder=copy.deepcopy(te_l),
-            tokenizer=tokenizer(), text_encoder_2=copy.deepcopy(te_g),
-            tokenizer_2=tokenizer("!"))
+            vae=None,
+            unet=None,
+            scheduler=_scheduler(),
+            text_encoder=copy.deepcopy(te_l),
+            tokenizer=tokenizer(),
+            text_encoder_2=copy.deepcopy(te_g),
+            tokenizer_2=tokenizer("!"),
+        )
     return clip, pipe
 
 
@@ -106,7 +140,8 @@ def sd1_reference(pipe: Any, prompt: str, clip_skip: int | None = None) -> Any:
         # diffusers 0.42 reads `text_encoder.text_model.final_layer_norm`, which
         # transformers 5 removed from CLIPTextModel (the model is its own text model now).
         pipe.text_encoder.__dict__["text_model"] = SimpleNamespace(
-            final_layer_norm=pipe.text_encoder.final_layer_norm)
+            final_layer_norm=pipe.text_encoder.final_layer_norm
+        )
     with torch.no_grad():
         embeds, _ = pipe.encode_prompt(prompt, "cpu", 1, False, clip_skip=clip_skip)
     return embeds
@@ -115,8 +150,13 @@ def sd1_reference(pipe: Any, prompt: str, clip_skip: int | None = None) -> Any:
 def sdxl_reference(pipe: Any, prompt: str, clip_skip: int | None = None) -> tuple[Any, Any]:
     """diffusers' SDXL encode_prompt: (prompt_embeds, pooled_prompt_embeds)."""
     with torch.no_grad():
-        out = pipe.encode_prompt(prompt, device="cpu", num_images_per_prompt=1,
-                                 do_classifier_free_guidance=False, clip_skip=clip_skip)
+        out = pipe.encode_prompt(
+            prompt,
+            device="cpu",
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=False,
+            clip_skip=clip_skip,
+        )
     return out[0], out[2]
 
 
@@ -203,8 +243,10 @@ def test_long_prompt_is_encoded_in_75_token_chunks(tmp_path: Path) -> None:
     assert torch.equal(embeds[:, 77:], sd1_reference(pipe, "cat " * 25))
     mask = encoded.conditioning["attention_mask"]
     assert mask.shape == (1, 154) and mask[0, :77].sum() == 77 and mask[0, 77:].sum() == 27
-    assert encoded.warnings == ["the prompt has 100 tokens, more than the text encoder's 75: "
-                                "encoded in 2 windows of 75 and concatenated"]
+    assert encoded.warnings == [
+        "the prompt has 100 tokens, more than the text encoder's 75: "
+        "encoded in 2 windows of 75 and concatenated"
+    ]
 
 
 def test_sdxl_chunks_both_parts_alike_and_pools_from_the_first(tmp_path: Path) -> None:
@@ -255,8 +297,10 @@ def test_weights_move_tokens_away_from_the_empty_prompt(tmp_path: Path) -> None:
 
 def test_weight_one_and_escapes_change_nothing_but_the_text(tmp_path: Path) -> None:
     clip, pipe = sd1_clip(tmp_path)
-    assert torch.equal(encode_text(clip, "a (red:1.0) circle").conditioning["embeds"],
-                       sd1_reference(pipe, "a red circle"))
+    assert torch.equal(
+        encode_text(clip, "a (red:1.0) circle").conditioning["embeds"],
+        sd1_reference(pipe, "a red circle"),
+    )
     escaped = encode_text(clip, r"a \(red\) [circle]").conditioning["embeds"]
     assert torch.equal(escaped, sd1_reference(pipe, "a (red) [circle]"))
 
@@ -264,8 +308,10 @@ def test_weight_one_and_escapes_change_nothing_but_the_text(tmp_path: Path) -> N
 def test_sdxl_weights_use_each_parts_own_empty_prompt(tmp_path: Path) -> None:
     clip, _ = sdxl_clip(tmp_path)
     ours = encode_text(clip, "a (red:0.5) circle").conditioning["embeds"][0]
-    for part, columns in ((clip.parts[0], slice(0, L_WIDTH)), (clip.parts[1],
-                                                               slice(L_WIDTH, None))):
+    for part, columns in (
+        (clip.parts[0], slice(0, L_WIDTH)),
+        (clip.parts[1], slice(L_WIDTH, None)),
+    ):
         z = _hidden(part.model, _row(part.tokenizer, "a red circle"), -2, norm=False)
         z_empty = _hidden(part.model, _row(part.tokenizer, ""), -2, norm=False)
         expected = z.clone()
@@ -303,8 +349,11 @@ def test_text_encoder_lora_patches_are_applied(tmp_path: Path) -> None:
         down = torch.randn(rank, linear.in_features, generator=generator)
         up = torch.randn(linear.out_features, rank, generator=generator)
         key = "lora_te_text_model_" + name.replace(".", "_")
-        state |= {f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up,
-                  f"{key}.alpha": torch.tensor(alpha)}
+        state |= {
+            f"{key}.lora_down.weight": down,
+            f"{key}.lora_up.weight": up,
+            f"{key}.alpha": torch.tensor(alpha),
+        }
         with torch.no_grad():
             merged.get_submodule(name).weight += strength * (up @ down) * alpha / rank
     save_file(state, str(tmp_path / "te.safetensors"))

@@ -29,15 +29,23 @@ def copy_tokenizer(source: Path, target: Path) -> Path:
 
 def isolated(tmp_path: Path, **extra: str) -> dict[str, str]:
     """An environment with an empty hub cache, no config file and a private cache folder."""
-    return {"HF_HUB_CACHE": str(tmp_path / "hub"), "EASEL_CACHE_DIR": str(tmp_path / "cache"),
-            "EASEL_CONFIG": str(tmp_path / "no-config.toml"), **extra}
+    return {
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+        "EASEL_CACHE_DIR": str(tmp_path / "cache"),
+        "EASEL_CONFIG": str(tmp_path / "no-config.toml"),
+        **extra,
+    }
 
 
 def reference_clip(pad: str = "<|endoftext|>"):  # type: ignore[no-untyped-def]
     from transformers import CLIPTokenizer
 
-    return CLIPTokenizer(str(CLIP_FILES / "vocab.json"), str(CLIP_FILES / "merges.txt"),
-                         pad_token=pad, model_max_length=77)
+    return CLIPTokenizer(
+        str(CLIP_FILES / "vocab.json"),
+        str(CLIP_FILES / "merges.txt"),
+        pad_token=pad,
+        model_max_length=77,
+    )
 
 
 def comfyui_install(root: Path, t5: bool = False) -> Path:
@@ -56,7 +64,8 @@ def no_packages(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_bpe_file_of_an_installed_package_gives_exactly_the_standard_vocabulary(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A package laid out as open_clip is, whose import would fail: it must only be located.
     package = tmp_path / "site" / "open_clip"
     package.mkdir(parents=True)
@@ -71,18 +80,22 @@ def test_bpe_file_of_an_installed_package_gives_exactly_the_standard_vocabulary(
     folder, where = tokenizers.find_clip_tokenizer([tmp_path / "models"], isolated(tmp_path))
     assert folder is not None and "open-clip-torch package" in where
     assert "open_clip" not in sys.modules
-    assert json.loads((folder / "vocab.json").read_text(encoding="utf-8")) == \
-        json.loads((CLIP_FILES / "vocab.json").read_text(encoding="utf-8"))
-    assert (folder / "merges.txt").read_text(encoding="utf-8") == \
-        (CLIP_FILES / "merges.txt").read_text(encoding="utf-8")
-    tokenizer = tokenizers.clip_tokenizer("l", roots=[tmp_path / "models"],
-                                          environ=isolated(tmp_path))
+    assert json.loads((folder / "vocab.json").read_text(encoding="utf-8")) == json.loads(
+        (CLIP_FILES / "vocab.json").read_text(encoding="utf-8")
+    )
+    assert (folder / "merges.txt").read_text(encoding="utf-8") == (
+        CLIP_FILES / "merges.txt"
+    ).read_text(encoding="utf-8")
+    tokenizer = tokenizers.clip_tokenizer(
+        "l", roots=[tmp_path / "models"], environ=isolated(tmp_path)
+    )
     text = "a photograph of an astronaut riding a horse, (detailed:1.2)"
     assert tokenizer(text).input_ids == reference_clip()(text).input_ids
 
 
-def test_comfyui_install_gives_clip_l_and_g_with_their_padding(tmp_path: Path,
-                                                               no_packages: None) -> None:
+def test_comfyui_install_gives_clip_l_and_g_with_their_padding(
+    tmp_path: Path, no_packages: None
+) -> None:
     comfy = comfyui_install(tmp_path / "ComfyUI")
     env = isolated(tmp_path)
     folder, where = tokenizers.find_clip_tokenizer([comfy], env)
@@ -99,7 +112,8 @@ def test_comfyui_install_gives_clip_l_and_g_with_their_padding(tmp_path: Path,
 
 
 def test_diffusers_folder_in_the_models_roots_but_never_a_tiny_vocabulary(
-        tmp_path: Path, no_packages: None) -> None:
+    tmp_path: Path, no_packages: None
+) -> None:
     tiny = tmp_path / "tiny" / "tiny-pipeline"
     (tiny / "unet").mkdir(parents=True)
     (tiny / "model_index.json").write_text("{}")
@@ -115,8 +129,9 @@ def test_diffusers_folder_in_the_models_roots_but_never_a_tiny_vocabulary(
     assert folder == pipe / "tokenizer_2" and "model folder" in where
 
 
-def test_hugging_face_cache_known_repository_and_any_snapshot(tmp_path: Path,
-                                                              no_packages: None) -> None:
+def test_hugging_face_cache_known_repository_and_any_snapshot(
+    tmp_path: Path, no_packages: None
+) -> None:
     hub = tmp_path / "hub"
     repo = hub / "models--openai--clip-vit-large-patch14"
     (repo / "refs").mkdir(parents=True)
@@ -142,21 +157,32 @@ def test_a_configured_folder_comes_first(tmp_path: Path, no_packages: None) -> N
 
 
 def test_no_tokenizer_anywhere_says_what_was_found_where_it_looked_and_what_to_do(
-        tmp_path: Path, no_packages: None) -> None:
+    tmp_path: Path, no_packages: None
+) -> None:
     comfy = tmp_path / "ComfyUI"
     (comfy / "comfy").mkdir(parents=True)
     (comfy / "models" / "checkpoints").mkdir(parents=True)
     (comfy / "main.py").write_text("")
     env = isolated(tmp_path, EASEL_CLIP_TOKENIZER=str(tmp_path / "nowhere"))
     with pytest.raises(ModelError) as caught:
-        tokenizers.clip_tokenizer(checkpoint="checkpoints/sd15.safetensors",
-                                  contents="SD1.x UNet, VAE and CLIP-L text encoder weights",
-                                  roots=[comfy], environ=env)
+        tokenizers.clip_tokenizer(
+            checkpoint="checkpoints/sd15.safetensors",
+            contents="SD1.x UNet, VAE and CLIP-L text encoder weights",
+            roots=[comfy],
+            environ=env,
+        )
     message = str(caught.value)
-    assert message.startswith("checkpoints/sd15.safetensors holds no tokenizer (found in it: "
-                              "SD1.x UNet, VAE and CLIP-L text encoder weights)")
-    for place in (str(tmp_path / "nowhere"), str(comfy / "comfy" / "sd1_tokenizer"),
-                  str(tmp_path / "hub"), "open-clip-torch", "clip-anytorch"):
+    assert message.startswith(
+        "checkpoints/sd15.safetensors holds no tokenizer (found in it: "
+        "SD1.x UNet, VAE and CLIP-L text encoder weights)"
+    )
+    for place in (
+        str(tmp_path / "nowhere"),
+        str(comfy / "comfy" / "sd1_tokenizer"),
+        str(tmp_path / "hub"),
+        "open-clip-torch",
+        "clip-anytorch",
+    ):
         assert place in message
     assert "pip install --no-deps open-clip-torch" in message
     assert "--models-dir /path/to/ComfyUI" in message
@@ -173,5 +199,6 @@ def test_t5_from_a_comfyui_install_and_a_clear_error_without(tmp_path: Path) -> 
     assert tokenizer(text).input_ids == reference(text).input_ids
     assert tokenizer.model_max_length == 256
     with pytest.raises(ModelError, match=r"flux.safetensors holds no tokenizer.*T5 tokenizer"):
-        tokenizers.t5_tokenizer(checkpoint="flux.safetensors", roots=[tmp_path / "models"],
-                                environ=env)
+        tokenizers.t5_tokenizer(
+            checkpoint="flux.safetensors", roots=[tmp_path / "models"], environ=env
+        )

@@ -22,15 +22,23 @@ from easel.models.manager import ModelManager
 GROWTH = 32  # ESRGAN's dense-block growth channels (spandrel fixes it at 32, as the original)
 
 
-def _conv(state: dict[str, torch.Tensor], key: str, out_ch: int, in_ch: int,
-          gen: torch.Generator, bias: float = 0.0, gain: float = 1.0) -> None:
+def _conv(
+    state: dict[str, torch.Tensor],
+    key: str,
+    out_ch: int,
+    in_ch: int,
+    gen: torch.Generator,
+    bias: float = 0.0,
+    gain: float = 1.0,
+) -> None:
     std = gain / math.sqrt(in_ch * 9)
     state[f"{key}.weight"] = torch.randn(out_ch, in_ch, 3, 3, generator=gen) * std
     state[f"{key}.bias"] = torch.full((out_ch,), bias)
 
 
-def esrgan_old_layout(nf: int = 8, blocks: int = 1, scale: int = 4, seed: int = 0
-                      ) -> dict[str, torch.Tensor]:
+def esrgan_old_layout(
+    nf: int = 8, blocks: int = 1, scale: int = 4, seed: int = 0
+) -> dict[str, torch.Tensor]:
     """The original ESRGAN layout (`model.0`, `model.1.sub.N.RDBr.convc.0`, upsampling convs
     at model.3, model.6, ..., then HR conv and last conv)."""
     gen = torch.Generator().manual_seed(seed)
@@ -39,8 +47,13 @@ def esrgan_old_layout(nf: int = 8, blocks: int = 1, scale: int = 4, seed: int = 
     for block in range(blocks):
         for rdb in (1, 2, 3):
             for c in range(1, 6):
-                _conv(state, f"model.1.sub.{block}.RDB{rdb}.conv{c}.0",
-                      nf if c == 5 else GROWTH, nf + (c - 1) * GROWTH, gen)
+                _conv(
+                    state,
+                    f"model.1.sub.{block}.RDB{rdb}.conv{c}.0",
+                    nf if c == 5 else GROWTH,
+                    nf + (c - 1) * GROWTH,
+                    gen,
+                )
     _conv(state, f"model.1.sub.{blocks}", nf, nf, gen)
     ups = int(math.log2(scale))
     for i in range(1, ups + 1):
@@ -50,8 +63,9 @@ def esrgan_old_layout(nf: int = 8, blocks: int = 1, scale: int = 4, seed: int = 
     return state
 
 
-def realesrgan_layout(nf: int = 8, blocks: int = 1, unshuffle: int = 1, seed: int = 1
-                      ) -> dict[str, torch.Tensor]:
+def realesrgan_layout(
+    nf: int = 8, blocks: int = 1, unshuffle: int = 1, seed: int = 1
+) -> dict[str, torch.Tensor]:
     """Real-ESRGAN's (basicsr RRDBNet) layout: x4plus, or x2plus with `unshuffle=2` (the input
     is pixel-unshuffled, so conv_first takes 12 channels, and the two 2x upsamplings give 2x)."""
     gen = torch.Generator().manual_seed(seed)
@@ -60,16 +74,22 @@ def realesrgan_layout(nf: int = 8, blocks: int = 1, unshuffle: int = 1, seed: in
     for block in range(blocks):
         for rdb in (1, 2, 3):
             for c in range(1, 6):
-                _conv(state, f"body.{block}.rdb{rdb}.conv{c}", nf if c == 5 else GROWTH,
-                      nf + (c - 1) * GROWTH, gen)
+                _conv(
+                    state,
+                    f"body.{block}.rdb{rdb}.conv{c}",
+                    nf if c == 5 else GROWTH,
+                    nf + (c - 1) * GROWTH,
+                    gen,
+                )
     for key in ("conv_body", "conv_up1", "conv_up2", "conv_hr"):
         _conv(state, key, nf, nf, gen)
     _conv(state, "conv_last", 3, nf, gen, bias=0.5)
     return state
 
 
-def compact_layout(nf: int = 8, convs: int = 1, scale: int = 4, seed: int = 2
-                   ) -> dict[str, torch.Tensor]:
+def compact_layout(
+    nf: int = 8, convs: int = 1, scale: int = 4, seed: int = 2
+) -> dict[str, torch.Tensor]:
     """RealESRGAN Compact (SRVGGNetCompact, realesr-general-x4v3): conv, PReLU, convs x
     (conv, PReLU), conv to 3*scale^2 channels, pixel shuffle. Its receptive field reaches
     `convs + 2` input pixels."""
@@ -116,8 +136,7 @@ def spandrel_reference(path: Path) -> Any:
 
 
 def cpu_manager(root: Path, allow_pickle: bool = False) -> ModelManager:
-    return ModelManager([root], device="cpu", dtype=torch.float32,
-                        allow_unsafe_pickle=allow_pickle)
+    return ModelManager([root], device="cpu", dtype=torch.float32, allow_unsafe_pickle=allow_pickle)
 
 
 @pytest.fixture(scope="module")
@@ -127,19 +146,27 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_names_are_the_model_files_with_their_extension(folder: Path) -> None:
     assert upscale_models.names([folder]) == [
-        "4x-esrgan-old.safetensors", "RealESRGAN_x2plus.pth", "RealESRGAN_x4plus.safetensors",
-        "legacy/4x-esrgan-old.pth", "realesr-compact-x4.safetensors"]
+        "4x-esrgan-old.safetensors",
+        "RealESRGAN_x2plus.pth",
+        "RealESRGAN_x4plus.safetensors",
+        "legacy/4x-esrgan-old.pth",
+        "realesr-compact-x4.safetensors",
+    ]
 
 
-@pytest.mark.parametrize(("name", "architecture", "scale"), [
-    ("4x-esrgan-old.safetensors", "ESRGAN", 4),
-    ("legacy/4x-esrgan-old.pth", "ESRGAN", 4),
-    ("RealESRGAN_x4plus.safetensors", "ESRGAN", 4),
-    ("RealESRGAN_x2plus.pth", "ESRGAN", 2),
-    ("realesr-compact-x4.safetensors", "RealESRGAN Compact", 4),
-])
-def test_detected_and_equal_to_spandrels_own_call(folder: Path, name: str, architecture: str,
-                                                  scale: int) -> None:
+@pytest.mark.parametrize(
+    ("name", "architecture", "scale"),
+    [
+        ("4x-esrgan-old.safetensors", "ESRGAN", 4),
+        ("legacy/4x-esrgan-old.pth", "ESRGAN", 4),
+        ("RealESRGAN_x4plus.safetensors", "ESRGAN", 4),
+        ("RealESRGAN_x2plus.pth", "ESRGAN", 2),
+        ("realesr-compact-x4.safetensors", "RealESRGAN Compact", 4),
+    ],
+)
+def test_detected_and_equal_to_spandrels_own_call(
+    folder: Path, name: str, architecture: str, scale: int
+) -> None:
     handle = upscale_models.load(cpu_manager(folder, allow_pickle=True), name)
     assert (handle.architecture, handle.scale) == (architecture, scale)
     image = torch.rand(2, 3, 12, 20, generator=torch.Generator().manual_seed(3))
@@ -147,7 +174,7 @@ def test_detected_and_equal_to_spandrels_own_call(folder: Path, name: str, archi
     assert out.shape == (2, 3, 12 * scale, 20 * scale) and out.dtype == torch.float32
     reference = spandrel_reference(folder / "upscale_models" / name)
     with torch.inference_mode():
-        expected = torch.cat([reference(image[i:i + 1]) for i in range(2)])
+        expected = torch.cat([reference(image[i : i + 1]) for i in range(2)])
     assert torch.equal(out, expected)
     assert float(out.std()) > 0.05 and 0 < float(out.mean()) < 1  # not saturated
 
@@ -155,8 +182,14 @@ def test_detected_and_equal_to_spandrels_own_call(folder: Path, name: str, archi
 def test_old_and_new_layouts_of_the_same_weights_give_the_same_image(tmp_path: Path) -> None:
     """The new (Real-ESRGAN) layout renamed to the old one is the same network."""
     new = realesrgan_layout()
-    renames = {"conv_first": "model.0", "conv_body": "model.1.sub.1", "conv_up1": "model.3",
-               "conv_up2": "model.6", "conv_hr": "model.8", "conv_last": "model.10"}
+    renames = {
+        "conv_first": "model.0",
+        "conv_body": "model.1.sub.1",
+        "conv_up1": "model.3",
+        "conv_up2": "model.6",
+        "conv_hr": "model.8",
+        "conv_last": "model.10",
+    }
     old = {}
     for key, value in new.items():
         layer, kind = key.rsplit(".", 1)
@@ -177,8 +210,10 @@ def test_old_and_new_layouts_of_the_same_weights_give_the_same_image(tmp_path: P
 def test_pickle_files_are_refused_unless_allowed(folder: Path) -> None:
     with pytest.raises(UnsafePickleError, match="pickle"):
         upscale_models.load(cpu_manager(folder), "RealESRGAN_x2plus.pth")
-    assert upscale_models.load(cpu_manager(folder, allow_pickle=True),
-                               "RealESRGAN_x2plus.pth").scale == 2
+    assert (
+        upscale_models.load(cpu_manager(folder, allow_pickle=True), "RealESRGAN_x2plus.pth").scale
+        == 2
+    )
 
 
 def test_loaded_once_shared_and_held_by_the_manager(folder: Path) -> None:
@@ -192,15 +227,21 @@ def test_loaded_once_shared_and_held_by_the_manager(folder: Path) -> None:
 
 
 def test_a_missing_name_says_where_it_looked(folder: Path) -> None:
-    with pytest.raises(ModelError, match=r"no upscale_models model named '4x-nope.pth'.*"
-                                         r"Looked in: .*upscale_models"):
+    with pytest.raises(
+        ModelError,
+        match=r"no upscale_models model named '4x-nope.pth'.*"
+        r"Looked in: .*upscale_models",
+    ):
         upscale_models.load(cpu_manager(folder), "4x-nope.pth")
 
 
 def test_an_unknown_architecture_is_a_clear_error(tmp_path: Path) -> None:
     save({"encoder.weight": torch.zeros(2, 2)}, tmp_path / "upscale_models" / "odd.safetensors")
-    with pytest.raises(ModelError, match=r"odd\.safetensors: spandrel does not recognise.*"
-                                         r"encoder\.weight"):
+    with pytest.raises(
+        ModelError,
+        match=r"odd\.safetensors: spandrel does not recognise.*"
+        r"encoder\.weight",
+    ):
         upscale_models.load(cpu_manager(tmp_path), "odd.safetensors")
 
 
@@ -223,8 +264,9 @@ def test_inpainting_models_are_refused(folder: Path, monkeypatch: pytest.MonkeyP
         upscale_models.load(cpu_manager(folder), "4x-esrgan-old.safetensors")
 
 
-def test_without_spandrel_the_error_says_how_to_install(folder: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_spandrel_the_error_says_how_to_install(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "spandrel", None)  # what a missing package looks like
     with pytest.raises(ModelError, match=r"need spandrel.*pip install .*'\.\[upscale\]'"):
         upscale_models.load(cpu_manager(folder), "4x-esrgan-old.safetensors")
@@ -237,11 +279,15 @@ def test_the_wrong_channel_count_is_refused(folder: Path) -> None:
 
 
 def test_a_model_returning_the_wrong_size_is_a_clear_error(
-        folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     handle = upscale_models.load(cpu_manager(folder), "realesr-compact-x4.safetensors")
     monkeypatch.setattr(handle.descriptor.model, "forward", lambda x: x.repeat(1, 1, 2, 2))
-    with pytest.raises(ModelError, match=r"returned shape \(1, 3, 16, 24\) for a 12x8 tile, "
-                                         r"expected \(1, 3, 32, 48\)"):
+    with pytest.raises(
+        ModelError,
+        match=r"returned shape \(1, 3, 16, 24\) for a 12x8 tile, "
+        r"expected \(1, 3, 32, 48\)",
+    ):
         upscale_models.upscale(handle, torch.rand(1, 3, 8, 12), tile=0)
 
 
@@ -262,10 +308,10 @@ def test_blend_weights_never_vanish_and_ignore_the_tile_borders() -> None:
     for start in upscale_models.tile_starts(size, tile, overlap):
         w = upscale_models.axis_weights(start, tile, size, overlap, scale)
         if start > 0:  # the outer quarter of the overlap on an inner side is not used
-            assert torch.all(w[:overlap // 4 * scale] == 0)
+            assert torch.all(w[: overlap // 4 * scale] == 0)
         if start + tile < size:
-            assert torch.all(w[-(overlap // 4) * scale:] == 0)
-        total[start * scale:(start + tile) * scale] += w
+            assert torch.all(w[-(overlap // 4) * scale :] == 0)
+        total[start * scale : (start + tile) * scale] += w
     assert float(total.min()) >= 1.0 - 1e-6
 
 
@@ -303,7 +349,8 @@ def test_the_model_only_ever_sees_a_tile(folder: Path) -> None:
     handle = upscale_models.load(cpu_manager(folder), "realesr-compact-x4.safetensors")
     seen: list[tuple[int, ...]] = []
     hook = handle.descriptor.model.register_forward_pre_hook(
-        lambda module, args: seen.append(tuple(args[0].shape)))
+        lambda module, args: seen.append(tuple(args[0].shape))
+    )
     try:
         upscale_models.upscale(handle, torch.rand(1, 3, 100, 60), tile=32, overlap=8)
     finally:
@@ -316,8 +363,9 @@ def test_progress_per_tile_and_cancellation_between_tiles(folder: Path) -> None:
     handle = upscale_models.load(cpu_manager(folder), "realesr-compact-x4.safetensors")
     image = torch.rand(2, 3, 40, 40)
     steps: list[tuple[int, int]] = []
-    upscale_models.upscale(handle, image, tile=32, overlap=8,
-                           on_tile=lambda i, n: steps.append((i, n)))
+    upscale_models.upscale(
+        handle, image, tile=32, overlap=8, on_tile=lambda i, n: steps.append((i, n))
+    )
     assert steps == [(i, 8) for i in range(1, 9)]  # 2 images x 2 x 2 tiles
 
     token = CancelToken()
@@ -334,8 +382,9 @@ def test_progress_per_tile_and_cancellation_between_tiles(folder: Path) -> None:
     assert calls == [1, 2]
 
 
-def test_out_of_memory_halves_the_tile_and_warns(folder: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_out_of_memory_halves_the_tile_and_warns(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     handle = upscale_models.load(cpu_manager(folder), "realesr-compact-x4.safetensors")
     model = handle.descriptor.model
     real_forward = model.forward
@@ -349,6 +398,8 @@ def test_out_of_memory_halves_the_tile_and_warns(folder: Path,
     image = torch.rand(1, 3, 150, 100, generator=torch.Generator().manual_seed(7))
     warnings: list[str] = []
     out = upscale_models.upscale(handle, image, tile=256, overlap=16, warn=warnings.append)
-    assert warnings == ["out of device memory: retrying with 128x128 tiles",
-                        "out of device memory: retrying with 64x64 tiles"]
+    assert warnings == [
+        "out of device memory: retrying with 128x128 tiles",
+        "out of device memory: retrying with 64x64 tiles",
+    ]
     assert torch.equal(out, upscale_models.upscale(handle, image, tile=64, overlap=16))

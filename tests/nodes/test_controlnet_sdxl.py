@@ -27,7 +27,8 @@ def one_thread() -> Any:
 
 
 def test_sdxl_controlnet_single_file_matches_the_diffusers_pipeline(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from diffusers import ControlNetModel, EulerDiscreteScheduler
     from diffusers import StableDiffusionXLControlNetPipeline as Pipeline
     from PIL import Image
@@ -40,8 +41,9 @@ def test_sdxl_controlnet_single_file_matches_the_diffusers_pipeline(
     built = build("sdxl", tmp_path)
     net = randomise(ControlNetModel.from_unet(built.pipe.unet), seed=40)
     assert net.config.conditioning_embedding_out_channels == (16, 32, 96, 256)
-    path = write_single_file(net, tmp_path / "models" / "controlnet" / "xl" / "canny.safetensors",
-                             "bare")
+    path = write_single_file(
+        net, tmp_path / "models" / "controlnet" / "xl" / "canny.safetensors", "bare"
+    )
     assert os.listdir(path.parent) == ["canny.safetensors"]
     hint = tmp_path / "edges.png"
     pixels = np.random.default_rng(3).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
@@ -54,43 +56,82 @@ def test_sdxl_controlnet_single_file_matches_the_diffusers_pipeline(
     executor = Executor(load_plugins(entry_points=False), services={"models": manager})
     nodes = {
         "ckpt": {"type": "CheckpointLoader", "inputs": {"name": "sdxl.safetensors"}},
-        "pos": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"],
-                                                 "text": "a red circle"}},
+        "pos": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": "a red circle"}},
         "neg": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": "blue"}},
         "cn": {"type": "ControlNetLoader", "inputs": {"name": "xl/canny.safetensors"}},
         "hint": {"type": "LoadImage", "inputs": {"image": str(hint)}},
-        "apply": {"type": "ControlNetApplyAdvanced", "inputs": {
-            "positive": ["pos", "conditioning"], "negative": ["neg", "conditioning"],
-            "control_net": ["cn", "control_net"], "image": ["hint", "image"],
-            "strength": 0.7}},
-        "lat": {"type": "EmptyLatent", "inputs": {"width": SIZE, "height": SIZE,
-                                                  "vae": ["ckpt", "vae"]}},
-        "k": {"type": "KSampler", "inputs": {
-            "model": ["ckpt", "model"], "positive": ["apply", "positive"],
-            "negative": ["apply", "negative"], "latent": ["lat", "latent"], "seed": 42,
-            "steps": 3, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal"}},
-        "dec": {"type": "VAEDecode", "inputs": {"vae": ["ckpt", "vae"],
-                                                "latent": ["k", "latent"]}},
+        "apply": {
+            "type": "ControlNetApplyAdvanced",
+            "inputs": {
+                "positive": ["pos", "conditioning"],
+                "negative": ["neg", "conditioning"],
+                "control_net": ["cn", "control_net"],
+                "image": ["hint", "image"],
+                "strength": 0.7,
+            },
+        },
+        "lat": {
+            "type": "EmptyLatent",
+            "inputs": {"width": SIZE, "height": SIZE, "vae": ["ckpt", "vae"]},
+        },
+        "k": {
+            "type": "KSampler",
+            "inputs": {
+                "model": ["ckpt", "model"],
+                "positive": ["apply", "positive"],
+                "negative": ["apply", "negative"],
+                "latent": ["lat", "latent"],
+                "seed": 42,
+                "steps": 3,
+                "cfg": 5.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+            },
+        },
+        "dec": {"type": "VAEDecode", "inputs": {"vae": ["ckpt", "vae"], "latent": ["k", "latent"]}},
     }
-    result = executor.run({"format": "easel.workflow", "version": 1, "nodes": nodes},
-                          targets=["dec"], keep_values=True)
+    result = executor.run(
+        {"format": "easel.workflow", "version": 1, "nodes": nodes},
+        targets=["dec"],
+        keep_values=True,
+    )
     assert result.status == "succeeded", result.failures
     ours = result.values["dec"]["image"]
 
-    components = {k: v for k, v in built.pipe.components.items()
-                  if k in ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2",
-                           "unet")}
-    pipe = Pipeline(**components, controlnet=net,
-                    scheduler=EulerDiscreteScheduler.from_config(built.pipe.scheduler.config))
+    components = {
+        k: v
+        for k, v in built.pipe.components.items()
+        if k in ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet")
+    }
+    pipe = Pipeline(
+        **components,
+        controlnet=net,
+        scheduler=EulerDiscreteScheduler.from_config(built.pipe.scheduler.config),
+    )
     pipe.set_progress_bar_config(disable=True)
-    theirs = pipe("a red circle", negative_prompt="blue", image=Image.open(hint).convert("RGB"),
-                  height=SIZE, width=SIZE, num_inference_steps=3, guidance_scale=5.0,
-                  controlnet_conditioning_scale=0.7,
-                  generator=torch.Generator("cpu").manual_seed(42), output_type="np").images
+    theirs = pipe(
+        "a red circle",
+        negative_prompt="blue",
+        image=Image.open(hint).convert("RGB"),
+        height=SIZE,
+        width=SIZE,
+        num_inference_steps=3,
+        guidance_scale=5.0,
+        controlnet_conditioning_scale=0.7,
+        generator=torch.Generator("cpu").manual_seed(42),
+        output_type="np",
+    ).images
     theirs = torch.from_numpy(theirs).permute(0, 3, 1, 2)
     assert ours.shape == theirs.shape == (1, 3, SIZE, SIZE)
     assert (ours - theirs).abs().max().item() <= 1e-3
-    plain = built.pipe("a red circle", negative_prompt="blue", height=SIZE, width=SIZE,
-                       num_inference_steps=3, guidance_scale=5.0,
-                       generator=torch.Generator("cpu").manual_seed(42), output_type="np").images
+    plain = built.pipe(
+        "a red circle",
+        negative_prompt="blue",
+        height=SIZE,
+        width=SIZE,
+        num_inference_steps=3,
+        guidance_scale=5.0,
+        generator=torch.Generator("cpu").manual_seed(42),
+        output_type="np",
+    ).images
     assert (ours - torch.from_numpy(plain).permute(0, 3, 1, 2)).abs().max().item() > 1e-2

@@ -27,11 +27,17 @@ def registry() -> Registry:
 
 
 def workflow(image: str, prefix: str = "shots/cat") -> dict[str, Any]:
-    return {"format": "easel.workflow", "version": 1, "nodes": {
-        "load": {"type": "LoadImage", "inputs": {"image": image}},
-        "save": {"type": "SaveImage", "inputs": {"image": ["load", "image"],
-                                                  "filename_prefix": prefix}},
-    }}
+    return {
+        "format": "easel.workflow",
+        "version": 1,
+        "nodes": {
+            "load": {"type": "LoadImage", "inputs": {"image": image}},
+            "save": {
+                "type": "SaveImage",
+                "inputs": {"image": ["load", "image"], "filename_prefix": prefix},
+            },
+        },
+    }
 
 
 def write_picture(path: Path, size=(6, 4), colour=(10, 200, 30), mode="RGB") -> Path:
@@ -139,9 +145,14 @@ def test_refused_at_run_time_too(tmp_path) -> None:
 
 def test_preview_goes_to_the_preview_folder(tmp_path, registry) -> None:
     source = write_picture(tmp_path / "in.png")
-    flow = {"format": "easel.workflow", "version": 1, "nodes": {
-        "load": {"type": "LoadImage", "inputs": {"image": str(source)}},
-        "show": {"type": "PreviewImage", "inputs": {"image": ["load", "image"]}}}}
+    flow = {
+        "format": "easel.workflow",
+        "version": 1,
+        "nodes": {
+            "load": {"type": "LoadImage", "inputs": {"image": str(source)}},
+            "show": {"type": "PreviewImage", "inputs": {"image": ["load", "image"]}},
+        },
+    }
     result = Executor(registry, output_dir=tmp_path / "out").run(flow)
     assert result.ui["show"] == {"files": ["preview/preview_00001.png"]}
     assert read_text_chunks(tmp_path / "out" / "preview" / "preview_00001.png") == {}
@@ -216,11 +227,13 @@ def test_fingerprint_is_the_content_hash(tmp_path) -> None:
     ctx = ctx_for(tmp_path)
     a = write_picture(tmp_path / "a.png")
     b = write_picture(tmp_path / "b.png")
-    assert LoadImage.fingerprint(ctx, {"image": str(a)}) == \
-        LoadImage.fingerprint(ctx, {"image": str(b)})
+    assert LoadImage.fingerprint(ctx, {"image": str(a)}) == LoadImage.fingerprint(
+        ctx, {"image": str(b)}
+    )
     write_picture(b, colour=(1, 2, 3))
-    assert LoadImage.fingerprint(ctx, {"image": str(a)}) != \
-        LoadImage.fingerprint(ctx, {"image": str(b)})
+    assert LoadImage.fingerprint(ctx, {"image": str(a)}) != LoadImage.fingerprint(
+        ctx, {"image": str(b)}
+    )
 
 
 # -- SaveImage units ---------------------------------------------------------------------------
@@ -325,37 +338,63 @@ def test_prefix_through_a_link_outside_is_refused(tmp_path) -> None:
 
 
 def test_parameters_summary_for_image_viewers(tmp_path) -> None:
-    flow = {"format": "easel.workflow", "version": 1, "nodes": {
-        "ckpt": {"type": "CheckpointLoader", "inputs": {"name": "easel-shapes"}},
-        "pos": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"],
-                                                 "text": "a red circle"}},
-        "neg": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": "blur"}},
-        "seed": {"type": "Seed", "inputs": {"seed": 99}},
-        "lat": {"type": "EmptyLatent", "inputs": {"width": 64, "height": 32}},
-        "ks": {"type": "KSampler", "inputs": {
-            "model": ["ckpt", "model"], "positive": ["pos", "conditioning"],
-            "negative": ["neg", "conditioning"], "latent": ["lat", "latent"],
-            "seed": ["seed", "seed"], "steps": 4, "cfg": 5.5, "sampler_name": "euler"}},
-        "dec": {"type": "VAEDecode", "inputs": {"vae": ["ckpt", "vae"],
-                                                "latent": ["ks", "latent"]}},
-        "save": {"type": "SaveImage", "inputs": {"image": ["dec", "image"]}},
-    }}
+    flow = {
+        "format": "easel.workflow",
+        "version": 1,
+        "nodes": {
+            "ckpt": {"type": "CheckpointLoader", "inputs": {"name": "easel-shapes"}},
+            "pos": {
+                "type": "TextEncode",
+                "inputs": {"clip": ["ckpt", "clip"], "text": "a red circle"},
+            },
+            "neg": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": "blur"}},
+            "seed": {"type": "Seed", "inputs": {"seed": 99}},
+            "lat": {"type": "EmptyLatent", "inputs": {"width": 64, "height": 32}},
+            "ks": {
+                "type": "KSampler",
+                "inputs": {
+                    "model": ["ckpt", "model"],
+                    "positive": ["pos", "conditioning"],
+                    "negative": ["neg", "conditioning"],
+                    "latent": ["lat", "latent"],
+                    "seed": ["seed", "seed"],
+                    "steps": 4,
+                    "cfg": 5.5,
+                    "sampler_name": "euler",
+                },
+            },
+            "dec": {
+                "type": "VAEDecode",
+                "inputs": {"vae": ["ckpt", "vae"], "latent": ["ks", "latent"]},
+            },
+            "save": {"type": "SaveImage", "inputs": {"image": ["dec", "image"]}},
+        },
+    }
     ctx = Context(node_id="save", output_dir=tmp_path, services={"workflow": flow})
     [name] = save(ctx, torch.zeros(1, 3, 2, 2), "p")
     chunks = read_text_chunks(tmp_path / name)
-    assert chunks["parameters"] == ("a red circle\nNegative prompt: blur\n"
-                                    "Steps: 4, Sampler: euler, CFG scale: 5.5, Seed: 99, "
-                                    "Size: 64x32, Model: easel-shapes")
+    assert chunks["parameters"] == (
+        "a red circle\nNegative prompt: blur\n"
+        "Steps: 4, Sampler: euler, CFG scale: 5.5, Seed: 99, "
+        "Size: 64x32, Model: easel-shapes"
+    )
 
 
 def test_nodes_do_not_import_torch_at_import_time() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, easel.nodes.image_io, easel.nodes.comfy_compat, easel.pngmeta, "
-            "easel.comfy.convert; print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parents[2])
+    code = (
+        "import sys, easel.nodes.image_io, easel.nodes.comfy_compat, easel.pngmeta, "
+        "easel.comfy.convert; print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert out.stdout.strip() == "False"
 
 

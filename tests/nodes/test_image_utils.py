@@ -39,48 +39,66 @@ def test_scale_to_total_pixels(steps, size) -> None:
     # 0.01 MP = 10485.76 px: 64x32 scales by 2.2627 -> 144.8 x 72.4; in steps of 16:
     # round(9.05) * 16 x round(4.53) * 16.
     source = image()
-    out = call(ScaleToTotalPixels, image=source, method="bilinear", megapixels=0.01,
-               resolution_steps=steps)["image"]
+    out = call(
+        ScaleToTotalPixels, image=source, method="bilinear", megapixels=0.01, resolution_steps=steps
+    )["image"]
     assert tuple(out.shape) == (1, 3, *size)
     assert torch.equal(out, resample(source, size, "bilinear"))
 
 
 def test_scale_to_total_pixels_respects_the_budget() -> None:
     with pytest.raises(NodeError) as caught:
-        call(ScaleToTotalPixels, Context(services={"budget": 10_000}), image=image(),
-             megapixels=1.0)
+        call(
+            ScaleToTotalPixels, Context(services={"budget": 10_000}), image=image(), megapixels=1.0
+        )
     assert caught.value.input == "megapixels" and "budget" in caught.value.message
 
 
-@pytest.mark.parametrize(("options", "size"), [
-    ({"resize_type": "scale dimensions", "width": 32, "height": 0}, (16, 32)),
-    ({"resize_type": "scale dimensions", "width": 16, "height": 16, "crop": "disabled"},
-     (16, 16)),
-    ({"resize_type": "scale by multiplier", "multiplier": 0.5}, (16, 32)),
-    ({"resize_type": "scale longer dimension", "longer_size": 128}, (64, 128)),
-    ({"resize_type": "scale shorter dimension", "shorter_size": 8}, (8, 16)),
-    ({"resize_type": "scale width", "width": 16}, (8, 16)),
-    ({"resize_type": "scale height", "height": 16}, (16, 32)),
-    ({"resize_type": "scale total pixels", "megapixels": 0.001953125}, (32, 64)),
-    ({"resize_type": "scale to multiple", "multiple": 24}, (24, 48)),
-])
+@pytest.mark.parametrize(
+    ("options", "size"),
+    [
+        ({"resize_type": "scale dimensions", "width": 32, "height": 0}, (16, 32)),
+        (
+            {"resize_type": "scale dimensions", "width": 16, "height": 16, "crop": "disabled"},
+            (16, 16),
+        ),
+        ({"resize_type": "scale by multiplier", "multiplier": 0.5}, (16, 32)),
+        ({"resize_type": "scale longer dimension", "longer_size": 128}, (64, 128)),
+        ({"resize_type": "scale shorter dimension", "shorter_size": 8}, (8, 16)),
+        ({"resize_type": "scale width", "width": 16}, (8, 16)),
+        ({"resize_type": "scale height", "height": 16}, (16, 32)),
+        ({"resize_type": "scale total pixels", "megapixels": 0.001953125}, (32, 64)),
+        ({"resize_type": "scale to multiple", "multiple": 24}, (24, 48)),
+    ],
+)
 def test_resize_image_mask_sizes(options, size) -> None:
     out = call(ResizeImageMask, input=image(), scale_method="bilinear", **options)["resized"]
     assert tuple(out.shape) == (1, 3, *size)
-    mask = call(ResizeImageMask, input=image()[:, 0], scale_method="bilinear",
-                **options)["resized"]
+    mask = call(ResizeImageMask, input=image()[:, 0], scale_method="bilinear", **options)["resized"]
     assert tuple(mask.shape) == (1, *size)
 
 
 def test_resize_with_center_crop_keeps_the_middle() -> None:
     source = torch.zeros(1, 3, 32, 64)
     source[..., 16:48] = 1.0  # the middle square is white, the sides black
-    out = call(ResizeImageMask, input=source, resize_type="scale dimensions", width=16,
-               height=16, crop="center", scale_method="nearest")["resized"]
+    out = call(
+        ResizeImageMask,
+        input=source,
+        resize_type="scale dimensions",
+        width=16,
+        height=16,
+        crop="center",
+        scale_method="nearest",
+    )["resized"]
     assert torch.equal(out, torch.ones(1, 3, 16, 16))
-    matched = call(ResizeImageMask, input=source, resize_type="match size",
-                   match=torch.zeros(1, 8, 8), crop="center",
-                   scale_method="nearest")["resized"]
+    matched = call(
+        ResizeImageMask,
+        input=source,
+        resize_type="match size",
+        match=torch.zeros(1, 8, 8),
+        crop="center",
+        scale_method="nearest",
+    )["resized"]
     assert torch.equal(matched, torch.ones(1, 3, 8, 8))
 
 
@@ -97,17 +115,24 @@ def test_stitch_right_matches_image2_to_image1s_height() -> None:
     left, right = image(value=0.25), image(height=16, width=16, value=0.75)
     out = call(ImageStitch, image1=left, image2=right, direction="right")["image"]
     assert tuple(out.shape) == (1, 3, 32, 96)
-    assert torch.allclose(out[..., :64], left) and torch.allclose(out[..., 64:],
-                                                                  torch.full((1, 3, 32, 32),
-                                                                             0.75), atol=1e-5)
+    assert torch.allclose(out[..., :64], left) and torch.allclose(
+        out[..., 64:], torch.full((1, 3, 32, 32), 0.75), atol=1e-5
+    )
     up = call(ImageStitch, image1=left, image2=right, direction="up")["image"]
     assert tuple(up.shape) == (1, 3, 96, 64) and torch.allclose(up[..., 64:, :], left)
 
 
 def test_stitch_with_spacing_and_padding() -> None:
     first, second = image(value=0.5), image(height=16, width=8, value=0.5)
-    out = call(ImageStitch, image1=first, image2=second, direction="right",
-               match_image_size=False, spacing_width=3, spacing_color="red")["image"]
+    out = call(
+        ImageStitch,
+        image1=first,
+        image2=second,
+        direction="right",
+        match_image_size=False,
+        spacing_width=3,
+        spacing_color="red",
+    )["image"]
     assert tuple(out.shape) == (1, 3, 32, 64 + 4 + 8)  # spacing rounded up to even
     spacer = out[..., 64:68]
     assert torch.equal(spacer[:, 0], torch.ones(1, 32, 4))
@@ -151,17 +176,19 @@ def test_batch_images_resizes_to_the_first_and_adds_alpha() -> None:
         call(BatchImages)
 
 
-@pytest.mark.parametrize(("ratio", "megapixels", "multiple", "size"), [
-    ("1:1 (Square)", 1.0, 8, (1024, 1024)),
-    ("16:9 (Widescreen)", 1.0, 8, (1368, 768)),  # 1365.3 x 768 in steps of 8
-    ("16:9 (Widescreen)", 0.4, 32, (864, 480)),  # 863.4 x 485.7 in steps of 32
-    ("2:3 (Portrait Photo)", 0.5, 16, (592, 880)),  # 591.2 x 886.8
-])
+@pytest.mark.parametrize(
+    ("ratio", "megapixels", "multiple", "size"),
+    [
+        ("1:1 (Square)", 1.0, 8, (1024, 1024)),
+        ("16:9 (Widescreen)", 1.0, 8, (1368, 768)),  # 1365.3 x 768 in steps of 8
+        ("16:9 (Widescreen)", 0.4, 32, (864, 480)),  # 863.4 x 485.7 in steps of 32
+        ("2:3 (Portrait Photo)", 0.5, 16, (592, 880)),  # 591.2 x 886.8
+    ],
+)
 def test_resolution_selector(ratio, megapixels, multiple, size) -> None:
     from easel.nodes.image_utils import ResolutionSelector
 
-    out = call(ResolutionSelector, aspect_ratio=ratio, megapixels=megapixels,
-               multiple=multiple)
+    out = call(ResolutionSelector, aspect_ratio=ratio, megapixels=megapixels, multiple=multiple)
     assert (out["width"], out["height"]) == size
 
 
@@ -175,11 +202,14 @@ def test_compare_images_previews_both(tmp_path) -> None:
     assert call(CompareImages, ctx, image_b=image())["ui"]["a_images"] == []
 
 
-@pytest.mark.parametrize(("size", "expected"), [
-    ((32, 64), (720, 1456)),  # 2:1 -> the nearest, 1456 x 720 (2.02)
-    ((100, 100), (1024, 1024)),
-    ((90, 60), (1248, 832)),  # 2:3 portrait -> 832 x 1248
-])
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        ((32, 64), (720, 1456)),  # 2:1 -> the nearest, 1456 x 720 (2.02)
+        ((100, 100), (1024, 1024)),
+        ((90, 60), (1248, 832)),  # 2:3 portrait -> 832 x 1248
+    ],
+)
 def test_flux_kontext_image_scale(size, expected) -> None:
     from easel.nodes.image_utils import FluxKontextImageScale
 

@@ -30,10 +30,17 @@ TOLERANCE = 1e-3
 
 def reference(pipe: Any, size: int = SIZE, **kwargs: Any) -> torch.Tensor:
     pipe.set_progress_bar_config(disable=True)
-    images = pipe("a red circle", negative_prompt="blue", height=size, width=size,
-                  num_inference_steps=3, guidance_scale=5.0,
-                  generator=torch.Generator("cpu").manual_seed(42), output_type="np",
-                  **kwargs).images
+    images = pipe(
+        "a red circle",
+        negative_prompt="blue",
+        height=size,
+        width=size,
+        num_inference_steps=3,
+        guidance_scale=5.0,
+        generator=torch.Generator("cpu").manual_seed(42),
+        output_type="np",
+        **kwargs,
+    ).images
     return torch.from_numpy(images).permute(0, 3, 1, 2)
 
 
@@ -43,8 +50,9 @@ def image(result: Any) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("fmt", ["kohya", "peft"])
-def test_lora_matches_diffusers_load_lora_weights(fmt: str, run: Any, lora_models: Any,
-                                                  tiny_models: TinyModels) -> None:
+def test_lora_matches_diffusers_load_lora_weights(
+    fmt: str, run: Any, lora_models: Any, tiny_models: TinyModels
+) -> None:
     from diffusers import StableDiffusionPipeline
 
     unet_layers, te_layers = lora_models["unet"], lora_models["te"]
@@ -57,8 +65,9 @@ def test_lora_matches_diffusers_load_lora_weights(fmt: str, run: Any, lora_model
     ours = image(run(with_lora(txt2img(steps=3), "parity.safetensors", *strengths), ["dec"]))
     plain = image(run(txt2img(steps=3), ["dec"]))
 
-    pipe = StableDiffusionPipeline.from_pretrained(str(tiny_models.bundle), local_files_only=True,
-                                                   safety_checker=None)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        str(tiny_models.bundle), local_files_only=True, safety_checker=None
+    )
     pipe.load_lora_weights(str(loras), weight_name="parity.safetensors", adapter_name="x")
     if fmt == "kohya":
         pipe.fuse_lora(lora_scale=0.7)  # merged weights, as Easel computes them
@@ -74,7 +83,8 @@ def _sdxl_ldm_name(name: str, layers_per_block: int) -> str:
     """The original (SGM) UNet path of a diffusers SDXL module, as kohya names SDXL layers."""
     if name.startswith("add_embedding."):
         return name.replace("add_embedding.linear_1", "label_emb.0.0").replace(
-            "add_embedding.linear_2", "label_emb.0.2")
+            "add_embedding.linear_2", "label_emb.0.2"
+        )
     return _ldm_unet_key(name + ".weight", layers_per_block)[: -len(".weight")]
 
 
@@ -115,21 +125,31 @@ def test_sdxl_lora_matches_diffusers(tmp_path: Path, monkeypatch: pytest.MonkeyP
     nodes["lat"]["inputs"].update(width=size, height=size)
     with_lora(nodes, "xl/style.safetensors", 0.8, 0.8)
     events: list[Any] = []
-    result = executor.run({"format": "easel.workflow", "version": 1, "nodes": nodes},
-                          targets=["dec"], keep_values=True, on_event=events.append)
+    result = executor.run(
+        {"format": "easel.workflow", "version": 1, "nodes": nodes},
+        targets=["dec"],
+        keep_values=True,
+        on_event=events.append,
+    )
     assert not [e for e in events if e.type == "node_warning"]  # every layer applied
     ours = image(result)
     del nodes["lora"]
     for node_id, key in (("pos", "clip"), ("neg", "clip"), ("k", "model")):
         nodes[node_id]["inputs"][key] = ["ckpt", key]
-    plain = image(executor.run({"format": "easel.workflow", "version": 1, "nodes": nodes},
-                               targets=["dec"], keep_values=True))
+    plain = image(
+        executor.run(
+            {"format": "easel.workflow", "version": 1, "nodes": nodes},
+            targets=["dec"],
+            keep_values=True,
+        )
+    )
     assert (ours - plain).abs().max().item() > 0.02  # the LoRA changes the image
     clip = result.values["lora"]["clip"]
     assert sorted(part.key for part in clip.parts) == ["g", "l"]
 
-    pipe.load_lora_weights(str(tmp_path / "models" / "loras" / "xl"),
-                           weight_name="style.safetensors")
+    pipe.load_lora_weights(
+        str(tmp_path / "models" / "loras" / "xl"), weight_name="style.safetensors"
+    )
     pipe.fuse_lora(lora_scale=0.8)
     try:
         theirs = reference(pipe, size=size)

@@ -97,11 +97,18 @@ def test_img2img_keeps_more_of_the_image_at_low_denoise(run_workflow: Any) -> No
     def img2img(denoise: float) -> torch.Tensor:
         from easel.nodes.sampling import KSampler
 
-        inputs = {"model": base.values["ckpt"]["model"],
-                  "positive": base.values["pos"]["conditioning"],
-                  "negative": base.values["neg"]["conditioning"], "latent": encoded,
-                  "seed": 11, "steps": 2, "cfg": 5.0, "sampler_name": "euler",
-                  "scheduler": "normal", "denoise": denoise}
+        inputs = {
+            "model": base.values["ckpt"]["model"],
+            "positive": base.values["pos"]["conditioning"],
+            "negative": base.values["neg"]["conditioning"],
+            "latent": encoded,
+            "seed": 11,
+            "steps": 2,
+            "cfg": 5.0,
+            "sampler_name": "euler",
+            "scheduler": "normal",
+            "denoise": denoise,
+        }
         return KSampler.call(Context(), inputs)["latent"]["samples"]
 
     light, heavy = img2img(0.1), img2img(0.9)
@@ -124,11 +131,14 @@ def test_latent_upscale_and_batch_slicing() -> None:
     from easel.nodes.latent import LatentFromBatch, LatentUpscale
 
     latent = {"samples": torch.randn(3, 4, 8, 8), "width": 16, "height": 16}
-    up = LatentUpscale.call(Context(), {"latent": latent, "method": "bilinear", "scale": 1.5,
-                                        "width": 0, "height": 0})["latent"]
+    up = LatentUpscale.call(
+        Context(), {"latent": latent, "method": "bilinear", "scale": 1.5, "width": 0, "height": 0}
+    )["latent"]
     assert up["samples"].shape == (3, 4, 12, 12) and (up["width"], up["height"]) == (24, 24)
-    sized = LatentUpscale.call(Context(), {"latent": latent, "method": "nearest-exact",
-                                           "scale": 1.0, "width": 32, "height": 0})["latent"]
+    sized = LatentUpscale.call(
+        Context(),
+        {"latent": latent, "method": "nearest-exact", "scale": 1.0, "width": 32, "height": 0},
+    )["latent"]
     assert sized["samples"].shape == (3, 4, 16, 16)
     one = LatentFromBatch.call(Context(), {"latent": latent, "index": 1, "length": 1})["latent"]
     assert torch.equal(one["samples"], latent["samples"][1:2])

@@ -27,7 +27,9 @@ def test_table_matches_the_scheduler_signatures() -> None:
         accepted = inspect.signature(cls.__init__).parameters
         option_names = set(SCHEDULES[schedule])
         assert (pair_problem(sampler, schedule) is None) == (option_names <= set(accepted)), (
-            sampler, schedule)
+            sampler,
+            schedule,
+        )
     assert len(VALID) == 63 and len(REFUSED) == 9
 
 
@@ -48,12 +50,21 @@ def sample(conditioned: dict[str, Any], **settings: Any) -> torch.Tensor:
     from easel.nodes.latent import EmptyLatent
     from easel.nodes.sampling import KSampler
 
-    latent = EmptyLatent.call(Context(), {"width": 16, "height": 16, "batch_size": 1,
-                                          "vae": conditioned["model"].vae})["latent"]
-    kwargs = {"seed": 1, "steps": 2, "cfg": 4.0, "sampler_name": "euler",
-              "scheduler": "normal", "denoise": 1.0, **settings}
+    latent = EmptyLatent.call(
+        Context(), {"width": 16, "height": 16, "batch_size": 1, "vae": conditioned["model"].vae}
+    )["latent"]
+    kwargs = {
+        "seed": 1,
+        "steps": 2,
+        "cfg": 4.0,
+        "sampler_name": "euler",
+        "scheduler": "normal",
+        "denoise": 1.0,
+        **settings,
+    }
     return KSampler.call(Context(), {**conditioned, "latent": latent, **kwargs})["latent"][
-        "samples"]
+        "samples"
+    ]
 
 
 @pytest.mark.parametrize(("sampler", "schedule"), VALID)
@@ -67,12 +78,16 @@ def test_valid_pair_samples(conditioned: dict[str, Any], sampler: str, schedule:
 
 
 @pytest.mark.parametrize(("sampler", "schedule"), REFUSED)
-def test_refused_pair_is_a_validation_error(run_workflow: Any, sampler: str,
-                                            schedule: str) -> None:
+def test_refused_pair_is_a_validation_error(run_workflow: Any, sampler: str, schedule: str) -> None:
     with pytest.raises(WorkflowError) as caught:
         run_workflow.executor.validate(
-            {"format": "easel.workflow", "version": 1,
-             "nodes": txt2img(sampler_name=sampler, scheduler=schedule)}, ["dec"])
+            {
+                "format": "easel.workflow",
+                "version": 1,
+                "nodes": txt2img(sampler_name=sampler, scheduler=schedule),
+            },
+            ["dec"],
+        )
     text = str(caught.value)
     assert "scheduler" in text and sampler in text and schedule in text
 

@@ -22,8 +22,7 @@ def upscale_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def models(upscale_root: Path, tiny_models: Any, monkeypatch: pytest.MonkeyPatch
-           ) -> ModelManager:
+def models(upscale_root: Path, tiny_models: Any, monkeypatch: pytest.MonkeyPatch) -> ModelManager:
     """A manager over the upscale models and the tiny bundle (which has a diffusion upscaler);
     EASEL_MODELS_DIR names the same folders for the loader's choices."""
     roots = [upscale_root, tiny_models.root]
@@ -49,9 +48,14 @@ def test_loader_offers_upscale_model_files_and_bundle_upscalers(models: ModelMan
     from easel.nodes.upscale_models import UpscaleModelLoader
 
     assert UpscaleModelLoader.inputs["name"].current_choices() == [
-        "4x-esrgan-old.safetensors", "RealESRGAN_x2plus.pth", "RealESRGAN_x4plus.safetensors",
-        "legacy/4x-esrgan-old.pth", "realesr-compact-x4.safetensors",
-        "easel-shapes", "tiny-shapes"]  # easel-shapes: the bundled demo model (always a root)
+        "4x-esrgan-old.safetensors",
+        "RealESRGAN_x2plus.pth",
+        "RealESRGAN_x4plus.safetensors",
+        "legacy/4x-esrgan-old.pth",
+        "realesr-compact-x4.safetensors",
+        "easel-shapes",
+        "tiny-shapes",
+    ]  # easel-shapes: the bundled demo model (always a root)
 
 
 def test_esrgan_file_upscales_as_spandrel_does(models: ModelManager, upscale_root: Path) -> None:
@@ -77,8 +81,9 @@ def test_bundle_upscaler_loads_for_model_upscale(models: ModelManager) -> None:
 
     handle = load(models, "tiny-shapes")
     image = torch.rand(1, 3, 8, 8)
-    out = ModelUpscale.call(Context(), {"upscale_model": handle, "image": image, "seed": 0,
-                                        "steps": 2})["image"]
+    out = ModelUpscale.call(
+        Context(), {"upscale_model": handle, "image": image, "seed": 0, "steps": 2}
+    )["image"]
     assert out.shape == (1, 3, 16, 16)
 
 
@@ -90,21 +95,32 @@ def test_each_upscale_node_refuses_the_others_model(models: ModelManager) -> Non
         upscale(load(models, "tiny-shapes"), image)
     assert a.value.input == "upscale_model"
     with pytest.raises(NodeError, match="run it with ImageUpscaleWithModel") as b:
-        ModelUpscale.call(Context(), {"upscale_model": load(models, "4x-esrgan-old.safetensors"),
-                                      "image": image, "seed": 0, "steps": 2})
+        ModelUpscale.call(
+            Context(),
+            {
+                "upscale_model": load(models, "4x-esrgan-old.safetensors"),
+                "image": image,
+                "seed": 0,
+                "steps": 2,
+            },
+        )
     assert b.value.input == "upscale_model"
 
 
 def test_missing_name_lists_where_it_looked_and_the_bundles(models: ModelManager) -> None:
-    with pytest.raises(NodeError, match=r"no upscale_models model named '4x-nope.pth'.*"
-                                        r"Looked in: .*Bundles with a diffusion upscaler: "
-                                        r"tiny-shapes") as caught:
+    with pytest.raises(
+        NodeError,
+        match=r"no upscale_models model named '4x-nope.pth'.*"
+        r"Looked in: .*Bundles with a diffusion upscaler: "
+        r"tiny-shapes",
+    ) as caught:
         load(models, "4x-nope.pth")
     assert caught.value.input == "name"
 
 
 def test_missing_spandrel_is_a_node_error_saying_how_to_install(
-        models: ModelManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    models: ModelManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, "spandrel", None)
@@ -126,8 +142,7 @@ def test_a_result_over_the_pixel_budget_is_refused_before_running(models: ModelM
 
     handle = load(models, "realesr-compact-x4.safetensors")
     ctx = Context(services={"budget": Budget(32 * 32)})
-    inputs = {"upscale_model": handle, "image": torch.rand(1, 3, 8, 10), "tile": 512,
-              "overlap": 32}
+    inputs = {"upscale_model": handle, "image": torch.rand(1, 3, 8, 10), "tile": 512, "overlap": 32}
     with pytest.raises(NodeError, match=r"the 4x result: 40x32 is 1,280 pixels") as caught:
         ImageUpscaleWithModel.call(ctx, inputs)
     assert caught.value.input == "image"
@@ -144,19 +159,27 @@ def test_wrong_channels_name_the_image_input(models: ModelManager) -> None:
 
 def _workflow(image_path: Path) -> dict[str, Any]:
     return {
-        "format": "easel.workflow", "version": 1,
+        "format": "easel.workflow",
+        "version": 1,
         "nodes": {
             "img": {"type": "LoadImage", "inputs": {"image": str(image_path)}},
             "model": {"type": "UpscaleModelLoader", "inputs": {"name": "compact.safetensors"}},
-            "up": {"type": "ImageUpscaleWithModel", "inputs": {
-                "upscale_model": ["model", "upscale_model"], "image": ["img", "image"],
-                "tile": 24, "overlap": 12}},
+            "up": {
+                "type": "ImageUpscaleWithModel",
+                "inputs": {
+                    "upscale_model": ["model", "upscale_model"],
+                    "image": ["img", "image"],
+                    "tile": 24,
+                    "overlap": 12,
+                },
+            },
         },
     }
 
 
 def test_workflow_runs_tiled_with_progress_per_tile_and_reloads_a_replaced_file(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from PIL import Image as PILImage
 
     from easel.core.executor import Executor
@@ -171,11 +194,15 @@ def test_workflow_runs_tiled_with_progress_per_tile_and_reloads_a_replaced_file(
     PILImage.fromarray(pixels.numpy()).save(image_path)
     executor = Executor(load_plugins(entry_points=False), services={"models": models})
     events: list[Any] = []
-    result = executor.run(_workflow(image_path), targets=["up"], keep_values=True,
-                          on_event=events.append)
+    result = executor.run(
+        _workflow(image_path), targets=["up"], keep_values=True, on_event=events.append
+    )
     assert result.status == "succeeded", result.failures
-    progress = [(e.data["step"], e.data["total"]) for e in events
-                if e.type == "node_progress" and e.node_id == "up"]
+    progress = [
+        (e.data["step"], e.data["total"])
+        for e in events
+        if e.type == "node_progress" and e.node_id == "up"
+    ]
     assert progress == [(1, 3), (2, 3), (3, 3)]  # 40 rows in 24-px tiles overlapping by 12
     out = result.values["up"]["image"]
     with PILImage.open(image_path) as picture:

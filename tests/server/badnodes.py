@@ -47,8 +47,7 @@ def BadLeak(megabytes: int = Input(64, ge=1, le=4096), die: bool = False) -> dic
     _LEAKED.append(bytearray(megabytes * 1024 * 1024))
     if die:
         os.kill(os.getpid(), signal.SIGKILL)
-    return {"ui": {"leaked_mb": sum(len(b) for b in _LEAKED) // (1024 * 1024),
-                   "pid": os.getpid()}}
+    return {"ui": {"leaked_mb": sum(len(b) for b in _LEAKED) // (1024 * 1024), "pid": os.getpid()}}
 
 
 @node(category="testing", outputs={}, output_node=True, deterministic=False)

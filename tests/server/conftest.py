@@ -44,10 +44,15 @@ def workflow(nodes: dict[str, Any]) -> dict[str, Any]:
 
 def slow_save(value: int = 5, steps: int = 3, delay: float = 0.0) -> dict[str, Any]:
     """TestSlow -> TestSave: progress with previews, then a PNG file."""
-    return workflow({
-        "slow": {"type": "TestSlow", "inputs": {"value": value, "steps": steps, "delay": delay}},
-        "save": {"type": "TestSave", "inputs": {"value": ["slow", "value"]}},
-    })
+    return workflow(
+        {
+            "slow": {
+                "type": "TestSlow",
+                "inputs": {"value": value, "steps": steps, "delay": delay},
+            },
+            "save": {"type": "TestSave", "inputs": {"value": ["slow", "value"]}},
+        }
+    )
 
 
 def echo(value: int) -> dict[str, Any]:
@@ -72,8 +77,9 @@ async def submit(client: TestClient, wf: dict[str, Any]) -> str:
     return str(body["id"])
 
 
-async def wait_run(client: TestClient, run_id: str, timeout: float = 20.0,
-                   until: tuple[str, ...] = FINAL) -> dict[str, Any]:
+async def wait_run(
+    client: TestClient, run_id: str, timeout: float = 20.0, until: tuple[str, ...] = FINAL
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         response = await client.get(f"/api/runs/{run_id}")

@@ -28,16 +28,36 @@ def free_port() -> int:
 class Server:
     """`python -m easel serve` on loopback, with the test nodes."""
 
-    def __init__(self, data_dir: Path, port: int, extra: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        extra: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.base = f"http://127.0.0.1:{port}"
         env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log = open(data_dir.parent / f"server-{port}-{time.time_ns()}.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "easel", "serve", "--port", str(port), "--data-dir",
-             str(data_dir), "--plugin", str(PLUGIN), *extra],
-            cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "easel",
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+                "--plugin",
+                str(PLUGIN),
+                *extra,
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 90
         while True:
             try:
@@ -59,19 +79,30 @@ class Server:
             return json.loads(response.read())
 
     def post(self, path: str, body: Any) -> Any:
-        request = urllib.request.Request(self.base + path, data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.base + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
-    def call(self, method: str, path: str, body: Any = None, data: bytes | None = None,
-             headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, Any]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30,
+    ) -> tuple[int, Any]:
         """(status, parsed JSON body or raw bytes) without raising on HTTP errors."""
         if body is not None:
             data = json.dumps(body).encode()
             headers = {"Content-Type": "application/json", **(headers or {})}
-        request = urllib.request.Request(self.base + path, data=data, method=method,
-                                         headers=headers or {})
+        request = urllib.request.Request(
+            self.base + path, data=data, method=method, headers=headers or {}
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 status, raw = response.status, response.read()
@@ -82,21 +113,30 @@ class Server:
         except ValueError:
             return status, raw
 
-    def wait_run(self, run_id: str, timeout: float = 60,
-                 until: tuple[str, ...] = ("succeeded", "failed", "cancelled")) -> Any:
+    def wait_run(
+        self,
+        run_id: str,
+        timeout: float = 60,
+        until: tuple[str, ...] = ("succeeded", "failed", "cancelled"),
+    ) -> Any:
         deadline = time.monotonic() + timeout
         while True:
             run = self.get(f"/api/runs/{run_id}")
             if run["status"] in until:
                 return run
             if time.monotonic() > deadline:
-                raise AssertionError(f"run {run_id} still {run['status']} after {timeout}s: "
-                                     f"{run}\n{self.output()[-3000:]}")
+                raise AssertionError(
+                    f"run {run_id} still {run['status']} after {timeout}s: "
+                    f"{run}\n{self.output()[-3000:]}"
+                )
             time.sleep(0.05)
 
     def submit(self, nodes: dict[str, Any]) -> str:
-        status, body = self.call("POST", "/api/runs", {"workflow": {
-            "format": "easel.workflow", "version": 1, "nodes": nodes}})
+        status, body = self.call(
+            "POST",
+            "/api/runs",
+            {"workflow": {"format": "easel.workflow", "version": 1, "nodes": nodes}},
+        )
         assert status == 201, body
         return str(body["id"])
 

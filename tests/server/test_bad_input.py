@@ -21,8 +21,12 @@ from easel.core.executor import Executor
 from easel.core.plugins import load_plugins
 from tests.server.serverproc import Server, free_port
 
-LEFTOVERS = ("output/.x.png.part", "output/sub/.y.png.tmp", "input/.upload.part",
-             "workflows/.draft.json.part")
+LEFTOVERS = (
+    "output/.x.png.part",
+    "output/sub/.y.png.tmp",
+    "input/.upload.part",
+    "workflows/.draft.json.part",
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,25 +47,32 @@ def workflow(nodes: dict[str, Any]) -> dict[str, Any]:
     return {"format": "easel.workflow", "version": 1, "nodes": nodes}
 
 
-def post_raw(server: Server, path: str, data: bytes,
-             content_type: str = "application/json") -> tuple[int, Any]:
+def post_raw(
+    server: Server, path: str, data: bytes, content_type: str = "application/json"
+) -> tuple[int, Any]:
     return server.call("POST", path, data=data, headers={"Content-Type": content_type})
 
 
 def multipart(filename: bytes, data: bytes, field: str = "image") -> tuple[bytes, str]:
     boundary = "easelboundary42"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; "
-            f"filename=\"").encode() + filename + (
-        b"\"\r\nContent-Type: application/octet-stream\r\n\r\n" + data
-        + f"\r\n--{boundary}--\r\n".encode())
+    body = (
+        (f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="').encode()
+        + filename
+        + (
+            b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            + data
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
 def animated(fmt: str, size: int, frames: int) -> bytes:
     """A small file that decodes to `frames` full frames of size x size (alternating colours,
     so no encoder merges them)."""
-    pictures = [Image.new("RGB", (size, size), (255, 0, 0) if i % 2 else (0, 0, 255))
-                for i in range(frames)]
+    pictures = [
+        Image.new("RGB", (size, size), (255, 0, 0) if i % 2 else (0, 0, 255)) for i in range(frames)
+    ]
     buffer = io.BytesIO()
     pictures[0].save(buffer, fmt, save_all=True, append_images=pictures[1:], duration=50)
     return buffer.getvalue()
@@ -70,28 +81,45 @@ def animated(fmt: str, size: int, frames: int) -> bytes:
 def png_claiming(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims width x height (what a decompression bomb looks like
     before decoding)."""
+
     def chunk(kind: bytes, payload: bytes) -> bytes:
-        return (struct.pack(">I", len(payload)) + kind + payload
-                + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(payload))
+            + kind
+            + payload
+            + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+        )
 
     rows = zlib.compress(b"\x00" * (width + 1) * 16, 9)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0,
-                                                             0, 0, 0))
-            + chunk(b"tEXt", b"easel.workflow\x00{}") + chunk(b"IDAT", rows)
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"tEXt", b"easel.workflow\x00{}")
+        + chunk(b"IDAT", rows)
+        + chunk(b"IEND", b"")
+    )
 
 
 # -- JSON that the parser or the converter cannot take ----------------------------------------
-@pytest.mark.parametrize(("body", "says"), [
-    (b'{"workflow": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
-    (b'{"workflow": ' + b"[" * 150 + b"]" * 150 + b"}", "nested too deeply"),
-    (b'{"workflow": {"format": "easel.workflow", "version": 1, "nodes": {"a": {"type": '
-     b'"TestEcho", "inputs": {"value": ' + b"9" * 5000 + b"}}}}}", "number that is too large"),
-    (b'{"workflow": {"format": "easel.workflow", "version": 1, "nodes": {"a\\ud800": {"type": '
-     b'"TestEcho"}}}}', "lone UTF-16 surrogate"),
-    (b'{"workflow": {"nodes": [], "links": 1}}', "'links' must be a list"),
-    (b'{"workflow": {"nodes": [1, {"id": []}], "links": [[]]}}', "not a ComfyUI"),
-])
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b'{"workflow": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
+        (b'{"workflow": ' + b"[" * 150 + b"]" * 150 + b"}", "nested too deeply"),
+        (
+            b'{"workflow": {"format": "easel.workflow", "version": 1, "nodes": {"a": {"type": '
+            b'"TestEcho", "inputs": {"value": ' + b"9" * 5000 + b"}}}}}",
+            "number that is too large",
+        ),
+        (
+            b'{"workflow": {"format": "easel.workflow", "version": 1, '
+            b'"nodes": {"a\\ud800": {"type": "TestEcho"}}}}',
+            "lone UTF-16 surrogate",
+        ),
+        (b'{"workflow": {"nodes": [], "links": 1}}', "'links' must be a list"),
+        (b'{"workflow": {"nodes": [1, {"id": []}], "links": [[]]}}', "not a ComfyUI"),
+    ],
+)
 def test_bad_json_bodies_get_400(server: Server, body: bytes, says: str) -> None:
     for path in ("/api/runs", "/api/workflows/convert"):
         status, answer = post_raw(server, path, body)
@@ -106,20 +134,27 @@ def test_deep_json_in_a_dropped_file_gets_400(server: Server) -> None:
 
 def test_lone_surrogate_in_a_saved_workflow_gets_400(server: Server) -> None:
     body = b'{"format": "easel.workflow", "version": 1, "nodes": {}, "ui": {"title": "\\udc80"}}'
-    status, answer = server.call("PUT", "/api/workflows/mine", data=body,
-                                 headers={"Content-Type": "application/json"})
+    status, answer = server.call(
+        "PUT", "/api/workflows/mine", data=body, headers={"Content-Type": "application/json"}
+    )
     assert status == 400 and "surrogate" in answer["error"]
-    status, answer = server.call("PUT", "/api/workflows/%ED%A0%80", data=b"{}",
-                                 headers={"Content-Type": "application/json"})
+    status, answer = server.call(
+        "PUT", "/api/workflows/%ED%A0%80", data=b"{}", headers={"Content-Type": "application/json"}
+    )
     assert status == 400, answer
 
 
-@pytest.mark.parametrize(("filename", "expected"), [
-    (b"a\x00b.png", 400), (b"a%00b.png", 400),
-    (b"%ED%A0%80.png", 201),  # not UTF-8 once decoded: replaced, then cleaned to a safe name
-])
-def test_nul_or_invalid_text_in_an_upload_file_name(server: Server, filename: bytes,
-                                                    expected: int) -> None:
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        (b"a\x00b.png", 400),
+        (b"a%00b.png", 400),
+        (b"%ED%A0%80.png", 201),  # not UTF-8 once decoded: replaced, then cleaned to a safe name
+    ],
+)
+def test_nul_or_invalid_text_in_an_upload_file_name(
+    server: Server, filename: bytes, expected: int
+) -> None:
     png = io.BytesIO()
     Image.new("RGB", (4, 4)).save(png, "PNG")
     body, content_type = multipart(filename, png.getvalue())
@@ -152,14 +187,28 @@ def test_from_file_reads_the_header_before_decoding(server: Server) -> None:
 
 
 def test_sizes_over_the_budget_are_refused_at_submission_naming_node_and_input(
-        server: Server) -> None:
-    status, answer = server.call("POST", "/api/runs", {"workflow": workflow({
-        "latent": {"type": "EmptyLatent", "inputs": {"width": 8192, "height": 8192,
-                                                     "batch_size": 4}},
-        "up": {"type": "Upscale", "inputs": {"image": ["load", "image"], "width": 16384,
-                                             "height": 16384}},
-        "load": {"type": "LoadImage", "inputs": {"image": "nothing.png"}},
-        "echo": {"type": "TestEcho"}})})
+    server: Server,
+) -> None:
+    status, answer = server.call(
+        "POST",
+        "/api/runs",
+        {
+            "workflow": workflow(
+                {
+                    "latent": {
+                        "type": "EmptyLatent",
+                        "inputs": {"width": 8192, "height": 8192, "batch_size": 4},
+                    },
+                    "up": {
+                        "type": "Upscale",
+                        "inputs": {"image": ["load", "image"], "width": 16384, "height": 16384},
+                    },
+                    "load": {"type": "LoadImage", "inputs": {"image": "nothing.png"}},
+                    "echo": {"type": "TestEcho"},
+                }
+            )
+        },
+    )
     assert status == 400
     problems = {(p["node"], p["input"]): p["message"] for p in answer["problems"]}
     assert "budget" in problems[("latent", "batch_size")]
@@ -176,16 +225,28 @@ def test_default_budget_allows_a_2048_batch_of_4_and_refuses_the_bombs() -> None
     assert budget.problem(16384, 16384, batch=64)  # Upscale
     assert budget.problem(13300, 13300)  # from-file
     executor = Executor(load_plugins(entry_points=False, environ={}))
-    executor.validate(workflow({"latent": {"type": "EmptyLatent", "inputs": {
-        "width": 2048, "height": 2048, "batch_size": 4}}}), targets=["latent"])
+    executor.validate(
+        workflow(
+            {
+                "latent": {
+                    "type": "EmptyLatent",
+                    "inputs": {"width": 2048, "height": 2048, "batch_size": 4},
+                }
+            }
+        ),
+        targets=["latent"],
+    )
 
 
 def test_load_image_refuses_a_file_over_the_budget_at_run_time(server: Server) -> None:
     data: Path = server.data  # type: ignore[attr-defined]
     (data / "input" / "bomb.png").write_bytes(animated("PNG", 1000, 70))  # not via upload
-    run_id = server.submit({"load": {"type": "LoadImage", "inputs": {"image": "bomb.png"}},
-                            "show": {"type": "PreviewImage",
-                                     "inputs": {"image": ["load", "image"]}}})
+    run_id = server.submit(
+        {
+            "load": {"type": "LoadImage", "inputs": {"image": "bomb.png"}},
+            "show": {"type": "PreviewImage", "inputs": {"image": ["load", "image"]}},
+        }
+    )
     run = server.wait_run(run_id)
     assert run["status"] == "failed"
     [failure] = run["error"]["failures"]
@@ -195,8 +256,15 @@ def test_load_image_refuses_a_file_over_the_budget_at_run_time(server: Server) -
 
 # -- file names given by link or {"value": ...} --------------------------------------------
 def test_file_inputs_in_value_objects_are_checked_at_submission(server: Server) -> None:
-    status, answer = server.call("POST", "/api/runs", {"workflow": workflow({
-        "load": {"type": "TestLoad", "inputs": {"image": {"value": "../queue.sqlite3"}}}})})
+    status, answer = server.call(
+        "POST",
+        "/api/runs",
+        {
+            "workflow": workflow(
+                {"load": {"type": "TestLoad", "inputs": {"image": {"value": "../queue.sqlite3"}}}}
+            )
+        },
+    )
     assert status == 400
     assert answer["problems"][0]["input"] == "image"
     assert "not the name of an uploaded image" in answer["problems"][0]["message"]
@@ -205,10 +273,13 @@ def test_file_inputs_in_value_objects_are_checked_at_submission(server: Server) 
 def test_file_inputs_given_by_link_are_checked_at_run_time(server: Server) -> None:
     data: Path = server.data  # type: ignore[attr-defined]
     Image.new("RGB", (4, 4)).save(data / "secret.png")  # beside the upload folder
-    run_id = server.submit({
-        "name": {"type": "String", "inputs": {"value": "../secret.png"}},
-        "load": {"type": "LoadImage", "inputs": {"image": ["name", "value"]}},
-        "show": {"type": "PreviewImage", "inputs": {"image": ["load", "image"]}}})
+    run_id = server.submit(
+        {
+            "name": {"type": "String", "inputs": {"value": "../secret.png"}},
+            "load": {"type": "LoadImage", "inputs": {"image": ["name", "value"]}},
+            "show": {"type": "PreviewImage", "inputs": {"image": ["load", "image"]}},
+        }
+    )
     run = server.wait_run(run_id)
     assert run["status"] == "failed"
     [failure] = run["error"]["failures"]
@@ -244,9 +315,14 @@ def test_links_leaving_the_workflows_folder_are_refused(server: Server, tmp_path
     assert outside.exists()  # the link went, not its target
 
 
-@pytest.mark.parametrize("text", ["[" * 5000 + "]" * 5000,
-                                  '{"format": "easel.workflow", "version": 1, "nodes": {"a": '
-                                  '{"type": "Int", "inputs": {"value": ' + "9" * 5000 + "}}}}"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 5000 + "]" * 5000,
+        '{"format": "easel.workflow", "version": 1, "nodes": {"a": '
+        '{"type": "Int", "inputs": {"value": ' + "9" * 5000 + "}}}}",
+    ],
+)
 def test_the_command_line_exits_2_on_the_same_bad_json(tmp_path: Path, text: str) -> None:
     import subprocess
     import sys
@@ -255,7 +331,12 @@ def test_the_command_line_exits_2_on_the_same_bad_json(tmp_path: Path, text: str
 
     file = tmp_path / "bad.json"
     file.write_text(text)
-    done = subprocess.run([sys.executable, "-m", "easel", "validate", str(file)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "easel", "validate", str(file)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr

@@ -19,8 +19,9 @@ async def test_500_runs_from_50_clients(client) -> None:
         submitted = []
         for i in range(RUNS_EACH):
             value = number * 1000 + i
-            response = await client.post("/api/runs", json={"workflow": echo(value),
-                                                            "client_id": f"c{number}"})
+            response = await client.post(
+                "/api/runs", json={"workflow": echo(value), "client_id": f"c{number}"}
+            )
             assert response.status == 201, await response.text()
             submitted.append(((await response.json())["id"], value))
         return submitted
@@ -35,8 +36,13 @@ async def test_500_runs_from_50_clients(client) -> None:
         if body["counts"]["succeeded"] == len(submitted) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.1)
-    assert body["counts"] == {"queued": 0, "running": 0, "succeeded": 500, "failed": 0,
-                              "cancelled": 0}
+    assert body["counts"] == {
+        "queued": 0,
+        "running": 0,
+        "succeeded": 500,
+        "failed": 0,
+        "cancelled": 0,
+    }
 
     seen: dict[str, int] = {}
     cursor = None

@@ -32,7 +32,9 @@ async def collect(ws, run_id: str, until: str = "run_status", timeout: float = 2
 
 
 async def test_events_stream_a_run_with_previews(client) -> None:
-    ws = await client.ws_connect("/api/events", headers={"Origin": f"http://127.0.0.1:{client.port}"})
+    ws = await client.ws_connect(
+        "/api/events", headers={"Origin": f"http://127.0.0.1:{client.port}"}
+    )
     hello = await ws.receive_json()
     assert hello["type"] == "hello" and "queue" in hello
     run_id = await submit(client, slow_save(value=9, steps=3))
@@ -43,7 +45,10 @@ async def test_events_stream_a_run_with_previews(client) -> None:
     assert kinds[-2:] == ["run_finished", "run_status"]
     progress = [m for m in messages if m["type"] == "node_progress"]
     assert [(m["node"], m["step"], m["total"]) for m in progress] == [
-        ("slow", 1, 3), ("slow", 2, 3), ("slow", 3, 3)]
+        ("slow", 1, 3),
+        ("slow", 2, 3),
+        ("slow", 3, 3),
+    ]
     header, data = progress[-1]["preview"].split(",", 1)
     assert header == "data:image/png;base64"
     image = Image.open(io.BytesIO(base64.b64decode(data)))
@@ -64,14 +69,21 @@ async def test_events_stream_a_run_with_previews(client) -> None:
 async def test_events_report_failures_and_cancellation(client) -> None:
     ws = await client.ws_connect("/api/events")
     await ws.receive_json()
-    failing = workflow({"f": {"type": "TestFail", "inputs": {"value": 1}},
-                        "s": {"type": "TestSlow", "inputs": {}},
-                        "save": {"type": "TestSave", "inputs": {"value": ["s", "value"]}}})
+    failing = workflow(
+        {
+            "f": {"type": "TestFail", "inputs": {"value": 1}},
+            "s": {"type": "TestSlow", "inputs": {}},
+            "save": {"type": "TestSave", "inputs": {"value": ["s", "value"]}},
+        }
+    )
     run_id = await submit(client, failing)
     messages = await collect(ws, run_id)
     failed = next(m for m in messages if m["type"] == "node_failed")
-    assert (failed["node"], failed["input"], failed["message"]) == ("f", "value",
-                                                                      "refusing value 1")
+    assert (failed["node"], failed["input"], failed["message"]) == (
+        "f",
+        "value",
+        "refusing value 1",
+    )
     assert "traceback" not in failed
     assert messages[-1]["status"] == "failed"
 

@@ -24,13 +24,48 @@ from tests.server.serverproc import Server, free_port
 COUNT = int(os.environ.get("EASEL_FUZZ_COUNT", "120"))
 SEED = int(os.environ.get("EASEL_FUZZ_SEED", "14"))
 # Node types a mutation may switch to: quick ones (no models, no long sleeps).
-QUICK_TYPES = ["TestEcho", "TestFail", "TestLoad", "TestSave", "Int", "Float", "String",
-               "Seed", "EmptyLatent", "Upscale", "LoadImage", "PreviewImage", "Nope", ""]
-NASTY_TEXT = ['"\\u0000"', '"\\ud800"', '"\\udfff x"', "1" * 5000, "-" + "9" * 4400,
-              "1e999", "-1e999", "[" * 2000 + "]" * 2000, '{"a":' * 300 + "1" + "}" * 300,
-              '"' + "x" * 200_000 + '"', "null", "true", "[]", "{}", '{"value": {}}',
-              '["a", "b", "c"]', '["missing", "out"]', "0.1", "-1", "2147483648",
-              '"../../etc/passwd"', '"/etc/passwd"', '"C:\\\\x"', '"x.png.part"']
+QUICK_TYPES = [
+    "TestEcho",
+    "TestFail",
+    "TestLoad",
+    "TestSave",
+    "Int",
+    "Float",
+    "String",
+    "Seed",
+    "EmptyLatent",
+    "Upscale",
+    "LoadImage",
+    "PreviewImage",
+    "Nope",
+    "",
+]
+NASTY_TEXT = [
+    '"\\u0000"',
+    '"\\ud800"',
+    '"\\udfff x"',
+    "1" * 5000,
+    "-" + "9" * 4400,
+    "1e999",
+    "-1e999",
+    "[" * 2000 + "]" * 2000,
+    '{"a":' * 300 + "1" + "}" * 300,
+    '"' + "x" * 200_000 + '"',
+    "null",
+    "true",
+    "[]",
+    "{}",
+    '{"value": {}}',
+    '["a", "b", "c"]',
+    '["missing", "out"]',
+    "0.1",
+    "-1",
+    "2147483648",
+    '"../../etc/passwd"',
+    '"/etc/passwd"',
+    '"C:\\\\x"',
+    '"x.png.part"',
+]
 
 
 def easel(nodes: dict[str, Any]) -> dict[str, Any]:
@@ -39,24 +74,52 @@ def easel(nodes: dict[str, Any]) -> dict[str, Any]:
 
 SEEDS: list[Any] = [
     easel({"echo": {"type": "TestEcho", "inputs": {"value": 3}}}),
-    easel({"n": {"type": "Int", "inputs": {"value": 4}},
-           "echo": {"type": "TestEcho", "inputs": {"value": ["n", "value"]}}}),
+    easel(
+        {
+            "n": {"type": "Int", "inputs": {"value": 4}},
+            "echo": {"type": "TestEcho", "inputs": {"value": ["n", "value"]}},
+        }
+    ),
     easel({"fail": {"type": "TestFail", "inputs": {"value": 1}}}),
     easel({"load": {"type": "TestLoad", "inputs": {"image": "seed.png"}}}),
-    easel({"n": {"type": "Int", "inputs": {"value": 9}},
-           "save": {"type": "TestSave", "inputs": {"value": ["n", "value"], "prefix": "f"}}}),
-    easel({"latent": {"type": "EmptyLatent", "inputs": {"width": 64, "height": 64}},
-           "load": {"type": "LoadImage", "inputs": {"image": "seed.png"}},
-           "up": {"type": "Upscale", "inputs": {"image": ["load", "image"], "scale": 2}},
-           "show": {"type": "PreviewImage", "inputs": {"image": ["up", "image"]}}}),
-    {"1": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64,
-                                                         "batch_size": 1}},
-     "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}},
-    {"nodes": [{"id": 1, "type": "EmptyLatentImage", "widgets_values": [64, 64, 1],
-                "outputs": [{"name": "LATENT", "type": "LATENT", "links": [1]}]},
-               {"id": 2, "type": "PreviewImage", "inputs": [{"name": "images",
-                                                             "type": "IMAGE", "link": 1}]}],
-     "links": [[1, 1, 0, 2, 0, "LATENT"]], "version": 0.4},
+    easel(
+        {
+            "n": {"type": "Int", "inputs": {"value": 9}},
+            "save": {"type": "TestSave", "inputs": {"value": ["n", "value"], "prefix": "f"}},
+        }
+    ),
+    easel(
+        {
+            "latent": {"type": "EmptyLatent", "inputs": {"width": 64, "height": 64}},
+            "load": {"type": "LoadImage", "inputs": {"image": "seed.png"}},
+            "up": {"type": "Upscale", "inputs": {"image": ["load", "image"], "scale": 2}},
+            "show": {"type": "PreviewImage", "inputs": {"image": ["up", "image"]}},
+        }
+    ),
+    {
+        "1": {
+            "class_type": "EmptyLatentImage",
+            "inputs": {"width": 64, "height": 64, "batch_size": 1},
+        },
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}},
+    },
+    {
+        "nodes": [
+            {
+                "id": 1,
+                "type": "EmptyLatentImage",
+                "widgets_values": [64, 64, 1],
+                "outputs": [{"name": "LATENT", "type": "LATENT", "links": [1]}],
+            },
+            {
+                "id": 2,
+                "type": "PreviewImage",
+                "inputs": [{"name": "images", "type": "IMAGE", "link": 1}],
+            },
+        ],
+        "links": [[1, 1, 0, 2, 0, "LATENT"]],
+        "version": 0.4,
+    },
 ]
 
 
@@ -115,7 +178,8 @@ def mutate(rng: random.Random, workflow: Any) -> str:
             holder[key] = rng.choice([[], {}, [key], {"value": holder[key]}, None, 0, "x"])
         elif choice < 0.85 and isinstance(holder, dict):
             holder[rng.choice(["extra", "value", "inputs", "type", "links", "nodes", "ui"])] = (
-                copy.deepcopy(holder[key]))
+                copy.deepcopy(holder[key])
+            )
         elif isinstance(holder[key], int | float) and not isinstance(holder[key], bool):
             holder[key] = rng.choice([0, -1, 10**9, 2**63, 1e308, -0.5, 16384, 8192])
         else:
@@ -134,12 +198,18 @@ def test_mutated_workflows_never_get_a_5xx(server: Server) -> None:
     accepted: list[str] = []
     for index in range(COUNT):
         body = mutate(rng, rng.choice(SEEDS)).encode("utf-8", "surrogatepass")
-        route = rng.choice(["/api/runs"] * 6 + ["/api/workflows/convert",
-                                                 f"/api/workflows/fuzz-{index % 5}",
-                                                 "/api/workflows/from-file"])
+        route = rng.choice(
+            ["/api/runs"] * 6
+            + [
+                "/api/workflows/convert",
+                f"/api/workflows/fuzz-{index % 5}",
+                "/api/workflows/from-file",
+            ]
+        )
         method = "PUT" if route.startswith("/api/workflows/fuzz") else "POST"
-        status, answer = server.call(method, route, data=body,
-                                     headers={"Content-Type": "application/json"})
+        status, answer = server.call(
+            method, route, data=body, headers={"Content-Type": "application/json"}
+        )
         statuses[status] = statuses.get(status, 0) + 1
         assert status < 500, (route, body[:500], answer, server.output()[-3000:])
         if route == "/api/runs" and status == 201:
@@ -151,8 +221,12 @@ def test_mutated_workflows_never_get_a_5xx(server: Server) -> None:
         data = bytearray(png.getvalue())
         for _ in range(rng.randint(1, 8)):
             data[rng.randrange(len(data))] = rng.randrange(256)
-        status, answer = server.call("POST", "/api/workflows/from-file", data=bytes(data),
-                                     headers={"Content-Type": "image/png"})
+        status, answer = server.call(
+            "POST",
+            "/api/workflows/from-file",
+            data=bytes(data),
+            headers={"Content-Type": "image/png"},
+        )
         assert status < 500, answer
     # Whatever was accepted finishes (the queue never sticks), and the server still works.
     for run_id in accepted:

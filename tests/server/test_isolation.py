@@ -29,8 +29,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 def echo_ok(server: Server, value: int = 1) -> None:
     """The queue still works: a quick run succeeds."""
-    run = server.wait_run(server.submit({"echo": {"type": "TestEcho",
-                                                   "inputs": {"value": value}}}))
+    run = server.wait_run(server.submit({"echo": {"type": "TestEcho", "inputs": {"value": value}}}))
     assert run["status"] == "succeeded" and run["outputs"]["echo"] == {"value": value}
 
 
@@ -43,8 +42,7 @@ def test_runs_execute_in_a_worker_process_not_the_server(server: Server) -> None
     assert worker_pid(server) != server.process.pid
 
 
-def test_node_that_exits_the_process_is_retried_then_failed_with_the_reason(
-        server: Server) -> None:
+def test_node_that_exits_the_process_is_retried_then_failed_with_the_reason(server: Server) -> None:
     run = server.wait_run(server.submit({"bye": {"type": "BadExit", "inputs": {"code": 3}}}))
     assert run["status"] == "failed"
     assert run["attempts"] == 2  # the first start and 1 retry (--retries 1)
@@ -56,42 +54,52 @@ def test_node_that_exits_the_process_is_retried_then_failed_with_the_reason(
 
 
 def test_worker_killed_like_out_of_memory_is_retried_and_the_server_stays_up(
-        server: Server) -> None:
-    run = server.wait_run(server.submit({"leak": {"type": "BadLeak",
-                                                   "inputs": {"megabytes": 8, "die": True}}}))
+    server: Server,
+) -> None:
+    run = server.wait_run(
+        server.submit({"leak": {"type": "BadLeak", "inputs": {"megabytes": 8, "die": True}}})
+    )
     assert run["status"] == "failed" and run["attempts"] == 2
     assert "SIGKILL" in run["error"]["message"]
     echo_ok(server)
 
 
 def test_leaked_memory_goes_with_a_restarted_worker(server: Server) -> None:
-    first = server.wait_run(server.submit({"leak": {"type": "BadLeak",
-                                                     "inputs": {"megabytes": 16}}}))
-    second = server.wait_run(server.submit({"leak": {"type": "BadLeak",
-                                                      "inputs": {"megabytes": 16}}}))
+    first = server.wait_run(
+        server.submit({"leak": {"type": "BadLeak", "inputs": {"megabytes": 16}}})
+    )
+    second = server.wait_run(
+        server.submit({"leak": {"type": "BadLeak", "inputs": {"megabytes": 16}}})
+    )
     assert first["outputs"]["leak"]["pid"] == second["outputs"]["leak"]["pid"]
     assert second["outputs"]["leak"]["leaked_mb"] >= 32  # the worker keeps what nodes leak
     server.wait_run(server.submit({"bye": {"type": "BadExit", "inputs": {"code": 0}}}))
-    after = server.wait_run(server.submit({"leak": {"type": "BadLeak",
-                                                     "inputs": {"megabytes": 16}}}))
+    after = server.wait_run(
+        server.submit({"leak": {"type": "BadLeak", "inputs": {"megabytes": 16}}})
+    )
     assert after["outputs"]["leak"]["pid"] != first["outputs"]["leak"]["pid"]
     assert after["outputs"]["leak"]["leaked_mb"] == 16
 
 
-@pytest.mark.parametrize(("how", "name"), [("exit", "SystemExit"),
-                                           ("interrupt", "KeyboardInterrupt")])
-def test_system_exit_and_keyboard_interrupt_fail_the_run_once(server: Server, how: str,
-                                                               name: str) -> None:
-    run = server.wait_run(server.submit({"stop": {"type": "BadSystemExit",
-                                                   "inputs": {"how": how}}}))
+@pytest.mark.parametrize(
+    ("how", "name"), [("exit", "SystemExit"), ("interrupt", "KeyboardInterrupt")]
+)
+def test_system_exit_and_keyboard_interrupt_fail_the_run_once(
+    server: Server, how: str, name: str
+) -> None:
+    run = server.wait_run(
+        server.submit({"stop": {"type": "BadSystemExit", "inputs": {"how": how}}})
+    )
     assert run["status"] == "failed" and run["attempts"] == 1
-    assert run["error"]["message"] == (f"node 'stop' (BadSystemExit) raised {name}; nodes "
-                                       "must not end the process")
+    assert run["error"]["message"] == (
+        f"node 'stop' (BadSystemExit) raised {name}; nodes must not end the process"
+    )
     echo_ok(server)
 
 
 def test_hanging_node_is_cancelled_within_the_grace_period_and_the_queue_moves_on(
-        server: Server) -> None:
+    server: Server,
+) -> None:
     hung = server.submit({"hang": {"type": "BadHang", "inputs": {"seconds": 600}}})
     behind = server.submit({"echo": {"type": "TestEcho", "inputs": {"value": 42}}})
     run = server.wait_run(hung, until=("running",))
@@ -113,9 +121,12 @@ def test_hanging_node_is_cancelled_within_the_grace_period_and_the_queue_moves_o
 
 def test_slow_node_that_reports_progress_is_cancelled_cooperatively(server: Server) -> None:
     pid = worker_pid(server)
-    run_id = server.submit({
-        "slow": {"type": "TestSlow", "inputs": {"value": 1, "steps": 500, "delay": 0.02}},
-        "save": {"type": "TestSave", "inputs": {"value": ["slow", "value"]}}})
+    run_id = server.submit(
+        {
+            "slow": {"type": "TestSlow", "inputs": {"value": 1, "steps": 500, "delay": 0.02}},
+            "save": {"type": "TestSave", "inputs": {"value": ["slow", "value"]}},
+        }
+    )
     deadline = time.monotonic() + 30
     while not server.get(f"/api/runs/{run_id}")["nodes"].get("slow", {}).get("step"):
         assert time.monotonic() < deadline

@@ -13,7 +13,7 @@ from easel.server import ServerConfig, create_app
 
 pytestmark = pytest.mark.asyncio
 
-PLUGIN = '''
+PLUGIN = """
 import easel
 from aiohttp import web
 
@@ -35,7 +35,7 @@ def register_routes(register):
 @easel.hookimpl
 def register_nodes(register):
     raise RuntimeError("broken on purpose\\nwith a second line")
-'''
+"""
 
 
 async def make(aiohttp_client, tmp_path, token=None):
@@ -60,19 +60,20 @@ async def test_plugin_route_is_served_under_its_prefix(client) -> None:
 
 
 async def test_plugin_routes_are_behind_the_origin_and_host_checks(client) -> None:
-    foreign = await client.post("/api/plugins/greeter/echo", json={},
-                                headers={"Origin": "http://evil.example"})
+    foreign = await client.post(
+        "/api/plugins/greeter/echo", json={}, headers={"Origin": "http://evil.example"}
+    )
     assert foreign.status == 403
-    rebinding = await client.get("/api/plugins/greeter/hello/x",
-                                 headers={"Host": "evil.example"})
+    rebinding = await client.get("/api/plugins/greeter/hello/x", headers={"Host": "evil.example"})
     assert rebinding.status == 403
 
 
 async def test_plugin_routes_need_the_token_when_one_is_set(aiohttp_client, tmp_path) -> None:
     client = await make(aiohttp_client, tmp_path, token="s3cret-token")
     assert (await client.get("/api/plugins/greeter/hello/x")).status == 401
-    ok = await client.get("/api/plugins/greeter/hello/x",
-                          headers={"Authorization": "Bearer s3cret-token"})
+    ok = await client.get(
+        "/api/plugins/greeter/hello/x", headers={"Authorization": "Bearer s3cret-token"}
+    )
     assert ok.status == 200
 
 

@@ -12,9 +12,16 @@ from tests.server.serverproc import Server, free_port
 
 
 def slow_run(value: int) -> dict[str, Any]:
-    return {"workflow": {"format": "easel.workflow", "version": 1, "nodes": {
-        "slow": {"type": "TestSlow", "inputs": {"value": value, "steps": 10, "delay": 0.1}},
-        "save": {"type": "TestSave", "inputs": {"value": ["slow", "value"]}}}}}
+    return {
+        "workflow": {
+            "format": "easel.workflow",
+            "version": 1,
+            "nodes": {
+                "slow": {"type": "TestSlow", "inputs": {"value": value, "steps": 10, "delay": 0.1}},
+                "save": {"type": "TestSave", "inputs": {"value": ["slow", "value"]}},
+            },
+        }
+    }
 
 
 def test_sigkilled_server_finishes_every_queued_run_after_restart(tmp_path: Path) -> None:
@@ -48,8 +55,7 @@ def test_sigkilled_server_finishes_every_queued_run_after_restart(tmp_path: Path
         assert [run["attempts"] for run in runs] == [2, 1, 1, 1]
         assert runs[0]["started"] < runs[1]["started"]  # the interrupted run went first
         files = [run["outputs"]["save"]["files"][0] for run in runs]
-        assert [name.rsplit("_", 1)[1] for name in files] == ["1.png", "2.png", "3.png",
-                                                              "4.png"]
+        assert [name.rsplit("_", 1)[1] for name in files] == ["1.png", "2.png", "3.png", "4.png"]
         for name in files:
             with urllib.request.urlopen(f"{restarted.base}/api/outputs/{name}") as response:
                 assert response.read().startswith(b"\x89PNG")

@@ -19,8 +19,13 @@ async def test_nodes_lists_every_schema(client) -> None:
     assert slow["plugin"] == "tests"
     assert slow["category"] == "testing"
     assert slow["outputs"] == {"value": "INT"}
-    assert slow["inputs"]["steps"] == {"type": "INT", "required": False, "default": 3,
-                                       "minimum": 1, "maximum": 1000}
+    assert slow["inputs"]["steps"] == {
+        "type": "INT",
+        "required": False,
+        "default": 3,
+        "minimum": 1,
+        "maximum": 1000,
+    }
     assert nodes["TestLoad"]["inputs"]["image"]["widget"] == "image_upload"
     assert nodes["Math"]["inputs"]["op"]["choices"][0] == "add"
     assert nodes["Seed"]["inputs"]["seed"]["widget"] == "seed"
@@ -52,11 +57,13 @@ async def test_run_succeeds_with_node_states_and_outputs(client) -> None:
 
 
 async def test_invalid_workflow_is_refused_with_every_problem(client) -> None:
-    bad = workflow({
-        "a": {"type": "TestSlow", "inputs": {"steps": 0}},
-        "b": {"type": "NoSuchNode", "inputs": {}},
-        "c": {"type": "TestSave", "inputs": {"value": ["a", "nope"]}},
-    })
+    bad = workflow(
+        {
+            "a": {"type": "TestSlow", "inputs": {"steps": 0}},
+            "b": {"type": "NoSuchNode", "inputs": {}},
+            "c": {"type": "TestSave", "inputs": {"value": ["a", "nope"]}},
+        }
+    )
     response = await client.post("/api/runs", json={"workflow": bad})
     assert response.status == 400
     body = await response.json()
@@ -70,17 +77,23 @@ async def test_invalid_workflow_is_refused_with_every_problem(client) -> None:
     assert (await (await client.get("/api/runs")).json())["total"] == 0
 
 
-@pytest.mark.parametrize("payload,needle", [
-    (b"not json", "not valid JSON"),
-    (b"", "empty"),
-    (b'{"flow": {}}', '{"workflow"'),
-    (b'{"workflow": {"format": "easel.workflow", "version": 1, "nodes": {}, "junk": 1}}',
-     "unknown key"),
-    (b'{"workflow": {"hello": "world"}}', "not a workflow"),
-])
+@pytest.mark.parametrize(
+    "payload,needle",
+    [
+        (b"not json", "not valid JSON"),
+        (b"", "empty"),
+        (b'{"flow": {}}', '{"workflow"'),
+        (
+            b'{"workflow": {"format": "easel.workflow", "version": 1, "nodes": {}, "junk": 1}}',
+            "unknown key",
+        ),
+        (b'{"workflow": {"hello": "world"}}', "not a workflow"),
+    ],
+)
 async def test_malformed_submissions_get_json_errors(client, payload, needle) -> None:
-    response = await client.post("/api/runs", data=payload,
-                                 headers={"Content-Type": "application/json"})
+    response = await client.post(
+        "/api/runs", data=payload, headers={"Content-Type": "application/json"}
+    )
     assert response.status == 400
     body = await response.json()
     text = body["error"] + " ".join(p["message"] for p in body.get("problems", []))
@@ -88,8 +101,12 @@ async def test_malformed_submissions_get_json_errors(client, payload, needle) ->
 
 
 async def test_comfyui_workflow_goes_through_the_converter(client) -> None:
-    comfy = {"1": {"class_type": "CheckpointLoaderSimple",
-                   "inputs": {"ckpt_name": "no-such-model.safetensors"}}}
+    comfy = {
+        "1": {
+            "class_type": "CheckpointLoaderSimple",
+            "inputs": {"ckpt_name": "no-such-model.safetensors"},
+        }
+    }
     response = await client.post("/api/runs", json={"workflow": comfy})
     body = await response.json()
     assert response.status == 400
@@ -100,8 +117,9 @@ async def test_comfyui_workflow_goes_through_the_converter(client) -> None:
 
 async def test_too_large_body_is_refused(client, config) -> None:
     big = b'{"workflow": "' + b"x" * (config.max_body_bytes + 10) + b'"}'
-    response = await client.post("/api/runs", data=big,
-                                 headers={"Content-Type": "application/json"})
+    response = await client.post(
+        "/api/runs", data=big, headers={"Content-Type": "application/json"}
+    )
     assert response.status == 413
     assert "too large" in (await response.json())["error"]
 
@@ -110,10 +128,15 @@ async def test_failed_node_reports_node_input_and_message(client) -> None:
     wf = workflow({"f": {"type": "TestFail", "inputs": {"value": 3}}})
     run = await wait_run(client, await submit(client, wf))
     assert run["status"] == "failed"
-    assert run["nodes"]["f"] == {"status": "failed", "type": "TestFail",
-                                 "message": "refusing value 3", "input": "value"}
-    assert run["error"]["failures"] == [{"node": "f", "node_type": "TestFail", "input": "value",
-                                         "message": "refusing value 3"}]
+    assert run["nodes"]["f"] == {
+        "status": "failed",
+        "type": "TestFail",
+        "message": "refusing value 3",
+        "input": "value",
+    }
+    assert run["error"]["failures"] == [
+        {"node": "f", "node_type": "TestFail", "input": "value", "message": "refusing value 3"}
+    ]
     assert "refusing value 3" in run["error"]["message"]
 
 

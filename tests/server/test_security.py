@@ -26,16 +26,16 @@ def host_of(client) -> str:
     return f"127.0.0.1:{client.port}"
 
 
-@pytest.mark.parametrize("host", ["evil.example:{port}", "127.0.0.1:1", "attacker.com",
-                                  "localhost.evil.com:{port}", ""])
+@pytest.mark.parametrize(
+    "host", ["evil.example:{port}", "127.0.0.1:1", "attacker.com", "localhost.evil.com:{port}", ""]
+)
 async def test_foreign_host_is_refused_everywhere(client, host) -> None:
     header = host.format(port=client.port)
     for path in ("/", "/api/nodes", "/api/runs", "/static/js/main.js"):
         response = await client.get(path, headers={"Host": header})
         assert response.status == 403, (path, header)
         assert "not served" in (await response.json())["error"]
-    response = await client.post("/api/runs", json={"workflow": echo(1)},
-                                  headers={"Host": header})
+    response = await client.post("/api/runs", json={"workflow": echo(1)}, headers={"Host": header})
     assert response.status == 403
 
 
@@ -45,11 +45,21 @@ async def test_loopback_names_are_served(client) -> None:
         assert response.status == 200, name
 
 
-@pytest.mark.parametrize("origin", ["null", "http://evil.example", "http://127.0.0.1:1",
-                                    "https://127.0.0.1:{port}", "file://", "chrome-extension://x"])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "null",
+        "http://evil.example",
+        "http://127.0.0.1:1",
+        "https://127.0.0.1:{port}",
+        "file://",
+        "chrome-extension://x",
+    ],
+)
 @pytest.mark.parametrize("method,path,kwargs", STATE_CHANGING)
-async def test_foreign_or_null_origin_is_refused(client, config, origin, method, path,
-                                                 kwargs) -> None:
+async def test_foreign_or_null_origin_is_refused(
+    client, config, origin, method, path, kwargs
+) -> None:
     headers = {"Origin": origin.format(port=client.port)}
     response = await getattr(client, method)(path, headers=headers, **kwargs)
     assert response.status == 403, (method, path, origin)
@@ -60,16 +70,18 @@ async def test_foreign_or_null_origin_is_refused(client, config, origin, method,
 
 
 async def test_same_origin_and_originless_clients_are_served(client) -> None:
-    same = await client.post("/api/runs", json={"workflow": echo(1)},
-                             headers={"Origin": f"http://{host_of(client)}"})
+    same = await client.post(
+        "/api/runs", json={"workflow": echo(1)}, headers={"Origin": f"http://{host_of(client)}"}
+    )
     assert same.status == 201
     scripted = await client.post("/api/runs", json={"workflow": echo(2)})
     assert scripted.status == 201
 
 
 async def test_cross_site_fetch_metadata_is_refused(client) -> None:
-    response = await client.post("/api/runs", json={"workflow": echo(1)},
-                                 headers={"Sec-Fetch-Site": "cross-site"})
+    response = await client.post(
+        "/api/runs", json={"workflow": echo(1)}, headers={"Sec-Fetch-Site": "cross-site"}
+    )
     assert response.status == 403
 
 
@@ -110,13 +122,13 @@ async def test_token_is_required_when_set(token_client) -> None:
     assert bearer.status == 200
     cookie = await client.get("/api/nodes", headers={"Cookie": "easel_token=s3cret-token"})
     assert cookie.status == 200
-    posted = await client.post("/api/runs", json={"workflow": echo(1)},
-                               headers={"Authorization": "Bearer s3cret-token"})
+    posted = await client.post(
+        "/api/runs", json={"workflow": echo(1)}, headers={"Authorization": "Bearer s3cret-token"}
+    )
     assert posted.status == 201
     with pytest.raises(aiohttp.WSServerHandshakeError):
         await client.ws_connect("/api/events")
-    ws = await client.ws_connect("/api/events",
-                                 headers={"Authorization": "Bearer s3cret-token"})
+    ws = await client.ws_connect("/api/events", headers={"Authorization": "Bearer s3cret-token"})
     assert (await ws.receive_json())["type"] == "hello"
     await ws.close()
 
@@ -143,8 +155,9 @@ async def test_exposed_server_requires_a_token(tmp_path, registry) -> None:
     assert not ServerConfig(host="localhost", data_dir=tmp_path / "y").exposed
 
 
-async def test_exposed_server_with_token_accepts_its_own_name(aiohttp_client, tmp_path,
-                                                              registry) -> None:
+async def test_exposed_server_with_token_accepts_its_own_name(
+    aiohttp_client, tmp_path, registry
+) -> None:
     config = ServerConfig(host="192.168.7.7", port=0, data_dir=tmp_path / "e", token="t")
     client = await aiohttp_client(create_app(config, registry))
     auth = {"Authorization": "Bearer t"}

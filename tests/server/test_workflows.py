@@ -33,7 +33,9 @@ async def test_save_list_load_delete(client, config, project_dir) -> None:
 
     listed = (await (await client.get("/api/workflows")).json())["workflows"]
     assert [(w["name"], w["source"], w["readonly"]) for w in listed] == [
-        ("my flow", "user", False), ("text_to_image", "project", True)]
+        ("my flow", "user", False),
+        ("text_to_image", "project", True),
+    ]
 
     loaded = await client.get("/api/workflows/my flow")
     assert await loaded.json() == mine
@@ -102,19 +104,27 @@ async def test_workflow_from_a_dropped_png_or_json(client) -> None:
     body = await response.json()
     assert body["file"] == "png" and body["workflow"]["nodes"] == wf["nodes"]
 
-    raw = await client.post("/api/workflows/from-file", data=png,
-                            headers={"Content-Type": "image/png"})
+    raw = await client.post(
+        "/api/workflows/from-file", data=png, headers={"Content-Type": "image/png"}
+    )
     assert (await raw.json())["workflow"]["nodes"] == wf["nodes"]
 
-    as_json = await client.post("/api/workflows/from-file", data=json.dumps(wf).encode(),
-                                headers={"Content-Type": "application/json"})
+    as_json = await client.post(
+        "/api/workflows/from-file",
+        data=json.dumps(wf).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     assert (await as_json.json())["file"] == "json"
 
-    plain = await client.post("/api/workflows/from-file", data=png_bytes(),
-                              headers={"Content-Type": "image/png"})
+    plain = await client.post(
+        "/api/workflows/from-file", data=png_bytes(), headers={"Content-Type": "image/png"}
+    )
     assert plain.status == 400
     assert "no workflow" in json.dumps(await plain.json())
 
-    junk = await client.post("/api/workflows/from-file", data=b"GIF89a....",
-                             headers={"Content-Type": "application/octet-stream"})
+    junk = await client.post(
+        "/api/workflows/from-file",
+        data=b"GIF89a....",
+        headers={"Content-Type": "application/octet-stream"},
+    )
     assert junk.status == 415

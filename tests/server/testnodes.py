@@ -21,8 +21,12 @@ from easel.pngmeta import png_info
 
 
 @node(category="testing", outputs={"value": int})
-def TestSlow(ctx: Context, value: int = 1, steps: int = Input(3, ge=1, le=1000),
-             delay: float = Input(0.0, ge=0, le=5)) -> int:
+def TestSlow(
+    ctx: Context,
+    value: int = 1,
+    steps: int = Input(3, ge=1, le=1000),
+    delay: float = Input(0.0, ge=0, le=5),
+) -> int:
     """Counts `steps` steps, sleeping `delay` seconds each, with a preview per step."""
     for step in range(1, steps + 1):
         time.sleep(delay)

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from easel.batch.runner import ItemRunner, RunnerConfig
-from easel.zoo.shapes.render_node import parse_caption
 from easel.workflow_files import read_workflow
 from easel.zoo.shapes.analyse import analyse, score
+from easel.zoo.shapes.render_node import parse_caption
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,5 +47,6 @@ def test_bundled_workflow_draws_its_prompt(name, runner):
     if name == "best_of_n_clipscore.json":
         # The kept image's CLIPScore, measured again on it, is the best of the four.
         assert 0.0 < result["scores"]["best.score"] <= 100.0
-        assert result["scores"]["score.score"] == pytest.approx(result["scores"]["best.score"],
-                                                               abs=1e-3)
+        assert result["scores"]["score.score"] == pytest.approx(
+            result["scores"]["best.score"], abs=1e-3
+        )

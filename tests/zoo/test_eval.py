@@ -10,8 +10,17 @@ from easel.zoo.cli import main
 from easel.zoo.shapes.fid import frechet_distance
 
 # The metrics issue #4 names.
-KEYS = {"color_accuracy", "shape_accuracy", "size_accuracy", "position_accuracy",
-        "background_accuracy", "all_accuracy", "clip_score", "fid", "n"}
+KEYS = {
+    "color_accuracy",
+    "shape_accuracy",
+    "size_accuracy",
+    "position_accuracy",
+    "background_accuracy",
+    "all_accuracy",
+    "clip_score",
+    "fid",
+    "n",
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +40,10 @@ def test_eval_json_has_every_metric(exported, capsys):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert 0.0 <= metrics["clip_score"] <= 100.0
     assert math.isfinite(metrics["fid"]) and metrics["fid"] >= 0.0
-    assert metrics["guidance"] == json.loads((exported / "easel.json").read_text())[
-        "recommended"
-    ]["cfg"]
+    assert (
+        metrics["guidance"]
+        == json.loads((exported / "easel.json").read_text())["recommended"]["cfg"]
+    )
 
 
 def test_eval_table_names_the_goals(exported, capsys):
@@ -46,8 +56,9 @@ def test_eval_table_names_the_goals(exported, capsys):
 
 
 def test_eval_two_object_prompts(exported, capsys):
-    assert main(["eval", str(exported), "--n", "3", "--steps", "1", "--objects", "2",
-                 "--json"]) == 0
+    assert (
+        main(["eval", str(exported), "--n", "3", "--steps", "1", "--objects", "2", "--json"]) == 0
+    )
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["objects"] == 2 and metrics["two_object_prob"] == 1.0
     assert metrics["goals_met"] is None  # the goals are set for single-object prompts

@@ -46,8 +46,9 @@ class Family:
     inpaint: bool = False  # the UNet takes latent + mask + masked-image latent (9 channels)
     pipeline_class: str = "StableDiffusionPipeline"  # the matching diffusers pipeline
     scheduler_config: Mapping[str, Any] = field(default_factory=dict)
-    recognise: Callable[[Mapping[str, Any]], bool] | None = field(default=None, compare=False,
-                                                                   repr=False)
+    recognise: Callable[[Mapping[str, Any]], bool] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     @property
     def is_sdxl(self) -> bool:

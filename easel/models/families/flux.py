@@ -28,12 +28,21 @@ DEFAULT_GUIDANCE = 3.5  # ComfyUI's and FluxPipeline's default embedded guidance
 
 # FLUX.1-dev's and -schnell's diffusers scheduler configs (scheduler/scheduler_config.json).
 DEV_SCHEDULER: Mapping[str, Any] = {
-    "_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000,
-    "shift": 3.0, "use_dynamic_shifting": True, "base_shift": 0.5, "max_shift": 1.15,
-    "base_image_seq_len": 256, "max_image_seq_len": 4096}
+    "_class_name": "FlowMatchEulerDiscreteScheduler",
+    "num_train_timesteps": 1000,
+    "shift": 3.0,
+    "use_dynamic_shifting": True,
+    "base_shift": 0.5,
+    "max_shift": 1.15,
+    "base_image_seq_len": 256,
+    "max_image_seq_len": 4096,
+}
 SCHNELL_SCHEDULER: Mapping[str, Any] = {
-    "_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000,
-    "shift": 1.0, "use_dynamic_shifting": False}
+    "_class_name": "FlowMatchEulerDiscreteScheduler",
+    "num_train_timesteps": 1000,
+    "shift": 1.0,
+    "use_dynamic_shifting": False,
+}
 
 
 @dataclass(frozen=True)
@@ -49,17 +58,39 @@ class FlowFamily(Family):
 
 
 FLUX_DEV = FlowFamily(
-    "flux-dev", "Flux.1 dev", FLUX_LATENT, "flow", (FLUX_CLIP_L, FLUX_T5),
-    pipeline_class="FluxPipeline", scheduler_config=DEV_SCHEDULER, guidance_embeds=True)
+    "flux-dev",
+    "Flux.1 dev",
+    FLUX_LATENT,
+    "flow",
+    (FLUX_CLIP_L, FLUX_T5),
+    pipeline_class="FluxPipeline",
+    scheduler_config=DEV_SCHEDULER,
+    guidance_embeds=True,
+)
 FLUX_SCHNELL = FlowFamily(
-    "flux-schnell", "Flux.1 schnell", FLUX_LATENT, "flow", (FLUX_CLIP_L, FLUX_T5),
-    pipeline_class="FluxPipeline", scheduler_config=SCHNELL_SCHEDULER, guidance_embeds=False)
+    "flux-schnell",
+    "Flux.1 schnell",
+    FLUX_LATENT,
+    "flow",
+    (FLUX_CLIP_L, FLUX_T5),
+    pipeline_class="FluxPipeline",
+    scheduler_config=SCHNELL_SCHEDULER,
+    guidance_embeds=False,
+)
 
 # Fill: dev's transformer taking the masked image's latent and the mask as 320 more channels
 # per token (packed as FluxFillPipeline packs them); fed by InpaintModelConditioning.
 FLUX_FILL = FlowFamily(
-    "flux-fill", "Flux.1 Fill", FLUX_LATENT, "flow", (FLUX_CLIP_L, FLUX_T5), inpaint=True,
-    pipeline_class="FluxFillPipeline", scheduler_config=DEV_SCHEDULER, guidance_embeds=True)
+    "flux-fill",
+    "Flux.1 Fill",
+    FLUX_LATENT,
+    "flow",
+    (FLUX_CLIP_L, FLUX_T5),
+    inpaint=True,
+    pipeline_class="FluxFillPipeline",
+    scheduler_config=DEV_SCHEDULER,
+    guidance_embeds=True,
+)
 FILL_IN_CHANNELS = 384  # 64 (latent) + 64 (masked image latent) + 256 (8x8 mask, packed)
 
 FAMILIES = (FLUX_DEV, FLUX_SCHNELL, FLUX_FILL)
@@ -91,7 +122,7 @@ def recognise(state: Mapping[str, Any]) -> tuple[FlowFamily, tuple[str, ...]] | 
 
 
 def _count(state: Mapping[str, Any], head: str) -> int:
-    found = {int(k[len(head):].split(".", 1)[0]) for k in state if k.startswith(head)}
+    found = {int(k[len(head) :].split(".", 1)[0]) for k in state if k.startswith(head)}
     return max(found) + 1 if found else 0
 
 
@@ -122,6 +153,7 @@ def transformer_config(state: Mapping[str, Any]) -> dict[str, Any]:
 
 def folder_family(config: Any) -> FlowFamily:
     """The family of a diffusers Flux transformer (its config)."""
+
     def get(key: str) -> Any:
         return config.get(key) if isinstance(config, Mapping) else getattr(config, key, None)
 

@@ -41,19 +41,22 @@ def unet_params(state: Mapping[str, Any], family: Family) -> dict[str, Any]:
             levels[-1].append(block)
     num_res = len(levels[0])
     if any(len(level) != num_res for level in levels):
-        raise ModelError("the UNet's levels have different numbers of blocks "
-                         f"({[len(level) for level in levels]}): not a Stable Diffusion UNet")
+        raise ModelError(
+            "the UNet's levels have different numbers of blocks "
+            f"({[len(level) for level in levels]}): not a Stable Diffusion UNet"
+        )
     mult, depth, attention = [], [], []
     for level, ids in enumerate(levels):
         out = shape(state, p + f"input_blocks.{ids[0]}.0.out_layers.3.weight")
         if out is None:
             raise ModelError(f"UNet input block {ids[0]} has no ResBlock")
         mult.append(out[0] // model_channels)
-        blocks_here = _indices(state, re.escape(p + f"input_blocks.{ids[0]}.1.transformer_blocks.")
-                               + r"(\d+)\.")
+        blocks_here = _indices(
+            state, re.escape(p + f"input_blocks.{ids[0]}.1.transformer_blocks.") + r"(\d+)\."
+        )
         depth.append(len(blocks_here))
         if blocks_here:
-            attention.append(2 ** level)
+            attention.append(2**level)
     mid = _indices(state, re.escape(p + "middle_block.1.transformer_blocks.") + r"(\d+)\.")
     proj_key = next((k for k in state if k.startswith(p) and k.endswith(".proj_in.weight")), "")
     proj_in = shape(state, proj_key)
@@ -66,8 +69,9 @@ def unet_params(state: Mapping[str, Any], family: Family) -> dict[str, Any]:
         "attention_resolutions": attention,
         # one depth everywhere is written as an int in the LDM yaml files (SD 1/2, XL refiner);
         # XL base's [0, 2, 10] as a list. diffusers' mid block takes the last level's depth.
-        "transformer_depth": (next(iter(used)) if len(used := {d for d in depth if d}) == 1
-                              else depth),
+        "transformer_depth": (
+            next(iter(used)) if len(used := {d for d in depth if d}) == 1 else depth
+        ),
         "transformer_depth_middle": len(mid),
         "context_dim": context_dim(state),
         "use_linear_in_transformer": proj_in is not None and len(proj_in) == 2,
@@ -107,9 +111,18 @@ def vae_ddconfig(state: Mapping[str, Any]) -> dict[str, Any]:
         assert out is not None
         mult.append(out[0] // ch)
     res = _indices(state, re.escape(p + "encoder.down.0.block.") + r"(\d+)\.")
-    return {"double_z": True, "z_channels": conv_out[0] // 2, "resolution": 256,
-            "in_channels": conv_in[1], "out_ch": dec_out[0], "ch": ch, "ch_mult": mult,
-            "num_res_blocks": len(res), "attn_resolutions": [], "dropout": 0.0}
+    return {
+        "double_z": True,
+        "z_channels": conv_out[0] // 2,
+        "resolution": 256,
+        "in_channels": conv_in[1],
+        "out_ch": dec_out[0],
+        "ch": ch,
+        "ch_mult": mult,
+        "num_res_blocks": len(res),
+        "attn_resolutions": [],
+        "dropout": 0.0,
+    }
 
 
 def vae_norm_groups(state: Mapping[str, Any]) -> int:
@@ -120,13 +133,15 @@ def vae_norm_groups(state: Mapping[str, Any]) -> int:
     return 32 if ch[0] % 32 == 0 else 1
 
 
-def original_config(state: Mapping[str, Any], family: Family,
-                    has_vae: bool = True) -> dict[str, Any]:
+def original_config(
+    state: Mapping[str, Any], family: Family, has_vae: bool = True
+) -> dict[str, Any]:
     """An LDM yaml as a dict, enough for diffusers' single-file config functions."""
     params: dict[str, Any] = {
         "unet_config": {"params": unet_params(state, family)},
         "scale_factor": family.latent.scaling_factor,
     }
-    params["first_stage_config"] = {"params": {"ddconfig": vae_ddconfig(state) if has_vae else
-                                               {"ch_mult": [1, 2, 4, 4]}}}
+    params["first_stage_config"] = {
+        "params": {"ddconfig": vae_ddconfig(state) if has_vae else {"ch_mult": [1, 2, 4, 4]}}
+    }
     return {"model": {"params": params}}

@@ -61,8 +61,7 @@ def is_v_prediction(state: Mapping[str, Any]) -> bool:
     block's first transformer norm bias (v models were trained on; the 512 eps base is flat)."""
     if "v_pred" in state:
         return True
-    blocks = {int(k.split(".")[3]) for k in state
-              if k.startswith(UNET_PREFIX + "output_blocks.")}
+    blocks = {int(k.split(".")[3]) for k in state if k.startswith(UNET_PREFIX + "output_blocks.")}
     if not blocks:
         return False
     value = state.get(f"{UNET_PREFIX}output_blocks.{max(blocks)}.1.transformer_blocks.0.norm1.bias")

@@ -31,16 +31,23 @@ def _get(config: Any, key: str, default: Any = None) -> Any:
     return getattr(config, key, default)
 
 
-def folder_family(unet_config: Any, *, scheduler_config: Mapping[str, Any] | None = None,
-                  vae_config: Any = None, text_parts: tuple[str, ...] = ("",)) -> Family:
+def folder_family(
+    unet_config: Any,
+    *,
+    scheduler_config: Mapping[str, Any] | None = None,
+    vae_config: Any = None,
+    text_parts: tuple[str, ...] = ("",),
+) -> Family:
     """The family of a diffusers folder, from its UNet, scheduler and VAE configs and which
     text encoders it has ("" for text_encoder, "g" for text_encoder_2 alone, ("l", "g") both).
 
     A folder carries its own latent scaling and prediction type; SD 2 folders hold the text
     tower already cut to the layer the pipeline uses, so their text part reads the last layer.
     """
-    if (_get(unet_config, "addition_embed_type") == "image"
-            or _get(unet_config, "encoder_hid_dim_type") == "image_proj"):
+    if (
+        _get(unet_config, "addition_embed_type") == "image"
+        or _get(unet_config, "encoder_hid_dim_type") == "image_proj"
+    ):
         base = UNCLIP
     elif _get(unet_config, "addition_embed_type") == "text_time":
         inpaint = _get(unet_config, "in_channels") == 9
@@ -49,7 +56,8 @@ def folder_family(unet_config: Any, *, scheduler_config: Mapping[str, Any] | Non
     else:
         inpaint = _get(unet_config, "in_channels") == 9
         if _get(unet_config, "cross_attention_dim") == 1024 or _get(
-                unet_config, "use_linear_projection"):
+            unet_config, "use_linear_projection"
+        ):
             base = sd.SD2_INPAINT if inpaint else sd.SD2
             base = replace(base, text=(replace(sd.OPEN_CLIP_H, layer=-1),))
         else:
@@ -63,7 +71,8 @@ def folder_family(unet_config: Any, *, scheduler_config: Mapping[str, Any] | Non
             channels=int(_get(vae_config, "latent_channels", 4)),
             scaling_factor=float(_get(vae_config, "scaling_factor", None) or 1.0),
             shift_factor=float(_get(vae_config, "shift_factor", None) or 0.0),
-            factor=2 ** (len(_get(vae_config, "block_out_channels", (0,) * 4)) - 1))
+            factor=2 ** (len(_get(vae_config, "block_out_channels", (0,) * 4)) - 1),
+        )
     return replace(base, latent=latent, prediction_type=str(prediction))
 
 

@@ -36,15 +36,21 @@ def parse_caption(text: str) -> Any:
         if len(colours) != 1 or len(shapes) != 1:
             raise NodeError(
                 f"each object needs one colour ({', '.join(data.COLOR_NAMES)}) and one shape "
-                f"({', '.join(data.SHAPES)}); could not read {part.strip()!r}", "text")
-        objects.append(data.ShapeObject(colours[0], shapes[0],
-                                        sizes[0] if sizes else data.DEFAULT_SIZE,
-                                        positions[0] if positions else data.DEFAULT_POSITION))
+                f"({', '.join(data.SHAPES)}); could not read {part.strip()!r}",
+                "text",
+            )
+        objects.append(
+            data.ShapeObject(
+                colours[0],
+                shapes[0],
+                sizes[0] if sizes else data.DEFAULT_SIZE,
+                positions[0] if positions else data.DEFAULT_POSITION,
+            )
+        )
     if len(objects) > 2:
         raise NodeError("at most two objects", "text")
     if len(objects) == 2 and objects[0].position == objects[1].position:
-        raise NodeError("two objects need different positions (left/right or top/bottom)",
-                        "text")
+        raise NodeError("two objects need different positions (left/right or top/bottom)", "text")
     return data.Scene(tuple(objects), background, text)
 
 

@@ -87,9 +87,7 @@ def latent_scaling_factor(vae: Any, options: RunOptions, n: int = 512) -> float:
 
 
 @torch.no_grad()
-def evaluate_reconstruction(
-    vae: Any, options: RunOptions, n: int = 500
-) -> dict[str, float]:
+def evaluate_reconstruction(vae: Any, options: RunOptions, n: int = 500) -> dict[str, float]:
     """Analyser accuracy on VAE reconstructions of held-out-style scenes."""
     from easel.zoo.shapes.analyse import ATTRIBUTES, analyse, score
 

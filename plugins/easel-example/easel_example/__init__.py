@@ -41,8 +41,11 @@ def _parse_colors(text: str) -> list[tuple[int, int, int]]:
 
 
 @easel.node(category="image/color", outputs={"palette": Palette_})
-def Palette(colors: str = easel.Input("black, white, #e63946, #457b9d, #f1c40f",
-                                      multiline=True, widget="palette")) -> Any:
+def Palette(
+    colors: str = easel.Input(
+        "black, white, #e63946, #457b9d, #f1c40f", multiline=True, widget="palette"
+    ),
+) -> Any:
     """A palette from colour names, #rrggbb or 'R G B' triples, comma separated."""
     return _parse_colors(colors)
 
@@ -75,8 +78,9 @@ def PromptTemplate(
     try:
         return template.format(subject=subject, style=style)
     except (KeyError, IndexError, ValueError) as exc:
-        raise easel.NodeError(f"bad placeholder {exc}: use {{subject}} and {{style}}",
-                              "template") from None
+        raise easel.NodeError(
+            f"bad placeholder {exc}: use {{subject}} and {{style}}", "template"
+        ) from None
 
 
 @easel.hookimpl

@@ -13,9 +13,15 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 HERE = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 def free_port() -> int:
@@ -26,9 +32,20 @@ def free_port() -> int:
 
 def test_palette_widget_shows_swatches(tmp_path):
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "easel", "serve", "--port", str(port),
-                               "--data-dir", str(tmp_path / "data")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "easel",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         url = f"http://127.0.0.1:{port}/"
         deadline = time.monotonic() + 60
@@ -44,13 +61,15 @@ def test_palette_widget_shows_swatches(tmp_path):
         assert any(m.endswith("/index.js") for m in example["modules"])
         workflow = json.loads((HERE / "workflows" / "palette.json").read_text())
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                                 args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(
+                executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+            )
             try:
                 page = browser.new_page()
                 page.goto(url)
                 page.wait_for_function(
-                    "() => window.easel && document.body.dataset.plugins !== undefined")
+                    "() => window.easel && document.body.dataset.plugins !== undefined"
+                )
                 page.evaluate("wf => window.easel.load(wf, 'palette')", workflow)
                 swatches = page.locator(".example-palette .example-swatch")
                 swatches.first.wait_for()

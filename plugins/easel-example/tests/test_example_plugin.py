@@ -19,8 +19,9 @@ HERE = Path(__file__).resolve().parent.parent
 
 
 def easel_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "easel", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "easel", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_installed_entry_point_registers_nodes_and_socket_type():
@@ -62,8 +63,16 @@ def test_end_to_end_run_through_the_cli(tmp_path):
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(tmp_path / "in.png")
     workflow = HERE / "workflows" / "palette.json"
-    result = easel_cli("run", str(workflow), "--set", f"load.image={tmp_path / 'in.png'}",
-                       "--output-dir", str(tmp_path / "out"), "--json", cwd=tmp_path)
+    result = easel_cli(
+        "run",
+        str(workflow),
+        "--set",
+        f"load.image={tmp_path / 'in.png'}",
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--json",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     [written] = report["files"]

@@ -21,17 +21,24 @@ EVENTS: list[Any] = []  # what the listener saw, for the tests
 
 
 def is_stencil(value: Any) -> bool:
-    return (isinstance(value, list) and all(isinstance(row, str) for row in value)
-            and len({len(row) for row in value}) <= 1)
+    return (
+        isinstance(value, list)
+        and all(isinstance(row, str) for row in value)
+        and len({len(row) for row in value}) <= 1
+    )
 
 
 # -- nodes -------------------------------------------------------------------------------
-@easel.node(category="outside/stencils", outputs={"stencil": Stencil},
-            display_name="Stencil from text")
-def MakeStencil(ctx: easel.Context,
-                pattern: str = easel.Input("#.#\n.#.", multiline=True, max_length=4000,
-                                           description="rows of # and ."),
-                repeat: int = easel.Input(1, ge=1, le=8, step=1)) -> list[str]:
+@easel.node(
+    category="outside/stencils", outputs={"stencil": Stencil}, display_name="Stencil from text"
+)
+def MakeStencil(
+    ctx: easel.Context,
+    pattern: str = easel.Input(
+        "#.#\n.#.", multiline=True, max_length=4000, description="rows of # and ."
+    ),
+    repeat: int = easel.Input(1, ge=1, le=8, step=1),
+) -> list[str]:
     """Rows of '#' (on) and '.' (off), tiled `repeat` times across."""
     rows = [row.strip() * repeat for row in pattern.splitlines() if row.strip()]
     if not rows or len({len(r) for r in rows}) != 1 or set("".join(rows)) - {"#", "."}:
@@ -68,8 +75,9 @@ def _path_exists(ctx: easel.Context, inputs: dict[str, Any]) -> list[tuple[str, 
     return [] if path.is_file() else [("path", f"no such file: {path}")]
 
 
-@easel.node(category="outside/text", outputs={"text": str}, fingerprint=_file_digest,
-            check=_path_exists)
+@easel.node(
+    category="outside/text", outputs={"text": str}, fingerprint=_file_digest, check=_path_exists
+)
 def TextRead(path: str) -> str:
     """A text file's contents (relative paths: the working directory)."""
     return Path(path).read_text()
@@ -80,9 +88,12 @@ def _which(ctx: easel.Context, inputs: dict[str, Any]) -> list[str]:
 
 
 @easel.node(category="outside/text", outputs={"text": str}, needs=_which)
-def TextByLength(text: str, limit: int = easel.Input(10, ge=0),
-             when_long: str = easel.Input("", lazy=True),
-             when_short: str = easel.Input("", lazy=True)) -> str:
+def TextByLength(
+    text: str,
+    limit: int = easel.Input(10, ge=0),
+    when_long: str = easel.Input("", lazy=True),
+    when_short: str = easel.Input("", lazy=True),
+) -> str:
     """Pick one of two texts by the length of another; only that branch runs."""
     return when_long if len(text) > limit else when_short
 
@@ -93,20 +104,24 @@ def TextSplitLines(text: str = easel.Input("", multiline=True)) -> list[str]:
 
 
 @easel.node(category="outside/text", outputs={"text": str})
-def TextShout(text: str, style: Literal["upper", "title"] = "upper",
-          suffix: str | None = None) -> str:
+def TextShout(
+    text: str, style: Literal["upper", "title"] = "upper", suffix: str | None = None
+) -> str:
     out = text.upper() if style == "upper" else text.title()
     return out + (suffix or "")
 
 
 @easel.node(category="outside/text", outputs={"text": str, "count": int})
-def TextJoinLines(lines: str = easel.Input("", as_list=True),
-              separator: str = easel.Input(" / ", choices=[" / ", ", ", "\n"])) -> dict:
+def TextJoinLines(
+    lines: str = easel.Input("", as_list=True),
+    separator: str = easel.Input(" / ", choices=[" / ", ", ", "\n"]),
+) -> dict:
     return {"text": separator.join(lines), "count": len(lines)}
 
 
-@easel.node(category="outside/text", outputs={"text": str, "salt": str},
-            output_depends={"text": ("text",)})
+@easel.node(
+    category="outside/text", outputs={"text": str, "salt": str}, output_depends={"text": ("text",)}
+)
 def TextSalted(text: str, salt: str = "pepper") -> dict:
     """Two outputs: `text` depends on `text` only, so a new salt re-runs nothing after it."""
     return {"text": text, "salt": f"{salt}:{text}"}
@@ -119,21 +134,43 @@ def TextNonce() -> str:
     return uuid.uuid4().hex
 
 
-@easel.node(category="outside/report", outputs={}, output_node=True,
-            hidden=["workflow", "extra_pnginfo", "node_id"], display_name="TextReport")
-def TextReport(ctx: easel.Context, text: str, workflow: Any = None, extra_pnginfo: Any = None,
-           node_id: str = "") -> dict:
+@easel.node(
+    category="outside/report",
+    outputs={},
+    output_node=True,
+    hidden=["workflow", "extra_pnginfo", "node_id"],
+    display_name="TextReport",
+)
+def TextReport(
+    ctx: easel.Context,
+    text: str,
+    workflow: Any = None,
+    extra_pnginfo: Any = None,
+    node_id: str = "",
+) -> dict:
     """Write the text and the workflow that made it into the output folder."""
     folder = ctx.output_dir / "outside"
     folder.mkdir(parents=True, exist_ok=True)
     name = f"report-{node_id}.json"
-    (folder / name).write_text(json.dumps({"text": text, "workflow": workflow,
-                                           "extra": extra_pnginfo}))
+    (folder / name).write_text(
+        json.dumps({"text": text, "workflow": workflow, "extra": extra_pnginfo})
+    )
     return {"ui": {"files": [f"outside/{name}"], "text": text}}
 
 
-NODES = [MakeStencil, BrokenStencil, StencilImage, TextRead, TextByLength, TextSplitLines,
-         TextShout, TextJoinLines, TextSalted, TextNonce, TextReport]
+NODES = [
+    MakeStencil,
+    BrokenStencil,
+    StencilImage,
+    TextRead,
+    TextByLength,
+    TextSplitLines,
+    TextShout,
+    TextJoinLines,
+    TextSalted,
+    TextNonce,
+    TextReport,
+]
 
 
 # -- routes ------------------------------------------------------------------------------
@@ -186,14 +223,24 @@ def register_model_kinds(register):
 
 @easel.hookimpl
 def register_cache_codecs(register):
-    register(Codec("outside-stencil", ".stencil", is_stencil,
-                   lambda value, path: path.write_text("\n".join(value)),
-                   lambda path: path.read_text().splitlines()))
+    register(
+        Codec(
+            "outside-stencil",
+            ".stencil",
+            is_stencil,
+            lambda value, path: path.write_text("\n".join(value)),
+            lambda path: path.read_text().splitlines(),
+        )
+    )
 
 
 @easel.hookimpl
 def register_comfy_nodes(register):
     from easel.comfy.mapping import NodeMap
 
-    register("OutsideShout", NodeMap("TextShout", {"text": "text", "style": "style"}, ("text",),
-                                     widgets=("text", "style")))
+    register(
+        "OutsideShout",
+        NodeMap(
+            "TextShout", {"text": "text", "style": "style"}, ("text",), widgets=("text", "style")
+        ),
+    )

@@ -38,22 +38,33 @@ def test_found_through_its_entry_point_with_every_hook(registry) -> None:
     assert info.socket_types == ["OUTSIDE.STENCIL"]
     assert (info.web_assets / "index.js").is_file()
     assert sorted(r.url for r in registry.routes if r.plugin == "outside") == [
-        "/api/plugins/outside/check", "/api/plugins/outside/nodes"]
+        "/api/plugins/outside/check",
+        "/api/plugins/outside/nodes",
+    ]
     assert registry.event_types["outside.stencil_made"] == "outside"
     assert plugin_model_kinds(registry)["stencils"] == ("stencils",)
     assert plugin_comfy_nodes(registry)["OutsideShout"].easel_type == "TextShout"
     assert registry.codecs[0].name in {"outside-stencil", "tensors", "png"}
     schema = registry.nodes["MakeStencil"].schema()
     assert schema["display_name"] == "Stencil from text" and schema["plugin"] == "outside"
-    assert schema["inputs"]["repeat"] == {"type": "INT", "required": False, "minimum": 1,
-                                          "maximum": 8, "default": 1, "step": 1}
+    assert schema["inputs"]["repeat"] == {
+        "type": "INT",
+        "required": False,
+        "minimum": 1,
+        "maximum": 8,
+        "default": 1,
+        "step": 1,
+    }
 
 
 def test_stencil_to_image_with_progress_and_a_custom_event(registry) -> None:
     easel_outside.EVENTS.clear()
-    wf = workflow({"s": {"type": "MakeStencil", "inputs": {"pattern": "#.\n.#", "repeat": 2}},
-                   "img": {"type": "StencilImage", "inputs": {"stencil": ["s", "stencil"],
-                                                               "scale": 1}}})
+    wf = workflow(
+        {
+            "s": {"type": "MakeStencil", "inputs": {"pattern": "#.\n.#", "repeat": 2}},
+            "img": {"type": "StencilImage", "inputs": {"stencil": ["s", "stencil"], "scale": 1}},
+        }
+    )
     seen: list[Any] = []
     result = Executor(registry).run(wf, targets=["img"], keep_values=True, on_event=seen.append)
     assert result.ok, result.failures
@@ -62,26 +73,39 @@ def test_stencil_to_image_with_progress_and_a_custom_event(registry) -> None:
     made = [e for e in seen if e.type == "outside.stencil_made"]
     assert [(e.node_id, e.data) for e in made] == [("s", {"rows": 2})]
     assert [e.type for e in easel_outside.EVENTS if e.type.startswith("outside.")] == [
-        "outside.stencil_made"]  # the plugin's own listener
+        "outside.stencil_made"
+    ]  # the plugin's own listener
     assert [(e.data["step"], e.data["total"]) for e in seen if e.type == "node_progress"] == [
-        (1, 2), (2, 2)]
+        (1, 2),
+        (2, 2),
+    ]
 
 
 def test_a_wrong_output_is_blamed_on_the_node_that_made_it(registry) -> None:
-    wf = workflow({"b": {"type": "BrokenStencil"},
-                   "img": {"type": "StencilImage", "inputs": {"stencil": ["b", "stencil"]}}})
+    wf = workflow(
+        {
+            "b": {"type": "BrokenStencil"},
+            "img": {"type": "StencilImage", "inputs": {"stencil": ["b", "stencil"]}},
+        }
+    )
     result = Executor(registry).run(wf, targets=["img"])
     assert result.node_status == {"b": "failed", "img": "skipped"}
     assert result.failures[0].message == (
-        "output 'stencil' should be OUTSIDE.STENCIL, but the node returned an int (42)"
-        .replace("an int", "a int"))
+        "output 'stencil' should be OUTSIDE.STENCIL, but the node returned an int (42)".replace(
+            "an int", "a int"
+        )
+    )
 
 
 def test_a_linked_path_is_fingerprinted_and_checked_when_known(registry, tmp_path) -> None:
     text = tmp_path / "prompt.txt"
     text.write_text("short")
-    wf = workflow({"p": {"type": "String", "inputs": {"value": str(text)}},
-                   "r": {"type": "TextRead", "inputs": {"path": ["p", "value"]}}})
+    wf = workflow(
+        {
+            "p": {"type": "String", "inputs": {"value": str(text)}},
+            "r": {"type": "TextRead", "inputs": {"path": ["p", "value"]}},
+        }
+    )
     ex = Executor(registry)
     assert ex.run(wf, targets=["r"], keep_values=True).values["r"]["text"] == "short"
     assert ex.run(wf, targets=["r"]).cached == ["p", "r"]
@@ -94,19 +118,27 @@ def test_a_linked_path_is_fingerprinted_and_checked_when_known(registry, tmp_pat
 
 
 def test_lazy_lists_hidden_inputs_and_per_output_identity(registry, tmp_path) -> None:
-    wf = workflow({
-        "lines": {"type": "TextSplitLines", "inputs": {"text": "one\ntwo\nthree"}},
-        "loud": {"type": "TextShout", "inputs": {"text": ["lines", "line"], "suffix": "!"}},
-        "join": {"type": "TextJoinLines", "inputs": {"lines": ["loud", "text"]}},
-        "long": {"type": "TextShout", "inputs": {"text": "long branch"}},
-        "short": {"type": "TextShout", "inputs": {"text": "short branch", "style": "title"}},
-        "pick": {"type": "TextByLength", "inputs": {"text": ["join", "text"], "limit": 5,
-                                                "when_long": ["long", "text"],
-                                                "when_short": ["short", "text"]}},
-        "salt": {"type": "TextSalted", "inputs": {"text": ["pick", "text"], "salt": "a"}},
-        "after": {"type": "TextShout", "inputs": {"text": ["salt", "text"], "style": "title"}},
-        "report": {"type": "TextReport", "inputs": {"text": ["after", "text"]}},
-    })
+    wf = workflow(
+        {
+            "lines": {"type": "TextSplitLines", "inputs": {"text": "one\ntwo\nthree"}},
+            "loud": {"type": "TextShout", "inputs": {"text": ["lines", "line"], "suffix": "!"}},
+            "join": {"type": "TextJoinLines", "inputs": {"lines": ["loud", "text"]}},
+            "long": {"type": "TextShout", "inputs": {"text": "long branch"}},
+            "short": {"type": "TextShout", "inputs": {"text": "short branch", "style": "title"}},
+            "pick": {
+                "type": "TextByLength",
+                "inputs": {
+                    "text": ["join", "text"],
+                    "limit": 5,
+                    "when_long": ["long", "text"],
+                    "when_short": ["short", "text"],
+                },
+            },
+            "salt": {"type": "TextSalted", "inputs": {"text": ["pick", "text"], "salt": "a"}},
+            "after": {"type": "TextShout", "inputs": {"text": ["salt", "text"], "style": "title"}},
+            "report": {"type": "TextReport", "inputs": {"text": ["after", "text"]}},
+        }
+    )
     ex = Executor(registry, output_dir=tmp_path)
     result = ex.run(wf, keep_values=True, services={"extra_pnginfo": {"who": "tests"}})
     assert result.ok, result.failures
@@ -140,33 +172,44 @@ def test_the_disk_cache_keeps_stencils_with_the_plugins_codec(registry, tmp_path
 
 
 def easel_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "easel", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "easel", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_the_cli_lists_runs_and_imports_the_plugin(tmp_path) -> None:
     listed = json.loads(easel_cli("plugins", "--json", cwd=tmp_path).stdout)
     outside = next(p for p in listed if p["name"] == "outside")
     assert outside["ok"] and outside["errors"] == [] and "TextReport" in outside["nodes"]
-    (tmp_path / "wf.json").write_text(json.dumps(workflow({
-        "s": {"type": "MakeStencil", "inputs": {"pattern": "##"}},
-        "img": {"type": "StencilImage", "inputs": {"stencil": ["s", "stencil"]}},
-        "t": {"type": "TextShout", "inputs": {"text": "made by the cli"}},
-        "r": {"type": "TextReport", "inputs": {"text": ["t", "text"]}},
-    })))
+    (tmp_path / "wf.json").write_text(
+        json.dumps(
+            workflow(
+                {
+                    "s": {"type": "MakeStencil", "inputs": {"pattern": "##"}},
+                    "img": {"type": "StencilImage", "inputs": {"stencil": ["s", "stencil"]}},
+                    "t": {"type": "TextShout", "inputs": {"text": "made by the cli"}},
+                    "r": {"type": "TextReport", "inputs": {"text": ["t", "text"]}},
+                }
+            )
+        )
+    )
     ran = easel_cli("run", "wf.json", "--json", "-q", cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
     report = json.loads(ran.stdout)
     assert report["status"] == "succeeded" and report["nodes"]["r"] == "executed"
     saved = json.loads((tmp_path / "output" / "outside" / "report-r.json").read_text())
     assert saved["text"] == "MADE BY THE CLI"
-    (tmp_path / "comfy.json").write_text(json.dumps({
-        "1": {"class_type": "OutsideShout", "inputs": {"text": "hi", "style": "title"}}}))
+    (tmp_path / "comfy.json").write_text(
+        json.dumps(
+            {"1": {"class_type": "OutsideShout", "inputs": {"text": "hi", "style": "title"}}}
+        )
+    )
     converted = easel_cli("convert", "comfy", "comfy.json", cwd=tmp_path)
     assert converted.returncode == 0, converted.stderr
     nodes = json.loads(converted.stdout)["nodes"]
     assert [(n["type"], n["inputs"]) for n in nodes.values()] == [
-        ("TextShout", {"text": "hi", "style": "title"})]
+        ("TextShout", {"text": "hi", "style": "title"})
+    ]
 
 
 def test_the_server_mounts_its_routes_and_streams_its_events(tmp_path) -> None:
@@ -181,22 +224,26 @@ def test_the_server_mounts_its_routes_and_streams_its_events(tmp_path) -> None:
             names = await (await client.get("/api/plugins/outside/nodes")).json()
             assert "MakeStencil" in names["nodes"]
             origin = {"Origin": f"http://127.0.0.1:{client.port}"}
-            checked = await client.post("/api/plugins/outside/check", headers=origin,
-                                        json={"stencil": ["#", "."]})
+            checked = await client.post(
+                "/api/plugins/outside/check", headers=origin, json={"stencil": ["#", "."]}
+            )
             assert await checked.json() == {"valid": True}
-            foreign = await client.post("/api/plugins/outside/check", json={},
-                                        headers={"Origin": "http://evil.example"})
+            foreign = await client.post(
+                "/api/plugins/outside/check", json={}, headers={"Origin": "http://evil.example"}
+            )
             assert foreign.status == 403
             listed = await (await client.get("/api/plugins")).json()
             outside = next(p for p in listed["plugins"] if p["name"] == "outside")
             assert outside["ok"] and outside["modules"] == ["/plugins/outside/index.js"]
             ws = await client.ws_connect("/api/events", headers=origin)
             await ws.receive_json()  # hello
-            wf = workflow({
-                "s": {"type": "MakeStencil", "inputs": {"pattern": "#"}},
-                "img": {"type": "StencilImage", "inputs": {"stencil": ["s", "stencil"]}},
-                "show": {"type": "PreviewImage", "inputs": {"image": ["img", "image"]}},
-            })
+            wf = workflow(
+                {
+                    "s": {"type": "MakeStencil", "inputs": {"pattern": "#"}},
+                    "img": {"type": "StencilImage", "inputs": {"stencil": ["s", "stencil"]}},
+                    "show": {"type": "PreviewImage", "inputs": {"image": ["img", "image"]}},
+                }
+            )
             posted = await client.post("/api/runs", json={"workflow": wf}, headers=origin)
             run_id = (await posted.json())["id"]
             custom: list[dict[str, Any]] = []
