@@ -60,7 +60,8 @@ def test_comfy_script_drives_easel(server, tmp_path) -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"done": True}
+    # comfy-script's own queue messages may be printed after the script's last line
+    assert '{"done": true}' in done.stdout.splitlines(), done.stdout[-2000:] + done.stderr[-2000:]
     runs = server.get("/api/runs")["runs"]
     assert [r["status"] for r in runs] == ["succeeded"]
     files = runs[0]["summary"]["files"]
