@@ -5,7 +5,6 @@ names the importer maps, progress, and the saved image. It is in the dev extra."
 from __future__ import annotations
 
 import io
-import json
 import subprocess
 import sys
 import textwrap
