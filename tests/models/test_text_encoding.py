@@ -18,7 +18,7 @@ import torch
 from easel.models.handles import ClipHandle, TextEncoderPart
 from easel.models.text import encode_prompts, encode_text
 
-TOKENIZER_DIR = Path("/work/shared/tokenizers/clip")  # standard CLIP BPE files (tests only)
+TOKENIZER_DIR = Path(__file__).resolve().parents[3] / "shared" / "tokenizers" / "clip"  # tests only
 BOS, EOS = 49406, 49407
 L_WIDTH, G_WIDTH, G_PROJECTION = 32, 48, 16
 
