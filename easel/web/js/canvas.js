@@ -1,6 +1,6 @@
 // The canvas: nodes as DOM, links as SVG, pan/zoom, selection, dragging nodes and links.
 
-import { isLink } from "./graph.js";
+import { isLink, REROUTE } from "./graph.js";
 import { makeWidget } from "./widgets.js";
 import { outputUrl } from "./api.js";
 import { el } from "./dom.js";
@@ -25,6 +25,8 @@ export function typeColor(type) {
 const SVG = "http://www.w3.org/2000/svg";
 const MIN_ZOOM = 0.05; // Fit shows a graph of thousands of nodes
 const MAX_ZOOM = 2.5;
+/** The smallest size a node can be dragged to (world units); its content's height is a floor too. */
+export const MIN_NODE_SIZE = { width: 160, height: 60 };
 
 export class Canvas {
   constructor(root, graph, { toast }) {
@@ -165,6 +167,12 @@ export class Canvas {
     if (ui("collapsed")) element.classList.add("collapsed");
     if (ui("pinned")) element.classList.add("pinned");
     if (ui("colors")) element.style.setProperty("--node-color", ui("colors"));
+    if (node.type === REROUTE) {
+      element.classList.add("reroute");
+      element.title = `${node.id} (Reroute)`;
+    }
+    const size = node.type === REROUTE ? null : ui("sizes");
+    if (Array.isArray(size)) this.#applySize(element, size[0], size[1]);
 
     const header = el("div", "node-header");
     const title = el("span", "node-title", ui("titles") || schema?.display_name || node.type);
@@ -187,8 +195,19 @@ export class Canvas {
     }
     element.append(body);
     element.append(el("div", "node-progress"), el("div", "node-message"), el("div", "node-media"));
+    if (node.type !== REROUTE) {
+      const grip = el("div", "node-resize");
+      grip.title = "drag to resize";
+      element.append(grip);
+    }
     this.applyState(node.id, element);
     return element;
+  }
+
+  #applySize(element, width, height) {
+    element.classList.add("sized");
+    element.style.width = `${Math.max(MIN_NODE_SIZE.width, width)}px`;
+    element.style.minHeight = `${Math.max(MIN_NODE_SIZE.height, height)}px`;
   }
 
   socket(nodeId, name, type, dir) {
@@ -217,8 +236,16 @@ export class Canvas {
       row.append(el("span", "type-tag", spec.type));
       return row;
     }
-    if (linked) {
+    if (linked) { // as ComfyUI: a linked value input shows no widget
       row.append(el("span", "linked-from", `← ${value[0]}.${value[1]}`));
+      return row;
+    }
+    if (this.graph.isConverted(node.id, name)) { // "convert widget to input": the socket sets it
+      row.classList.add("converted");
+      const shown = value === undefined ? "" : JSON.stringify(value);
+      const tag = el("span", "type-tag", spec.type);
+      tag.title = `widget hidden (value ${shown || "unset"}): link a value, or use "Convert ${name} to widget"`;
+      row.append(tag);
       return row;
     }
     const ctx = {
@@ -462,6 +489,14 @@ export class Canvas {
         return;
       }
     }
+    const grip = target.closest(".node-resize");
+    if (grip && e.button === 0) {
+      const element = grip.closest(".node");
+      this.drag = { kind: "node-resize", id: element.dataset.id, element, startX: e.clientX, startY: e.clientY,
+                    start: { w: element.offsetWidth, h: element.offsetHeight }, moved: false };
+      e.preventDefault();
+      return;
+    }
     const header = target.closest(".node-header, .node");
     const nodeEl = target.closest(".node");
     if (nodeEl && e.button === 0 && header) {
@@ -567,6 +602,13 @@ export class Canvas {
       d.group.w = Math.max(120, Math.round(d.start.w + (e.clientX - d.startX) / this.view.zoom));
       d.group.h = Math.max(60, Math.round(d.start.h + (e.clientY - d.startY) / this.view.zoom));
       Object.assign(d.element.style, { width: `${d.group.w}px`, height: `${d.group.h}px` });
+    } else if (d.kind === "node-resize") {
+      if (!d.moved) { this.graph.checkpoint(); d.moved = true; }
+      d.size = [Math.max(MIN_NODE_SIZE.width, Math.round(d.start.w + (e.clientX - d.startX) / this.view.zoom)),
+                Math.max(MIN_NODE_SIZE.height, Math.round(d.start.h + (e.clientY - d.startY) / this.view.zoom))];
+      this.#applySize(d.element, ...d.size);
+      this.offsets?.delete(d.id); // its output sockets moved with its right edge
+      this.moveLinks([d.id]);
     } else if (d.kind === "link") {
       d.end = this.toWorld(e.clientX, e.clientY);
       this.drawTempLink();
@@ -587,6 +629,7 @@ export class Canvas {
     if (d.kind === "pan" && !d.moved) this.select([]);
     if (d.kind === "nodes" && d.moved) this.graph.changed({ moved: [...d.starts.keys()] });
     if (d.kind === "group-resize" && d.moved) this.graph.changed({ moved: [] });
+    if (d.kind === "node-resize" && d.size) this.graph.setNodeUi("sizes", [d.id], d.size);
     if (d.kind === "box") {
       d.box.remove();
       if (d.rect) {

@@ -25,11 +25,12 @@ export class ContextMenu {
   }
 
   /** `{label, when?(node), action(node, editor)}`: shown for the nodes `when` accepts.
-   *  `swatches: true` shows a row of colours; the action then receives the colour third. */
+   *  `swatches: true` shows a row of colours; the action then receives the colour third.
+   *  `children(node)` -> [{label, action}] makes the entry open a list of sub-entries. */
   add(item, list = this.items) {
     if (!item || (typeof item.label !== "string" && typeof item.label !== "function") ||
-        typeof item.action !== "function") {
-      throw new TypeError("a context menu item needs a label and an action(node, editor)");
+        (typeof item.action !== "function" && typeof item.children !== "function")) {
+      throw new TypeError("a context menu item needs a label and an action(node, editor) or children(node)");
     }
     list.push(item);
   }
@@ -44,7 +45,8 @@ export class ContextMenu {
     const groupEl = event.target.closest?.(".group");
     const linkEl = event.target.closest?.("path.link:not(.temp)");
     if (linkEl) {
-      subject = { from: linkEl.dataset.from, to: linkEl.dataset.to, input: linkEl.dataset.input };
+      subject = { from: linkEl.dataset.from, to: linkEl.dataset.to, input: linkEl.dataset.input,
+                  clientX: event.clientX, clientY: event.clientY };
       items = this.linkItems;
     } else if (element) {
       subject = this.graph.nodes.get(element.dataset.id);
@@ -90,6 +92,29 @@ export class ContextMenu {
     const button = el("button", "context-item", label);
     if (item.keys) button.append(el("kbd", null, item.keys));
     button.setAttribute("role", "menuitem");
+    if (item.children) {
+      const children = item.children(subject);
+      const list = el("div", "context-submenu");
+      list.hidden = true;
+      for (const child of children) {
+        const sub = el("button", "context-item sub", child.label);
+        sub.setAttribute("role", "menuitem");
+        sub.addEventListener("click", () => {
+          this.close();
+          try { child.action(subject, this.editor); } catch (err) { console.error("menu action failed", err); }
+        });
+        list.append(sub);
+      }
+      button.append(el("span", "context-arrow", "▸"));
+      button.setAttribute("aria-expanded", "false");
+      button.addEventListener("click", () => {
+        list.hidden = !list.hidden;
+        button.setAttribute("aria-expanded", String(!list.hidden));
+      });
+      const wrap = el("div", "context-group");
+      wrap.append(button, list);
+      return wrap;
+    }
     button.addEventListener("click", () => run());
     return button;
   }

@@ -28,7 +28,10 @@ export function initialValue(spec) {
 
 const HISTORY_LIMIT = 200;
 /** Per-node editor data kept in the workflow's `ui`: `{key: {nodeId: value}}`. */
-export const NODE_UI = ["titles", "colors", "collapsed", "pinned"];
+/** `sizes`: [width, height] set by dragging the corner; `converted`: the value inputs whose
+ *  widget is hidden (set through the socket, as ComfyUI's "convert widget to input"). */
+export const NODE_UI = ["titles", "colors", "collapsed", "pinned", "sizes", "converted"];
+export const REROUTE = "Reroute";
 export const MODES = ["bypass", "mute"];
 
 export class Graph extends EventTarget {
@@ -207,6 +210,29 @@ export class Graph extends EventTarget {
     if (Object.keys(table).length) this.extras[key] = table;
     else delete this.extras[key];
     this.changed({ ui: key, ids });
+  }
+
+  /** Whether `input` of a node shows its widget (hidden when converted to an input). */
+  isConverted(id, input) { return (this.nodeUi("converted", id) || []).includes(input); }
+
+  /** Convert a value input's widget to an input socket only, or back to a widget. */
+  toggleConverted(id, input) {
+    const names = new Set(this.nodeUi("converted", id) || []);
+    if (names.has(input)) names.delete(input);
+    else names.add(input);
+    this.setNodeUi("converted", [id], names.size ? [...names] : null);
+  }
+
+  /** Put a Reroute node on the link into `toId.input`, at (x, y); returns its id. */
+  insertReroute(toId, input, x, y) {
+    const value = this.nodes.get(toId)?.inputs[input];
+    if (!isLink(value) || !this.schema(REROUTE)) return null;
+    const reroute = { id: this.newId(REROUTE), type: REROUTE, x: Math.round(x), y: Math.round(y),
+                      inputs: { input: value } };
+    this.nodes.set(reroute.id, reroute);
+    this.nodes.get(toId).inputs[input] = [reroute.id, "output"];
+    this.changed({ added: reroute.id, linked: toId });
+    return reroute.id;
   }
 
   // -- groups: {title, color, x, y, w, h} in ui.groups -------------------------------

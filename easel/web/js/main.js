@@ -5,7 +5,7 @@ import { api } from "./api.js";
 import { Canvas, setTypeColor } from "./canvas.js";
 import { ContextMenu } from "./contextmenu.js";
 import { Files } from "./files.js";
-import { Graph } from "./graph.js";
+import { Graph, REROUTE } from "./graph.js";
 import { Palette } from "./palette.js";
 import { Runner } from "./runs.js";
 import { NodeSearch, linkSlot } from "./search.js";
@@ -464,6 +464,17 @@ function setupMenu(menu, { graph, canvas, nodeActions, search }) {
   menu.add({ label: (n) => (all("pinned", n) ? "Unpin" : "Pin"), action: nodeActions.pin });
   menu.add({ label: "Rename…", action: (node) => nodeActions.rename(node) });
   menu.add({ label: "Colour", swatches: true, action: (_node, _editor, colour) => nodeActions.color(colour) });
+  menu.add({ label: "Reset size", when: (n) => Boolean(graph.nodeUi("sizes", n.id)), action: () => {
+    graph.checkpoint();
+    graph.setNodeUi("sizes", [...canvas.selected], null);
+  } });
+  // ComfyUI's "convert widget to input": hides a value input's widget (its socket sets it).
+  const valueInputs = (n) => Object.entries(graph.schema(n.type)?.inputs || {}).filter(([, s]) => !s.link_only);
+  menu.add({ label: "Convert widget to input", when: (n) => valueInputs(n).length > 0, children: (n) =>
+    valueInputs(n).map(([name]) => ({
+      label: graph.isConverted(n.id, name) ? `Convert ${name} to widget` : `Convert ${name} to input`,
+      action: () => { graph.checkpoint(); graph.toggleConverted(n.id, name); },
+    })) });
   menu.add({ label: "Duplicate", keys: "Ctrl+D", action: nodeActions.duplicate });
   menu.add({ label: "Group selection", keys: "Ctrl+G", action: nodeActions.group });
   menu.add({ label: "Remove", keys: "Del", action: nodeActions.remove });
@@ -496,6 +507,13 @@ function setupMenu(menu, { graph, canvas, nodeActions, search }) {
     graph.checkpoint();
     graph.disconnect(to, input);
   } });
+  menu.addLinkItem({ label: "Insert reroute", when: () => Boolean(graph.schema(REROUTE)),
+    action: ({ to, input, clientX, clientY }) => {
+      const at = canvas.toWorld(clientX, clientY);
+      graph.checkpoint();
+      const id = graph.insertReroute(to, input, at.x - 28, at.y - 11);
+      if (id) canvas.select([id]);
+    } });
 
   menu.addCanvasItem({ label: "Add node…", keys: "/", action: ({ clientX, clientY }) => search.open(clientX, clientY) });
   menu.addCanvasItem({ label: "Add group", action: ({ clientX, clientY }) => {
