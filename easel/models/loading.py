@@ -93,42 +93,13 @@ def scheduler_config(folder: Path) -> dict[str, Any]:
     return read_json(file) if file.is_file() else {}
 
 
-def single_file_config_dir(path: Path) -> Path:
-    """The local diffusers config folder for a single-file checkpoint.
-
-    `model.safetensors` uses `model.config/` (model_index.json, component configs, tokenizer)
-    when present; otherwise the diffusers config that the checkpoint's keys point to, only if
-    it is already in the local Hugging Face cache.
-    """
-    sidecar = path.with_name(path.stem + CONFIG_SUFFIX)
-    if (sidecar / "model_index.json").is_file():
-        return sidecar
-    try:
-        from diffusers.loaders.single_file_utils import fetch_diffusers_config, load_state_dict
-        from huggingface_hub import snapshot_download
-
-        repo = fetch_diffusers_config(load_state_dict(str(path)))["pretrained_model_name_or_path"]
-        return Path(
-            snapshot_download(
-                repo,
-                local_files_only=True,
-                allow_patterns=["*.json", "*.txt", "*/*.json", "*/*.txt"],
-            )
-        )
-    except Exception as exc:
-        raise ModelError(
-            f"no local config for {path.name}: put the diffusers config folder of its "
-            f"architecture (model_index.json, unet/vae/text_encoder configs, tokenizer/) at "
-            f"{sidecar} ({type(exc).__name__}: {exc})"
-        ) from None
-
-
 def load_single_file(path: Path, dtype: Any, allow_pickle: bool) -> dict[str, Any]:
-    """The components of a single-file checkpoint (original Stable Diffusion layout)."""
+    """The components of a single-file checkpoint with an Easel 0.1 `<name>.config/` diffusers
+    config folder beside it (files without one load through easel.models.single_file)."""
     if path.suffix in PICKLE_SUFFIXES and not allow_pickle:
         raise UnsafePickleError(path)
     quiet_libraries()
-    config_dir = single_file_config_dir(path)
+    config_dir = path.with_name(path.stem + CONFIG_SUFFIX)
     index = read_json(config_dir / "model_index.json")
     pipeline_class = resolve_class(
         "diffusers", str(index.get("_class_name", "StableDiffusionPipeline"))
