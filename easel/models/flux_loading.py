@@ -119,6 +119,11 @@ def storage_dtype(weight_dtype: str) -> Any:
     return torch.float8_e5m2 if weight_dtype == "fp8_e5m2" else torch.float8_e4m3fn
 
 
+def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
+    """Whether a diffusion-model file's keys are a Flux.1 transformer's (family_files)."""
+    return flux.recognise(state) is not None
+
+
 def diffusion_model(
     name: str, path: Path, manager: Any, weight_dtype: str = "default"
 ) -> ModelHandle:
@@ -132,9 +137,8 @@ def diffusion_model(
         state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
         if flux.recognise(state) is None:
             raise ModelError(
-                f"{path.name} is not a diffusion model Easel recognises "
-                f"({summarise(state)}). Easel reads Flux.1 transformers "
-                "(double_blocks / single_blocks) from diffusion_models/"
+                f"{path.name} is not a Flux.1 transformer ({summarise(state)}): "
+                "Easel reads them in the original layout (double_blocks / single_blocks)"
             )
         module = build_transformer(state, manager.dtype, path)
         if storage is not None:
@@ -286,6 +290,19 @@ def flux_parts(encoders: list[tuple[str, Any, Any]], where: str) -> tuple[TextEn
     )
 
 
+def sd_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
+    """CLIPLoader type stable_diffusion: one CLIP-L file as a Stable Diffusion 1.x CLIP."""
+    from easel.models.families import sd
+
+    (path,) = paths
+    kind, model, tokenizer = text_encoder(path, manager)
+    if kind != "clip_l":
+        raise ModelError(f"{path.name} is a {kind} text encoder; this type takes a CLIP-L file")
+    spec = sd.CLIP_L
+    part = TextEncoderPart(spec.key, tokenizer, model, layer=spec.layer, layer_norm=spec.layer_norm)
+    return ClipHandle(name, (part,), manager, family=sd.SD1)
+
+
 def flux_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
     """CLIP (parts "l" and "t5") from ComfyUI's two Flux text encoder files."""
     encoders = [text_encoder(path, manager) for path in paths]
@@ -299,17 +316,9 @@ CHECKPOINT_T5 = "text_encoders.t5xxl.transformer."
 CHECKPOINT_VAE = "vae."
 
 
-def is_flux_checkpoint(path: Path) -> bool:
-    """Whether a checkpoint file holds a Flux transformer (reads the safetensors header only)."""
-    if path.suffix not in (".safetensors", ".sft"):
-        return False
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), "pt") as handle:
-            return any(k.startswith("model.diffusion_model.double_blocks.") for k in handle.keys())  # noqa: SIM118 (safe_open has no __iter__)
-    except Exception:
-        return False  # the checkpoint loader reports unreadable files
+def is_checkpoint(state: Mapping[str, Any]) -> bool:
+    """Whether a checkpoint's keys hold a Flux transformer (easel.models.family_files)."""
+    return any(k.startswith("model.diffusion_model.double_blocks.") for k in state)
 
 
 def single_file_checkpoint(
@@ -408,5 +417,6 @@ def folder_checkpoint(
     return model, ClipHandle(name, parts, manager, family=family), vae_handle
 
 
-def is_flux_folder(folder: Path) -> bool:
+def is_folder(folder: Path) -> bool:
+    """Whether a diffusers folder is a Flux pipeline's (easel.models.family_files)."""
     return (folder / "transformer").is_dir() and (folder / "text_encoder_2").is_dir()

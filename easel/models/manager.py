@@ -238,12 +238,14 @@ class ModelManager:
     def _make_checkpoint(
         self, name: str, entry: ModelEntry
     ) -> tuple[ModelHandle, ClipHandle | None, VaeHandle]:
-        from easel.models import checkpoints, flux_loading
+        from easel.models import checkpoints, family_files
 
-        if entry.format != "single_file" and flux_loading.is_flux_folder(entry.path):
-            return flux_loading.folder_checkpoint(name, entry.path, self)
-        if entry.format == "single_file" and flux_loading.is_flux_checkpoint(entry.path):
-            return flux_loading.single_file_checkpoint(name, entry.path, self)
+        single = entry.format == "single_file"
+        family_module = family_files.checkpoint_module(entry.path, self, folder=not single)
+        if family_module is not None and single:
+            return family_module.single_file_checkpoint(name, entry.path, self)  # type: ignore[no-any-return]
+        if family_module is not None:
+            return family_module.folder_checkpoint(name, entry.path, self)  # type: ignore[no-any-return]
         if entry.format == "single_file":
             sidecar = entry.path.with_name(entry.path.stem + discovery.CONFIG_SUFFIX)
             if (sidecar / "model_index.json").is_file():

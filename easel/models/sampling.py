@@ -112,16 +112,26 @@ def add_noise(scheduler: Any, x: Any, noise: Any, t: Any) -> Any:
     return scheduler.scale_noise(x, t, noise)
 
 
+# A family's `network` -> the adapter class ("module:Class") `denoise` calls it through. An
+# adapter has `condition(cond, batch, device, dtype, *, pixel_size, negative) -> Cond`,
+# `stack(a, b) -> Cond | None` (one batched call for both CFG sides, or None), `__call__(x, t,
+# cond)` -> the prediction in the latent's layout, and `step` / `total` attributes.
+NETWORKS: dict[str, str] = {
+    "unet": "easel.models.sampling:UNetNetwork",
+    "flux": "easel.models.flux_denoiser:FluxNetwork",
+}
+
+
 def network_for(unet: Any, family: Any, call: Any) -> Any:
     """The adapter `denoise` calls the network through, as the family says (`network`)."""
-    kind = getattr(family, "network", "unet")
-    if kind == "flux":
-        from easel.models.flux_denoiser import FluxNetwork
+    import importlib
 
-        return FluxNetwork(unet, call, family)
-    if kind != "unet":
+    kind = getattr(family, "network", "unet")
+    target = NETWORKS.get(kind)
+    if target is None:
         raise ValueError(f"no network adapter {kind!r} for the {family.label} family")
-    return UNetNetwork(unet, call, family)
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)(unet, call, family)
 
 
 @dataclass(frozen=True)

@@ -286,10 +286,15 @@ def place(clip: Any) -> None:
 def encode_prompts(clip: Any, texts: Mapping[str, str]) -> Encoded:
     """Encode one text per part (`texts[part.key]`; SDXL: "l" and "g"). Parts whose prompts
     need fewer chunks are padded with empty-prompt chunks (as ComfyUI's CLIPTextEncodeSDXL)."""
+    import importlib
+
     import torch
 
     from easel.models import t5_text
 
+    encoding = getattr(clip.family, "text_encoding", None)  # a family's own text module
+    if encoding:
+        return importlib.import_module(encoding).encode_prompts(clip, texts)  # type: ignore[no-any-return]
     if t5_text.is_t5_clip(clip):  # Flux: T5 embeddings + CLIP-L pooled
         return t5_text.encode_prompts(clip, texts)  # type: ignore[no-any-return]
     place(clip)

@@ -1,0 +1,135 @@
+"""Which module loads each family's files: the tables every model family adds itself to.
+
+- `DIFFUSION_MODELS`: modules that load a diffusion model file alone (ComfyUI's UNETLoader,
+  `diffusion_models/`). Each provides `recognise_diffusion_model(state) -> bool` (state: key ->
+  anything with `.shape`; a safetensors file's header is enough) and
+  `diffusion_model(name, path, manager, weight_dtype) -> ModelHandle`.
+- `CHECKPOINTS`: modules for single-file checkpoints holding every part (ComfyUI's
+  CheckpointLoaderSimple) and diffusers folders of families other than Stable Diffusion. Each
+  provides `is_checkpoint(state) -> bool`, `single_file_checkpoint(name, path, manager)`,
+  `is_folder(folder) -> bool` and `folder_checkpoint(name, folder, manager)`, both returning
+  (MODEL, CLIP, VAE) handles. Stable Diffusion files are the fallback (easel.models.checkpoints).
+- `CLIP_TYPES`: ComfyUI's CLIPLoader / DualCLIPLoader / TripleCLIPLoader / QuadrupleCLIPLoader
+  `type`, by number of files: "module:function" with the signature
+  `(name, paths, manager) -> ClipHandle`.
+
+Recognition reads a safetensors file's header only (no tensor is read), so asking every family
+costs nothing; a pickled file is read whole, once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from easel.models.errors import ModelError
+
+DIFFUSION_MODELS: tuple[str, ...] = ("easel.models.flux_loading",)
+CHECKPOINTS: tuple[str, ...] = ("easel.models.flux_loading",)
+CLIP_TYPES: dict[int, dict[str, str]] = {
+    1: {"stable_diffusion": "easel.models.flux_loading:sd_clip"},
+    2: {"flux": "easel.models.flux_loading:flux_clip"},
+    3: {},
+    4: {},
+}
+FAMILY_NAMES = "Flux.1"  # what DiffusionModelLoader reads, for its error message
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A tensor known by its header entry: dtype and shape."""
+
+    shape: tuple[int, ...]
+    dtype: str = ""
+
+
+SAFETENSORS = (".safetensors", ".sft")
+MAX_HEADER = 100 * 1024 * 1024
+
+
+def header(path: Path) -> dict[str, Shape] | None:
+    """Key -> Shape of a safetensors file, from its JSON header; None when `path` is not a
+    readable safetensors file (the loader then reads the file itself and reports)."""
+    if path.suffix.lower() not in SAFETENSORS:
+        return None
+    try:
+        with path.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if not 0 < length <= MAX_HEADER:
+                return None
+            entries = json.loads(handle.read(length))
+    except (OSError, ValueError, struct.error):
+        return None
+    if not isinstance(entries, dict):
+        return None
+    return {
+        key: Shape(tuple(int(n) for n in value.get("shape", ())), str(value.get("dtype", "")))
+        for key, value in entries.items()
+        if key != "__metadata__" and isinstance(value, dict)
+    }
+
+
+def keys_of(path: Path, manager: Any) -> Mapping[str, Any]:
+    """A file's keys with shapes: the safetensors header, else the whole state dict."""
+    found = header(path)
+    if found is not None:
+        return found
+    from easel.models.state_dicts import read_state_dict
+
+    return read_state_dict(path, getattr(manager, "allow_unsafe_pickle", False))
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(name)
+
+
+def diffusion_model(name: str, path: Path, manager: Any, weight_dtype: str = "default") -> Any:
+    """MODEL from a diffusion-model-only file, loaded by the family that recognises it."""
+    from easel.models.families.recognise import summarise
+
+    state = keys_of(path, manager)
+    for module_name in DIFFUSION_MODELS:
+        module = _module(module_name)
+        if module.recognise_diffusion_model(state):
+            return module.diffusion_model(name, path, manager, weight_dtype)
+    raise ModelError(
+        f"{path.name} is not a diffusion model Easel recognises ({summarise(state)}). "
+        f"Easel reads these from diffusion_models/: {FAMILY_NAMES}"
+    )
+
+
+def checkpoint_module(path: Path, manager: Any, *, folder: bool) -> Any | None:
+    """The module that loads this checkpoint (file or diffusers folder), or None for the
+    Stable Diffusion families' own loader."""
+    state = None if folder else header(path)
+    for module_name in CHECKPOINTS:
+        module = _module(module_name)
+        if folder and module.is_folder(path):
+            return module
+        if state is not None and module.is_checkpoint(state):
+            return module
+    return None
+
+
+def clip_types(count: int) -> list[str]:
+    """The CLIP types of the loader taking `count` files."""
+    return list(CLIP_TYPES.get(count, {}))
+
+
+def load_clip(type_name: str, name: str, paths: list[Path], manager: Any) -> Any:
+    """CLIP of ComfyUI's loader `type` from `paths` (one per file the type takes)."""
+    table = CLIP_TYPES.get(len(paths), {})
+    target = table.get(type_name)
+    if target is None:
+        known = ", ".join(table) or "none"
+        raise ModelError(
+            f"type {type_name!r} takes no {len(paths)} text encoder file(s); "
+            f"the types for {len(paths)}: {known}"
+        )
+    module_name, function = target.split(":")
+    return getattr(_module(module_name), function)(name, paths, manager)
