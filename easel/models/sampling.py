@@ -275,6 +275,64 @@ class UNetNetwork:
         )[0]
 
 
+def follow_sigmas(scheduler: Any, sigmas: Any, device: Any, flow: bool) -> Any:
+    """Make `scheduler` step through explicit `sigmas` (a SIGMAS value: descending noise
+    levels, usually ending in 0; flow models' already shifted), as ComfyUI's custom samplers
+    do. The scheduler is set up for that many steps, then its sigmas and the matching
+    timesteps are replaced; only schedulers that step from `scheduler.sigmas` alone can do this
+    (CUSTOM_SIGMAS_SCHEDULERS). Returns the timesteps."""
+    import numpy as np
+    import torch
+
+    values = [float(v) for v in sigmas]
+    count = len(values) - 1
+    scheduler.set_timesteps(count, device=device)
+    levels = torch.tensor(values, dtype=torch.float32)
+    if flow:
+        timesteps = levels[:-1] * float(scheduler.config.num_train_timesteps)
+    else:
+        alphas = np.asarray(scheduler.alphas_cumprod, dtype=np.float64)
+        log_sigmas = np.log(((1 - alphas) / alphas) ** 0.5)
+        timesteps = torch.tensor(
+            [float(scheduler._sigma_to_t(np.array(v), log_sigmas)) for v in values[:-1]],
+            dtype=torch.float32,
+        )
+    scheduler.sigmas = levels.to(scheduler.sigmas.device)
+    scheduler.timesteps = timesteps.to(device)
+    scheduler.num_inference_steps = count
+    if hasattr(scheduler, "_step_index"):
+        scheduler._step_index = None
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(0)
+    return scheduler.timesteps
+
+
+# Schedulers whose steps read nothing but `sigmas` (and their own history): they can follow a
+# SIGMAS value. Second-order and ancestral-by-timestep ones rebuild their grids themselves.
+CUSTOM_SIGMAS_SCHEDULERS = frozenset(
+    {
+        "EulerDiscreteScheduler",
+        "EulerAncestralDiscreteScheduler",
+        "LMSDiscreteScheduler",
+        "DPMSolverMultistepScheduler",
+        "UniPCMultistepScheduler",
+        "FlowMatchEulerDiscreteScheduler",
+    }
+)
+
+
+def noise_scaling(prediction: str, sigma: float, noise: Any, latent: Any, max_sigma: float) -> Any:
+    """The sample a schedule starting at `sigma` begins from, as ComfyUI's model sampling
+    makes it: flow `sigma * noise + (1 - sigma) * latent`; eps and v `latent + noise * sigma`,
+    or `noise * sqrt(1 + sigma^2)` added when the schedule starts at the model's highest noise
+    level (ComfyUI's max_denoise)."""
+    if prediction == "flow":
+        return sigma * noise + (1.0 - sigma) * latent
+    if sigma >= max_sigma * (1 - 1e-5):
+        return latent + noise * (1.0 + sigma**2) ** 0.5
+    return latent + noise * sigma
+
+
 def denoise(
     unet: Any,
     scheduler: Any,
@@ -294,52 +352,74 @@ def denoise(
     inpaint: Inpaint | None = None,
     vae_factor: int = 8,
     flow: FlowSchedule | None = None,
+    guidance: Any = None,
+    sigmas: Any = None,
+    on_denoised: Callable[[Any], None] | None = None,
 ) -> Any:
     """Sample latents. `noise` comes from a seeded CPU generator; `init_latents` (scaled
     latents) start image-to-image when `denoise_strength` < 1, or a window. `forward` is what
     to call instead of `unet` (LoRA patches bound); `family` gives the network adapter and the
     added conditioning; `vae_factor` the image size SDXL's size conditioning defaults to;
-    `flow` the sigmas of a flow-matching family. Returns scaled latents."""
+    `flow` the sigmas of a flow-matching family.
+
+    ComfyUI's custom sampling: `guidance` (easel.models.guidance.Guidance) replaces
+    positive / negative / cfg; `sigmas` are explicit noise levels to step through (then
+    `init_latents` is the latent the noise is added to, scaled as ComfyUI does, and `steps`,
+    `denoise_strength` and `window` are not used); `on_denoised` receives the last step's
+    denoised estimate. Returns scaled latents."""
     import inspect
 
     import torch
+
+    from easel.models import guidance as guidance_lib
 
     param = next(unet.parameters())
     # fp8-stored weights (layerwise casting) compute in the dtype the loader recorded
     device, dtype = param.device, getattr(unet, "easel_compute_dtype", param.dtype)
     network = network_for(unet, family, forward if forward is not None else unet)
     batch = noise.shape[0]
-    timesteps, _ = timesteps_for(scheduler, steps, denoise_strength, device, window, flow)
+    prediction = str(getattr(family, "prediction_type", None) or "epsilon")
+    prediction = str(getattr(scheduler.config, "prediction_type", None) or prediction)
+    if flow is not None or prediction == "flow_prediction":
+        prediction = "flow"
     noise = noise.to(device=device, dtype=torch.float32)
     if init_latents is not None:
         init_latents = init_latents.to(device=device, dtype=torch.float32)
-    latents = initial_latents(
-        scheduler,
-        noise,
-        timesteps,
-        init_latents=init_latents,
-        denoise_strength=denoise_strength,
-        window=window,
-    ).to(dtype)
+    if sigmas is not None:
+        max_sigma = float(getattr(scheduler, "sigmas", torch.ones(1)).max())
+        timesteps = follow_sigmas(scheduler, sigmas, device, prediction == "flow")
+        start = init_latents if init_latents is not None else torch.zeros_like(noise)
+        latents = noise_scaling(prediction, float(sigmas[0]), noise, start, max_sigma).to(dtype)
+    else:
+        timesteps, _ = timesteps_for(scheduler, steps, denoise_strength, device, window, flow)
+        latents = initial_latents(
+            scheduler,
+            noise,
+            timesteps,
+            init_latents=init_latents,
+            denoise_strength=denoise_strength,
+            window=window,
+        ).to(dtype)
     size = (noise.shape[2] * vae_factor, noise.shape[3] * vae_factor)  # the image's pixels
 
-    guided = cfg > 1.0 and negative is not None
-    pos = network.condition(positive, batch, device, dtype, pixel_size=size)
-    neg = (
-        network.condition(negative, batch, device, dtype, pixel_size=size, negative=True)
-        if guided and negative is not None
-        else None
-    )
+    if guidance is None:
+        guidance = guidance_lib.cfg(positive, negative, cfg)
+    conds = [
+        network.condition(
+            cond, batch, device, dtype, pixel_size=size, negative=guidance.is_negative(index)
+        )
+        for index, cond in enumerate(guidance.conds)
+    ]
     if (
-        neg is not None
-        and negative is not None
-        and not neg.control
-        and positive.get("control_apply_to_uncond")
+        len(conds) == 2
+        and guidance.is_negative(0)
+        and not conds[0].control
+        and guidance.conds[1].get("control_apply_to_uncond")
     ):
         from easel.models.controlnet import control_for_uncond  # ControlNetApply, as ComfyUI
 
-        neg.control = control_for_uncond(positive, negative)
-    both = network.stack(neg, pos) if neg is not None else None
+        conds[0].control = control_for_uncond(guidance.conds[1], guidance.conds[0])
+    both = network.stack(conds[0], conds[1]) if len(conds) == 2 else None
     step_kwargs: dict[str, Any] = {}
     if generator is not None and "generator" in inspect.signature(scheduler.step).parameters:
         step_kwargs["generator"] = generator
@@ -351,26 +431,51 @@ def denoise(
         network.concat = inpaint.concat.to(device=device, dtype=dtype)
     total = len(timesteps)
     network.total = total
+    levels = scheduler.sigmas if sigmas is not None else None
 
     with torch.inference_mode():
         for i, t in enumerate(timesteps):
             network.step = i
-            if guided and both is not None:
+            if both is not None:
                 x = scale_input(scheduler, torch.cat([latents] * 2), t)
-                uncond, cond = network(x, t, both).chunk(2)
-                noise_pred = uncond + cfg * (cond - uncond)
-            elif guided and neg is not None:
-                x = scale_input(scheduler, latents, t)
-                uncond, cond = network(x, t, neg), network(x, t, pos)
-                noise_pred = uncond + cfg * (cond - uncond)
+                preds = list(network(x, t, both).chunk(2))
             else:
-                noise_pred = network(scale_input(scheduler, latents, t), t, pos)
+                x = scale_input(scheduler, latents, t)
+                preds = [network(x, t, cond) for cond in conds]
+            noise_pred = guidance.combine(preds)
+            last = i == total - 1
+            if guidance.post_cfg or (on_denoised is not None and last):
+                sigma = _sigma_at(scheduler, levels, i, t, prediction)
+                denoised = guidance_lib.to_denoised(prediction, latents, noise_pred, sigma)
+                if guidance.post_cfg:
+                    cond_x0 = guidance_lib.to_denoised(
+                        prediction, latents, preds[guidance.cond_index], sigma
+                    )
+                    for patch in guidance.post_cfg:
+                        denoised = patch(denoised, cond_x0)
+                    noise_pred = guidance_lib.from_denoised(prediction, latents, denoised, sigma)
+                if on_denoised is not None and last:
+                    on_denoised(denoised)
             latents = scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[0]
             if inpaint is not None and inpaint.blend:
                 latents = blend_outside_mask(scheduler, latents, inpaint, noise, timesteps, i)
             if callback is not None:
                 callback(i + 1, total, latents)
     return latents
+
+
+def _sigma_at(scheduler: Any, levels: Any, index: int, t: Any, prediction: str) -> float:
+    """The noise level of step `index` (explicit sigmas, the scheduler's own, or the flow
+    timestep / 1000)."""
+    if levels is not None:
+        return float(levels[index])
+    if prediction == "flow":
+        return float(t) / float(scheduler.config.num_train_timesteps)
+    step = getattr(scheduler, "step_index", None)
+    sigmas = getattr(scheduler, "sigmas", None)
+    if sigmas is None:
+        raise ValueError(f"{type(scheduler).__name__} has no noise levels to patch CFG with")
+    return float(sigmas[step if step is not None else index])
 
 
 def blend_outside_mask(
