@@ -29,15 +29,18 @@ from typing import Any
 
 from easel.models.errors import ModelError
 
-DIFFUSION_MODELS: tuple[str, ...] = ("easel.models.flux_loading",)
+DIFFUSION_MODELS: tuple[str, ...] = (
+    "easel.models.flux_loading",
+    "easel.models.hidream_loading",
+)
 CHECKPOINTS: tuple[str, ...] = ("easel.models.flux_loading",)
 CLIP_TYPES: dict[int, dict[str, str]] = {
     1: {"stable_diffusion": "easel.models.flux_loading:sd_clip"},
     2: {"flux": "easel.models.flux_loading:flux_clip"},
     3: {},
-    4: {},
+    4: {"hidream": "easel.models.hidream_loading:hidream_clip"},
 }
-FAMILY_NAMES = "Flux.1"  # what DiffusionModelLoader reads, for its error message
+FAMILY_NAMES = "Flux.1, HiDream-I1"  # what DiffusionModelLoader reads, for its error message
 
 
 @dataclass(frozen=True)

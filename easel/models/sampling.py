@@ -119,6 +119,7 @@ def add_noise(scheduler: Any, x: Any, noise: Any, t: Any) -> Any:
 NETWORKS: dict[str, str] = {
     "unet": "easel.models.sampling:UNetNetwork",
     "flux": "easel.models.flux_denoiser:FluxNetwork",
+    "hidream": "easel.models.hidream_denoiser:HiDreamNetwork",
 }
 
 

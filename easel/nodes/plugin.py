@@ -32,6 +32,7 @@ MODULES = (
     "easel.nodes.mask_utils",
     "easel.nodes.loaders_split",
     "easel.nodes.flux",
+    "easel.nodes.hidream",
     "easel.nodes.reroute",
 )
 
