@@ -290,6 +290,20 @@ NODE_MAPS: dict[str, NodeMap] = {
         values={"type": {"flux": "flux"}},
         strict_values=frozenset({"type"}),
     ),
+    # ComfyUI's QuadrupleCLIPLoader has no type: it loads HiDream's clip_l, clip_g, t5xxl, llama
+    "QuadrupleCLIPLoader": NodeMap(
+        "QuadrupleTextEncoderLoader",
+        {f"clip_name{i}": f"name{i}" for i in range(1, 5)},
+        ("clip",),
+        widgets=tuple(f"clip_name{i}" for i in range(1, 5)),
+        adapt=lambda inputs: Adapted({**inputs, "type": "hidream"}),
+    ),
+    "CLIPTextEncodeHiDream": NodeMap(
+        "TextEncodeHiDream",
+        {name: name for name in ("clip", "clip_l", "clip_g", "t5xxl", "llama")},
+        ("conditioning",),
+        widgets=("clip_l", "clip_g", "t5xxl", "llama"),
+    ),
     "CLIPTextEncodeFlux": NodeMap(
         "TextEncodeFlux",
         {name: name for name in ("clip", "clip_l", "t5xxl", "guidance")},

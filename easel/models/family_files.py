@@ -31,16 +31,21 @@ from easel.models.errors import ModelError
 
 DIFFUSION_MODELS: tuple[str, ...] = (
     "easel.models.flux_loading",
+    "easel.models.qwen_loading",
     "easel.models.hidream_loading",
 )
-CHECKPOINTS: tuple[str, ...] = ("easel.models.flux_loading",)
+CHECKPOINTS: tuple[str, ...] = ("easel.models.flux_loading", "easel.models.qwen_loading")
 CLIP_TYPES: dict[int, dict[str, str]] = {
-    1: {"stable_diffusion": "easel.models.flux_loading:sd_clip"},
+    1: {
+        "stable_diffusion": "easel.models.flux_loading:sd_clip",
+        "qwen_image": "easel.models.qwen_loading:qwen_clip",
+    },
     2: {"flux": "easel.models.flux_loading:flux_clip"},
     3: {},
     4: {"hidream": "easel.models.hidream_loading:hidream_clip"},
 }
-FAMILY_NAMES = "Flux.1, HiDream-I1"  # what DiffusionModelLoader reads, for its error message
+# what DiffusionModelLoader reads, for its error message
+FAMILY_NAMES = "Flux.1, Qwen-Image, HiDream-I1"
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,7 @@ class HiDreamNetwork:
         layers = max(config.llama_layers) + 1
         if llama.shape[0] < layers:
             raise ValueError(
-                f"the Llama encoder gave {llama.shape[0]} layers; this HiDream model reads "
-                f"{layers}"
+                f"the Llama encoder gave {llama.shape[0]} layers; this HiDream model reads {layers}"
             )
         if pooled.shape[-1] != config.text_emb_dim:
             raise ValueError(

@@ -71,9 +71,7 @@ def diffusion_model(
     def load() -> Any:
         state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
         if hidream.prefix_of(state) is None:
-            raise ModelError(
-                f"{path.name} is not a HiDream-I1 transformer ({summarise(state)})"
-            )
+            raise ModelError(f"{path.name} is not a HiDream-I1 transformer ({summarise(state)})")
         module = build_transformer(state, manager.dtype, path)
         if storage is not None:
             module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=manager.dtype)
@@ -267,8 +265,9 @@ def find_llama_tokenizer(
         seen.add(folder)
         if is_llama_folder(folder):
             return folder, looked
-        if where != "the Hugging Face cache" and (where != "a model folder in the models roots"
-                                                   or folder.is_dir()):
+        if where != "the Hugging Face cache" and (
+            where != "a model folder in the models roots" or folder.is_dir()
+        ):
             looked.append(f"{where}: {folder}" + ("" if folder.is_dir() else " (missing)"))
     looked.append(f"the Hugging Face cache: {tokenizers.hub_cache_dir(env)}")
     return None, looked
@@ -384,7 +383,8 @@ def roles(paths: list[Path], manager: Any) -> dict[str, Path]:
 def hidream_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
     """CLIP (parts l, g, t5, llama) from ComfyUI's four HiDream text encoder files, in any
     order (QuadrupleCLIPLoader type hidream)."""
-    loaded = {role: _load_encoder(path, manager, role) for role, path in roles(paths, manager).items()}
+    found = roles(paths, manager)
+    loaded = {role: _load_encoder(path, manager, role) for role, path in found.items()}
     parts = (
         TextEncoderPart("l", loaded["clip_l"][1], loaded["clip_l"][0], pooled=True),
         TextEncoderPart("g", loaded["clip_g"][1], loaded["clip_g"][0], pooled=True),

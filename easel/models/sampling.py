@@ -119,6 +119,7 @@ def add_noise(scheduler: Any, x: Any, noise: Any, t: Any) -> Any:
 NETWORKS: dict[str, str] = {
     "unet": "easel.models.sampling:UNetNetwork",
     "flux": "easel.models.flux_denoiser:FluxNetwork",
+    "qwen_image": "easel.models.qwen_image_denoiser:QwenImageNetwork",
     "hidream": "easel.models.hidream_denoiser:HiDreamNetwork",
 }
 

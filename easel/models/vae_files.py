@@ -55,8 +55,11 @@ def load_vae_file(path: Path, state: dict[str, Any], dtype: Any) -> Any:
     )
 
     from easel.models.families.sd import SD1
+    from easel.models.qwen_vae import is_qwen_vae, load_qwen_vae
     from easel.models.state_dicts import load_into
 
+    if is_qwen_vae(state):  # the Wan 2.1 / Qwen-Image video VAE (one frame)
+        return load_qwen_vae(path, state, dtype)
     try:
         if "encoder.down_blocks.0.resnets.0.conv1.weight" in state:
             config = _diffusers_config(state)

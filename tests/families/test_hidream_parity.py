@@ -63,10 +63,16 @@ def workflow(
         "dec": {"type": "VAEDecode", "inputs": {"vae": ["vae", "vae"], "latent": ["k", "latent"]}},
     }
     if negative is not None:
-        nodes["neg"] = {"type": "TextEncode", "inputs": {"clip": ["clip", "clip"], "text": negative}}
+        nodes["neg"] = {
+            "type": "TextEncode",
+            "inputs": {"clip": ["clip", "clip"], "text": negative},
+        }
         nodes["k"]["inputs"]["negative"] = ["neg", "conditioning"]
     if shift is not None:
-        nodes["ms"] = {"type": "ModelSamplingSD3", "inputs": {"model": ["unet", "model"], "shift": shift}}
+        nodes["ms"] = {
+            "type": "ModelSamplingSD3",
+            "inputs": {"model": ["unet", "model"], "shift": shift},
+        }
         nodes["k"]["inputs"]["model"] = ["ms", "model"]
     return nodes
 
@@ -149,7 +155,12 @@ def test_text_encode_hidream_gives_each_encoder_its_prompt(
     prompt_2, prompt_3 and prompt_4."""
     pipe, _ = hidream_models
     nodes = workflow()
-    texts = {"clip_l": "a red circle", "clip_g": "a blue square", "t5xxl": "a tree", "llama": "a cat"}
+    texts = {
+        "clip_l": "a red circle",
+        "clip_g": "a blue square",
+        "t5xxl": "a tree",
+        "llama": "a cat",
+    }
     nodes["pos"] = {"type": "TextEncodeHiDream", "inputs": {"clip": ["clip", "clip"], **texts}}
     ours = image_of(run_hidream(nodes, ["dec"]))
     theirs = reference(

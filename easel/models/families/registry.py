@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from easel.models.families import flux, hidream, sd
+from easel.models.families import flux, hidream, qwen_image, sd
 from easel.models.families.base import Family, LatentFormat, TextPart
 
 # Diffusers folders that are not Stable Diffusion checkpoints proper: the demo model family
@@ -15,7 +15,13 @@ from easel.models.families.base import Family, LatentFormat, TextPart
 # unCLIP decoders conditioned on CLIP image embeddings.
 UNCLIP = Family("unclip", "unCLIP decoder (image-embedding conditioned)", text=())
 
-FAMILIES: tuple[Family, ...] = (*sd.FAMILIES, *flux.FAMILIES, *hidream.FAMILIES, UNCLIP)
+FAMILIES: tuple[Family, ...] = (
+    *sd.FAMILIES,
+    *flux.FAMILIES,
+    *qwen_image.FAMILIES,
+    *hidream.FAMILIES,
+    UNCLIP,
+)
 
 
 def by_name(name: str) -> Family:

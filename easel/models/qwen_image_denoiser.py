@@ -1,0 +1,110 @@
+"""The Qwen-Image network adapter of the sampler loop, as QwenImagePipeline and the Edit
+pipelines call QwenImageTransformer2DModel: latents [B, 16, h, w] packed into 2x2 patches
+(tokens of 64), `img_shapes` (frames, rows, columns of patches) for the rope, timesteps as
+sigmas (t / 1000), Qwen2.5-VL's embeddings and their mask (only when it masks something, as the
+pipelines pass it). Reference latents (the Edit encoders', or ReferenceLatent's) are packed
+after the image's tokens with one more `img_shapes` entry each, and the prediction for the
+image's tokens alone is kept. The loop keeps latents unpacked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from easel.models.conditioning import Cond, to_batch
+from easel.models.flux_denoiser import pack, unpack
+
+
+class QwenImageNetwork:
+    """Calls a QwenImageTransformer2DModel (`call`: the module, or it with LoRA patches)."""
+
+    def __init__(self, transformer: Any, call: Any, family: Any) -> None:
+        self.transformer, self.call, self.family = transformer, call, family
+        self.patch = int(getattr(family, "patch", 2))
+        self.step, self.total = 0, 0
+
+    def condition(
+        self,
+        cond: dict[str, Any],
+        batch: int,
+        device: Any,
+        dtype: Any,
+        *,
+        pixel_size: tuple[int, int],
+        negative: bool = False,
+    ) -> Cond:
+        config = self.transformer.config
+        embeds = cond.get("embeds")
+        if embeds is None or embeds.dim() != 3:
+            raise ValueError(
+                "Qwen-Image needs Qwen2.5-VL embeddings: encode the prompt with a Qwen CLIP "
+                "(TextEncoderLoader type qwen_image)"
+            )
+        if embeds.shape[-1] != config.joint_attention_dim:
+            raise ValueError(
+                f"text embeddings have width {embeds.shape[-1]} but this Qwen-Image model "
+                f"expects {config.joint_attention_dim} (Qwen2.5-VL's): was the CLIP made for "
+                "another model?"
+            )
+        if cond.get("control"):
+            raise ValueError("ControlNet conditioning is not supported for Qwen-Image models")
+        mask = cond.get("attention_mask")
+        added: dict[str, Any] = {"mask": None, "reference": None}
+        if mask is not None and not bool(mask.all()):
+            added["mask"] = to_batch(mask.float(), batch, device, dtype)
+        if cond.get("reference_latents"):
+            added["reference"] = self.reference_tokens(
+                cond["reference_latents"], batch, device, dtype
+            )
+        return Cond(to_batch(embeds, batch, device, dtype), added, None)
+
+    def reference_tokens(
+        self, latents: list[Any], batch: int, device: Any, dtype: Any
+    ) -> tuple[Any, list[tuple[int, int, int]]]:
+        """The reference latents packed (in order, as the Edit pipelines concatenate them)
+        and their `img_shapes` entries."""
+        import torch
+
+        tokens, shapes = [], []
+        for latent in latents:
+            if latent.dim() == 5:  # [B, C, 1, h, w], a video VAE's one frame
+                latent = latent[:, :, 0]
+            h, w = int(latent.shape[-2]), int(latent.shape[-1])
+            if h % self.patch or w % self.patch:
+                raise ValueError(
+                    f"a reference latent of {h}x{w} does not pack into "
+                    f"{self.patch}x{self.patch} patches (its image: a multiple of 16 pixels)"
+                )
+            packed = pack(latent.to(device=device, dtype=dtype), self.patch)
+            tokens.append(to_batch(packed, batch, device, dtype))
+            shapes.append((1, h // self.patch, w // self.patch))
+        return torch.cat(tokens, dim=1), shapes
+
+    def stack(self, a: Cond, b: Cond) -> Cond | None:
+        return None  # each side is its own call, as the pipelines' true CFG does
+
+    def __call__(self, x: Any, t: Any, cond: Cond) -> Any:
+        import torch
+
+        batch, _, height, width = x.shape
+        if height % self.patch or width % self.patch:
+            raise ValueError(
+                f"Qwen-Image packs latents in {self.patch}x{self.patch} patches: the image's "
+                f"width and height must be multiples of {8 * self.patch}"
+            )
+        tokens = pack(x, self.patch)
+        count = tokens.shape[1]
+        shapes = [(1, height // self.patch, width // self.patch)]
+        added = cond.added or {}
+        if added.get("reference") is not None:
+            ref_tokens, ref_shapes = added["reference"]
+            tokens = torch.cat([tokens, ref_tokens.to(tokens.dtype)], dim=1)
+            shapes = [*shapes, *ref_shapes]
+        out = self.call(
+            hidden_states=tokens,
+            timestep=t.expand(batch).to(x.dtype) / 1000,
+            encoder_hidden_states=cond.encoder_hidden_states,
+            encoder_hidden_states_mask=added.get("mask"),
+            img_shapes=[shapes] * batch,
+            return_dict=False,
+        )[0]
+        return unpack(out[:, :count], height, width, self.patch)
