@@ -163,6 +163,20 @@ def _save_image_advanced(inputs: dict[str, Any]) -> Adapted:
     return Adapted(inputs, problems)
 
 
+def _aura_flow_sampling(inputs: dict[str, Any]) -> Adapted:
+    """ModelSamplingAuraFlow's `sampling` (newer ComfyUI): "flow" is the flow matching every
+    flow model in Easel samples with, so it converts to nothing; the others (Marigold's
+    "img_to_img_velocity", ...) have no Easel equivalent."""
+    sampling = inputs.pop("sampling", "flow")
+    if sampling == "flow":
+        return Adapted(inputs)
+    shown = repr(sampling) if isinstance(sampling, str) else "a linked value"
+    return Adapted(
+        inputs,
+        [("sampling", f"sampling={shown} has no Easel equivalent (Easel samples 'flow' only)")],
+    )
+
+
 def _scale_to_max_dimension(inputs: dict[str, Any]) -> Adapted:
     """ImageScaleToMaxDimension is ResizeImageMask scaling the longer side."""
     inputs["resize_type"] = "scale longer dimension"
@@ -278,7 +292,7 @@ NODE_MAPS: dict[str, NodeMap] = {
         ("clip",),
         widgets=("clip_name", "type", "device"),
         ignored=frozenset({"device"}),
-        values={"type": {"stable_diffusion": "stable_diffusion"}},
+        values={"type": {"stable_diffusion": "stable_diffusion", "lumina2": "lumina2"}},
         strict_values=frozenset({"type"}),
     ),
     "DualCLIPLoader": NodeMap(
@@ -340,9 +354,16 @@ NODE_MAPS: dict[str, NodeMap] = {
     ),
     "ModelSamplingAuraFlow": NodeMap(
         "ModelSamplingAuraFlow",
-        {"model": "model", "shift": "shift"},
+        {"model": "model", "shift": "shift", "sampling": "sampling"},
         ("model",),
-        widgets=("shift",),
+        widgets=("shift", "sampling"),
+        adapt=_aura_flow_sampling,
+    ),
+    "CLIPTextEncodeLumina2": NodeMap(
+        "TextEncodeLumina2",
+        {name: name for name in ("clip", "system_prompt", "user_prompt")},
+        ("conditioning",),
+        widgets=("system_prompt", "user_prompt"),
     ),
     "CLIPTextEncode": NodeMap(
         "TextEncode", {"clip": "clip", "text": "text"}, ("conditioning",), widgets=("text",)

@@ -32,20 +32,26 @@ from easel.models.errors import ModelError
 DIFFUSION_MODELS: tuple[str, ...] = (
     "easel.models.flux_loading",
     "easel.models.qwen_loading",
+    "easel.models.lumina_loading",
     "easel.models.hidream_loading",
 )
-CHECKPOINTS: tuple[str, ...] = ("easel.models.flux_loading", "easel.models.qwen_loading")
+CHECKPOINTS: tuple[str, ...] = (
+    "easel.models.flux_loading",
+    "easel.models.qwen_loading",
+    "easel.models.lumina_loading",
+)
 CLIP_TYPES: dict[int, dict[str, str]] = {
     1: {
         "stable_diffusion": "easel.models.flux_loading:sd_clip",
         "qwen_image": "easel.models.qwen_loading:qwen_clip",
+        "lumina2": "easel.models.lumina_loading:lumina2_clip",
     },
     2: {"flux": "easel.models.flux_loading:flux_clip"},
     3: {},
     4: {"hidream": "easel.models.hidream_loading:hidream_clip"},
 }
 # what DiffusionModelLoader reads, for its error message
-FAMILY_NAMES = "Flux.1, Qwen-Image, HiDream-I1"
+FAMILY_NAMES = "Flux.1, Qwen-Image, Z-Image, Lumina 2, HiDream-I1"
 
 
 @dataclass(frozen=True)

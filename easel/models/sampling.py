@@ -120,6 +120,8 @@ NETWORKS: dict[str, str] = {
     "unet": "easel.models.sampling:UNetNetwork",
     "flux": "easel.models.flux_denoiser:FluxNetwork",
     "qwen_image": "easel.models.qwen_image_denoiser:QwenImageNetwork",
+    "z-image": "easel.models.lumina_denoiser:ZImageNetwork",
+    "lumina2": "easel.models.lumina_denoiser:Lumina2Network",
     "hidream": "easel.models.hidream_denoiser:HiDreamNetwork",
 }
 

@@ -1,0 +1,155 @@
+"""Z-Image from ComfyUI's split files (the transformer in the original keys, a Qwen3 text
+encoder, the Flux VAE) through Easel's nodes gives diffusers' ZImagePipeline image (CPU fp32,
+tiny random weights, max abs pixel difference 1e-3); a diffusers ZImagePipeline folder gives
+the same image."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.families.workflows import SIZE, as_tensor, image_of
+from tests.fixtures import lumina_family
+
+lumina_root = lumina_family.lumina_root
+lumina_models = lumina_family.lumina_models
+lumina_manager = lumina_family.lumina_manager
+run_lumina = lumina_family.run_lumina
+
+TOLERANCE = 1e-3
+PROMPT = "a red circle on a blue square"
+
+
+def split_workflow(*, steps: int = 3, cfg: float = 1.0, shift: float | None = None) -> Any:
+    """ComfyUI's Z-Image Turbo template shape: UNETLoader, CLIPLoader type lumina2,
+    VAELoader, CLIPTextEncode, EmptySD3LatentImage, KSampler, VAEDecode."""
+    nodes: dict[str, Any] = {
+        "unet": {
+            "type": "DiffusionModelLoader",
+            "inputs": {"name": "z_image_turbo_bf16.safetensors", "weight_dtype": "default"},
+        },
+        "clip": {
+            "type": "TextEncoderLoader",
+            "inputs": {"name": "qwen_3_4b.safetensors", "type": "lumina2"},
+        },
+        "vae": {"type": "VAELoader", "inputs": {"name": "ae.safetensors"}},
+        "pos": {"type": "TextEncode", "inputs": {"clip": ["clip", "clip"], "text": PROMPT}},
+        "lat": {"type": "EmptyLatent", "inputs": {"width": SIZE, "height": SIZE}},
+        "k": {
+            "type": "KSampler",
+            "inputs": {
+                "model": ["unet", "model"],
+                "positive": ["pos", "conditioning"],
+                "latent": ["lat", "latent"],
+                "seed": 42,
+                "steps": steps,
+                "cfg": cfg,
+                "sampler_name": "euler",
+                "scheduler": "simple",
+            },
+        },
+        "dec": {"type": "VAEDecode", "inputs": {"vae": ["vae", "vae"], "latent": ["k", "latent"]}},
+    }
+    if shift is not None:
+        nodes["ms"] = {
+            "type": "ModelSamplingAuraFlow",
+            "inputs": {"model": ["unet", "model"], "shift": shift},
+        }
+        nodes["k"]["inputs"]["model"] = ["ms", "model"]
+    return nodes
+
+
+def reference(pipe: Any, **kwargs: Any) -> Any:
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(
+        height=SIZE,
+        width=SIZE,
+        generator=torch.Generator("cpu").manual_seed(42),
+        output_type="np",
+        **kwargs,
+    ).images
+    return as_tensor(out)
+
+
+def test_turbo_split_files_equal_zimage_pipeline(lumina_models: Any, run_lumina: Any) -> None:
+    """cfg 1 (Z-Image Turbo's templates) is the pipeline's guidance_scale 0."""
+    ours = image_of(run_lumina(split_workflow(), ["dec"]))
+    theirs = reference(
+        lumina_models["z-image"].pipe, prompt=PROMPT, num_inference_steps=3, guidance_scale=0.0
+    )
+    assert ours.shape == theirs.shape == (1, 3, SIZE, SIZE)
+    assert float(ours.std()) > 0.01
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+
+
+def test_cfg_with_a_negative_equals_the_pipeline_guidance(
+    lumina_models: Any, run_lumina: Any
+) -> None:
+    """ZImagePipeline's guidance_scale g is pos + g (pos - neg): KSampler's cfg g + 1."""
+    nodes = split_workflow(cfg=3.0)
+    nodes["neg"] = {"type": "TextEncode", "inputs": {"clip": ["clip", "clip"], "text": "blurry"}}
+    nodes["k"]["inputs"]["negative"] = ["neg", "conditioning"]
+    ours = image_of(run_lumina(nodes, ["dec"]))
+    pipe = lumina_models["z-image"].pipe
+    theirs = reference(
+        pipe, prompt=PROMPT, negative_prompt="blurry", num_inference_steps=3, guidance_scale=2.0
+    )
+    unguided = reference(pipe, prompt=PROMPT, num_inference_steps=3, guidance_scale=0.0)
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+    assert (theirs - unguided).abs().max().item() > 10 * TOLERANCE
+
+
+def test_model_sampling_aura_flow_sets_the_shift(lumina_models: Any, run_lumina: Any) -> None:
+    """ModelSamplingAuraFlow 3 is Z-Image's own shift; another shift is the pipeline with a
+    scheduler of that shift."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline
+
+    same = image_of(run_lumina(split_workflow(shift=3.0), ["dec"]))
+    plain = image_of(run_lumina(split_workflow(), ["dec"]))
+    assert (same - plain).abs().max().item() <= 1e-5
+    ours = image_of(run_lumina(split_workflow(shift=7.0), ["dec"]))
+    pipe = lumina_models["z-image"].pipe
+    shifted = ZImagePipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0, use_dynamic_shifting=False),
+        **{k: getattr(pipe, k) for k in ("vae", "text_encoder", "tokenizer", "transformer")},
+    )
+    theirs = reference(shifted, prompt=PROMPT, num_inference_steps=3, guidance_scale=0.0)
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+    assert (ours - plain).abs().max().item() > 10 * TOLERANCE
+
+
+def test_diffusers_folder_gives_the_same_image(
+    lumina_models: Any, lumina_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CheckpointLoader on the diffusers ZImagePipeline folder equals the split files."""
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+
+    roots = [lumina_root / "diffusers", lumina_root / "models", lumina_root / "ComfyUI"]
+    monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
+    manager = ModelManager(roots, device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    split = split_workflow()
+    folder = {
+        "ckpt": {"type": "CheckpointLoader", "inputs": {"name": "z-image"}},
+        "pos": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": PROMPT}},
+        "lat": split["lat"],
+        "k": {"type": "KSampler", "inputs": {**split["k"]["inputs"], "model": ["ckpt", "model"]}},
+        "dec": {"type": "VAEDecode", "inputs": {"vae": ["ckpt", "vae"], "latent": ["k", "latent"]}},
+    }
+    images = [
+        image_of(
+            executor.run(
+                {"format": "easel.workflow", "version": 1, "nodes": nodes},
+                targets=["dec"],
+                keep_values=True,
+            )
+        )
+        for nodes in (split, folder)
+    ]
+    assert (images[0] - images[1]).abs().max().item() <= 1e-5
