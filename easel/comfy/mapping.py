@@ -292,7 +292,13 @@ NODE_MAPS: dict[str, NodeMap] = {
         ("clip",),
         widgets=("clip_name", "type", "device"),
         ignored=frozenset({"device"}),
-        values={"type": {"stable_diffusion": "stable_diffusion", "lumina2": "lumina2"}},
+        values={
+            "type": {
+                "stable_diffusion": "stable_diffusion",
+                "lumina2": "lumina2",
+                "chroma": "chroma",
+            }
+        },
         strict_values=frozenset({"type"}),
     ),
     "DualCLIPLoader": NodeMap(
@@ -317,6 +323,12 @@ NODE_MAPS: dict[str, NodeMap] = {
         {name: name for name in ("clip", "clip_l", "clip_g", "t5xxl", "llama")},
         ("conditioning",),
         widgets=("clip_l", "clip_g", "t5xxl", "llama"),
+    ),
+    "T5TokenizerOptions": NodeMap(
+        "T5TokenizerOptions",
+        {"clip": "clip", "min_padding": "min_padding", "min_length": "min_length"},
+        ("clip",),
+        widgets=("min_padding", "min_length"),
     ),
     "CLIPTextEncodeFlux": NodeMap(
         "TextEncodeFlux",

@@ -2,11 +2,12 @@
 HiDream's T5 and Llama prompts: prompts parsed with ComfyUI's weight syntax, run with an
 attention mask over the padding.
 
-Chroma, as diffusers' ChromaPipeline: T5 runs with its attention mask (unlike Flux); the
-transformer then attends to the prompt's tokens, its end token and the first padding token, and
-to nothing after. Easel pads to `min_length` tokens plus `min_padding` padding tokens (ComfyUI's
-T5TokenizerOptions, defaults 0 and 1), where the pipeline pads to 512: the masked padding changes
-nothing, so the images agree (tests/families/test_chroma_parity.py).
+Chroma, as diffusers' ChromaPipeline: the prompt padded to 512 tokens, T5 run with its attention
+mask (unlike Flux); the transformer's mask marks the prompt, its end token and the first padding
+token (ChromaPipeline's rule; its mask is 1/0 floats, so the padding still shifts the attention a
+little, and the padding length changes the image). T5TokenizerOptions (ComfyUI's node) sets
+ComfyUI's shorter padding instead: at least `min_padding` padding tokens and `min_length` tokens
+in all.
 
 Prompt weights follow ComfyUI (`z_empty + (z - z_empty) * w`, `z_empty` the empty prompt's
 encoding at the same position); `embedding:` names have no meaning here and are left out with a
@@ -22,8 +23,6 @@ from typing import Any
 from easel.models.prompt_syntax import Embedding, parse_prompt
 
 T5_MAX_TOKENS = 512  # ChromaPipeline's largest max_sequence_length
-DEFAULT_MIN_PADDING = 1  # ComfyUI's Chroma: one padding token after the end token
-DEFAULT_MIN_LENGTH = 0
 
 
 @dataclass(frozen=True)
@@ -107,21 +106,24 @@ def weighted(hidden: Any, toks: Tokens, empty: Any) -> Any:
     return torch.where(w != 1.0, (hidden - empty) * w + empty, hidden)
 
 
-def t5_options(clip: Any) -> tuple[int, int]:
-    """(min_padding, min_length) of a CLIP's T5 tokenizer (T5TokenizerOptions sets them)."""
+def t5_options(clip: Any) -> tuple[int, int] | None:
+    """(min_padding, min_length) T5TokenizerOptions set on a CLIP, or None."""
     options = getattr(clip, "tokenizer_options", None) or {}
-    return (
-        int(options.get("min_padding", DEFAULT_MIN_PADDING)),
-        int(options.get("min_length", DEFAULT_MIN_LENGTH)),
-    )
+    if "min_padding" not in options and "min_length" not in options:
+        return None
+    return int(options.get("min_padding", 0)), int(options.get("min_length", 0))
 
 
 def _encode(clip: Any, part: Any, text: str, warnings: list[str]) -> tuple[Any, Tokens]:
-    """Hidden states and tokens of `text`: the prompt and its end token, then padding to at
-    least `min_length` tokens with at least `min_padding` padding tokens (at most 512)."""
-    min_padding, min_length = t5_options(clip)
+    """Hidden states and tokens of `text`: the prompt and its end token, then padding to 512
+    tokens, or (T5TokenizerOptions) to at least `min_length` tokens with at least
+    `min_padding` padding tokens."""
     count = len(tokens(part.tokenizer, text, warnings, max_length=T5_MAX_TOKENS).ids)
-    total = min(T5_MAX_TOKENS, max(count + min_padding, min_length))
+    options = t5_options(clip)
+    total = T5_MAX_TOKENS
+    if options is not None:
+        min_padding, min_length = options
+        total = min(T5_MAX_TOKENS, max(count + min_padding, min_length))
     toks = tokens(part.tokenizer, text, [], length=total, max_length=T5_MAX_TOKENS)
     hidden = run_t5(clip, part, toks)
     if toks.weighted:

@@ -34,6 +34,7 @@ DIFFUSION_MODELS: tuple[str, ...] = (
     "easel.models.qwen_loading",
     "easel.models.lumina_loading",
     "easel.models.hidream_loading",
+    "easel.models.chroma_loading",
 )
 CHECKPOINTS: tuple[str, ...] = (
     "easel.models.flux_loading",
@@ -43,6 +44,7 @@ CHECKPOINTS: tuple[str, ...] = (
 CLIP_TYPES: dict[int, dict[str, str]] = {
     1: {
         "stable_diffusion": "easel.models.flux_loading:sd_clip",
+        "chroma": "easel.models.chroma_loading:chroma_clip",
         "qwen_image": "easel.models.qwen_loading:qwen_clip",
         "lumina2": "easel.models.lumina_loading:lumina2_clip",
     },
@@ -51,7 +53,7 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
     4: {"hidream": "easel.models.hidream_loading:hidream_clip"},
 }
 # what DiffusionModelLoader reads, for its error message
-FAMILY_NAMES = "Flux.1, Qwen-Image, Z-Image, Lumina 2, HiDream-I1"
+FAMILY_NAMES = "Flux.1, Qwen-Image, Z-Image, Lumina 2, HiDream-I1, Chroma"
 
 
 @dataclass(frozen=True)

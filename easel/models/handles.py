@@ -92,6 +92,8 @@ class ClipHandle:
     image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
     image_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
     empty_cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    # T5TokenizerOptions: min_padding / min_length of T5 prompts (Chroma honours them)
+    tokenizer_options: dict[str, Any] = field(default_factory=dict)
 
     # The first part, for code that handles one tower (CLIPScore, priors).
     @property

@@ -123,6 +123,7 @@ NETWORKS: dict[str, str] = {
     "z-image": "easel.models.lumina_denoiser:ZImageNetwork",
     "lumina2": "easel.models.lumina_denoiser:Lumina2Network",
     "hidream": "easel.models.hidream_denoiser:HiDreamNetwork",
+    "chroma": "easel.models.chroma_denoiser:ChromaNetwork",
 }
 
 

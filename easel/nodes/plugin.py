@@ -33,6 +33,7 @@ MODULES = (
     "easel.nodes.loaders_split",
     "easel.nodes.flux",
     "easel.nodes.hidream",
+    "easel.nodes.chroma",
     "easel.nodes.lumina",
     "easel.nodes.reroute",
 )

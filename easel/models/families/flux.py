@@ -101,6 +101,8 @@ PREFIXES = ("model.diffusion_model.", "")
 def prefix_of(state: Mapping[str, Any]) -> str | None:
     """Where a Flux transformer's keys start in `state`, or None when there is none."""
     for prefix in PREFIXES:
+        if prefix + "distilled_guidance_layer.in_proj.weight" in state:
+            return None  # Chroma (easel.models.families.chroma)
         if prefix + "double_blocks.0.img_attn.qkv.weight" in state:
             return prefix
     return None

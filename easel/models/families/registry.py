@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from easel.models.families import flux, hidream, lumina, qwen_image, sd
+from easel.models.families import chroma, flux, hidream, lumina, qwen_image, sd
 from easel.models.families.base import Family, LatentFormat, TextPart
 
 # Diffusers folders that are not Stable Diffusion checkpoints proper: the demo model family
@@ -21,6 +21,7 @@ FAMILIES: tuple[Family, ...] = (
     *qwen_image.FAMILIES,
     *lumina.FAMILIES,
     *hidream.FAMILIES,
+    *chroma.FAMILIES,
     UNCLIP,
 )
 

@@ -1,0 +1,141 @@
+"""Chroma modules from ComfyUI's split files: the transformer (`diffusion_models/`, Black
+Forest Labs' keys plus the approximator `distilled_guidance_layer.*`) and a T5-XXL text encoder
+alone (CLIPLoader type `chroma`).
+
+Key conversion is diffusers' `convert_chroma_transformer_checkpoint_to_diffusers`; the config is
+read off the shapes (easel.models.families.chroma); T5 is loaded as for Flux
+(easel.models.flux_loading).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from easel.models.errors import ModelError
+from easel.models.families import chroma
+from easel.models.families.recognise import summarise
+from easel.models.flux_loading import dequantize_scaled_fp8, storage_dtype, text_encoder
+from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart
+
+DIFFUSERS_WIDTH = 3072  # diffusers' converter splits single blocks' linear1 at this width
+
+
+def convert_transformer(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Original keys -> diffusers ChromaTransformer2DModel keys, by diffusers' converter.
+
+    That converter splits each single block's fused `linear1` (q, k, v, mlp) at Chroma's width
+    of 3072: for another width (the tests' tiny models) it is handed shape-only meta tensors and
+    the pieces are split here at the real width, as easel.models.flux_loading does for Flux."""
+    import torch
+    from diffusers.loaders.single_file_utils import (
+        convert_chroma_transformer_checkpoint_to_diffusers,
+    )
+
+    prefix = chroma.prefix_of(state)
+    if prefix is None:
+        raise ModelError("no Chroma transformer (distilled_guidance_layer) in the file")
+    sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    hidden = int(sub["img_in.weight"].shape[0])
+    fused: dict[int, tuple[Any, Any]] = {}
+    if hidden != DIFFUSERS_WIDTH:
+        rows = DIFFUSERS_WIDTH * 7  # q, k, v (3 x 3072) + mlp (4 x 3072)
+        for key in [k for k in sub if re.fullmatch(r"single_blocks\.\d+\.linear1\.weight", k)]:
+            block = int(key.split(".")[1])
+            bias_key = key.replace(".weight", ".bias")
+            fused[block] = (sub[key], sub[bias_key])
+            sub[key] = torch.empty(rows, sub[key].shape[1], device="meta")
+            sub[bias_key] = torch.empty(rows, device="meta")
+    converted = convert_chroma_transformer_checkpoint_to_diffusers(sub)
+    for block, (weight, bias) in fused.items():
+        sizes = [hidden, hidden, hidden, int(weight.shape[0]) - 3 * hidden]
+        head = f"single_transformer_blocks.{block}."
+        for name, w, b in zip(
+            ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"),
+            torch.split(weight, sizes),
+            torch.split(bias, sizes),
+            strict=True,
+        ):
+            converted[head + name + ".weight"] = w
+            converted[head + name + ".bias"] = b
+    return converted
+
+
+def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
+    """A ChromaTransformer2DModel from an original-layout state dict. Built on the meta device
+    and filled from the file; the timestep embedding's fixed table (a computed buffer the file
+    does not hold) is built for real."""
+    import torch
+    from diffusers import ChromaTransformer2DModel
+    from diffusers.models.transformers.transformer_chroma import (
+        ChromaCombinedTimestepTextProjEmbeddings,
+    )
+
+    try:
+        config = chroma.transformer_config(state)
+        converted = convert_transformer(dict(state))
+        with torch.device("meta"):
+            module = ChromaTransformer2DModel.from_config(config)
+        converted = {k: v.to(dtype) if v.is_floating_point() else v for k, v in converted.items()}
+        result = module.load_state_dict(converted, strict=False, assign=True)
+        if result.missing_keys:
+            raise ModelError(
+                f"the Chroma transformer weights do not match its shape: "
+                f"{len(result.missing_keys)} missing (e.g. {result.missing_keys[:3]})"
+            )
+        embed = module.time_text_embed
+        module.time_text_embed = ChromaCombinedTimestepTextProjEmbeddings(
+            num_channels=config["approximator_num_channels"] // 4,
+            out_dim=int(embed.mod_proj.shape[0]),
+        )
+        return module.eval().requires_grad_(False)
+    except ModelError as exc:
+        raise ModelError(f"{path.name}: {exc}") from None
+    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
+        raise ModelError(
+            f"{path.name} looks like a Chroma transformer but does not fit that "
+            f"architecture ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
+    """Whether a diffusion-model file's keys are a Chroma transformer's (family_files)."""
+    return chroma.is_chroma(state)
+
+
+def diffusion_model(
+    name: str, path: Path, manager: Any, weight_dtype: str = "default"
+) -> ModelHandle:
+    """MODEL from a Chroma diffusion-model file (ComfyUI's UNETLoader). fp8 weight dtypes keep
+    the weights in fp8 and compute in the manager's dtype."""
+    from easel.models.state_dicts import read_state_dict
+
+    storage = storage_dtype(weight_dtype)
+
+    def load() -> Any:
+        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        if not chroma.is_chroma(state):
+            raise ModelError(f"{path.name} is not a Chroma transformer ({summarise(state)})")
+        module = build_transformer(state, manager.dtype, path)
+        if storage is not None:
+            module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=manager.dtype)
+            module.easel_compute_dtype = manager.dtype
+        return module
+
+    module = manager.load_module((str(path.resolve()), f"chroma-transformer:{weight_dtype}"), load)
+    family = chroma.CHROMA
+    return ModelHandle(
+        name, module, dict(family.scheduler_config), family.latent.factor, manager, family=family
+    )
+
+
+def chroma_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
+    """CLIPLoader type chroma: one T5-XXL file (transformers keys) as Chroma's text encoder."""
+    (path,) = paths
+    kind, model, tokenizer = text_encoder(path, manager)
+    if kind != "t5":
+        raise ModelError(f"{path.name} is a {kind} text encoder; type chroma takes a T5 file")
+    part = TextEncoderPart("t5", tokenizer, model, kind="t5")
+    return ClipHandle(name, (part,), manager, family=chroma.CHROMA)
