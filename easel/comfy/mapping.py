@@ -280,6 +280,95 @@ NODE_MAPS: dict[str, NodeMap] = {
     ),
     # Flux and ComfyUI's split model files (easel/nodes/loaders_split.py, flux.py). ComfyUI's
     # CLIPLoader is Easel's TextEncoderLoader (Easel's CLIPLoader loads CLIPScore models).
+    # Custom sampling (easel/nodes/custom_sampling.py): the same node names and inputs.
+    "KSamplerSelect": NodeMap(
+        "KSamplerSelect",
+        {"sampler_name": "sampler_name"},
+        ("sampler",),
+        widgets=("sampler_name",),
+        values={"sampler_name": SAMPLER_NAMES},
+    ),
+    "BasicScheduler": NodeMap(
+        "BasicScheduler",
+        {name: name for name in ("model", "scheduler", "steps", "denoise")},
+        ("sigmas",),
+        widgets=("scheduler", "steps", "denoise"),
+    ),
+    "ManualSigmas": NodeMap("ManualSigmas", {"sigmas": "sigmas"}, ("sigmas",), widgets=("sigmas",)),
+    "SplitSigmas": NodeMap(
+        "SplitSigmas",
+        {"sigmas": "sigmas", "step": "step"},
+        ("high_sigmas", "low_sigmas"),
+        widgets=("step",),
+    ),
+    "SplitSigmasDenoise": NodeMap(
+        "SplitSigmasDenoise",
+        {"sigmas": "sigmas", "denoise": "denoise"},
+        ("high_sigmas", "low_sigmas"),
+        widgets=("denoise",),
+    ),
+    "RandomNoise": NodeMap(
+        "RandomNoise",
+        {"noise_seed": "noise_seed"},
+        ("noise",),
+        widgets=("noise_seed",),
+        seeded=frozenset({"noise_seed"}),
+    ),
+    "DisableNoise": NodeMap("DisableNoise", {}, ("noise",)),
+    "CFGGuider": NodeMap(
+        "CFGGuider",
+        {name: name for name in ("model", "positive", "negative", "cfg")},
+        ("guider",),
+        widgets=("cfg",),
+    ),
+    "BasicGuider": NodeMap(
+        "BasicGuider", {"model": "model", "conditioning": "conditioning"}, ("guider",)
+    ),
+    "DualCFGGuider": NodeMap(
+        "DualCFGGuider",
+        {
+            name: name
+            for name in (
+                "model",
+                "cond1",
+                "cond2",
+                "negative",
+                "cfg_conds",
+                "cfg_cond2_negative",
+                "style",
+            )
+        },
+        ("guider",),
+        widgets=("cfg_conds", "cfg_cond2_negative", "style"),
+    ),
+    "CFGNorm": NodeMap(
+        "CFGNorm", {"model": "model", "strength": "strength"}, ("model",), widgets=("strength",)
+    ),
+    "SamplerCustomAdvanced": NodeMap(
+        "SamplerCustomAdvanced",
+        {name: name for name in ("noise", "guider", "sampler", "sigmas", "latent_image")},
+        ("output", "denoised_output"),
+    ),
+    "SamplerCustom": NodeMap(
+        "SamplerCustom",
+        {
+            name: name
+            for name in (
+                "model",
+                "add_noise",
+                "noise_seed",
+                "cfg",
+                "positive",
+                "negative",
+                "sampler",
+                "sigmas",
+                "latent_image",
+            )
+        },
+        ("output", "denoised_output"),
+        widgets=("add_noise", "noise_seed", "cfg"),
+        seeded=frozenset({"noise_seed"}),
+    ),
     "UNETLoader": NodeMap(
         "DiffusionModelLoader",
         {"unet_name": "name", "weight_dtype": "weight_dtype"},
@@ -295,7 +384,10 @@ NODE_MAPS: dict[str, NodeMap] = {
         values={
             "type": {
                 "stable_diffusion": "stable_diffusion",
+                "flux2": "flux2",
+                "qwen_image": "qwen_image",
                 "lumina2": "lumina2",
+                "sd3": "sd3",
                 "chroma": "chroma",
             }
         },
@@ -307,8 +399,16 @@ NODE_MAPS: dict[str, NodeMap] = {
         ("clip",),
         widgets=("clip_name1", "clip_name2", "type", "device"),
         ignored=frozenset({"device"}),
-        values={"type": {"flux": "flux"}},
+        values={"type": {"flux": "flux", "sd3": "sd3"}},
         strict_values=frozenset({"type"}),
+    ),
+    # ComfyUI's TripleCLIPLoader has no type: it loads SD3's clip_l, clip_g and t5xxl
+    "TripleCLIPLoader": NodeMap(
+        "TripleTextEncoderLoader",
+        {"clip_name1": "name1", "clip_name2": "name2", "clip_name3": "name3"},
+        ("clip",),
+        widgets=("clip_name1", "clip_name2", "clip_name3"),
+        adapt=lambda inputs: Adapted({**inputs, "type": "sd3"}),
     ),
     # ComfyUI's QuadrupleCLIPLoader has no type: it loads HiDream's clip_l, clip_g, t5xxl, llama
     "QuadrupleCLIPLoader": NodeMap(
@@ -330,6 +430,14 @@ NODE_MAPS: dict[str, NodeMap] = {
         ("clip",),
         widgets=("min_padding", "min_length"),
     ),
+    "CLIPTextEncodeSD3": NodeMap(
+        "TextEncodeSD3",
+        {name: name for name in ("clip", "clip_l", "clip_g", "t5xxl", "empty_padding")},
+        ("conditioning",),
+        widgets=("clip_l", "clip_g", "t5xxl", "empty_padding"),
+        values={"empty_padding": {"none": "none", "empty_prompt": "empty_prompt"}},
+        strict_values=frozenset({"empty_padding"}),
+    ),
     "CLIPTextEncodeFlux": NodeMap(
         "TextEncodeFlux",
         {name: name for name in ("clip", "clip_l", "t5xxl", "guidance")},
@@ -342,11 +450,44 @@ NODE_MAPS: dict[str, NodeMap] = {
         ("conditioning",),
         widgets=("guidance",),
     ),
+    "TextEncodeQwenImageEdit": NodeMap(
+        "TextEncodeQwenImageEdit",
+        {name: name for name in ("clip", "prompt", "vae", "image")},
+        ("conditioning",),
+        widgets=("prompt",),
+        optional=frozenset({"vae", "image"}),
+    ),
+    "TextEncodeQwenImageEditPlus": NodeMap(
+        "TextEncodeQwenImageEditPlus",
+        {name: name for name in ("clip", "prompt", "vae", "image1", "image2", "image3")},
+        ("conditioning",),
+        widgets=("prompt",),
+        optional=frozenset({"vae", "image1", "image2", "image3"}),
+    ),
     "ReferenceLatent": NodeMap(
         "ReferenceLatent",
         {"conditioning": "conditioning", "latent": "latent"},
         ("conditioning",),
         optional=frozenset({"latent"}),
+    ),
+    # Flux.2 (easel/nodes/flux2.py): its latents are 128 channels at 1/16, as ComfyUI's.
+    "EmptyFlux2LatentImage": NodeMap(
+        "EmptyFlux2LatentImage",
+        {"width": "width", "height": "height", "batch_size": "batch_size"},
+        ("latent",),
+        widgets=("width", "height", "batch_size"),
+    ),
+    "Flux2Scheduler": NodeMap(
+        "Flux2Scheduler",
+        {"steps": "steps", "width": "width", "height": "height"},
+        ("sigmas",),
+        widgets=("steps", "width", "height"),
+    ),
+    "FluxKontextMultiReferenceLatentMethod": NodeMap(
+        "FluxKontextMultiReferenceLatentMethod",
+        {"conditioning": "conditioning", "reference_latents_method": "reference_latents_method"},
+        ("conditioning",),
+        widgets=("reference_latents_method",),
     ),
     # The sampler gives an empty latent its model's channels (16 for Flux).
     "EmptySD3LatentImage": NodeMap(

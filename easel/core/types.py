@@ -59,6 +59,11 @@ Prior = socket_type("PRIOR")
 UpscaleModel = socket_type("UPSCALE_MODEL")
 Mask = socket_type("MASK")  # [B, H, W] float in [0, 1], 1 where to paint (ComfyUI's MASK)
 ControlNet = socket_type("CONTROL_NET")
+# ComfyUI's custom sampling: a sampler choice, noise levels, a noise source, a guider.
+Sampler = socket_type("SAMPLER")
+Sigmas = socket_type("SIGMAS")
+Noise = socket_type("NOISE")
+Guider = socket_type("GUIDER")
 
 BUILTIN_SOCKET_TYPES = frozenset(
     {
@@ -77,6 +82,10 @@ BUILTIN_SOCKET_TYPES = frozenset(
         "UPSCALE_MODEL",
         "MASK",
         "CONTROL_NET",
+        "SAMPLER",
+        "SIGMAS",
+        "NOISE",
+        "GUIDER",
     }
 )
 

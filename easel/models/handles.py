@@ -31,6 +31,8 @@ class ModelHandle:
     family: Any = None  # easel.models.families.Family (None: told from the UNet config)
     patches: tuple[Any, ...] = ()  # ((easel.models.lora.LoraWeights, strength), ...)
     sampling: dict[str, Any] = field(default_factory=dict)
+    # post-CFG patches on the denoised estimate (CFGNorm): easel.models.guidance.Guidance
+    post_cfg: tuple[Any, ...] = ()
 
     @property
     def latent_channels(self) -> int:
@@ -46,6 +48,10 @@ class ModelHandle:
     def with_sampling(self, **overrides: Any) -> ModelHandle:
         """A handle on the same UNet with model-sampling overrides."""
         return replace(self, sampling={**self.sampling, **overrides})
+
+    def with_post_cfg(self, patch: Any) -> ModelHandle:
+        """A handle on the same UNet with one more post-CFG patch."""
+        return replace(self, post_cfg=(*self.post_cfg, patch))
 
     def forward(self) -> Any:
         """The callable a sampler uses in place of `unet` (LoRA patches bound, if any)."""

@@ -110,6 +110,7 @@ def sample(
     window: Any = None,
 ) -> Any:
     """What KSampler and KSamplerAdvanced share: one sampler loop for every family."""
+    from easel.models.guidance import cfg as cfg_guidance
     from easel.models.sampling import denoise as run_denoise
     from easel.models.sampling import make_scheduler
     from easel.nodes.inpaint import inpaint_inputs
@@ -125,12 +126,19 @@ def sample(
         from easel.models.sampling import flow_config
         from easel.nodes.samplers_table import flow_spec
 
+        patch = int(getattr(model.family, "patch", 1))
+        tokens = (shape[2] // patch) * (shape[3] // patch)
         try:
             class_name, options, linear = flow_spec(sampler_name, scheduler)
         except ValueError as exc:
-            raise NodeError(str(exc), "sampler_name") from exc
-        patch = int(getattr(model.family, "patch", 1))
-        tokens = (shape[2] // patch) * (shape[3] // patch)
+            # the pair has no scheduler of its own: the sampler steps through the schedule's
+            # noise levels (as ComfyUI's samplers and schedules combine freely)
+            levels = flow_levels_for(model, sampler_name, scheduler, steps, denoise, tokens)
+            if levels is None:
+                raise NodeError(str(exc), "sampler_name") from exc
+            return sample_through_levels(
+                ctx, model, positive, negative, latent, levels, seed, cfg, sampler_name, window
+            )
         config, flow = flow_config(config, class_name, linear, tokens)
     else:
         class_name, options = scheduler_spec(sampler_name, scheduler)
@@ -148,6 +156,7 @@ def sample(
     latent = in_model_scale(model, latent)
     inpaint = inpaint_inputs(model, positive, latent, shape)
     use_latent = not full or window is not None
+    guidance = model_guidance(model, cfg_guidance(positive, negative, cfg))
     try:
         samples = run_denoise(
             unet,
@@ -156,6 +165,7 @@ def sample(
             positive=positive,
             negative=negative,
             cfg=cfg,
+            guidance=guidance,
             steps=steps,
             denoise_strength=denoise,
             init_latents=latent["samples"] if use_latent else None,
@@ -170,6 +180,58 @@ def sample(
         )
     except ValueError as exc:
         raise NodeError(str(exc), "positive") from exc
+    return latent_out(model, samples, latent)
+
+
+def flow_levels_for(
+    model: Any, sampler_name: str, schedule: str, steps: int, denoise: float, tokens: int
+) -> Any:
+    """The noise levels of `schedule` for a flow model whose sampler can follow them, or None
+    when it cannot (or the schedule has no flow form)."""
+    from easel.models.sampling import CUSTOM_SIGMAS_SCHEDULERS
+    from easel.nodes.custom_sampling import model_sigmas
+    from easel.nodes.samplers_table import FLOW_SAMPLERS, FLOW_SCHEDULES
+
+    entry = FLOW_SAMPLERS.get(sampler_name)
+    if entry is None or entry.scheduler_class not in CUSTOM_SIGMAS_SCHEDULERS:
+        return None
+    if schedule not in FLOW_SCHEDULES:
+        return None
+    return model_sigmas(model, schedule, steps, denoise, tokens)
+
+
+def sample_through_levels(
+    ctx: Context,
+    model: Any,
+    positive: Any,
+    negative: Any,
+    latent: dict[str, Any],
+    levels: Any,
+    seed: int,
+    cfg: float,
+    sampler_name: str,
+    window: Any,
+) -> Any:
+    """KSampler(Advanced) as custom sampling through `levels` (a window cuts them: the last
+    level is 0 unless the noise is left in; without add_noise no noise is added)."""
+    from easel.nodes.custom_sampling import GuiderValue, NoiseSource, SamplerChoice, custom_sample
+
+    add = True
+    if window is not None:
+        end = len(levels) - 1 if window.end is None else min(window.end, len(levels) - 1)
+        cut = levels[window.start : end + 1].clone()
+        if end < len(levels) - 1 and not window.leftover_noise:
+            cut[-1] = 0.0
+        levels, add = cut, window.add_noise
+    negative = negative if negative is not None else default_negative(positive)
+    guider = GuiderValue(model, (positive, negative), "cfg", (cfg,))
+    noise = NoiseSource(seed if add else None)
+    output, _ = custom_sample(ctx, guider, SamplerChoice(sampler_name), levels, latent, noise)
+    return output
+
+
+def latent_out(model: Any, samples: Any, latent: dict[str, Any]) -> dict[str, Any]:
+    """A LATENT of sampled `samples`, with the input's noise mask and the family's scaling."""
     out = {"samples": samples.float().cpu()}
     if "noise_mask" in latent:
         out["noise_mask"] = latent["noise_mask"]
@@ -177,6 +239,15 @@ def sample(
         out["scaling_factor"] = model.family.latent.scaling_factor
         out["shift_factor"] = model.family.latent.shift_factor
     return out
+
+
+def model_guidance(model: Any, guidance: Any) -> Any:
+    """`guidance` with the model's post-CFG patches (CFGNorm) added."""
+    from dataclasses import replace
+
+    if not model.post_cfg:
+        return guidance
+    return replace(guidance, post_cfg=(*guidance.post_cfg, *model.post_cfg))
 
 
 def is_flow(model: Any) -> bool:

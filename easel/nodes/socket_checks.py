@@ -50,4 +50,8 @@ CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "PRIOR": ("an unCLIP prior handle", _not_plain),
     "UPSCALE_MODEL": ("an upscale model handle", _not_plain),
     "CONTROL_NET": ("a ControlNet handle", _not_plain),
+    "SAMPLER": ("a sampler choice (KSamplerSelect)", _not_plain),
+    "SIGMAS": ("noise levels, a tensor [steps + 1]", lambda value: _is_tensor(value, (1,))),
+    "NOISE": ("a noise source (RandomNoise, DisableNoise)", _not_plain),
+    "GUIDER": ("a guider: model and conditionings (CFGGuider, BasicGuider)", _not_plain),
 }

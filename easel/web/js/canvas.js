@@ -9,7 +9,8 @@ const TYPE_COLORS = {
   MODEL: "#b59cf0", CLIP: "#f2c94c", VAE: "#f07c7c", CONDITIONING: "#f5a25d",
   LATENT: "#f07ab8", IMAGE: "#5ab0f0", INT: "#7bd88f", FLOAT: "#4fd1c5",
   STRING: "#a3d977", BOOLEAN: "#9aa7b4", PRIOR: "#c39bd3", IMAGE_EMBEDS: "#e88ee8",
-  UPSCALE_MODEL: "#8fa8ff", MASK: "#e6e6e6", CONTROL_NET: "#6bd3c3", "*": "#cfd6e4",
+  UPSCALE_MODEL: "#8fa8ff", MASK: "#e6e6e6", CONTROL_NET: "#6bd3c3",
+  SAMPLER: "#ecb4b4", SIGMAS: "#cdffcd", NOISE: "#b0b0b0", GUIDER: "#66ffff", "*": "#cfd6e4",
 };
 
 /** A socket type's colour for sockets and links (plugins: `editor.setSocketColor`). */
