@@ -69,11 +69,10 @@ class QwenImageNetwork:
             if latent.dim() == 5:  # [B, C, 1, h, w], a video VAE's one frame
                 latent = latent[:, :, 0]
             h, w = int(latent.shape[-2]), int(latent.shape[-1])
-            if h % self.patch or w % self.patch:
-                raise ValueError(
-                    f"a reference latent of {h}x{w} does not pack into "
-                    f"{self.patch}x{self.patch} patches (its image: a multiple of 16 pixels)"
-                )
+            if h % self.patch or w % self.patch:  # padded to whole patches, as ComfyUI does
+                pad_h, pad_w = -h % self.patch, -w % self.patch
+                latent = torch.nn.functional.pad(latent, (0, pad_w, 0, pad_h), mode="circular")
+                h, w = h + pad_h, w + pad_w
             packed = pack(latent.to(device=device, dtype=dtype), self.patch)
             tokens.append(to_batch(packed, batch, device, dtype))
             shapes.append((1, h // self.patch, w // self.patch))
