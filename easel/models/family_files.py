@@ -30,6 +30,7 @@ from typing import Any
 from easel.models.errors import ModelError
 
 DIFFUSION_MODELS: tuple[str, ...] = (
+    "easel.models.flux2_loading",
     "easel.models.flux_loading",
     "easel.models.qwen_loading",
     "easel.models.lumina_loading",
@@ -44,6 +45,7 @@ CHECKPOINTS: tuple[str, ...] = (
 CLIP_TYPES: dict[int, dict[str, str]] = {
     1: {
         "stable_diffusion": "easel.models.flux_loading:sd_clip",
+        "flux2": "easel.models.flux2_loading:flux2_clip",
         "chroma": "easel.models.chroma_loading:chroma_clip",
         "qwen_image": "easel.models.qwen_loading:qwen_clip",
         "lumina2": "easel.models.lumina_loading:lumina2_clip",
@@ -53,7 +55,7 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
     4: {"hidream": "easel.models.hidream_loading:hidream_clip"},
 }
 # what DiffusionModelLoader reads, for its error message
-FAMILY_NAMES = "Flux.1, Qwen-Image, Z-Image, Lumina 2, HiDream-I1, Chroma"
+FAMILY_NAMES = "Flux.1, Flux.2, Qwen-Image, Z-Image, Lumina 2, HiDream-I1, Chroma"
 
 
 @dataclass(frozen=True)

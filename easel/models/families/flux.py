@@ -99,8 +99,11 @@ PREFIXES = ("model.diffusion_model.", "")
 
 
 def prefix_of(state: Mapping[str, Any]) -> str | None:
-    """Where a Flux transformer's keys start in `state`, or None when there is none."""
+    """Where a Flux transformer's keys start in `state`, or None when there is none (also for
+    Flux.2's, whose blocks share one modulation: easel.models.families.flux2)."""
     for prefix in PREFIXES:
+        if prefix + "double_stream_modulation_img.lin.weight" in state:
+            return None
         if prefix + "distilled_guidance_layer.in_proj.weight" in state:
             return None  # Chroma (easel.models.families.chroma)
         if prefix + "double_blocks.0.img_attn.qkv.weight" in state:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from easel.models.families import chroma, flux, hidream, lumina, qwen_image, sd
+from easel.models.families import chroma, flux, flux2, hidream, lumina, qwen_image, sd
 from easel.models.families.base import Family, LatentFormat, TextPart
 
 # Diffusers folders that are not Stable Diffusion checkpoints proper: the demo model family
@@ -18,6 +18,7 @@ UNCLIP = Family("unclip", "unCLIP decoder (image-embedding conditioned)", text=(
 FAMILIES: tuple[Family, ...] = (
     *sd.FAMILIES,
     *flux.FAMILIES,
+    *flux2.FAMILIES,
     *qwen_image.FAMILIES,
     *lumina.FAMILIES,
     *hidream.FAMILIES,
