@@ -72,7 +72,17 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
     try:
         family, config, converted = convert_transformer(dict(state))
         cls = ZImageTransformer2DModel if family is lumina.ZIMAGE else Lumina2Transformer2DModel
-        return load_into(cls, config, converted, dtype, f"{family.label} transformer")
+        module = load_into(cls, config, converted, dtype, f"{family.label} transformer")
+        if family is lumina.LUMINA2:  # its rope table is precomputed, not a buffer: redo it
+            from diffusers.models.transformers.transformer_lumina2 import Lumina2RotaryPosEmbed
+
+            module.rope_embedder = Lumina2RotaryPosEmbed(
+                theta=10000,
+                axes_dim=config["axes_dim_rope"],
+                axes_lens=config["axes_lens"],
+                patch_size=config["patch_size"],
+            )
+        return module
     except ModelError as exc:
         raise ModelError(f"{path.name}: {exc}") from None
     except (RuntimeError, ValueError, KeyError, IndexError, AssertionError) as exc:
@@ -164,13 +174,16 @@ def _load_language_model(
     cls: Any, config: Any, state: dict[str, Any], dtype: Any, what: str
 ) -> Any:
     """`cls(config)` built on the meta device and filled from `state`, as
-    easel.models.state_dicts.load_into builds modules; the rotary embedding's frequencies (a
-    buffer no file holds) are computed on the CPU."""
+    easel.models.state_dicts.load_into builds modules; the buffers no file holds (the rotary
+    embedding's frequencies, Gemma's embedding scale) are computed on the CPU."""
     import torch
 
     with torch.device("meta"):
         model = cls(config)
     model.rotary_emb = type(model.rotary_emb)(config=model.config)
+    embed = model.get_input_embeddings()
+    if hasattr(embed, "scalar_embed_scale"):  # Gemma's embedding scale, a buffer no file holds
+        embed.embed_scale = torch.tensor(embed.scalar_embed_scale)
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     result = model.load_state_dict(state, strict=False, assign=True)
     if result.missing_keys or result.unexpected_keys:
