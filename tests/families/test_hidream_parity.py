@@ -77,7 +77,7 @@ def workflow(
     return nodes
 
 
-def reference(pipe: Any, *, shift: float = 6.0, **kwargs: Any) -> Any:
+def reference(pipe: Any, *, shift: float = 6.0, generator_seed: int = 42, **kwargs: Any) -> Any:
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     pipe.scheduler = FlowMatchEulerDiscreteScheduler(shift=shift, use_dynamic_shifting=False)
@@ -87,7 +87,7 @@ def reference(pipe: Any, *, shift: float = 6.0, **kwargs: Any) -> Any:
     out = pipe(
         height=SIZE,
         width=SIZE,
-        generator=torch.Generator("cpu").manual_seed(42),
+        generator=torch.Generator("cpu").manual_seed(generator_seed),
         output_type="np",
         **kwargs,
     ).images
