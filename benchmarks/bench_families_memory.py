@@ -50,6 +50,12 @@ executor = Executor(load_plugins(entry_points=False), services={{"models": manag
 if family.startswith("flux"):
     from tests.families.test_flux_parity import split_workflow
     nodes = split_workflow(family.split("-")[1], steps=4)
+elif family == "hidream-dev":
+    from tests.families.test_hidream_parity import workflow
+    nodes = workflow(steps=4)
+elif family == "chroma":
+    from tests.families.test_chroma_parity import workflow
+    nodes = workflow(steps=4)
 else:
     from tests.families.workflows import txt2img
     nodes = txt2img(family + ".safetensors", steps=4)
@@ -62,12 +68,21 @@ print(json.dumps({{"floor_kib": floor, "peak_kib": peak}}))
 
 
 def build(families: list[str], root: Path) -> None:
-    from tests.fixtures import flux_family, sd_family
+    from tests.fixtures import chroma_family, flux_family, hidream_family, sd_family
 
     sd_family.write_comfy_tokenizer(root / "ComfyUI")
     flux_family.write_comfy_t5_tokenizer(root / "ComfyUI")
     dev = None
     for family in families:
+        if family == "hidream-dev":  # HiDream's files, and its Llama tokenizer in the install
+            hidream_family.llama_tokenizer(
+                root / "ComfyUI" / "comfy" / "text_encoders" / "llama_tokenizer"
+            )
+            hidream_family.write_files(hidream_family.build_pipe(root), root)
+            continue
+        if family == "chroma":
+            chroma_family.write_files(chroma_family.build_pipe(root), root)
+            continue
         if family.startswith("flux"):
             if dev is None:
                 dev = flux_family.build("dev", root)
