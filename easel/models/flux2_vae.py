@@ -101,6 +101,12 @@ def _quant_convs_beside(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def decoder_channels(state: dict[str, Any], levels: int) -> list[int]:
+    """The decoder's width at each level (LDM keys `decoder.up.<level>`), highest resolution
+    first, as diffusers' `decoder_block_out_channels`."""
+    return [int(state[f"decoder.up.{i}.block.0.conv2.weight"].shape[0]) for i in range(levels)]
+
+
 def load_flux2_vae(path: Path, state: dict[str, Any], dtype: Any) -> Flux2LatentVae:
     """A Flux2LatentVae from a Flux.2 VAE file's state dict: diffusers' LDM converter and
     config reader for the autoencoder, the batch-norm statistics as they are."""
@@ -141,6 +147,9 @@ def load_flux2_vae(path: Path, state: dict[str, Any], dtype: Any) -> Flux2Latent
             )
         }
         config["norm_num_groups"] = ldm_shapes.vae_norm_groups(state)
+        decoder = decoder_channels(state, len(config["block_out_channels"]))
+        if decoder != list(config["block_out_channels"]):  # a small decoder (ComfyUI's
+            config["decoder_block_out_channels"] = decoder  # full_encoder_small_decoder)
         config["use_quant_conv"] = "quant_conv.weight" in converted
         config["use_post_quant_conv"] = "post_quant_conv.weight" in converted
         channels = int(state["bn.running_mean"].shape[0])

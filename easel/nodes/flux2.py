@@ -29,8 +29,9 @@ def EmptyFlux2LatentImage(
     batch_size: int = Input(1, ge=1, le=64),
 ) -> Any:
     """A blank Flux.2 latent (ComfyUI's EmptyFlux2LatentImage): [batch, 128, height / 16,
-    width / 16], the Flux.2 VAE's 32 channels patchified 2x2. Width and height must be
-    multiples of 16; the sampler gives it its model's channels."""
+    width / 16], the Flux.2 VAE's 32 channels patchified 2x2. A size that is not a multiple
+    of 16 (one linked from ImageSize) is rounded down, as ComfyUI does, with a warning; the
+    sampler gives the latent its model's channels."""
     import torch
 
     from easel.core.budget import budget_of
@@ -39,15 +40,14 @@ def EmptyFlux2LatentImage(
     if problem:
         raise NodeError(problem, "batch_size" if batch_size > 1 else "width")
     factor = FLUX2_LATENT.factor
-    for name, value in (("width", width), ("height", height)):
-        if value % factor:
-            raise NodeError(
-                f"{value} is not a multiple of Flux.2's latent factor {factor}; try "
-                f"{max(factor, value - value % factor)}",
-                name,
-            )
-    samples = torch.zeros(batch_size, FLUX2_LATENT.channels, height // factor, width // factor)
-    return {"latent": {"samples": samples, "width": width, "height": height}}
+    new_w, new_h = width - width % factor, height - height % factor
+    if (new_w, new_h) != (width, height):
+        ctx.warn(
+            f"{width}x{height} is not a multiple of Flux.2's latent factor {factor}: the "
+            f"latent is {new_w}x{new_h}"
+        )
+    samples = torch.zeros(batch_size, FLUX2_LATENT.channels, new_h // factor, new_w // factor)
+    return {"latent": {"samples": samples, "width": new_w, "height": new_h}}
 
 
 def flux2_sigmas(steps: int, width: int, height: int) -> Any:
