@@ -2,8 +2,8 @@
 downloading, as easel.models.tokenizers finds CLIP's and T5's. A text encoder file holds
 weights only; places are tried in this order, and every one is named when none has it:
 
-1. a tokenizer folder the user configured ($EASEL_QWEN_TOKENIZER / $EASEL_GEMMA_TOKENIZER, or
-   `[tokenizers] qwen = "..."` / `gemma = "..."` in the config file);
+1. a tokenizer folder the user configured ($EASEL_QWEN3_TOKENIZER / $EASEL_GEMMA_TOKENIZER, or
+   `[tokenizers] qwen3 = "..."` / `gemma = "..."` in the config file, as for Flux.2 Klein);
 2. a ComfyUI install the models roots point into: `comfy/text_encoders/qwen25_tokenizer/`
    (ComfyUI encodes Z-Image's prompts with it: Qwen2.5 and Qwen3 share the vocabulary);
    Gemma: `comfy/text_encoders/gemma_tokenizer/` where an install has one;
@@ -27,7 +27,7 @@ from easel.models.errors import ModelError
 # kind -> (config family name, tokenizer class prefix, ComfyUI folders, hub repositories)
 SOURCES: dict[str, tuple[str, str, tuple[str, ...], tuple[tuple[str, str], ...]]] = {
     "qwen3": (
-        "qwen",
+        "qwen3",
         "Qwen2Tokenizer",
         ("qwen25_tokenizer", "qwen3_tokenizer"),
         (("Tongyi-MAI/Z-Image-Turbo", "tokenizer/"), ("Qwen/Qwen3-4B", "")),

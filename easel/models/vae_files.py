@@ -46,8 +46,11 @@ def _diffusers_config(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def load_vae_file(path: Path, state: dict[str, Any], dtype: Any) -> Any:
-    """An AutoencoderKL from a VAE file's state dict."""
+def load_vae_file(path: Path, state: dict[str, Any], dtype: Any, latent: Any = None) -> Any:
+    """An AutoencoderKL from a VAE file's state dict, scaled as `latent` (a LatentFormat) says
+    when the caller knows its family (a checkpoint's own VAE). A VAE file alone does not say:
+    16 channels get Flux's scaling as a default (SD3's VAE has the same shapes); latents carry
+    their own family's scaling, which VAEDecode and the samplers use."""
     from diffusers import AutoencoderKL
     from diffusers.loaders.single_file_utils import (
         convert_ldm_vae_checkpoint,
@@ -60,10 +63,6 @@ def load_vae_file(path: Path, state: dict[str, Any], dtype: Any) -> Any:
 
     if is_qwen_vae(state):  # the Wan 2.1 / Qwen-Image video VAE (one frame)
         return load_qwen_vae(path, state, dtype)
-    from easel.models.flux2_vae import is_flux2_vae, load_flux2_vae
-
-    if is_flux2_vae(state):  # Flux.2's: batch-norm statistics of its patchified latents
-        return load_flux2_vae(path, state, dtype)
     try:
         if "encoder.down_blocks.0.resnets.0.conv1.weight" in state:
             config = _diffusers_config(state)
@@ -90,7 +89,9 @@ def load_vae_file(path: Path, state: dict[str, Any], dtype: Any) -> Any:
             raise ModelError(f"{path.name} is not a VAE Easel knows ({summarise(state)})")
         if "quant_conv.weight" not in converted:  # Flux's ae.safetensors has no quant convs
             config.update(use_quant_conv=False, use_post_quant_conv=False)
-        if config.get("latent_channels") == FLUX_LATENT.channels:  # 16 channels: Flux's VAE
+        if latent is not None:
+            config.update(scaling_factor=latent.scaling_factor, shift_factor=latent.shift_factor)
+        elif config.get("latent_channels") == FLUX_LATENT.channels:  # Flux's or SD3's VAE
             config.update(
                 scaling_factor=FLUX_LATENT.scaling_factor, shift_factor=FLUX_LATENT.shift_factor
             )
