@@ -8,10 +8,15 @@ image's tokens alone is kept. The loop keeps latents unpacked."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from easel.models.conditioning import Cond, to_batch
 from easel.models.flux_denoiser import pack, unpack
+
+# ComfyUI's reference latent methods Qwen-Image follows (None: the default, by index)
+REFERENCE_METHODS = (None, "index", "index_timestep_zero")
 
 
 class QwenImageNetwork:
@@ -47,8 +52,18 @@ class QwenImageNetwork:
             )
         if cond.get("control"):
             raise ValueError("ControlNet conditioning is not supported for Qwen-Image models")
+        method = cond.get("reference_latents_method")
+        if method not in REFERENCE_METHODS:
+            raise ValueError(
+                f"reference latent method {method!r}: Qwen-Image places reference latents by "
+                f"index ({', '.join(m for m in REFERENCE_METHODS if m)})"
+            )
         mask = cond.get("attention_mask")
-        added: dict[str, Any] = {"mask": None, "reference": None}
+        added: dict[str, Any] = {
+            "mask": None,
+            "reference": None,
+            "zero_cond_t": method == "index_timestep_zero",
+        }
         if mask is not None and not bool(mask.all()):
             added["mask"] = to_batch(mask.float(), batch, device, dtype)
         if cond.get("reference_latents"):
@@ -98,12 +113,33 @@ class QwenImageNetwork:
             ref_tokens, ref_shapes = added["reference"]
             tokens = torch.cat([tokens, ref_tokens.to(tokens.dtype)], dim=1)
             shapes = [*shapes, *ref_shapes]
-        out = self.call(
-            hidden_states=tokens,
-            timestep=t.expand(batch).to(x.dtype) / 1000,
-            encoder_hidden_states=cond.encoder_hidden_states,
-            encoder_hidden_states_mask=added.get("mask"),
-            img_shapes=[shapes] * batch,
-            return_dict=False,
-        )[0]
+        zero_cond = bool(added.get("zero_cond_t")) and added.get("reference") is not None
+        with timestep_zero_references(self.transformer, zero_cond):
+            out = self.call(
+                hidden_states=tokens,
+                timestep=t.expand(batch).to(x.dtype) / 1000,
+                encoder_hidden_states=cond.encoder_hidden_states,
+                encoder_hidden_states_mask=added.get("mask"),
+                img_shapes=[shapes] * batch,
+                return_dict=False,
+            )[0]
         return unpack(out[:, :count], height, width, self.patch)
+
+
+@contextmanager
+def timestep_zero_references(transformer: Any, enabled: bool) -> Iterator[None]:
+    """While `enabled`, the transformer modulates reference tokens with the timestep 0, as
+    diffusers' `zero_cond_t` (Qwen-Image-Edit-2511's config) does and ComfyUI's
+    "index_timestep_zero" reference method asks; the flag is the model's and its blocks'
+    (read at call time, no weights involved), set back afterwards."""
+    if not enabled or getattr(transformer, "zero_cond_t", True):
+        yield
+        return
+    modules = [transformer, *transformer.transformer_blocks]
+    for module in modules:
+        module.zero_cond_t = True
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.zero_cond_t = False

@@ -109,3 +109,83 @@ def test_reference_latent_node_feeds_the_same_reference(
     }
     nodes["k"]["inputs"]["positive"] = ["ref", "conditioning"]
     assert (image_of(run_qwen(nodes, ["dec"])) - ours).abs().max().item() <= 1e-5
+
+
+@pytest.fixture(scope="module")
+def edit_2511(qwen_models: Any) -> Any:
+    """QwenImageEditPlusPipeline with Edit-2511's transformer config (`zero_cond_t`: reference
+    tokens modulated with the timestep 0), the same weights."""
+    from diffusers import QwenImageEditPlusPipeline, QwenImageTransformer2DModel
+
+    edit = qwen_models.edit
+    transformer = QwenImageTransformer2DModel.from_config(
+        edit.transformer.config, zero_cond_t=True
+    ).eval()
+    transformer.load_state_dict(edit.transformer.state_dict())
+    parts = ("scheduler", "vae", "text_encoder", "tokenizer", "processor")
+    pipe = QwenImageEditPlusPipeline(
+        transformer=transformer, **{k: getattr(edit, k) for k in parts}
+    )
+    pipe.prompt_template_encode_start_idx = edit.prompt_template_encode_start_idx
+    return pipe
+
+
+def test_index_timestep_zero_equals_edit_2511(
+    qwen_models: Any, edit_2511: Any, run_qwen: Any, tmp_path: Path, same_size: None
+) -> None:
+    """FluxKontextMultiReferenceLatentMethod "index_timestep_zero" (ComfyUI's Edit-2511
+    templates) gives the pipeline's image with Edit-2511's zero_cond_t; plain "index" the
+    Edit-2509 one."""
+    image = _image(tmp_path / "in.png", 1)
+    nodes = edit_workflow([tmp_path / "in.png"])
+    nodes["method"] = {
+        "type": "FluxKontextMultiReferenceLatentMethod",
+        "inputs": {
+            "conditioning": ["pos", "conditioning"],
+            "reference_latents_method": "index_timestep_zero",
+        },
+    }
+    nodes["k"]["inputs"]["positive"] = ["method", "conditioning"]
+    ours = image_of(run_qwen(nodes, ["dec"]))
+    kwargs = {"image": [image], "prompt": EDIT, "num_inference_steps": 3, "true_cfg_scale": 1.0}
+    theirs = reference(edit_2511, **kwargs)
+    error = (ours - theirs).abs().max().item()
+    assert error <= TOLERANCE
+    plain = reference(qwen_models.edit, **kwargs)
+    assert (ours - plain).abs().max().item() > max(100 * error, 1e-4)
+    nodes["method"]["inputs"]["reference_latents_method"] = "index"
+    assert (image_of(run_qwen(nodes, ["dec"])) - plain).abs().max().item() <= TOLERANCE
+
+
+def test_edit_2511_file_marker_sets_zero_cond_t(
+    qwen_models: Any, edit_2511: Any, run_qwen: Any, tmp_path: Path, same_size: None
+) -> None:
+    """A diffusion model file with ComfyUI's `__index_timestep_zero__` marker loads as
+    Edit-2511 (zero_cond_t), without any method node."""
+    from safetensors.torch import load_file, save_file
+
+    models = qwen_models.root / "models" / "diffusion_models"
+    state = load_file(str(models / "qwen_image.safetensors"))
+    state["__index_timestep_zero__"] = torch.tensor([])
+    save_file(state, str(models / "qwen_image_edit_2511.safetensors"))
+    image = _image(tmp_path / "in.png", 1)
+    nodes = edit_workflow([tmp_path / "in.png"])
+    nodes["unet"]["inputs"]["name"] = "qwen_image_edit_2511.safetensors"
+    ours = image_of(run_qwen(nodes, ["dec"]))
+    theirs = reference(
+        edit_2511, image=[image], prompt=EDIT, num_inference_steps=3, true_cfg_scale=1.0
+    )
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+
+
+def test_offset_reference_method_is_refused(run_qwen: Any, tmp_path: Path, same_size: None) -> None:
+    _image(tmp_path / "in.png", 1)
+    nodes = edit_workflow([tmp_path / "in.png"])
+    nodes["method"] = {
+        "type": "FluxKontextMultiReferenceLatentMethod",
+        "inputs": {"conditioning": ["pos", "conditioning"], "reference_latents_method": "offset"},
+    }
+    nodes["k"]["inputs"]["positive"] = ["method", "conditioning"]
+    result = run_qwen(nodes, ["dec"])
+    assert result.status != "succeeded"
+    assert "places reference latents by index" in str(result.failures)

@@ -1,0 +1,134 @@
+"""ComfyUI's own Qwen-Image template (`image_qwen_image` of the `comfyui-workflow-templates-json`
+corpus, in the dev extra) runs end to end on the tiny Qwen-Image models, saved under the file
+names the template loads, and gives QwenImagePipeline's image for the template's prompt, seed,
+sampler and shift (ModelSamplingAuraFlow's fixed shift: the pipeline's scheduler configured
+with it). Size and steps are made small, and cfg 1 (the template's 4 runs ComfyUI's plain CFG,
+which QwenImagePipeline's true CFG with its norm rescale is not)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.families.test_qwen_image_parity import TOLERANCE
+from tests.families.workflows import as_tensor
+from tests.fixtures import qwen_image_family
+
+PACKAGE = "comfyui_workflow_templates_json"
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec(PACKAGE) is None,
+    reason="the templates corpus is in the dev extra (in CI)",
+)
+
+qwen_models = qwen_image_family.qwen_models
+SIZE = 64
+STEPS = 2
+# the file names ComfyUI's Qwen-Image templates load
+TEMPLATE_FILES = {
+    "diffusion_models/qwen_image_fp8_e4m3fn.safetensors": "diffusion_models/qwen_image.safetensors",
+    "text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors": (
+        "text_encoders/qwen_2.5_vl_7b.safetensors"
+    ),
+    "vae/qwen_image_vae.safetensors": "vae/qwen_image_vae.safetensors",
+}
+
+
+LIGHTNING = "Qwen-Image-Lightning-8steps-V1.0.safetensors"
+
+
+def template(name: str) -> dict[str, Any]:
+    spec = importlib.util.find_spec(PACKAGE)
+    assert spec is not None and spec.origin is not None
+    path = Path(spec.origin).parent / "templates" / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def template_root(qwen_models: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("qwen-templates")
+    for name, source in TEMPLATE_FILES.items():
+        (root / "models" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(qwen_models.root / "models" / source, root / "models" / name)
+    shutil.copytree(qwen_models.root / "ComfyUI", root / "ComfyUI")
+    # the Lightning LoRA the template's switch leaves off: present, so the workflow validates,
+    # never read (a Switch runs only the branch it picks)
+    from safetensors.torch import save_file
+
+    (root / "models" / "loras").mkdir(parents=True)
+    save_file({"unused": torch.zeros(1)}, str(root / "models" / "loras" / LIGHTNING))
+    return root
+
+
+def _only(nodes: dict[str, Any], kind: str) -> str:
+    [found] = [i for i, n in nodes.items() if n["type"] == kind]
+    return found
+
+
+def test_qwen_image_template_runs_and_equals_qwen_image_pipeline(
+    template_root: Path, qwen_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import numpy as np
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from PIL import Image as PILImage
+
+    from easel.comfy.convert import to_easel
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+    from easel.workflow_edit import set_input
+
+    roots = [template_root / "models", template_root / "ComfyUI"]
+    monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
+    workflow = to_easel(template("image_qwen_image"))
+    nodes = workflow["nodes"]
+    latent, sampler = _only(nodes, "EmptyLatent"), _only(nodes, "KSampler")
+    set_input(workflow, f"{latent}.width", SIZE)
+    set_input(workflow, f"{latent}.height", SIZE)
+    # steps and cfg come through Switches from the template's Int / Float (Lightning LoRA off)
+    switch = nodes[_only(nodes, "Boolean")]["inputs"]["value"]
+    assert switch is False, "the template's default is the plain model (no Lightning LoRA)"
+    steps_switch = nodes[sampler]["inputs"]["steps"][0]
+    cfg_switch = nodes[sampler]["inputs"]["cfg"][0]
+    set_input(workflow, f"{nodes[steps_switch]['inputs']['on_false'][0]}.value", STEPS)
+    set_input(workflow, f"{nodes[cfg_switch]['inputs']['on_false'][0]}.value", 1.0)
+    manager = ModelManager(roots, device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    result = executor.run(workflow, output_dir=tmp_path)
+    assert result.ok, result.failures
+    [saved] = [f for entry in result.ui.values() for f in entry.get("files", [])]
+    pixels = np.asarray(PILImage.open(tmp_path / saved).convert("RGB"))
+    ours = torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float() / 255
+
+    inputs = nodes[sampler]["inputs"]
+    prompt = nodes[inputs["positive"][0]]["inputs"]["text"]
+    shift = float(nodes[_only(nodes, "ModelSamplingAuraFlow")]["inputs"]["shift"])
+    pipe = qwen_models.pipe
+    original = pipe.scheduler
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
+        original.config, shift=shift, use_dynamic_shifting=False
+    )
+    try:
+        pipe.set_progress_bar_config(disable=True)
+        with torch.no_grad():
+            out = pipe(
+                prompt=prompt,
+                height=SIZE,
+                width=SIZE,
+                num_inference_steps=STEPS,
+                true_cfg_scale=1.0,
+                generator=torch.Generator("cpu").manual_seed(int(inputs["seed"])),
+                output_type="np",
+            ).images
+    finally:
+        pipe.scheduler = original
+    theirs = as_tensor(out)
+    # the saved PNG is 8-bit: half a step of rounding on top of the parity tolerance
+    assert (ours - theirs).abs().max().item() <= TOLERANCE + 0.5 / 255
