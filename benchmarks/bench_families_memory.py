@@ -56,6 +56,13 @@ elif family == "hidream-dev":
 elif family == "chroma":
     from tests.families.test_chroma_parity import workflow
     nodes = workflow(steps=4)
+elif family == "z-image":
+    from tests.families.test_zimage_parity import split_workflow
+    nodes = split_workflow(steps=4)
+elif family == "lumina2":
+    from tests.families.test_lumina2_parity import split_workflow
+    os.environ["EASEL_GEMMA_TOKENIZER"] = os.path.join(root, "tokenizers", "gemma")
+    nodes = split_workflow(steps=4)
 else:
     from tests.families.workflows import txt2img
     nodes = txt2img(family + ".safetensors", steps=4)
@@ -82,6 +89,13 @@ def build(families: list[str], root: Path) -> None:
             continue
         if family == "chroma":
             chroma_family.write_files(chroma_family.build_pipe(root), root)
+            continue
+        if family in ("z-image", "lumina2"):  # built together (they share the Flux VAE)
+            from tests.fixtures import lumina_family
+
+            if not (root / "models" / "text_encoders" / "qwen_3_4b.safetensors").exists():
+                zimage = lumina_family.build_zimage(root)
+                lumina_family.build_lumina2(root, zimage.pipe.vae)
             continue
         if family.startswith("flux"):
             if dev is None:
