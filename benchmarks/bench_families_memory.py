@@ -47,7 +47,12 @@ roots = [os.path.join(root, "models"), os.path.join(root, "ComfyUI")]
 os.environ["EASEL_MODELS_DIR"] = os.pathsep.join(roots)
 manager = ModelManager(roots, device="cpu", dtype=torch.float32)
 executor = Executor(load_plugins(entry_points=False), services={{"models": manager}})
-if family.startswith("flux"):
+if family.startswith("flux2"):
+    from tests.fixtures.flux2_family import mistral_folder
+    from tests.families.test_flux2_parity import workflow
+    os.environ["EASEL_MISTRAL_TOKENIZER"] = str(mistral_folder(__import__("pathlib").Path(root)))
+    nodes = workflow(family.split("-")[1], steps=4)
+elif family.startswith("flux"):
     from tests.families.test_flux_parity import split_workflow
     nodes = split_workflow(family.split("-")[1], steps=4)
 elif family == "hidream-dev":
@@ -75,12 +80,24 @@ print(json.dumps({{"floor_kib": floor, "peak_kib": peak}}))
 
 
 def build(families: list[str], root: Path) -> None:
-    from tests.fixtures import chroma_family, flux_family, hidream_family, sd_family
+    from tests.fixtures import (
+        chroma_family,
+        flux2_family,
+        flux_family,
+        hidream_family,
+        sd_family,
+    )
 
     sd_family.write_comfy_tokenizer(root / "ComfyUI")
     flux_family.write_comfy_t5_tokenizer(root / "ComfyUI")
     dev = None
+    flux2_built = False
     for family in families:
+        if family.startswith("flux2"):  # Flux.2 dev and Klein share one build
+            if not flux2_built:
+                flux2_family.build(root)
+                flux2_built = True
+            continue
         if family == "hidream-dev":  # HiDream's files, and its Llama tokenizer in the install
             hidream_family.llama_tokenizer(
                 root / "ComfyUI" / "comfy" / "text_encoders" / "llama_tokenizer"
