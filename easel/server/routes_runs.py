@@ -115,6 +115,10 @@ def prepare_run(st: Any, body: Any) -> tuple[dict[str, Any], bytes]:
     The plan validated here is the one the worker runs: nothing is validated twice."""
     if not isinstance(body, dict) or not isinstance(body.get("workflow"), dict):
         raise WorkflowError([Problem('send {"workflow": {...}} (an Easel or ComfyUI workflow)')])
+    key = st.plans.key(body["workflow"])
+    kept = st.plans.get(key)  # the same workflow again, validated before (plan_memo.py)
+    if kept is not None:
+        return kept
     workflow = convert(body["workflow"])
     plan = st.executor.validate(workflow)
     problems = file_input_problems(workflow, st.registry, st.config)
@@ -122,7 +126,9 @@ def prepare_run(st: Any, body: Any) -> tuple[dict[str, Any], bytes]:
         raise WorkflowError(problems)
     from easel.server.recipe import plan_to_data
 
-    return workflow, plan_to_data(plan)
+    data = plan_to_data(plan)
+    st.plans.put(key, workflow, plan, data)
+    return workflow, data
 
 
 @routes.post("/api/runs")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -10,6 +10,7 @@ from easel.core.executor import Executor
 from easel.core.plugins import Registry
 from easel.server.config import ServerConfig
 from easel.server.events import EventHub
+from easel.server.plan_memo import PlanMemo
 from easel.server.queue import RunQueue
 from easel.server.worker import RunWorker
 
@@ -24,6 +25,7 @@ class ServerState:
     queue: RunQueue
     hub: EventHub
     worker: RunWorker
+    plans: PlanMemo = field(default_factory=PlanMemo)  # plans of identical submissions
 
 
 STATE = web.AppKey("easel_state", ServerState)
