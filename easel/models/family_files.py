@@ -36,8 +36,11 @@ DIFFUSION_MODELS: tuple[str, ...] = (
     "easel.models.lumina_loading",
     "easel.models.hidream_loading",
     "easel.models.chroma_loading",
+    "easel.models.sd3_loading",
 )
+# SD3 first: its diffusers folders also have the transformer/ and text_encoder_2/ of Flux's
 CHECKPOINTS: tuple[str, ...] = (
+    "easel.models.sd3_loading",
     "easel.models.flux_loading",
     "easel.models.qwen_loading",
     "easel.models.lumina_loading",
@@ -49,13 +52,17 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
         "chroma": "easel.models.chroma_loading:chroma_clip",
         "qwen_image": "easel.models.qwen_loading:qwen_clip",
         "lumina2": "easel.models.lumina_loading:lumina2_clip",
+        "sd3": "easel.models.sd3_loading:sd3_clip",
     },
-    2: {"flux": "easel.models.flux_loading:flux_clip"},
-    3: {},
+    2: {
+        "flux": "easel.models.flux_loading:flux_clip",
+        "sd3": "easel.models.sd3_loading:sd3_clip",
+    },
+    3: {"sd3": "easel.models.sd3_loading:sd3_clip"},
     4: {"hidream": "easel.models.hidream_loading:hidream_clip"},
 }
 # what DiffusionModelLoader reads, for its error message
-FAMILY_NAMES = "Flux.1, Flux.2, Qwen-Image, Z-Image, Lumina 2, HiDream-I1, Chroma"
+FAMILY_NAMES = "Flux.1, Flux.2, Qwen-Image, Z-Image, Lumina 2, HiDream-I1, Chroma, SD3 / 3.5"
 
 
 @dataclass(frozen=True)

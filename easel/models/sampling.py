@@ -119,6 +119,7 @@ def add_noise(scheduler: Any, x: Any, noise: Any, t: Any) -> Any:
 NETWORKS: dict[str, str] = {
     "unet": "easel.models.sampling:UNetNetwork",
     "flux": "easel.models.flux_denoiser:FluxNetwork",
+    "sd3": "easel.models.sd3_denoiser:SD3Network",
     "flux2": "easel.models.flux2_denoiser:Flux2Network",
     "qwen_image": "easel.models.qwen_image_denoiser:QwenImageNetwork",
     "z-image": "easel.models.lumina_denoiser:ZImageNetwork",
