@@ -55,6 +55,9 @@ if family.startswith("flux2"):
 elif family.startswith("flux"):
     from tests.families.test_flux_parity import split_workflow
     nodes = split_workflow(family.split("-")[1], steps=4)
+elif family.startswith("sd3.5"):
+    from tests.families.test_sd3_parity import split_workflow
+    nodes = split_workflow(family.split("-")[1], steps=4)
 elif family == "hidream-dev":
     from tests.families.test_hidream_parity import workflow
     nodes = workflow(steps=4)
@@ -85,12 +88,13 @@ def build(families: list[str], root: Path) -> None:
         flux2_family,
         flux_family,
         hidream_family,
+        sd3_family,
         sd_family,
     )
 
     sd_family.write_comfy_tokenizer(root / "ComfyUI")
     flux_family.write_comfy_t5_tokenizer(root / "ComfyUI")
-    dev = None
+    dev = large = None
     flux2_built = False
     for family in families:
         if family.startswith("flux2"):  # Flux.2 dev and Klein share one build
@@ -114,7 +118,12 @@ def build(families: list[str], root: Path) -> None:
                 zimage = lumina_family.build_zimage(root)
                 lumina_family.build_lumina2(root, zimage.pipe.vae)
             continue
-        if family.startswith("flux"):
+        if family.startswith("sd3.5"):
+            if large is None:
+                large = sd3_family.build("large", root)
+            if family == "sd3.5-medium":
+                sd3_family.build("medium", root, shared_from=large)
+        elif family.startswith("flux"):
             if dev is None:
                 dev = flux_family.build("dev", root)
             if family == "flux-schnell":
