@@ -64,6 +64,9 @@ elif family == "hidream-dev":
 elif family == "chroma":
     from tests.families.test_chroma_parity import workflow
     nodes = workflow(steps=4)
+elif family == "qwen-image":
+    from tests.families.test_qwen_image_parity import split_workflow
+    nodes = split_workflow(steps=4)
 elif family == "z-image":
     from tests.families.test_zimage_parity import split_workflow
     nodes = split_workflow(steps=4)
@@ -110,6 +113,11 @@ def build(families: list[str], root: Path) -> None:
             continue
         if family == "chroma":
             chroma_family.write_files(chroma_family.build_pipe(root), root)
+            continue
+        if family == "qwen-image":  # its files, and the Qwen2 tokenizer in the install
+            from tests.fixtures import qwen_image_family
+
+            qwen_image_family.build(root)
             continue
         if family in ("z-image", "lumina2"):  # built together (they share the Flux VAE)
             from tests.fixtures import lumina_family

@@ -4,6 +4,7 @@ random weights, max abs pixel diff 1e-3)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -124,3 +125,32 @@ def test_a_vae_file_is_not_a_text_encoder(run_qwen: Any, bad: str, qwen_models: 
     assert result.status != "succeeded"
     message = str(result.failures)
     assert "not_qwen.safetensors" in message and "Qwen2.5-VL" in message
+
+
+def test_diffusers_folder_gives_the_pipeline_image(
+    qwen_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CheckpointLoader on a diffusers QwenImagePipeline folder gives the pipeline's image."""
+    import os
+
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+
+    qwen_models.pipe.save_pretrained(str(tmp_path / "qwen-image"), safe_serialization=True)
+    roots = [tmp_path]
+    monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
+    manager = ModelManager(roots, device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    split = split_workflow()
+    nodes = {
+        "ckpt": {"type": "CheckpointLoader", "inputs": {"name": "qwen-image"}},
+        "pos": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": PROMPT}},
+        "lat": split["lat"],
+        "k": {"type": "KSampler", "inputs": {**split["k"]["inputs"], "model": ["ckpt", "model"]}},
+        "dec": {"type": "VAEDecode", "inputs": {"vae": ["ckpt", "vae"], "latent": ["k", "latent"]}},
+    }
+    workflow = {"format": "easel.workflow", "version": 1, "nodes": nodes}
+    ours = image_of(executor.run(workflow, targets=["dec"], keep_values=True))
+    theirs = reference(qwen_models.pipe, prompt=PROMPT, num_inference_steps=3, true_cfg_scale=1.0)
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
