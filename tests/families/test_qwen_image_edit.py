@@ -189,3 +189,39 @@ def test_offset_reference_method_is_refused(run_qwen: Any, tmp_path: Path, same_
     result = run_qwen(nodes, ["dec"])
     assert result.status != "succeeded"
     assert "places reference latents by index" in str(result.failures)
+
+
+def test_edit_equals_qwen_image_edit_pipeline(
+    qwen_models: Any, run_qwen: Any, tmp_path: Path, same_size: None, monkeypatch: Any
+) -> None:
+    """TextEncodeQwenImageEdit (the first Edit model's encoder: one image, no "Picture 1:")
+    gives QwenImageEditPipeline's image. That pipeline sizes the image to 1024 x 1024 by a
+    function of its module, set here to the image's own size as the other resizes are."""
+    from diffusers import QwenImageEditPipeline
+    from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit
+
+    monkeypatch.setattr(
+        pipeline_qwenimage_edit, "calculate_dimensions", lambda area, ratio: (SIZE, SIZE, None)
+    )
+    edit = qwen_models.edit
+    parts = ("scheduler", "vae", "text_encoder", "tokenizer", "processor", "transformer")
+    pipe = QwenImageEditPipeline(**{k: getattr(edit, k) for k in parts})
+    pipe.prompt_template_encode_start_idx = edit.prompt_template_encode_start_idx
+    image = _image(tmp_path / "in.png", 4)
+    nodes = edit_workflow([])
+    nodes["img"] = {"type": "LoadImage", "inputs": {"image": str(tmp_path / "in.png")}}
+    nodes["pos"] = {
+        "type": "TextEncodeQwenImageEdit",
+        "inputs": {
+            "clip": ["clip", "clip"],
+            "prompt": EDIT,
+            "vae": ["vae", "vae"],
+            "image": ["img", "image"],
+        },
+    }
+    ours = image_of(run_qwen(nodes, ["dec"]))
+    theirs = reference(pipe, image=image, prompt=EDIT, num_inference_steps=3, true_cfg_scale=1.0)
+    error = (ours - theirs).abs().max().item()
+    assert error <= TOLERANCE
+    plus = reference(edit, image=[image], prompt=EDIT, num_inference_steps=3, true_cfg_scale=1.0)
+    assert (ours - plus).abs().max().item() > max(100 * error, 1e-4)  # its own template
