@@ -139,3 +139,57 @@ def chroma_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
         raise ModelError(f"{path.name} is a {kind} text encoder; type chroma takes a T5 file")
     part = TextEncoderPart("t5", tokenizer, model, kind="t5")
     return ClipHandle(name, (part,), manager, family=chroma.CHROMA)
+
+
+# -- diffusers folders (family_files.CHECKPOINTS) ---------------------------------------------
+def is_checkpoint(state: Mapping[str, Any]) -> bool:
+    """Chroma has no all-in-one single files (ComfyUI ships it as split files)."""
+    return False
+
+
+def single_file_checkpoint(name: str, path: Path, manager: Any) -> Any:
+    raise ModelError(f"{path.name}: Chroma loads from split files or a diffusers folder")
+
+
+def is_folder(folder: Path) -> bool:
+    """Whether a diffusers folder is a ChromaPipeline's."""
+    from easel.models import loading
+
+    for config in (folder / "model_index.json", folder / "transformer" / "config.json"):
+        name = str(loading.read_json(config).get("_class_name", "")) if config.is_file() else ""
+        if name.startswith("Chroma"):
+            return True
+    return False
+
+
+def folder_checkpoint(name: str, folder: Path, manager: Any) -> tuple[ModelHandle, ClipHandle, Any]:
+    """A diffusers ChromaPipeline folder (transformer/, text_encoder/, tokenizer/, vae/,
+    scheduler/)."""
+    from easel.models import loading
+    from easel.models.handles import VaeHandle
+
+    index = loading.model_index(folder) if (folder / "model_index.json").is_file() else {}
+
+    def part(sub: str, library: str, cls: str) -> Any:
+        return manager.module(folder / sub, *index.get(sub, (library, cls)))
+
+    transformer = part("transformer", "diffusers", "ChromaTransformer2DModel")
+    vae = part("vae", "diffusers", "AutoencoderKL")
+    t5 = part("text_encoder", "transformers", "T5EncoderModel")
+    tokenizer = part("tokenizer", "transformers", "T5TokenizerFast")
+    family = chroma.CHROMA
+    sched = loading.scheduler_config(folder / "scheduler") or dict(family.scheduler_config)
+    vae_handle = VaeHandle(name, vae, manager)
+    model = ModelHandle(
+        name,
+        transformer,
+        dict(sched),
+        vae_handle.scale_factor,
+        manager,
+        vae=vae_handle,
+        family=family,
+    )
+    clip = ClipHandle(
+        name, (TextEncoderPart("t5", tokenizer, t5, kind="t5"),), manager, family=family
+    )
+    return model, clip, vae_handle

@@ -40,6 +40,8 @@ DIFFUSION_MODELS: tuple[str, ...] = (
 )
 # SD3 first: its diffusers folders also have the transformer/ and text_encoder_2/ of Flux's
 CHECKPOINTS: tuple[str, ...] = (
+    "easel.models.hidream_loading",  # before Flux: its folders also have text_encoder_2/
+    "easel.models.chroma_loading",
     "easel.models.sd3_loading",
     "easel.models.flux_loading",
     "easel.models.qwen_loading",

@@ -392,3 +392,76 @@ def hidream_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
         TextEncoderPart("llama", loaded["llama"][1], loaded["llama"][0], kind="llama"),
     )
     return ClipHandle(name, parts, manager, family=hidream.HIDREAM_FULL)
+
+
+# -- diffusers folders (family_files.CHECKPOINTS) ---------------------------------------------
+def is_checkpoint(state: Mapping[str, Any]) -> bool:
+    """HiDream has no all-in-one single files (ComfyUI ships it as split files)."""
+    return False
+
+
+def single_file_checkpoint(name: str, path: Path, manager: Any) -> Any:
+    raise ModelError(f"{path.name}: HiDream loads from split files or a diffusers folder")
+
+
+def is_folder(folder: Path) -> bool:
+    """Whether a diffusers folder is a HiDreamImagePipeline's."""
+    from easel.models import loading
+
+    for config in (folder / "model_index.json", folder / "transformer" / "config.json"):
+        if config.is_file():
+            name = str(loading.read_json(config).get("_class_name", ""))
+            if name.startswith("HiDreamImage"):
+                return True
+    return False
+
+
+def folder_checkpoint(name: str, folder: Path, manager: Any) -> tuple[ModelHandle, ClipHandle, Any]:
+    """A diffusers HiDreamImagePipeline folder (transformer/, text_encoder/ .. text_encoder_4/,
+    tokenizer/ .. tokenizer_4/, vae/, scheduler/). The variant comes from the folder's name;
+    the shift from its scheduler config (`shift`, or UniPC's `flow_shift` in Full's)."""
+    from easel.models import loading
+    from easel.models.handles import VaeHandle
+
+    index = loading.model_index(folder) if (folder / "model_index.json").is_file() else {}
+
+    def part(sub: str, library: str, cls: str) -> Any:
+        return manager.module(folder / sub, *index.get(sub, (library, cls)))
+
+    transformer = part("transformer", "diffusers", "HiDreamImageTransformer2DModel")
+    vae = part("vae", "diffusers", "AutoencoderKL")
+    clip_l = part("text_encoder", "transformers", "CLIPTextModelWithProjection")
+    clip_g = part("text_encoder_2", "transformers", "CLIPTextModelWithProjection")
+    t5 = part("text_encoder_3", "transformers", "T5EncoderModel")
+    # the base model of the folder's LlamaForCausalLM: its hidden states, no vocabulary head
+    llama = manager.module(folder / "text_encoder_4", "transformers", "LlamaModel")
+    tokenizers = [
+        part(sub, "transformers", cls)
+        for sub, cls in (
+            ("tokenizer", "CLIPTokenizer"),
+            ("tokenizer_2", "CLIPTokenizer"),
+            ("tokenizer_3", "T5TokenizerFast"),
+        )
+    ]
+    # Llama's: transformers 5 saves its class as TokenizersBackend; load it as the fast one
+    tokenizers.append(
+        manager.module(folder / "tokenizer_4", "transformers", "PreTrainedTokenizerFast")
+    )
+    tokenizers[3].pad_token = tokenizers[3].eos_token  # as HiDreamImagePipeline pads Llama
+    family = hidream.variant_for(folder.name)
+    sched = loading.scheduler_config(folder / "scheduler")
+    shift = sched.get("shift") if "flow_shift" not in sched else sched["flow_shift"]
+    config = dict(family.scheduler_config)
+    if shift is not None:
+        config["shift"] = float(shift)
+    vae_handle = VaeHandle(name, vae, manager)
+    model = ModelHandle(
+        name, transformer, config, vae_handle.scale_factor, manager, vae=vae_handle, family=family
+    )
+    parts = (
+        TextEncoderPart("l", tokenizers[0], clip_l, pooled=True),
+        TextEncoderPart("g", tokenizers[1], clip_g, pooled=True),
+        TextEncoderPart("t5", tokenizers[2], t5, kind="t5"),
+        TextEncoderPart("llama", tokenizers[3], llama, kind="llama"),
+    )
+    return model, ClipHandle(name, parts, manager, family=family), vae_handle

@@ -135,3 +135,35 @@ def test_t5_tokenizer_options_pad_as_comfyui(chroma_models: Any, run_chroma: Any
     default = reference(pipe, prompt=PROMPT, num_inference_steps=2, guidance_scale=1.0)
     assert (ours - theirs).abs().max().item() <= TOLERANCE
     assert (theirs - default).abs().max().item() > 10 * TOLERANCE
+
+
+def test_a_diffusers_folder_gives_the_split_files_image(
+    chroma_models: Any, chroma_root: Any, run_chroma: Any, monkeypatch: Any
+) -> None:
+    """CheckpointLoader on the diffusers ChromaPipeline folder gives the split files' image."""
+    import os
+
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+
+    roots = [chroma_root / "diffusers", chroma_root / "models", chroma_root / "ComfyUI"]
+    monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
+    manager = ModelManager(roots, device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    split = workflow()
+    nodes = {
+        "ckpt": {"type": "CheckpointLoader", "inputs": {"name": "chroma"}},
+        "pos": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": PROMPT}},
+        "lat": split["lat"],
+        "k": {"type": "KSampler", "inputs": {**split["k"]["inputs"], "model": ["ckpt", "model"]}},
+        "dec": {"type": "VAEDecode", "inputs": {"vae": ["ckpt", "vae"], "latent": ["k", "latent"]}},
+    }
+    result = executor.run(
+        {"format": "easel.workflow", "version": 1, "nodes": nodes},
+        targets=["dec"],
+        keep_values=True,
+    )
+    folder = image_of(result)
+    files = image_of(run_chroma(split, ["dec"]))
+    assert (folder - files).abs().max().item() <= 1e-5

@@ -203,3 +203,39 @@ def test_prompt_weights_move_the_embeddings(
     weighted = encode_prompts(clip, dict.fromkeys(("l", "g", "t5", "llama"), "a (red:1.5) circle"))
     assert not torch.equal(plain.conditioning[key], weighted.conditioning[key])
     assert torch.equal(plain.conditioning["pooled"], weighted.conditioning["pooled"])
+
+
+def test_a_diffusers_folder_gives_the_split_files_image(
+    hidream_models: Any,
+    hidream_root: Any,
+    run_hidream: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CheckpointLoader on the diffusers HiDreamImagePipeline folder (dev, by its name) gives
+    the split files' image."""
+    import os
+
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+
+    roots = [hidream_root / "diffusers", hidream_root / "models", hidream_root / "ComfyUI"]
+    monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
+    manager = ModelManager(roots, device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    split = workflow()
+    nodes = {
+        "ckpt": {"type": "CheckpointLoader", "inputs": {"name": "hidream_i1_dev"}},
+        "pos": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": PROMPT}},
+        "lat": split["lat"],
+        "k": {"type": "KSampler", "inputs": {**split["k"]["inputs"], "model": ["ckpt", "model"]}},
+        "dec": {"type": "VAEDecode", "inputs": {"vae": ["ckpt", "vae"], "latent": ["k", "latent"]}},
+    }
+    result = executor.run(
+        {"format": "easel.workflow", "version": 1, "nodes": nodes},
+        targets=["dec"],
+        keep_values=True,
+    )
+    folder = image_of(result)
+    files = image_of(run_hidream(split, ["dec"]))
+    assert (folder - files).abs().max().item() <= 1e-5
