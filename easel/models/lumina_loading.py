@@ -364,16 +364,72 @@ def folder_checkpoint(
     return model, clip, vae_handle
 
 
+# -- single files holding every part (ComfyUI's all-in-one layout, e.g. NetaYume Lumina) -----
+CHECKPOINT_PREFIX = "model.diffusion_model."
+CHECKPOINT_TEXT = {
+    "gemma2": "text_encoders.gemma2_2b.transformer.model.",
+    "qwen3": "text_encoders.qwen3_4b.transformer.model.",
+}
+CHECKPOINT_VAE = "vae."
+
+
 def is_checkpoint(state: Mapping[str, Any]) -> bool:
-    """Single files holding every part are not read for these families (yet): the transformer
-    alone goes through DiffusionModelLoader."""
-    return False
+    """Whether a checkpoint's keys hold a Z-Image or Lumina 2 transformer (family_files)."""
+    return lumina.prefix_of(state) == CHECKPOINT_PREFIX
 
 
 def single_file_checkpoint(
     name: str, path: Path, manager: Any
 ) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
-    raise ModelError(
-        f"{path.name}: Easel reads Z-Image and Lumina 2 from split files (DiffusionModelLoader, "
-        "TextEncoderLoader type lumina2, VAELoader) or diffusers folders"
+    """A checkpoint as ComfyUI saves one: the transformer under `model.diffusion_model.`, the
+    text encoder under `text_encoders.gemma2_2b.transformer.model.` (Lumina 2) or
+    `text_encoders.qwen3_4b.transformer.model.` (Z-Image), the VAE (original keys) under
+    `vae.`. ComfyUI's `text_encoders.spiece_model` (Gemma's tokenizer) is not read: the
+    tokenizer is found as for the split files."""
+    from easel.models import lumina_tokenizers
+    from easel.models.state_dicts import read_state_dict
+    from easel.models.vae_files import load_vae_file
+
+    def load() -> Any:
+        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        family, _ = lumina.recognise(state) or (None, ())
+        kind = "qwen3" if family is lumina.ZIMAGE else "gemma2"
+        text_prefix = CHECKPOINT_TEXT[kind]
+        missing = [
+            what
+            for what, prefix in (("text encoder", text_prefix), ("VAE", CHECKPOINT_VAE))
+            if not any(k.startswith(prefix) for k in state)
+        ]
+        if family is None or missing:
+            raise ModelError(
+                f"{path.name} holds a Z-Image / Lumina 2 transformer but no "
+                f"{', '.join(missing) or 'model'} (looked under {text_prefix}, "
+                f"{CHECKPOINT_VAE}): put it in diffusion_models/ and load it with "
+                "DiffusionModelLoader, TextEncoderLoader type lumina2 and VAELoader"
+            )
+        transformer = build_transformer(state, manager.dtype, path)
+        try:
+            encoder = build_language_model(kind, state, text_prefix, manager.dtype)
+        except (RuntimeError, ValueError, KeyError, IndexError) as exc:
+            raise ModelError(
+                f"{path.name}: its {kind} text encoder does not fit that architecture "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+        vae_state = {
+            k[len(CHECKPOINT_VAE) :]: v for k, v in state.items() if k.startswith(CHECKPOINT_VAE)
+        }
+        vae = load_vae_file(path, vae_state, manager.dtype, family.latent)
+        return transformer, (kind, encoder), vae
+
+    key = str(path.resolve())
+    transformer, (kind, encoder), vae = manager.load_module((key, "lumina-checkpoint"), load)
+    hold(manager, key, {"transformer": transformer, "vae": vae, f"text_encoder:{kind}": encoder})
+    tokenizer = manager.load_module(
+        (f"{kind}-tokenizer", kind),
+        lambda: lumina_tokenizers.tokenizer(kind, checkpoint=path.name, roots=manager.roots),
     )
+    family = family_of(transformer)
+    vae_handle = VaeHandle(name, vae, manager)
+    model = model_handle(name, transformer, manager, family, vae_handle)
+    clip = ClipHandle(name, (clip_part(kind, encoder, tokenizer),), manager, family=family)
+    return model, clip, vae_handle
