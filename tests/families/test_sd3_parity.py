@@ -49,7 +49,10 @@ def split_workflow(
     return {
         "unet": {
             "type": "DiffusionModelLoader",
-            "inputs": {"name": f"sd3.5_{variant}.safetensors", "weight_dtype": "default"},
+            "inputs": {
+                "name": f"{sd3_family.FILE_NAMES[variant]}.safetensors",
+                "weight_dtype": "default",
+            },
         },
         "clip": clip,
         "vae": {"type": "VAELoader", "inputs": {"name": "sd3_vae.safetensors"}},
