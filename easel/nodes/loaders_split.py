@@ -76,8 +76,8 @@ def TextEncoderLoader(
 ) -> Any:
     """Load one text encoder file (ComfyUI's CLIPLoader) from `text_encoders/`, for the
     model family `type` says: `stable_diffusion` takes a CLIP-L file (transformers keys) as a
-    Stable Diffusion 1.x text encoder. (Easel's own CLIPLoader loads a full CLIP model for
-    CLIPScore.)"""
+    Stable Diffusion 1.x text encoder; `sd3` a T5-XXL file alone for SD3 (docs/models.md
+    lists the other types). (Easel's own CLIPLoader loads a full CLIP model for CLIPScore.)"""
     from easel.models import family_files
 
     models = manager(ctx)
@@ -100,7 +100,7 @@ def DualTextEncoderLoader(
     """Load two text encoder files (ComfyUI's DualCLIPLoader) from `text_encoders/`: for
     `flux`, a CLIP-L file and a T5-XXL encoder file (either order; transformers key layout).
     The CLIP has parts "l" (pooled) and "t5" (embeddings); encode with TextEncode or
-    TextEncodeFlux."""
+    TextEncodeFlux. For `sd3`, CLIP-L and CLIP-G files: SD3 without T5."""
     from easel.models import family_files
 
     models = manager(ctx)
