@@ -153,3 +153,21 @@ def test_diffusers_folder_gives_the_same_image(
         for nodes in (split, folder)
     ]
     assert (images[0] - images[1]).abs().max().item() <= 1e-5
+
+
+def test_single_file_with_every_part_gives_the_same_image(
+    lumina_models: Any, lumina_root: Path, run_lumina: Any
+) -> None:
+    """A Z-Image checkpoint in ComfyUI's all-in-one layout (CheckpointLoaderSimple) equals the
+    split files."""
+    lumina_family.write_checkpoint(lumina_models["z-image"], lumina_root, "z-image-all.safetensors")
+    split = split_workflow()
+    single = {
+        "ckpt": {"type": "CheckpointLoader", "inputs": {"name": "z-image-all.safetensors"}},
+        "pos": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": PROMPT}},
+        "lat": split["lat"],
+        "k": {"type": "KSampler", "inputs": {**split["k"]["inputs"], "model": ["ckpt", "model"]}},
+        "dec": {"type": "VAEDecode", "inputs": {"vae": ["ckpt", "vae"], "latent": ["k", "latent"]}},
+    }
+    images = [image_of(run_lumina(nodes, ["dec"])) for nodes in (split, single)]
+    assert (images[0] - images[1]).abs().max().item() <= 1e-5
