@@ -84,9 +84,9 @@ def reference(pipe: Any, *, shift: float = 6.0, generator_seed: int = 42, **kwar
     pipe.set_progress_bar_config(disable=True)
     # the pipeline scales every request to the area of its default size: make that ours
     pipe.default_sample_size = SIZE // pipe.vae_scale_factor
+    kwargs.setdefault("height", SIZE)
+    kwargs.setdefault("width", SIZE)
     out = pipe(
-        height=SIZE,
-        width=SIZE,
         generator=torch.Generator("cpu").manual_seed(generator_seed),
         output_type="np",
         **kwargs,
@@ -239,3 +239,18 @@ def test_a_diffusers_folder_gives_the_split_files_image(
     folder = image_of(result)
     files = image_of(run_hidream(split, ["dec"]))
     assert (folder - files).abs().max().item() <= 1e-5
+
+
+def test_a_non_square_image_equals_the_pipeline(hidream_models: Any, run_hidream: Any) -> None:
+    """A non-square latent is padded to the transformer's largest patch grid with a mask, as
+    the pipeline's transformer call pads it (64 x 48 keeps its size under the pipeline's
+    area rule at a 64 x 64 default)."""
+    pipe, _ = hidream_models
+    nodes = workflow()
+    nodes["lat"]["inputs"].update(width=64, height=48)
+    ours = image_of(run_hidream(nodes, ["dec"]))
+    theirs = reference(
+        pipe, prompt=PROMPT, num_inference_steps=2, guidance_scale=0.0, width=64, height=48
+    )
+    assert ours.shape == theirs.shape == (1, 3, 48, 64)
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
