@@ -147,6 +147,28 @@ def _load_folder(kind: str, folder: Path) -> Any | None:
     return tokenizer
 
 
+def _embedded_tekken(kind: str, state: Mapping[str, Any]) -> Any | None:
+    """The tekken tokenizer ComfyUI stores in its Mistral files (`tekken_model`), or None."""
+    from easel.models.flux2_tekken import TEKKEN_KEY
+
+    if kind != "mistral":
+        return None
+    key = next((k for k in state if k.endswith(TEKKEN_KEY)), None)
+    return None if key is None or not hasattr(state[key], "numpy") else state[key]
+
+
+def _from_tekken(path: Path, data: Any) -> Any:
+    from easel.models.flux2_tekken import tekken_tokenizer
+
+    try:
+        return tekken_tokenizer(data)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise ModelError(
+            f"{path.name} holds a tekken_model that is not a tokenizer Easel can read "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+
+
 def tokenizer(
     kind: str,
     path: Path,
@@ -154,16 +176,22 @@ def tokenizer(
     roots: list[Path],
     environ: Mapping[str, str] | None = None,
 ) -> Any:
-    """The tokenizer of a Flux.2 text encoder: the first folder holding one of its kind
-    (EASEL_MISTRAL_TOKENIZER / EASEL_QWEN3_TOKENIZER or `[tokenizers]` in the config file, a
-    ComfyUI install's, a diffusers folder's tokenizer/). The error says where Easel looked."""
+    """The tokenizer of a Flux.2 text encoder: a folder the user named (EASEL_MISTRAL_TOKENIZER
+    / EASEL_QWEN3_TOKENIZER or `[tokenizers]` in the config file), else the tekken tokenizer
+    inside ComfyUI's Mistral file, else the first folder of its kind (a ComfyUI install's, a
+    diffusers folder's tokenizer/). The error says where Easel looked."""
     env = os.environ if environ is None else environ
     looked: list[str] = []
+    embedded = _embedded_tekken(kind, state)
     for where, folder in _folders(kind, roots, env):
+        if embedded is not None and where != "the configured tokenizer folder":
+            return _from_tekken(path, embedded)
         found = _load_folder(kind, folder)
         if found is not None:
             return found
         looked.append(f"{where}: {folder}" + ("" if folder.is_dir() else " (missing)"))
+    if embedded is not None:
+        return _from_tekken(path, embedded)
     steps = [
         f"name a {LABELS[kind]} tokenizer folder with EASEL_{kind.upper()}_TOKENIZER or "
         f"[tokenizers] {kind} in the config file",
@@ -171,11 +199,8 @@ def tokenizer(
     ]
     if kind in COMFY_FOLDERS:
         steps.insert(0, "point Easel at a ComfyUI install (it ships Qwen's tokenizer)")
-    if kind == "mistral" and any(k.endswith("tekken_model") for k in state):
-        looked.append(
-            f"{path.name}'s own tekken_model (ComfyUI's embedded Mistral tokenizer; "
-            "Easel does not read that format yet)"
-        )
+    if kind == "mistral":
+        looked.append(f"{path.name} itself (ComfyUI's Mistral files hold tekken_model: none)")
     raise ModelError(
         f"no {LABELS[kind]} tokenizer for {path.name} on this machine (Easel never "
         "downloads). Looked in: "
