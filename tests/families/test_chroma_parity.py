@@ -167,3 +167,13 @@ def test_a_diffusers_folder_gives_the_split_files_image(
     folder = image_of(result)
     files = image_of(run_chroma(split, ["dec"]))
     assert (folder - files).abs().max().item() <= 1e-5
+
+
+def test_fp8_weights_run_close_to_full_precision(run_chroma: Any) -> None:
+    """weight_dtype fp8_e4m3fn stores the transformer's weights in 8 bits and computes in
+    float32: the image stays close to the full-precision one."""
+    full = image_of(run_chroma(workflow(), ["dec"]))
+    nodes = workflow()
+    nodes["unet"]["inputs"]["weight_dtype"] = "fp8_e4m3fn"
+    fp8 = image_of(run_chroma(nodes, ["dec"]))
+    assert 0.0 < (full - fp8).abs().max().item() < 0.1

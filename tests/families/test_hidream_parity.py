@@ -254,3 +254,14 @@ def test_a_non_square_image_equals_the_pipeline(hidream_models: Any, run_hidream
     )
     assert ours.shape == theirs.shape == (1, 3, 48, 64)
     assert (ours - theirs).abs().max().item() <= TOLERANCE
+
+
+def test_fp8_weights_run_close_to_full_precision(run_hidream: Any) -> None:
+    """weight_dtype fp8_e4m3fn stores the transformer's weights in 8 bits and computes in
+    float32: the image stays close to the full-precision one (not equal: the weights are
+    rounded)."""
+    full = image_of(run_hidream(workflow(), ["dec"]))
+    nodes = workflow()
+    nodes["unet"]["inputs"]["weight_dtype"] = "fp8_e4m3fn"
+    fp8 = image_of(run_hidream(nodes, ["dec"]))
+    assert 0.0 < (full - fp8).abs().max().item() < 0.1
