@@ -117,3 +117,47 @@ def test_single_file_without_text_encoders_names_the_loader(
     nodes["clip"] = split["clip"]
     ours = image_of(run_sd3(nodes, ["dec"]))
     assert torch.equal(ours, image_of(run_sd3(split_workflow(), ["dec"])))
+
+
+def test_custom_sampling_with_cfg_guider_equals_ksampler(sd3_models: Any, run_sd3: Any) -> None:
+    """ComfyUI's SamplerCustomAdvanced (RandomNoise, CFGGuider with the empty-prompt negative,
+    KSamplerSelect euler, BasicScheduler simple) on SD3.5 gives KSampler's image."""
+    nodes = split_workflow(cfg=4.5)
+    nodes["neg"] = {"type": "TextEncode", "inputs": {"clip": ["clip", "clip"], "text": ""}}
+    nodes["k"]["inputs"]["negative"] = ["neg", "conditioning"]
+    ksampler = image_of(run_sd3(nodes, ["dec"]))
+    custom = {name: spec for name, spec in nodes.items() if name != "k"}
+    custom.update(
+        noise={"type": "RandomNoise", "inputs": {"noise_seed": 42}},
+        guider={
+            "type": "CFGGuider",
+            "inputs": {
+                "model": ["unet", "model"],
+                "positive": ["pos", "conditioning"],
+                "negative": ["neg", "conditioning"],
+                "cfg": 4.5,
+            },
+        },
+        sampler={"type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        sigmas={
+            "type": "BasicScheduler",
+            "inputs": {"model": ["unet", "model"], "scheduler": "simple", "steps": 3},
+        },
+        k={
+            "type": "SamplerCustomAdvanced",
+            "inputs": {
+                "noise": ["noise", "noise"],
+                "guider": ["guider", "guider"],
+                "sampler": ["sampler", "sampler"],
+                "sigmas": ["sigmas", "sigmas"],
+                "latent_image": ["lat", "latent"],
+            },
+        },
+    )
+    custom["dec"] = {
+        "type": "VAEDecode",
+        "inputs": {"vae": ["vae", "vae"], "latent": ["k", "output"]},
+    }
+    ours = image_of(run_sd3(custom, ["dec"]))
+    assert float(ours.std()) > 0.01
+    assert (ours - ksampler).abs().max().item() <= 1e-4
