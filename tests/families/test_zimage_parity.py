@@ -171,3 +171,14 @@ def test_single_file_with_every_part_gives_the_same_image(
     }
     images = [image_of(run_lumina(nodes, ["dec"])) for nodes in (split, single)]
     assert (images[0] - images[1]).abs().max().item() <= 1e-5
+
+
+def test_fp8_weights_run_close_to_full_precision(run_lumina: Any) -> None:
+    """weight_dtype fp8_e4m3fn stores the transformer's weights in 8 bits and computes in
+    float32: the image stays close to the full-precision one (not equal: the weights are
+    rounded)."""
+    full = image_of(run_lumina(split_workflow(), ["dec"]))
+    nodes = split_workflow()
+    nodes["unet"]["inputs"]["weight_dtype"] = "fp8_e4m3fn"
+    fp8 = image_of(run_lumina(nodes, ["dec"]))
+    assert 0.0 < (full - fp8).abs().max().item() < 0.1
