@@ -182,3 +182,47 @@ def test_fp8_weights_run_close_to_full_precision(run_lumina: Any) -> None:
     nodes["unet"]["inputs"]["weight_dtype"] = "fp8_e4m3fn"
     fp8 = image_of(run_lumina(nodes, ["dec"]))
     assert 0.0 < (full - fp8).abs().max().item() < 0.1
+
+
+def test_custom_sampling_with_cfg_guider_equals_ksampler(run_lumina: Any) -> None:
+    """ComfyUI's SamplerCustomAdvanced (RandomNoise, CFGGuider with a negative, KSamplerSelect
+    euler, BasicScheduler simple: Z-Image's shifted sigmas) gives KSampler's image."""
+    nodes = split_workflow(cfg=3.0)
+    nodes["neg"] = {"type": "TextEncode", "inputs": {"clip": ["clip", "clip"], "text": "blurry"}}
+    nodes["k"]["inputs"]["negative"] = ["neg", "conditioning"]
+    ksampler = image_of(run_lumina(nodes, ["dec"]))
+    custom = {name: spec for name, spec in nodes.items() if name != "k"}
+    custom.update(
+        noise={"type": "RandomNoise", "inputs": {"noise_seed": 42}},
+        guider={
+            "type": "CFGGuider",
+            "inputs": {
+                "model": ["unet", "model"],
+                "positive": ["pos", "conditioning"],
+                "negative": ["neg", "conditioning"],
+                "cfg": 3.0,
+            },
+        },
+        sampler={"type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        sigmas={
+            "type": "BasicScheduler",
+            "inputs": {"model": ["unet", "model"], "scheduler": "simple", "steps": 3},
+        },
+        k={
+            "type": "SamplerCustomAdvanced",
+            "inputs": {
+                "noise": ["noise", "noise"],
+                "guider": ["guider", "guider"],
+                "sampler": ["sampler", "sampler"],
+                "sigmas": ["sigmas", "sigmas"],
+                "latent_image": ["lat", "latent"],
+            },
+        },
+    )
+    custom["dec"] = {
+        "type": "VAEDecode",
+        "inputs": {"vae": ["vae", "vae"], "latent": ["k", "output"]},
+    }
+    ours = image_of(run_lumina(custom, ["dec"]))
+    assert float(ours.std()) > 0.01
+    assert (ours - ksampler).abs().max().item() <= 1e-4
