@@ -1,5 +1,6 @@
 """Z-Image and Lumina 2 modules from ComfyUI's split files (diffusion_models/, text_encoders/,
-vae/) and from diffusers folders (ZImagePipeline, Lumina2Pipeline).
+vae/), from single files holding every part (ComfyUI's all-in-one layout) and from diffusers
+folders (ZImagePipeline, Lumina2Pipeline).
 
 Key conversion is diffusers' `convert_z_image_transformer_checkpoint_to_diffusers` and
 `convert_lumina2_to_diffusers`; configs are read off the tensor shapes
