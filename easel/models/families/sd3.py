@@ -33,7 +33,6 @@ SD3_T5 = TextPart("t5", pad_token="<pad>", hidden_act="gelu_new")
 HEAD_DIM = 64  # every SD3 transformer: heads of 64 channels
 T5_MIN_TOKENS = 77  # ComfyUI pads SD3's T5 prompt to at least 77 tokens (no attention mask)
 T5_MAX_TOKENS = 512  # the most StableDiffusion3Pipeline takes (max_sequence_length)
-DEFAULT_CFG = 4.5  # ComfyUI's SD3.5 examples use 4-4.5; StableDiffusion3Pipeline 7.0
 
 # The diffusers scheduler config of every SD3 / 3.5 repository (scheduler/scheduler_config.json)
 SD3_SCHEDULER: Mapping[str, Any] = {
