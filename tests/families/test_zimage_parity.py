@@ -274,3 +274,24 @@ def test_image_to_image_equals_zimage_img2img_pipeline(
     plain = image_of(run_lumina(split_workflow(steps=2), ["dec"]))
     assert (ours - theirs).abs().max().item() <= TOLERANCE
     assert (ours - plain).abs().max().item() > 10 * TOLERANCE  # the input image is seen
+
+
+def test_a_batch_of_two_with_cfg_equals_the_pipeline(lumina_models: Any, run_lumina: Any) -> None:
+    """Two images at once (one latent and one caption per image in the model's lists), with
+    classifier-free guidance, equal the pipeline's num_images_per_prompt=2."""
+    nodes = split_workflow(cfg=3.0)
+    nodes["neg"] = {"type": "TextEncode", "inputs": {"clip": ["clip", "clip"], "text": "blurry"}}
+    nodes["k"]["inputs"]["negative"] = ["neg", "conditioning"]
+    nodes["lat"]["inputs"]["batch_size"] = 2
+    ours = image_of(run_lumina(nodes, ["dec"]))
+    theirs = reference(
+        lumina_models["z-image"].pipe,
+        prompt=PROMPT,
+        negative_prompt="blurry",
+        num_images_per_prompt=2,
+        num_inference_steps=3,
+        guidance_scale=2.0,
+    )
+    assert ours.shape == theirs.shape == (2, 3, SIZE, SIZE)
+    assert (ours[0] - ours[1]).abs().max().item() > 10 * TOLERANCE
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
