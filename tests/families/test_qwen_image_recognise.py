@@ -98,3 +98,31 @@ def test_the_real_text_encoder_is_sized_off_its_shapes() -> None:
 
 def test_a_t5_file_is_not_qwen25_vl() -> None:
     assert not is_qwen25_vl({"encoder.block.0.layer.0.SelfAttention.q.weight": Shape((4096, 4096))})
+
+
+def test_missing_tokenizer_names_where_it_looked(tmp_path: Any) -> None:
+    import pytest
+
+    from easel.models.errors import ModelError
+    from easel.models.qwen_tokenizer import qwen_tokenizer
+
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "comfy").mkdir(parents=True)
+    (comfy / "main.py").write_text("")
+    environ = {"HF_HUB_CACHE": str(tmp_path / "hub"), "EASEL_CONFIG": str(tmp_path / "none.toml")}
+    with pytest.raises(ModelError) as caught:
+        qwen_tokenizer(checkpoint="qwen_2.5_vl_7b.safetensors", roots=[comfy], environ=environ)
+    message = str(caught.value)
+    assert "qwen_2.5_vl_7b.safetensors holds no tokenizer" in message
+    assert str(comfy / "comfy" / "text_encoders" / "qwen25_tokenizer") in message
+    assert "EASEL_QWEN_TOKENIZER" in message and "never downloads" in message
+
+
+def test_configured_tokenizer_folder_is_used(tmp_path: Any) -> None:
+    from easel.models.qwen_tokenizer import find_qwen_tokenizer
+    from tests.fixtures.qwen_image_family import write_tokenizer
+
+    folder = write_tokenizer(tmp_path / "tok")
+    environ = {"EASEL_QWEN_TOKENIZER": str(folder), "HF_HUB_CACHE": str(tmp_path / "hub")}
+    found, _ = find_qwen_tokenizer([tmp_path / "models"], environ)
+    assert found == folder
