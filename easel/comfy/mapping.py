@@ -483,6 +483,7 @@ NODE_MAPS: dict[str, NodeMap] = {
         ("sigmas",),
         widgets=("steps", "width", "height"),
     ),
+    "FluxKVCache": NodeMap("FluxKVCache", {"model": "model"}, ("model",)),
     "FluxKontextMultiReferenceLatentMethod": NodeMap(
         "FluxKontextMultiReferenceLatentMethod",
         {"conditioning": "conditioning", "reference_latents_method": "reference_latents_method"},

@@ -54,6 +54,7 @@ class Flux2Network:
     def __init__(self, transformer: Any, call: Any, family: Any) -> None:
         self.transformer, self.call, self.family = transformer, call, family
         self.step, self.total = 0, 0
+        self.kv_caches: dict[int, Any] = {}  # FluxKVCache: reference keys/values per Cond
 
     def condition(
         self,
@@ -128,17 +129,61 @@ class Flux2Network:
         tokens = pack(x)
         count = tokens.shape[1]
         added = cond.added or {}
+        common = {
+            "encoder_hidden_states": hidden,
+            "timestep": t.expand(batch).to(x.dtype) / 1000,
+            "txt_ids": text_ids(hidden.shape[1], x.device, x.dtype),
+            "guidance": added.get("guidance"),
+            "return_dict": False,
+        }
+        if added.get("reference") is not None and getattr(self.family, "kv_cache", False):
+            return unpack(self.kv_call(tokens, img_ids, cond, common), height, width)
         if added.get("reference") is not None:
             ref_tokens, ref_ids = added["reference"]
             tokens = torch.cat([tokens, ref_tokens.to(tokens.dtype)], dim=1)
             img_ids = torch.cat([img_ids, ref_ids.to(img_ids.dtype)])
-        out = self.call(
-            hidden_states=tokens,
-            encoder_hidden_states=hidden,
-            timestep=t.expand(batch).to(x.dtype) / 1000,
-            img_ids=img_ids,
-            txt_ids=text_ids(hidden.shape[1], x.device, x.dtype),
-            guidance=added.get("guidance"),
-            return_dict=False,
-        )[0]
+        out = self.call(hidden_states=tokens, img_ids=img_ids, **common)[0]
         return unpack(out[:, :count], height, width)
+
+    def kv_call(self, tokens: Any, img_ids: Any, cond: Cond, common: dict[str, Any]) -> Any:
+        """FluxKVCache, as Flux2KleinKVPipeline: the first call runs the reference tokens before
+        the image's (they attend only to each other, modulated at timestep 0) and keeps their
+        keys and values; later calls run the image's tokens with those."""
+        import torch
+
+        cache = self.kv_caches.get(id(cond))
+        if cache is not None:
+            return self.call(
+                hidden_states=tokens,
+                img_ids=img_ids,
+                kv_cache=cache,
+                kv_cache_mode="cached",
+                **common,
+            )[0]
+        use_kv_processors(self.transformer)
+        ref_tokens, ref_ids = (cond.added or {})["reference"]
+        out, self.kv_caches[id(cond)] = self.call(
+            hidden_states=torch.cat([ref_tokens.to(tokens.dtype), tokens], dim=1),
+            img_ids=torch.cat([ref_ids.to(img_ids.dtype), img_ids]),
+            kv_cache_mode="extract",
+            num_ref_tokens=int(ref_tokens.shape[1]),
+            ref_fixed_timestep=0.0,
+            **common,
+        )
+        return out
+
+
+def use_kv_processors(transformer: Any) -> None:
+    """Give the transformer diffusers' KV-cache-aware attention processors (as
+    Flux2KleinKVPipeline does); without KV arguments they compute what the default ones do."""
+    from diffusers.models.transformers.transformer_flux2 import (
+        Flux2KVAttnProcessor,
+        Flux2KVParallelSelfAttnProcessor,
+    )
+
+    for block in transformer.transformer_blocks:
+        if not isinstance(block.attn.processor, Flux2KVAttnProcessor):
+            block.attn.set_processor(Flux2KVAttnProcessor())
+    for block in transformer.single_transformer_blocks:
+        if not isinstance(block.attn.processor, Flux2KVParallelSelfAttnProcessor):
+            block.attn.set_processor(Flux2KVParallelSelfAttnProcessor())

@@ -1,7 +1,8 @@
 """Flux.2 nodes (ComfyUI's names): EmptyFlux2LatentImage (an empty latent in the Flux.2 latent
 space: 128 channels at 1/16 of the image), Flux2Scheduler (Flux.2's noise levels for a size and
-step count, for SamplerCustomAdvanced) and FluxKontextMultiReferenceLatentMethod (how several
-ReferenceLatent images are placed). The text encoder loads with TextEncoderLoader type flux2."""
+step count, for SamplerCustomAdvanced), FluxKVCache (reference images run once) and
+FluxKontextMultiReferenceLatentMethod (how several ReferenceLatent images are placed). The text
+encoder loads with TextEncoderLoader type flux2."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from easel.core.context import Context
 from easel.core.node import Input, NodeError, node
-from easel.core.types import Conditioning, Latent, socket_type
+from easel.core.types import Conditioning, Latent, Model, socket_type
 from easel.models.families.flux2 import FLUX2_LATENT, compute_empirical_mu
 
 Sigmas = socket_type("SIGMAS")
@@ -74,6 +75,22 @@ def Flux2Scheduler(
     return {"sigmas": flux2_sigmas(steps, width, height)}
 
 
+@node(category="advanced/model", outputs={"model": Model})
+def FluxKVCache(model: Model) -> Any:
+    """Run a Flux.2 model's reference images (ReferenceLatent) once, at timestep 0, and reuse
+    their attention keys and values at every later step (ComfyUI's FluxKVCache, for Flux.2
+    Klein KV models; diffusers' Flux2KleinKVPipeline). References attend only to each other."""
+    from dataclasses import replace
+
+    family = model.family
+    if getattr(family, "network", None) != "flux2":
+        label = getattr(family, "label", "this model")
+        raise NodeError(
+            f"FluxKVCache caches Flux.2 reference images; {model.name} is {label}", "model"
+        )
+    return {"model": replace(model, family=replace(family, kv_cache=True))}
+
+
 @node(category="conditioning", outputs={"conditioning": Conditioning})
 def FluxKontextMultiReferenceLatentMethod(
     conditioning: Conditioning,
@@ -85,4 +102,4 @@ def FluxKontextMultiReferenceLatentMethod(
     return {"conditioning": {**conditioning, "reference_latents_method": reference_latents_method}}
 
 
-NODES = [EmptyFlux2LatentImage, Flux2Scheduler, FluxKontextMultiReferenceLatentMethod]
+NODES = [EmptyFlux2LatentImage, Flux2Scheduler, FluxKVCache, FluxKontextMultiReferenceLatentMethod]

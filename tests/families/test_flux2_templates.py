@@ -46,6 +46,10 @@ TEMPLATE_FILES = {
         "diffusion_models/flux-2-klein-tiny.safetensors"
     ),
     "text_encoders/qwen_3_4b.safetensors": "text_encoders/qwen3-tiny.safetensors",
+    "diffusion_models/flux-2-klein-9b-kv-fp8.safetensors": (
+        "diffusion_models/flux-2-klein-tiny.safetensors"
+    ),
+    "text_encoders/qwen_3_8b_fp8mixed.safetensors": "text_encoders/qwen3-tiny.safetensors",
     "vae/flux2-vae.safetensors": "vae/flux2-vae.safetensors",
 }
 
@@ -222,3 +226,29 @@ def test_flux2_klein_edit_template_runs(
     assert edited.shape == plain.shape and edited.shape[-1] % 16 == 0
     assert float(edited.std()) > 0.01
     assert (edited - plain).abs().max().item() > 1 / 255  # more than PNG rounding
+
+
+def test_flux2_klein_kv_template_runs(
+    template_root: Path,
+    flux2_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """image_flux2_klein_9b_kv_image_edit (two reference images in subgraphs, FluxKVCache,
+    CFGGuider cfg 1) runs on the tiny models."""
+    from easel.comfy.convert import to_easel
+    from easel.workflow_edit import set_input
+    from tests.families.test_sd_parity import _inpaint_inputs
+
+    path, _, _ = _inpaint_inputs(tmp_path)
+    workflow = to_easel(template("image_flux2_klein_9b_kv_image_edit"))
+    nodes = workflow["nodes"]
+    assert of_type(nodes, "FluxKVCache")
+    for node_id in of_type(nodes, "LoadImage"):
+        set_input(workflow, f"{node_id}.image", str(path))
+    for node_id in of_type(nodes, "ScaleToTotalPixels"):
+        set_input(workflow, f"{node_id}.megapixels", 0.01)  # about 100 x 100
+    [scheduler] = of_type(nodes, "Flux2Scheduler")
+    set_input(workflow, f"{scheduler}.steps", STEPS)
+    ours = run_template(workflow, template_root, tmp_path / "kv", monkeypatch)
+    assert ours.shape[-1] % 16 == 0 and float(ours.std()) > 0.01

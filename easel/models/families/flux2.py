@@ -60,11 +60,13 @@ QWEN3_TEXT = TextPart("qwen3", layer=-1, layer_norm=False, pad_token="<|endoftex
 @dataclass(frozen=True)
 class Flux2Family(FlowFamily):
     """A Flux.2 model: `text_layers` are the hidden states of its text encoder it reads,
-    `text_encoder` names that encoder ("mistral" or "qwen3")."""
+    `text_encoder` names that encoder ("mistral" or "qwen3"); with `kv_cache` (FluxKVCache)
+    reference images are run once, at timestep 0, and their keys and values reused."""
 
     text_layers: tuple[int, ...] = MISTRAL_LAYERS
     text_encoder: str = "mistral"
     text_encoding: str = "easel.models.flux2_text"
+    kv_cache: bool = False
 
 
 FLUX2_DEV = Flux2Family(
