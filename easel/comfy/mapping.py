@@ -61,6 +61,12 @@ class NodeMap:
     values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     strict_values: frozenset[str] = frozenset()  # inputs whose unknown values are refused
     adapt: Adapter | None = None
+    output_node: bool = False  # an output node that also passes its input on (SaveImage)
+
+    @property
+    def is_output(self) -> bool:
+        """Whether the node is an output node (what a workflow runs for)."""
+        return self.output_node or not self.outputs
 
 
 def _ksampler_advanced(inputs: dict[str, Any]) -> Adapted:
@@ -636,10 +642,11 @@ NODE_MAPS: dict[str, NodeMap] = {
     "SaveImage": NodeMap(
         "SaveImage",
         {"images": "image", "filename_prefix": "filename_prefix"},
-        (),
+        ("image",),
         widgets=("filename_prefix",),
+        output_node=True,
     ),
-    "PreviewImage": NodeMap("PreviewImage", {"images": "image"}, ()),
+    "PreviewImage": NodeMap("PreviewImage", {"images": "image"}, ("image",), output_node=True),
     "LatentUpscale": NodeMap(
         "LatentUpscale",
         {
@@ -842,9 +849,10 @@ NODE_MAPS: dict[str, NodeMap] = {
             "format.input_color_space": "input_color_space",
             **{name: name for name in _SAVE_POSITIONS},
         },
-        (None,),
+        ("image",),
         widgets=("filename_prefix", "format", *_SAVE_POSITIONS),
         adapt=_save_image_advanced,
+        output_node=True,
     ),
     "ImageScaleToMaxDimension": NodeMap(
         "ResizeImageMask",
@@ -885,7 +893,7 @@ NODE_MAPS: dict[str, NodeMap] = {
     "JoinImageWithAlpha": NodeMap(
         "JoinImageWithAlpha", {"image": "image", "alpha": "alpha"}, ("image",)
     ),
-    "MaskPreview": NodeMap("PreviewMask", {"mask": "mask"}, ()),
+    "MaskPreview": NodeMap("PreviewMask", {"mask": "mask"}, ("mask",), output_node=True),
     "ComfyNumberConvert": NodeMap("ConvertNumber", {"value": "value"}, ("float", "int")),
     "EmptyImage": NodeMap(
         "EmptyImage",

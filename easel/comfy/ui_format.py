@@ -337,7 +337,7 @@ def _drop_what_needs_muted(
 
     def is_output(node: Mapping[str, Any]) -> bool:
         spec = node_maps.get(node["type"])
-        return spec is not None and not spec.outputs
+        return spec is not None and spec.is_output
 
     had_outputs = any(is_output(node) for node in graph.nodes.values())
     if had_outputs and not any(is_output({"type": e["class_type"]}) for e in prompt.values()):

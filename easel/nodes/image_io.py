@@ -266,7 +266,7 @@ def save_pictures(ctx: Context, image: Any, filename_prefix: str, pnginfo: Any =
 
 
 # -- SaveImage / PreviewImage ------------------------------------------------------------------
-@node(category="image", outputs={}, output_node=True, check=_check_prefix)
+@node(category="image", outputs={"image": Image}, output_node=True, check=_check_prefix)
 def SaveImage(
     ctx: Context,
     image: Image,
@@ -275,7 +275,8 @@ def SaveImage(
     ),
 ) -> dict[str, Any]:
     """Save images as PNG files in the output folder, numbered (prefix_00001.png, ...) without
-    overwriting, with the workflow embedded so `easel run image.png` runs it again."""
+    overwriting, with the workflow embedded so `easel run image.png` runs it again. `image`
+    passes the images on (as ComfyUI's SaveImage does, to compare or stitch them)."""
     from easel.pngmeta import generation_summary, png_info
 
     workflow = ctx.services.get("workflow")
@@ -283,13 +284,14 @@ def SaveImage(
     if isinstance(workflow, dict):
         summary = generation_summary(workflow, ctx.node_id)
     info = png_info(workflow if isinstance(workflow, dict) else None, summary)
-    return {"ui": {"files": save_pictures(ctx, image, filename_prefix, info)}}
+    return {"image": image, "ui": {"files": save_pictures(ctx, image, filename_prefix, info)}}
 
 
-@node(category="image", outputs={}, output_node=True)
+@node(category="image", outputs={"image": Image}, output_node=True)
 def PreviewImage(ctx: Context, image: Image) -> dict[str, Any]:
-    """Show images without keeping them: written to the output folder's preview/ subfolder."""
-    return {"ui": {"files": save_pictures(ctx, image, f"{PREVIEW_FOLDER}/preview")}}
+    """Show images without keeping them: written to the output folder's preview/ subfolder;
+    `image` passes them on."""
+    return {"image": image, "ui": {"files": save_pictures(ctx, image, f"{PREVIEW_FOLDER}/preview")}}
 
 
 NODES = [LoadImage, SaveImage, PreviewImage]

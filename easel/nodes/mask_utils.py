@@ -72,14 +72,14 @@ def JoinImageWithAlpha(image: Image, alpha: Mask) -> Any:
     return torch.cat([image[:batch, :3], 1.0 - planes[:batch]], dim=1)
 
 
-@node(category="mask", outputs={}, output_node=True)
+@node(category="mask", outputs={"mask": Mask}, output_node=True)
 def PreviewMask(ctx: Context, mask: Mask) -> dict[str, Any]:
     """Show a mask as a grey image, without keeping it (ComfyUI's MaskPreview): written to
-    the output folder's preview/ subfolder."""
+    the output folder's preview/ subfolder; `mask` passes it on."""
     from easel.nodes.image_io import PREVIEW_FOLDER, save_pictures
 
     picture = mask.reshape(-1, 1, *mask.shape[-2:]).expand(-1, 3, -1, -1)
-    return {"ui": {"files": save_pictures(ctx, picture, f"{PREVIEW_FOLDER}/mask")}}
+    return {"mask": mask, "ui": {"files": save_pictures(ctx, picture, f"{PREVIEW_FOLDER}/mask")}}
 
 
 @node(category="image", outputs={"image": Image})
