@@ -292,7 +292,19 @@ def llama_tokenizer(path: Path, manager: Any) -> Any:
     tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(
         str(folder), local_files_only=True
     )
-    tokenizer.pad_token = tokenizer.eos_token
+    return with_hidream_padding(tokenizer)
+
+
+LLAMA_EOT = "<|eot_id|>"
+
+
+def with_hidream_padding(tokenizer: Any) -> Any:
+    """`tokenizer` padding with Llama 3.1 Instruct's end-of-turn token, as HiDreamImagePipeline
+    pads with its tokenizer's end token (<|eot_id|> in HiDream's and Meta's Instruct
+    tokenizers). ComfyUI's llama_tokenizer ends with <|end_of_text|> and pads with a <pad>
+    beyond Llama's vocabulary; ComfyUI pads HiDream's prompts with <|eot_id|> too."""
+    tokens = tokenizer.get_vocab()
+    tokenizer.pad_token = LLAMA_EOT if LLAMA_EOT in tokens else tokenizer.eos_token
     return tokenizer
 
 
@@ -447,7 +459,7 @@ def folder_checkpoint(name: str, folder: Path, manager: Any) -> tuple[ModelHandl
     tokenizers.append(
         manager.module(folder / "tokenizer_4", "transformers", "PreTrainedTokenizerFast")
     )
-    tokenizers[3].pad_token = tokenizers[3].eos_token  # as HiDreamImagePipeline pads Llama
+    with_hidream_padding(tokenizers[3])
     family = hidream.variant_for(folder.name)
     sched = loading.scheduler_config(folder / "scheduler")
     shift = sched.get("shift") if "flow_shift" not in sched else sched["flow_shift"]

@@ -84,3 +84,26 @@ def test_each_encoder_equals_the_pipelines_encode_prompt(
     assert (ours["t5"] - t5).abs().max().item() <= 1e-5
     assert (ours["llama"] - llama).abs().max().item() <= 1e-5
     assert (ours["pooled"] - pooled).abs().max().item() <= 1e-5
+
+
+def test_llama_pads_with_the_end_of_turn_token(
+    hidream_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Llama 3 tokenizer whose end token is <|end_of_text|> (ComfyUI's llama_tokenizer) still
+    pads HiDream's prompts with <|eot_id|>, the token HiDream's own tokenizer pads with."""
+    import json
+    import shutil
+
+    from easel.models.hidream_loading import llama_tokenizer
+    from easel.models.manager import ModelManager
+
+    folder = tmp_path / "llama_tokenizer"
+    shutil.copytree(hidream_root / "diffusers" / "hidream_i1_dev" / "tokenizer_4", folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["eos_token"] = "<|end_of_text|>"
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("EASEL_LLAMA_TOKENIZER", str(folder))
+    manager = ModelManager([tmp_path], device="cpu", dtype=torch.float32)
+    tokenizer = llama_tokenizer(tmp_path / "llama.safetensors", manager)
+    assert tokenizer.eos_token == "<|end_of_text|>"
+    assert tokenizer.pad_token == "<|eot_id|>"
