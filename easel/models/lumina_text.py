@@ -9,8 +9,11 @@ make it.
   before it, as Lumina2Pipeline does), BOS first, at most 256 tokens. Lumina2Pipeline pads to
   256 and hands the transformer the mask, which reads only the unpadded tokens; Easel hands it
   the unpadded tokens and their mask (the same numbers: the encoder is causal).
-- ComfyUI's prompt syntax is read (escapes, `(text:1.2)`), but these encoders take no weights
-  or `embedding:` names: the text is encoded unweighted, with a warning.
+- Z-Image's prompt is taken literally, brackets and all, as ComfyUI's Z-Image tokenizer takes
+  it (`disable_weights`). Lumina 2's is read with ComfyUI's prompt syntax (escapes,
+  `(text:1.2)`), as ComfyUI's Lumina tokenizer reads it, but Easel does not weight a language
+  model's hidden states: the text is encoded unweighted, with a warning (`embedding:` names
+  are left out, with a warning).
 """
 
 from __future__ import annotations
@@ -56,11 +59,10 @@ def _warn(warnings: list[str], message: str) -> None:
 def token_ids(part: Any, text: str, warnings: list[str]) -> list[int]:
     """The token ids the pipeline feeds the encoder (its padding left out)."""
     tokenizer = part.tokenizer
-    if part.kind == "qwen3":
-        text, limit, special = ZIMAGE_TEMPLATE.format(text), ZIMAGE_MAX_TOKENS, False
-    else:
-        limit, special = LUMINA2_MAX_TOKENS, True  # Gemma: BOS first
-    ids = [int(i) for i in tokenizer(text, add_special_tokens=special).input_ids]
+    limit = LUMINA2_MAX_TOKENS  # Gemma: its tokenizer puts BOS first
+    if part.kind == "qwen3":  # Qwen adds no special tokens
+        text, limit = ZIMAGE_TEMPLATE.format(text), ZIMAGE_MAX_TOKENS
+    ids = [int(i) for i in tokenizer(text).input_ids]
     if len(ids) > limit:
         _warn(warnings, f"the prompt has {len(ids)} tokens, more than {limit}: the rest is cut off")
         ids = ids[:limit]
@@ -96,7 +98,8 @@ def encode_prompts(clip: Any, texts: Mapping[str, str]) -> Any:
     manager = clip.manager
     if manager is not None and hasattr(manager, "place"):
         manager.place(part.model)
-    ids = token_ids(part, plain_text(texts.get(part.key, ""), warnings), warnings)
+    text = texts.get(part.key, "")
+    ids = token_ids(part, text if part.kind == "qwen3" else plain_text(text, warnings), warnings)
     if not ids:  # Qwen has no BOS: an empty prompt still has its template's tokens
         ids = [int(part.tokenizer.pad_token_id or 0)]
     embeds = hidden_states(clip, part, ids)

@@ -109,22 +109,41 @@ def test_missing_tokenizers_name_where_easel_looked(
 
 
 def test_zimage_prompt_is_the_chat_template(lumina_models: Any, lumina_manager: Any) -> None:
-    """The tokens Easel encodes are the pipeline's chat template applied to the prompt."""
+    """The tokens Easel encodes are the pipeline's chat template applied to the prompt, taken
+    literally as ComfyUI's Z-Image tokenizer takes it (no weight syntax)."""
     from easel.models.lumina_loading import lumina2_clip
-    from easel.models.lumina_text import plain_text, token_ids
+    from easel.models.lumina_text import token_ids
 
     clip = lumina2_clip("z", [lumina_models["z-image"].text_encoder_file], lumina_manager)
     tokenizer = lumina_models["z-image"].pipe.tokenizer
+    prompt = "a (red:1.2) circle"
     templated = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "a red circle"}],
+        [{"role": "user", "content": prompt}],
         tokenize=False,
         add_generation_prompt=True,
         enable_thinking=True,
     )
     warnings: list[str] = []
-    ids = token_ids(clip.parts[0], plain_text("a (red:1.2) circle", warnings), warnings)
-    assert ids == tokenizer(templated).input_ids
-    assert any("weights are not applied" in w for w in warnings)
+    assert token_ids(clip.parts[0], prompt, warnings) == tokenizer(templated).input_ids
+    assert warnings == []
+
+
+def test_lumina2_weights_are_read_and_not_applied(
+    lumina_models: Any, run_lumina: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Lumina 2 reads ComfyUI's prompt syntax (the weighted word without its brackets) and
+    says the weight is not applied: the image is the plain prompt's."""
+    from tests.families.test_lumina2_parity import split_workflow
+    from tests.families.workflows import image_of
+
+    plain = split_workflow(cfg=1.0)
+    plain["pos"]["inputs"]["user_prompt"] = "a red circle"
+    weighted = split_workflow(cfg=1.0)
+    weighted["pos"]["inputs"]["user_prompt"] = "a (red:1.3) circle"
+    result = run_lumina(weighted, ["dec"])
+    assert any("weights are not applied" in record.getMessage() for record in caplog.records)
+    images = [image_of(run_lumina(plain, ["dec"])), image_of(result)]
+    assert torch.equal(images[0], images[1])
 
 
 def _convert(nodes: dict[str, Any]) -> Any:
