@@ -62,16 +62,11 @@ def processor(tokenizer: Any) -> Any:
 def to_pil(image: Any) -> list[Any]:
     """Easel images ([B, 3, H, W] floats in [0, 1]) as 8-bit PIL images (what the pipelines
     hand the processor; an image loaded from a file comes back to its own bytes)."""
+    import torch
     from PIL import Image
 
-    array = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(dtype=_uint8())
+    array = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
     return [Image.fromarray(item.permute(1, 2, 0).numpy(), "RGB") for item in array]
-
-
-def _uint8() -> Any:
-    import torch
-
-    return torch.uint8
 
 
 def _hidden_states(part: Any, inputs: Mapping[str, Any]) -> Any:
