@@ -100,6 +100,14 @@ def _resize_to_size(inputs: dict[str, Any]) -> Adapted:
     return Adapted(inputs)
 
 
+def _image_scale(inputs: dict[str, Any]) -> Adapted:
+    """ImageScale: as _resize_to_size, and crop "center" is Upscale's own."""
+    if inputs.get("crop") == "center":
+        inputs["scale"] = 1.0
+        return Adapted(inputs)
+    return _resize_to_size(inputs)
+
+
 # ResizeImageMaskNode's `resize_type` is a dynamic combo: which widgets follow it in the UI
 # format (and which "resize_type.<name>" inputs the API format has) depends on its value.
 RESIZE_WIDGETS: dict[str, tuple[str, ...]] = {
@@ -683,7 +691,7 @@ NODE_MAPS: dict[str, NodeMap] = {
         widgets=("upscale_method", "width", "height", "crop"),
         values={"method": UPSCALE_METHODS},
         strict_values=frozenset({"method"}),
-        adapt=_resize_to_size,
+        adapt=_image_scale,
     ),
     "ImageScaleBy": NodeMap(
         "Upscale",

@@ -131,14 +131,9 @@ def _center_crop_resize(
 ) -> Any:
     """ComfyUI's common_upscale with crop="center": crop to the target aspect, then resize."""
     if crop == "center":
-        old_h, old_w = planes.shape[-2:]
-        old_aspect, new_aspect = old_w / old_h, width / height
-        x = y = 0
-        if old_aspect > new_aspect:
-            x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
-        elif old_aspect < new_aspect:
-            y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
-        planes = planes[..., y : old_h - y, x : old_w - x]
+        from easel.nodes.upscale import center_crop
+
+        planes = center_crop(planes, width, height)
     return _resize(ctx, planes, width, height, method, input_name)
 
 

@@ -69,14 +69,32 @@ def Upscale(
     scale: float = Input(2.0, gt=0.0, le=16.0, step=0.05),
     width: int = Input(0, ge=0, le=16384),
     height: int = Input(0, ge=0, le=16384),
+    crop: str = Input("disabled", choices=["disabled", "center"]),
 ) -> Any:
-    """Resize an image by `scale`, or to `width` x `height` (0 keeps the aspect ratio)."""
+    """Resize an image by `scale`, or to `width` x `height` (0 keeps the aspect ratio).
+    `crop` "center" first crops the image to the new aspect ratio, keeping its middle (when
+    both sides are given; ComfyUI's ImageScale)."""
     batch, _, h, w = image.shape
     size = target_size(h, w, scale, width, height)
     problem = budget_of(ctx.services).problem(size[1], size[0], batch=batch)
     if problem:
         raise NodeError(problem, "width" if width or height else "scale")
+    if crop == "center" and width and height:
+        image = center_crop(image, width, height)
     return resample(image, size, method)
+
+
+def center_crop(planes: Any, width: int, height: int) -> Any:
+    """The middle of `planes` [..., H, W] at the aspect ratio of width x height (ComfyUI's
+    common_upscale with crop="center", before it resizes)."""
+    old_h, old_w = planes.shape[-2:]
+    old_aspect, new_aspect = old_w / old_h, width / height
+    x = y = 0
+    if old_aspect > new_aspect:
+        x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
+    elif old_aspect < new_aspect:
+        y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
+    return planes[..., y : old_h - y, x : old_w - x]
 
 
 @node(category="image", outputs={"image": Image})
