@@ -22,6 +22,30 @@ from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 
 
+# -- reading files ------------------------------------------------------------------------------
+def read_weights(path: Path, manager: Any) -> dict[str, Any]:
+    """A file's state dict with ComfyUI's scaled fp8 weights multiplied out. Integer-quantised
+    weights (ComfyUI's `*_int8*` files, whose formats may also rotate the weights) are refused
+    by name rather than read wrongly."""
+    import torch
+
+    from easel.models.state_dicts import read_state_dict
+
+    state = read_state_dict(path, manager.allow_unsafe_pickle)
+    quantised = [
+        k
+        for k, v in state.items()
+        if getattr(v, "dtype", None) in (torch.int8, torch.uint8)
+        and not k.endswith((".comfy_quant", "spiece_model"))
+    ]
+    if quantised:
+        raise ModelError(
+            f"{path.name} holds integer-quantised weights (e.g. {quantised[0]}), which Easel "
+            "does not read: use the bf16, fp16 or fp8 file of the model"
+        )
+    return dequantize_scaled_fp8(state)
+
+
 # -- the transformer ----------------------------------------------------------------------------
 def _split_qkv(sub: dict[str, Any], config: Mapping[str, Any], zimage: bool) -> None:
     """Each fused `attention.qkv.weight` split into q, k and v at this model's head counts.
@@ -108,12 +132,10 @@ def diffusion_model(
 ) -> ModelHandle:
     """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader); fp8 weight dtypes keep
     the weights in fp8 and compute in the manager's dtype (diffusers' layerwise casting)."""
-    from easel.models.state_dicts import read_state_dict
-
     storage = storage_dtype(weight_dtype)
 
     def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        state = read_weights(path, manager)
         if lumina.recognise(state) is None:
             raise ModelError(
                 f"{path.name} is not a Z-Image or Lumina 2 transformer ({summarise(state)})"
@@ -282,14 +304,11 @@ def build_text_encoder(path: Path, state: Mapping[str, Any], manager: Any) -> tu
 
 def text_encoder(path: Path, manager: Any) -> tuple[str, Any, Any]:
     """One text encoder file, loaded once: (kind, model, tokenizer)."""
-    from easel.models.state_dicts import read_state_dict
 
     key = str(path.resolve())
     loaded = manager.load_module(
         (key, "lumina-text-encoder"),
-        lambda: build_text_encoder(
-            path, dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle)), manager
-        ),
+        lambda: build_text_encoder(path, read_weights(path, manager), manager),
     )
     hold(manager, key, {f"text_encoder:{loaded[0]}": loaded[1]})
     return loaded  # type: ignore[no-any-return]
@@ -388,11 +407,10 @@ def single_file_checkpoint(
     `vae.`. ComfyUI's `text_encoders.spiece_model` (Gemma's tokenizer) is not read: the
     tokenizer is found as for the split files."""
     from easel.models import lumina_tokenizers
-    from easel.models.state_dicts import read_state_dict
     from easel.models.vae_files import load_vae_file
 
     def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        state = read_weights(path, manager)
         family, _ = lumina.recognise(state) or (None, ())
         kind = "qwen3" if family is lumina.ZIMAGE else "gemma2"
         text_prefix = CHECKPOINT_TEXT[kind]

@@ -198,3 +198,22 @@ def test_other_aura_flow_sampling_is_refused_naming_it() -> None:
     [problem] = caught.value.problems
     assert (problem.node, problem.input) == ("4", "sampling")
     assert "img_to_img_velocity" in problem.message
+
+
+def test_integer_quantised_files_are_refused_by_name(
+    lumina_models: Any, lumina_manager: Any, tmp_path: Path
+) -> None:
+    """ComfyUI's int8 files are refused naming a quantised tensor, not read as floats."""
+    from safetensors.torch import load_file, save_file
+
+    from easel.models.errors import ModelError
+    from easel.models.lumina_loading import diffusion_model
+
+    state = load_file(str(lumina_models["z-image"].transformer_file))
+    key = "layers.0.attention.qkv.weight"
+    state[key] = state[key].to(torch.int8)
+    state[key.replace(".weight", ".weight_scale")] = torch.tensor(0.01)
+    path = tmp_path / "z_image_turbo_int8_convrot.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(ModelError, match=r"integer-quantised weights \(e\.g\. layers\.0\."):
+        diffusion_model("z", path, lumina_manager)
