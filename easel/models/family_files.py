@@ -43,6 +43,7 @@ CHECKPOINTS: tuple[str, ...] = (
     "easel.models.hidream_loading",  # before Flux: its folders also have text_encoder_2/
     "easel.models.chroma_loading",
     "easel.models.sd3_loading",
+    "easel.models.flux2_loading",  # before Flux.1's, whose checkpoints have double_blocks too
     "easel.models.flux_loading",
     "easel.models.qwen_loading",
     "easel.models.lumina_loading",
