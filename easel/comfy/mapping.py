@@ -637,6 +637,12 @@ NODE_MAPS: dict[str, NodeMap] = {
         widgets=("noise_mask",),
         adapt=_inpaint_conditioning,
     ),
+    "DifferentialDiffusion": NodeMap(
+        "DifferentialDiffusion",
+        {"model": "model", "strength": "strength"},
+        ("model",),
+        widgets=("strength",),
+    ),
     "SetLatentNoiseMask": NodeMap(
         "SetLatentNoiseMask", {"samples": "latent", "mask": "mask"}, ("latent",)
     ),

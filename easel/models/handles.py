@@ -33,6 +33,8 @@ class ModelHandle:
     sampling: dict[str, Any] = field(default_factory=dict)
     # post-CFG patches on the denoised estimate (CFGNorm): easel.models.guidance.Guidance
     post_cfg: tuple[Any, ...] = ()
+    # Differential diffusion's strength (DifferentialDiffusion): None for a plain noise mask
+    differential: float | None = None
 
     @property
     def latent_channels(self) -> int:

@@ -119,9 +119,9 @@ def add_noise(scheduler: Any, x: Any, noise: Any, t: Any) -> Any:
 NETWORKS: dict[str, str] = {
     "unet": "easel.models.sampling:UNetNetwork",
     "flux": "easel.models.flux_denoiser:FluxNetwork",
-    "sd3": "easel.models.sd3_denoiser:SD3Network",
     "flux2": "easel.models.flux2_denoiser:Flux2Network",
     "qwen_image": "easel.models.qwen_image_denoiser:QwenImageNetwork",
+    "sd3": "easel.models.sd3_denoiser:SD3Network",
     "z-image": "easel.models.lumina_denoiser:ZImageNetwork",
     "lumina2": "easel.models.lumina_denoiser:Lumina2Network",
     "hidream": "easel.models.hidream_denoiser:HiDreamNetwork",
@@ -164,6 +164,7 @@ class Inpaint:
     source: Any  # the source latents (scaled), blended back outside the mask
     concat: Any = None  # [B, 1 + C, h, w]: mask then masked-image latents
     blend: bool = True
+    differential: float | None = None  # differential diffusion's strength (0..1), or None
 
 
 def timesteps_for(
@@ -332,7 +333,9 @@ def noise_scaling(prediction: str, sigma: float, noise: Any, latent: Any, max_si
     """The sample a schedule starting at `sigma` begins from, as ComfyUI's model sampling
     makes it: flow `sigma * noise + (1 - sigma) * latent`; eps and v `latent + noise * sigma`,
     or `noise * sqrt(1 + sigma^2)` added when the schedule starts at the model's highest noise
-    level (ComfyUI's max_denoise)."""
+    level (ComfyUI's max_denoise). A flow run that stops at a level above 0 divides its
+    result by (1 - sigma), so the next run's scaling gives the sample back (ComfyUI's
+    inverse_noise_scaling)."""
     if prediction == "flow":
         return sigma * noise + (1.0 - sigma) * latent
     if sigma >= max_sigma * (1 - 1e-5):
@@ -468,6 +471,8 @@ def denoise(
                 latents = blend_outside_mask(scheduler, latents, inpaint, noise, timesteps, i)
             if callback is not None:
                 callback(i + 1, total, latents)
+    if sigmas is not None and prediction == "flow" and 0.0 < float(sigmas[-1]) < 1.0:
+        latents = latents / (1.0 - float(sigmas[-1]))  # noise_scaling's inverse (ComfyUI's)
     return latents
 
 
@@ -496,4 +501,21 @@ def blend_outside_mask(
             scheduler, source, noise, timesteps[i + 1 : i + 2].repeat(noise.shape[0])
         )
     mask = inpaint.mask.to(device=latents.device, dtype=latents.dtype)
+    if inpaint.differential is not None:
+        mask = differential_mask(mask, timesteps, min(i + 1, len(timesteps) - 1), inpaint)
     return (1 - mask) * source.to(latents.dtype) + mask * latents
+
+
+def differential_mask(mask: Any, timesteps: Any, index: int, inpaint: Inpaint) -> Any:
+    """Differential diffusion (ComfyUI's DifferentialDiffusion): at the level of step `index`
+    only mask values at or above its progress threshold are painted, so the painted area
+    grows from the mask's strongest values to its weakest as the noise falls; `differential`
+    below 1 blends that binary mask with the soft one. The threshold is the step's timestep
+    between the run's first and the lowest (taken as 0) on a 1..0 scale."""
+    start = float(timesteps[0])
+    threshold = float(timesteps[index]) / start if start > 0 else 0.0
+    binary = (mask >= threshold).to(mask.dtype)
+    strength = float(inpaint.differential or 0.0)
+    if 0.0 < strength < 1.0:
+        return strength * binary + (1 - strength) * mask
+    return binary

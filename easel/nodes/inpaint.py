@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from easel.core.node import Input, NodeError, node
-from easel.core.types import Conditioning, Image, Latent, Mask, Vae
+from easel.core.types import Conditioning, Image, Latent, Mask, Model, Vae
 
 
 def as_mask(mask: Any, height: int, width: int, input_name: str = "mask") -> Any:
@@ -157,7 +157,22 @@ def inpaint_inputs(
         source=latent["samples"],
         concat=concat,
         blend=blend is not None,
+        differential=getattr(model, "differential", None),
     )
+
+
+@node(category="latent/inpaint", outputs={"model": Model})
+def DifferentialDiffusion(
+    model: Model, strength: float = Input(1.0, ge=0.0, le=1.0, step=0.01)
+) -> Any:
+    """Inpaint with a soft mask as a map of how much to change (ComfyUI's
+    DifferentialDiffusion): at each step only the mask's values at or above the step's
+    progress are repainted, so strong values change from the start and weak ones only near
+    the end. `strength` below 1 blends that with the plain soft mask. Needs a noise mask
+    (SetLatentNoiseMask, or InpaintModelConditioning with noise_mask)."""
+    from dataclasses import replace
+
+    return replace(model, differential=strength)
 
 
 def grey_latent(model: Any, shape: tuple[int, ...]) -> Any:
@@ -172,4 +187,4 @@ def grey_latent(model: Any, shape: tuple[int, ...]) -> Any:
     return encode(model.vae, grey).expand(shape[0], -1, -1, -1)
 
 
-NODES = [VAEEncodeForInpaint, SetLatentNoiseMask, InpaintModelConditioning]
+NODES = [VAEEncodeForInpaint, SetLatentNoiseMask, InpaintModelConditioning, DifferentialDiffusion]
