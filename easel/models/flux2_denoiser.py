@@ -94,13 +94,17 @@ class Flux2Network:
                     f"reference latent method {method!r} is not one {self.family.label} "
                     f"takes here (Easel has: {', '.join(REFERENCE_METHODS)})"
                 )
-            tokens, ids = self.reference_tokens(cond["reference_latents"], device, dtype)
-            added["reference"] = (to_batch(tokens, batch, device, dtype), ids)
+            added["reference"] = self.reference_tokens(
+                cond["reference_latents"], batch, device, dtype
+            )
         return Cond(to_batch(embeds, batch, device, dtype), added, None)
 
-    def reference_tokens(self, latents: list[Any], device: Any, dtype: Any) -> tuple[Any, Any]:
+    def reference_tokens(
+        self, latents: list[Any], batch: int, device: Any, dtype: Any
+    ) -> tuple[Any, Any]:
         """Reference images (ReferenceLatent): each latent's tokens after the image's, with
-        time coordinate 10, 20, ... (Flux2Pipeline's _prepare_image_ids)."""
+        time coordinate 10, 20, ... (Flux2Pipeline's _prepare_image_ids). A reference of one
+        image serves every image of the batch; one of the batch's size, one each."""
         import torch
 
         channels = int(self.transformer.config.in_channels)
@@ -113,7 +117,7 @@ class Flux2Network:
                 )
             h, w = int(latent.shape[-2]), int(latent.shape[-1])
             t = REFERENCE_TIME_SCALE + REFERENCE_TIME_SCALE * index
-            tokens.append(pack(latent[:1].to(device=device, dtype=dtype)))
+            tokens.append(to_batch(pack(latent), batch, device, dtype))
             ids.append(position_ids(t, h, w, device, dtype))
         return torch.cat(tokens, dim=1), torch.cat(ids)
 
