@@ -325,6 +325,7 @@ CUSTOM_SIGMAS_SCHEDULERS = frozenset(
         "DPMSolverMultistepScheduler",
         "UniPCMultistepScheduler",
         "FlowMatchEulerDiscreteScheduler",
+        "FlowMatchLCMScheduler",
     }
 )
 

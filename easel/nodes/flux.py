@@ -107,7 +107,13 @@ def ModelSamplingFlux(
 
 def _fixed_shift(model: Any, shift: float, node_name: str) -> Any:
     _flow_model(model, node_name)
-    return {"model": model.with_sampling(shift=shift, use_dynamic_shifting=False, mu=None)}
+    # ComfyUI's fixed shift ends the schedule at 0: no shift_terminal stretch (Qwen-Image's
+    # diffusers scheduler config has one; its pipeline keeps it, ComfyUI's nodes do not)
+    return {
+        "model": model.with_sampling(
+            shift=shift, use_dynamic_shifting=False, mu=None, shift_terminal=None
+        )
+    }
 
 
 @node(category="advanced/model", outputs={"model": Model})

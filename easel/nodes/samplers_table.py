@@ -86,6 +86,11 @@ FLOW_SAMPLERS: dict[str, Sampler] = {
         {"use_flow_sigmas": True, "prediction_type": "flow_prediction"},
         schedules=("normal",),
     ),
+    # ComfyUI's lcm on flow models: the denoised estimate, noised afresh to the next level
+    "lcm": Sampler(
+        "FlowMatchLCMScheduler",
+        schedules=("normal", "simple", "sgm_uniform", "karras", "exponential", "beta"),
+    ),
 }
 # "simple" and "sgm_uniform" are FluxPipeline's (and ComfyUI's) sigmas linspace(1, 1/n, n)
 # before the shift; "normal" is the scheduler's own; the rest as above.

@@ -231,3 +231,16 @@ def test_manual_sigmas_reject_text_without_numbers(run_flux: Any) -> None:
     result = run_flux({"m": {"type": "ManualSigmas", "inputs": {"sigmas": "high, low"}}}, ["m"])
     assert result.status == "failed"
     assert "no numbers" in result.failures[0].message
+
+
+def test_lcm_on_a_flow_model_is_seeded_and_its_own(run_flux: Any) -> None:
+    """ComfyUI's lcm on flow models (FlowMatchLCMScheduler): each step's denoised estimate,
+    noised afresh from the run's seeded generator."""
+    lcm = split_workflow("schnell", steps=3, sampler_name="lcm")
+    first = image_of(run_flux(lcm, ["dec"]))
+    lcm["k"]["inputs"]["seed"] = 43
+    other_seed = image_of(run_flux(lcm, ["dec"]))
+    euler = image_of(run_flux(split_workflow("schnell", steps=3), ["dec"]))
+    assert (first - other_seed).abs().max().item() > 1e-3
+    assert bool(torch.isfinite(first).all()) and float(first.std()) > 0.01
+    assert (first - euler).abs().max().item() > 1e-3

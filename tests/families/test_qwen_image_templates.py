@@ -113,7 +113,7 @@ def test_qwen_image_template_runs_and_equals_qwen_image_pipeline(
     pipe = qwen_models.pipe
     original = pipe.scheduler
     pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
-        original.config, shift=shift, use_dynamic_shifting=False
+        original.config, shift=shift, use_dynamic_shifting=False, shift_terminal=None
     )
     try:
         pipe.set_progress_bar_config(disable=True)
@@ -156,7 +156,7 @@ def edit_reference(
     from easel.models.flux_denoiser import pack, unpack
 
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(
-        pipe.scheduler.config, shift=shift, use_dynamic_shifting=False
+        pipe.scheduler.config, shift=shift, use_dynamic_shifting=False, shift_terminal=None
     )
     scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps))
     with torch.no_grad():
