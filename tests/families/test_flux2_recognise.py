@@ -181,3 +181,31 @@ def test_empty_flux2_latent_is_128_channels_at_a_sixteenth(run_flux2: Any) -> No
     assert tuple(result.values["lat"]["latent"]["samples"].shape) == (2, 128, 4, 6)
     odd = result.values["odd"]["latent"]
     assert tuple(odd["samples"].shape) == (1, 128, 4, 6) and odd["width"] == 96
+
+
+def test_image_to_image_starts_from_the_encoded_image(run_flux2: Any, tmp_path: Path) -> None:
+    """VAEEncode gives Flux.2 latents the sampler takes as they are (128 channels, no further
+    scaling): at a low denoise the result stays near the input, at 1 it does not."""
+    from tests.families.test_flux2_parity import workflow
+    from tests.families.test_sd_parity import _inpaint_inputs
+
+    path, _, _ = _inpaint_inputs(tmp_path)
+    images = []
+    for denoise in (0.2, 1.0):
+        nodes = workflow("dev", steps=5)
+        nodes["img"] = {"type": "LoadImage", "inputs": {"image": str(path)}}
+        nodes["enc"] = {
+            "type": "VAEEncode",
+            "inputs": {"vae": ["vae", "vae"], "image": ["img", "image"]},
+        }
+        nodes["back"] = {
+            "type": "VAEDecode",
+            "inputs": {"vae": ["vae", "vae"], "latent": ["enc", "latent"]},
+        }
+        nodes["k"]["inputs"].update(latent=["enc", "latent"], denoise=denoise)
+        result = run_flux2(nodes, ["dec", "back"])
+        assert result.status == "succeeded", result.failures
+        assert tuple(result.values["enc"]["latent"]["samples"].shape) == (1, 128, 4, 4)
+        images.append((result.values["dec"]["image"], result.values["back"]["image"]))
+    (low, source), (full, _) = images
+    assert (low - source).abs().mean() < (full - source).abs().mean()
