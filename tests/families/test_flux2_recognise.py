@@ -209,3 +209,93 @@ def test_image_to_image_starts_from_the_encoded_image(run_flux2: Any, tmp_path: 
         images.append((result.values["dec"]["image"], result.values["back"]["image"]))
     (low, source), (full, _) = images
     assert (low - source).abs().mean() < (full - source).abs().mean()
+
+
+REAL_TRANSFORMERS = {  # the released models' diffusers configs (shapes only, on meta)
+    "dev": {},  # Flux2Transformer2DModel's defaults are FLUX.2-dev's
+    "klein-4b": {
+        "num_layers": 5,
+        "num_single_layers": 20,
+        "num_attention_heads": 24,
+        "joint_attention_dim": 7680,
+        "guidance_embeds": False,
+    },
+    "klein-9b": {
+        "num_layers": 8,
+        "num_single_layers": 24,
+        "num_attention_heads": 32,
+        "joint_attention_dim": 12288,
+        "guidance_embeds": False,
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_TRANSFORMERS))
+def test_released_transformer_sizes_are_read_off_their_shapes(name: str) -> None:
+    """Full-size Flux.2 dev and Klein 4B / 9B (meta tensors in Black Forest Labs' keys) are
+    recognised and sized as diffusers configures them (heads of 128, rope axes 32 x 4)."""
+    from diffusers import Flux2Transformer2DModel
+
+    from easel.models.families import flux, flux2
+
+    with torch.device("meta"):
+        model = Flux2Transformer2DModel(**REAL_TRANSFORMERS[name])
+    state = flux2_family.transformer_bfl(model, "model.diffusion_model.")
+    assert flux.recognise(state) is None
+    found = flux2.recognise(state)
+    assert found is not None
+    assert found[0].name == ("flux2-dev" if name == "dev" else "flux2-klein")
+    config = flux2.transformer_config(state)
+    for key, value in config.items():
+        expected = model.config[key] if key != "out_channels" else model.out_channels
+        assert (list(expected) if isinstance(expected, tuple) else expected) == value, key
+
+
+def test_released_text_encoder_sizes_are_read_off_their_shapes() -> None:
+    """Mistral-Small-3.x's language model (Flux.2 dev) and Qwen3 4B (Klein) from their shapes."""
+    from transformers import MistralConfig, MistralModel, Qwen3Config, Qwen3Model
+
+    from easel.models.flux2_text_encoders import config_for, kind_of
+
+    released = {
+        "mistral": (
+            MistralModel,
+            MistralConfig(
+                vocab_size=131072,
+                hidden_size=5120,
+                intermediate_size=32768,
+                num_hidden_layers=40,
+                num_attention_heads=32,
+                num_key_value_heads=8,
+                head_dim=128,
+            ),
+        ),
+        "qwen3": (
+            Qwen3Model,
+            Qwen3Config(
+                vocab_size=151936,
+                hidden_size=2560,
+                intermediate_size=9728,
+                num_hidden_layers=36,
+                num_attention_heads=32,
+                num_key_value_heads=8,
+                head_dim=128,
+            ),
+        ),
+    }
+    for kind, (cls, config) in released.items():
+        with torch.device("meta"):
+            model = cls(config)
+        state = flux2_family.text_encoder_file(model)
+        assert kind_of(state) == (kind, "model.")
+        ours = config_for(kind, state, "model.")
+        for key in (
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "head_dim",
+        ):
+            assert getattr(ours, key) == getattr(config, key), (kind, key)
