@@ -107,57 +107,64 @@ def decoder_channels(state: dict[str, Any], levels: int) -> list[int]:
     return [int(state[f"decoder.up.{i}.block.0.conv2.weight"].shape[0]) for i in range(levels)]
 
 
+def autoencoder_config(state: dict[str, Any]) -> dict[str, Any]:
+    """AutoencoderKLFlux2's config read off an LDM-layout state dict (quant convs beside):
+    diffusers' config reader for the levels and widths, the decoder's own widths when they
+    differ, the quant convs when present."""
+    from diffusers.loaders.single_file_utils import create_vae_diffusers_config_from_ldm
+
+    original = {
+        "model": {
+            "params": {
+                "scale_factor": 1.0,
+                "first_stage_config": {"params": {"ddconfig": ldm_shapes.vae_ddconfig(state)}},
+            }
+        }
+    }
+    base = create_vae_diffusers_config_from_ldm(original, state)
+    config = {
+        key: base[key]
+        for key in (
+            "in_channels",
+            "out_channels",
+            "down_block_types",
+            "up_block_types",
+            "block_out_channels",
+            "layers_per_block",
+            "latent_channels",
+        )
+    }
+    config["norm_num_groups"] = ldm_shapes.vae_norm_groups(state)
+    decoder = decoder_channels(state, len(config["block_out_channels"]))
+    if decoder != list(config["block_out_channels"]):  # a small decoder (ComfyUI's
+        config["decoder_block_out_channels"] = decoder  # full_encoder_small_decoder)
+    config["use_quant_conv"] = "quant_conv.weight" in state
+    config["use_post_quant_conv"] = "post_quant_conv.weight" in state
+    channels = int(state["bn.running_mean"].shape[0])
+    if channels != int(config["latent_channels"]) * PATCH * PATCH:
+        raise ModelError(
+            f"its batch-norm statistics have {channels} channels, not the "
+            f"{config['latent_channels']} latent channels patchified 2x2"
+        )
+    return config
+
+
 def load_flux2_vae(path: Path, state: dict[str, Any], dtype: Any) -> Flux2LatentVae:
     """A Flux2LatentVae from a Flux.2 VAE file's state dict: diffusers' LDM converter and
     config reader for the autoencoder, the batch-norm statistics as they are."""
     from diffusers import AutoencoderKLFlux2
-    from diffusers.loaders.single_file_utils import (
-        convert_ldm_vae_checkpoint,
-        create_vae_diffusers_config_from_ldm,
-    )
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
     from easel.models.state_dicts import load_into
 
     state = _quant_convs_beside(state)
     try:
-        original = {
-            "model": {
-                "params": {
-                    "scale_factor": 1.0,
-                    "first_stage_config": {"params": {"ddconfig": ldm_shapes.vae_ddconfig(state)}},
-                }
-            }
-        }
-        base = create_vae_diffusers_config_from_ldm(original, state)
-        converted = convert_ldm_vae_checkpoint(state, base)
+        config = autoencoder_config(state)
+        converted = convert_ldm_vae_checkpoint(state, config)
         converted.update({key: state[key] for key in BN_KEYS})
         converted["bn.num_batches_tracked"] = state.get(
             "bn.num_batches_tracked", torch.tensor(0, dtype=torch.long)
         )
-        config = {
-            key: base[key]
-            for key in (
-                "in_channels",
-                "out_channels",
-                "down_block_types",
-                "up_block_types",
-                "block_out_channels",
-                "layers_per_block",
-                "latent_channels",
-            )
-        }
-        config["norm_num_groups"] = ldm_shapes.vae_norm_groups(state)
-        decoder = decoder_channels(state, len(config["block_out_channels"]))
-        if decoder != list(config["block_out_channels"]):  # a small decoder (ComfyUI's
-            config["decoder_block_out_channels"] = decoder  # full_encoder_small_decoder)
-        config["use_quant_conv"] = "quant_conv.weight" in converted
-        config["use_post_quant_conv"] = "post_quant_conv.weight" in converted
-        channels = int(state["bn.running_mean"].shape[0])
-        if channels != int(config["latent_channels"]) * PATCH * PATCH:
-            raise ModelError(
-                f"its batch-norm statistics have {channels} channels, not the "
-                f"{config['latent_channels']} latent channels patchified 2x2"
-            )
         vae = load_into(AutoencoderKLFlux2, config, converted, dtype, "Flux.2 VAE", strict=False)
     except ModelError as exc:
         raise ModelError(f"{path.name}: {exc}") from None

@@ -299,3 +299,22 @@ def test_released_text_encoder_sizes_are_read_off_their_shapes() -> None:
             "head_dim",
         ):
             assert getattr(ours, key) == getattr(config, key), (kind, key)
+
+
+def test_released_vae_size_is_read_off_its_shapes() -> None:
+    """The Flux.2 VAE (AutoencoderKLFlux2's defaults are the released one's), in its file's
+    keys (quant convs inside the encoder and decoder), is sized as diffusers configures it."""
+    from diffusers import AutoencoderKLFlux2
+
+    from easel.models.flux2_vae import _quant_convs_beside, autoencoder_config, is_flux2_vae
+
+    with torch.device("meta"):
+        model = AutoencoderKLFlux2()
+    state = flux2_family.vae_file(model)
+    assert "encoder.quant_conv.weight" in state and is_flux2_vae(state)
+    config = autoencoder_config(_quant_convs_beside(state))
+    for key, value in config.items():
+        expected = model.config[key]
+        assert (list(expected) if isinstance(expected, tuple) else expected) == (
+            list(value) if isinstance(value, tuple) else value
+        ), key
