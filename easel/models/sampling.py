@@ -21,11 +21,23 @@ from easel.models.conditioning import Cond, stack, unet_condition
 StepCallback = Callable[[int, int, Any], None]
 
 
+# Samplers diffusers has no scheduler for, by class name ("module:Class").
+EASEL_SCHEDULERS = {
+    "FlowResMultistepScheduler": "easel.models.res_multistep:FlowResMultistepScheduler",
+}
+
+
 def make_scheduler(class_name: str, options: dict[str, Any], base_config: dict[str, Any]) -> Any:
     """`class_name.from_config(model's scheduler config, **options)` (configuration is data)."""
+    import importlib
+
     import diffusers
 
-    cls = getattr(diffusers, class_name)
+    if class_name in EASEL_SCHEDULERS:
+        module_name, _, name = EASEL_SCHEDULERS[class_name].partition(":")
+        cls = getattr(importlib.import_module(module_name), name)
+    else:
+        cls = getattr(diffusers, class_name)
     config = {k: v for k, v in base_config.items() if not k.startswith("_") and k != "mu"}
     return cls.from_config(config, **options)
 
@@ -326,6 +338,7 @@ CUSTOM_SIGMAS_SCHEDULERS = frozenset(
         "UniPCMultistepScheduler",
         "FlowMatchEulerDiscreteScheduler",
         "FlowMatchLCMScheduler",
+        "FlowResMultistepScheduler",
     }
 )
 
@@ -397,7 +410,8 @@ def denoise(
     if init_latents is not None:
         init_latents = init_latents.to(device=device, dtype=torch.float32)
     if sigmas is not None:
-        max_sigma = float(getattr(scheduler, "sigmas", torch.ones(1)).max())
+        own = getattr(scheduler, "sigmas", None)  # the model's highest level (eps, v)
+        max_sigma = float(own.max()) if own is not None else 1.0
         timesteps = follow_sigmas(scheduler, sigmas, device, prediction == "flow")
         start = init_latents if init_latents is not None else torch.zeros_like(noise)
         latents = noise_scaling(prediction, float(sigmas[0]), noise, start, max_sigma).to(dtype)

@@ -86,6 +86,9 @@ FLOW_SAMPLERS: dict[str, Sampler] = {
         {"use_flow_sigmas": True, "prediction_type": "flow_prediction"},
         schedules=("normal",),
     ),
+    # ComfyUI's res_multistep (Easel's own scheduler: diffusers has none); it steps only
+    # through a schedule's levels, so every schedule goes that way (no schedule of its own)
+    "res_multistep": Sampler("FlowResMultistepScheduler", schedules=()),
     # ComfyUI's lcm on flow models: the denoised estimate, noised afresh to the next level
     "lcm": Sampler(
         "FlowMatchLCMScheduler",
@@ -104,7 +107,8 @@ FLOW_SCHEDULES: dict[str, dict[str, Any]] = {
 }
 LINEAR_FLOW_SCHEDULES = ("simple", "sgm_uniform")
 
-SAMPLER_NAMES = tuple(SAMPLERS)
+# KSampler's choices: every name, the flow-only ones (res_multistep) last
+SAMPLER_NAMES = (*SAMPLERS, *(name for name in FLOW_SAMPLERS if name not in SAMPLERS))
 SCHEDULE_NAMES = tuple(SCHEDULES)
 
 

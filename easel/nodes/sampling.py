@@ -141,6 +141,12 @@ def sample(
             )
         config, flow = flow_config(config, class_name, linear, tokens)
     else:
+        if sampler_name not in SAMPLERS:
+            raise NodeError(
+                f"sampler {sampler_name!r} runs on flow-matching models only (Flux, SD3, "
+                "Qwen-Image, ...); this model is not one",
+                "sampler_name",
+            )
         class_name, options = scheduler_spec(sampler_name, scheduler)
         seeded = SAMPLERS[sampler_name].seeded_by_config
         if seeded:

@@ -244,3 +244,29 @@ def test_lcm_on_a_flow_model_is_seeded_and_its_own(run_flux: Any) -> None:
     assert (first - other_seed).abs().max().item() > 1e-3
     assert bool(torch.isfinite(first).all()) and float(first.std()) > 0.01
     assert (first - euler).abs().max().item() > 1e-3
+
+
+def test_res_multistep_on_flux_is_ksamplers_and_custom_samplings(run_flux: Any) -> None:
+    nodes = split_workflow("schnell", steps=4, sampler_name="res_multistep")
+    ksampler = image_of(run_flux(nodes, ["dec"]))
+    euler = image_of(run_flux(split_workflow("schnell", steps=4), ["dec"]))
+    graph = custom(
+        nodes,
+        guider={
+            "type": "BasicGuider",
+            "inputs": {"model": ["unet", "model"], "conditioning": ["pos", "conditioning"]},
+        },
+        sampler="res_multistep",
+        sigmas=basic_scheduler(["unet", "model"], "simple", 4),
+    )
+    custom_image = image_of(run_flux(graph, ["dec"]))
+    assert float(ksampler.std()) > 0.01
+    assert (ksampler - custom_image).abs().max().item() <= CLOSE
+    assert (ksampler - euler).abs().max().item() > 1e-4
+
+
+def test_res_multistep_on_an_eps_model_is_refused(sd_models: Any, run_sd: Any) -> None:
+    sd_models("sd1")
+    result = run_sd(txt2img("sd1.safetensors", sampler_name="res_multistep"), ["dec"])
+    assert result.status == "failed"
+    assert "flow-matching models only" in result.failures[0].message
