@@ -637,6 +637,11 @@ NODE_MAPS: dict[str, NodeMap] = {
         widgets=("noise_mask",),
         adapt=_inpaint_conditioning,
     ),
+    "InstructPixToPixConditioning": NodeMap(
+        "InstructPixToPixConditioning",
+        {"positive": "positive", "negative": "negative", "vae": "vae", "pixels": "image"},
+        ("positive", "negative", "latent"),
+    ),
     "DifferentialDiffusion": NodeMap(
         "DifferentialDiffusion",
         {"model": "model", "strength": "strength"},

@@ -1,8 +1,9 @@
 """The Flux network adapter of the sampler loop: latents [B, 16, h, w] packed into 2x2 patches
 (tokens of 64), image and text position ids, timesteps as sigmas (t / 1000), the embedded
 guidance scale, T5 embeddings and CLIP-L's pooled embedding, as diffusers' FluxPipeline calls
-FluxTransformer2DModel; Fill's masked-image channels and Kontext's reference-image tokens as
-FluxFillPipeline and FluxKontextPipeline add them. The loop keeps latents unpacked, so
+FluxTransformer2DModel; Fill's masked-image channels, Canny/Depth's control-image channels and
+Kontext's reference-image tokens as FluxFillPipeline, FluxControlPipeline and
+FluxKontextPipeline add them. The loop keeps latents unpacked, so
 schedulers, inpainting masks and latent previews see the usual layout."""
 
 from __future__ import annotations
@@ -89,7 +90,9 @@ class FluxNetwork:
             "fill": None,
         }
         extra = int(config.in_channels) - int(config.out_channels or config.in_channels)
-        if extra:
+        if extra and extra == int(config.out_channels):  # Canny/Depth: one latent more
+            added["fill"] = batched(self.control_tokens(cond))
+        elif extra:
             added["fill"] = batched(self.fill_tokens(cond, extra))
         if cond.get("reference_latents"):
             tokens, ids = self.reference_tokens(cond["reference_latents"], device, dtype)
@@ -125,6 +128,17 @@ class FluxNetwork:
                 f"inpainting conditioning gives {tokens.shape[-1]}"
             )
         return tokens
+
+    def control_tokens(self, cond: dict[str, Any]) -> Any:
+        """Flux Canny/Depth's extra input per token: the control image's latent, packed as
+        FluxControlPipeline packs it (no mask)."""
+        image = cond.get("concat_latent_image")
+        if image is None:
+            raise ValueError(
+                f"{self.family.label} follows a control image (a Canny or depth map): give "
+                "it the conditioning of InstructPixToPixConditioning"
+            )
+        return pack(image.float(), self.patch)
 
     def reference_tokens(self, latents: list[Any], device: Any, dtype: Any) -> tuple[Any, Any]:
         """Kontext's reference images (ReferenceLatent): each latent packed into tokens after
@@ -176,7 +190,14 @@ class FluxNetwork:
         tokens = pack(x, self.patch)
         count = tokens.shape[1]
         if cond.added and cond.added.get("fill") is not None:
-            tokens = torch.cat([tokens, cond.added["fill"].to(tokens.dtype)], dim=2)
+            fill = cond.added["fill"]
+            if fill.shape[1] != count:
+                raise ValueError(
+                    f"the conditioning's image latent packs into {fill.shape[1]} tokens, the "
+                    f"latent ({height}x{width}) into {count}: use the latent of the same image "
+                    "(InpaintModelConditioning's or InstructPixToPixConditioning's)"
+                )
+            tokens = torch.cat([tokens, fill.to(tokens.dtype)], dim=2)
         if cond.added and cond.added.get("reference") is not None:
             ref_tokens, ref_ids = cond.added["reference"]
             tokens = torch.cat([tokens, ref_tokens.to(tokens.dtype)], dim=1)

@@ -55,6 +55,11 @@ class HiDreamNetwork:
             )
         if cond.get("control"):
             raise ValueError("ControlNet conditioning is not supported for HiDream models")
+        if cond.get("concat_latent_image") is not None and cond.get("concat_mask") is None:
+            raise ValueError(
+                "HiDream E1 editing (InstructPixToPixConditioning) is not supported: diffusers "
+                "has no HiDream editing pipeline to hold Easel's implementation to"
+            )
         llama = llama.to(device=device, dtype=dtype)
         if llama.shape[1] != batch:
             llama = llama.expand(llama.shape[0], batch, *llama.shape[2:])

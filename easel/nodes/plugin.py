@@ -19,6 +19,7 @@ MODULES = (
     "easel.nodes.sampling",
     "easel.nodes.custom_sampling",
     "easel.nodes.inpaint",
+    "easel.nodes.ip2p",
     "easel.nodes.vae",
     "easel.nodes.prior",
     "easel.nodes.upscale",

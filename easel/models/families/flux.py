@@ -1,6 +1,6 @@
-"""The Flux.1 families (dev, schnell, Fill): a flow-matching transformer on 16-channel latents
-packed 2x2, conditioned on T5-XXL hidden states plus CLIP-L's pooled embedding (and, for dev
-and Fill, an embedded guidance scale).
+"""The Flux.1 families (dev, schnell, Fill, Canny/Depth): a flow-matching transformer on
+16-channel latents packed 2x2, conditioned on T5-XXL hidden states plus CLIP-L's pooled
+embedding (and, for dev, Fill and Canny/Depth, an embedded guidance scale).
 
 As data: latent format (diffusers' Flux VAE config: scaling 0.3611, shift 0.1159), model
 sampling ("flow", with the shift of each model's diffusers scheduler config), text parts, and
@@ -93,7 +93,22 @@ FLUX_FILL = FlowFamily(
 )
 FILL_IN_CHANNELS = 384  # 64 (latent) + 64 (masked image latent) + 256 (8x8 mask, packed)
 
-FAMILIES = (FLUX_DEV, FLUX_SCHNELL, FLUX_FILL)
+# Canny / Depth (FLUX.1-Canny-dev, FLUX.1-Depth-dev): dev's transformer taking the control
+# image's latent (a Canny or depth map, VAE-encoded) as 64 more channels per token, packed as
+# FluxControlPipeline packs it; fed by InstructPixToPixConditioning.
+FLUX_CONTROL = FlowFamily(
+    "flux-control",
+    "Flux.1 Canny/Depth",
+    FLUX_LATENT,
+    "flow",
+    (FLUX_CLIP_L, FLUX_T5),
+    pipeline_class="FluxControlPipeline",
+    scheduler_config=DEV_SCHEDULER,
+    guidance_embeds=True,
+)
+CONTROL_IN_CHANNELS = 128  # 64 (latent) + 64 (control image latent)
+
+FAMILIES = (FLUX_DEV, FLUX_SCHNELL, FLUX_FILL, FLUX_CONTROL)
 
 PREFIXES = ("model.diffusion_model.", "")
 
@@ -121,6 +136,8 @@ def recognise(state: Mapping[str, Any]) -> tuple[FlowFamily, tuple[str, ...]] | 
     img_in = state.get(prefix + "img_in.weight")
     if img_in is not None and int(img_in.shape[1]) == FILL_IN_CHANNELS:
         return FLUX_FILL, (*evidence, f"{FILL_IN_CHANNELS} input channels: Fill")
+    if img_in is not None and int(img_in.shape[1]) == CONTROL_IN_CHANNELS:
+        return FLUX_CONTROL, (*evidence, f"{CONTROL_IN_CHANNELS} input channels: Canny/Depth")
     if prefix + "guidance_in.in_layer.weight" in state:
         return FLUX_DEV, (*evidence, "a guidance embedding (guidance_in): dev")
     return FLUX_SCHNELL, (*evidence, "no guidance embedding: schnell")
@@ -164,4 +181,6 @@ def folder_family(config: Any) -> FlowFamily:
 
     if get("in_channels") == FILL_IN_CHANNELS:
         return FLUX_FILL
+    if get("in_channels") == CONTROL_IN_CHANNELS:
+        return FLUX_CONTROL
     return FLUX_DEV if get("guidance_embeds") else FLUX_SCHNELL
