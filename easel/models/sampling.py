@@ -23,7 +23,8 @@ StepCallback = Callable[[int, int, Any], None]
 
 # Samplers diffusers has no scheduler for, by class name ("module:Class").
 EASEL_SCHEDULERS = {
-    "FlowResMultistepScheduler": "easel.models.res_multistep:FlowResMultistepScheduler",
+    "FlowResMultistepScheduler": "easel.models.flow_samplers:FlowResMultistepScheduler",
+    "FlowEulerAncestralScheduler": "easel.models.flow_samplers:FlowEulerAncestralScheduler",
 }
 
 
@@ -339,6 +340,7 @@ CUSTOM_SIGMAS_SCHEDULERS = frozenset(
         "FlowMatchEulerDiscreteScheduler",
         "FlowMatchLCMScheduler",
         "FlowResMultistepScheduler",
+        "FlowEulerAncestralScheduler",
     }
 )
 

@@ -59,7 +59,8 @@ class GuiderValue:
 def KSamplerSelect(sampler_name: str = Input("euler", choices=list(SAMPLER_NAMES))) -> Any:
     """A sampler by name, for SamplerCustomAdvanced and SamplerCustom. Samplers that step
     through given noise levels: euler, euler_ancestral, lms, dpmpp_2m, dpmpp_2m_sde, uni_pc
-    (flow models: euler, dpmpp_2m, dpmpp_2m_sde, uni_pc)."""
+    (flow models: euler, euler_ancestral, dpmpp_2m, dpmpp_2m_sde, uni_pc, lcm,
+    res_multistep)."""
     return SamplerChoice(sampler_name)
 
 

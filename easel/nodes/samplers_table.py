@@ -89,6 +89,7 @@ FLOW_SAMPLERS: dict[str, Sampler] = {
     # ComfyUI's res_multistep (Easel's own scheduler: diffusers has none); it steps only
     # through a schedule's levels, so every schedule goes that way (no schedule of its own)
     "res_multistep": Sampler("FlowResMultistepScheduler", schedules=()),
+    "euler_ancestral": Sampler("FlowEulerAncestralScheduler", schedules=()),
     # ComfyUI's lcm on flow models: the denoised estimate, noised afresh to the next level
     "lcm": Sampler(
         "FlowMatchLCMScheduler",

@@ -270,3 +270,12 @@ def test_res_multistep_on_an_eps_model_is_refused(sd_models: Any, run_sd: Any) -
     result = run_sd(txt2img("sd1.safetensors", sampler_name="res_multistep"), ["dec"])
     assert result.status == "failed"
     assert "flow-matching models only" in result.failures[0].message
+
+
+def test_euler_ancestral_on_flux_runs_seeded(run_flux: Any) -> None:
+    nodes = split_workflow("schnell", steps=3, sampler_name="euler_ancestral")
+    first = image_of(run_flux(nodes, ["dec"]))
+    nodes["k"]["inputs"]["seed"] = 43
+    other = image_of(run_flux(nodes, ["dec"]))
+    assert bool(torch.isfinite(first).all()) and float(first.std()) > 0.01
+    assert (first - other).abs().max().item() > 1e-3

@@ -1,7 +1,8 @@
-"""ComfyUI's res_multistep on flow models: the RES exponential integrator on denoised
+"""Easel's flow samplers. res_multistep: the RES exponential integrator on denoised
 estimates, checked against the exact solution of the sampling ODE dx/dt = D(t) - x
 (t = -log sigma) for denoised estimates D constant and linear in t, which a second-order
-multistep step must integrate exactly."""
+multistep step must integrate exactly. euler_ancestral: each step lands on the next noise
+level's marginal."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import math
 
 import torch
 
-from easel.models.res_multistep import FlowResMultistepScheduler
+from easel.models.flow_samplers import FlowResMultistepScheduler
 
 
 def output_for(x: torch.Tensor, sigma: float, denoised: torch.Tensor) -> torch.Tensor:
@@ -54,3 +55,22 @@ def test_second_order_step_is_exact_for_linear_estimates() -> None:
     assert torch.allclose(out, exact(x, ts[1], ts[2], a, b), atol=1e-5)
     euler = x + (x - denoised) / sigmas[1] * (sigmas[2] - sigmas[1])
     assert not torch.allclose(euler, exact(x, ts[1], ts[2], a, b), atol=1e-3)
+
+
+def test_euler_ancestral_keeps_the_noise_level_of_the_next_step() -> None:
+    """For a perfect denoiser of one point c, samples at level sigma ((1 - sigma) c +
+    sigma n) must land at level sigma_next: mean (1 - sigma_next) c, spread sigma_next."""
+    from easel.models.flow_samplers import FlowEulerAncestralScheduler
+
+    scheduler = FlowEulerAncestralScheduler()
+    scheduler.set_timesteps(2)
+    scheduler.sigmas = torch.tensor([0.8, 0.4, 0.0])
+    generator = torch.Generator().manual_seed(0)
+    c = 0.5
+    x = (1 - 0.8) * c + 0.8 * torch.randn(1, 1, 256, 256, generator=generator)
+    denoised = torch.full_like(x, c)
+    out = scheduler.step(output_for(x, 0.8, denoised), None, x, generator, return_dict=False)[0]
+    assert abs(float(out.mean()) - (1 - 0.4) * c) < 0.01
+    assert abs(float(out.std()) - 0.4) < 0.01
+    last = scheduler.step(output_for(out, 0.4, denoised), None, out, generator, False)[0]
+    assert torch.allclose(last, denoised)  # into 0: the denoised estimate
