@@ -35,19 +35,28 @@ def _fingerprint(ctx: Context, inputs: dict[str, Any]) -> str:
     return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def _load(ctx: Context, name: str) -> Any:
+def _load(ctx: Context, name: str, family: Any = None) -> Any:
+    """The LoRA file `name`, converted for `family` when it is a transformer (flow) family
+    (easel.models.lora_flow, cached per file and family), else read in the SD key formats."""
     from easel.models.lora import load_lora
+    from easel.models.lora_flow import is_flow_family, load_flow_lora
 
+    unsafe = manager(ctx).allow_unsafe_pickle
     with model_errors("name"):
-        weights = load_lora(
-            lora_path(ctx, name), name=name, allow_unsafe_pickle=manager(ctx).allow_unsafe_pickle
-        )
+        if is_flow_family(family):
+            weights = load_flow_lora(
+                lora_path(ctx, name), family, name=name, allow_unsafe_pickle=unsafe
+            )
+        else:
+            weights = load_lora(lora_path(ctx, name), name=name, allow_unsafe_pickle=unsafe)
     for message in weights.warnings():
         ctx.warn(message)
     return weights
 
 
-def _check_applies(ctx: Context, weights: Any, targets: list[tuple[str, str, Any]]) -> None:
+def _check_applies(
+    ctx: Context, weights: Any, targets: list[tuple[str, str, Any]], family: Any = None
+) -> None:
     """Warn about LoRA layers the linked models lack; a NodeError when none applies at all."""
     from easel.models.lora import component_of
 
@@ -70,11 +79,17 @@ def _check_applies(ctx: Context, weights: Any, targets: list[tuple[str, str, Any
         if c.startswith("text_encoder") and c not in seen and "clip" in inputs
     ]
     if applied == 0:
+        from easel.models.lora_flow import describe
+
         has = ", ".join(f"{c} ({len(weights.layers[c])} layers)" for c in weights.components())
+        looks_like = getattr(weights, "looks_like", "") or describe(
+            name for c in weights.components() for name in weights.layers[c]
+        )
+        label = getattr(family, "label", None) or "of unknown family"
         raise NodeError(
             f"LoRA {weights.name!r} changes no layer of the linked "
-            f"{' and '.join(inputs)}: its layers ({has}) match none of the model's. "
-            "Is it made for another model family (SD1.x, SD2.x, SDXL)?",
+            f"{' and '.join(inputs)} ({label}): its layers ({has}) match none of the model's; "
+            f"the file looks like {looks_like}. Is it made for another model family?",
             "name",
         )
     if others:
@@ -91,8 +106,17 @@ def _unet(model: Any) -> Any:
     return model.unet
 
 
-def _text_targets(clip: Any) -> list[tuple[str, str, Any]]:
-    return [("clip", f"text_encoder:{part.key}", part.model) for part in clip.parts]
+def _text_targets(clip: Any, family: Any = None) -> list[tuple[str, str, Any]]:
+    """The text parts a LoRA is checked against: all of them, or for a flow family's LoRA the
+    CLIP towers its text-encoder layers are for (never T5 or an LLM)."""
+    from easel.models.lora_flow import TEXT_PART_KEYS, is_flow_family
+
+    flow = is_flow_family(family)
+    return [
+        ("clip", f"text_encoder:{part.key}", part.model)
+        for part in clip.parts
+        if not flow or part.key in TEXT_PART_KEYS.values()
+    ]
 
 
 # A strength change re-runs only its own side: a TextEncode fed by `clip` keeps its cached
@@ -120,15 +144,16 @@ def LoraLoader(
     Several LoraLoaders in a row stack."""
     if strength_model == 0.0 and strength_clip == 0.0:
         return {"model": model, "clip": clip}
-    weights = _load(ctx, name)
+    family = getattr(model, "family", None) or getattr(clip, "family", None)
+    weights = _load(ctx, name, family)
     targets = []
     if strength_model != 0.0:
         targets.append(("model", "unet", _unet(model)))
     if strength_clip != 0.0:
         if clip is None or not hasattr(clip, "with_patches") or not getattr(clip, "parts", ()):
             raise NodeError("the linked CLIP has no text encoder to apply the LoRA to", "clip")
-        targets += _text_targets(clip)
-    _check_applies(ctx, weights, targets)
+        targets += _text_targets(clip, family)
+    _check_applies(ctx, weights, targets, family)
     return {
         "model": model.with_patches(((weights, strength_model),)) if strength_model else model,
         "clip": clip.with_patches(((weights, strength_clip),)) if strength_clip else clip,
@@ -145,8 +170,9 @@ def LoraLoaderModelOnly(
     """Add a LoRA to the denoising model only (its text-encoder layers, if any, are ignored)."""
     if strength_model == 0.0:
         return model
-    weights = _load(ctx, name)
-    _check_applies(ctx, weights, [("model", "unet", _unet(model))])
+    family = getattr(model, "family", None)
+    weights = _load(ctx, name, family)
+    _check_applies(ctx, weights, [("model", "unet", _unet(model))], family)
     return model.with_patches(((weights, strength_model),))
 
 
