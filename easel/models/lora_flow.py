@@ -53,6 +53,8 @@ _SUFFIXES = (
     (".lora_up.weight", "up"),
     (".alpha", "alpha"),
 )
+# kohya names left after diffusers' conversion: layers its converter does not know
+_KOHYA_LEFT = ("lora_unet_", "lora_te", "lora_transformer_")
 _CONVERSION_ERRORS = (
     ValueError,
     KeyError,
@@ -157,7 +159,7 @@ def flow_lora_from_state_dict(
     for prefix, keys in _by_component(converted).items():
         for key, tensor in keys.items():
             parsed = _split_suffix(key)
-            if parsed is None:
+            if parsed is None or key.startswith(_KOHYA_LEFT):  # diffusers did not convert it
                 unknown.append(f"{prefix}.{key}")
                 continue
             stem, kind = parsed

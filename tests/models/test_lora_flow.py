@@ -503,3 +503,154 @@ def test_a_flux_lora_on_qwen_image_is_a_clear_error(qwen_models: Any, run_qwen: 
     assert "flux_on_qwen.safetensors" in message
     assert "Qwen-Image" in message
     assert "Flux-style transformer LoRA" in message
+
+
+# -- the other flow families: Easel's patched weights are diffusers' -------------------------
+def original_lora(
+    original: dict[str, torch.Tensor],
+    *,
+    prefix: str = "diffusion_model.",
+    peft: bool = True,
+    keep: tuple[str, ...] = ("",),
+    skip: tuple[str, ...] = (),
+) -> dict[str, torch.Tensor]:
+    """A LoRA on the 2-D weights of a transformer file (`original`: its keys as the file holds
+    them) whose names start with one of `keep` and contain none of `skip`: PEFT's lora_A / lora_B
+    or kohya's lora_down / lora_up with alphas."""
+    gen = torch.Generator().manual_seed(13)
+    out: dict[str, torch.Tensor] = {}
+    for key, weight in sorted(original.items()):
+        if not key.endswith(".weight") or weight.dim() != 2 or not key.startswith(keep):
+            continue
+        if any(s in key for s in skip):
+            continue
+        stem = prefix + key.removesuffix(".weight")
+        d, u = _pair(weight, gen, 0.1)
+        out[f"{stem}.{'lora_A' if peft else 'lora_down'}.weight"] = d
+        out[f"{stem}.{'lora_B' if peft else 'lora_up'}.weight"] = u
+        if not peft:
+            out[f"{stem}.alpha"] = torch.tensor(1.0)
+    return out
+
+
+def _zimage() -> tuple[Any, dict[str, torch.Tensor]]:
+    from tests.fixtures import lumina_family
+
+    t = lumina_family.zimage_transformer()
+    return t, peft_lora(t, "diffusion_model.", size=0.1)  # ai-toolkit's / ComfyUI's layout
+
+
+def _lumina2() -> tuple[Any, dict[str, torch.Tensor]]:
+    from tests.fixtures import lumina_family
+
+    t = lumina_family.lumina2_transformer()
+    return t, peft_lora(t, "transformer.", size=0.1)
+
+
+def _sd35() -> tuple[Any, dict[str, torch.Tensor]]:
+    from tests.fixtures import sd3_family
+
+    t = sd3_family._transformer("large")
+    return t, peft_lora(t, "transformer.", size=0.1)
+
+
+def _hidream() -> tuple[Any, dict[str, torch.Tensor]]:
+    from tests.fixtures import hidream_family
+
+    t = hidream_family._transformer()
+    return t, peft_lora(t, "diffusion_model.", size=0.1)
+
+
+def _flux2() -> tuple[Any, dict[str, torch.Tensor]]:
+    from tests.fixtures import flux2_family
+
+    t = flux2_family._transformer(False)
+    return t, original_lora(flux2_family.transformer_bfl(t))  # BFL names, lora_A / lora_B
+
+
+def _chroma() -> tuple[Any, dict[str, torch.Tensor]]:
+    """kohya suffixes on BFL names in the blocks (diffusers' Chroma reader drops the others
+    and refuses `distilled_guidance_layer`; linear1 as for Flux.1)."""
+    from tests.fixtures import chroma_family
+
+    t = chroma_family._transformer()
+    original = chroma_family.transformer_original(t)
+    lora = original_lora(
+        original, peft=False, keep=("double_blocks.", "single_blocks."), skip=("linear1",)
+    )
+    return t, lora
+
+
+@pytest.mark.parametrize(
+    ("family", "build"),
+    [
+        ("z-image", _zimage),
+        ("lumina2", _lumina2),
+        ("sd3.5-large", _sd35),
+        ("hidream-full", _hidream),
+        ("flux2-dev", _flux2),
+        ("chroma", _chroma),
+    ],
+)
+def test_family_lora_patches_the_layers_diffusers_does(family: str, build: Any) -> None:
+    """The weights Easel runs the transformer with (base + alpha / rank * up @ down per layer)
+    are the effective weights of diffusers' PEFT layers after the family pipeline's
+    load_lora_weights, layer for layer."""
+    import copy
+    import inspect
+
+    import diffusers
+
+    from easel.models.families.registry import by_name
+    from easel.models.lora import merged_weights
+    from easel.models.lora_flow import flow_lora_from_state_dict
+
+    torch.manual_seed(0)
+    transformer, sd = build()
+    base = snapshot(transformer)
+    weights = flow_lora_from_state_dict(sd, by_name(family), name=f"{family}.safetensors")
+    names = {m: n for n, m in transformer.named_modules()}
+    ours = {names[m]: w for m, w in merged_weights(transformer, "unet", ((weights, 1.0),)).items()}
+
+    cls = getattr(diffusers, by_name(family).pipeline_class)
+    required = [
+        p.name
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.name != "self" and p.default is inspect.Parameter.empty
+    ]
+    theirs_model = copy.deepcopy(transformer)
+    pipe = cls(**{**dict.fromkeys(required), "transformer": theirs_model})
+    pipe.load_lora_weights({k: v.clone() for k, v in sd.items()}, adapter_name="t")
+    theirs = {
+        n: m.base_layer.weight + m.get_delta_weight("t")
+        for n, m in theirs_model.named_modules()
+        if hasattr(m, "lora_A") and "t" in m.lora_A
+    }
+    assert len(theirs) >= 10
+    assert set(ours) == set(theirs)
+    assert max((ours[n] - theirs[n]).abs().max().item() for n in ours) <= 1e-6
+    assert_same_weights(transformer, base)
+
+
+def test_converted_files_are_cached_per_file_and_family(tmp_path: Path) -> None:
+    """One conversion per (file, family): the same file for another family is converted again
+    (and a file for neither is refused naming both)."""
+    from easel.models.errors import ModelError
+    from easel.models.families.registry import by_name
+    from easel.models.lora_flow import load_flow_lora
+    from tests.fixtures import lumina_family
+
+    transformer = lumina_family.zimage_transformer()
+    name = write_lora(tmp_path, "z.safetensors", peft_lora(transformer, "transformer.", size=0.1))
+    path = tmp_path / "loras" / name
+    first = load_flow_lora(path, by_name("z-image"))
+    assert load_flow_lora(path, by_name("z-image")) is first
+    other = load_flow_lora(path, by_name("lumina2"))
+    assert other is not first and other.family == "lumina2"
+    kohya_sd3 = kohya_lora(transformer, "lora_unet_", alpha=1.0, only="layers.0.attention")
+    write_lora(tmp_path, "k.safetensors", kohya_sd3)
+    with pytest.raises(ModelError) as info:
+        load_flow_lora(tmp_path / "loras" / "k.safetensors", by_name("sd3.5-large"))
+    message = str(info.value)
+    assert "k.safetensors" in message and "Stable Diffusion 3.5 Large" in message
+    assert "Lumina 2 / Z-Image transformer LoRA" in message
