@@ -403,6 +403,7 @@ NODE_MAPS: dict[str, NodeMap] = {
                 "lumina2": "lumina2",
                 "sd3": "sd3",
                 "chroma": "chroma",
+                "krea2": "krea2",
             }
         },
         strict_values=frozenset({"type"}),

@@ -37,6 +37,7 @@ DIFFUSION_MODELS: tuple[str, ...] = (
     "easel.models.hidream_loading",
     "easel.models.chroma_loading",
     "easel.models.sd3_loading",
+    "easel.models.krea2_loading",
 )
 # SD3 first: its diffusers folders also have the transformer/ and text_encoder_2/ of Flux's
 CHECKPOINTS: tuple[str, ...] = (
@@ -47,6 +48,7 @@ CHECKPOINTS: tuple[str, ...] = (
     "easel.models.flux_loading",
     "easel.models.qwen_loading",
     "easel.models.lumina_loading",
+    "easel.models.krea2_loading",
 )
 CLIP_TYPES: dict[int, dict[str, str]] = {
     1: {
@@ -56,6 +58,7 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
         "qwen_image": "easel.models.qwen_loading:qwen_clip",
         "lumina2": "easel.models.lumina_loading:lumina2_clip",
         "sd3": "easel.models.sd3_loading:sd3_clip",
+        "krea2": "easel.models.krea2_loading:krea2_clip",
     },
     2: {
         "flux": "easel.models.flux_loading:flux_clip",
@@ -65,7 +68,9 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
     4: {"hidream": "easel.models.hidream_loading:hidream_clip"},
 }
 # what DiffusionModelLoader reads, for its error message
-FAMILY_NAMES = "Flux.1, Flux.2, Qwen-Image, Z-Image, Lumina 2, HiDream-I1, Chroma, SD3 / 3.5"
+FAMILY_NAMES = (
+    "Flux.1, Flux.2, Qwen-Image, Z-Image, Lumina 2, HiDream-I1, Chroma, SD3 / 3.5, Krea 2"
+)
 
 
 @dataclass(frozen=True)

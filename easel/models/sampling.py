@@ -139,6 +139,7 @@ NETWORKS: dict[str, str] = {
     "lumina2": "easel.models.lumina_denoiser:Lumina2Network",
     "hidream": "easel.models.hidream_denoiser:HiDreamNetwork",
     "chroma": "easel.models.chroma_denoiser:ChromaNetwork",
+    "krea2": "easel.models.krea2_denoiser:Krea2Network",
 }
 
 

@@ -7,7 +7,17 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from easel.models.families import chroma, flux, flux2, hidream, lumina, qwen_image, sd, sd3
+from easel.models.families import (
+    chroma,
+    flux,
+    flux2,
+    hidream,
+    krea2,
+    lumina,
+    qwen_image,
+    sd,
+    sd3,
+)
 from easel.models.families.base import Family, LatentFormat, TextPart
 
 # Diffusers folders that are not Stable Diffusion checkpoints proper: the demo model family
@@ -23,6 +33,7 @@ FAMILIES: tuple[Family, ...] = (
     *lumina.FAMILIES,
     *hidream.FAMILIES,
     *chroma.FAMILIES,
+    *krea2.FAMILIES,
     *sd3.FAMILIES,
     UNCLIP,
 )
