@@ -400,6 +400,7 @@ NODE_MAPS: dict[str, NodeMap] = {
                 "stable_diffusion": "stable_diffusion",
                 "flux2": "flux2",
                 "qwen_image": "qwen_image",
+                "longcat_image": "longcat_image",
                 "lumina2": "lumina2",
                 "sd3": "sd3",
                 "chroma": "chroma",

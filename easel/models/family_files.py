@@ -31,6 +31,7 @@ from easel.models.errors import ModelError
 
 DIFFUSION_MODELS: tuple[str, ...] = (
     "easel.models.flux2_loading",
+    "easel.models.longcat_loading",  # before Flux.1's: double_blocks without vector_in
     "easel.models.flux_loading",
     "easel.models.qwen_loading",
     "easel.models.lumina_loading",
@@ -49,6 +50,7 @@ CHECKPOINTS: tuple[str, ...] = (
     "easel.models.qwen_loading",
     "easel.models.lumina_loading",
     "easel.models.krea2_loading",
+    "easel.models.longcat_loading",
 )
 CLIP_TYPES: dict[int, dict[str, str]] = {
     1: {
@@ -56,6 +58,7 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
         "flux2": "easel.models.flux2_loading:flux2_clip",
         "chroma": "easel.models.chroma_loading:chroma_clip",
         "qwen_image": "easel.models.qwen_loading:qwen_clip",
+        "longcat_image": "easel.models.longcat_loading:longcat_clip",
         "lumina2": "easel.models.lumina_loading:lumina2_clip",
         "sd3": "easel.models.sd3_loading:sd3_clip",
         "krea2": "easel.models.krea2_loading:krea2_clip",
@@ -69,7 +72,8 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
 }
 # what DiffusionModelLoader reads, for its error message
 FAMILY_NAMES = (
-    "Flux.1, Flux.2, Qwen-Image, Z-Image, Lumina 2, HiDream-I1, Chroma, SD3 / 3.5, Krea 2"
+    "Flux.1, Flux.2, Qwen-Image, Z-Image, Lumina 2, HiDream-I1, Chroma, SD3 / 3.5, Krea 2, "
+    "LongCat-Image"
 )
 
 

@@ -13,6 +13,7 @@ from easel.models.families import (
     flux2,
     hidream,
     krea2,
+    longcat,
     lumina,
     qwen_image,
     sd,
@@ -35,6 +36,7 @@ FAMILIES: tuple[Family, ...] = (
     *chroma.FAMILIES,
     *krea2.FAMILIES,
     *sd3.FAMILIES,
+    *longcat.FAMILIES,
     UNCLIP,
 )
 

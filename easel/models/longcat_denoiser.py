@@ -1,0 +1,100 @@
+"""The LongCat-Image network adapter of the sampler loop, calling
+LongCatImageTransformer2DModel as LongCatImagePipeline does: latents [B, 16, h, w] packed into
+2x2 patches (easel.models.flux_denoiser's helpers), timesteps as sigmas (t / 1000), Qwen2.5-VL's
+embeddings; position ids (0, i, i) for the text's tokens and (1, T + row, T + column) for the
+image's, T the text's length. No pooled embedding and no guidance input: FluxGuidance's value
+(the templates set it) has no place in this model and is not read. Each guidance side is its
+own call, as the pipeline makes them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from easel.models.conditioning import Cond, to_batch
+from easel.models.flux_denoiser import pack, unpack
+
+TEXT_MODALITY, IMAGE_MODALITY = 0, 1
+
+
+def text_ids(count: int, device: Any, dtype: Any) -> Any:
+    """(0, i, i) for the text's tokens (LongCatImagePipeline's prepare_pos_ids, "text")."""
+    import torch
+
+    ids = torch.zeros(count, 3)
+    ids[:, 0] = TEXT_MODALITY
+    ids[:, 1] = torch.arange(count)
+    ids[:, 2] = torch.arange(count)
+    return ids.to(device=device, dtype=dtype)
+
+
+def image_ids(height: int, width: int, start: int, device: Any, dtype: Any) -> Any:
+    """(1, start + row, start + column) for the packed image tokens ("image")."""
+    import torch
+
+    ids = torch.zeros(height, width, 3)
+    ids[..., 0] = IMAGE_MODALITY
+    ids[..., 1] = torch.arange(height)[:, None] + start
+    ids[..., 2] = torch.arange(width)[None, :] + start
+    return ids.reshape(height * width, 3).to(device=device, dtype=dtype)
+
+
+class LongCatNetwork:
+    """Calls a LongCatImageTransformer2DModel (`call`: the module, or it with LoRA patches)."""
+
+    def __init__(self, transformer: Any, call: Any, family: Any) -> None:
+        self.transformer, self.call, self.family = transformer, call, family
+        self.patch = int(getattr(family, "patch", 2))
+        self.step, self.total = 0, 0
+
+    def condition(
+        self,
+        cond: dict[str, Any],
+        batch: int,
+        device: Any,
+        dtype: Any,
+        *,
+        pixel_size: tuple[int, int],
+        negative: bool = False,
+    ) -> Cond:
+        embeds = cond.get("embeds")
+        if embeds is None or embeds.dim() != 3:
+            raise ValueError(
+                "LongCat-Image needs Qwen2.5-VL embeddings: encode the prompt with a LongCat "
+                "CLIP (TextEncoderLoader type longcat_image)"
+            )
+        width = int(self.transformer.config.joint_attention_dim)
+        if embeds.shape[-1] != width:
+            raise ValueError(
+                f"text embeddings have width {embeds.shape[-1]} but this LongCat-Image model "
+                f"expects {width} (Qwen2.5-VL's): was the CLIP made for another model?"
+            )
+        if cond.get("control"):
+            raise ValueError("ControlNet conditioning is not supported for LongCat-Image models")
+        if cond.get("reference_latents"):
+            raise ValueError(
+                "reference latents (image editing) are not supported for LongCat-Image models "
+                "in Easel yet"
+            )
+        return Cond(to_batch(embeds, batch, device, dtype), {}, None)
+
+    def stack(self, a: Cond, b: Cond) -> Cond | None:
+        return None  # each side is its own call, as LongCatImagePipeline's CFG does
+
+    def __call__(self, x: Any, t: Any, cond: Cond) -> Any:
+        batch, _, height, width = x.shape
+        if height % self.patch or width % self.patch:
+            raise ValueError(
+                f"LongCat-Image packs latents in {self.patch}x{self.patch} patches: the image's "
+                f"width and height must be multiples of {8 * self.patch}"
+            )
+        hidden = cond.encoder_hidden_states
+        count = int(hidden.shape[1])
+        out = self.call(
+            hidden_states=pack(x, self.patch),
+            timestep=t.expand(batch).to(x.dtype) / 1000,
+            encoder_hidden_states=hidden,
+            txt_ids=text_ids(count, x.device, x.dtype),
+            img_ids=image_ids(height // self.patch, width // self.patch, count, x.device, x.dtype),
+            return_dict=False,
+        )[0]
+        return unpack(out, height, width, self.patch)

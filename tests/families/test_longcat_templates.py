@@ -1,0 +1,159 @@
+"""ComfyUI's own LongCat-Image template (`image_longcat_text_to_image` of the
+`comfyui-workflow-templates-json` corpus, in the dev extra: a subgraph of UNETLoader, CLIPLoader
+type longcat_image, VAELoader, FluxGuidance on both prompts, CFGNorm, KSampler at cfg 4) runs end
+to end on the tiny LongCat-Image models, saved under the file names the template loads, and
+gives the image `reference` computes on LongCatImagePipeline's components. Size and steps are
+made small."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.families.test_longcat_parity import TOLERANCE
+from tests.fixtures import longcat_family
+
+PACKAGE = "comfyui_workflow_templates_json"
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec(PACKAGE) is None,
+    reason="the templates corpus is in the dev extra (in CI)",
+)
+
+longcat_models = longcat_family.longcat_models
+SIZE = 64
+STEPS = 2
+# the file names ComfyUI's LongCat-Image template loads
+TEMPLATE_FILES = {
+    "diffusion_models/longcat_image_bf16.safetensors": longcat_family.FILES["transformer"],
+    "text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors": longcat_family.FILES["text_encoder"],
+    "vae/ae.safetensors": longcat_family.FILES["vae"],
+}
+
+
+def template(name: str) -> dict[str, Any]:
+    spec = importlib.util.find_spec(PACKAGE)
+    assert spec is not None and spec.origin is not None
+    path = Path(spec.origin).parent / "templates" / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _only(nodes: dict[str, Any], kind: str) -> str:
+    [found] = [i for i, n in nodes.items() if n["type"] == kind]
+    return found
+
+
+def reference(pipe: Any, positive: str, negative: str, *, seed: int, cfg: float) -> Any:
+    """What ComfyUI's template computes, on diffusers' components: LongCatImagePipeline's
+    prompt encoding and schedule (its sigmas, shifted for the image's size), Euler, ComfyUI's
+    CFG and CFGNorm (strength 1: the guided denoised estimate scaled, per latent pixel, to at
+    most the conditional one's norm over channels), decoded as the pipeline decodes.
+    FluxGuidance's value has no input in this model."""
+    import numpy as np
+    from diffusers.pipelines.longcat_image.pipeline_longcat_image import calculate_shift
+
+    from easel.models.flux_denoiser import pack, unpack
+
+    scheduler = pipe.scheduler
+    with torch.no_grad():
+        pos, pos_ids = pipe.encode_prompt(prompt=positive)
+        neg, neg_ids = pipe.encode_prompt(prompt=negative)
+        latents, image_ids = pipe.prepare_latents(
+            1, 16, SIZE, SIZE, torch.float32, "cpu", torch.Generator("cpu").manual_seed(seed)
+        )
+        config = scheduler.config
+        mu = calculate_shift(
+            latents.shape[1],
+            config.base_image_seq_len,
+            config.max_image_seq_len,
+            config.base_shift,
+            config.max_shift,
+        )
+        scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / STEPS, STEPS), mu=mu)
+        side = SIZE // 8
+        for t in scheduler.timesteps:
+
+            def velocity(embeds: Any, ids: Any, latents: Any = latents, t: Any = t) -> Any:
+                out = pipe.transformer(
+                    hidden_states=latents,
+                    timestep=t.expand(1) / 1000,
+                    encoder_hidden_states=embeds,
+                    txt_ids=ids,
+                    img_ids=image_ids,
+                    return_dict=False,
+                )[0]
+                return unpack(out, side, side)
+
+            x = unpack(latents, side, side)
+            cond, uncond = velocity(pos, pos_ids), velocity(neg, neg_ids)
+            guided = uncond + cfg * (cond - uncond)
+            sigma = float(t) / 1000
+            denoised, cond_x0 = x - sigma * guided, x - sigma * cond
+            scale = cond_x0.norm(dim=1, keepdim=True) / (denoised.norm(dim=1, keepdim=True) + 1e-8)
+            denoised = denoised * scale.clamp(0.0, 1.0)
+            latents = scheduler.step(pack((x - denoised) / sigma), t, latents, return_dict=False)[0]
+        raw = pipe._unpack_latents(latents, SIZE, SIZE, pipe.vae_scale_factor)
+        raw = raw / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor
+        decoded = pipe.vae.decode(raw, return_dict=False)[0]
+    return (decoded / 2 + 0.5).clamp(0, 1)
+
+
+def test_longcat_template_runs_with_comfyui_cfg_and_cfg_norm(
+    longcat_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from easel.comfy.convert import to_easel
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+    from easel.workflow_edit import set_input
+
+    root = tmp_path / "root"
+    for name, source in TEMPLATE_FILES.items():
+        (root / "models" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(longcat_models.root / "models" / source, root / "models" / name)
+    shutil.copytree(longcat_models.root / "ComfyUI", root / "ComfyUI")
+    roots = [root / "models", root / "ComfyUI"]
+    monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
+
+    workflow = to_easel(template("image_longcat_text_to_image"))
+    nodes = workflow["nodes"]
+    latent, sampler = _only(nodes, "EmptyLatent"), _only(nodes, "KSampler")
+    set_input(workflow, f"{latent}.width", SIZE)
+    set_input(workflow, f"{latent}.height", SIZE)
+    set_input(workflow, f"{sampler}.steps", STEPS)
+    manager = ModelManager(roots, device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    result = executor.run(workflow, output_dir=tmp_path / "out")
+    assert result.ok, result.failures
+    [saved] = [f for entry in result.ui.values() for f in entry.get("files", [])]
+    pixels = np.asarray(PILImage.open(tmp_path / "out" / saved).convert("RGB"))
+    ours = torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float() / 255
+
+    inputs = nodes[sampler]["inputs"]
+    prompt_of = {
+        side: nodes[nodes[inputs[side][0]]["inputs"]["conditioning"][0]]["inputs"]["text"]
+        for side in ("positive", "negative")
+    }
+    cfg = float(inputs["cfg"])
+    assert cfg > 1 and float(nodes[_only(nodes, "CFGNorm")]["inputs"]["strength"]) == 1.0
+    theirs = reference(
+        longcat_models.pipe,
+        prompt_of["positive"],
+        prompt_of["negative"],
+        seed=int(inputs["seed"]),
+        cfg=cfg,
+    )
+    assert ours.shape == theirs.shape == (1, 3, SIZE, SIZE)
+    assert float(ours.std()) > 0.01
+    # the saved PNG is 8-bit: half a step of rounding on top of the parity tolerance
+    assert (ours - theirs).abs().max().item() <= TOLERANCE + 0.5 / 255
