@@ -34,6 +34,7 @@ DIFFUSION_MODELS: tuple[str, ...] = (
     "easel.models.longcat_loading",  # before Flux.1's: double_blocks without vector_in
     "easel.models.flux_loading",
     "easel.models.qwen_loading",
+    "easel.models.qwen21_loading",
     "easel.models.lumina_loading",
     "easel.models.hidream_loading",
     "easel.models.chroma_loading",
@@ -47,6 +48,7 @@ CHECKPOINTS: tuple[str, ...] = (
     "easel.models.sd3_loading",
     "easel.models.flux2_loading",  # before Flux.1's, whose checkpoints have double_blocks too
     "easel.models.flux_loading",
+    "easel.models.qwen21_loading",  # before Qwen-Image's: its folders are QwenImage*
     "easel.models.qwen_loading",
     "easel.models.lumina_loading",
     "easel.models.krea2_loading",

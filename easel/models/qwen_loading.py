@@ -273,6 +273,10 @@ def qwen_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
 
     (path,) = paths
     key = str(path.resolve())
+    from easel.models import family_files, qwen21_loading
+
+    if qwen21_loading.is_qwen3_vl(family_files.keys_of(path, manager)):  # Qwen-Image 2.1's
+        return qwen21_loading.qwen21_clip(name, paths, manager)
 
     def load() -> Any:
         state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
@@ -314,7 +318,8 @@ def is_folder(folder: Path) -> bool:
         index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return str(index.get("_class_name", "")).startswith("QwenImage")
+    name = str(index.get("_class_name", ""))
+    return name.startswith("QwenImage") and not name.startswith("QwenImage21")
 
 
 def folder_checkpoint(

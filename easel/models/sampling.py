@@ -134,6 +134,7 @@ NETWORKS: dict[str, str] = {
     "flux": "easel.models.flux_denoiser:FluxNetwork",
     "flux2": "easel.models.flux2_denoiser:Flux2Network",
     "qwen_image": "easel.models.qwen_image_denoiser:QwenImageNetwork",
+    "qwen_image21": "easel.models.qwen21_denoiser:QwenImage21Network",
     "sd3": "easel.models.sd3_denoiser:SD3Network",
     "z-image": "easel.models.lumina_denoiser:ZImageNetwork",
     "lumina2": "easel.models.lumina_denoiser:Lumina2Network",

@@ -35,6 +35,7 @@ MODULES = (
     "easel.nodes.loaders_split",
     "easel.nodes.flux",
     "easel.nodes.qwen_image",
+    "easel.nodes.qwen_image21",
     "easel.nodes.sd3",
     "easel.nodes.hidream",
     "easel.nodes.chroma",

@@ -16,6 +16,7 @@ from easel.models.families import (
     longcat,
     lumina,
     qwen_image,
+    qwen_image21,
     sd,
     sd3,
 )
@@ -31,6 +32,7 @@ FAMILIES: tuple[Family, ...] = (
     *flux.FAMILIES,
     *flux2.FAMILIES,
     *qwen_image.FAMILIES,
+    *qwen_image21.FAMILIES,
     *lumina.FAMILIES,
     *hidream.FAMILIES,
     *chroma.FAMILIES,

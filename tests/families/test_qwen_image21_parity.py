@@ -1,0 +1,133 @@
+"""Qwen-Image 2.1 from ComfyUI's split files (the fused-MLP transformer, Qwen3-VL, the original
+layout RGBA VAE) through Easel's nodes gives diffusers' QwenImage21Pipeline image (CPU fp32,
+tiny random weights, max abs pixel diff 1e-3, all four channels)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from tests.families.workflows import as_tensor, image_of
+from tests.fixtures import qwen_image21_family
+
+qwen21_models = qwen_image21_family.qwen21_models
+qwen21_manager = qwen_image21_family.qwen21_manager
+run_qwen21 = qwen_image21_family.run_qwen21
+
+TOLERANCE = 1e-3
+SIZE = 64  # pixels: latents 4x4 (factor 16), two text-encoder slots' worth of 2x2 tokens
+PROMPT = "a red circle on a blue square"
+
+
+def split_workflow(
+    *, steps: int = 3, cfg: float = 1.0, negative: str = "", cache: str | None = None
+) -> dict[str, Any]:
+    """ComfyUI's Qwen-Image 2.1 template's shape: UNETLoader, QwenImage21Cache, CLIPLoader type
+    qwen_image, VAELoader, TextEncodeQwenImage21, EmptyLatentImage, KSampler, VAEDecode."""
+    model: list[str] = ["unet", "model"]
+    nodes: dict[str, Any] = {
+        "unet": {
+            "type": "DiffusionModelLoader",
+            "inputs": {"name": "qwen_image_2.1.safetensors", "weight_dtype": "default"},
+        },
+        "clip": {
+            "type": "TextEncoderLoader",
+            "inputs": {"name": "qwen3vl_8b.safetensors", "type": "qwen_image"},
+        },
+        "vae": {"type": "VAELoader", "inputs": {"name": "qwen_image_2.1_vae.safetensors"}},
+        "enc": {
+            "type": "TextEncodeQwenImage21",
+            "inputs": {
+                "clip": ["clip", "clip"],
+                "prompt": PROMPT,
+                "negative_prompt": negative,
+                "resolution": 1024,
+            },
+        },
+        "lat": {"type": "EmptyLatent", "inputs": {"width": SIZE, "height": SIZE}},
+        "k": {
+            "type": "KSampler",
+            "inputs": {
+                "model": model,
+                "positive": ["enc", "positive"],
+                "negative": ["enc", "negative"],
+                "latent": ["lat", "latent"],
+                "seed": 42,
+                "steps": steps,
+                "cfg": cfg,
+                "sampler_name": "euler",
+                "scheduler": "simple",
+            },
+        },
+        "dec": {"type": "VAEDecode", "inputs": {"vae": ["vae", "vae"], "latent": ["k", "latent"]}},
+    }
+    if cache is not None:
+        nodes["cache"] = {
+            "type": "QwenImage21Cache",
+            "inputs": {"model": ["unet", "model"], "device": cache, "dtype": "default"},
+        }
+        nodes["k"]["inputs"]["model"] = ["cache", "model"]
+    return nodes
+
+
+def reference(pipe: Any, **kwargs: Any) -> Any:
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        out = pipe(
+            height=SIZE,
+            width=SIZE,
+            generator=torch.Generator("cpu").manual_seed(42),
+            output_type="np",
+            **kwargs,
+        ).images
+    return as_tensor(out)
+
+
+def test_split_files_equal_qwen_image21_pipeline(qwen21_models: Any, run_qwen21: Any) -> None:
+    ours = image_of(run_qwen21(split_workflow(), ["dec"]))
+    theirs = reference(qwen21_models.pipe, prompt=PROMPT, num_inference_steps=3)
+    assert ours.shape == theirs.shape == (1, 4, SIZE, SIZE)  # RGBA, as the pipeline's
+    assert float(ours.std()) > 0.01
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+
+
+def test_true_cfg_with_a_negative_prompt(qwen21_models: Any, run_qwen21: Any) -> None:
+    """cfg 4 with a negative prompt is the pipeline's true_cfg_scale 4 (each side its own call
+    and its own prefix cache)."""
+    nodes = split_workflow(cfg=4.0, negative="blurry")
+    ours = image_of(run_qwen21(nodes, ["dec"]))
+    theirs = reference(
+        qwen21_models.pipe,
+        prompt=PROMPT,
+        negative_prompt="blurry",
+        true_cfg_scale=4.0,
+        num_inference_steps=3,
+    )
+    plain = image_of(run_qwen21(split_workflow(), ["dec"]))
+    error = (ours - theirs).abs().max().item()
+    assert error <= TOLERANCE
+    assert (ours - plain).abs().max().item() > max(100 * error, 1e-4)
+
+
+def test_the_prompt_reaches_the_model(qwen21_models: Any, run_qwen21: Any) -> None:
+    nodes = split_workflow()
+    nodes["enc"]["inputs"]["prompt"] = "a green triangle"
+    ours = image_of(run_qwen21(nodes, ["dec"]))
+    theirs = reference(qwen21_models.pipe, prompt="a green triangle", num_inference_steps=3)
+    first = image_of(run_qwen21(split_workflow(), ["dec"]))
+    error = (ours - theirs).abs().max().item()
+    assert error <= TOLERANCE
+    assert (ours - first).abs().max().item() > max(100 * error, 1e-4)
+
+
+def test_cache_off_gives_the_same_image(qwen21_models: Any, run_qwen21: Any) -> None:
+    """QwenImage21Cache device "off" recomputes the prefix at every step: the same image as the
+    cached run and as the pipeline's use_kv_cache=False (CPU fp32)."""
+    cached = image_of(run_qwen21(split_workflow(cache="auto"), ["dec"]))
+    off = image_of(run_qwen21(split_workflow(cache="off"), ["dec"]))
+    theirs = reference(
+        qwen21_models.pipe, prompt=PROMPT, num_inference_steps=3, use_kv_cache=False
+    )
+    assert (off - theirs).abs().max().item() <= TOLERANCE
+    assert (cached - off).abs().max().item() <= TOLERANCE
