@@ -67,6 +67,9 @@ elif family == "chroma":
 elif family == "qwen-image":
     from tests.families.test_qwen_image_parity import split_workflow
     nodes = split_workflow(steps=4)
+elif family == "longcat-image":
+    from tests.families.test_longcat_parity import split_workflow
+    nodes = split_workflow(steps=4)
 elif family == "z-image":
     from tests.families.test_zimage_parity import split_workflow
     nodes = split_workflow(steps=4)
@@ -118,6 +121,11 @@ def build(families: list[str], root: Path) -> None:
             from tests.fixtures import qwen_image_family
 
             qwen_image_family.build(root)
+            continue
+        if family == "longcat-image":  # its files, and the Qwen2 tokenizer in the install
+            from tests.fixtures import longcat_family
+
+            longcat_family.build(root)
             continue
         if family in ("z-image", "lumina2"):  # built together (they share the Flux VAE)
             from tests.fixtures import lumina_family
