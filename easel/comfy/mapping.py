@@ -154,6 +154,41 @@ def _resize_image_mask(inputs: dict[str, Any]) -> Adapted:
     return Adapted(inputs)
 
 
+# TextGenerate's `sampling_mode` is a dynamic combo: "on" is followed by its sampling widgets,
+# "off" by none; thinking, use_default_template and mtp come after (older files stop sooner).
+TEXTGEN_SAMPLING = (
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "repetition_penalty",
+    "seed",
+    "presence_penalty",
+)
+_TEXTGEN_TAIL = ("thinking", "use_default_template", "mtp")
+_TEXTGEN_POSITIONS = tuple(f"textgen_widget_{i}" for i in range(1, 11))
+
+
+def _text_generate(inputs: dict[str, Any]) -> Adapted:
+    """Name the UI format's positional widgets after the sampling mode's; `mtp` (speculative
+    decoding with a multi-token-prediction head) changes speed, not what the model answers,
+    and Easel has none: it is dropped."""
+    mode = inputs.get("sampling_mode", "on")
+    positional = [inputs.pop(name) for name in _TEXTGEN_POSITIONS if name in inputs]
+    if isinstance(mode, str) and mode not in ("on", "off"):
+        return Adapted(inputs, [("sampling_mode", f"{mode!r} is not 'on' or 'off'")])
+    names = iter((*TEXTGEN_SAMPLING, *_TEXTGEN_TAIL) if mode == "on" else _TEXTGEN_TAIL)
+    previous = None
+    for value in positional:
+        if previous == "seed" and isinstance(value, str) and value in CONTROL_VALUES:
+            continue  # control_after_generate
+        previous = next(names, None)
+        if previous is not None:
+            inputs.setdefault(previous, value)
+    inputs.pop("mtp", None)
+    return Adapted(inputs)
+
+
 _SAVE_POSITIONS = ("save_widget_1", "save_widget_2")
 
 
@@ -775,6 +810,76 @@ NODE_MAPS: dict[str, NodeMap] = {
             "dotall",
             "count",
         ),
+    ),
+    # TextGenerate and small utilities of the templates (easel/nodes/text_generate.py,
+    # json_utils.py, template_utils.py, image_filters.py).
+    "TextGenerate": NodeMap(
+        "TextGenerate",
+        {
+            **{
+                name: name
+                for name in (
+                    "clip",
+                    "prompt",
+                    "max_length",
+                    "sampling_mode",
+                    "thinking",
+                    "use_default_template",
+                    "system_prompt",
+                    "image",
+                    "video",
+                    "audio",
+                    "mtp",
+                    *_TEXTGEN_POSITIONS,
+                )
+            },
+            **{f"sampling_mode.{name}": name for name in TEXTGEN_SAMPLING},
+            "images.image_0": "image",
+        },
+        ("generated_text", "thinking"),
+        widgets=("prompt", "max_length", "sampling_mode", *_TEXTGEN_POSITIONS),
+        optional=frozenset({"image", "video", "audio", "system_prompt"}),
+        adapt=_text_generate,
+    ),
+    "JsonExtractString": NodeMap(
+        "ExtractJsonValue",
+        {"json_string": "json_string", "key": "key"},
+        ("text",),
+        widgets=("json_string", "key"),
+    ),
+    "StringFormat": NodeMap(
+        "FormatText",
+        {"f_string": "f_string", **{f"values.{letter}": letter for letter in "abcdefgh"}},
+        ("text",),
+        widgets=("f_string",),
+        optional=frozenset("abcdefgh"),
+    ),
+    "CustomCombo": NodeMap(
+        "Choice",
+        {"choice": "choice", "index": "index"},
+        ("text", "index"),
+        widgets=("choice", "index"),
+    ),
+    "SetFirstSigma": NodeMap(
+        "SetFirstSigma", {"sigmas": "sigmas", "sigma": "sigma"}, ("sigmas",), widgets=("sigma",)
+    ),
+    "GrowMask": NodeMap(
+        "GrowMask",
+        {"mask": "mask", "expand": "expand", "tapered_corners": "tapered_corners"},
+        ("mask",),
+        widgets=("expand", "tapered_corners"),
+    ),
+    "ImageBlur": NodeMap(
+        "BlurImage",
+        {"image": "image", "blur_radius": "blur_radius", "sigma": "sigma"},
+        ("image",),
+        widgets=("blur_radius", "sigma"),
+    ),
+    "ImageBlend": NodeMap(
+        "BlendImages",
+        {name: name for name in ("image1", "image2", "blend_factor", "blend_mode")},
+        ("image",),
+        widgets=("blend_factor", "blend_mode"),
     ),
     "PreviewAny": NodeMap("PreviewAsText", {"source": "source"}, ("text",)),
     "GetImageSize": NodeMap("ImageSize", {"image": "image"}, ("width", "height", "batch_size")),

@@ -1,0 +1,230 @@
+"""TextGenerate (ComfyUI's node): a tiny random Qwen3 and Gemma 2, loaded as Z-Image's and
+Lumina 2's text encoders from ComfyUI-layout files, generate what transformers'
+AutoModelForCausalLM generates on the same weights; seeded sampling reproduces; what cannot
+generate is named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from easel.core.context import Context
+from easel.core.node import NodeError
+from easel.models.handles import ClipHandle, TextEncoderPart
+from easel.models.lumina_loading import build_language_model
+from easel.models.text_generation import chat_prompt
+from easel.nodes.text_generate import TextGenerate
+from tests.fixtures.lumina_family import gemma2, gemma_tokenizer, qwen3, qwen_tokenizer, text_file
+
+PROMPT = "a red circle"
+
+
+def call(ctx: Context | None = None, **inputs: Any) -> dict[str, Any]:
+    return TextGenerate.call(ctx or Context(), {**TextGenerate.value_defaults, **inputs})
+
+
+def _loaded(kind: str, tmp_path: Path) -> tuple[Any, Any, Any]:
+    """(tokenizer, reference decoder, Easel's decoder loaded from the ComfyUI-layout file)."""
+    torch.manual_seed(3)
+    if kind == "qwen3":
+        tokenizer = qwen_tokenizer(tmp_path / "qwen")
+        reference = qwen3(len(tokenizer))
+    else:
+        tokenizer = gemma_tokenizer(tmp_path / "gemma")
+        reference = gemma2(len(tokenizer))
+    with torch.no_grad():  # random weights large enough that greedy answers vary
+        for param in reference.parameters():
+            param.normal_(0.0, 0.5)
+    loaded = build_language_model(kind, text_file(reference), "model.", torch.float32)
+    return tokenizer, reference, loaded
+
+
+def _clip(kind: str, tokenizer: Any, model: Any) -> ClipHandle:
+    return ClipHandle("tiny", (TextEncoderPart(kind, tokenizer, model, kind=kind),), None)
+
+
+def _reference_lm(reference: Any) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    lm = AutoModelForCausalLM.from_config(reference.config)
+    state = {"model." + k: v for k, v in reference.state_dict().items()}
+    lm.load_state_dict(state, strict=False)
+    lm.tie_weights()
+    assert torch.equal(lm.lm_head.weight, reference.embed_tokens.weight)
+    return lm.eval()
+
+
+@pytest.mark.parametrize("kind", ["qwen3", "gemma2"])
+def test_greedy_generation_equals_transformers_causal_lm(kind: str, tmp_path: Path) -> None:
+    tokenizer, reference, loaded = _loaded(kind, tmp_path)
+    lm = _reference_lm(reference)
+    text, has_special = chat_prompt(tokenizer, PROMPT)
+    ids = tokenizer([text], add_special_tokens=not has_special, return_tensors="pt")
+    with torch.no_grad():
+        expected_ids = lm.generate(
+            **ids, max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=0
+        )[0, ids["input_ids"].shape[1] :]
+    expected = tokenizer.decode(expected_ids, skip_special_tokens=True).strip()
+    assert len(expected_ids) == 12  # no end token drawn: the whole answer is compared
+    # The answer may hold an end token by chance: Easel stops there, as ComfyUI does.
+    out = call(
+        clip=_clip(kind, tokenizer, loaded), prompt=PROMPT, max_length=12, sampling_mode="off"
+    )
+    ends = {tokenizer.eos_token_id, *(tokenizer.get_vocab().get(t) for t in ("<|im_end|>",))}
+    stop = next((i for i, t in enumerate(expected_ids.tolist()) if t in ends), 12)
+    assert (
+        out["generated_text"]
+        == tokenizer.decode(expected_ids[:stop], skip_special_tokens=True).strip()
+    )
+    assert out["thinking"] == ""
+    assert expected  # the model wrote something
+
+
+def test_the_prompt_is_the_chat_template_or_given_text(tmp_path: Path) -> None:
+    tokenizer, _, _ = _loaded("qwen3", tmp_path)
+    text, has_special = chat_prompt(tokenizer, PROMPT, system_prompt="be brief")
+    assert has_special
+    assert text == (
+        "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\na red circle<|im_end|>\n"
+        "<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    )
+    thinking, _ = chat_prompt(tokenizer, PROMPT, thinking=True)
+    assert thinking.endswith("<|im_start|>assistant\n")
+    gemma = gemma_tokenizer(tmp_path / "g")
+    gemma.add_special_tokens({"additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"]})
+    text, has_special = chat_prompt(gemma, PROMPT, system_prompt="be brief")
+    assert not has_special  # no chat template: Gemma's turn format; the tokenizer adds BOS
+    assert text == (
+        "<start_of_turn>user\nbe brief\n\na red circle<end_of_turn>\n<start_of_turn>model\n"
+    )
+
+
+def test_seeded_sampling_reproduces_and_the_seed_changes_it(tmp_path: Path) -> None:
+    tokenizer, _, loaded = _loaded("qwen3", tmp_path)
+    clip = _clip("qwen3", tokenizer, loaded)
+    options = dict(
+        clip=clip,
+        prompt=PROMPT,
+        max_length=16,
+        sampling_mode="on",
+        temperature=1.5,
+        top_k=0,
+        top_p=1.0,
+        min_p=0.0,
+        repetition_penalty=1.0,
+    )
+    torch.manual_seed(123)
+    first = call(**options, seed=7)["generated_text"]
+    torch.rand(5)  # the global generator state does not matter
+    again = call(**options, seed=7)["generated_text"]
+    others = {call(**options, seed=seed)["generated_text"] for seed in (8, 9, 10)}
+    assert first == again
+    assert others - {first}
+    state = torch.random.get_rng_state()
+    call(**options, seed=7, presence_penalty=2.0)
+    assert torch.equal(torch.random.get_rng_state(), state)  # sampling leaves it alone
+
+
+def test_raw_prompt_without_template_is_continued(tmp_path: Path) -> None:
+    tokenizer, reference, loaded = _loaded("qwen3", tmp_path)
+    lm = _reference_lm(reference)
+    ids = tokenizer([PROMPT], return_tensors="pt")
+    with torch.no_grad():
+        expected = lm.generate(
+            **ids,
+            max_new_tokens=6,
+            do_sample=False,
+            pad_token_id=0,
+            eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        )
+    out = call(
+        clip=_clip("qwen3", tokenizer, loaded),
+        prompt=PROMPT,
+        max_length=6,
+        sampling_mode="off",
+        use_default_template=False,
+    )
+    answer = tokenizer.decode(expected[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert out["generated_text"] == answer.strip()
+
+
+def test_thinking_is_split_from_the_answer() -> None:
+    from easel.models.text_generation import split_thinking
+
+    assert split_thinking("<think>plan</think> answer", "x") == ("answer", "plan")
+    assert split_thinking("plan</think>answer", "prompt <think>\n") == ("answer", "plan")
+    assert split_thinking("no reasoning </think> here", "x") == ("no reasoning </think> here", "")
+
+
+def test_what_cannot_generate_is_named(tmp_path: Path) -> None:
+    from transformers import LlamaConfig, LlamaModel
+
+    tokenizer, _, loaded = _loaded("qwen3", tmp_path)
+    clip = _clip("qwen3", tokenizer, loaded)
+    with pytest.raises(NodeError) as caught:
+        call(clip=clip, prompt=PROMPT, image=torch.rand(1, 3, 8, 8))
+    assert caught.value.input == "image" and "Qwen3Model reads no images" in str(caught.value)
+    with pytest.raises(NodeError) as caught:
+        call(clip=clip, prompt=PROMPT, video=torch.rand(1, 3, 8, 8))
+    assert caught.value.input == "video"
+    untied = LlamaModel(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            tie_word_embeddings=False,
+        )
+    )
+    with pytest.raises(NodeError) as caught:
+        call(clip=_clip("llama", tokenizer, untied), prompt=PROMPT)
+    assert caught.value.input == "clip" and "no language-model head" in str(caught.value)
+    t5 = ClipHandle(
+        "t5 only", (TextEncoderPart("t5", tokenizer, torch.nn.Linear(1, 1), kind="t5"),), None
+    )
+    with pytest.raises(NodeError) as caught:
+        call(clip=t5, prompt=PROMPT)
+    assert caught.value.input == "clip" and "no language model" in str(caught.value)
+
+
+def test_a_kept_lm_head_is_used(tmp_path: Path) -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from easel.models.text_generation import keep_lm_head
+
+    tokenizer, _, _ = _loaded("qwen3", tmp_path)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        tie_word_embeddings=False,
+    )
+    reference = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        reference.lm_head.weight.normal_(0.0, 2.0)
+    keep_lm_head(reference.model, reference.lm_head.weight.detach())
+    text, has_special = chat_prompt(tokenizer, PROMPT)
+    ids = tokenizer([text], add_special_tokens=not has_special, return_tensors="pt")
+    with torch.no_grad():
+        expected = reference.generate(
+            **ids,
+            max_new_tokens=8,
+            do_sample=False,
+            pad_token_id=0,
+            eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        )
+    out = call(
+        clip=_clip("llama", tokenizer, reference.model),
+        prompt=PROMPT,
+        max_length=8,
+        sampling_mode="off",
+    )
+    answer = tokenizer.decode(expected[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert out["generated_text"] == answer.strip()
