@@ -515,6 +515,23 @@ NODE_MAPS: dict[str, NodeMap] = {
         widgets=("prompt",),
         optional=frozenset({"vae", "image1", "image2", "image3"}),
     ),
+    # Qwen-Image 2.1 (easel/nodes/qwen_image21.py): its reference images are the "images" group
+    "TextEncodeQwenImage21": NodeMap(
+        "TextEncodeQwenImage21",
+        {
+            **{name: name for name in ("clip", "prompt", "negative_prompt", "vae", "resolution")},
+            **{f"images.image_{i}": f"image_{i}" for i in range(1, 17)},
+        },
+        ("positive", "negative", "latent"),
+        widgets=("prompt", "negative_prompt", "resolution"),
+        optional=frozenset({"vae", *(f"image_{i}" for i in range(1, 17))}),
+    ),
+    "QwenImage21Cache": NodeMap(
+        "QwenImage21Cache",
+        {"model": "model", "device": "device", "dtype": "dtype"},
+        ("model",),
+        widgets=("device", "dtype"),
+    ),
     "ReferenceLatent": NodeMap(
         "ReferenceLatent",
         {"conditioning": "conditioning", "latent": "latent"},

@@ -31,6 +31,22 @@ ROPE_THETA = 5000000.0
 MROPE_SECTION = (24, 20, 20)
 
 
+INTEGER_DTYPES = ("I8", "U8", "int8", "uint8", "torch.int8", "torch.uint8")
+
+
+def refuse_integer_weights(state: Mapping[str, Any], path: Path) -> None:
+    """ComfyUI's int8_convrot / w4a8 files hold integer weights in a quantisation scheme Easel
+    does not implement: refused, naming the file (scaled fp8 files are dequantised)."""
+    for key, value in state.items():
+        dtype = str(getattr(value, "dtype", ""))
+        if key.endswith(".weight") and dtype in INTEGER_DTYPES:
+            raise ModelError(
+                f"{path.name} holds integer-quantised weights ({key}: {dtype}, ComfyUI's "
+                "int8_convrot or w4a8 format), which Easel does not read; use the bf16 file "
+                "(qwen_image_2.1_bf16, qwen3vl_8b_bf16)"
+            )
+
+
 # -- the transformer ----------------------------------------------------------------------------
 def transformer_state(state: Mapping[str, Any]) -> dict[str, Any]:
     """diffusers' keys: ComfyUI's prefix dropped and the fused SwiGLU split (diffusers'
@@ -92,6 +108,7 @@ def diffusion_model(
             raise ModelError(
                 f"{path.name} is not a Qwen-Image 2.1 transformer ({summarise(state)})"
             )
+        refuse_integer_weights(state, path)
         module = build_transformer(state, manager.dtype, path)
         if storage is not None:
             module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=manager.dtype)
@@ -212,6 +229,7 @@ def qwen21_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
         state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
         if not is_qwen3_vl(state):
             raise ModelError(f"{path.name} is not a Qwen3-VL text encoder ({summarise(state)})")
+        refuse_integer_weights(state, path)
         tokenizer = manager.load_module(
             ("qwen25-tokenizer", "qwen25"),
             lambda: qwen_tokenizer(checkpoint=path.name, roots=manager.roots),

@@ -1,0 +1,143 @@
+"""ComfyUI's own Qwen-Image 2.1 text-to-image template (`image_qwen_image_2_1_t2i` of the
+`comfyui-workflow-templates-json` corpus, in the dev extra: a subgraph with UNETLoader,
+QwenImage21Cache, CLIPLoader type qwen_image, TextEncodeQwenImage21, KSampler, VAEDecode, and a
+prompt-enhancer branch through TextGenerate that its switch leaves off) runs end to end on the
+tiny Qwen-Image 2.1 models saved under the file names the template loads, and gives
+QwenImage21Pipeline's image for the template's prompt and seed. Size and steps are made small."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.families.test_qwen_image21_parity import TOLERANCE
+from tests.families.workflows import as_tensor
+from tests.fixtures import qwen_image21_family
+
+PACKAGE = "comfyui_workflow_templates_json"
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec(PACKAGE) is None,
+    reason="the templates corpus is in the dev extra (in CI)",
+)
+
+qwen21_models = qwen_image21_family.qwen21_models
+SIZE = 64
+STEPS = 2
+# the file names ComfyUI's Qwen-Image 2.1 templates load (the tiny files are fp32, not int8)
+TEMPLATE_FILES = {
+    "diffusion_models/qwen_image_2.1_int8_convrot.safetensors": (
+        "diffusion_models/qwen_image_2.1.safetensors"
+    ),
+    "text_encoders/qwen3vl_8b_int8_convrot.safetensors": "text_encoders/qwen3vl_8b.safetensors",
+    "vae/qwen_image_2.1_vae_bf16.safetensors": "vae/qwen_image_2.1_vae.safetensors",
+}
+PROMPT_ENHANCER = "qwen3.5_9b_qwen_image_2.1_pe_t2i.int8_convrot.safetensors"
+
+
+def template(name: str) -> dict[str, Any]:
+    spec = importlib.util.find_spec(PACKAGE)
+    assert spec is not None and spec.origin is not None
+    path = Path(spec.origin).parent / "templates" / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def template_root(qwen21_models: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("qwen21-templates")
+    for name, source in TEMPLATE_FILES.items():
+        (root / "models" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(qwen21_models.root / "models" / source, root / "models" / name)
+    shutil.copytree(qwen21_models.root / "ComfyUI", root / "ComfyUI")
+    # the prompt enhancer the template's switch leaves off: present, so the workflow
+    # validates, never read (a Switch runs only the branch it picks)
+    from safetensors.torch import save_file
+
+    save_file({"unused": torch.zeros(1)}, str(root / "models" / "text_encoders" / PROMPT_ENHANCER))
+    return root
+
+
+def _only(nodes: dict[str, Any], kind: str) -> str:
+    [found] = [i for i, n in nodes.items() if n["type"] == kind]
+    return found
+
+
+def test_t2i_template_runs_and_equals_qwen_image21_pipeline(
+    template_root: Path, qwen21_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from easel.comfy.convert import to_easel
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+    from easel.workflow_edit import set_input
+
+    roots = [template_root / "models", template_root / "ComfyUI"]
+    monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
+    workflow = to_easel(template("image_qwen_image_2_1_t2i"))
+    nodes = workflow["nodes"]
+    latent, sampler = _only(nodes, "EmptyLatent"), _only(nodes, "KSampler")
+    assert nodes[_only(nodes, "QwenImage21Cache")]["inputs"]["device"] == "auto"
+    switch = nodes[_only(nodes, "Switch")]["inputs"]
+    assert switch["switch"] is False, "the template's default skips the prompt enhancer"
+    prompt = switch["on_false"]
+    # The converter leaves the subgraph's promoted prompt widget as a literal on the Switch's
+    # any-typed input, which Easel's validation takes only as a link (a converter gap outside
+    # this family, reported): the same text through a String node.
+    nodes["prompt_text"] = {"type": "String", "inputs": {"value": prompt}}
+    switch["on_false"] = ["prompt_text", "value"]
+    nodes[latent]["inputs"]["width"] = SIZE
+    nodes[latent]["inputs"]["height"] = SIZE
+    set_input(workflow, f"{sampler}.steps", STEPS)
+    manager = ModelManager(roots, device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    result = executor.run(workflow, output_dir=tmp_path)
+    assert result.ok, result.failures
+    [saved] = [f for entry in result.ui.values() for f in entry.get("files", [])]
+    picture = PILImage.open(tmp_path / saved)
+    assert picture.mode == "RGBA"  # the 2.1 VAE decodes RGBA, saved with its alpha
+    pixels = np.asarray(picture)
+    ours = torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float() / 255
+
+    inputs = nodes[sampler]["inputs"]
+    pipe = qwen21_models.pipe
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        out = pipe(
+            prompt=prompt,
+            height=SIZE,
+            width=SIZE,
+            num_inference_steps=STEPS,
+            generator=torch.Generator("cpu").manual_seed(int(inputs["seed"])),
+            output_type="np",
+        ).images
+    theirs = as_tensor(out)
+    # the saved PNG is 8-bit: half a step of rounding on top of the parity tolerance
+    assert (ours - theirs).abs().max().item() <= TOLERANCE + 0.5 / 255
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "image_qwen_image_2_1_t2i",
+        "image_qwen_image_2_1_turbo_t2i",
+        "image_qwen_image_2_1_image_edit",
+        "image_qwen_image_2_1_turbo_image_edit",
+        "image_qwen_image_2_1_background_removal",
+    ],
+)
+def test_every_qwen_image21_template_converts(name: str) -> None:
+    from easel.comfy.convert import to_easel
+
+    nodes = to_easel(template(name))["nodes"]
+    assert any(n["type"] == "TextEncodeQwenImage21" for n in nodes.values())
+    assert any(n["type"] == "QwenImage21Cache" for n in nodes.values())
