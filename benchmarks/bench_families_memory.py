@@ -70,6 +70,9 @@ elif family == "qwen-image":
 elif family == "longcat-image":
     from tests.families.test_longcat_parity import split_workflow
     nodes = split_workflow(steps=4)
+elif family == "qwen-image-2.1":
+    from tests.families.test_qwen_image21_parity import split_workflow
+    nodes = split_workflow(steps=4)
 elif family == "z-image":
     from tests.families.test_zimage_parity import split_workflow
     nodes = split_workflow(steps=4)
@@ -121,6 +124,11 @@ def build(families: list[str], root: Path) -> None:
             from tests.fixtures import qwen_image_family
 
             qwen_image_family.build(root)
+            continue
+        if family == "qwen-image-2.1":  # its files, and the Qwen2 tokenizer in the install
+            from tests.fixtures import qwen_image21_family
+
+            qwen_image21_family.build(root)
             continue
         if family == "longcat-image":  # its files, and the Qwen2 tokenizer in the install
             from tests.fixtures import longcat_family
