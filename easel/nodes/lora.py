@@ -38,10 +38,11 @@ def _fingerprint(ctx: Context, inputs: dict[str, Any]) -> str:
 def _load(ctx: Context, name: str, family: Any = None) -> Any:
     """The LoRA file `name`, converted for `family` when it is a transformer (flow) family
     (easel.models.lora_flow, cached per file and family), else read in the SD key formats."""
-    from easel.models.lora import load_lora
+    from easel.models.lora import LoraWeights, load_lora
     from easel.models.lora_flow import is_flow_family, load_flow_lora
 
     unsafe = manager(ctx).allow_unsafe_pickle
+    weights: LoraWeights
     with model_errors("name"):
         if is_flow_family(family):
             weights = load_flow_lora(
