@@ -106,6 +106,12 @@ def build(kind: str, state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
         # a pruned encoder (ComfyUI's 30-layer Mistral) ends at the last layer Flux.2 reads:
         # that layer's output is used as it is, without the final norm the full model has
         model.norm = torch.nn.Identity()  # type: ignore[assignment]
+    else:
+        from easel.models.text_generation import file_lm_head, keep_lm_head
+
+        head = file_lm_head(state, prefix)
+        if head is not None:  # TextGenerate's head (a pruned encoder cannot generate)
+            keep_lm_head(model, head)
     return model.to(dtype).eval().requires_grad_(False)
 
 

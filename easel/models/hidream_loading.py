@@ -205,6 +205,11 @@ def build_llama(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
         )
     # the rotary embedding's inverse frequencies are computed, not stored: build them for real
     model.rotary_emb = type(model.rotary_emb)(config=config)
+    from easel.models.text_generation import file_lm_head, keep_lm_head
+
+    head = file_lm_head(state, prefix)
+    if head is not None:  # TextGenerate's head; HiDream's encoding never reads it
+        keep_lm_head(model, head.to(dtype))
     return model.eval().requires_grad_(False)
 
 

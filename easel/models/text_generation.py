@@ -57,6 +57,16 @@ def keep_lm_head(model: Any, weight: Any) -> None:
     model.register_buffer(LM_HEAD, weight, persistent=False)
 
 
+def file_lm_head(state: Any, prefix: str) -> Any:
+    """The `lm_head.weight` of a text encoder file whose decoder sits under `prefix`: beside
+    the decoder (transformers' layout, `model.` prefix) or under the prefix; None if none."""
+    outer = prefix[: -len("model.")] if prefix.endswith("model.") else prefix
+    for key in (outer + "lm_head.weight", prefix + "lm_head.weight"):
+        if key in state:
+            return state[key]
+    return None
+
+
 def is_language_model(model: Any) -> bool:
     """Whether `model` is a decoder Easel can generate with (or say why not)."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING

@@ -228,3 +228,47 @@ def test_a_kept_lm_head_is_used(tmp_path: Path) -> None:
     )
     answer = tokenizer.decode(expected[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
     assert out["generated_text"] == answer.strip()
+
+
+def test_hidream_llama_file_keeps_its_lm_head_and_generates_as_llama_for_causal_lm(
+    tmp_path: Path,
+) -> None:
+    """HiDream's loader keeps a Llama file's separate lm_head.weight for TextGenerate."""
+    from transformers import LlamaForCausalLM
+
+    from easel.models.hidream_loading import build_llama, llama_config
+
+    tokenizer, _, _ = _loaded("qwen3", tmp_path)
+    torch.manual_seed(4)
+    shapes = {  # a tiny Llama 3 (heads of 128, as llama_config reads them)
+        "embed_tokens.weight": torch.zeros(len(tokenizer), 32),
+        "layers.0.self_attn.q_proj.weight": torch.zeros(128, 32),
+        "layers.0.self_attn.k_proj.weight": torch.zeros(128, 32),
+        "layers.0.mlp.gate_proj.weight": torch.zeros(48, 32),
+    }
+    reference = LlamaForCausalLM(llama_config(shapes)).eval()
+    with torch.no_grad():
+        for param in reference.parameters():
+            param.normal_(0.0, 0.5)
+    state = {k: v.clone() for k, v in reference.state_dict().items()}
+    assert "lm_head.weight" in state and not reference.config.tie_word_embeddings
+    loaded = build_llama(state, "model.", torch.float32)
+    text, has_special = chat_prompt(tokenizer, PROMPT)
+    ids = tokenizer([text], add_special_tokens=not has_special, return_tensors="pt")
+    with torch.no_grad():
+        expected = reference.generate(
+            **ids,
+            max_new_tokens=8,
+            do_sample=False,
+            pad_token_id=0,
+            eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        )
+    out = call(
+        clip=_clip("llama", tokenizer, loaded), prompt=PROMPT, max_length=8, sampling_mode="off"
+    )
+    answer = tokenizer.decode(expected[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert out["generated_text"] == answer.strip()
+    del state["lm_head.weight"]  # a file without a head: refused, naming why
+    with pytest.raises(NodeError) as caught:
+        call(clip=_clip("llama", tokenizer, build_llama(state, "model.", torch.float32)))
+    assert caught.value.input == "clip" and "lm_head.weight" in str(caught.value)
