@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,10 @@ class FlowLoraWeights(LoraWeights):
 
     family: str = ""
     looks_like: str = ""  # what the file's keys say it is for (easel.models.lora_flow.describe)
+    notes: tuple[str, ...] = ()  # what diffusers' converter warned about (keys it dropped)
+
+    def warnings(self) -> list[str]:
+        return super().warnings() + [f"LoRA {self.name!r}: diffusers: {n}" for n in self.notes]
 
 
 def pipeline_class(family: Any) -> Any:
@@ -145,7 +151,8 @@ def flow_lora_from_state_dict(
     raw = {str(k): v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
     looks_like = describe(raw)
     try:
-        converted, alphas = _convert(cls, _bfl_as_kohya(raw, cls))
+        with _diffusers_warnings() as notes:
+            converted, alphas = _convert(cls, _bfl_as_kohya(raw, cls))
     except _CONVERSION_ERRORS as exc:
         raise ModelError(
             f"LoRA file {where} is not a LoRA for {family.label}: diffusers' {cls.__name__} "
@@ -188,8 +195,39 @@ def flow_lora_from_state_dict(
             f"{cls.__name__} reads no layer from it; it looks like {looks_like}"
         )
     return FlowLoraWeights(
-        name, path, layers, tuple(unknown), family=str(family.name), looks_like=looks_like
+        name,
+        path,
+        layers,
+        tuple(unknown),
+        family=str(family.name),
+        looks_like=looks_like,
+        notes=tuple(notes),
     )
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread and record.name.startswith("diffusers.loaders"):
+            message = record.getMessage()
+            self.messages.append(message if len(message) <= 300 else message[:300] + " ...")
+
+
+@contextmanager
+def _diffusers_warnings() -> Iterator[list[str]]:
+    """The warnings diffusers' LoRA converters log in this thread meanwhile (such as the keys
+    a converter does not know and drops), for the loader node to pass on."""
+    handler = _Collect()
+    root = logging.getLogger("diffusers")
+    root.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        root.removeHandler(handler)
 
 
 def _convert(

@@ -524,13 +524,19 @@ def original_lora(
             continue
         if any(s in key for s in skip):
             continue
-        stem = prefix + key.removesuffix(".weight")
+        name = key.removesuffix(".weight")
+        stem = prefix + (name.replace(".", "_") if prefix == "lora_unet_" else name)
         d, u = _pair(weight, gen, 0.1)
         out[f"{stem}.{'lora_A' if peft else 'lora_down'}.weight"] = d
         out[f"{stem}.{'lora_B' if peft else 'lora_up'}.weight"] = u
         if not peft:
             out[f"{stem}.alpha"] = torch.tensor(1.0)
     return out
+
+
+def _qwen_image() -> tuple[Any, dict[str, torch.Tensor]]:
+    t = qwen_image_family._transformer()
+    return t, kohya_lora(t, "lora_unet_", alpha=1.0, only="transformer_blocks")
 
 
 def _zimage() -> tuple[Any, dict[str, torch.Tensor]]:
@@ -584,6 +590,7 @@ def _chroma() -> tuple[Any, dict[str, torch.Tensor]]:
 @pytest.mark.parametrize(
     ("family", "build"),
     [
+        ("qwen-image", _qwen_image),
         ("z-image", _zimage),
         ("lumina2", _lumina2),
         ("sd3.5-large", _sd35),
@@ -632,6 +639,22 @@ def test_family_lora_patches_the_layers_diffusers_does(family: str, build: Any) 
     assert_same_weights(transformer, base)
 
 
+def test_layers_diffusers_drops_are_reported() -> None:
+    """A kohya Flux.2 file's modulation, input and final layers, which diffusers' converter
+    does not know, are named in the loader's warnings rather than dropped silently."""
+    from easel.models.families.registry import by_name
+    from easel.models.lora_flow import flow_lora_from_state_dict
+    from tests.fixtures import flux2_family
+
+    transformer = flux2_family._transformer(False)
+    sd = original_lora(flux2_family.transformer_bfl(transformer), prefix="lora_unet_", peft=False)
+    assert any("double_stream_modulation_img" in k for k in sd)
+    weights = flow_lora_from_state_dict(sd, by_name("flux2-dev"), name="k2.safetensors")
+    assert weights.layers["unet"]  # the blocks' layers
+    [note] = [w for w in weights.warnings() if "diffusers:" in w]
+    assert "k2.safetensors" in note and "lora_unet_double_stream_modulation_img_lin" in note
+
+
 def test_converted_files_are_cached_per_file_and_family(tmp_path: Path) -> None:
     """One conversion per (file, family): the same file for another family is converted again
     (and a file for neither is refused naming both)."""
@@ -654,3 +677,91 @@ def test_converted_files_are_cached_per_file_and_family(tmp_path: Path) -> None:
     message = str(info.value)
     assert "k.safetensors" in message and "Stable Diffusion 3.5 Large" in message
     assert "Lumina 2 / Z-Image transformer LoRA" in message
+
+
+def test_qwen_image_template_with_its_lightning_lora_on(
+    qwen_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ComfyUI's `image_qwen_image` template with its switch on (LoraLoaderModelOnly with the
+    Lightning LoRA, 8 steps, cfg 1; here 2 steps and a tiny LoRA in the ComfyUI layout under the
+    template's file name) gives QwenImagePipeline's image with that LoRA loaded."""
+    import importlib.util
+    import os
+    import shutil
+
+    import numpy as np
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from PIL import Image as PILImage
+
+    if importlib.util.find_spec("comfyui_workflow_templates_json") is None:
+        pytest.skip("the templates corpus is in the dev extra (in CI)")
+    from easel.comfy.convert import to_easel
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+    from easel.workflow_edit import set_input
+    from tests.families.test_qwen_image_templates import LIGHTNING, TEMPLATE_FILES, template
+
+    root = tmp_path / "root"
+    for name, source in TEMPLATE_FILES.items():
+        (root / "models" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(qwen_models.root / "models" / source, root / "models" / name)
+    shutil.copytree(qwen_models.root / "ComfyUI", root / "ComfyUI")
+    sd = peft_lora(qwen_models.pipe.transformer, "diffusion_model.", seed=17, size=0.1)
+    write_lora(root / "models", LIGHTNING, sd)
+    roots = [root / "models", root / "ComfyUI"]
+    monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
+
+    workflow = to_easel(template("image_qwen_image"))
+    nodes = workflow["nodes"]
+
+    def only(kind: str) -> str:
+        [found] = [i for i, n in nodes.items() if n["type"] == kind]
+        return found
+
+    sampler, latent = only("KSampler"), only("EmptyLatent")
+    assert nodes[only("LoraLoaderModelOnly")]["inputs"]["name"] == LIGHTNING
+    set_input(workflow, f"{only('Boolean')}.value", True)
+    set_input(workflow, f"{latent}.width", SIZE)
+    set_input(workflow, f"{latent}.height", SIZE)
+    steps_switch = nodes[sampler]["inputs"]["steps"][0]
+    set_input(workflow, f"{nodes[steps_switch]['inputs']['on_true'][0]}.value", 2)
+    manager = ModelManager(roots, device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    result = executor.run(workflow, output_dir=tmp_path)
+    assert result.ok, result.failures
+    [saved] = [f for entry in result.ui.values() for f in entry.get("files", [])]
+    pixels = np.asarray(PILImage.open(tmp_path / saved).convert("RGB"))
+    ours = torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float() / 255
+
+    inputs = nodes[sampler]["inputs"]
+    shift = float(nodes[only("ModelSamplingAuraFlow")]["inputs"]["shift"])
+    pipe = qwen_models.pipe
+    original = pipe.scheduler
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
+        original.config, shift=shift, use_dynamic_shifting=False, shift_terminal=None
+    )
+    pipe.set_progress_bar_config(disable=True)
+
+    def reference(with_lora: Any) -> Any:
+        with torch.no_grad():
+            out = with_lora(
+                prompt=nodes[inputs["positive"][0]]["inputs"]["text"],
+                height=SIZE,
+                width=SIZE,
+                num_inference_steps=2,
+                true_cfg_scale=1.0,
+                generator=torch.Generator("cpu").manual_seed(int(inputs["seed"])),
+                output_type="np",
+            ).images
+        return as_tensor(out)
+
+    try:
+        plain = reference(pipe)
+        with pipe_with_lora(pipe, sd) as with_lora:
+            theirs = reference(with_lora)
+    finally:
+        pipe.scheduler = original
+    assert (theirs - plain).abs().max().item() > 10 * TOLERANCE
+    # the saved PNG is 8-bit: half a step of rounding on top of the parity tolerance
+    assert (ours - theirs).abs().max().item() <= TOLERANCE + 0.5 / 255
