@@ -40,6 +40,7 @@ DIFFUSION_MODELS: tuple[str, ...] = (
     "easel.models.chroma_loading",
     "easel.models.sd3_loading",
     "easel.models.krea2_loading",
+    "easel.models.ernie_loading",
 )
 # SD3 first: its diffusers folders also have the transformer/ and text_encoder_2/ of Flux's
 CHECKPOINTS: tuple[str, ...] = (
@@ -53,11 +54,12 @@ CHECKPOINTS: tuple[str, ...] = (
     "easel.models.lumina_loading",
     "easel.models.krea2_loading",
     "easel.models.longcat_loading",
+    "easel.models.ernie_loading",
 )
 CLIP_TYPES: dict[int, dict[str, str]] = {
     1: {
         "stable_diffusion": "easel.models.flux_loading:sd_clip",
-        "flux2": "easel.models.flux2_loading:flux2_clip",
+        "flux2": "easel.models.ernie_loading:flux2_clip",  # Flux.2, or ERNIE-Image's Ministral
         "chroma": "easel.models.chroma_loading:chroma_clip",
         "qwen_image": "easel.models.qwen_loading:qwen_clip",
         "longcat_image": "easel.models.longcat_loading:longcat_clip",
@@ -75,7 +77,7 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
 # what DiffusionModelLoader reads, for its error message
 FAMILY_NAMES = (
     "Flux.1, Flux.2, Qwen-Image, Z-Image, Lumina 2, HiDream-I1, Chroma, SD3 / 3.5, Krea 2, "
-    "LongCat-Image"
+    "LongCat-Image, ERNIE-Image"
 )
 
 

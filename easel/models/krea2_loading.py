@@ -283,9 +283,8 @@ def folder_checkpoint(
     encoder = manager.module(
         folder / "text_encoder", *index.get("text_encoder", ("transformers", "Qwen3VLModel"))
     )
-    tokenizer = manager.module(
-        folder / "tokenizer", *index.get("tokenizer", ("transformers", "AutoTokenizer"))
-    )
+    # AutoTokenizer whatever class the index names (transformers 5 saves "TokenizersBackend")
+    tokenizer = manager.module(folder / "tokenizer", "transformers", "AutoTokenizer")
     language = getattr(encoder, "language_model", encoder)
     vae = manager.load_module((str(folder.resolve()), "krea2-vae"), lambda: QwenVae(raw_vae))
     sched = dict(loading.scheduler_config(folder / "scheduler") or krea2.SCHEDULER)
