@@ -2,8 +2,10 @@
 QwenImage21Transformer2DModel: latents [B, 64, h, w] flattened to tokens (no patches), one
 `img_shapes` entry (frames, rows, columns) per image, `img_mask` marking the text encoder's image
 slots followed by one slot per 2x2 latent tokens of the target, timesteps as sigmas (t / 1000),
-and the prediction for the target's tokens (the last ones) alone. The loop keeps latents
-unpacked.
+and the prediction for the target's tokens (the last ones) alone. Reference latents (the edit
+templates', TextEncodeQwenImage21's) go before the target's tokens, in order, each with its own
+`img_shapes` entry; they fill the image slots the text encoder reserved for them. The loop keeps
+latents unpacked.
 
 Prefix cache: text tokens are modulated from t = 0 and attend causally, so their keys and values
 are the same at every step. With the family's `kv_cache` "auto" (the default, as the pipeline's
@@ -54,18 +56,32 @@ class QwenImage21Network:
             )
         if cond.get("control"):
             raise ValueError("ControlNet conditioning is not supported for Qwen-Image 2.1 models")
-        if cond.get("reference_latents"):
-            raise ValueError(
-                "reference latents: Easel's Qwen-Image 2.1 does not take reference images yet "
-                "(they need Qwen3-VL's vision tower)"
-            )
+        import torch
+
         image_pad = cond.get("image_pad")
         if image_pad is None:
-            import torch
-
             image_pad = torch.zeros(1, embeds.shape[1], dtype=torch.bool)
+        references = list(cond.get("reference_latents") or [])
+        tokens, shapes = [], []
+        for latent in references:
+            if latent.dim() == 5:  # [B, C, 1, h, w], a video VAE's one frame
+                latent = latent[:, :, 0]
+            h, w = int(latent.shape[-2]), int(latent.shape[-1])
+            packed = latent[:1].to(device=device, dtype=dtype).flatten(2).transpose(1, 2)
+            tokens.append(to_batch(packed, batch, device, dtype))
+            shapes.append((1, h, w))
+        slots = int(image_pad.sum())
+        if sum(h * w for _, h, w in shapes) != 4 * slots:
+            raise ValueError(
+                f"the prompt was encoded with {slots} image slots (2x2 latent tokens each) but "
+                f"the conditioning has {len(shapes)} reference latents of "
+                f"{[(h, w) for _, h, w in shapes]}: encode the images and their latents "
+                "together (TextEncodeQwenImage21 with its vae)"
+            )
         added: dict[str, Any] = {
-            "image_pad": image_pad.to(device=device, dtype=image_pad.dtype)[:1],
+            "image_pad": image_pad.to(device=device)[:1],
+            "reference": torch.cat(tokens, dim=1) if tokens else None,
+            "shapes": shapes,
             "cache": None,
             "cache_key": None,
         }
@@ -99,6 +115,8 @@ class QwenImage21Network:
             )
         tokens = x.flatten(2).transpose(1, 2)
         added = cond.added or {}
+        if added.get("reference") is not None:  # reference images first, the target last
+            tokens = torch.cat([added["reference"].to(tokens.dtype), tokens], dim=1)
         image_pad = added["image_pad"]
         slots = torch.cat(
             [image_pad, image_pad.new_ones(image_pad.shape[0], height * width // 4)], dim=1
@@ -109,7 +127,7 @@ class QwenImage21Network:
             timestep=t.expand(batch).to(x.dtype) / 1000,
             encoder_hidden_states=cond.encoder_hidden_states,
             encoder_hidden_states_mask=None,
-            img_shapes=[[(1, height, width)]] * batch,
+            img_shapes=[[*added.get("shapes", []), (1, height, width)]] * batch,
             img_mask=slots,
             kv_cache=cache,
             kv_cache_mode=mode,

@@ -7,8 +7,9 @@
 - The text encoder file is Qwen3-VL (ComfyUI's qwen3vl_8b, CLIPLoader type qwen_image) in
   transformers' keys (`model.language_model.*`, `model.visual.*`) or the original text-only
   ones (`model.layers.*`). Its language model is loaded as transformers' Qwen3VLTextModel with
-  its config read off the shapes; the vision tower (`visual.*`) is not loaded: reference
-  images are refused by the text encoding (easel.models.qwen21_text) with a message saying so.
+  its config read off the shapes; with its vision tower (`visual.*`) the whole model loads as
+  transformers' Qwen3VLForConditionalGeneration (reference images need it), without it the
+  language model alone as Qwen3VLTextModel (enough for text to image).
 - The VAE: easel.models.qwen21_vae.
 """
 
@@ -192,8 +193,67 @@ def text_config(state: Mapping[str, Any], prefix: str) -> Any:
     )
 
 
-def build_text_encoder(path: Path, state: Mapping[str, Any], dtype: Any) -> Any:
-    """transformers' Qwen3VLTextModel (the language model) from the file's text keys."""
+VISION_PREFIXES = ("model.visual.", "visual.")
+RELEASED_DEEPSTACK = {(27, 3): [8, 16, 24]}  # Qwen3-VL-8B's vision tower: depth 27, 3 mergers
+
+
+def vision_prefix(state: Mapping[str, Any]) -> str | None:
+    for prefix in VISION_PREFIXES:
+        if prefix + "patch_embed.proj.weight" in state:
+            return prefix
+    return None
+
+
+def vision_config(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """Qwen3VLVisionConfig's values read off the shapes. Heads are not in the shapes (q, k
+    and v are one projection): heads of 72 channels where the width allows (Qwen3-VL-8B's
+    1152 = 16 x 72), else 64 (the smaller towers'). The layers whose features the deepstack
+    mergers take are not in the shapes either: the released 8B tower's (8, 16, 24), else
+    spread evenly."""
+    width, channels, temporal, patch, _ = (
+        int(n) for n in state[prefix + "patch_embed.proj.weight"].shape
+    )
+    depth = _count(state, prefix + "blocks.")
+    mergers = _count(state, prefix + "deepstack_merger_list.")
+    merge_in = int(state[prefix + "merger.linear_fc1.weight"].shape[1])
+    deepstack = RELEASED_DEEPSTACK.get(
+        (depth, mergers), [(i + 1) * depth // (mergers + 1) for i in range(mergers)]
+    )
+    return {
+        "depth": depth,
+        "hidden_size": width,
+        "in_channels": channels,
+        "temporal_patch_size": temporal,
+        "patch_size": patch,
+        "spatial_merge_size": round((merge_in // width) ** 0.5),
+        "intermediate_size": int(state[prefix + "blocks.0.mlp.linear_fc1.weight"].shape[0]),
+        "num_heads": width // 72 if width % 72 == 0 else max(1, width // 64),
+        "out_hidden_size": int(state[prefix + "merger.linear_fc2.weight"].shape[0]),
+        "num_position_embeddings": int(state[prefix + "pos_embed.weight"].shape[0]),
+        "deepstack_visual_indexes": deepstack,
+    }
+
+
+def _token_ids(tokenizer: Any) -> dict[str, int]:
+    ids = {}
+    for name, token in (
+        ("image_token_id", "<|image_pad|>"),
+        ("video_token_id", "<|video_pad|>"),
+        ("vision_start_token_id", "<|vision_start|>"),
+        ("vision_end_token_id", "<|vision_end|>"),
+    ):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id is not None and token_id != tokenizer.unk_token_id:
+            ids[name] = int(token_id)
+    return ids
+
+
+def build_text_encoder(
+    path: Path, state: Mapping[str, Any], dtype: Any, tokenizer: Any = None
+) -> Any:
+    """transformers' Qwen3VLForConditionalGeneration when the file has the vision tower (and a
+    tokenizer names the vision tokens), else Qwen3VLTextModel (the language model)."""
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
     from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLTextModel
 
     prefix = text_prefix(state)
@@ -201,6 +261,22 @@ def build_text_encoder(path: Path, state: Mapping[str, Any], dtype: Any) -> Any:
         raise ModelError(f"{path.name}: no Qwen3-VL language model in the file")
     try:
         config = text_config(state, prefix)
+        visual = vision_prefix(state)
+        if visual is not None and tokenizer is not None:
+            full = Qwen3VLConfig(
+                text_config=config.to_dict(),
+                vision_config=vision_config(state, visual),
+                tie_word_embeddings=False,
+                **_token_ids(tokenizer),
+            )
+            renamed = {}
+            for key, value in state.items():
+                if key.startswith(visual):
+                    key = "model.visual." + key[len(visual) :]
+                elif key.startswith(prefix):
+                    key = "model.language_model." + key[len(prefix) :]
+                renamed[key] = value
+            return build_module(Qwen3VLForConditionalGeneration, full, renamed, dtype, "Qwen3-VL")
         text = {
             k[len(prefix) :]: v
             for k, v in state.items()
@@ -234,7 +310,7 @@ def qwen21_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
             ("qwen25-tokenizer", "qwen25"),
             lambda: qwen_tokenizer(checkpoint=path.name, roots=manager.roots),
         )
-        return build_text_encoder(path, state, manager.dtype), tokenizer
+        return build_text_encoder(path, state, manager.dtype, tokenizer), tokenizer
 
     model, tokenizer = manager.load_module((key, "qwen3_vl"), load)
     hold(manager, key, {"text_encoder:qwen3vl": model})

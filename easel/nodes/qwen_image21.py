@@ -3,8 +3,12 @@
 TextEncodeQwenImage21 encodes the prompt and the negative prompt through Qwen3-VL in
 QwenImage21Pipeline's template and gives, besides both conditionings, an empty latent of the
 size to sample at (64 channels at 1/16). Reference images (`image_1` ... `image_16`, ComfyUI's
-"images" group) need Qwen3-VL's vision tower, which Easel does not load yet: a connected image
-is refused, naming its input, rather than ignored.
+"images" group), in order, are resized to about `resolution` x `resolution` pixels at
+multiples of 32, their aspect kept (0: their own size rounded to 32), with Lanczos on 8-bit
+pixels as the pipeline resizes them; the text encoder sees them (both prompts) and with `vae`
+their latents become the conditionings' reference latents. Without `vae` the images are
+context only: their hidden states stay in the text (ComfyUI's `keep_vision`). The latent is
+then the first image's size.
 
 QwenImage21Cache sets where the transformer's prefix cache (the text tokens' keys and values,
 the same at every step) lives. Easel keeps it on the compute device for "auto", "gpu" and
@@ -15,6 +19,7 @@ lossy and Easel has no equivalent: refused, naming the input.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -31,11 +36,50 @@ LATENT_FACTOR = 16
 LATENT_CHANNELS = 64
 
 
-def _encode(clip: Any, text: str, input_name: str) -> dict[str, Any]:
+def _encode(clip: Any, text: str, images: list[Any], input_name: str) -> dict[str, Any]:
     from easel.models import qwen21_text
 
     with model_errors(input_name):
-        return qwen21_text.encode(clip, text)
+        return qwen21_text.encode(clip, text, images)
+
+
+def reference_size(width: int, height: int, resolution: int) -> tuple[int, int]:
+    """ComfyUI's TextEncodeQwenImage21 sizes: about resolution^2 pixels, the aspect kept, each
+    side a multiple of 32 (0: the image's own size rounded to 32); at least 32."""
+    if resolution > 0:
+        ratio = width / height
+        new_w = round(math.sqrt(resolution * resolution * ratio) / 32) * 32
+        new_h = round(math.sqrt(resolution * resolution / ratio) / 32) * 32
+    else:
+        new_w, new_h = round(width / 32) * 32, round(height / 32) * 32
+    return max(32, new_w), max(32, new_h)
+
+
+def _picture(image: Any, size: tuple[int, int]) -> Any:
+    """The image's first item as an 8-bit RGB PIL image, Lanczos-resized to `size` (as the
+    pipeline's VaeImageProcessor resizes)."""
+    from PIL import Image as PILImage
+
+    from easel.models.qwen_text import to_pil
+
+    picture = to_pil(image[:1, :3])[0]
+    if picture.size != size:
+        picture = picture.resize(size, resample=PILImage.Resampling.LANCZOS)
+    return picture
+
+
+def _reference(vae: Any, picture: Any) -> Any:
+    """The picture's latent (normalised, as VAEEncode makes it) [1, 64, h/16, w/16]."""
+    import numpy as np
+    import torch
+
+    pixels = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)
+    module = vae.manager.place(vae.vae)
+    param = next(module.parameters())
+    images = (pixels.permute(2, 0, 1)[None] * 2 - 1).to(param.device, param.dtype)
+    with model_errors("vae"), torch.inference_mode():
+        latents = module.encode(images).latent_dist.mode()
+    return ((latents.float() - vae.shift_factor) * vae.scaling_factor).cpu()
 
 
 @node(
@@ -68,8 +112,9 @@ def TextEncodeQwenImage21(
 ) -> Any:
     """Qwen-Image 2.1's prompts (ComfyUI's TextEncodeQwenImage21): the prompt and the negative
     prompt through Qwen3-VL in QwenImage21Pipeline's template (an empty one as " "), and an
-    empty latent of `resolution` x `resolution` pixels (1024 when 0). Reference images are not
-    supported yet (they need Qwen3-VL's vision tower)."""
+    empty latent of `resolution` x `resolution` pixels (1024 when 0), or of the first reference
+    image's size. Reference images are seen by the text encoder and, with `vae`, become
+    reference latents."""
     import torch
 
     require(clip, "text encoder (CLIP)", "clip")
@@ -86,18 +131,29 @@ def TextEncodeQwenImage21(
         "image_9": image_9, "image_10": image_10, "image_11": image_11, "image_12": image_12,
         "image_13": image_13, "image_14": image_14, "image_15": image_15, "image_16": image_16,
     }  # fmt: skip
+    pictures, references = [], []
     for name, image in images.items():
-        if image is not None:
-            raise NodeError(
-                "reference images are not supported yet for Qwen-Image 2.1 in Easel: the text "
-                "encoder would have to see them through Qwen3-VL's vision tower, which Easel "
-                "does not load; disconnect the image for text-to-image",
-                name,
-            )
-    positive = _encode(clip, prompt, "prompt")
-    negative = _encode(clip, negative_prompt, "negative_prompt")
-    side = resolution or 1024
-    height = width = side
+        if image is None:
+            continue
+        if image.shape[0] > 1:
+            ctx.warn(f"{name}: a batch of {image.shape[0]} images; the first is used")
+        size = reference_size(int(image.shape[-1]), int(image.shape[-2]), resolution)
+        picture = _picture(image, size)
+        pictures.append(picture)
+        if vae is not None:
+            references.append(_reference(vae, picture))
+    positive = _encode(clip, prompt, pictures, "prompt")
+    negative = _encode(clip, negative_prompt, pictures, "negative_prompt")
+    if references:
+        positive["reference_latents"] = references
+        negative["reference_latents"] = list(references)
+    elif pictures:  # no vae: the images' hidden states stay in the text as context (ComfyUI's
+        # keep_vision); no latents fill their slots
+        for cond in (positive, negative):
+            cond["image_pad"] = torch.zeros_like(cond["image_pad"])
+    width = height = resolution or 1024
+    if pictures:
+        width, height = pictures[0].size
     samples = torch.zeros(1, LATENT_CHANNELS, height // LATENT_FACTOR, width // LATENT_FACTOR)
     latent = {"samples": samples, "width": width, "height": height}
     return {"positive": positive, "negative": negative, "latent": latent}

@@ -4,6 +4,7 @@ tiny random weights, max abs pixel diff 1e-3, all four channels)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -131,3 +132,70 @@ def test_cache_off_gives_the_same_image(qwen21_models: Any, run_qwen21: Any) -> 
     )
     assert (off - theirs).abs().max().item() <= TOLERANCE
     assert (cached - off).abs().max().item() <= TOLERANCE
+
+
+EDIT_SIZE = 288  # Qwen3-VL's image processor takes at least 65,536 pixels an image
+
+
+def _picture(seed: int, size: tuple[int, int]) -> Any:
+    import numpy as np
+    from PIL import Image as PILImage
+
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    return PILImage.fromarray(pixels, "RGB")
+
+
+def edit_workflow(paths: list[Path], *, resolution: int = EDIT_SIZE) -> dict[str, Any]:
+    """ComfyUI's Qwen-Image 2.1 edit template's shape: the images into TextEncodeQwenImage21
+    with the VAE, its latent sampled (the template's switch on the encoder's latent)."""
+    nodes = split_workflow()
+    enc = nodes["enc"]["inputs"]
+    enc["vae"] = ["vae", "vae"]
+    enc["resolution"] = resolution
+    enc["prompt"] = "make it blue"
+    for i, path in enumerate(paths, start=1):
+        nodes[f"img{i}"] = {"type": "LoadImage", "inputs": {"image": str(path)}}
+        enc[f"image_{i}"] = [f"img{i}", "image"]
+    del nodes["lat"]
+    nodes["k"]["inputs"]["latent"] = ["enc", "latent"]
+    return nodes
+
+
+def test_edit_with_reference_images_equals_the_pipeline(
+    qwen21_models: Any, run_qwen21: Any, tmp_path: Path
+) -> None:
+    """Two reference images (the second of another aspect) seen by Qwen3-VL's vision tower and
+    spliced in as latents: QwenImage21Pipeline's image for the same images (the second resized
+    by both to about resolution^2 pixels at multiples of 32: 384 x 224)."""
+    pictures = [_picture(1, (EDIT_SIZE, EDIT_SIZE)), _picture(2, (320, 192))]
+    paths = []
+    for i, picture in enumerate(pictures):
+        paths.append(tmp_path / f"ref{i}.png")
+        picture.save(paths[-1])
+    result = run_qwen21(edit_workflow(paths), ["dec", "enc"])
+    ours = image_of(result)
+    assert result.values["enc"]["latent"]["samples"].shape == (1, 64, 18, 18)  # the first
+    pipe = qwen21_models.pipe
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        out = pipe(
+            prompt="make it blue",
+            image=pictures,
+            output_resolution=EDIT_SIZE,
+            height=EDIT_SIZE,
+            width=EDIT_SIZE,
+            num_inference_steps=3,
+            generator=torch.Generator("cpu").manual_seed(42),
+            output_type="np",
+        ).images
+    theirs = as_tensor(out)
+    assert ours.shape == theirs.shape == (1, 4, EDIT_SIZE, EDIT_SIZE)
+    error = (ours - theirs).abs().max().item()
+    assert error <= TOLERANCE
+    # the references reach the model: without them (text to image) the image differs
+    plain = split_workflow()
+    plain["enc"]["inputs"]["prompt"] = "make it blue"
+    plain["lat"]["inputs"].update(width=EDIT_SIZE, height=EDIT_SIZE)
+    text_only = image_of(run_qwen21(plain, ["dec"]))
+    assert (ours - text_only).abs().max().item() > max(100 * error, 1e-4)

@@ -73,14 +73,22 @@ def test_the_vae_is_the_21_vae_and_its_config_is_read_off_the_file(qwen21_models
     assert config["temperal_downsample"] == list(expected.config.temperal_downsample)
 
 
-def test_a_reference_image_is_refused_naming_its_input(run_qwen21: Any) -> None:
+def test_images_without_a_vae_are_context_only(run_qwen21: Any, tmp_path: Path) -> None:
+    """Without `vae` the images are seen by the text encoder and stay in the text (ComfyUI's
+    keep_vision): no image slot waits for a latent, and the image still changes the result."""
+    from PIL import Image as PILImage
+
+    PILImage.new("RGB", (288, 288), (200, 30, 30)).save(tmp_path / "red.png")
     nodes = split_workflow()
-    nodes["img"] = {"type": "EmptyImage", "inputs": {"width": 64, "height": 64}}
+    nodes["img"] = {"type": "LoadImage", "inputs": {"image": str(tmp_path / "red.png")}}
     nodes["enc"]["inputs"]["image_1"] = ["img", "image"]
-    result = run_qwen21(nodes, ["enc"])
-    assert result.status != "succeeded"
-    [failure] = result.failures
-    assert failure.input == "image_1" and "vision tower" in failure.message
+    result = run_qwen21(nodes, ["enc", "dec"])
+    assert result.status == "succeeded", result.failures
+    positive = result.values["enc"]["positive"]
+    assert not bool(positive["image_pad"].any()) and "reference_latents" not in positive
+    plain = run_qwen21(split_workflow(), ["enc", "dec"])
+    assert positive["embeds"].shape[1] > plain.values["enc"]["positive"]["embeds"].shape[1]
+    assert (result.values["dec"]["image"] - plain.values["dec"]["image"]).abs().max() > 1e-4
 
 
 def test_lossy_cache_storage_is_refused_naming_dtype(run_qwen21: Any) -> None:
