@@ -6,8 +6,12 @@ around the loaded decoder without copying a weight, the chat prompt, and transfo
   transformers' `*ForCausalLM` (MODEL_FOR_CAUSAL_LM_MAPPING) built on the meta device, its
   `model` the loaded decoder and its LM head the tied input embedding (Qwen3-4B, Gemma 2) or a
   head the loader kept (`LM_HEAD` on the decoder). A decoder with neither has no way to pick
-  tokens: GenerationError says so. Qwen2.5-VL loaded whole (Qwen2_5_VLForConditionalGeneration,
-  vision tower included) generates as it is, images too, when its file has `lm_head.weight`.
+  tokens: GenerationError says so. A vision-language model loaded whole (Qwen2.5-VL,
+  Qwen3-VL: `*ForConditionalGeneration`, vision tower included) generates as it is, images
+  too, when its file has `lm_head.weight`. Their language model loaded alone
+  (Qwen2_5_VLTextModel, Qwen3VLTextModel) goes inside Qwen2ForCausalLM / Qwen3ForCausalLM: on
+  text alone the three multimodal rotary positions are equal, which is the plain 1-D rotary
+  embedding those classes have (checked against the whole model in the tests).
 - The prompt: the tokenizer's chat template when it has one; otherwise the chat format its
   special tokens name (ChatML, Gemma's turns, Llama 3's headers, Mistral's [INST]), as
   ComfyUI's per-model templates write them; the prompt as given when `template` is off.
@@ -27,6 +31,14 @@ LM_HEAD = "easel_lm_head"
 # Tokens that end an assistant turn in the chat formats below (the tokenizer's EOS too).
 END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<|eot_id|>", "</s>")
 IMAGE_TOKENS = "<|vision_start|><|image_pad|><|vision_end|>"
+# Vision-language models that generate whole, and the module whose `processor(tokenizer)`
+# turns their images into patches (the one their family's image encoding uses).
+VLM_PROCESSORS = {
+    "Qwen2_5_VLForConditionalGeneration": "easel.models.qwen_text",
+    "Qwen3VLForConditionalGeneration": "easel.models.qwen21_text",
+}
+# A VLM's language model loaded alone -> the text-only causal LM class around it.
+TEXT_ONLY = {"Qwen2_5_VLTextModel": "Qwen2ForCausalLM", "Qwen3VLTextModel": "Qwen3ForCausalLM"}
 
 
 class GenerationError(ValueError):
@@ -58,10 +70,14 @@ def keep_lm_head(model: Any, weight: Any) -> None:
 
 
 def file_lm_head(state: Any, prefix: str) -> Any:
-    """The `lm_head.weight` of a text encoder file whose decoder sits under `prefix`: beside
-    the decoder (transformers' layout, `model.` prefix) or under the prefix; None if none."""
-    outer = prefix[: -len("model.")] if prefix.endswith("model.") else prefix
-    for key in (outer + "lm_head.weight", prefix + "lm_head.weight"):
+    """The `lm_head.weight` of a text encoder file whose decoder sits under `prefix`: under the
+    prefix, beside the decoder (`language_model.model.` -> `language_model.lm_head`) or at the
+    top (transformers' layout); None if none."""
+    keys = [prefix + "lm_head.weight"]
+    if prefix.endswith("model."):
+        keys.append(prefix[: -len("model.")] + "lm_head.weight")
+    keys.append("lm_head.weight")
+    for key in keys:
         if key in state:
             return state[key]
     return None
@@ -71,7 +87,7 @@ def is_language_model(model: Any) -> bool:
     """Whether `model` is a decoder Easel can generate with (or say why not)."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
-    if type(model).__name__ in ("Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLTextModel"):
+    if type(model).__name__ in (*VLM_PROCESSORS, *TEXT_ONLY):
         return True
     config = getattr(model, "config", None)
     return (
@@ -96,6 +112,12 @@ def language_part(clip: Any) -> Any:
 def _head_weight(model: Any) -> Any:
     kept = getattr(model, LM_HEAD, None)
     if kept is not None:
+        if tuple(kept.shape) != tuple(model.get_input_embeddings().weight.shape):
+            raise GenerationError(
+                f"the kept lm_head.weight {tuple(kept.shape)} does not fit this "
+                f"{type(model).__name__}'s embeddings "
+                f"{tuple(model.get_input_embeddings().weight.shape)}"
+            )
         return kept
     if getattr(model.config, "tie_word_embeddings", False):
         return model.get_input_embeddings().weight
@@ -112,22 +134,32 @@ def causal_lm(model: Any) -> Any:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
     name = type(model).__name__
-    if name == "Qwen2_5_VLTextModel":
-        raise GenerationError(
-            "this Qwen2.5-VL file has no vision tower and no lm_head.weight: generation needs "
-            "the full file"
-        )
-    if name == "Qwen2_5_VLForConditionalGeneration":
+    if name in VLM_PROCESSORS:
         if not isinstance(model.lm_head, torch.nn.Linear):
             raise GenerationError(
-                "this Qwen2.5-VL file holds no lm_head.weight (its embeddings are not tied), so "
+                f"this {name} file holds no lm_head.weight (its embeddings are not tied), so "
                 "it cannot pick tokens"
             )
         return model
     head = _head_weight(model)
-    cls: Any = MODEL_FOR_CAUSAL_LM_MAPPING[type(model.config)]
+    if name in TEXT_ONLY:
+        import transformers
+
+        cls: Any = getattr(transformers, TEXT_ONLY[name])
+        text = model.config
+        config = cls.config_class(
+            vocab_size=text.vocab_size,
+            hidden_size=text.hidden_size,
+            intermediate_size=text.intermediate_size,
+            num_hidden_layers=text.num_hidden_layers,
+            num_attention_heads=text.num_attention_heads,
+            num_key_value_heads=text.num_key_value_heads,
+            **({"head_dim": text.head_dim} if hasattr(text, "head_dim") else {}),
+        )
+    else:
+        cls, config = MODEL_FOR_CAUSAL_LM_MAPPING[type(model.config)], model.config
     with torch.device("meta"):
-        lm = cls(model.config)
+        lm = cls(config)
     lm.model = model
     lm.lm_head = torch.nn.Linear(head.shape[1], head.shape[0], bias=False, device="meta")
     lm.lm_head.weight = (
@@ -267,10 +299,10 @@ def generate(
     part = language_part(clip)
     model, tokenizer = part.model, part.tokenizer
     lm = causal_lm(model)
-    if images and type(model).__name__ != "Qwen2_5_VLForConditionalGeneration":
+    if images and type(model).__name__ not in VLM_PROCESSORS:
         raise GenerationError(
-            f"this CLIP's {type(model).__name__} reads no images: only Qwen2.5-VL loaded with "
-            "its vision tower does",
+            f"this CLIP's {type(model).__name__} reads no images: only Qwen2.5-VL or Qwen3-VL "
+            "loaded with its vision tower does",
             "image",
         )
     if template:
@@ -288,8 +320,9 @@ def generate(
         manager.place(model)
     device = next(model.parameters()).device
     if images:
-        from easel.models.qwen_text import processor
+        import importlib
 
+        processor = importlib.import_module(VLM_PROCESSORS[type(model).__name__]).processor
         inputs = dict(processor(tokenizer)(text=[text], images=images, return_tensors="pt"))
         inputs["pixel_values"] = inputs["pixel_values"].to(next(model.parameters()).dtype)
     else:

@@ -272,3 +272,143 @@ def test_hidream_llama_file_keeps_its_lm_head_and_generates_as_llama_for_causal_
     with pytest.raises(NodeError) as caught:
         call(clip=_clip("llama", tokenizer, build_llama(state, "model.", torch.float32)))
     assert caught.value.input == "clip" and "lm_head.weight" in str(caught.value)
+
+
+def _vlm(kind: str, vocab: int, tokens: dict[str, int]) -> Any:
+    """A tiny random Qwen2.5-VL or Qwen3-VL, vision tower included."""
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+    )
+
+    torch.manual_seed(5)
+    text: dict[str, Any] = dict(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        rms_norm_eps=1e-6,
+    )
+    if kind == "qwen3-vl":
+        text.update(
+            head_dim=16,
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 5e6,
+                "mrope_section": [4, 2, 2],
+                "mrope_interleaved": True,
+            },
+        )
+        vision = dict(
+            depth=1,
+            hidden_size=16,
+            num_heads=1,
+            intermediate_size=32,
+            out_hidden_size=32,
+            patch_size=16,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            num_position_embeddings=16,
+            deepstack_visual_indexes=[0],
+        )
+        config: Any = Qwen3VLConfig(
+            text_config=text, vision_config=vision, tie_word_embeddings=False, **tokens
+        )
+        model: Any = Qwen3VLForConditionalGeneration(config)
+    else:
+        text.update(
+            rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]}
+        )
+        vision = dict(
+            depth=1,
+            hidden_size=16,
+            num_heads=1,
+            intermediate_size=32,
+            out_hidden_size=32,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=56,
+            fullatt_block_indexes=[0],
+        )
+        config = Qwen2_5_VLConfig(
+            text_config=text, vision_config=vision, tie_word_embeddings=False, **tokens
+        )
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0.0, 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("kind", ["qwen2.5-vl", "qwen3-vl"])
+def test_vision_language_models_generate_whole_and_their_language_model_alone(
+    kind: str, tmp_path: Path
+) -> None:
+    """Whole (vision tower included) and language model alone (with the file's head), the
+    text-only answer is the whole model's own `generate`."""
+    from easel.models.text_generation import keep_lm_head
+
+    tokenizer, _, _ = _loaded("qwen3", tmp_path)
+    vision_tokens = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+    tokenizer.add_tokens(vision_tokens, special_tokens=True)
+    ids_of = tokenizer.convert_tokens_to_ids
+    tokens = {
+        "vision_start_token_id": ids_of("<|vision_start|>"),
+        "vision_end_token_id": ids_of("<|vision_end|>"),
+        "image_token_id": ids_of("<|image_pad|>"),
+        "video_token_id": ids_of("<|video_pad|>"),
+    }
+    whole = _vlm(kind, len(tokenizer), tokens)
+    text, has_special = chat_prompt(tokenizer, PROMPT)
+    ids = tokenizer([text], add_special_tokens=not has_special, return_tensors="pt")
+    with torch.no_grad():
+        expected = whole.generate(
+            **ids, max_new_tokens=8, do_sample=False, pad_token_id=0, eos_token_id=None
+        )[0, ids["input_ids"].shape[1] :]
+    ends = {ids_of("<|im_end|>"), tokenizer.eos_token_id}
+    stop = next((i for i, t in enumerate(expected.tolist()) if t in ends), len(expected))
+    answer = tokenizer.decode(expected[:stop], skip_special_tokens=True).strip()
+    assert answer
+    out = call(
+        clip=_clip("qwen", tokenizer, whole), prompt=PROMPT, max_length=8, sampling_mode="off"
+    )
+    assert out["generated_text"] == answer
+    alone = whole.model.language_model
+    keep_lm_head(alone, whole.lm_head.weight.detach())
+    out = call(
+        clip=_clip("qwen", tokenizer, alone), prompt=PROMPT, max_length=8, sampling_mode="off"
+    )
+    assert out["generated_text"] == answer
+    # An image: the family's processor makes the patches, the whole model reads them.
+    import importlib
+
+    from easel.models.qwen_text import to_pil
+    from easel.models.text_generation import VLM_PROCESSORS
+
+    torch.manual_seed(6)
+    image = torch.rand(1, 3, 64, 64)
+    processor = importlib.import_module(VLM_PROCESSORS[type(whole).__name__]).processor
+    text, _ = chat_prompt(tokenizer, PROMPT, images=1)
+    inputs = processor(tokenizer)(text=[text], images=to_pil(image), return_tensors="pt")
+    with torch.no_grad():
+        seen = whole.generate(
+            **inputs, max_new_tokens=8, do_sample=False, pad_token_id=0, eos_token_id=None
+        )[0, inputs["input_ids"].shape[1] :]
+    stop = next((i for i, t in enumerate(seen.tolist()) if t in ends), len(seen))
+    out = call(
+        clip=_clip("qwen", tokenizer, whole),
+        prompt=PROMPT,
+        max_length=8,
+        sampling_mode="off",
+        image=image,
+    )
+    assert out["generated_text"] == tokenizer.decode(seen[:stop], skip_special_tokens=True).strip()
+    assert int((inputs["input_ids"] == tokens["image_token_id"]).sum()) > 1  # patches were read
+    with pytest.raises(NodeError) as caught:
+        call(clip=_clip("qwen", tokenizer, alone), prompt=PROMPT, image=image)
+    assert caught.value.input == "image"
