@@ -436,6 +436,7 @@ NODE_MAPS: dict[str, NodeMap] = {
                 "flux2": "flux2",
                 "qwen_image": "qwen_image",
                 "longcat_image": "longcat_image",
+                "ovis": "ovis",
                 "lumina2": "lumina2",
                 "sd3": "sd3",
                 "chroma": "chroma",

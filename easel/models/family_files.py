@@ -31,6 +31,7 @@ from easel.models.errors import ModelError
 
 DIFFUSION_MODELS: tuple[str, ...] = (
     "easel.models.flux2_loading",
+    "easel.models.ovis_loading",  # before LongCat's and Flux.1's: double_blocks, txt_norm
     "easel.models.longcat_loading",  # before Flux.1's: double_blocks without vector_in
     "easel.models.flux_loading",
     "easel.models.qwen_loading",
@@ -54,6 +55,7 @@ CHECKPOINTS: tuple[str, ...] = (
     "easel.models.lumina_loading",
     "easel.models.krea2_loading",
     "easel.models.longcat_loading",
+    "easel.models.ovis_loading",
     "easel.models.ernie_loading",
 )
 CLIP_TYPES: dict[int, dict[str, str]] = {
@@ -63,6 +65,7 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
         "chroma": "easel.models.chroma_loading:chroma_clip",
         "qwen_image": "easel.models.qwen_loading:qwen_clip",
         "longcat_image": "easel.models.longcat_loading:longcat_clip",
+        "ovis": "easel.models.ovis_loading:ovis_clip",
         "lumina2": "easel.models.lumina_loading:lumina2_clip",
         "sd3": "easel.models.sd3_loading:sd3_clip",
         "krea2": "easel.models.krea2_loading:krea2_clip",
@@ -77,7 +80,7 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
 # what DiffusionModelLoader reads, for its error message
 FAMILY_NAMES = (
     "Flux.1, Flux.2, Qwen-Image, Z-Image, Lumina 2, HiDream-I1, Chroma, SD3 / 3.5, Krea 2, "
-    "LongCat-Image, ERNIE-Image"
+    "LongCat-Image, ERNIE-Image, Ovis-Image"
 )
 
 

@@ -41,6 +41,9 @@ def image_ids(height: int, width: int, start: int, device: Any, dtype: Any) -> A
 class LongCatNetwork:
     """Calls a LongCatImageTransformer2DModel (`call`: the module, or it with LoRA patches)."""
 
+    encoder = "Qwen2.5-VL"
+    clip_type = "longcat_image"
+
     def __init__(self, transformer: Any, call: Any, family: Any) -> None:
         self.transformer, self.call, self.family = transformer, call, family
         self.patch = int(getattr(family, "patch", 2))
@@ -59,21 +62,23 @@ class LongCatNetwork:
         embeds = cond.get("embeds")
         if embeds is None or embeds.dim() != 3:
             raise ValueError(
-                "LongCat-Image needs Qwen2.5-VL embeddings: encode the prompt with a LongCat "
-                "CLIP (TextEncoderLoader type longcat_image)"
+                f"{self.family.label} needs {self.encoder} embeddings: encode the prompt with "
+                f"a CLIP of TextEncoderLoader type {self.clip_type}"
             )
         width = int(self.transformer.config.joint_attention_dim)
         if embeds.shape[-1] != width:
             raise ValueError(
-                f"text embeddings have width {embeds.shape[-1]} but this LongCat-Image model "
-                f"expects {width} (Qwen2.5-VL's): was the CLIP made for another model?"
+                f"text embeddings have width {embeds.shape[-1]} but this {self.family.label} "
+                f"model expects {width} ({self.encoder}'s): was the CLIP made for another model?"
             )
         if cond.get("control"):
-            raise ValueError("ControlNet conditioning is not supported for LongCat-Image models")
+            raise ValueError(
+                f"ControlNet conditioning is not supported for {self.family.label} models"
+            )
         if cond.get("reference_latents"):
             raise ValueError(
-                "reference latents (image editing) are not supported for LongCat-Image models "
-                "in Easel yet"
+                f"reference latents (image editing) are not supported for {self.family.label} "
+                "models in Easel yet"
             )
         return Cond(to_batch(embeds, batch, device, dtype), {}, None)
 
@@ -84,17 +89,25 @@ class LongCatNetwork:
         batch, _, height, width = x.shape
         if height % self.patch or width % self.patch:
             raise ValueError(
-                f"LongCat-Image packs latents in {self.patch}x{self.patch} patches: the image's "
-                f"width and height must be multiples of {8 * self.patch}"
+                f"{self.family.label} packs latents in {self.patch}x{self.patch} patches: the "
+                f"image's width and height must be multiples of {8 * self.patch}"
             )
         hidden = cond.encoder_hidden_states
-        count = int(hidden.shape[1])
+        txt_ids, img_ids = self.position_ids(
+            int(hidden.shape[1]), height // self.patch, width // self.patch, x.device, x.dtype
+        )
         out = self.call(
             hidden_states=pack(x, self.patch),
             timestep=t.expand(batch).to(x.dtype) / 1000,
             encoder_hidden_states=hidden,
-            txt_ids=text_ids(count, x.device, x.dtype),
-            img_ids=image_ids(height // self.patch, width // self.patch, count, x.device, x.dtype),
+            txt_ids=txt_ids,
+            img_ids=img_ids,
             return_dict=False,
         )[0]
         return unpack(out, height, width, self.patch)
+
+    def position_ids(
+        self, count: int, height: int, width: int, device: Any, dtype: Any
+    ) -> tuple[Any, Any]:
+        """(text ids, image ids) for `count` text tokens and a height x width token grid."""
+        return text_ids(count, device, dtype), image_ids(height, width, count, device, dtype)

@@ -143,6 +143,7 @@ NETWORKS: dict[str, str] = {
     "krea2": "easel.models.krea2_denoiser:Krea2Network",
     "ernie-image": "easel.models.ernie_denoiser:ErnieImageNetwork",
     "longcat": "easel.models.longcat_denoiser:LongCatNetwork",
+    "ovis": "easel.models.ovis_denoiser:OvisNetwork",
 }
 
 

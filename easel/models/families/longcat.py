@@ -65,8 +65,8 @@ def layout_of(state: Mapping[str, Any]) -> tuple[str, str] | None:
     """("bfl" or "diffusers", prefix) of a LongCat-Image transformer in `state`, or None.
 
     Black Forest Labs' layout: double blocks, a text input and no `vector_in` nor Chroma's
-    approximator nor Flux.2's shared modulation. Flux.1's own files always have `vector_in`
-    (CLIP-L's pooled embedding), so the two cannot be mistaken."""
+    approximator nor Flux.2's shared modulation nor Ovis-Image's text norm. Flux.1's own files
+    always have `vector_in` (CLIP-L's pooled embedding), so the two cannot be mistaken."""
     for prefix in PREFIXES:
         if prefix + DIFFUSERS_PROBE in state and prefix + "x_embedder.weight" in state:
             return "diffusers", prefix
@@ -77,6 +77,7 @@ def layout_of(state: Mapping[str, Any]) -> tuple[str, str] | None:
             and prefix + "vector_in.in_layer.weight" not in state
             and prefix + "distilled_guidance_layer.in_proj.weight" not in state
             and prefix + "double_stream_modulation_img.lin.weight" not in state
+            and prefix + "txt_norm.scale" not in state  # Ovis-Image (easel...families.ovis)
         ):
             return "bfl", prefix
     return None

@@ -16,6 +16,7 @@ from easel.models.families import (
     krea2,
     longcat,
     lumina,
+    ovis,
     qwen_image,
     qwen_image21,
     sd,
@@ -41,6 +42,7 @@ FAMILIES: tuple[Family, ...] = (
     *ernie.FAMILIES,
     *sd3.FAMILIES,
     *longcat.FAMILIES,
+    *ovis.FAMILIES,
     UNCLIP,
 )
 
