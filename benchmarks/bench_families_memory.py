@@ -70,6 +70,9 @@ elif family == "qwen-image":
 elif family == "longcat-image":
     from tests.families.test_longcat_parity import split_workflow
     nodes = split_workflow(steps=4)
+elif family == "ovis-image":
+    from tests.families.test_ovis_parity import split_workflow
+    nodes = split_workflow(steps=4)
 elif family == "qwen-image-2.1":
     from tests.families.test_qwen_image21_parity import split_workflow
     nodes = split_workflow(steps=4)
@@ -134,6 +137,11 @@ def build(families: list[str], root: Path) -> None:
             from tests.fixtures import longcat_family
 
             longcat_family.build(root)
+            continue
+        if family == "ovis-image":  # its files, and the Qwen2 tokenizer in the install
+            from tests.fixtures import ovis_family
+
+            ovis_family.build(root)
             continue
         if family in ("z-image", "lumina2"):  # built together (they share the Flux VAE)
             from tests.fixtures import lumina_family
