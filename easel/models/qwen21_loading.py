@@ -263,12 +263,13 @@ def build_text_encoder(
         config = text_config(state, prefix)
         visual = vision_prefix(state)
         if visual is not None and tokenizer is not None:
-            full = Qwen3VLConfig(
-                text_config=config.to_dict(),
-                vision_config=vision_config(state, visual),
-                tie_word_embeddings=False,
+            values: dict[str, Any] = {
+                "text_config": config.to_dict(),
+                "vision_config": vision_config(state, visual),
+                "tie_word_embeddings": False,
                 **_token_ids(tokenizer),
-            )
+            }
+            full = Qwen3VLConfig(**values)
             renamed = {}
             for key, value in state.items():
                 if key.startswith(visual):
@@ -282,7 +283,13 @@ def build_text_encoder(
             for k, v in state.items()
             if k.startswith(prefix) and not k.startswith("model.visual.")
         }
-        return build_module(Qwen3VLTextModel, config, text, dtype, "Qwen3-VL language model")
+        model = build_module(Qwen3VLTextModel, config, text, dtype, "Qwen3-VL language model")
+        from easel.models.text_generation import file_lm_head, keep_lm_head
+
+        head = file_lm_head(state, prefix)
+        if head is not None:  # TextGenerate's head (Qwen3-VL-8B's is not tied)
+            keep_lm_head(model, head.to(dtype))
+        return model
     except ModelError as exc:
         raise ModelError(f"{path.name}: {exc}") from None
     except (RuntimeError, ValueError, KeyError, IndexError) as exc:

@@ -3,7 +3,9 @@
 QwenImage21Cache, CLIPLoader type qwen_image, TextEncodeQwenImage21, KSampler, VAEDecode, and a
 prompt-enhancer branch through TextGenerate that its switch leaves off) runs end to end on the
 tiny Qwen-Image 2.1 models saved under the file names the template loads, and gives
-QwenImage21Pipeline's image for the template's prompt and seed. Size and steps are made small."""
+QwenImage21Pipeline's image for the template's prompt and seed; so does its background-removal
+template (a reference image through the vision tower and the VAE). Size and steps are made
+small."""
 
 from __future__ import annotations
 
@@ -123,6 +125,61 @@ def test_t2i_template_runs_and_equals_qwen_image21_pipeline(
     theirs = as_tensor(out)
     # the saved PNG is 8-bit: half a step of rounding on top of the parity tolerance
     assert (ours - theirs).abs().max().item() <= TOLERANCE + 0.5 / 255
+
+
+def test_background_removal_template_runs_and_equals_the_pipeline(
+    template_root: Path, qwen21_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`image_qwen_image_2_1_background_removal`: the loaded image through
+    TextEncodeQwenImage21 (resolution 0: its own size) with the VAE, sampled at the encoder's
+    latent (the template's switch), saved RGBA: QwenImage21Pipeline's image for that image."""
+    import os
+
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from easel.comfy.convert import to_easel
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+    from easel.workflow_edit import set_input
+
+    size = 288  # at least the 65,536 pixels Qwen3-VL's image processor takes
+    rng = np.random.default_rng(5)
+    picture = PILImage.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), "RGB")
+    picture.save(tmp_path / "angry_broccoli.png")
+    roots = [template_root / "models", template_root / "ComfyUI"]
+    monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
+    workflow = to_easel(template("image_qwen_image_2_1_background_removal"))
+    nodes = workflow["nodes"]
+    load, sampler = _only(nodes, "LoadImage"), _only(nodes, "KSampler")
+    encoder = nodes[_only(nodes, "TextEncodeQwenImage21")]["inputs"]
+    assert encoder["resolution"] == 0 and encoder["image_1"][0] == load
+    set_input(workflow, f"{load}.image", str(tmp_path / "angry_broccoli.png"))
+    set_input(workflow, f"{sampler}.steps", STEPS)
+    manager = ModelManager(roots, device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    out_dir = tmp_path / "out"
+    result = executor.run(workflow, output_dir=out_dir)
+    assert result.ok, result.failures
+    [saved] = [f for entry in result.ui.values() for f in entry.get("files", [])]
+    saved_picture = PILImage.open(out_dir / saved)
+    assert saved_picture.mode == "RGBA" and saved_picture.size == (size, size)
+    ours = torch.from_numpy(np.asarray(saved_picture).copy()).permute(2, 0, 1)[None] / 255
+
+    pipe = qwen21_models.pipe
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        out = pipe(
+            prompt=encoder["prompt"],
+            image=[picture],
+            output_resolution=size,
+            num_inference_steps=STEPS,
+            generator=torch.Generator("cpu").manual_seed(int(nodes[sampler]["inputs"]["seed"])),
+            output_type="np",
+        ).images
+    theirs = as_tensor(out)
+    assert (ours.float() - theirs).abs().max().item() <= TOLERANCE + 0.5 / 255
 
 
 @pytest.mark.parametrize(
