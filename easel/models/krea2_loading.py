@@ -184,6 +184,13 @@ def build_language_model(state: Mapping[str, Any], prefix: str, dtype: Any) -> A
             f"a Qwen3-VL text encoder of {layers} layers: Krea 2 reads hidden states "
             f"{list(krea2.TAP_LAYERS)} (Qwen3-VL-4B's 36 layers)"
         )
+    from easel.models.text_generation import file_lm_head, keep_lm_head
+
+    head = file_lm_head(state, prefix)
+    if head is not None:  # TextGenerate's head (Krea 2's encoding never reads it)
+        keep_lm_head(model, head.to(dtype))
+    else:  # Qwen3-VL-4B ties its head to the embedding, so its files hold none
+        model.config.tie_word_embeddings = True
     return model.eval().requires_grad_(False)
 
 

@@ -412,3 +412,74 @@ def test_vision_language_models_generate_whole_and_their_language_model_alone(
     with pytest.raises(NodeError) as caught:
         call(clip=_clip("qwen", tokenizer, alone), prompt=PROMPT, image=image)
     assert caught.value.input == "image"
+
+
+def test_a_krea2_text_encoder_file_generates_as_qwen3_vl_with_its_tied_head(
+    tmp_path: Path,
+) -> None:
+    """Krea 2's CLIP (Qwen3-VL-4B's language model alone, loaded from ComfyUI's file layout)
+    answers as the whole Qwen3-VL with its head tied to the embedding."""
+    from transformers import Qwen3VLForConditionalGeneration
+
+    from easel.models.krea2_loading import build_language_model
+    from tests.fixtures import krea2_family, qwen_image_family
+
+    tokenizer = qwen_image_family._tokenizer(qwen_image_family.write_tokenizer(tmp_path / "tok"))
+    torch.manual_seed(7)
+    encoder = krea2_family.text_encoder(tokenizer)
+    with torch.no_grad():
+        for param in encoder.parameters():
+            param.normal_(0.0, 0.5)
+    state = krea2_family.text_encoder_file(encoder)
+    loaded = build_language_model(state, "model.", torch.float32)
+    config = encoder.config
+    config.tie_word_embeddings = True
+    whole = Qwen3VLForConditionalGeneration(config).eval()
+    whole.model.load_state_dict(encoder.state_dict())
+    whole.tie_weights()
+    assert (
+        whole.lm_head.weight.data_ptr() == whole.model.language_model.embed_tokens.weight.data_ptr()
+    )
+    text, has_special = chat_prompt(tokenizer, PROMPT)
+    ids = tokenizer([text], add_special_tokens=not has_special, return_tensors="pt")
+    with torch.no_grad():
+        expected = whole.generate(
+            **ids, max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=None
+        )[0, ids["input_ids"].shape[1] :]
+    ends = {tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id}
+    stop = next((i for i, t in enumerate(expected.tolist()) if t in ends), len(expected))
+    out = call(
+        clip=_clip("krea2", tokenizer, loaded), prompt=PROMPT, max_length=6, sampling_mode="off"
+    )
+    assert out["generated_text"]
+    assert (
+        out["generated_text"] == tokenizer.decode(expected[:stop], skip_special_tokens=True).strip()
+    )
+
+
+def test_a_qwen_image21_text_only_file_keeps_its_lm_head(tmp_path: Path) -> None:
+    """Qwen-Image 2.1's loader, given a Qwen3-VL file without its vision tower, keeps the
+    file's lm_head.weight: the language model alone answers as the whole model."""
+    from easel.models.qwen21_loading import build_text_encoder
+
+    tokenizer, _, _ = _loaded("qwen3", tmp_path)
+    whole = _vlm("qwen3-vl", len(tokenizer), {})
+    state = {"model." + k: v.clone() for k, v in whole.model.language_model.state_dict().items()}
+    state["lm_head.weight"] = whole.lm_head.weight.detach().clone()
+    alone = build_text_encoder(tmp_path / "qwen3vl.safetensors", state, torch.float32)
+    assert type(alone).__name__ == "Qwen3VLTextModel"
+    text, has_special = chat_prompt(tokenizer, PROMPT)
+    ids = tokenizer([text], add_special_tokens=not has_special, return_tensors="pt")
+    with torch.no_grad():
+        expected = whole.generate(
+            **ids, max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=None
+        )[0, ids["input_ids"].shape[1] :]
+    ends = {tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id}
+    stop = next((i for i, t in enumerate(expected.tolist()) if t in ends), len(expected))
+    out = call(
+        clip=_clip("qwen", tokenizer, alone), prompt=PROMPT, max_length=6, sampling_mode="off"
+    )
+    assert out["generated_text"]
+    assert (
+        out["generated_text"] == tokenizer.decode(expected[:stop], skip_special_tokens=True).strip()
+    )
