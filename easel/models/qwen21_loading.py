@@ -24,7 +24,7 @@ from easel.models.errors import ModelError
 from easel.models.families import qwen_image21
 from easel.models.families.recognise import summarise
 from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype
-from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart
+from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 from easel.models.qwen_loading import build_module
 
 # Qwen3-VL-8B's language model: rope theta and interleaved multimodal sections (head_dim / 2)
@@ -349,9 +349,38 @@ def is_folder(folder: Path) -> bool:
     return str(index.get("_class_name", "")).startswith("QwenImage21")
 
 
-def folder_checkpoint(name: str, folder: Path, manager: Any) -> Any:
-    raise ModelError(
-        f"{folder.name}: Easel does not load Qwen-Image 2.1 diffusers folders yet; load "
-        "ComfyUI's split files (DiffusionModelLoader, TextEncoderLoader type qwen_image, "
-        "VAELoader)"
+def folder_checkpoint(
+    name: str, folder: Path, manager: Any
+) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
+    """A diffusers QwenImage21Pipeline folder: transformer/, text_encoder/ (Qwen3-VL),
+    processor/ (its tokenizer), vae/ (AutoencoderKLQwenImage21), scheduler/. The pipeline's
+    `sample_sigmas` (the Turbo checkpoint's default grid) are not used: the sampler's schedule
+    is what the workflow asks for."""
+    from easel.models import loading
+    from easel.models.qwen21_vae import Qwen21Vae
+
+    index = loading.model_index(folder)
+    transformer = manager.module(
+        folder / "transformer",
+        *index.get("transformer", ("diffusers", "QwenImage21Transformer2DModel")),
     )
+    raw_vae = manager.module(
+        folder / "vae", *index.get("vae", ("diffusers", "AutoencoderKLQwenImage21"))
+    )
+    te = manager.module(
+        folder / "text_encoder",
+        *index.get("text_encoder", ("transformers", "Qwen3VLForConditionalGeneration")),
+    )
+    processor = manager.module(
+        folder / "processor", *index.get("processor", ("transformers", "Qwen3VLProcessor"))
+    )
+    tokenizer = getattr(processor, "tokenizer", processor)
+    vae = manager.load_module((str(folder.resolve()), "qwen21-vae"), lambda: Qwen21Vae(raw_vae))
+    family = qwen_image21.QWEN_IMAGE21
+    sched = loading.scheduler_config(folder / "scheduler") or dict(family.scheduler_config)
+    vae_handle = VaeHandle(name, vae, manager)
+    model = ModelHandle(
+        name, transformer, dict(sched), family.latent.factor, manager, vae=vae_handle, family=family
+    )
+    part = TextEncoderPart("qwen3vl", tokenizer, te, kind="qwen3vl")
+    return model, ClipHandle(name, (part,), manager, family=family), vae_handle

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from tests.families.workflows import as_tensor, image_of
@@ -199,3 +200,32 @@ def test_edit_with_reference_images_equals_the_pipeline(
     plain["lat"]["inputs"].update(width=EDIT_SIZE, height=EDIT_SIZE)
     text_only = image_of(run_qwen21(plain, ["dec"]))
     assert (ours - text_only).abs().max().item() > max(100 * error, 1e-4)
+
+
+def test_diffusers_folder_gives_the_pipeline_image(
+    qwen21_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CheckpointLoader on a diffusers QwenImage21Pipeline folder gives the pipeline's image."""
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+
+    qwen21_models.pipe.save_pretrained(str(tmp_path / "qwen-image-2.1"), safe_serialization=True)
+    monkeypatch.setenv("EASEL_MODELS_DIR", str(tmp_path))
+    manager = ModelManager([tmp_path], device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    split = split_workflow()
+    nodes = {
+        "ckpt": {"type": "CheckpointLoader", "inputs": {"name": "qwen-image-2.1"}},
+        "enc": {
+            "type": "TextEncodeQwenImage21",
+            "inputs": {**split["enc"]["inputs"], "clip": ["ckpt", "clip"]},
+        },
+        "lat": split["lat"],
+        "k": {"type": "KSampler", "inputs": {**split["k"]["inputs"], "model": ["ckpt", "model"]}},
+        "dec": {"type": "VAEDecode", "inputs": {"vae": ["ckpt", "vae"], "latent": ["k", "latent"]}},
+    }
+    workflow = {"format": "easel.workflow", "version": 1, "nodes": nodes}
+    ours = image_of(executor.run(workflow, targets=["dec"], keep_values=True))
+    theirs = reference(qwen21_models.pipe, prompt=PROMPT, num_inference_steps=3)
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
