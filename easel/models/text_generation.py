@@ -335,7 +335,9 @@ def generate(
     if sampling.do_sample and sampling.presence_penalty:
         processors.append(presence_penalty(length, sampling.presence_penalty))
     config = generation_config(sampling, max_new_tokens, tokenizer)
-    devices = [device] if device.type == "cuda" else []
+    devices = []  # the CUDA generator is forked too: sampling there draws from it
+    if device.type == "cuda":
+        devices = [device.index if device.index is not None else torch.cuda.current_device()]
     with torch.random.fork_rng(devices=devices), torch.inference_mode():
         torch.manual_seed(sampling.seed)
         output = lm.generate(**inputs, generation_config=config, logits_processor=processors)
