@@ -76,6 +76,12 @@ elif family == "ovis-image":
 elif family == "qwen-image-2.1":
     from tests.families.test_qwen_image21_parity import split_workflow
     nodes = split_workflow(steps=4)
+elif family == "krea2":
+    from tests.families.test_krea2_parity import split_workflow
+    nodes = split_workflow(steps=4)
+elif family == "ernie-image":
+    from tests.families.test_ernie_parity import split_workflow
+    nodes = split_workflow(steps=4)
 elif family == "z-image":
     from tests.families.test_zimage_parity import split_workflow
     nodes = split_workflow(steps=4)
@@ -142,6 +148,16 @@ def build(families: list[str], root: Path) -> None:
             from tests.fixtures import ovis_family
 
             ovis_family.build(root)
+            continue
+        if family == "krea2":  # its files, and the Qwen2 tokenizer in the install
+            from tests.fixtures import krea2_family
+
+            krea2_family.build(root)
+            continue
+        if family == "ernie-image":  # its files (the tekken tokenizer inside Ministral's)
+            from tests.fixtures import ernie_family
+
+            ernie_family.build(root)
             continue
         if family in ("z-image", "lumina2"):  # built together (they share the Flux VAE)
             from tests.fixtures import lumina_family
