@@ -182,6 +182,74 @@ def test_background_removal_template_runs_and_equals_the_pipeline(
     assert (ours.float() - theirs).abs().max().item() <= TOLERANCE + 0.5 / 255
 
 
+def test_turbo_t2i_template_runs_and_equals_the_pipeline_on_its_sigmas(
+    template_root: Path, qwen21_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`image_qwen_image_2_1_turbo_t2i`: custom sampling (ManualSigmas with the Turbo grid,
+    KSamplerSelect euler, CFGGuider cfg 1, RandomNoise) through QwenImage21Cache: the pipeline's
+    image on the same sigmas, taken as they are (its scheduler without a shift)."""
+    import os
+
+    import numpy as np
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from PIL import Image as PILImage
+
+    from easel.comfy.convert import to_easel
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+
+    turbo = template_root / "models" / "diffusion_models" / (
+        "qwen_image_2.1_turbo_int8_convrot.safetensors"
+    )
+    shutil.copyfile(
+        qwen21_models.root / "models" / "diffusion_models" / "qwen_image_2.1.safetensors", turbo
+    )
+    roots = [template_root / "models", template_root / "ComfyUI"]
+    monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
+    workflow = to_easel(template("image_qwen_image_2_1_turbo_t2i"))
+    nodes = workflow["nodes"]
+    latent = _only(nodes, "EmptyLatent")
+    switch = nodes[_only(nodes, "Switch")]["inputs"]
+    assert switch["switch"] is False
+    prompt = switch["on_false"]
+    nodes["prompt_text"] = {"type": "String", "inputs": {"value": prompt}}  # as in the t2i test
+    switch["on_false"] = ["prompt_text", "value"]
+    nodes[latent]["inputs"]["width"] = SIZE
+    nodes[latent]["inputs"]["height"] = SIZE
+    sigmas = [float(v) for v in nodes[_only(nodes, "ManualSigmas")]["inputs"]["sigmas"].split(",")]
+    assert sigmas[-1] == 0.0 and len(sigmas) == 9
+    seed = int(nodes[_only(nodes, "RandomNoise")]["inputs"]["noise_seed"])
+    manager = ModelManager(roots, device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    result = executor.run(workflow, output_dir=tmp_path)
+    assert result.ok, result.failures
+    [saved] = [f for entry in result.ui.values() for f in entry.get("files", [])]
+    pixels = np.asarray(PILImage.open(tmp_path / saved))
+    ours = torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float() / 255
+
+    pipe = qwen21_models.pipe
+    original = pipe.scheduler
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
+        original.config, use_dynamic_shifting=False, shift=1.0
+    )
+    try:
+        pipe.set_progress_bar_config(disable=True)
+        with torch.no_grad():
+            out = pipe(
+                prompt=prompt,
+                height=SIZE,
+                width=SIZE,
+                sigmas=sigmas[:-1],
+                generator=torch.Generator("cpu").manual_seed(seed),
+                output_type="np",
+            ).images
+    finally:
+        pipe.scheduler = original
+    theirs = as_tensor(out)
+    assert (ours - theirs).abs().max().item() <= TOLERANCE + 0.5 / 255
+
+
 @pytest.mark.parametrize(
     "name",
     [
