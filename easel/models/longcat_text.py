@@ -15,7 +15,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from easel.models.families.longcat import MAX_TOKENS, PROMPT_PREFIX, PROMPT_SUFFIX
+from easel.models.families.longcat import (
+    EDIT_PREFIX,
+    IMAGE_PAD,
+    MAX_TOKENS,
+    PROMPT_PREFIX,
+    PROMPT_SUFFIX,
+)
 
 QUOTES = (("'", "'"), ('"', '"'), ("\u2018", "\u2019"), ("\u201c", "\u201d"))
 QUOTED = "|".join(re.escape(a) + "[^" + re.escape(a + b) + "]*?" + re.escape(b) for a, b in QUOTES)
@@ -51,18 +57,30 @@ def prompt_tokens(tokenizer: Any, text: str) -> list[int]:
     return ids[:MAX_TOKENS]
 
 
-def encode(clip: Any, text: str) -> dict[str, Any]:
-    """A CONDITIONING ({"embeds": [1, 512, D] float32 on the CPU}) for `text`."""
+def encode(clip: Any, text: str, image: Any = None) -> dict[str, Any]:
+    """A CONDITIONING ({"embeds": [1, T, D] float32 on the CPU}) for `text`: T = 512, or with
+    `image` (PIL; LongCatImageEditPipeline's encoding) the image's tokens and the 512."""
     import torch
 
-    from easel.models.qwen_text import _hidden_states, qwen_part
+    from easel.models.qwen_text import _hidden_states, image_processor, qwen_part
 
     part = qwen_part(clip)
     manager = clip.manager
     if manager is not None and hasattr(manager, "place"):
         manager.place(part.model)
     tokenizer = part.tokenizer
-    prefix = tokenizer(PROMPT_PREFIX, add_special_tokens=False)["input_ids"]
+    vision: dict[str, Any] = {}
+    if image is None:
+        prefix = tokenizer(PROMPT_PREFIX, add_special_tokens=False)["input_ids"]
+        keep = len(prefix)
+    else:  # one image token per merged patch, as the pipeline expands them
+        processor = image_processor()
+        vision = dict(processor(images=[image], return_tensors="pt"))
+        count = int(vision["image_grid_thw"].prod()) // processor.merge_size**2
+        prefix = tokenizer(EDIT_PREFIX.format(IMAGE_PAD * count), add_special_tokens=False)[
+            "input_ids"
+        ]
+        keep = prefix.index(tokenizer.convert_tokens_to_ids("<|vision_start|>"))
     suffix = tokenizer(PROMPT_SUFFIX, add_special_tokens=False)["input_ids"]
     ids = prompt_tokens(tokenizer, text)
     pad = tokenizer.pad_token_id
@@ -71,11 +89,25 @@ def encode(clip: Any, text: str) -> dict[str, Any]:
     padding = MAX_TOKENS - len(ids)
     input_ids = torch.tensor([prefix + ids + [pad] * padding + suffix])
     mask = torch.tensor([[1] * (len(prefix) + len(ids)) + [0] * padding + [1] * len(suffix)])
-    hidden = _hidden_states(part, {"input_ids": input_ids, "attention_mask": mask})
-    embeds = hidden[:, len(prefix) : hidden.shape[1] - len(suffix)]
+    inputs = {"input_ids": input_ids, "attention_mask": mask, **vision}
+    hidden = _hidden_states(part, inputs)
+    embeds = hidden[:, keep : hidden.shape[1] - len(suffix)]
     if manager is not None and hasattr(manager, "offload_text_encoders"):
         manager.offload_text_encoders([part.model])
     return {"embeds": embeds.float().cpu()}
+
+
+def encode_edit(clip: Any, text: str, image: Any) -> dict[str, Any]:
+    """LongCat-Image-Edit's CONDITIONING for `text` and `image` ([1, 3, H, W] in [0, 1], the
+    image the VAE encodes): the vision tower sees it at half its width and height (Lanczos), as
+    LongCatImageEditPipeline hands it over."""
+    from PIL import Image
+
+    from easel.models.qwen_text import to_pil
+
+    (pil,) = to_pil(image[:1])
+    half = pil.resize((max(1, pil.width // 2), max(1, pil.height // 2)), Image.Resampling.LANCZOS)
+    return encode(clip, text, half)
 
 
 def encode_prompts(clip: Any, texts: Mapping[str, str]) -> Any:

@@ -16,6 +16,7 @@ class OvisNetwork(LongCatNetwork):
 
     encoder = "Ovis 2.5 (Qwen3)"
     clip_type = "ovis"
+    references = False  # Ovis-Image has no editing model
 
     def position_ids(
         self, count: int, height: int, width: int, device: Any, dtype: Any

@@ -68,6 +68,8 @@ def _encode(
     from easel.models import qwen_text
 
     require(clip, "text encoder (CLIP)", "clip")
+    if getattr(getattr(clip, "family", None), "name", "") == "longcat-image":
+        return _encode_longcat(clip, prompt, images)
     if not any(getattr(part, "kind", "") == "qwen" for part in clip.parts):
         raise NodeError(
             f"needs a Qwen2.5-VL CLIP (TextEncoderLoader type qwen_image); this CLIP "
@@ -82,6 +84,22 @@ def _encode(
             cond = qwen_text.encode(clip, prompt, template=EDIT_TEMPLATE)
         else:
             cond = qwen_text.encode(clip, prompt)
+        uncond = empty_prompt(clip)
+    return {**cond, "uncond": uncond}
+
+
+def _encode_longcat(clip: Any, prompt: str, images: list[Any]) -> dict[str, Any]:
+    """A LongCat-Image CLIP in the Edit encoders (ComfyUI's LongCat-Image-Edit template):
+    LongCatImageEditPipeline's encoding of the one image (easel.models.longcat_text)."""
+    from easel.models import longcat_text
+
+    if len(images) > 1:
+        raise NodeError("LongCat-Image-Edit takes one image; connect only image1", "image2")
+    with model_errors("prompt"):
+        if images:
+            cond = longcat_text.encode_edit(clip, prompt, images[0])
+        else:
+            cond = longcat_text.encode(clip, prompt)
         uncond = empty_prompt(clip)
     return {**cond, "uncond": uncond}
 

@@ -157,3 +157,102 @@ def test_longcat_template_runs_with_comfyui_cfg_and_cfg_norm(
     assert float(ours.std()) > 0.01
     # the saved PNG is 8-bit: half a step of rounding on top of the parity tolerance
     assert (ours - theirs).abs().max().item() <= TOLERANCE + 0.5 / 255
+
+
+EDIT_SIZE = 96  # ScaleToTotalPixels' least 0.01 megapixels, in steps of 16, leave 96x96 as is
+
+
+def test_longcat_edit_template_equals_longcat_image_edit_pipeline(
+    longcat_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ComfyUI's `image_longcat_image_edit` template (ScaleToTotalPixels, TextEncodeQwenImageEdit
+    with the LongCat CLIP and the VAE on both sides, VAEEncode for the latent,
+    FluxKontextMultiReferenceLatentMethod "index", FluxGuidance, KSampler at cfg 4.5) runs end
+    to end and gives LongCatImageEditPipeline's image for its prompt, seed and cfg. The
+    pipeline's fixed 1024x1024 working area and the encoder's are made 96x96."""
+    import os
+
+    import numpy as np
+    from diffusers import LongCatImageEditPipeline
+    from diffusers.pipelines.longcat_image import pipeline_longcat_image_edit
+    from PIL import Image as PILImage
+
+    from easel.comfy.convert import to_easel
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+    from easel.nodes import qwen_image
+    from easel.workflow_edit import set_input
+
+    monkeypatch.setattr(qwen_image, "EDIT_AREA", EDIT_SIZE * EDIT_SIZE)
+    monkeypatch.setattr(
+        pipeline_longcat_image_edit,
+        "calculate_dimensions",
+        lambda area, ratio: (EDIT_SIZE, EDIT_SIZE),
+    )
+    root = tmp_path / "root"
+    files = {**TEMPLATE_FILES}
+    files["diffusion_models/longcat_image_edit_bf16.safetensors"] = files.pop(
+        "diffusion_models/longcat_image_bf16.safetensors"
+    )
+    for name, source in files.items():
+        (root / "models" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(longcat_models.root / "models" / source, root / "models" / name)
+    shutil.copytree(longcat_models.root / "ComfyUI", root / "ComfyUI")
+    roots = [root / "models", root / "ComfyUI"]
+    monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
+    generator = torch.Generator().manual_seed(7)
+    pixels = (torch.rand(EDIT_SIZE, EDIT_SIZE, 3, generator=generator) * 255).to(torch.uint8)
+    picture = PILImage.fromarray(pixels.numpy(), "RGB")
+    picture.save(tmp_path / "input.png")
+
+    workflow = to_easel(template("image_longcat_image_edit"))
+    nodes = workflow["nodes"]
+    sampler = _only(nodes, "KSampler")
+    set_input(workflow, f"{sampler}.steps", STEPS)
+    set_input(workflow, f"{_only(nodes, 'ScaleToTotalPixels')}.megapixels", 0.01)
+    set_input(workflow, f"{_only(nodes, 'LoadImage')}.image", str(tmp_path / "input.png"))
+    manager = ModelManager(roots, device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    result = executor.run(workflow, output_dir=tmp_path / "out")
+    assert result.ok, result.failures
+    saved = [f for entry in result.ui.values() for f in entry.get("files", [])]
+    [ours_file] = [f for f in saved if "LongCat-Image-Edit" in f]
+    pixels_out = np.asarray(PILImage.open(tmp_path / "out" / ours_file).convert("RGB"))
+    ours = torch.from_numpy(pixels_out.copy()).permute(2, 0, 1)[None].float() / 255
+
+    inputs = nodes[sampler]["inputs"]
+    prompt_of = {
+        side: nodes[nodes[nodes[inputs[side][0]]["inputs"]["conditioning"][0]]["inputs"][
+            "conditioning"
+        ][0]]["inputs"]["prompt"]
+        for side in ("positive", "negative")
+    }
+    cfg = float(inputs["cfg"])
+    assert cfg > 1
+    pipe = longcat_models.pipe
+    edit = LongCatImageEditPipeline(
+        scheduler=longcat_family.scheduler(),
+        vae=pipe.vae,
+        text_encoder=pipe.text_encoder,
+        tokenizer=pipe.tokenizer,
+        text_processor=pipe.text_processor,
+        transformer=pipe.transformer,
+    )
+    edit.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        out = edit(
+            image=picture,
+            prompt=prompt_of["positive"],
+            negative_prompt=prompt_of["negative"],
+            num_inference_steps=STEPS,
+            guidance_scale=cfg,
+            generator=torch.Generator("cpu").manual_seed(int(inputs["seed"])),
+            output_type="np",
+        ).images
+    from tests.families.workflows import as_tensor
+
+    theirs = as_tensor(out)
+    assert ours.shape == theirs.shape == (1, 3, EDIT_SIZE, EDIT_SIZE)
+    assert float(ours.std()) > 0.01
+    assert (ours - theirs).abs().max().item() <= TOLERANCE + 0.5 / 255

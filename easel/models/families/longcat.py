@@ -35,6 +35,16 @@ PROMPT_PREFIX = (
     "<|im_start|>user\n"
 )
 PROMPT_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n"
+# LongCatImageEditPipeline's: its system prompt, then the image's tokens (from
+# "<|vision_start|>" on, the hidden states are kept: the image's, then the prompt's)
+EDIT_PREFIX = (
+    "<|im_start|>system\nAs an image editing expert, first analyze the content and attributes "
+    "of the input image(s). Then, based on the user's editing instructions, clearly and "
+    "precisely determine how to modify the given image(s), ensuring that only the specified "
+    "parts are altered and all other aspects remain consistent with the original(s)."
+    "<|im_end|>\n<|im_start|>user\n<|vision_start|>{}<|vision_end|>"
+)
+IMAGE_PAD = "<|image_pad|>"
 
 # the diffusers keys of LongCat-Image's transformer (diffusers' single-file layout)
 DIFFUSERS_PROBE = "time_embed.timestep_embedder.linear_1.weight"
