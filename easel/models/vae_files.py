@@ -67,6 +67,10 @@ def load_vae_file(path: Path, state: dict[str, Any], dtype: Any, latent: Any = N
         return load_qwen21_vae(path, state, dtype)
     if is_qwen_vae(state):  # the Wan 2.1 / Qwen-Image video VAE (one frame)
         return load_qwen_vae(path, state, dtype)
+    from easel.models.flux2_vae import is_flux2_vae, load_flux2_vae
+
+    if is_flux2_vae(state):  # Flux.2's: batch-norm statistics of its patchified latents
+        return load_flux2_vae(path, state, dtype)
     try:
         if "encoder.down_blocks.0.resnets.0.conv1.weight" in state:
             config = _diffusers_config(state)
