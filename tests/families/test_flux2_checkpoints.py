@@ -13,6 +13,9 @@ import torch
 from tests.families.test_flux2_parity import FILES, PROMPT, image_of, workflow
 from tests.fixtures import flux2_family
 
+# Variants of the family's behaviour (samplers, layouts, edge cases): run with --slow.
+pytestmark = pytest.mark.slow
+
 flux2_root = flux2_family.flux2_root
 flux2_models = flux2_family.flux2_models
 flux2_manager = flux2_family.flux2_manager

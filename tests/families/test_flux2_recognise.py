@@ -12,6 +12,9 @@ import torch
 
 from tests.fixtures import flux2_family
 
+# Variants of the family's behaviour (samplers, layouts, edge cases): run with --slow.
+pytestmark = pytest.mark.slow
+
 flux2_root = flux2_family.flux2_root
 flux2_models = flux2_family.flux2_models
 flux2_manager = flux2_family.flux2_manager

@@ -13,6 +13,9 @@ from tests.families.test_flux_parity import PROMPT, TOLERANCE, reference, split_
 from tests.families.workflows import image_of
 from tests.fixtures import flux_family
 
+# Variants of the family's behaviour (samplers, layouts, edge cases): run with --slow.
+pytestmark = pytest.mark.slow
+
 flux_root = flux_family.flux_root
 flux_models = flux_family.flux_models
 flux_manager = flux_family.flux_manager

@@ -12,6 +12,9 @@ from tests.families.test_qwen_image_parity import PROMPT, TOLERANCE, reference, 
 from tests.families.workflows import SIZE, image_of
 from tests.fixtures import qwen_image_family
 
+# Variants of the family's behaviour (samplers, layouts, edge cases): run with --slow.
+pytestmark = pytest.mark.slow
+
 qwen_models = qwen_image_family.qwen_models
 qwen_manager = qwen_image_family.qwen_manager
 run_qwen = qwen_image_family.run_qwen

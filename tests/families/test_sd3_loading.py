@@ -14,6 +14,9 @@ from tests.families.test_sd3_parity import TOLERANCE, reference, split_workflow
 from tests.families.workflows import image_of
 from tests.fixtures import sd3_family
 
+# Variants of the family's behaviour (samplers, layouts, edge cases): run with --slow.
+pytestmark = pytest.mark.slow
+
 sd3_root = sd3_family.sd3_root
 sd3_models = sd3_family.sd3_models
 sd3_manager = sd3_family.sd3_manager

@@ -13,6 +13,9 @@ import torch
 
 from tests.fixtures import lumina_family
 
+# Variants of the family's behaviour (samplers, layouts, edge cases): run with --slow.
+pytestmark = pytest.mark.slow
+
 lumina_root = lumina_family.lumina_root
 lumina_models = lumina_family.lumina_models
 lumina_manager = lumina_family.lumina_manager
