@@ -218,9 +218,7 @@ def load_qwen21_vae(path: Path, state: Mapping[str, Any], dtype: Any) -> Qwen21V
     try:
         converted = diffusers_keys(state) if ORIGINAL_PROBE in state else dict(state)
         config = vae_config(converted)
-        vae = build_module(
-            AutoencoderKLQwenImage21, config, converted, dtype, "Qwen-Image 2.1 VAE"
-        )
+        vae = build_module(AutoencoderKLQwenImage21, config, converted, dtype, "Qwen-Image 2.1 VAE")
         return Qwen21Vae(vae)
     except ModelError as exc:
         raise ModelError(f"{path.name}: {exc}") from None

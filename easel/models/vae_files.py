@@ -58,10 +58,9 @@ def load_vae_file(path: Path, state: dict[str, Any], dtype: Any, latent: Any = N
     )
 
     from easel.models.families.sd import SD1
+    from easel.models.qwen21_vae import is_qwen21_vae, load_qwen21_vae
     from easel.models.qwen_vae import is_qwen_vae, load_qwen_vae
     from easel.models.state_dicts import load_into
-
-    from easel.models.qwen21_vae import is_qwen21_vae, load_qwen21_vae
 
     if is_qwen21_vae(state):  # Qwen-Image 2.1's RGBA 16x VAE (before Wan 2.1's: same keys)
         return load_qwen21_vae(path, state, dtype)

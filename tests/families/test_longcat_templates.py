@@ -223,9 +223,9 @@ def test_longcat_edit_template_equals_longcat_image_edit_pipeline(
 
     inputs = nodes[sampler]["inputs"]
     prompt_of = {
-        side: nodes[nodes[nodes[inputs[side][0]]["inputs"]["conditioning"][0]]["inputs"][
-            "conditioning"
-        ][0]]["inputs"]["prompt"]
+        side: nodes[
+            nodes[nodes[inputs[side][0]]["inputs"]["conditioning"][0]]["inputs"]["conditioning"][0]
+        ]["inputs"]["prompt"]
         for side in ("positive", "negative")
     }
     cfg = float(inputs["cfg"])

@@ -128,9 +128,7 @@ def test_cache_off_gives_the_same_image(qwen21_models: Any, run_qwen21: Any) -> 
     cached run and as the pipeline's use_kv_cache=False (CPU fp32)."""
     cached = image_of(run_qwen21(split_workflow(cache="auto"), ["dec"]))
     off = image_of(run_qwen21(split_workflow(cache="off"), ["dec"]))
-    theirs = reference(
-        qwen21_models.pipe, prompt=PROMPT, num_inference_steps=3, use_kv_cache=False
-    )
+    theirs = reference(qwen21_models.pipe, prompt=PROMPT, num_inference_steps=3, use_kv_cache=False)
     assert (off - theirs).abs().max().item() <= TOLERANCE
     assert (cached - off).abs().max().item() <= TOLERANCE
 

@@ -107,9 +107,7 @@ def test_integer_quantised_files_are_refused_naming_the_file(
 
     models = qwen21_models.root / "models" / "diffusion_models"
     state = load_file(str(models / "qwen_image_2.1.safetensors"))
-    state = {
-        k: (v.to(torch.int8) if k.endswith("to_q.weight") else v) for k, v in state.items()
-    }
+    state = {k: (v.to(torch.int8) if k.endswith("to_q.weight") else v) for k, v in state.items()}
     target = models / "qwen_image_2.1_int8_convrot.safetensors"
     save_file(state, str(target))
     try:

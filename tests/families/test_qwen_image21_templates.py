@@ -199,8 +199,11 @@ def test_turbo_t2i_template_runs_and_equals_the_pipeline_on_its_sigmas(
     from easel.core.plugins import load_plugins
     from easel.models.manager import ModelManager
 
-    turbo = template_root / "models" / "diffusion_models" / (
-        "qwen_image_2.1_turbo_int8_convrot.safetensors"
+    turbo = (
+        template_root
+        / "models"
+        / "diffusion_models"
+        / ("qwen_image_2.1_turbo_int8_convrot.safetensors")
     )
     shutil.copyfile(
         qwen21_models.root / "models" / "diffusion_models" / "qwen_image_2.1.safetensors", turbo

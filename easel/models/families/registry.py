@@ -9,9 +9,9 @@ from typing import Any
 
 from easel.models.families import (
     chroma,
+    ernie,
     flux,
     flux2,
-    ernie,
     hidream,
     krea2,
     longcat,
