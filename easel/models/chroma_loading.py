@@ -17,7 +17,7 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import chroma
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, storage_dtype, text_encoder
+from easel.models.flux_loading import dequantize_scaled_fp8, storage_dtype, stored_as, text_encoder
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart
 
 DIFFUSERS_WIDTH = 3072  # diffusers' converter splits single blocks' linear1 at this width
@@ -119,10 +119,7 @@ def diffusion_model(
         if not chroma.is_chroma(state):
             raise ModelError(f"{path.name} is not a Chroma transformer ({summarise(state)})")
         module = build_transformer(state, manager.dtype, path)
-        if storage is not None:
-            module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=manager.dtype)
-            module.easel_compute_dtype = manager.dtype
-        return module
+        return stored_as(module, storage, manager.dtype)
 
     module = manager.load_module((str(path.resolve()), f"chroma-transformer:{weight_dtype}"), load)
     family = chroma.CHROMA

@@ -27,7 +27,7 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import ernie
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype
+from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 
 KIND = "ministral3"
@@ -124,10 +124,7 @@ def diffusion_model(
         if ernie.recognise(state) is None:
             raise ModelError(f"{path.name} is not an ERNIE-Image transformer ({summarise(state)})")
         module = build_transformer(state, manager.dtype, path)
-        if storage is not None:
-            module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=manager.dtype)
-            module.easel_compute_dtype = manager.dtype
-        return module
+        return stored_as(module, storage, manager.dtype)
 
     module = manager.load_module((str(path.resolve()), f"ernie-transformer:{weight_dtype}"), load)
     return model_handle(name, module, manager)

@@ -18,7 +18,7 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import flux2
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype
+from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 
 
@@ -77,10 +77,7 @@ def diffusion_model(
                 "them in the original layout (double_blocks / single_blocks)"
             )
         module = build_transformer(state, manager.dtype, path)
-        if storage is not None:
-            module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=manager.dtype)
-            module.easel_compute_dtype = manager.dtype  # what the sampler feeds it
-        return module
+        return stored_as(module, storage, manager.dtype)
 
     module = manager.load_module((str(path.resolve()), f"flux2-transformer:{weight_dtype}"), load)
     return model_handle(name, module, manager, flux2.family_of(module.config))

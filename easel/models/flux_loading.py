@@ -119,6 +119,16 @@ def storage_dtype(weight_dtype: str) -> Any:
     return torch.float8_e5m2 if weight_dtype == "fp8_e5m2" else torch.float8_e4m3fn
 
 
+def stored_as(module: Any, storage: Any, compute_dtype: Any) -> Any:
+    """`module` keeping its weights in `storage` (an fp8 dtype from `storage_dtype`, or None
+    for as loaded) and computing in `compute_dtype` (diffusers' layerwise casting); the
+    sampler reads `easel_compute_dtype` to feed it."""
+    if storage is not None:
+        module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=compute_dtype)
+        module.easel_compute_dtype = compute_dtype
+    return module
+
+
 def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
     """Whether a diffusion-model file's keys are a Flux.1 transformer's (family_files)."""
     return flux.recognise(state) is not None
@@ -141,10 +151,7 @@ def diffusion_model(
                 "Easel reads them in the original layout (double_blocks / single_blocks)"
             )
         module = build_transformer(state, manager.dtype, path)
-        if storage is not None:
-            module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=manager.dtype)
-            module.easel_compute_dtype = manager.dtype  # what the sampler feeds it
-        return module
+        return stored_as(module, storage, manager.dtype)
 
     module = manager.load_module((str(path.resolve()), f"flux-transformer:{weight_dtype}"), load)
     return model_handle(name, module, manager, flux.folder_family(module.config))

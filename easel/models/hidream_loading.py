@@ -26,6 +26,7 @@ from easel.models.flux_loading import (
     dequantize_scaled_fp8,
     hold,
     storage_dtype,
+    stored_as,
 )
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart
 
@@ -73,10 +74,7 @@ def diffusion_model(
         if hidream.prefix_of(state) is None:
             raise ModelError(f"{path.name} is not a HiDream-I1 transformer ({summarise(state)})")
         module = build_transformer(state, manager.dtype, path)
-        if storage is not None:
-            module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=manager.dtype)
-            module.easel_compute_dtype = manager.dtype
-        return module
+        return stored_as(module, storage, manager.dtype)
 
     module = manager.load_module((str(path.resolve()), f"hidream-transformer:{weight_dtype}"), load)
     family = hidream.variant_for(Path(name).name or path.name)

@@ -23,7 +23,7 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import krea2
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import hold, storage_dtype
+from easel.models.flux_loading import hold, storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 from easel.models.lumina_loading import read_weights
 
@@ -100,10 +100,7 @@ def diffusion_model(
         if krea2.recognise(state) is None:
             raise ModelError(f"{path.name} is not a Krea 2 transformer ({summarise(state)})")
         module = build_transformer(state, manager.dtype, path)
-        if storage is not None:
-            module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=manager.dtype)
-            module.easel_compute_dtype = manager.dtype
-        return module
+        return stored_as(module, storage, manager.dtype)
 
     module = manager.load_module((str(path.resolve()), f"krea2-transformer:{weight_dtype}"), load)
     return model_handle(name, module, manager)

@@ -21,7 +21,7 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import longcat
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, storage_dtype
+from easel.models.flux_loading import dequantize_scaled_fp8, storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 
 TIMESTEP_OLD = "time_text_embed.timestep_embedder."
@@ -113,10 +113,7 @@ def diffusion_model(
         if longcat.recognise(state) is None:
             raise ModelError(f"{path.name} is not a LongCat-Image transformer ({summarise(state)})")
         module = build_transformer(state, manager.dtype, path)
-        if storage is not None:
-            module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=manager.dtype)
-            module.easel_compute_dtype = manager.dtype
-        return module
+        return stored_as(module, storage, manager.dtype)
 
     module = manager.load_module((str(path.resolve()), f"longcat-transformer:{weight_dtype}"), load)
     return model_handle(name, module, manager)

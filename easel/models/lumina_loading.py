@@ -18,7 +18,7 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import lumina
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype
+from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 
 
@@ -141,10 +141,7 @@ def diffusion_model(
                 f"{path.name} is not a Z-Image or Lumina 2 transformer ({summarise(state)})"
             )
         module = build_transformer(state, manager.dtype, path)
-        if storage is not None:
-            module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=manager.dtype)
-            module.easel_compute_dtype = manager.dtype
-        return module
+        return stored_as(module, storage, manager.dtype)
 
     module = manager.load_module((str(path.resolve()), f"lumina-transformer:{weight_dtype}"), load)
     return model_handle(name, module, manager, family_of(module))

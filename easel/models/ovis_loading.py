@@ -23,7 +23,7 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import ovis
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype
+from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 
 
@@ -160,10 +160,7 @@ def diffusion_model(
         if ovis.recognise(state) is None:
             raise ModelError(f"{path.name} is not an Ovis-Image transformer ({summarise(state)})")
         module = build_transformer(state, manager.dtype, path)
-        if storage is not None:
-            module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=manager.dtype)
-            module.easel_compute_dtype = manager.dtype
-        return module
+        return stored_as(module, storage, manager.dtype)
 
     module = manager.load_module((str(path.resolve()), f"ovis-transformer:{weight_dtype}"), load)
     family = ovis.OVIS

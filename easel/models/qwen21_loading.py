@@ -23,7 +23,7 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import qwen_image21
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype
+from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 from easel.models.qwen_loading import build_module
 
@@ -111,10 +111,7 @@ def diffusion_model(
             )
         refuse_integer_weights(state, path)
         module = build_transformer(state, manager.dtype, path)
-        if storage is not None:
-            module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=manager.dtype)
-            module.easel_compute_dtype = manager.dtype
-        return module
+        return stored_as(module, storage, manager.dtype)
 
     module = manager.load_module((str(path.resolve()), f"qwen21-transformer:{weight_dtype}"), load)
     family = qwen_image21.QWEN_IMAGE21

@@ -24,7 +24,7 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import qwen_image
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype
+from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 
 VISION_HEAD_DIM = 80  # Qwen2.5-VL's vision tower: heads of 80 channels (1280 = 16 x 80)
@@ -118,10 +118,7 @@ def diffusion_model(
         if qwen_image.recognise(state) is None:
             raise ModelError(f"{path.name} is not a Qwen-Image transformer ({summarise(state)})")
         module = build_transformer(state, manager.dtype, path)
-        if storage is not None:
-            module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=manager.dtype)
-            module.easel_compute_dtype = manager.dtype
-        return module
+        return stored_as(module, storage, manager.dtype)
 
     module = manager.load_module((str(path.resolve()), f"qwen-transformer:{weight_dtype}"), load)
     return model_handle(name, module, manager)

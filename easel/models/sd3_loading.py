@@ -21,6 +21,7 @@ from easel.models.flux_loading import (
     build_t5,
     dequantize_scaled_fp8,
     storage_dtype,
+    stored_as,
     text_encoder_kind,
 )
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
@@ -97,10 +98,7 @@ def diffusion_model(
                 "them in the original layout (joint_blocks)"
             )
         module = build_transformer(state, manager.dtype, path)
-        if storage is not None:
-            module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=manager.dtype)
-            module.easel_compute_dtype = manager.dtype  # what the sampler feeds it
-        return module
+        return stored_as(module, storage, manager.dtype)
 
     module = manager.load_module((str(path.resolve()), f"sd3-transformer:{weight_dtype}"), load)
     return model_handle(name, module, manager, sd3.folder_family(module.config))
