@@ -30,6 +30,7 @@ from typing import Any
 from easel.models.errors import ModelError
 
 DIFFUSION_MODELS: tuple[str, ...] = (
+    "easel.models.flux3_loading",
     "easel.models.flux2_loading",
     "easel.models.ovis_loading",  # before LongCat's and Flux.1's: double_blocks, txt_norm
     "easel.models.longcat_loading",  # before Flux.1's: double_blocks without vector_in
@@ -57,6 +58,7 @@ CHECKPOINTS: tuple[str, ...] = (
     "easel.models.longcat_loading",
     "easel.models.ovis_loading",
     "easel.models.ernie_loading",
+    "easel.models.flux3_loading",
 )
 CLIP_TYPES: dict[int, dict[str, str]] = {
     1: {
@@ -69,6 +71,7 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
         "lumina2": "easel.models.lumina_loading:lumina2_clip",
         "sd3": "easel.models.sd3_loading:sd3_clip",
         "krea2": "easel.models.krea2_loading:krea2_clip",
+        "flux3": "easel.models.flux3_loading:flux3_clip",
     },
     2: {
         "flux": "easel.models.flux_loading:flux_clip",
@@ -80,7 +83,7 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
 # what DiffusionModelLoader reads, for its error message
 FAMILY_NAMES = (
     "Flux.1, Flux.2, Qwen-Image, Z-Image, Lumina 2, HiDream-I1, Chroma, SD3 / 3.5, Krea 2, "
-    "LongCat-Image, ERNIE-Image, Ovis-Image"
+    "LongCat-Image, ERNIE-Image, Ovis-Image, Flux 3"
 )
 
 

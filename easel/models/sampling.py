@@ -133,6 +133,7 @@ NETWORKS: dict[str, str] = {
     "unet": "easel.models.sampling:UNetNetwork",
     "flux": "easel.models.flux_denoiser:FluxNetwork",
     "flux2": "easel.models.flux2_denoiser:Flux2Network",
+    "flux3": "easel.models.flux3_denoiser:Flux3Network",
     "qwen_image": "easel.models.qwen_image_denoiser:QwenImageNetwork",
     "qwen_image21": "easel.models.qwen21_denoiser:QwenImage21Network",
     "sd3": "easel.models.sd3_denoiser:SD3Network",
@@ -463,6 +464,7 @@ def denoise(
         network.concat = inpaint.concat.to(device=device, dtype=dtype)
     total = len(timesteps)
     network.total = total
+    network.timesteps = timesteps  # the whole schedule (a flow map reads the next level)
     levels = scheduler.sigmas if sigmas is not None else None
 
     with torch.inference_mode():

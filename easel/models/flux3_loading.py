@@ -1,0 +1,174 @@
+"""Flux 3 modules from ComfyUI's split files: the diffusion model (`diffusion_models/`,
+flux3-image-klein-*.safetensors) and, through CLIPLoader type `flux3`, its text encoder
+(`text_encoders/qwen3vl_4b*`: Qwen3-VL 4B); the VAE is Flux.2's (VAELoader,
+easel.models.flux2_vae).
+
+- The transformer file is in Black Forest Labs' keys (`content_mode_blocks`, `txt_mode_blocks`,
+  `single_blocks`, `early_stream_modulations`, ...), with or without `model.diffusion_model.`;
+  diffusers' `convert_flux3_transformer_checkpoint_to_diffusers` renames them (and drops the
+  training-only REPA heads); the config is read off the shapes (easel.models.families.flux3).
+- The text encoder is read as Qwen-Image 2.1's Qwen3-VL is (easel.models.qwen21_loading: the
+  language model with its config off the shapes, the vision tower when the file has one).
+- The templates' other `flux3` file, the Qwen3.5 9B prompt upsampler (TextGenerate), is refused
+  with a clear error: ComfyUI ships it only in its w4a8 integer format, which Easel does not
+  read. int8_convrot files (the templates' quantised transformer and encoder) are refused too,
+  naming the file: their integer weights are in a ComfyUI quantisation scheme Easel does not
+  implement (the bf16 files load).
+
+ComfyUI has no single-file Flux 3 checkpoint; diffusers' Flux 3 pipelines are modular ones
+(no model_index.json Easel could follow), so neither is read as a checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from easel.models.errors import ModelError
+from easel.models.families import flux3
+from easel.models.families.recognise import summarise
+from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype, stored_as
+from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart
+from easel.models.qwen21_loading import refuse_integer_weights
+
+
+def convert_transformer(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Original (BFL) keys -> diffusers Flux3Transformer2DModel keys, by diffusers' converter
+    (ComfyUI's prefix dropped first)."""
+    from diffusers.loaders.single_file_utils import (
+        convert_flux3_transformer_checkpoint_to_diffusers,
+    )
+
+    prefix = flux3.prefix_of(state)
+    if prefix is None:
+        raise ModelError("no Flux 3 transformer (early_stream_modulations) in the file")
+    sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    return dict(convert_flux3_transformer_checkpoint_to_diffusers(sub))
+
+
+def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
+    """A Flux3Transformer2DModel from an original-layout state dict. The query / key norms stay
+    float32 whatever `dtype` (the model's `_keep_in_fp32_modules`: its attention normalises in
+    float32)."""
+    import torch
+    from diffusers import Flux3Transformer2DModel
+
+    from easel.models.state_dicts import load_into
+
+    try:
+        config = flux3.transformer_config(state)
+        converted = convert_transformer(dict(state))
+        module = load_into(Flux3Transformer2DModel, config, converted, dtype, "Flux 3 transformer")
+    except ModelError as exc:
+        raise ModelError(f"{path.name}: {exc}") from None
+    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
+        raise ModelError(
+            f"{path.name} looks like a Flux 3 transformer but does not fit that "
+            f"architecture ({type(exc).__name__}: {exc})"
+        ) from None
+    for name, sub in module.named_modules():
+        if name.endswith(("norm_q", "norm_k")):
+            sub.to(torch.float32)
+    return module
+
+
+def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
+    """Whether a diffusion-model file's keys are a Flux 3 transformer's (family_files)."""
+    return flux3.recognise(state) is not None
+
+
+def diffusion_model(
+    name: str, path: Path, manager: Any, weight_dtype: str = "default"
+) -> ModelHandle:
+    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader). fp8 weight dtypes keep
+    the weights in fp8 and compute in the manager's dtype (diffusers' layerwise casting)."""
+    from easel.models.state_dicts import read_state_dict
+
+    storage = storage_dtype(weight_dtype)
+
+    def load() -> Any:
+        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        if flux3.recognise(state) is None:
+            raise ModelError(
+                f"{path.name} is not a Flux 3 transformer ({summarise(state)}): Easel reads "
+                "them in the original layout (content_mode_blocks / single_blocks)"
+            )
+        refuse_integer_weights(state, path)
+        module = build_transformer(state, manager.dtype, path)
+        return stored_as(module, storage, manager.dtype)
+
+    module = manager.load_module((str(path.resolve()), f"flux3-transformer:{weight_dtype}"), load)
+    family = flux3.family_of(module.config)
+    return ModelHandle(
+        name,
+        module,
+        dict(family.scheduler_config),
+        family.latent.factor,
+        manager,
+        family=family,
+    )
+
+
+# -- the text encoder (CLIPLoader type flux3) ----------------------------------------------------
+def is_prompt_upsampler(state: Mapping[str, Any]) -> bool:
+    """Whether a file is a Qwen3.5 language model (the templates' prompt upsampler): its
+    layers mix linear attention (`linear_attn`) with full attention."""
+    return any(".linear_attn." in key for key in state)
+
+
+def flux3_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
+    """CLIPLoader type flux3 with Flux 3's Qwen3-VL file (ComfyUI's qwen3vl_4b*): the Flux 3
+    CLIP. The tokenizer is Qwen's (easel.models.qwen_tokenizer)."""
+    from easel.models.qwen21_loading import build_text_encoder, is_qwen3_vl
+    from easel.models.qwen_tokenizer import qwen_tokenizer
+    from easel.models.state_dicts import read_state_dict
+
+    (path,) = paths
+    key = str(path.resolve())
+
+    def load() -> Any:
+        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        if is_prompt_upsampler(state):
+            raise ModelError(
+                f"{path.name} is Flux 3's Qwen3.5 prompt upsampler (a TextGenerate model), which "
+                "Easel does not load: ComfyUI ships it in its w4a8 integer format only. Write "
+                "the full caption yourself, or turn the template's upsampler switch off"
+            )
+        if not is_qwen3_vl(state):
+            raise ModelError(
+                f"{path.name} is not Flux 3's Qwen3-VL text encoder ({summarise(state)})"
+            )
+        refuse_integer_weights(state, path)
+        tokenizer = manager.load_module(
+            ("qwen25-tokenizer", "qwen25"),
+            lambda: qwen_tokenizer(checkpoint=path.name, roots=manager.roots),
+        )
+        return build_text_encoder(path, state, manager.dtype, tokenizer), tokenizer
+
+    model, tokenizer = manager.load_module((key, "qwen3_vl"), load)
+    hold(manager, key, {"text_encoder:qwen3vl": model})
+    part = TextEncoderPart("qwen3vl", tokenizer, model, kind="qwen3vl")
+    return ClipHandle(name, (part,), manager, family=flux3.FLUX3)
+
+
+# -- single files and diffusers folders ----------------------------------------------------------
+def is_checkpoint(state: Mapping[str, Any]) -> bool:
+    """ComfyUI has no single-file Flux 3 checkpoint layout: none is read as one."""
+    return False
+
+
+def single_file_checkpoint(name: str, path: Path, manager: Any) -> Any:
+    raise ModelError(
+        f"{path.name}: Flux 3 comes as split files: DiffusionModelLoader, TextEncoderLoader "
+        "type flux3 (the Qwen3-VL file) and VAELoader (flux2-vae)"
+    )
+
+
+def is_folder(folder: Path) -> bool:
+    """Flux 3's diffusers pipelines are modular (no model_index.json): no folder is read."""
+    return False
+
+
+def folder_checkpoint(name: str, folder: Path, manager: Any) -> Any:
+    raise ModelError(f"{folder.name}: Easel reads Flux 3 from ComfyUI's split files only")
