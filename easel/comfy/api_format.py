@@ -87,12 +87,19 @@ def convert_prompt(
 
     nodes: dict[str, dict[str, Any]] = {}
     aliases: dict[str, SlotLink | None] = {}
+    constants: dict[str, dict[str, Any]] = {}
     for node_id, (class_type, spec, entry) in entries.items():
         inputs, passthrough = _map_inputs(node_id, class_type, spec, entry, problems)
         if passthrough is not None:
             aliases[node_id] = passthrough[1]
             continue
         nodes[node_id] = {"type": spec.easel_type, "inputs": inputs}
+        for name in spec.any_inputs & inputs.keys():
+            constant = _constant_node(inputs[name])
+            if constant is not None:
+                constant_id = f"{node_id}:{name}"
+                constants[constant_id] = constant
+                inputs[name] = [constant_id, "value"]
 
     for node_id, node in nodes.items():
         class_type, spec, _ = entries[node_id]
@@ -118,6 +125,7 @@ def convert_prompt(
             elif target is not None:
                 node["inputs"][name] = target
 
+    nodes.update(constants)  # after the link pass: their links are Easel links already
     for node_id, class_type in unsupported:
         reason = UNSUPPORTED.get(
             class_type, f"ComfyUI node type {class_type!r} has no Easel equivalent"
@@ -205,6 +213,24 @@ def _map_inputs(
         source = adapted.inputs.get(adapted.passthrough)
         return {}, (adapted.passthrough, source if isinstance(source, SlotLink) else None)
     return adapted.inputs, None
+
+
+# The Easel node that holds a literal of each type (ComfyUI's Primitive* nodes map to them).
+_CONSTANT_TYPES: tuple[tuple[type, str], ...] = (
+    (bool, "Boolean"),
+    (int, "Int"),
+    (float, "Float"),
+    (str, "String"),
+)
+
+
+def _constant_node(value: Any) -> dict[str, Any] | None:
+    """A constant node giving `value` to an any-typed input, which takes only links; None for
+    a link or a value no constant node holds (validation then names the input)."""
+    for python_type, easel_type in _CONSTANT_TYPES:
+        if isinstance(value, python_type):
+            return {"type": easel_type, "inputs": {"value": value}}
+    return None
 
 
 def _resolve(link: SlotLink, aliases: Mapping[str, SlotLink | None]) -> SlotLink | None:

@@ -704,3 +704,51 @@ def test_flux_kontext_image_scale_converts() -> None:
     )
     assert nodes["2"] == {"type": "FluxKontextImageScale", "inputs": {"image": ["1", "image"]}}
     assert nodes["3"]["inputs"] == {"image": ["2", "image"]}
+
+
+def test_literals_on_any_typed_inputs_arrive_through_constant_nodes() -> None:
+    """A subgraph's promoted widget reaches a Switch or PreviewAny as a literal, which ComfyUI
+    accepts; Easel's any-typed inputs take only links, so the converter adds a constant node."""
+    workflow = to_easel(
+        {
+            "1": api("PrimitiveBoolean", value=False),
+            "2": api("ComfySwitchNode", switch=["1", 0], on_true="yes", on_false=7),
+            "3": api("PreviewAny", source=["2", 0]),
+            "4": api("PreviewAny", source=2.5),
+            "5": api("StringFormat", f_string="{a}-{b}", **{"values.a": True, "values.b": "x"}),
+            "6": api("PreviewAny", source=["5", 0]),
+        }
+    )
+    nodes = workflow["nodes"]
+    assert nodes["2"]["inputs"]["on_false"] == ["2:on_false", "value"]
+    assert nodes["2:on_false"] == {"type": "Int", "inputs": {"value": 7}}
+    assert nodes["2:on_true"] == {"type": "String", "inputs": {"value": "yes"}}
+    assert nodes["4:source"] == {"type": "Float", "inputs": {"value": 2.5}}
+    assert nodes["5:a"] == {"type": "Boolean", "inputs": {"value": True}}
+    result = run(workflow, ["3", "4", "6"])
+    assert result.ui["3"] == {"text": ["7"]}
+    assert result.ui["4"] == {"text": ["2.5"]}
+    assert result.ui["6"] == {"text": ["True-x"]}
+
+
+def test_every_any_typed_input_of_a_mapped_node_is_declared() -> None:
+    """The converter knows which Easel inputs are any-typed from the mapping table: it must
+    agree with the registry (a constant node is added only where one is declared)."""
+    from easel.comfy.mapping import NODE_MAPS
+    from easel.core.types import ANY
+
+    registry = load_plugins(entry_points=False)
+    # Inputs that carry images or audio: no literal can stand for them.
+    media = {("ResizeImageMask", "input"), ("ResizeImageMask", "match"), ("TextGenerate", "audio")}
+    for comfy_type, spec in NODE_MAPS.items():
+        node_type = registry.nodes.get(spec.easel_type)
+        if node_type is None:
+            continue
+        any_typed = {
+            name
+            for name, item in node_type.inputs.items()
+            if item.type == ANY and (spec.easel_type, name) not in media
+        }
+        mapped = any_typed & set(spec.inputs.values())
+        assert mapped <= spec.any_inputs, (comfy_type, mapped - spec.any_inputs)
+        assert spec.any_inputs <= set(node_type.inputs), comfy_type

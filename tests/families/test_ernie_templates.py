@@ -58,18 +58,6 @@ def template_root(ernie_models: Any, tmp_path_factory: pytest.TempPathFactory) -
     return root
 
 
-def link_literal_previews(nodes: dict[str, Any]) -> None:
-    """The templates' (switched-off) enhancer branch previews the subgraph's width and height
-    (PreviewAny), which the importer gives PreviewAsText as literals while that node takes only
-    links (an importer limitation outside this family, reported): each literal becomes a
-    String node's value, as ComfyUI converts a widget to text."""
-    for node_id, node in list(nodes.items()):
-        source = node["inputs"].get("source")
-        if node["type"] == "PreviewAsText" and not isinstance(source, list):
-            nodes[f"{node_id}:literal"] = {"type": "String", "inputs": {"value": str(source)}}
-            node["inputs"]["source"] = [f"{node_id}:literal", "value"]
-
-
 def _only(nodes: dict[str, Any], kind: str) -> str:
     [found] = [i for i, n in nodes.items() if n["type"] == kind]
     return found
@@ -108,7 +96,6 @@ def test_ernie_template_runs_and_equals_ernie_pipeline(
     ]
     set_input(workflow, f"{switch['inputs']['switch'][0]}.value", False)
     user = nodes[switch["inputs"]["on_false"][0]]["inputs"]["value"]
-    link_literal_previews(nodes)
     manager = ModelManager([template_root / "models"], device="cpu", dtype=torch.float32)
     executor = Executor(load_plugins(entry_points=False), services={"models": manager})
     result = executor.run(workflow, output_dir=tmp_path)

@@ -91,12 +91,11 @@ def test_t2i_template_runs_and_equals_qwen_image21_pipeline(
     assert nodes[_only(nodes, "QwenImage21Cache")]["inputs"]["device"] == "auto"
     switch = nodes[_only(nodes, "Switch")]["inputs"]
     assert switch["switch"] is False, "the template's default skips the prompt enhancer"
-    prompt = switch["on_false"]
-    # The converter leaves the subgraph's promoted prompt widget as a literal on the Switch's
-    # any-typed input, which Easel's validation takes only as a link (a converter gap outside
-    # this family, reported): the same text through a String node.
-    nodes["prompt_text"] = {"type": "String", "inputs": {"value": prompt}}
-    switch["on_false"] = ["prompt_text", "value"]
+    # The subgraph's promoted prompt widget reaches the Switch's any-typed input through the
+    # constant node the converter adds.
+    constant = switch["on_false"][0]
+    assert nodes[constant]["type"] == "String"
+    prompt = nodes[constant]["inputs"]["value"]
     nodes[latent]["inputs"]["width"] = SIZE
     nodes[latent]["inputs"]["height"] = SIZE
     set_input(workflow, f"{sampler}.steps", STEPS)
@@ -215,9 +214,7 @@ def test_turbo_t2i_template_runs_and_equals_the_pipeline_on_its_sigmas(
     latent = _only(nodes, "EmptyLatent")
     switch = nodes[_only(nodes, "Switch")]["inputs"]
     assert switch["switch"] is False
-    prompt = switch["on_false"]
-    nodes["prompt_text"] = {"type": "String", "inputs": {"value": prompt}}  # as in the t2i test
-    switch["on_false"] = ["prompt_text", "value"]
+    prompt = nodes[switch["on_false"][0]]["inputs"]["value"]  # a constant node, as in t2i
     nodes[latent]["inputs"]["width"] = SIZE
     nodes[latent]["inputs"]["height"] = SIZE
     sigmas = [float(v) for v in nodes[_only(nodes, "ManualSigmas")]["inputs"]["sigmas"].split(",")]
