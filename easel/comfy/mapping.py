@@ -62,9 +62,6 @@ class NodeMap:
     strict_values: frozenset[str] = frozenset()  # inputs whose unknown values are refused
     adapt: Adapter | None = None
     output_node: bool = False  # an output node that also passes its input on (SaveImage)
-    # Easel inputs typed "*" (any), which take only links: a literal ComfyUI gives one (a
-    # subgraph's promoted widget) arrives through a constant node (Int, Float, String, Boolean).
-    any_inputs: frozenset[str] = frozenset()
 
     @property
     def is_output(self) -> bool:
@@ -454,7 +451,7 @@ NODE_MAPS: dict[str, NodeMap] = {
         ("clip",),
         widgets=("clip_name1", "clip_name2", "type", "device"),
         ignored=frozenset({"device"}),
-        values={"type": {"flux": "flux", "sd3": "sd3"}},
+        values={"type": {"flux": "flux", "sd3": "sd3", "kandinsky5_image": "kandinsky5_image"}},
         strict_values=frozenset({"type"}),
     ),
     # ComfyUI's TripleCLIPLoader has no type: it loads SD3's clip_l, clip_g and t5xxl
@@ -790,7 +787,6 @@ NODE_MAPS: dict[str, NodeMap] = {
         ("output",),
         widgets=("switch",),
         optional=frozenset({"on_false", "on_true"}),
-        any_inputs=frozenset({"on_false", "on_true"}),
     ),
     "ComfyMathExpression": NodeMap(
         "MathExpression",
@@ -875,7 +871,6 @@ NODE_MAPS: dict[str, NodeMap] = {
         ("text",),
         widgets=("f_string",),
         optional=frozenset("abcdefgh"),
-        any_inputs=frozenset("abcdefgh"),
     ),
     "CustomCombo": NodeMap(
         "Choice",
@@ -904,9 +899,7 @@ NODE_MAPS: dict[str, NodeMap] = {
         ("image",),
         widgets=("blend_factor", "blend_mode"),
     ),
-    "PreviewAny": NodeMap(
-        "PreviewAsText", {"source": "source"}, ("text",), any_inputs=frozenset({"source"})
-    ),
+    "PreviewAny": NodeMap("PreviewAsText", {"source": "source"}, ("text",)),
     "GetImageSize": NodeMap("ImageSize", {"image": "image"}, ("width", "height", "batch_size")),
     "ImageScaleToTotalPixels": NodeMap(
         "ScaleToTotalPixels",
@@ -1045,9 +1038,7 @@ NODE_MAPS: dict[str, NodeMap] = {
         "JoinImageWithAlpha", {"image": "image", "alpha": "alpha"}, ("image",)
     ),
     "MaskPreview": NodeMap("PreviewMask", {"mask": "mask"}, ("mask",), output_node=True),
-    "ComfyNumberConvert": NodeMap(
-        "ConvertNumber", {"value": "value"}, ("float", "int"), any_inputs=frozenset({"value"})
-    ),
+    "ComfyNumberConvert": NodeMap("ConvertNumber", {"value": "value"}, ("float", "int")),
     "EmptyImage": NodeMap(
         "EmptyImage",
         {name: name for name in ("width", "height", "batch_size", "color")},

@@ -43,6 +43,7 @@ DIFFUSION_MODELS: tuple[str, ...] = (
     "easel.models.sd3_loading",
     "easel.models.krea2_loading",
     "easel.models.ernie_loading",
+    "easel.models.kandinsky5_loading",
 )
 # SD3 first: its diffusers folders also have the transformer/ and text_encoder_2/ of Flux's
 CHECKPOINTS: tuple[str, ...] = (
@@ -58,6 +59,7 @@ CHECKPOINTS: tuple[str, ...] = (
     "easel.models.longcat_loading",
     "easel.models.ovis_loading",
     "easel.models.ernie_loading",
+    "easel.models.kandinsky5_loading",
     "easel.models.flux3_loading",
 )
 CLIP_TYPES: dict[int, dict[str, str]] = {
@@ -76,6 +78,7 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
     2: {
         "flux": "easel.models.flux_loading:flux_clip",
         "sd3": "easel.models.sd3_loading:sd3_clip",
+        "kandinsky5_image": "easel.models.kandinsky5_loading:kandinsky5_clip",
     },
     3: {"sd3": "easel.models.sd3_loading:sd3_clip"},
     4: {"hidream": "easel.models.hidream_loading:hidream_clip"},
@@ -83,7 +86,7 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
 # what DiffusionModelLoader reads, for its error message
 FAMILY_NAMES = (
     "Flux.1, Flux.2, Qwen-Image, Z-Image, Lumina 2, HiDream-I1, Chroma, SD3 / 3.5, Krea 2, "
-    "LongCat-Image, ERNIE-Image, Ovis-Image, Flux 3"
+    "LongCat-Image, ERNIE-Image, Ovis-Image, Kandinsky 5, Flux 3"
 )
 
 

@@ -145,6 +145,7 @@ NETWORKS: dict[str, str] = {
     "ernie-image": "easel.models.ernie_denoiser:ErnieImageNetwork",
     "longcat": "easel.models.longcat_denoiser:LongCatNetwork",
     "ovis": "easel.models.ovis_denoiser:OvisNetwork",
+    "kandinsky5": "easel.models.kandinsky5_denoiser:Kandinsky5Network",
 }
 
 

@@ -100,7 +100,8 @@ def DualTextEncoderLoader(
     """Load two text encoder files (ComfyUI's DualCLIPLoader) from `text_encoders/`: for
     `flux`, a CLIP-L file and a T5-XXL encoder file (either order; transformers key layout).
     The CLIP has parts "l" (pooled) and "t5" (embeddings); encode with TextEncode or
-    TextEncodeFlux. For `sd3`, CLIP-L and CLIP-G files: SD3 without T5."""
+    TextEncodeFlux. For `sd3`, CLIP-L and CLIP-G files: SD3 without T5. For
+    `kandinsky5_image`, a Qwen2.5-VL-7B file and a CLIP-L file (either order): Kandinsky 5."""
     from easel.models import family_files
 
     models = manager(ctx)

@@ -14,6 +14,7 @@ from easel.models.families import (
     flux2,
     flux3,
     hidream,
+    kandinsky5,
     krea2,
     longcat,
     lumina,
@@ -45,6 +46,7 @@ FAMILIES: tuple[Family, ...] = (
     *sd3.FAMILIES,
     *longcat.FAMILIES,
     *ovis.FAMILIES,
+    *kandinsky5.FAMILIES,
     UNCLIP,
 )
 
