@@ -62,6 +62,9 @@ class NodeMap:
     strict_values: frozenset[str] = frozenset()  # inputs whose unknown values are refused
     adapt: Adapter | None = None
     output_node: bool = False  # an output node that also passes its input on (SaveImage)
+    # Easel inputs typed "*" (any), which take only links: a literal ComfyUI gives one (a
+    # subgraph's promoted widget) arrives through a constant node (Int, Float, String, Boolean).
+    any_inputs: frozenset[str] = frozenset()
 
     @property
     def is_output(self) -> bool:
@@ -787,6 +790,7 @@ NODE_MAPS: dict[str, NodeMap] = {
         ("output",),
         widgets=("switch",),
         optional=frozenset({"on_false", "on_true"}),
+        any_inputs=frozenset({"on_false", "on_true"}),
     ),
     "ComfyMathExpression": NodeMap(
         "MathExpression",
@@ -871,6 +875,7 @@ NODE_MAPS: dict[str, NodeMap] = {
         ("text",),
         widgets=("f_string",),
         optional=frozenset("abcdefgh"),
+        any_inputs=frozenset("abcdefgh"),
     ),
     "CustomCombo": NodeMap(
         "Choice",
@@ -899,7 +904,9 @@ NODE_MAPS: dict[str, NodeMap] = {
         ("image",),
         widgets=("blend_factor", "blend_mode"),
     ),
-    "PreviewAny": NodeMap("PreviewAsText", {"source": "source"}, ("text",)),
+    "PreviewAny": NodeMap(
+        "PreviewAsText", {"source": "source"}, ("text",), any_inputs=frozenset({"source"})
+    ),
     "GetImageSize": NodeMap("ImageSize", {"image": "image"}, ("width", "height", "batch_size")),
     "ImageScaleToTotalPixels": NodeMap(
         "ScaleToTotalPixels",
@@ -1038,7 +1045,9 @@ NODE_MAPS: dict[str, NodeMap] = {
         "JoinImageWithAlpha", {"image": "image", "alpha": "alpha"}, ("image",)
     ),
     "MaskPreview": NodeMap("PreviewMask", {"mask": "mask"}, ("mask",), output_node=True),
-    "ComfyNumberConvert": NodeMap("ConvertNumber", {"value": "value"}, ("float", "int")),
+    "ComfyNumberConvert": NodeMap(
+        "ConvertNumber", {"value": "value"}, ("float", "int"), any_inputs=frozenset({"value"})
+    ),
     "EmptyImage": NodeMap(
         "EmptyImage",
         {name: name for name in ("width", "height", "batch_size", "color")},
