@@ -444,6 +444,7 @@ NODE_MAPS: dict[str, NodeMap] = {
                 "sd3": "sd3",
                 "chroma": "chroma",
                 "krea2": "krea2",
+                "ideogram4": "ideogram4",
             }
         },
         strict_values=frozenset({"type"}),
@@ -556,6 +557,25 @@ NODE_MAPS: dict[str, NodeMap] = {
         widgets=("steps", "width", "height"),
     ),
     "FluxKVCache": NodeMap("FluxKVCache", {"model": "model"}, ("model",)),
+    # Ideogram 4 (easel/nodes/ideogram4.py): its schedule, its two-model guider, CFGOverride.
+    "Ideogram4Scheduler": NodeMap(
+        "Ideogram4Scheduler",
+        {name: name for name in ("steps", "width", "height", "mu", "std")},
+        ("sigmas",),
+        widgets=("steps", "width", "height", "mu", "std"),
+    ),
+    "DualModelGuider": NodeMap(
+        "DualModelGuider",
+        {name: name for name in ("model", "positive", "cfg", "model_negative", "negative")},
+        ("guider",),
+        widgets=("cfg",),
+    ),
+    "CFGOverride": NodeMap(
+        "CFGOverride",
+        {name: name for name in ("model", "cfg", "start_percent", "end_percent")},
+        ("model",),
+        widgets=("cfg", "start_percent", "end_percent"),
+    ),
     "FluxKontextMultiReferenceLatentMethod": NodeMap(
         "FluxKontextMultiReferenceLatentMethod",
         {"conditioning": "conditioning", "reference_latents_method": "reference_latents_method"},

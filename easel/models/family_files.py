@@ -37,6 +37,7 @@ DIFFUSION_MODELS: tuple[str, ...] = (
     "easel.models.flux_loading",
     "easel.models.qwen_loading",
     "easel.models.qwen21_loading",
+    "easel.models.ideogram4_loading",  # before Lumina's: layers.N.attention.qkv too
     "easel.models.lumina_loading",
     "easel.models.hidream_loading",
     "easel.models.chroma_loading",
@@ -73,6 +74,7 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
         "lumina2": "easel.models.lumina_loading:lumina2_clip",
         "sd3": "easel.models.sd3_loading:sd3_clip",
         "krea2": "easel.models.krea2_loading:krea2_clip",
+        "ideogram4": "easel.models.ideogram4_loading:ideogram4_clip",
         "flux3": "easel.models.flux3_loading:flux3_clip",
     },
     2: {

@@ -142,6 +142,7 @@ NETWORKS: dict[str, str] = {
     "hidream": "easel.models.hidream_denoiser:HiDreamNetwork",
     "chroma": "easel.models.chroma_denoiser:ChromaNetwork",
     "krea2": "easel.models.krea2_denoiser:Krea2Network",
+    "ideogram4": "easel.models.ideogram4_denoiser:Ideogram4Network",
     "ernie-image": "easel.models.ernie_denoiser:ErnieImageNetwork",
     "longcat": "easel.models.longcat_denoiser:LongCatNetwork",
     "ovis": "easel.models.ovis_denoiser:OvisNetwork",

@@ -44,6 +44,7 @@ MODULES = (
     "easel.nodes.hidream",
     "easel.nodes.chroma",
     "easel.nodes.flux2",
+    "easel.nodes.ideogram4",
     "easel.nodes.lumina",
     "easel.nodes.reroute",
 )
