@@ -322,6 +322,46 @@ NODE_MAPS: dict[str, NodeMap] = {
     "ImageUpscaleWithModel": NodeMap(
         "ImageUpscaleWithModel", {"upscale_model": "upscale_model", "image": "image"}, ("image",)
     ),
+    # CLIP vision and style models (easel/nodes/clip_vision.py, style_model.py): SDXL revision
+    # and Flux Redux.
+    "CLIPVisionLoader": NodeMap(
+        "CLIPVisionLoader", {"clip_name": "name"}, ("clip_vision",), widgets=("clip_name",)
+    ),
+    "CLIPVisionEncode": NodeMap(
+        "CLIPVisionEncode",
+        {"clip_vision": "clip_vision", "image": "image", "crop": "crop"},
+        ("clip_vision_output",),
+        widgets=("crop",),
+    ),
+    "unCLIPConditioning": NodeMap(
+        "unCLIPConditioning",
+        {
+            "conditioning": "conditioning",
+            "clip_vision_output": "clip_vision_output",
+            "strength": "strength",
+            "noise_augmentation": "noise_augmentation",
+        },
+        ("conditioning",),
+        widgets=("strength", "noise_augmentation"),
+    ),
+    "StyleModelLoader": NodeMap(
+        "StyleModelLoader",
+        {"style_model_name": "name"},
+        ("style_model",),
+        widgets=("style_model_name",),
+    ),
+    "StyleModelApply": NodeMap(
+        "StyleModelApply",
+        {
+            "conditioning": "conditioning",
+            "style_model": "style_model",
+            "clip_vision_output": "clip_vision_output",
+            "strength": "strength",
+            "strength_type": "strength_type",
+        },
+        ("conditioning",),
+        widgets=("strength", "strength_type"),
+    ),
     "ModelSamplingDiscrete": NodeMap(
         "ModelSamplingDiscrete",
         {"model": "model", "sampling": "sampling", "zsnr": "zsnr"},

@@ -64,6 +64,10 @@ Sampler = socket_type("SAMPLER")
 Sigmas = socket_type("SIGMAS")
 Noise = socket_type("NOISE")
 Guider = socket_type("GUIDER")
+# Image encoders and what they feed: a CLIP vision model, its output, a style model (Redux).
+ClipVision = socket_type("CLIP_VISION")
+ClipVisionOutput = socket_type("CLIP_VISION_OUTPUT")
+StyleModel = socket_type("STYLE_MODEL")
 
 BUILTIN_SOCKET_TYPES = frozenset(
     {
@@ -86,6 +90,9 @@ BUILTIN_SOCKET_TYPES = frozenset(
         "SIGMAS",
         "NOISE",
         "GUIDER",
+        "CLIP_VISION",
+        "CLIP_VISION_OUTPUT",
+        "STYLE_MODEL",
     }
 )
 

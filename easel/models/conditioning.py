@@ -103,8 +103,17 @@ def unet_condition(
                 "another checkpoint?"
             )
     kind = added_kind(unet, family)
+    if cond.get("unclip") and kind is None:
+        raise ValueError(
+            "unCLIPConditioning (CLIP vision image embeddings) conditions SDXL models; "
+            "this model has no pooled-embedding input to take them"
+        )
     if kind is not None:
         pooled = cond.get("pooled")
+        if cond.get("unclip"):  # revision: the image embeddings replace the pooled text
+            from easel.models.unclip import pooled_embedding
+
+            pooled = pooled_embedding(cond["unclip"])
         if pooled is None:
             raise ValueError(
                 "this SDXL model needs a pooled text embedding: encode the prompt "
@@ -115,6 +124,12 @@ def unet_condition(
             config.projection_class_embeddings_input_dim
             - config.addition_time_embed_dim * ids.shape[1]
         )
+        if pooled.shape[-1] != expected and cond.get("unclip"):
+            raise ValueError(
+                f"the CLIP vision image embeddings have width {pooled.shape[-1]} but this "
+                f"SDXL model's pooled input is {expected} wide: unCLIPConditioning on SDXL "
+                "takes CLIP-G's (clip_vision_g)"
+            )
         if pooled.shape[-1] != expected:
             raise ValueError(
                 f"the pooled text embedding has width {pooled.shape[-1]} but the "

@@ -33,6 +33,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "diffusion_models": ("diffusion_models", "unet"),
     "text_encoders": ("text_encoders", "clip"),
     "clip_vision": ("clip_vision",),
+    "style_models": ("style_models",),
 }
 # Names a user or an extra_model_paths.yaml may use for a kind.
 KIND_ALIASES: dict[str, str] = {
@@ -56,7 +57,6 @@ OTHER_COMFY_FOLDERS = frozenset(
         "gligen",
         "hypernetworks",
         "photomaker",
-        "style_models",
         "model_patches",
         "audio_encoders",
         "hypernetwork",

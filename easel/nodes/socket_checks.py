@@ -54,4 +54,7 @@ CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "SIGMAS": ("noise levels, a tensor [steps + 1]", lambda value: _is_tensor(value, (1,))),
     "NOISE": ("a noise source (RandomNoise, DisableNoise)", _not_plain),
     "GUIDER": ("a guider: model and conditionings (CFGGuider, BasicGuider)", _not_plain),
+    "CLIP_VISION": ("a CLIP vision (image encoder) handle", _not_plain),
+    "CLIP_VISION_OUTPUT": ("an image encoder's output (CLIPVisionEncode)", _not_plain),
+    "STYLE_MODEL": ("a style model handle (Flux Redux)", _not_plain),
 }

@@ -11,6 +11,7 @@ const TYPE_COLORS = {
   STRING: "#a3d977", BOOLEAN: "#9aa7b4", PRIOR: "#c39bd3", IMAGE_EMBEDS: "#e88ee8",
   UPSCALE_MODEL: "#8fa8ff", MASK: "#e6e6e6", CONTROL_NET: "#6bd3c3",
   SAMPLER: "#ecb4b4", SIGMAS: "#cdffcd", NOISE: "#b0b0b0", GUIDER: "#66ffff", "*": "#cfd6e4",
+  CLIP_VISION: "#a8dadc", CLIP_VISION_OUTPUT: "#ad7452", STYLE_MODEL: "#c2ffae",
 };
 
 /** A socket type's colour for sockets and links (plugins: `editor.setSocketColor`). */
