@@ -407,6 +407,13 @@ NODE_MAPS: dict[str, NodeMap] = {
         seeded=frozenset({"noise_seed"}),
     ),
     "DisableNoise": NodeMap("DisableNoise", {}, ("noise",)),
+    "SDTurboScheduler": NodeMap(
+        "SDTurboScheduler",
+        {name: name for name in ("model", "steps", "denoise")},
+        ("sigmas",),
+        widgets=("steps", "denoise"),
+    ),
+    "LotusConditioning": NodeMap("LotusConditioning", {}, ("conditioning",)),
     "CFGGuider": NodeMap(
         "CFGGuider",
         {name: name for name in ("model", "positive", "negative", "cfg")},

@@ -30,6 +30,7 @@ from typing import Any
 from easel.models.errors import ModelError
 
 DIFFUSION_MODELS: tuple[str, ...] = (
+    "easel.models.lotus_loading",  # an SD 2 UNet (LDM keys) with Lotus's task embedding
     "easel.models.flux3_loading",
     "easel.models.flux2_loading",
     "easel.models.ovis_loading",  # before LongCat's and Flux.1's: double_blocks, txt_norm
@@ -87,7 +88,7 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
 }
 # what DiffusionModelLoader reads, for its error message
 FAMILY_NAMES = (
-    "Flux.1, Flux.2, Qwen-Image, Z-Image, Lumina 2, HiDream-I1, Chroma, SD3 / 3.5, Krea 2, "
+    "Flux.1, Flux.2, Qwen-Image, Z-Image, Lumina 2, HiDream-I1, Chroma, SD3 / 3.5, Krea 2, Lotus, "
     "LongCat-Image, ERNIE-Image, Ovis-Image, Kandinsky 5, Flux 3"
 )
 

@@ -73,6 +73,8 @@ def to_denoised(prediction: str, x: Any, model_output: Any, sigma: float) -> Any
         return x - sigma * model_output
     if prediction == "v_prediction":
         return x / (sigma**2 + 1) - model_output * sigma / (sigma**2 + 1) ** 0.5
+    if prediction == "sample":  # x0 prediction (Lotus): the output is the estimate
+        return model_output
     raise ValueError(f"no denoised estimate for prediction type {prediction!r}")
 
 
@@ -82,6 +84,8 @@ def from_denoised(prediction: str, x: Any, denoised: Any, sigma: float) -> Any:
         return (x - denoised) / sigma
     if prediction == "v_prediction":
         return (x / (sigma**2 + 1) - denoised) * (sigma**2 + 1) ** 0.5 / sigma
+    if prediction == "sample":
+        return denoised
     raise ValueError(f"no denoised estimate for prediction type {prediction!r}")
 
 

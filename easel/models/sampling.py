@@ -112,10 +112,14 @@ def set_timesteps(scheduler: Any, steps: int, device: Any, flow: FlowSchedule | 
     scheduler.set_timesteps(steps, device=device, **kwargs)
 
 
-def scale_input(scheduler: Any, x: Any, t: Any) -> Any:
-    """The scheduler's input scaling (flow-matching schedulers have none)."""
+def scale_input(scheduler: Any, x: Any, t: Any, network: Any = None) -> Any:
+    """The scheduler's input scaling (flow-matching schedulers have none; a network adapter
+    with `unscaled_input` takes the sample as it is: Lotus, ComfyUI's IMG_TO_IMG)."""
     scale = getattr(scheduler, "scale_model_input", None)
-    return x if scale is None else scale(x, t)
+    if scale is None:
+        return x
+    scaled = scale(x, t)  # also the scheduler's own step bookkeeping
+    return x if getattr(network, "unscaled_input", False) else scaled
 
 
 def add_noise(scheduler: Any, x: Any, noise: Any, t: Any) -> Any:
@@ -146,6 +150,7 @@ NETWORKS: dict[str, str] = {
     "ernie-image": "easel.models.ernie_denoiser:ErnieImageNetwork",
     "longcat": "easel.models.longcat_denoiser:LongCatNetwork",
     "ovis": "easel.models.ovis_denoiser:OvisNetwork",
+    "lotus": "easel.models.lotus_denoiser:LotusNetwork",
     "kandinsky5": "easel.models.kandinsky5_denoiser:Kandinsky5Network",
 }
 
@@ -322,8 +327,13 @@ def follow_sigmas(scheduler: Any, sigmas: Any, device: Any, flow: bool) -> Any:
     else:
         alphas = np.asarray(scheduler.alphas_cumprod, dtype=np.float64)
         log_sigmas = np.log(((1 - alphas) / alphas) ** 0.5)
+        # Euler's sigma -> timestep interpolation (it reads only its arguments): schedulers
+        # without one of their own, such as EulerAncestral, step by the same timesteps
+        from diffusers import EulerDiscreteScheduler
+
+        to_t = EulerDiscreteScheduler._sigma_to_t
         timesteps = torch.tensor(
-            [float(scheduler._sigma_to_t(np.array(v), log_sigmas)) for v in values[:-1]],
+            [float(to_t(scheduler, np.array(v), log_sigmas)) for v in values[:-1]],
             dtype=torch.float32,
         )
     scheduler.sigmas = levels.to(scheduler.sigmas.device)
@@ -473,10 +483,10 @@ def denoise(
         for i, t in enumerate(timesteps):
             network.step = i
             if both is not None:
-                x = scale_input(scheduler, torch.cat([latents] * 2), t)
+                x = scale_input(scheduler, torch.cat([latents] * 2), t, network)
                 preds = list(network(x, t, both).chunk(2))
             else:
-                x = scale_input(scheduler, latents, t)
+                x = scale_input(scheduler, latents, t, network)
                 preds = [network(x, t, cond) for cond in conds]
             noise_pred = guidance.combine(preds)
             last = i == total - 1

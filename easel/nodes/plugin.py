@@ -46,6 +46,8 @@ MODULES = (
     "easel.nodes.flux2",
     "easel.nodes.ideogram4",
     "easel.nodes.lumina",
+    "easel.nodes.lotus",
+    "easel.nodes.turbo_scheduler",
     "easel.nodes.clip_vision",
     "easel.nodes.style_model",
     "easel.nodes.reroute",

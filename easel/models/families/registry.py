@@ -18,6 +18,7 @@ from easel.models.families import (
     kandinsky5,
     krea2,
     longcat,
+    lotus,
     lumina,
     ovis,
     qwen_image,
@@ -48,6 +49,7 @@ FAMILIES: tuple[Family, ...] = (
     *sd3.FAMILIES,
     *longcat.FAMILIES,
     *ovis.FAMILIES,
+    *lotus.FAMILIES,
     *kandinsky5.FAMILIES,
     UNCLIP,
 )
