@@ -316,6 +316,16 @@ NODE_MAPS: dict[str, NodeMap] = {
         widgets=("strength", "start_percent", "end_percent"),
         optional=frozenset({"vae"}),
     ),
+    "ModelPatchLoader": NodeMap(
+        "ModelPatchLoader", {"name": "name"}, ("model_patch",), widgets=("name",)
+    ),
+    "QwenImageDiffsynthControlnet": NodeMap(
+        "QwenImageDiffsynthControlnet",
+        {name: name for name in ("model", "model_patch", "vae", "image", "strength", "mask")},
+        ("model",),
+        widgets=("strength",),
+        optional=frozenset({"mask"}),
+    ),
     "UpscaleModelLoader": NodeMap(
         "UpscaleModelLoader", {"model_name": "name"}, ("upscale_model",), widgets=("model_name",)
     ),

@@ -36,6 +36,7 @@ DIFFUSION_MODELS: tuple[str, ...] = (
     "easel.models.ovis_loading",  # before LongCat's and Flux.1's: double_blocks, txt_norm
     "easel.models.longcat_loading",  # before Flux.1's: double_blocks without vector_in
     "easel.models.flux_loading",
+    "easel.models.qwen_layered_loading",  # before Qwen-Image's: the same keys and one more
     "easel.models.qwen_loading",
     "easel.models.qwen21_loading",
     "easel.models.ideogram4_loading",  # before Lumina's: layers.N.attention.qkv too

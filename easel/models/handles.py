@@ -35,6 +35,9 @@ class ModelHandle:
     post_cfg: tuple[Any, ...] = ()
     # Differential diffusion's strength (DifferentialDiffusion): None for a plain noise mask
     differential: float | None = None
+    # Model patches applied to the call (QwenImageDiffsynthControlnet): each has
+    # `wrap(unet, call) -> call`; easel.models.model_patches
+    model_patches: tuple[Any, ...] = ()
 
     @property
     def latent_channels(self) -> int:
@@ -55,13 +58,21 @@ class ModelHandle:
         """A handle on the same UNet with one more post-CFG patch."""
         return replace(self, post_cfg=(*self.post_cfg, patch))
 
-    def forward(self) -> Any:
-        """The callable a sampler uses in place of `unet` (LoRA patches bound, if any)."""
-        if not self.patches:
-            return self.unet
-        from easel.models.lora import bind
+    def with_model_patch(self, patch: Any) -> ModelHandle:
+        """A handle on the same UNet with one more model patch (a ControlNet patch)."""
+        return replace(self, model_patches=(*self.model_patches, patch))
 
-        return bind(self.unet, "unet", self.patches)
+    def forward(self) -> Any:
+        """The callable a sampler uses in place of `unet` (LoRA patches bound, if any; model
+        patches wrapped around it, the first applied innermost)."""
+        call = self.unet
+        if self.patches:
+            from easel.models.lora import bind
+
+            call = bind(self.unet, "unet", self.patches)
+        for patch in self.model_patches:
+            call = patch.wrap(self.unet, call)
+        return call
 
 
 @dataclass(eq=False)

@@ -34,6 +34,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "text_encoders": ("text_encoders", "clip"),
     "clip_vision": ("clip_vision",),
     "style_models": ("style_models",),
+    "model_patches": ("model_patches",),
 }
 # Names a user or an extra_model_paths.yaml may use for a kind.
 KIND_ALIASES: dict[str, str] = {
@@ -57,7 +58,6 @@ OTHER_COMFY_FOLDERS = frozenset(
         "gligen",
         "hypernetworks",
         "photomaker",
-        "model_patches",
         "audio_encoders",
         "hypernetwork",
         "latent_upscale_models",

@@ -89,13 +89,22 @@ class QwenVae(_module_base()):  # type: ignore[misc]
     def encode(self, images: Any, return_dict: bool = True) -> Any:
         """[B, 3, H, W] in [-1, 1] -> normalised latents [B, 16, H/8, W/8] (the posterior's
         mode, as the Edit pipelines take it)."""
+        import torch
+
+        if images.shape[1] == 3 and int(getattr(self.vae.config, "input_channels", 3)) == 4:
+            # Qwen-Image-Layered's RGBA VAE: an RGB image is opaque
+            images = torch.cat([images, torch.ones_like(images[:, :1])], dim=1)
         raw = self.vae.encode(images.unsqueeze(2)).latent_dist.mode()[:, :, 0]
         mean, std = self._stats(raw)
         encoded = _Encoded(_Posterior((raw - mean) / std))
         return encoded if return_dict else (encoded.latent_dist,)
 
     def decode(self, latents: Any, return_dict: bool = True, **_: Any) -> Any:
-        """Normalised latents [B, 16, h, w] -> images [B, 3, 8h, 8w] in [-1, 1]."""
+        """Normalised latents [B, 16, h, w] -> images [B, 3, 8h, 8w] in [-1, 1] (RGBA, 4
+        channels, from Qwen-Image-Layered's VAE). A 5-D latent [B, 16, F, h, w] decodes frame
+        by frame into B * F images, batch-major (as ComfyUI's VAEDecode gives a video's)."""
+        if latents.dim() == 5:
+            latents = latents.movedim(2, 1).reshape(-1, *latents.shape[1:2], *latents.shape[3:])
         mean, std = self._stats(latents)
         raw = (latents * std + mean).unsqueeze(2)
         image = self.vae.decode(raw, return_dict=False)[0][:, :, 0]
@@ -132,6 +141,7 @@ def _wan_config(state: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "base_dim": base,
         "z_dim": z_dim,
+        "input_channels": int(state["encoder.conv1.weight"].shape[1]),  # 4: Layered's RGBA
         "dim_mult": [w // base for w in widths],
         "num_res_blocks": len(levels[0]),
         "attn_scales": [],

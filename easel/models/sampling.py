@@ -150,6 +150,7 @@ NETWORKS: dict[str, str] = {
     "ernie-image": "easel.models.ernie_denoiser:ErnieImageNetwork",
     "longcat": "easel.models.longcat_denoiser:LongCatNetwork",
     "ovis": "easel.models.ovis_denoiser:OvisNetwork",
+    "qwen_image_layered": "easel.models.qwen_layered_denoiser:QwenLayeredNetwork",
     "lotus": "easel.models.lotus_denoiser:LotusNetwork",
     "kandinsky5": "easel.models.kandinsky5_denoiser:Kandinsky5Network",
 }

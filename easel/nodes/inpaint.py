@@ -126,7 +126,7 @@ def inpaint_inputs(
 
     from easel.models.sampling import Inpaint
 
-    batch, _, height, width = shape
+    batch, height, width = shape[0], shape[-2], shape[-1]  # 5-D: a layered latent
     in_channels = int(model.unet.config.in_channels)
     concat_model = in_channels == shape[1] + 5
     noise_mask = latent.get("noise_mask")

@@ -51,6 +51,7 @@ MODULES = (
     "easel.nodes.clip_vision",
     "easel.nodes.style_model",
     "easel.nodes.reroute",
+    "easel.nodes.model_patches",
 )
 
 

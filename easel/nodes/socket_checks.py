@@ -57,4 +57,5 @@ CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "CLIP_VISION": ("a CLIP vision (image encoder) handle", _not_plain),
     "CLIP_VISION_OUTPUT": ("an image encoder's output (CLIPVisionEncode)", _not_plain),
     "STYLE_MODEL": ("a style model handle (Flux Redux)", _not_plain),
+    "MODEL_PATCH": ("a model patch handle (ModelPatchLoader)", _not_plain),
 }

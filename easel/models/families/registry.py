@@ -26,6 +26,7 @@ from easel.models.families import (
     sd,
     sd3,
 )
+from easel.models import qwen_layered
 from easel.models.families.base import Family, LatentFormat, TextPart
 
 # Diffusers folders that are not Stable Diffusion checkpoints proper: the demo model family
@@ -40,6 +41,7 @@ FAMILIES: tuple[Family, ...] = (
     *flux3.FAMILIES,
     *qwen_image.FAMILIES,
     *qwen_image21.FAMILIES,
+    *qwen_layered.FAMILIES,
     *lumina.FAMILIES,
     *hidream.FAMILIES,
     *chroma.FAMILIES,

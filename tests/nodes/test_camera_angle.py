@@ -1,0 +1,37 @@
+"""CameraAngle: ComfyUI's shot description buckets and camera geometry."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from easel.nodes.camera_angle import CameraAngle
+
+
+@pytest.mark.parametrize(
+    ("h", "v", "zoom", "prompt"),
+    [
+        (0, 0, 5.0, "front view eye-level shot medium shot"),
+        (333, 17, 5.0, "front-left quarter view elevated shot medium shot"),  # the template's
+        (90, -30, 0.0, "right side view low-angle shot wide shot"),
+        (180, 60, 10.0, "back view high-angle shot close-up"),
+        (338, 45, 6.0, "front view high-angle shot close-up"),  # from 337.5: the front
+        (360, -15, 2.0, "front view eye-level shot medium shot"),
+    ],
+)
+def test_prompt_buckets(h: int, v: int, zoom: float, prompt: str) -> None:
+    out = call(CameraAngle, horizontal_angle=h, vertical_angle=v, zoom=zoom)
+    assert out["prompt"] == prompt
+
+
+def call(node_type, **inputs):
+    return node_type.call(None, {**node_type.value_defaults, **inputs})
+
+
+def test_camera_info_on_a_sphere_around_the_subject() -> None:
+    info = call(CameraAngle, horizontal_angle=90, vertical_angle=30, zoom=10.0)["camera_info"]
+    pos = info["position"]
+    assert math.isclose(math.hypot(pos["x"], pos["y"], pos["z"]), 6.0)
+    assert math.isclose(pos["y"], 3.0) and math.isclose(pos["z"], 0.0, abs_tol=1e-9)
+    assert info["zoom"] == pytest.approx(1.875) and info["cameraType"] == "perspective"
