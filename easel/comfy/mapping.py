@@ -1173,6 +1173,34 @@ NODE_MAPS: dict[str, NodeMap] = {
         ("image", "mask"),
         widgets=("left", "top", "right", "bottom", "feathering"),
     ),
+    # Latent slicing and Qwen-Image-Layered (easel/nodes/latent_cut.py, qwen_layered.py).
+    "LatentCut": NodeMap(
+        "LatentCut",
+        {"samples": "samples", "dim": "dim", "index": "index", "amount": "amount"},
+        ("latent",),
+        widgets=("dim", "index", "amount"),
+    ),
+    "LatentCutToBatch": NodeMap(
+        "LatentCutToBatch",
+        {"samples": "samples", "dim": "dim", "slice_size": "slice_size"},
+        ("latent",),
+        widgets=("dim", "slice_size"),
+    ),
+    "EmptyQwenImageLayeredLatentImage": NodeMap(
+        "EmptyQwenImageLayeredLatentImage",
+        {name: name for name in ("width", "height", "layers", "batch_size")},
+        ("latent",),
+        widgets=("width", "height", "layers", "batch_size"),
+    ),
+    # The 3-D preview (the image, the "view" widget) is ComfyUI's frontend's only.
+    "CameraAngle": NodeMap(
+        "CameraAngle",
+        {name: name for name in ("horizontal_angle", "vertical_angle", "zoom", "image")},
+        ("camera_info", "prompt"),
+        widgets=("horizontal_angle", "vertical_angle", "zoom", "view"),
+        ignored=frozenset({"view", "image"}),
+        optional=frozenset({"image"}),
+    ),
 }
 
 # Editor-only ComfyUI node types: they never run (the UI format resolves them away).
