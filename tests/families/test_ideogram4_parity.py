@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
 import torch
 
 from tests.families.workflows import as_tensor, image_of
@@ -135,3 +136,58 @@ def test_ideogram4_scheduler_equals_the_pipelines_schedule() -> None:
         ours = torch.tensor(sigmas(steps, size, size, mu, std))
         assert ours[-1] == 0.0 and len(ours) == steps + 1
         assert torch.equal(ours[:-1], theirs)
+
+
+@pytest.mark.slow
+def test_constant_cfg_equals_the_pipelines_guidance_scale(
+    ideogram4_models: Any, run_ideogram4: Any
+) -> None:
+    """DualModelGuider without CFGOverride is the pipeline's constant guidance_scale."""
+    ours = image_of(run_ideogram4(workflow(steps=3, cfg=3.0, override=None), ["dec"]))
+    theirs = reference(ideogram4_models.pipe, steps=3, schedule=[3.0] * 3, mu=0.5)
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+
+
+@pytest.mark.slow
+def test_an_unconditional_file_without_text_projection_gives_the_same_image(
+    ideogram4_models: Any, run_ideogram4: Any
+) -> None:
+    """An unconditional transformer file without `llm_cond_*` loads (it reads no text) and
+    gives the image of the file with them: the unconditional pass never reads text."""
+    from safetensors.torch import load_file, save_file
+
+    folder = ideogram4_models.root / "models" / "diffusion_models"
+    state = load_file(str(folder / FILES["unconditional"]))
+    bare = {k: v for k, v in state.items() if ".llm_cond_" not in k}
+    assert len(bare) < len(state)
+    save_file(bare, str(folder / "ideogram4_unconditional_bare.safetensors"))
+    nodes = workflow(steps=3, cfg=3.0, override=None)
+    full = image_of(run_ideogram4(nodes, ["dec"]))
+    nodes["uncond"]["inputs"]["name"] = "ideogram4_unconditional_bare.safetensors"
+    assert (image_of(run_ideogram4(nodes, ["dec"])) - full).abs().max().item() <= 1e-6
+    # as the guided model it is refused, naming the input
+    nodes["guider"]["inputs"]["model"] = ["uncond", "model"]
+    result = run_ideogram4(nodes, ["dec"])
+    [failure] = result.failures
+    assert failure.node == "guider" and failure.input == "model"
+    assert "reads no text" in failure.message
+
+
+@pytest.mark.slow
+def test_cfg_override_outside_dual_model_guider_is_refused(run_ideogram4: Any) -> None:
+    """CFGOverride is applied by DualModelGuider: the model sampled through CFGGuider is
+    refused naming the guider (not silently sampled without the override)."""
+    nodes = workflow(steps=2, cfg=3.0, override=(2.0, 0.7, 1.0))
+    nodes["guider"] = {
+        "type": "CFGGuider",
+        "inputs": {
+            "model": ["override", "model"],
+            "positive": ["pos", "conditioning"],
+            "negative": ["zero", "conditioning"],
+            "cfg": 3.0,
+        },
+    }
+    result = run_ideogram4(nodes, ["dec"])
+    failures = [f for f in result.failures if f.node == "k"]
+    assert failures and failures[0].input == "guider"
+    assert "DualModelGuider" in failures[0].message
