@@ -172,6 +172,19 @@ _TEXTGEN_TAIL = ("thinking", "use_default_template", "mtp")
 _TEXTGEN_POSITIONS = tuple(f"textgen_widget_{i}" for i in range(1, 11))
 
 
+def _bounding_boxes(inputs: dict[str, Any]) -> Adapted:
+    """CreateBoundingBoxes' editor boxes (a list in the UI format, spelled {"value": [...]} as
+    an Easel literal) as Easel's JSON text."""
+    import json
+
+    boxes = inputs.get("boxes")
+    if isinstance(boxes, dict) and set(boxes) == {"value"}:
+        boxes = boxes["value"]
+    if isinstance(boxes, list):
+        inputs["boxes"] = json.dumps(boxes)
+    return Adapted(inputs)
+
+
 def _text_generate(inputs: dict[str, Any]) -> Adapted:
     """Name the UI format's positional widgets after the sampling mode's; `mtp` (speculative
     decoding with a multi-token-prediction head) changes speed, not what the model answers,
@@ -502,6 +515,7 @@ NODE_MAPS: dict[str, NodeMap] = {
                 "chroma": "chroma",
                 "krea2": "krea2",
                 "ideogram4": "ideogram4",
+                "flux3": "flux3",
             }
         },
         strict_values=frozenset({"type"}),
@@ -599,6 +613,48 @@ NODE_MAPS: dict[str, NodeMap] = {
         {"conditioning": "conditioning", "latent": "latent"},
         ("conditioning",),
         optional=frozenset({"latent"}),
+    ),
+    # Flux 3 (easel/nodes/flux3.py): references for an edit; the layout caption of boxes.
+    "ReferenceMultiLatent": NodeMap(
+        "ReferenceMultiLatent",
+        {
+            "positive": "positive",
+            "negative": "negative",
+            "vae": "vae",
+            **{f"images.image{i}": f"image{i}" for i in range(10)},
+            "resolution": "resolution",
+            "resolution.megapixels": "megapixels",
+        },
+        ("positive", "negative", "empty_latent"),
+        widgets=("resolution", "resolution.megapixels"),
+        optional=frozenset(f"image{i}" for i in range(10)),
+        values={"resolution": {"resize": "resize"}},
+        strict_values=frozenset({"resolution"}),
+    ),
+    "Flux3LayoutPrompt": NodeMap(
+        "Flux3LayoutPrompt",
+        {"prompt": "text", "element": "element"},
+        ("prompt",),
+        widgets=("prompt",),
+        optional=frozenset({"element"}),
+    ),
+    # CreateBoundingBoxes (easel/nodes/bounding_boxes.py): the editor's boxes as JSON text;
+    # `last_incoming` is the editor's copy of the linked boxes (UI state).
+    "CreateBoundingBoxes": NodeMap(
+        "CreateBoundingBoxes",
+        {
+            "width": "width",
+            "height": "height",
+            "editor_state": "boxes",
+            "last_incoming": "last_incoming",
+            "background": "background",
+            "bboxes": "bboxes",
+        },
+        ("preview", "bboxes", "elements"),
+        widgets=("width", "height", "editor_state", "last_incoming"),
+        ignored=frozenset({"last_incoming"}),
+        optional=frozenset({"background", "bboxes"}),
+        adapt=_bounding_boxes,
     ),
     # Flux.2 (easel/nodes/flux2.py): its latents are 128 channels at 1/16, as ComfyUI's.
     "EmptyFlux2LatentImage": NodeMap(

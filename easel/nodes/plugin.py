@@ -44,6 +44,8 @@ MODULES = (
     "easel.nodes.hidream",
     "easel.nodes.chroma",
     "easel.nodes.flux2",
+    "easel.nodes.flux3",
+    "easel.nodes.bounding_boxes",
     "easel.nodes.ideogram4",
     "easel.nodes.lumina",
     "easel.nodes.latent_cut",

@@ -33,6 +33,10 @@ def conditioning(value: Any) -> bool:
     return isinstance(value, Mapping)
 
 
+def _is_list(value: Any) -> bool:
+    return isinstance(value, list)
+
+
 def _not_plain(value: Any) -> bool:
     """Model handles: anything but None and plain JSON data (a str is a bug, a name)."""
     return value is not None and not isinstance(value, str | int | float | bool | list | dict)
@@ -54,6 +58,7 @@ CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "SIGMAS": ("noise levels, a tensor [steps + 1]", lambda value: _is_tensor(value, (1,))),
     "NOISE": ("a noise source (RandomNoise, DisableNoise)", _not_plain),
     "GUIDER": ("a guider: model and conditionings (CFGGuider, BasicGuider)", _not_plain),
+    "BOUNDING_BOX": ("boxes per frame: [[{x, y, width, height, metadata}, ...]]", _is_list),
     "CLIP_VISION": ("a CLIP vision (image encoder) handle", _not_plain),
     "CLIP_VISION_OUTPUT": ("an image encoder's output (CLIPVisionEncode)", _not_plain),
     "STYLE_MODEL": ("a style model handle (Flux Redux)", _not_plain),
