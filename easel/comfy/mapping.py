@@ -228,17 +228,29 @@ def _save_image_advanced(inputs: dict[str, Any]) -> Adapted:
     return Adapted(inputs, problems)
 
 
+# ModelSamplingAuraFlow's sampling kinds Easel has (easel.models.marigold_sampling.KINDS)
+_SAMPLING_KINDS = ("flow", "img_to_img_velocity")
+
+
 def _aura_flow_sampling(inputs: dict[str, Any]) -> Adapted:
     """ModelSamplingAuraFlow's `sampling` (newer ComfyUI): "flow" is the flow matching every
-    flow model in Easel samples with, so it converts to nothing; the others (Marigold's
-    "img_to_img_velocity", ...) have no Easel equivalent."""
+    flow model in Easel samples with, so it converts to nothing; "img_to_img_velocity"
+    (Marigold v2's) is Easel's input of that name; any other has no Easel equivalent."""
     sampling = inputs.pop("sampling", "flow")
     if sampling == "flow":
         return Adapted(inputs)
+    if sampling in _SAMPLING_KINDS:
+        return Adapted({**inputs, "sampling": sampling})
     shown = repr(sampling) if isinstance(sampling, str) else "a linked value"
     return Adapted(
         inputs,
-        [("sampling", f"sampling={shown} has no Easel equivalent (Easel samples 'flow' only)")],
+        [
+            (
+                "sampling",
+                f"sampling={shown} has no Easel equivalent (Easel samples "
+                f"{', '.join(repr(k) for k in _SAMPLING_KINDS)})",
+            )
+        ],
     )
 
 
@@ -1115,6 +1127,26 @@ NODE_MAPS: dict[str, NodeMap] = {
         {"aspect_ratio": "aspect_ratio", "megapixels": "megapixels", "multiple": "multiple"},
         ("width", "height"),
         widgets=("aspect_ratio", "megapixels", "multiple"),
+    ),
+    # Marigold v2 (easel.nodes.marigold) and conditioning files (easel.nodes.conditioning_files)
+    "MarigoldV2PostProcess": NodeMap(
+        "MarigoldV2PostProcess",
+        {"image": "image", "prediction": "prediction"},
+        ("image",),
+        widgets=("prediction",),
+    ),
+    "ConditioningLoader": NodeMap(
+        "ConditioningLoader",
+        {"conditioning_name": "conditioning_name"},
+        ("conditioning",),
+        widgets=("conditioning_name",),
+    ),
+    "SaveConditioning": NodeMap(
+        "SaveConditioning",
+        {"conditioning": "conditioning", "filename_prefix": "filename_prefix"},
+        ("conditioning",),
+        widgets=("filename_prefix",),
+        output_node=True,
     ),
     "ImageCompare": NodeMap(
         "CompareImages",

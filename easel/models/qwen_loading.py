@@ -108,13 +108,15 @@ def diffusion_model(
     name: str, path: Path, manager: Any, weight_dtype: str = "default"
 ) -> ModelHandle:
     """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader); fp8 weight dtypes keep
-    the weights in fp8 and compute in the manager's dtype (diffusers' layerwise casting)."""
-    from easel.models.state_dicts import read_state_dict
+    the weights in fp8 and compute in the manager's dtype (diffusers' layerwise casting).
+    Integer-quantised files (ComfyUI's `*_int8*`, e.g. Marigold v2's int8 ConvRot
+    Qwen-Image-Edit) are refused naming a quantised tensor, as for Z-Image."""
+    from easel.models.lumina_loading import read_weights
 
     storage = storage_dtype(weight_dtype)
 
     def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        state = read_weights(path, manager)
         if qwen_image.recognise(state) is None:
             raise ModelError(f"{path.name} is not a Qwen-Image transformer ({summarise(state)})")
         module = build_transformer(state, manager.dtype, path)

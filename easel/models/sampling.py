@@ -28,6 +28,11 @@ EASEL_SCHEDULERS = {
 }
 
 
+# ModelHandle.sampling entries that are no scheduler's config: a flow shift's mu, and the
+# model-sampling kind (easel.models.marigold_sampling: ModelSamplingAuraFlow's `sampling`)
+NOT_CONFIG = frozenset({"mu", "sampling_kind"})
+
+
 def make_scheduler(class_name: str, options: dict[str, Any], base_config: dict[str, Any]) -> Any:
     """`class_name.from_config(model's scheduler config, **options)` (configuration is data)."""
     import importlib
@@ -39,7 +44,9 @@ def make_scheduler(class_name: str, options: dict[str, Any], base_config: dict[s
         cls = getattr(importlib.import_module(module_name), name)
     else:
         cls = getattr(diffusers, class_name)
-    config = {k: v for k, v in base_config.items() if not k.startswith("_") and k != "mu"}
+    config = {
+        k: v for k, v in base_config.items() if not k.startswith("_") and k not in NOT_CONFIG
+    }
     return cls.from_config(config, **options)
 
 
@@ -400,6 +407,7 @@ def denoise(
     guidance: Any = None,
     sigmas: Any = None,
     on_denoised: Callable[[Any], None] | None = None,
+    sampling_kind: str | None = None,
 ) -> Any:
     """Sample latents. `noise` comes from a seeded CPU generator; `init_latents` (scaled
     latents) start image-to-image when `denoise_strength` < 1, or a window. `forward` is what
@@ -411,12 +419,15 @@ def denoise(
     positive / negative / cfg; `sigmas` are explicit noise levels to step through (then
     `init_latents` is the latent the noise is added to, scaled as ComfyUI does, and `steps`,
     `denoise_strength` and `window` are not used); `on_denoised` receives the last step's
-    denoised estimate. Returns scaled latents."""
+    denoised estimate. `sampling_kind` "img_to_img_velocity" starts from `init_latents` as
+    they are and reads the network's output as the step to the target
+    (easel.models.marigold_sampling). Returns scaled latents."""
     import inspect
 
     import torch
 
     from easel.models import guidance as guidance_lib
+    from easel.models import marigold_sampling
 
     param = next(unet.parameters())
     # fp8-stored weights (layerwise casting) compute in the dtype the loader recorded
@@ -427,6 +438,7 @@ def denoise(
     prediction = str(getattr(scheduler.config, "prediction_type", None) or prediction)
     if flow is not None or prediction == "flow_prediction":
         prediction = "flow"
+    velocity = sampling_kind == marigold_sampling.IMG_TO_IMG_VELOCITY and prediction == "flow"
     noise = noise.to(device=device, dtype=torch.float32)
     if init_latents is not None:
         init_latents = init_latents.to(device=device, dtype=torch.float32)
@@ -435,7 +447,10 @@ def denoise(
         max_sigma = float(own.max()) if own is not None else 1.0
         timesteps = follow_sigmas(scheduler, sigmas, device, prediction == "flow")
         start = init_latents if init_latents is not None else torch.zeros_like(noise)
-        latents = noise_scaling(prediction, float(sigmas[0]), noise, start, max_sigma).to(dtype)
+        latents = noise_scaling(prediction, float(sigmas[0]), noise, start, max_sigma)
+        if velocity:
+            latents = marigold_sampling.start_latent(init_latents, noise)
+        latents = latents.to(dtype)
     else:
         timesteps, _ = timesteps_for(scheduler, steps, denoise_strength, device, window, flow)
         latents = initial_latents(
@@ -446,6 +461,8 @@ def denoise(
             denoise_strength=denoise_strength,
             window=window,
         ).to(dtype)
+        if velocity:
+            latents = marigold_sampling.start_latent(init_latents, noise).to(dtype)
     size = (noise.shape[2] * vae_factor, noise.shape[3] * vae_factor)  # the image's pixels
 
     if guidance is None:
@@ -489,6 +506,9 @@ def denoise(
             else:
                 x = scale_input(scheduler, latents, t, network)
                 preds = [network(x, t, cond) for cond in conds]
+            if velocity:  # the outputs as the flow velocities the sampler steps with
+                level = _sigma_at(scheduler, levels, i, t, prediction)
+                preds = [marigold_sampling.as_flow_velocity(p, level) for p in preds]
             noise_pred = guidance.combine(preds)
             last = i == total - 1
             if guidance.post_cfg or (on_denoised is not None and last):

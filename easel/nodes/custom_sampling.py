@@ -14,6 +14,7 @@ from typing import Any
 from easel.core.context import Context
 from easel.core.node import Input, NodeError, node
 from easel.core.types import Conditioning, Guider, Latent, Model, Noise, Sampler, Sigmas
+from easel.models.marigold_sampling import KEY as SAMPLING_KIND
 from easel.nodes.primitives import MAX_SEED
 from easel.nodes.samplers_table import FLOW_SAMPLERS, SAMPLER_NAMES, SAMPLERS, SCHEDULE_NAMES
 
@@ -308,6 +309,7 @@ def custom_sample(
             guidance=guidance,
             sigmas=sigmas,
             on_denoised=kept.append,
+            sampling_kind=model.sampling.get(SAMPLING_KIND),
         )
     except ValueError as exc:
         raise NodeError(str(exc), "guider") from exc

@@ -10,6 +10,9 @@ from typing import Any
 from easel.core.context import Context
 from easel.core.node import Input, NodeError, node
 from easel.core.types import Clip, Conditioning, Latent, Model
+from easel.models.marigold_sampling import FLOW
+from easel.models.marigold_sampling import KEY as SAMPLING_KIND
+from easel.models.marigold_sampling import KINDS as SAMPLING_KINDS
 from easel.nodes.conditioning import empty_prompt
 from easel.nodes.loaders import require
 from easel.nodes.model_access import model_errors
@@ -96,6 +99,7 @@ def ModelSamplingFlux(
     256 image tokens up to max_shift at 4096, linearly (FluxPipeline's calculate_shift).
     Without this node Easel computes it from the latent being sampled, as FluxPipeline does."""
     _flow_model(model, "ModelSamplingFlux")
+    model = _plain_flow(model)
     slope = (max_shift - base_shift) / (MAX_TOKENS - BASE_TOKENS)
     mu = width * height / PIXELS_PER_TOKEN * slope + base_shift - slope * BASE_TOKENS
     return {
@@ -105,8 +109,19 @@ def ModelSamplingFlux(
     }
 
 
+def _plain_flow(model: Any) -> Any:
+    """The model sampled by plain flow matching: ComfyUI's model-sampling nodes replace the
+    whole model sampling, so a kind an earlier node set (img_to_img_velocity) goes."""
+    from dataclasses import replace
+
+    if SAMPLING_KIND not in model.sampling:
+        return model
+    return replace(model, sampling={k: v for k, v in model.sampling.items() if k != SAMPLING_KIND})
+
+
 def _fixed_shift(model: Any, shift: float, node_name: str) -> Any:
     _flow_model(model, node_name)
+    model = _plain_flow(model)
     # ComfyUI's fixed shift ends the schedule at 0: no shift_terminal stretch (Qwen-Image's
     # diffusers scheduler config has one; its pipeline keeps it, ComfyUI's nodes do not)
     return {
@@ -124,11 +139,18 @@ def ModelSamplingSD3(model: Model, shift: float = Input(3.0, ge=0.0, le=100.0, s
 
 @node(category="advanced/model", outputs={"model": Model})
 def ModelSamplingAuraFlow(
-    model: Model, shift: float = Input(1.73, ge=0.0, le=100.0, step=0.01)
+    model: Model,
+    shift: float = Input(1.73, ge=0.0, le=100.0, step=0.01),
+    sampling: str = Input(FLOW, choices=list(SAMPLING_KINDS)),
 ) -> Any:
     """A fixed flow shift, as ModelSamplingSD3 (ComfyUI's AuraFlow variant, whose only
-    difference is the timestep scale the model sees: here the family's own)."""
-    return _fixed_shift(model, shift, "ModelSamplingAuraFlow")
+    difference is the timestep scale the model sees: here the family's own). `sampling`
+    "img_to_img_velocity" (Marigold v2's) starts from the input latent with no noise added and
+    takes the network's output as the step to the result (denoised = x - output)."""
+    out = _fixed_shift(model, shift, "ModelSamplingAuraFlow")
+    if sampling == FLOW:
+        return out
+    return {"model": out["model"].with_sampling(**{SAMPLING_KIND: sampling})}
 
 
 NODES = [

@@ -55,6 +55,8 @@ MODULES = (
     "easel.nodes.turbo_scheduler",
     "easel.nodes.clip_vision",
     "easel.nodes.style_model",
+    "easel.nodes.marigold",
+    "easel.nodes.conditioning_files",
     "easel.nodes.reroute",
     "easel.nodes.model_patches",
 )

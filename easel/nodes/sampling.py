@@ -8,6 +8,7 @@ from typing import Any
 from easel.core.context import Context
 from easel.core.node import Input, NodeError, node
 from easel.core.types import Conditioning, Latent, Model
+from easel.models.marigold_sampling import KEY as SAMPLING_KIND
 from easel.nodes.primitives import MAX_SEED
 from easel.nodes.samplers_table import SAMPLER_NAMES, SAMPLERS, SCHEDULE_NAMES, pair_problem
 
@@ -161,7 +162,8 @@ def sample(
     unet = model.manager.place(model.unet)
     latent = in_model_scale(model, latent)
     inpaint = inpaint_inputs(model, positive, latent, shape)
-    use_latent = not full or window is not None
+    kind = model.sampling.get(SAMPLING_KIND)  # img_to_img_velocity starts from the latent
+    use_latent = not full or window is not None or kind is not None
     guidance = model_guidance(model, cfg_guidance(positive, negative, cfg))
     try:
         samples = run_denoise(
@@ -183,6 +185,7 @@ def sample(
             inpaint=inpaint,
             vae_factor=model.vae_scale_factor,
             flow=flow,
+            sampling_kind=kind,
         )
     except ValueError as exc:
         raise NodeError(str(exc), "positive") from exc

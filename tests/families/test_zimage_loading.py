@@ -184,6 +184,9 @@ def test_comfy_nodes_convert() -> None:
 
 
 def test_other_aura_flow_sampling_is_refused_naming_it() -> None:
+    """A sampling kind Easel lacks (ComfyUI's IMG_TO_IMG_FLOW, not one of the node's choices
+    today) is refused naming it; "img_to_img_velocity" converts (tests/families/
+    test_marigold_sampling.py)."""
     from easel.core.graph import WorkflowError
 
     prompt = {
@@ -193,14 +196,14 @@ def test_other_aura_flow_sampling_is_refused_naming_it() -> None:
         },
         "4": {
             "class_type": "ModelSamplingAuraFlow",
-            "inputs": {"model": ["3", 0], "shift": 1.73, "sampling": "img_to_img_velocity"},
+            "inputs": {"model": ["3", 0], "shift": 1.73, "sampling": "img_to_img_flow"},
         },
     }
     with pytest.raises(WorkflowError) as caught:
         _convert(prompt)
     [problem] = caught.value.problems
     assert (problem.node, problem.input) == ("4", "sampling")
-    assert "img_to_img_velocity" in problem.message
+    assert "img_to_img_flow" in problem.message
 
 
 def test_integer_quantised_files_are_refused_by_name(
