@@ -88,6 +88,17 @@ elif family == "ernie-image":
 elif family == "z-image":
     from tests.families.test_zimage_parity import split_workflow
     nodes = split_workflow(steps=4)
+elif family in ("z-image-controlnet", "qwen-image-controlnet"):  # a model patch applied
+    from tests.families.test_model_patches import control_picture, with_patch
+    from tests.fixtures import model_patch_files as files
+    picture = os.path.join(root, "control.png")
+    control_picture(__import__("pathlib").Path(picture))
+    if family == "z-image-controlnet":
+        from tests.families.test_zimage_parity import split_workflow
+        nodes = with_patch(split_workflow(steps=4), files.ZIMAGE_PATCH, picture)
+    else:
+        from tests.families.test_qwen_image_parity import split_workflow
+        nodes = with_patch(split_workflow(steps=4), files.QWEN_PATCH, picture)
 elif family == "lumina2":
     from tests.families.test_lumina2_parity import split_workflow
     os.environ["EASEL_GEMMA_TOKENIZER"] = os.path.join(root, "tokenizers", "gemma")
@@ -166,6 +177,27 @@ def build(families: list[str], root: Path) -> None:
             from tests.fixtures import ernie_family
 
             ernie_family.build(root)
+            continue
+        if family in ("z-image-controlnet", "qwen-image-controlnet"):  # + a model patch
+            from safetensors.torch import save_file
+
+            from tests.fixtures import lumina_family, model_patch_files, qwen_image_family
+
+            patches = root / "models" / "model_patches"
+            patches.mkdir(parents=True, exist_ok=True)
+            if family == "z-image-controlnet":
+                if not (root / "models" / "text_encoders" / "qwen_3_4b.safetensors").exists():
+                    zimage = lumina_family.build_zimage(root)
+                    lumina_family.build_lumina2(root, zimage.pipe.vae)
+                transformer = lumina_family.zimage_transformer()
+                controlnet = model_patch_files.zimage_controlnet(transformer)
+                state = {k: v.contiguous() for k, v in controlnet.state_dict().items()}
+                save_file(state, str(patches / model_patch_files.ZIMAGE_PATCH))
+            else:
+                if not (root / "models" / "diffusion_models" / "qwen_image.safetensors").exists():
+                    qwen_image_family.build(root)
+                state = model_patch_files.qwen_blockwise_state(qwen_image_family._transformer())
+                save_file(state, str(patches / model_patch_files.QWEN_PATCH))
             continue
         if family in ("z-image", "lumina2"):  # built together (they share the Flux VAE)
             from tests.fixtures import lumina_family
