@@ -113,6 +113,26 @@ def zimage_workflow(image: Path, *, patch: bool = True, steps: int = 3) -> dict[
     return nodes
 
 
+def with_patch(nodes: dict[str, Any], patch: str, image: Path) -> dict[str, Any]:
+    """A split-file workflow (`unet`, `vae`, `k`) with `patch` applied to its model through
+    QwenImageDiffsynthControlnet, the control image loaded from `image`."""
+    nodes = {**nodes, "k": {**nodes["k"], "inputs": {**nodes["k"]["inputs"]}}}
+    nodes["img"] = {"type": "LoadImage", "inputs": {"image": str(image)}}
+    nodes["patch"] = {"type": "ModelPatchLoader", "inputs": {"name": patch}}
+    nodes["cn"] = {
+        "type": "QwenImageDiffsynthControlnet",
+        "inputs": {
+            "model": nodes["k"]["inputs"]["model"],
+            "model_patch": ["patch", "model_patch"],
+            "vae": ["vae", "vae"],
+            "image": ["img", "image"],
+            "strength": STRENGTH,
+        },
+    }
+    nodes["k"]["inputs"]["model"] = ["cn", "model"]
+    return nodes
+
+
 def run(executor: Any, nodes: dict[str, Any]) -> Any:
     workflow = {"format": "easel.workflow", "version": 1, "nodes": nodes}
     return executor.run(workflow, targets=["dec"], keep_values=True)
