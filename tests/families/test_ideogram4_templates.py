@@ -3,8 +3,9 @@ extra): `image_ideogram4_t2i` runs end to end on the tiny Ideogram 4 models, sav
 names the template loads, and gives Ideogram4Pipeline's image for the template's structured JSON
 prompt, seed, schedule (its Default preset), DualModelGuider cfg 7 and CFGOverride 3 from 70%
 (the latent made small, the steps six: the last level falls under 0.3, where the override
-applies). In the default run the prompt is the first line of the template's JSON: the tiny
-byte-level tokenizer makes the whole 3,000-character prompt 3,000 tokens, which `--slow` runs.
+applies). In the default run the prompt is one line of the template's JSON (its `"medium"`):
+the tiny byte-level tokenizer makes the whole 3,000-character prompt 3,000 tokens, which
+`--slow` runs.
 The int8 template's transformer files are refused naming them and a quantised tensor."""
 
 from __future__ import annotations
@@ -126,9 +127,12 @@ def test_ideogram4_template_runs_and_equals_ideogram4_pipeline(
     if not whole_prompt:
         from easel.workflow_edit import set_input
 
-        first = nodes[encode]["inputs"]["text"].strip().splitlines()[1].strip()
-        assert first.startswith('"high_level_description"')
-        set_input(workflow, f"{encode}.text", first)
+        [medium] = [
+            line.strip()
+            for line in nodes[encode]["inputs"]["text"].splitlines()
+            if line.strip().startswith('"medium"')
+        ]
+        set_input(workflow, f"{encode}.text", medium)
     guider = nodes[_only(nodes, "DualModelGuider")]["inputs"]
     override = nodes[_only(nodes, "CFGOverride")]["inputs"]
     assert guider["cfg"] == 7
