@@ -99,6 +99,12 @@ elif family in ("z-image-controlnet", "qwen-image-controlnet"):  # a model patch
     else:
         from tests.families.test_qwen_image_parity import split_workflow
         nodes = with_patch(split_workflow(steps=4), files.QWEN_PATCH, picture)
+elif family == "lotus-d":  # depth from a 64x64 image in one step (the template's graph)
+    from PIL import Image
+    from tests.families.test_lotus_depth import lotus_nodes
+    picture = os.path.join(root, "lotus.png")
+    Image.new("RGB", (64, 64), (90, 140, 200)).save(picture)
+    nodes = lotus_nodes(__import__("pathlib").Path(picture))["nodes"]
 elif family == "lumina2":
     from tests.families.test_lumina2_parity import split_workflow
     os.environ["EASEL_GEMMA_TOKENIZER"] = os.path.join(root, "tokenizers", "gemma")
@@ -133,6 +139,11 @@ def build(families: list[str], root: Path) -> None:
             if not flux2_built:
                 flux2_family.build(root)
                 flux2_built = True
+            continue
+        if family == "lotus-d":  # the Lotus UNet, the SD VAE and an SD 2 checkpoint
+            from tests.fixtures import lotus_family
+
+            lotus_family.build(root)
             continue
         if family == "hidream-dev":  # HiDream's files, and its Llama tokenizer in the install
             hidream_family.llama_tokenizer(

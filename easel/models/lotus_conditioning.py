@@ -95,7 +95,7 @@ def empty_prompt_embedding(clip: Any) -> Any:
     layer (and with the final norm) `clip`'s tower is configured for, as TextEncode reads it."""
     from easel.models.text import _Item, _run_chunk, place
 
-    parts = getattr(clip, "parts", ())
+    parts: tuple[Any, ...] = tuple(getattr(clip, "parts", ()))
     if len(parts) != 1 or getattr(parts[0], "kind", "clip") != "clip":
         raise ValueError(
             "Lotus takes Stable Diffusion 2's text encoder (one CLIP tower); this CLIP has "
