@@ -99,6 +99,12 @@ elif family in ("z-image-controlnet", "qwen-image-controlnet"):  # a model patch
     else:
         from tests.families.test_qwen_image_parity import split_workflow
         nodes = with_patch(split_workflow(steps=4), files.QWEN_PATCH, picture)
+elif family == "marigold-v2":  # depth from a 64x64 image: one velocity step (the template's)
+    from PIL import Image
+    from tests.families.test_marigold_templates import workflow
+    picture = os.path.join(root, "marigold.png")
+    Image.new("RGB", (64, 64), (90, 140, 200)).save(picture)
+    nodes = workflow(picture)
 elif family == "lotus-d":  # depth from a 64x64 image in one step (the template's graph)
     from PIL import Image
     from tests.families.test_lotus_depth import lotus_nodes
@@ -209,6 +215,11 @@ def build(families: list[str], root: Path) -> None:
                     qwen_image_family.build(root)
                 state = model_patch_files.qwen_blockwise_state(qwen_image_family._transformer())
                 save_file(state, str(patches / model_patch_files.QWEN_PATCH))
+            continue
+        if family == "marigold-v2":  # Qwen-Image-Edit, the task LoRAs, VAEs and prompts
+            from tests.families import test_marigold_templates
+
+            test_marigold_templates.build(root)
             continue
         if family in ("z-image", "lumina2"):  # built together (they share the Flux VAE)
             from tests.fixtures import lumina_family

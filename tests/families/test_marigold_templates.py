@@ -37,7 +37,7 @@ pytestmark = pytest.mark.skipif(
     reason="the templates corpus is in the dev extra (in CI)",
 )
 
-SIZE = 32  # pixels: a 4x4 latent, 2x2 patches
+SIZE = 16  # pixels: a 2x2 latent, one 2x2 patch
 SEED = 11
 RANK = 2
 TOKENS = 6
@@ -140,6 +140,61 @@ def build(root: Path) -> TinyMarigold:
         )
         loras[stem], prompts[stem] = layers, embeds.to(torch.bfloat16).float()
     return TinyMarigold(root, transformer, vae, loras, prompts)
+
+
+def workflow(
+    picture: str, stem: str = "marigold_v2_depth_log_stage2", prompt: str = "marigold_v2_depth"
+) -> dict[str, Any]:
+    """A Marigold v2 run as Easel nodes (the templates' subgraph, written by hand): the image
+    `picture` through the task's LoRA, VAE and saved prompt; "dec" is the post-processed
+    prediction."""
+    prediction = next(p for s, _, p in TASKS.values() if s == stem)
+    return {
+        "unet": {"type": "DiffusionModelLoader", "inputs": {"name": UNET}},
+        "lora": {
+            "type": "LoraLoaderModelOnly",
+            "inputs": {"model": ["unet", "model"], "name": f"{stem}.safetensors"},
+        },
+        "sampling": {
+            "type": "ModelSamplingAuraFlow",
+            "inputs": {"model": ["lora", "model"], "sampling": "img_to_img_velocity"},
+        },
+        "prompt": {
+            "type": "ConditioningLoader",
+            "inputs": {"conditioning_name": f"{prompt}_conditioning.safetensors"},
+        },
+        "vae": {"type": "VAELoader", "inputs": {"name": f"{stem}_vae.safetensors"}},
+        "image": {"type": "LoadImage", "inputs": {"image": picture}},
+        "latent": {
+            "type": "VAEEncode",
+            "inputs": {"image": ["image", "image"], "vae": ["vae", "vae"]},
+        },
+        "guider": {
+            "type": "BasicGuider",
+            "inputs": {"model": ["sampling", "model"], "conditioning": ["prompt", "conditioning"]},
+        },
+        "sampler": {"type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "sigmas": {"type": "ManualSigmas", "inputs": {"sigmas": "0.5, 0"}},
+        "noise": {"type": "DisableNoise", "inputs": {}},
+        "sample": {
+            "type": "SamplerCustomAdvanced",
+            "inputs": {
+                "noise": ["noise", "noise"],
+                "guider": ["guider", "guider"],
+                "sampler": ["sampler", "sampler"],
+                "sigmas": ["sigmas", "sigmas"],
+                "latent_image": ["latent", "latent"],
+            },
+        },
+        "decoded": {
+            "type": "VAEDecode",
+            "inputs": {"latent": ["sample", "output"], "vae": ["vae", "vae"]},
+        },
+        "dec": {
+            "type": "MarigoldV2PostProcess",
+            "inputs": {"image": ["decoded", "image"], "prediction": prediction},
+        },
+    }
 
 
 @pytest.fixture(scope="module")
