@@ -91,3 +91,55 @@ def test_inpaint_mask_channel_is_what_is_kept() -> None:
     state = {"img_in.weight": torch.zeros(8, 68), "controlnet_blocks.2.y_rms.weight": None}
     config = config_of(state)
     assert (config.num_layers, config.in_dim, config.dim, config.mask_channels) == (3, 68, 8, 1)
+
+
+def test_zimage_fun_controlnet_version_2_layout_equals_the_pipeline(
+    patch_files: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version-2 layout (refiner blocks with projections, 33 control channels: zero past the
+    control latent's 16, as the pipeline pads them), its config read off the file."""
+    from diffusers import ZImageControlNetModel, ZImageControlNetPipeline
+    from safetensors.torch import save_file
+
+    transformer = patch_files.zimage.transformer
+    torch.manual_seed(9)
+    controlnet = ZImageControlNetModel(
+        control_layers_places=[0, 1],
+        control_refiner_layers_places=[0, 1],
+        control_in_dim=33,
+        add_control_noise_refiner="control_noise_refiner",
+        dim=int(transformer.config.dim),
+        n_refiner_layers=2,
+        n_heads=int(transformer.config.n_heads),
+        n_kv_heads=int(transformer.config.n_kv_heads),
+    )
+    model_patch_files._randomise(controlnet)
+    controlnet.eval()
+    name = "Z-Image-Turbo-Fun-Controlnet-Union-2.0.safetensors"
+    patches = patch_files.zimage_root / "models" / "model_patches"
+    save_file({k: v.contiguous() for k, v in controlnet.state_dict().items()}, str(patches / name))
+    picture = control_picture(tmp_path / "canny.png")
+    nodes = zimage_workflow(tmp_path / "canny.png")
+    nodes["patch"]["inputs"]["name"] = name
+    ours = image_of(run(executor_for(patch_files.zimage_root, monkeypatch), nodes))
+    base = patch_files.zimage
+    pipe = ZImageControlNetPipeline(
+        **{k: getattr(base, k) for k in ("scheduler", "vae", "text_encoder", "tokenizer")},
+        transformer=base.transformer,
+        controlnet=controlnet,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    theirs = as_tensor(
+        pipe(
+            prompt=PROMPT,
+            control_image=picture,
+            controlnet_conditioning_scale=STRENGTH,
+            height=SIZE,
+            width=SIZE,
+            num_inference_steps=3,
+            guidance_scale=0.0,
+            generator=torch.Generator("cpu").manual_seed(42),
+            output_type="np",
+        ).images
+    )
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
