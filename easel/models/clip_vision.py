@@ -25,6 +25,10 @@ KNOWN_HEADS = {1664: 16, 1280: 16, 1152: 16, 1024: 16, 768: 12}
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SIGLIP_MEAN = SIGLIP_STD = (0.5, 0.5, 0.5)
+# Input sizes the position count does not give: SigLIP so400m-patch14-384 takes 384 x 384
+# images, whose 27 x 27 patches of 14 leave the last 6 pixels unread (ComfyUI's and
+# transformers' configs for it both say 384).
+KNOWN_IMAGE_SIZES = {(729, 14): 384}
 
 
 @dataclass(eq=False)
@@ -102,7 +106,7 @@ def config_for(state: dict[str, Any]) -> tuple[str, Any]:
     side = round(positions**0.5)
     siglip_config = SiglipVisionConfig(
         **common,
-        image_size=side * patch_size,
+        image_size=KNOWN_IMAGE_SIZES.get((positions, patch_size), side * patch_size),
         hidden_act="gelu_pytorch_tanh",
         layer_norm_eps=1e-6,
         vision_use_head=PREFIX + "head.probe" in state,
