@@ -154,3 +154,62 @@ def test_unclip_conditioning_on_a_model_without_pooled_input_is_refused() -> Non
     }
     with pytest.raises(ValueError, match="conditions SDXL models"):
         unet_condition(unet, cond, 1, torch.device("cpu"), torch.float32)
+
+
+def released(width: int, layers: int, mlp: int, patch: int, positions: int, **extra: Any) -> Any:
+    """Shape-only (meta) tensors of a released tower's file."""
+    prefix = "vision_model."
+    state = {
+        prefix + "embeddings.patch_embedding.weight": (width, 3, patch, patch),
+        prefix + "embeddings.position_embedding.weight": (positions, width),
+        prefix + "encoder.layers.0.mlp.fc1.weight": (mlp, width),
+        prefix + f"encoder.layers.{layers - 1}.mlp.fc1.weight": (mlp, width),
+        **extra,
+    }
+    return {key: torch.empty(shape, device="meta") for key, shape in state.items()}
+
+
+@pytest.mark.parametrize(
+    "state,expected",
+    [
+        (  # sigclip_vision_patch14_384 (Redux)
+            released(1152, 27, 4304, 14, 729, **{"vision_model.head.probe": (1, 1, 1152)}),
+            ("siglip", 384, 16, "gelu_pytorch_tanh", None),
+        ),
+        (  # clip_vision_g (OpenCLIP ViT-bigG-14, revision)
+            released(
+                1664,
+                48,
+                8192,
+                14,
+                257,
+                **{
+                    "vision_model.embeddings.class_embedding": (1664,),
+                    "visual_projection.weight": (1280, 1664),
+                },
+            ),
+            ("clip", 224, 16, "gelu", 1280),
+        ),
+        (  # OpenAI's ViT-L/14
+            released(
+                1024,
+                24,
+                4096,
+                14,
+                257,
+                **{
+                    "vision_model.embeddings.class_embedding": (1024,),
+                    "visual_projection.weight": (768, 1024),
+                },
+            ),
+            ("clip", 224, 16, "quick_gelu", 768),
+        ),
+    ],
+)
+def test_released_shapes_give_the_released_configs(state: Any, expected: Any) -> None:
+    from easel.models.clip_vision import config_for
+
+    kind, config = config_for(state)
+    projection = getattr(config, "projection_dim", None) if kind == "clip" else None
+    found = (kind, config.image_size, config.num_attention_heads, config.hidden_act, projection)
+    assert found == expected
