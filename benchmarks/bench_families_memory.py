@@ -52,6 +52,10 @@ if family.startswith("flux2"):
     from tests.families.test_flux2_parity import workflow
     os.environ["EASEL_MISTRAL_TOKENIZER"] = str(mistral_folder(__import__("pathlib").Path(root)))
     nodes = workflow(family.split("-")[1], steps=4)
+elif family.startswith("flux3"):
+    from tests.families.test_flux3_parity import workflow
+    distilled = family == "flux3-distilled"  # a flow map: cfg 1, as its templates
+    nodes = workflow("distilled" if distilled else "base", steps=4, cfg=1.0 if distilled else 3.5)
 elif family.startswith("flux"):
     from tests.families.test_flux_parity import split_workflow
     nodes = split_workflow(family.split("-")[1], steps=4)
@@ -141,6 +145,12 @@ def build(families: list[str], root: Path) -> None:
     dev = large = None
     flux2_built = False
     for family in families:
+        if family.startswith("flux3"):  # base and distilled share one build
+            from tests.fixtures import flux3_family
+
+            if not (root / "models" / "text_encoders" / flux3_family.TEXT_FILE).exists():
+                flux3_family.build(root)
+            continue
         if family.startswith("flux2"):  # Flux.2 dev and Klein share one build
             if not flux2_built:
                 flux2_family.build(root)

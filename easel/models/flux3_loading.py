@@ -133,7 +133,8 @@ def flux3_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
             raise ModelError(
                 f"{path.name} is Flux 3's Qwen3.5 prompt upsampler (a TextGenerate model), which "
                 "Easel does not load: ComfyUI ships it in its w4a8 integer format only. Write "
-                "the full caption yourself, or turn the template's upsampler switch off"
+                "the full caption yourself and set the template's switch so that it goes to "
+                "the text encoder directly"
             )
         if not is_qwen3_vl(state):
             raise ModelError(

@@ -118,3 +118,50 @@ def test_text_embeddings_equal_the_pipelines(
         assert ours.shape == theirs.shape == (1, 80, 8 * flux3_family.TEXT_WIDTH)
         assert (ours - theirs).abs().max().item() <= 1e-5
     assert clip.family.name == "flux3"
+
+
+@pytest.mark.slow
+def test_reference_images_equal_the_pipelines_edit(
+    flux3_models: Any, run_flux3: Any, tmp_path: Path
+) -> None:
+    """Two reference images through ReferenceMultiLatent (on both guidance sides, its empty
+    latent sampled) equal the modular pipeline's `image` list (reference tokens at l = -1,
+    -2); the references are seen, and in their order."""
+    from PIL import ImageOps
+
+    from tests.families.test_sd_parity import _inpaint_inputs
+
+    path, picture, _ = _inpaint_inputs(tmp_path)
+    flipped = ImageOps.mirror(picture)
+    flipped_path = tmp_path / "flipped.png"
+    flipped.save(flipped_path)
+
+    def edit(first: Path, second: Path) -> Any:
+        nodes = workflow("base")
+        nodes["a"] = {"type": "LoadImage", "inputs": {"image": str(first)}}
+        nodes["b"] = {"type": "LoadImage", "inputs": {"image": str(second)}}
+        nodes["refs"] = {
+            "type": "ReferenceMultiLatent",
+            "inputs": {
+                "positive": ["pos", "conditioning"],
+                "negative": ["neg", "conditioning"],
+                "vae": ["vae", "vae"],
+                "image0": ["a", "image"],
+                "image1": ["b", "image"],
+                "resolution": "crop",
+            },
+        }
+        sampler = nodes["k"]["inputs"]
+        sampler["positive"], sampler["negative"] = ["refs", "positive"], ["refs", "negative"]
+        sampler["latent"] = ["refs", "empty_latent"]
+        return image_of(run_flux3(nodes, ["dec"]))
+
+    ours = edit(path, flipped_path)
+    swapped = edit(flipped_path, path)
+    pipe = pipeline(flux3_models, "base", guidance_scale=3.5)
+    theirs = reference(pipe, prompt=PROMPT, image=[picture, flipped], num_inference_steps=3)
+    plain = image_of(run_flux3(workflow("base"), ["dec"]))
+    assert ours.shape == theirs.shape == (1, 3, SIZE, SIZE)
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+    assert (ours - plain).abs().max().item() > 1e-4  # the references are seen
+    assert (ours - swapped).abs().max().item() > 1e-4  # and told apart by order
