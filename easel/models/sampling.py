@@ -44,9 +44,7 @@ def make_scheduler(class_name: str, options: dict[str, Any], base_config: dict[s
         cls = getattr(importlib.import_module(module_name), name)
     else:
         cls = getattr(diffusers, class_name)
-    config = {
-        k: v for k, v in base_config.items() if not k.startswith("_") and k not in NOT_CONFIG
-    }
+    config = {k: v for k, v in base_config.items() if not k.startswith("_") and k not in NOT_CONFIG}
     return cls.from_config(config, **options)
 
 
