@@ -526,6 +526,7 @@ NODE_MAPS: dict[str, NodeMap] = {
                 "sd3": "sd3",
                 "chroma": "chroma",
                 "krea2": "krea2",
+                "joyimage": "joyimage",
                 "ideogram4": "ideogram4",
                 "flux3": "flux3",
             }
@@ -595,6 +596,17 @@ NODE_MAPS: dict[str, NodeMap] = {
         ("conditioning",),
         widgets=("prompt",),
         optional=frozenset({"vae", "image"}),
+    ),
+    # JoyImage Edit (easel/nodes/joyimage.py): its reference images are the "images" group
+    "TextEncodeJoyImageEdit": NodeMap(
+        "TextEncodeJoyImageEdit",
+        {
+            **{name: name for name in ("clip", "prompt", "vae")},
+            **{f"images.image{i}": f"image{i}" for i in range(6)},
+        },
+        ("conditioning",),
+        widgets=("prompt",),
+        optional=frozenset({"vae", *(f"images.image{i}" for i in range(6))}),
     ),
     "TextEncodeQwenImageEditPlus": NodeMap(
         "TextEncodeQwenImageEditPlus",

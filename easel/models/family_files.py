@@ -47,6 +47,7 @@ DIFFUSION_MODELS: tuple[str, ...] = (
     "easel.models.krea2_loading",
     "easel.models.ernie_loading",
     "easel.models.kandinsky5_loading",
+    "easel.models.joyimage_loading",
 )
 # SD3 first: its diffusers folders also have the transformer/ and text_encoder_2/ of Flux's
 CHECKPOINTS: tuple[str, ...] = (
@@ -76,6 +77,7 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
         "lumina2": "easel.models.lumina_loading:lumina2_clip",
         "sd3": "easel.models.sd3_loading:sd3_clip",
         "krea2": "easel.models.krea2_loading:krea2_clip",
+        "joyimage": "easel.models.joyimage_loading:joyimage_clip",
         "ideogram4": "easel.models.ideogram4_loading:ideogram4_clip",
         "flux3": "easel.models.flux3_loading:flux3_clip",
     },
@@ -90,7 +92,7 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
 # what DiffusionModelLoader reads, for its error message
 FAMILY_NAMES = (
     "Flux.1, Flux.2, Qwen-Image, Z-Image, Lumina 2, HiDream-I1, Chroma, SD3 / 3.5, Krea 2, Lotus, "
-    "LongCat-Image, ERNIE-Image, Ovis-Image, Kandinsky 5, Flux 3"
+    "LongCat-Image, ERNIE-Image, Ovis-Image, Kandinsky 5, JoyImage Edit, Flux 3"
 )
 
 

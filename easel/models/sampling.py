@@ -158,6 +158,7 @@ NETWORKS: dict[str, str] = {
     "qwen_image_layered": "easel.models.qwen_layered_denoiser:QwenLayeredNetwork",
     "lotus": "easel.models.lotus_denoiser:LotusNetwork",
     "kandinsky5": "easel.models.kandinsky5_denoiser:Kandinsky5Network",
+    "joyimage": "easel.models.joyimage_denoiser:JoyImageNetwork",
 }
 
 

@@ -44,6 +44,7 @@ MODULES = (
     "easel.nodes.hidream",
     "easel.nodes.chroma",
     "easel.nodes.flux2",
+    "easel.nodes.joyimage",
     "easel.nodes.flux3",
     "easel.nodes.bounding_boxes",
     "easel.nodes.ideogram4",

@@ -14,6 +14,7 @@ from easel.models.families import (
     flux2,
     flux3,
     hidream,
+    joyimage,
     ideogram4,
     kandinsky5,
     krea2,
@@ -53,6 +54,7 @@ FAMILIES: tuple[Family, ...] = (
     *ovis.FAMILIES,
     *lotus.FAMILIES,
     *kandinsky5.FAMILIES,
+    *joyimage.FAMILIES,
     UNCLIP,
 )
 

@@ -1,0 +1,117 @@
+"""JoyImage Edit modules from ComfyUI's split files (diffusion_models/, text_encoders/, vae/).
+
+- The transformer file holds diffusers' own JoyImageEditTransformer3DModel keys (ComfyUI's
+  layout is the same), with or without `model.diffusion_model.`; the config is read off the
+  shapes (easel.models.families.joyimage).
+- The text encoder is ComfyUI's CLIPLoader type joyimage: Qwen3-VL-8B with its vision tower
+  (loaded by easel.models.qwen21_loading, shared with Qwen-Image 2.1).
+- The VAE is the Wan 2.1 VAE (`wan_2.1_vae.safetensors`, VAELoader: easel.models.qwen_vae).
+
+ComfyUI's template ships int8_convrot files (integer weights with a rotation Easel does not
+implement): they are refused naming the file and the tensor; the bf16 files load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from easel.models.errors import ModelError
+from easel.models.families import joyimage
+from easel.models.families.recognise import summarise
+from easel.models.flux_loading import dequantize_scaled_fp8, storage_dtype, stored_as
+from easel.models.handles import ClipHandle, ModelHandle
+from easel.models.qwen21_loading import INTEGER_DTYPES
+
+
+def refuse_integer_weights(state: Mapping[str, Any], path: Path) -> None:
+    """ComfyUI's int8_convrot files: refused, naming the file and a quantised tensor."""
+    for key, value in state.items():
+        dtype = str(getattr(value, "dtype", ""))
+        if key.endswith(".weight") and dtype in INTEGER_DTYPES:
+            raise ModelError(
+                f"{path.name} holds integer-quantised weights ({key}: {dtype}, ComfyUI's "
+                "int8_convrot format), which Easel does not read; use JoyImage Edit's bf16 "
+                "files"
+            )
+
+
+def transformer_state(state: Mapping[str, Any]) -> dict[str, Any]:
+    prefix = joyimage.prefix_of(state)
+    if prefix is None:
+        raise ModelError("no JoyImage transformer (double_blocks with modulate_table)")
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
+    """A JoyImageEditTransformer3DModel from ComfyUI's (diffusers-keyed) file."""
+    from diffusers import JoyImageEditTransformer3DModel
+
+    from easel.models.qwen_loading import build_module
+
+    try:
+        config = joyimage.transformer_config(state)
+        return build_module(
+            JoyImageEditTransformer3DModel,
+            config,
+            transformer_state(state),
+            dtype,
+            "JoyImage transformer",
+        )
+    except ModelError as exc:
+        raise ModelError(f"{path.name}: {exc}") from None
+    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
+        raise ModelError(
+            f"{path.name} looks like a JoyImage transformer but does not fit that "
+            f"architecture ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
+    """Whether a diffusion-model file's keys are JoyImage's (family_files)."""
+    return joyimage.recognise(state) is not None
+
+
+def diffusion_model(
+    name: str, path: Path, manager: Any, weight_dtype: str = "default"
+) -> ModelHandle:
+    """MODEL from a JoyImage diffusion-model file (ComfyUI's UNETLoader); fp8 weight dtypes keep
+    the weights in fp8 and compute in the manager's dtype."""
+    from easel.models.state_dicts import read_state_dict
+
+    storage = storage_dtype(weight_dtype)
+
+    def load() -> Any:
+        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        if joyimage.recognise(state) is None:
+            raise ModelError(f"{path.name} is not a JoyImage transformer ({summarise(state)})")
+        refuse_integer_weights(state, path)
+        module = build_transformer(state, manager.dtype, path)
+        return stored_as(module, storage, manager.dtype)
+
+    module = manager.load_module(
+        (str(path.resolve()), f"joyimage-transformer:{weight_dtype}"), load
+    )
+    family = joyimage.JOYIMAGE
+    return ModelHandle(
+        name, module, dict(family.scheduler_config), family.latent.factor, manager, family=family
+    )
+
+
+def joyimage_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
+    """CLIPLoader type joyimage: one Qwen3-VL-8B file with its vision tower (ComfyUI's
+    qwen3vl_8b_joyimage_edit*), loaded as Qwen-Image 2.1's text encoder is."""
+    from easel.models import family_files
+    from easel.models.qwen21_loading import is_qwen3_vl, qwen21_clip
+
+    (path,) = paths
+    state = family_files.keys_of(path, manager)
+    if not is_qwen3_vl(state):
+        raise ModelError(
+            f"{path.name} is not a Qwen3-VL text encoder ({summarise(state)}); type joyimage "
+            "takes JoyImage Edit's qwen3vl_8b file"
+        )
+    refuse_integer_weights(state, path)
+    loaded = qwen21_clip(name, paths, manager)
+    return ClipHandle(name, loaded.parts, manager, family=joyimage.JOYIMAGE)
