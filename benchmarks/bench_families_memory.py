@@ -77,6 +77,15 @@ elif family == "longcat-image":
 elif family == "ovis-image":
     from tests.families.test_ovis_parity import split_workflow
     nodes = split_workflow(steps=4)
+elif family == "kandinsky5-image":
+    from tests.families.test_kandinsky5_parity import split_workflow
+    nodes = split_workflow(steps=4)
+elif family == "joyimage-edit":  # with a 64x64 reference image
+    from PIL import Image
+    from tests.families.test_joyimage_parity import workflow
+    picture = os.path.join(root, "input.png")
+    Image.new("RGB", (64, 64), (120, 30, 200)).save(picture)
+    nodes = workflow(__import__("pathlib").Path(picture), steps=4)
 elif family == "qwen-image-2.1":
     from tests.families.test_qwen_image21_parity import split_workflow
     nodes = split_workflow(steps=4)
@@ -189,6 +198,16 @@ def build(families: list[str], root: Path) -> None:
             from tests.fixtures import ovis_family
 
             ovis_family.build(root)
+            continue
+        if family == "kandinsky5-image":  # its files, and both tokenizers in the install
+            from tests.fixtures import kandinsky5_family
+
+            kandinsky5_family.build(root)
+            continue
+        if family == "joyimage-edit":  # its files, and the Qwen2 tokenizer in the install
+            from tests.fixtures import joyimage_family
+
+            joyimage_family.build(root)
             continue
         if family == "krea2":  # its files, and the Qwen2 tokenizer in the install
             from tests.fixtures import krea2_family
