@@ -56,6 +56,13 @@ elif family.startswith("flux3"):
     from tests.families.test_flux3_parity import workflow
     distilled = family == "flux3-distilled"  # a flow map: cfg 1, as its templates
     nodes = workflow("distilled" if distilled else "base", steps=4, cfg=1.0 if distilled else 3.5)
+elif family == "flux-redux":  # Flux dev with two Redux image prompts (SigLIP + projector)
+    from tests.families.test_redux_parity import redux_workflow
+    from tests.fixtures.clip_vision_files import random_images
+    pictures = [os.path.join(root, f"redux{{i}}.png") for i in range(2)]
+    for picture, image in zip(pictures, random_images(2)):
+        image.save(picture)
+    nodes = redux_workflow(pictures, steps=4)
 elif family.startswith("flux"):
     from tests.families.test_flux_parity import split_workflow
     nodes = split_workflow(family.split("-")[1], steps=4)
@@ -256,6 +263,13 @@ def build(families: list[str], root: Path) -> None:
             if not (root / "models" / "text_encoders" / "qwen_3_4b.safetensors").exists():
                 zimage = lumina_family.build_zimage(root)
                 lumina_family.build_lumina2(root, zimage.pipe.vae)
+            continue
+        if family == "flux-redux":  # Flux dev's files, a SigLIP and a Redux
+            from tests.fixtures import clip_vision_files
+
+            if dev is None:
+                dev = flux_family.build("dev", root)
+            clip_vision_files.write_redux(root / "models", flux_family.T5_WIDTH)
             continue
         if family.startswith("sd3.5"):
             if large is None:

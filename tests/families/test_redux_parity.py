@@ -34,8 +34,7 @@ TEMPLATE_FILES = {
     "text_encoders/t5xxl_fp16.safetensors": "text_encoders/t5xxl.safetensors",
     "vae/ae.safetensors": "vae/ae.safetensors",
 }
-SIGLIP_NAME = "sigclip_vision_patch14_384.safetensors"
-REDUX_NAME = "flux1-redux-dev.safetensors"
+SIGLIP_NAME, REDUX_NAME = files.SIGLIP_FILE, files.REDUX_FILE
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +50,7 @@ def redux_root(flux_models: Any, flux_root: Path, tmp_path_factory: pytest.TempP
         shutil.copyfile(flux_root / "models" / source, models / name)
     shutil.copytree(flux_root / "ComfyUI", root / "ComfyUI")
     dev = flux_models["dev"].pipe
-    siglip = files.siglip()
-    redux = files.redux(dev.transformer.config.joint_attention_dim)
-    files.write(models, "clip_vision", SIGLIP_NAME, files.vision_file(siglip))
-    files.write(models, "style_models", REDUX_NAME, dict(redux.state_dict()))
+    siglip, redux = files.write_redux(models, dev.transformer.config.joint_attention_dim)
     prior = FluxPriorReduxPipeline(
         image_encoder=siglip,
         feature_extractor=files.siglip_processor(),
@@ -83,6 +79,34 @@ def executor(root: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         load_plugins(entry_points=False),
         services={"models": manager, "input_dir": root / "input"},
     )
+
+
+def redux_workflow(pictures: list[str], steps: int = 3) -> dict[str, Any]:
+    """Flux dev from the split files (tests/families/test_flux_parity.py's graph) with each
+    picture's Redux tokens appended to the prompt (for benchmarks/bench_families_memory.py)."""
+    from tests.families.test_flux_parity import split_workflow
+
+    nodes = split_workflow("dev", steps=steps)
+    nodes["vision"] = {"type": "CLIPVisionLoader", "inputs": {"name": SIGLIP_NAME}}
+    nodes["style"] = {"type": "StyleModelLoader", "inputs": {"name": REDUX_NAME}}
+    last = ["pos", "conditioning"]
+    for index, picture in enumerate(pictures):
+        nodes[f"img{index}"] = {"type": "LoadImage", "inputs": {"image": picture}}
+        nodes[f"enc{index}"] = {
+            "type": "CLIPVisionEncode",
+            "inputs": {"clip_vision": ["vision", "clip_vision"], "image": [f"img{index}", "image"]},
+        }
+        nodes[f"apply{index}"] = {
+            "type": "StyleModelApply",
+            "inputs": {
+                "conditioning": last,
+                "style_model": ["style", "style_model"],
+                "clip_vision_output": [f"enc{index}", "clip_vision_output"],
+            },
+        }
+        last = [f"apply{index}", "conditioning"]
+    nodes["k"]["inputs"]["positive"] = last
+    return nodes
 
 
 def reference_conditioning(flux: Any, prior: Any, prompt: str, images: list[Any]) -> Any:
