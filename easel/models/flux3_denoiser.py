@@ -3,8 +3,8 @@ Flux3LoopDenoiser / Flux3DistilledLoopDenoiser do: latents [B, 128, h, w] (patch
 VAE handle) flattened into one token per latent pixel, position ids (t, h, w, l) with the
 image's h and w scaled by 0.5, text ids along l, the timestep as a sigma (t / 1000), and
 reference images (ReferenceLatent, ReferenceMultiLatent) as their own token mode with l = -1,
--2, .... The step-distilled model (a flow map) also gets the timestep the step jumps to: the
-next one of the sampler's schedule, 0 after the last. The loop keeps latents [B, C, h, w], so
+-2, .... The step-distilled model (a flow map) also gets the level the step jumps to: the
+scheduler's next one, 0 after the last. The loop keeps latents [B, C, h, w], so
 schedulers, masks and previews see the usual layout."""
 
 from __future__ import annotations
@@ -52,12 +52,13 @@ def text_ids(length: int, device: Any) -> Any:
 
 class Flux3Network:
     """Calls a Flux3Transformer2DModel (`call`: the module, or it with LoRA patches bound).
-    `timesteps` is the sampler's whole schedule (easel.models.sampling.denoise sets it)."""
+    `schedule` is the sampler's scheduler (easel.models.sampling.denoise sets it): its
+    `timesteps` and `sigmas` say which level each step goes to."""
 
     def __init__(self, transformer: Any, call: Any, family: Any) -> None:
         self.transformer, self.call, self.family = transformer, call, family
         self.step, self.total = 0, 0
-        self.timesteps: Any = None
+        self.schedule: Any = None
 
     def condition(
         self,
@@ -122,17 +123,20 @@ class Flux3Network:
         return None  # each side is its own call (their text lengths differ), as the pipeline
 
     def target(self, t: Any) -> Any:
-        """The timestep this step jumps to (a flow map's second input): the schedule's next,
-        0 after the last."""
+        """The noise level this step goes to (a flow map's second input): the scheduler's level
+        after `t`'s, as Flux3DistilledLoopDenoiser takes the next timestep (0 after the last).
+        Read off the scheduler's own levels, so a window that stops early, image-to-image and
+        explicit sigmas (SplitSigmas' high part ends above 0) get the level they step to."""
         import torch
 
-        steps = self.timesteps
-        if steps is None:
-            raise ValueError(f"{self.family.label} needs the sampler's schedule (timesteps)")
-        following = self.step + 1
-        if following < len(steps):
-            return torch.as_tensor(steps[following], device=t.device)
-        return torch.zeros_like(t)
+        schedule = self.schedule
+        levels = getattr(schedule, "sigmas", None)
+        steps = getattr(schedule, "timesteps", None)
+        if levels is None or steps is None or len(steps) == 0:
+            raise ValueError(f"{self.family.label} needs the sampler's noise levels")
+        index = int(torch.argmin((steps.to(t.device).float() - t.float()).abs()))
+        following = float(levels[index + 1]) if index + 1 < len(levels) else 0.0
+        return torch.full_like(t, following, dtype=torch.float32)
 
     def __call__(self, x: Any, t: Any, cond: Cond) -> Any:
         batch, _, height, width = x.shape
@@ -151,6 +155,6 @@ class Flux3Network:
             kwargs["image_cond_hidden_states"] = ref_tokens.to(x.dtype)
             kwargs["image_cond_ids"] = ref_ids
         if self.transformer.config.flow_map:
-            kwargs["target_timestep"] = (self.target(t) / 1000).expand(batch).to(x.dtype)
+            kwargs["target_timestep"] = self.target(t).expand(batch).to(x.dtype)
         out = self.call(**kwargs)[0]
         return unpack(out, height, width)

@@ -493,7 +493,7 @@ def denoise(
         network.concat = inpaint.concat.to(device=device, dtype=dtype)
     total = len(timesteps)
     network.total = total
-    network.timesteps = timesteps  # the whole schedule (a flow map reads the next level)
+    network.schedule = scheduler  # its levels: a flow map reads the one each step goes to
     levels = scheduler.sigmas if sigmas is not None else None
 
     with torch.inference_mode():

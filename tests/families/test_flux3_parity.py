@@ -165,3 +165,53 @@ def test_reference_images_equal_the_pipelines_edit(
     assert (ours - theirs).abs().max().item() <= TOLERANCE
     assert (ours - plain).abs().max().item() > 1e-4  # the references are seen
     assert (ours - swapped).abs().max().item() > 1e-4  # and told apart by order
+
+
+@pytest.mark.slow
+def test_distilled_split_sigmas_chain_equals_one_run(run_flux3: Any) -> None:
+    """The flow map's target is the level each step goes to: the high half of SplitSigmas
+    ends above 0, and chaining it with the low half (no noise added again) gives the
+    one-run image."""
+    nodes = workflow("distilled", steps=4, cfg=1.0)
+    del nodes["k"], nodes["neg"]
+    nodes.update(
+        {
+            "noise": {"type": "RandomNoise", "inputs": {"noise_seed": 42}},
+            "off": {"type": "DisableNoise", "inputs": {}},
+            "guide": {
+                "type": "BasicGuider",
+                "inputs": {"model": ["unet", "model"], "conditioning": ["pos", "conditioning"]},
+            },
+            "pick": {"type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+            "levels": {
+                "type": "BasicScheduler",
+                "inputs": {"model": ["unet", "model"], "scheduler": "simple", "steps": 4},
+            },
+            "split": {"type": "SplitSigmas", "inputs": {"sigmas": ["levels", "sigmas"], "step": 2}},
+        }
+    )
+
+    def sample(name: str, noise: str, sigmas: list[str], latent: list[str]) -> None:
+        nodes[name] = {
+            "type": "SamplerCustomAdvanced",
+            "inputs": {
+                "noise": [noise, "noise"],
+                "guider": ["guide", "guider"],
+                "sampler": ["pick", "sampler"],
+                "sigmas": sigmas,
+                "latent_image": latent,
+            },
+        }
+
+    sample("whole", "noise", ["levels", "sigmas"], ["lat", "latent"])
+    sample("high", "noise", ["split", "high_sigmas"], ["lat", "latent"])
+    sample("low", "off", ["split", "low_sigmas"], ["high", "output"])
+    nodes["dec2"] = {
+        "type": "VAEDecode",
+        "inputs": {"vae": ["vae", "vae"], "latent": ["low", "output"]},
+    }
+    nodes["dec"]["inputs"]["latent"] = ["whole", "output"]
+    result = run_flux3(nodes, ["dec", "dec2"])
+    whole, chained = image_of(result, "dec"), image_of(result, "dec2")
+    assert float(whole.std()) > 0.01
+    assert (whole - chained).abs().max().item() <= 1e-4
