@@ -1292,6 +1292,13 @@ NODE_MAPS: dict[str, NodeMap] = {
         ("latent",),
         widgets=("width", "height", "layers", "batch_size"),
     ),
+    "ControlNetInpaintingAliMamaApply": NodeMap(
+        "ControlNetInpaintingAliMamaApply",
+        {name: name for name in ("positive", "negative", "control_net", "vae", "image", "mask")}
+        | {name: name for name in ("strength", "start_percent", "end_percent")},
+        ("positive", "negative"),
+        widgets=("strength", "start_percent", "end_percent"),
+    ),
     # The 3-D preview (the image, the "view" widget) is ComfyUI's frontend's only.
     "CameraAngle": NodeMap(
         "CameraAngle",

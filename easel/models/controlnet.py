@@ -402,7 +402,12 @@ def load_controlnet_file(path: Path, dtype: Any, allow_pickle: bool) -> Any:
     from easel.models.state_dicts import load_into, read_state_dict
 
     what = path.name
-    state = diffusers_state_dict(read_state_dict(path, allow_pickle), what)
+    raw = read_state_dict(path, allow_pickle)
+    from easel.models import qwen_instantx_controlnet as qwen
+
+    if qwen.is_qwen_instantx(raw):  # InstantX's Qwen-Image ControlNets
+        return qwen.load_qwen_controlnet(path, raw, dtype)
+    state = diffusers_state_dict(raw, what)
     config = controlnet_config(state, what, global_pool=is_shuffle(path))
     try:
         return load_into(ControlNetModel, config, state, dtype, f"ControlNet {what}")

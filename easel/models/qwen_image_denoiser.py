@@ -50,8 +50,15 @@ class QwenImageNetwork:
                 f"expects {config.joint_attention_dim} (Qwen2.5-VL's): was the CLIP made for "
                 "another model?"
             )
-        if cond.get("control"):
-            raise ValueError("ControlNet conditioning is not supported for Qwen-Image models")
+        controls = list(cond.get("control") or [])
+        if controls:
+            from easel.models.qwen_instantx_controlnet import QwenControl
+
+            if not all(isinstance(c, QwenControl) for c in controls):
+                raise ValueError(
+                    "this ControlNet is not a Qwen-Image ControlNet (Easel applies InstantX's "
+                    "Qwen-Image ControlNets to Qwen-Image models)"
+                )
         method = cond.get("reference_latents_method")
         if method not in REFERENCE_METHODS:
             raise ValueError(
@@ -63,6 +70,7 @@ class QwenImageNetwork:
             "mask": None,
             "reference": None,
             "zero_cond_t": method == "index_timestep_zero",
+            "control": controls,
         }
         if mask is not None and not bool(mask.all()):
             added["mask"] = to_batch(mask.float(), batch, device, dtype)
@@ -114,6 +122,23 @@ class QwenImageNetwork:
             tokens = torch.cat([tokens, ref_tokens.to(tokens.dtype)], dim=1)
             shapes = [*shapes, *ref_shapes]
         zero_cond = bool(added.get("zero_cond_t")) and added.get("reference") is not None
+        extra: dict[str, Any] = {}
+        if added.get("control"):  # InstantX ControlNets: on the image's tokens alone
+            from easel.models.qwen_instantx_controlnet import block_residuals
+
+            samples = block_residuals(
+                added["control"],
+                tokens[:, :count],
+                t,
+                cond.encoder_hidden_states,
+                added.get("mask"),
+                [shapes[:1]] * batch,
+                (height, width),
+            )
+            rest = tokens.shape[1] - count  # reference tokens: no residual
+            if samples and rest:
+                samples = [torch.nn.functional.pad(s, (0, 0, 0, rest)) for s in samples]
+            extra["controlnet_block_samples"] = samples
         with timestep_zero_references(self.transformer, zero_cond):
             out = self.call(
                 hidden_states=tokens,
@@ -122,6 +147,7 @@ class QwenImageNetwork:
                 encoder_hidden_states_mask=added.get("mask"),
                 img_shapes=[shapes] * batch,
                 return_dict=False,
+                **extra,
             )[0]
         return unpack(out[:, :count], height, width, self.patch)
 

@@ -37,6 +37,8 @@ class QwenLayeredNetwork(QwenImageNetwork):
         count = tokens.shape[1]
         shapes = [(1, height // self.patch, width // self.patch)] * frames
         added = cond.added or {}
+        if added.get("control"):
+            raise ValueError("Qwen-Image-Layered takes no ControlNet in Easel")
         reference = added.get("reference")
         if reference is not None:
             ref_tokens, ref_shapes = reference

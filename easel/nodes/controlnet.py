@@ -127,7 +127,18 @@ def ControlNetApplyAdvanced(
     if strength == 0:
         return {"positive": positive, "negative": negative}
     _check_image(image)
-    control = Control(control_net, image, float(strength), float(start_percent), float(end_percent))
+    from easel.models.qwen_instantx_controlnet import QwenControl, is_qwen_net
+
+    if is_qwen_net(control_net):  # InstantX's Qwen-Image ControlNets take a latent hint
+        if vae is None:
+            raise NodeError("a Qwen-Image ControlNet encodes its image: link the VAE", "vae")
+        control: Any = QwenControl(
+            control_net, image, vae, None, float(strength), float(start_percent), float(end_percent)
+        )
+    else:
+        control = Control(
+            control_net, image, float(strength), float(start_percent), float(end_percent)
+        )
     made: dict[int, list[Any]] = {}
     out_positive = _apply(positive, control, made)
     if negative is not None:

@@ -52,6 +52,7 @@ MODULES = (
     "easel.nodes.latent_cut",
     "easel.nodes.qwen_layered",
     "easel.nodes.camera_angle",
+    "easel.nodes.controlnet_inpaint",
     "easel.nodes.lotus",
     "easel.nodes.turbo_scheduler",
     "easel.nodes.clip_vision",
