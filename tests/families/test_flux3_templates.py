@@ -160,3 +160,63 @@ def test_flux3_upsampler_is_refused_naming_its_file(
     assert not result.ok
     text = " ".join(str(f) for f in result.failures)
     assert UPSAMPLER in text and "prompt upsampler" in text and "Traceback" not in text
+
+
+@pytest.mark.slow
+def test_flux3_distilled_edit_template_equals_the_modular_pipeline(
+    template_root: Path,
+    flux3_models: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """image_flux3_klein_distilled_image_edit with its switch routing the layout caption
+    (Flux3LayoutPrompt over CreateBoundingBoxes' box on the reference) straight to Qwen3-VL:
+    the reference through ReferenceMultiLatent, the distilled flow map at cfg 1, equal to
+    Flux3DistilledAutoBlocks given that caption and the image."""
+    from easel.comfy.convert import to_easel
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+    from easel.workflow_edit import set_input
+    from tests.families.test_sd_parity import _inpaint_inputs
+
+    roots = [template_root / "models", template_root / "ComfyUI"]
+    monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
+    path, picture, _ = _inpaint_inputs(tmp_path)
+    workflow = to_easel(template("image_flux3_klein_distilled_image_edit"))
+    nodes = workflow["nodes"]
+
+    def only(kind: str) -> str:
+        [found] = [i for i, n in nodes.items() if n["type"] == kind]
+        return found
+
+    set_input(workflow, f"{only('LoadImage')}.image", str(path))
+    set_input(workflow, f"{only('ReferenceMultiLatent')}.megapixels", SIZE * SIZE / 1024**2)
+    set_input(workflow, f"{only('KSampler')}.steps", STEPS)
+    switch = only("Switch")
+    assert nodes[switch]["inputs"]["switch"] is False  # the upsampler's answer, by default
+    set_input(workflow, f"{switch}.switch", True)
+    layout = only("Flux3LayoutPrompt")
+    manager = ModelManager(roots, device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    result = executor.run(workflow, output_dir=tmp_path, keep_values=True)
+    ours = saved_image(result, tmp_path)
+
+    caption = result.values[layout]["prompt"]
+    assert caption.startswith("In <ref_image_0>, replace the earring <obj_1>")
+    assert '"src_bbox": [' in caption and '"from": "ref_image_0"' in caption
+    sampler = nodes[only("KSampler")]["inputs"]
+    assert float(sampler["cfg"]) == 1.0
+    theirs = pipeline(flux3_models, "distilled")(
+        prompt=caption,
+        image=[picture],
+        height=SIZE,
+        width=SIZE,
+        num_inference_steps=STEPS,
+        generator=torch.Generator("cpu").manual_seed(int(sampler["seed"])),
+        output_type="pt",
+        output="images",
+    )
+    assert ours.shape == theirs.shape == (1, 3, SIZE, SIZE)
+    assert float(ours.std()) > 0.01
+    assert (ours - theirs).abs().max().item() <= TOLERANCE + 1 / 255
