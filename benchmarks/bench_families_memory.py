@@ -93,6 +93,9 @@ elif family == "joyimage-edit":  # with a 64x64 reference image
     picture = os.path.join(root, "input.png")
     Image.new("RGB", (64, 64), (120, 30, 200)).save(picture)
     nodes = workflow(__import__("pathlib").Path(picture), steps=4)
+elif family == "qwen-image-layered":  # a 64x64 image into 2 layers, true CFG
+    from tests.families.test_qwen_layered_parity import layered_workflow
+    nodes = layered_workflow(__import__("pathlib").Path(root) / "input.png", steps=4)
 elif family == "qwen-image-2.1":
     from tests.families.test_qwen_image21_parity import split_workflow
     nodes = split_workflow(steps=4)
@@ -190,6 +193,11 @@ def build(families: list[str], root: Path) -> None:
             from tests.fixtures import qwen_image_family
 
             qwen_image_family.build(root)
+            continue
+        if family == "qwen-image-layered":  # its files, the tokenizer, an input image
+            from tests.families.test_qwen_layered_parity import build as build_layered
+
+            build_layered(root)
             continue
         if family == "qwen-image-2.1":  # its files, and the Qwen2 tokenizer in the install
             from tests.fixtures import qwen_image21_family

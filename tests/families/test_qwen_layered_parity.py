@@ -147,7 +147,9 @@ def run_layered(layered: Built, monkeypatch: pytest.MonkeyPatch) -> Any:
     return run
 
 
-def layered_workflow(image: Path, *, cfg: float = CFG, seed: int = 42) -> dict[str, Any]:
+def layered_workflow(
+    image: Path, *, cfg: float = CFG, seed: int = 42, steps: int = STEPS
+) -> dict[str, Any]:
     """The image_qwen_image_layered template's "Image to Layers" subgraph."""
     return {
         "unet": {
@@ -187,7 +189,7 @@ def layered_workflow(image: Path, *, cfg: float = CFG, seed: int = 42) -> dict[s
                 "negative": ["refn", "conditioning"],
                 "latent": ["lat", "latent"],
                 "seed": seed,
-                "steps": STEPS,
+                "steps": steps,
                 "cfg": cfg,
                 "sampler_name": "euler",
                 "scheduler": "simple",
@@ -327,3 +329,20 @@ def test_layered_template_runs_and_equals_the_pipeline(
     assert ours.shape == theirs.shape == (LAYERS, 4, SIZE, SIZE)
     # the saved PNGs are 8-bit: half a step of rounding on top of the parity tolerance
     assert (ours - theirs).abs().max().item() <= TOLERANCE + 0.5 / 255
+
+
+def test_text_to_layers_rope_keeps_every_frame_a_layer(layered: Built) -> None:
+    """Without a reference image, frame f keeps rope index f (diffusers' layered rope alone
+    would take the last frame for the condition image) and the text keeps its positions."""
+    from easel.models.qwen_layered_denoiser import frames_only
+
+    rope = layered.pipe.transformer.pos_embed
+    frames = [(1, 4, 4)] * (LAYERS + 1)
+    with_image, text = rope([[*frames, (1, 4, 4)]], 7, device="cpu")
+    alone, _ = rope([frames], 7, device="cpu")
+    with frames_only(layered.pipe.transformer, True):
+        ours, our_text = rope([frames], 7, device="cpu")
+    tokens = 16 * (LAYERS + 1)
+    assert torch.equal(ours, with_image[:tokens]) and torch.equal(our_text, text)
+    assert not torch.equal(alone[-16:], with_image[tokens - 16 : tokens])
+    assert "forward" not in vars(rope)  # the patch is gone afterwards
