@@ -40,6 +40,8 @@ def latent_preview(latents: Any, matrix: Any, max_side: int = 128) -> Any:
     from PIL import Image
 
     latent = latents[0].detach().float().cpu()
+    if latent.dim() == 4:  # [C, frames, h, w] (Qwen-Image-Layered): the first frame
+        latent = latent[:, 0]
     channels, height, width = latent.shape
     flat = torch.cat([latent.reshape(channels, -1).T, torch.ones(height * width, 1)], dim=1)
     rgb = (flat @ matrix).clamp(0, 1).reshape(height, width, 3)

@@ -345,8 +345,15 @@ def folder_checkpoint(
         folder / "tokenizer", *index.get("tokenizer", ("transformers", "Qwen2Tokenizer"))
     )
     vae = manager.load_module((str(folder.resolve()), "qwen-vae"), lambda: QwenVae(raw_vae))
-    family = qwen_image.QWEN_IMAGE
+    family: Any = qwen_image.QWEN_IMAGE
     sched = loading.scheduler_config(folder / "scheduler") or dict(family.scheduler_config)
+    if loading.read_json(folder / "model_index.json").get("_class_name") == (
+        "QwenImageLayeredPipeline"
+    ):  # its layered latents; the fixed shift of ComfyUI's templates (easel.models.qwen_layered)
+        from easel.models.qwen_layered import QWEN_IMAGE_LAYERED
+
+        family = QWEN_IMAGE_LAYERED
+        sched = dict(family.scheduler_config)
     vae_handle = VaeHandle(name, vae, manager)
     model = ModelHandle(
         name, transformer, dict(sched), family.latent.factor, manager, vae=vae_handle, family=family

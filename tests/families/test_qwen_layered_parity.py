@@ -346,3 +346,35 @@ def test_text_to_layers_rope_keeps_every_frame_a_layer(layered: Built) -> None:
     assert torch.equal(ours, with_image[:tokens]) and torch.equal(our_text, text)
     assert not torch.equal(alone[-16:], with_image[tokens - 16 : tokens])
     assert "forward" not in vars(rope)  # the patch is gone afterwards
+
+
+@pytest.mark.slow
+def test_diffusers_folder_gives_the_pipeline_layers(
+    layered: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CheckpointLoader on a saved QwenImageLayeredPipeline folder gives the pipeline's layers
+    (the Layered family, with the fixed shift the tests give the pipeline too)."""
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+
+    layered.pipe.save_pretrained(str(tmp_path / "qwen-layered"), safe_serialization=True)
+    monkeypatch.setenv("EASEL_MODELS_DIR", str(tmp_path))
+    manager = ModelManager([tmp_path], device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    nodes = layered_workflow(layered.image)
+    for name in ("unet", "clip", "vae"):
+        del nodes[name]
+    nodes["ckpt"] = {"type": "CheckpointLoader", "inputs": {"name": "qwen-layered"}}
+    nodes["shift"]["inputs"]["model"] = ["ckpt", "model"]
+    for name in ("pos", "neg"):
+        nodes[name]["inputs"]["clip"] = ["ckpt", "clip"]
+    for name in ("enc", "dec"):
+        nodes[name]["inputs"]["vae"] = ["ckpt", "vae"]
+    workflow = {"format": "easel.workflow", "version": 1, "nodes": nodes}
+    result = executor.run(workflow, targets=["dec"], keep_values=True)
+    assert result.status == "succeeded", result.failures
+    ours = result.values["dec"]["image"]
+    theirs = reference(layered, monkeypatch)
+    assert ours.shape == theirs.shape == (LAYERS, 4, SIZE, SIZE)
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
