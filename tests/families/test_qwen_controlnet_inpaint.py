@@ -202,3 +202,32 @@ def test_inpainting_template_runs_end_to_end(
     assert (out - expected).abs().max().item() <= 0.5 / 255 + 1e-4
     hole = (slice(None), slice(None), *HOLE)
     assert (out[hole] - destination[hole]).abs().mean().item() > 0.02  # repainted
+
+
+def test_a_stable_diffusion_controlnet_is_refused_naming_the_input() -> None:
+    from types import SimpleNamespace
+
+    from easel.core.node import NodeError
+    from easel.nodes.controlnet_inpaint import ControlNetInpaintingAliMamaApply as node_type
+
+    inputs = {
+        **node_type.value_defaults,
+        "positive": {},
+        "negative": {},
+        "control_net": SimpleNamespace(name="sd15_inpaint", model=object()),
+        "vae": None,
+        "image": torch.zeros(1, 3, 8, 8),
+        "mask": torch.zeros(1, 8, 8),
+    }
+    with pytest.raises(NodeError) as info:
+        node_type.call(None, inputs)
+    assert info.value.input == "control_net" and "Qwen-Image" in info.value.message
+
+
+def test_a_partial_percent_range_is_refused(inpaint: Any, run_qwen: Any, tmp_path: Path) -> None:
+    path, _, _ = _images(tmp_path)
+    nodes = inpaint_workflow(path)
+    nodes["apply"]["inputs"]["start_percent"] = 0.2
+    result = run_qwen(nodes, ["dec"])
+    assert result.status != "succeeded"
+    assert "start_percent 0 and end_percent 1" in str(result.failures)

@@ -378,3 +378,11 @@ def test_diffusers_folder_gives_the_pipeline_layers(
     theirs = reference(layered, monkeypatch)
     assert ours.shape == theirs.shape == (LAYERS, 4, SIZE, SIZE)
     assert (ours - theirs).abs().max().item() <= TOLERANCE
+
+
+def test_a_plain_latent_is_refused_with_the_node_to_use(layered: Built, run_layered: Any) -> None:
+    nodes = layered_workflow(layered.image)
+    nodes["lat"] = {"type": "EmptyLatent", "inputs": {"width": SIZE, "height": SIZE}}
+    result = run_layered(nodes, ["k"])
+    assert result.status != "succeeded"
+    assert "EmptyQwenImageLayeredLatentImage" in str(result.failures)
