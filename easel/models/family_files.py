@@ -52,6 +52,7 @@ DIFFUSION_MODELS: tuple[str, ...] = (
 # SD3 first: its diffusers folders also have the transformer/ and text_encoder_2/ of Flux's
 CHECKPOINTS: tuple[str, ...] = (
     "easel.models.hidream_loading",  # before Flux: its folders also have text_encoder_2/
+    "easel.models.kandinsky5_loading",  # before Flux: its folders have text_encoder_2/ too
     "easel.models.chroma_loading",
     "easel.models.sd3_loading",
     "easel.models.flux2_loading",  # before Flux.1's, whose checkpoints have double_blocks too
@@ -63,7 +64,6 @@ CHECKPOINTS: tuple[str, ...] = (
     "easel.models.longcat_loading",
     "easel.models.ovis_loading",
     "easel.models.ernie_loading",
-    "easel.models.kandinsky5_loading",
     "easel.models.flux3_loading",
 )
 CLIP_TYPES: dict[int, dict[str, str]] = {

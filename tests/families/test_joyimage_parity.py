@@ -114,3 +114,31 @@ def test_joyimage_split_files_equal_joyimage_edit_pipeline(
     assert ours.shape == theirs.shape == (1, 3, SIZE, SIZE)
     assert float(ours.std()) > 0.01
     assert (ours - theirs).abs().max().item() <= TOLERANCE
+
+
+def test_int8_files_are_refused_naming_file_and_tensor(
+    joyimage_models: Any, run_joyimage: Any, picture: Path
+) -> None:
+    """ComfyUI's int8_convrot files (the template's) hold integer weights Easel does not read:
+    the loaders say so, naming the file and a quantised tensor."""
+    from safetensors.torch import load_file, save_file
+
+    models = joyimage_models.root / "models"
+    written = []
+    for kind, name in (("transformer", "unet"), ("text_encoder", "clip")):
+        state = load_file(str(models / joyimage_family.FILES[kind]))
+        key = next(k for k in state if k.endswith(".weight") and state[k].dim() == 2)
+        state[key] = state[key].to(torch.int8)
+        path = models / joyimage_family.FILES[kind].replace(".safetensors", "_int8.safetensors")
+        save_file(state, str(path))
+        written.append((name, path, key))
+    nodes = workflow(picture)
+    for name, path, _ in written:
+        nodes[name]["inputs"]["name"] = path.name
+    result = run_joyimage(nodes, ["unet", "clip"])
+    for _, path, _ in written:
+        path.unlink()
+    assert result.status != "succeeded"
+    message = str(result.failures)
+    for _, path, key in written:
+        assert path.name in message and key in message and "int8" in message

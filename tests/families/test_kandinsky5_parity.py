@@ -9,8 +9,10 @@ tokenizer's. The pipeline draws its noise channels-last: it is handed Easel's no
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from tests.families.workflows import SIZE, as_tensor, image_of
@@ -95,4 +97,46 @@ def test_kandinsky5_split_files_equal_kandinsky5_t2i_pipeline(
     )
     assert ours.shape == theirs.shape == (1, 3, SIZE, SIZE)
     assert float(ours.std()) > 0.01
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+
+
+def test_two_clip_l_files_are_not_a_kandinsky5_clip(run_kandinsky5: Any) -> None:
+    """DualCLIPLoader type kandinsky5_image takes a Qwen2.5-VL and a CLIP-L file: two CLIP-L
+    files get an error naming both files and what is expected."""
+    nodes = split_workflow()
+    nodes["clip"]["inputs"]["name1"] = "clip_l.safetensors"
+    result = run_kandinsky5(nodes, ["pos"])
+    assert result.status != "succeeded"
+    message = str(result.failures)
+    assert "clip_l.safetensors" in message and "Qwen2.5-VL" in message
+
+
+@pytest.mark.slow
+def test_diffusers_folder_gives_the_pipeline_image(
+    kandinsky5_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A saved Kandinsky5T2IPipeline folder loads with CheckpointLoader (its processor's
+    tokenizer, both text encoders, the Flux VAE decoded without shift) and gives its image."""
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+
+    kandinsky5_models.pipe.save_pretrained(str(tmp_path / "kandinsky5"), safe_serialization=True)
+    monkeypatch.setenv("EASEL_MODELS_DIR", str(tmp_path))
+    manager = ModelManager([tmp_path], device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    split = split_workflow()
+    nodes = {
+        "ckpt": {"type": "CheckpointLoader", "inputs": {"name": "kandinsky5"}},
+        "pos": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": PROMPT}},
+        "neg": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": ""}},
+        "lat": split["lat"],
+        "k": {"type": "KSampler", "inputs": {**split["k"]["inputs"], "model": ["ckpt", "model"]}},
+        "dec": {"type": "VAEDecode", "inputs": {"vae": ["ckpt", "vae"], "latent": ["k", "latent"]}},
+    }
+    workflow = {"format": "easel.workflow", "version": 1, "nodes": nodes}
+    ours = image_of(executor.run(workflow, targets=["dec"], keep_values=True))
+    theirs = reference(
+        kandinsky5_models.pipe, prompt=PROMPT, num_inference_steps=3, guidance_scale=3.5
+    )
     assert (ours - theirs).abs().max().item() <= TOLERANCE
