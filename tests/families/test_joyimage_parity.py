@@ -142,3 +142,34 @@ def test_int8_files_are_refused_naming_file_and_tensor(
     message = str(result.failures)
     for _, path, key in written:
         assert path.name in message and key in message and "int8" in message
+
+
+@pytest.mark.slow
+def test_without_an_image_equals_the_pipeline_text_to_image(
+    joyimage_models: Any, run_joyimage: Any, picture: Path
+) -> None:
+    """No reference image: the text template alone (JoyImageEditPipeline's text-to-image)."""
+    nodes = workflow(picture)
+    del nodes["pos"]["inputs"]["image0"], nodes["img"]
+    ours = image_of(run_joyimage(nodes, ["dec"]))
+    pipe = joyimage_models.pipe
+    pipe.set_progress_bar_config(disable=True)
+    pipe.vae_image_processor.get_default_height_width = lambda image, h=None, w=None: (SIZE, SIZE)
+    from easel.models.joyimage_text import dropped_tokens
+
+    drop = dropped_tokens(pipe.tokenizer)
+    pipe.prompt_template_encode_start_idx = {"image": drop, "multiple_images": drop}
+    noise = torch.randn(
+        (1, 16, SIZE // 8, SIZE // 8), generator=torch.Generator("cpu").manual_seed(42)
+    )
+    with torch.no_grad():
+        out = pipe(
+            prompt=PROMPT,
+            num_inference_steps=3,
+            guidance_scale=1.0,
+            latents=noise[:, None, :, None],
+            output_type="np",
+        ).images
+    theirs = as_tensor(out)
+    assert float(ours.std()) > 0.01
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
