@@ -142,7 +142,6 @@ TEMPLATE_FILES = {  # the template's file names -> the tiny models'
 }
 
 
-@pytest.mark.slow  # the Qwen-Image family's template runs in the default set already
 def test_inpainting_template_runs_end_to_end(
     inpaint: Any, qwen_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
