@@ -230,3 +230,67 @@ def test_a_partial_percent_range_is_refused(inpaint: Any, run_qwen: Any, tmp_pat
     result = run_qwen(nodes, ["dec"])
     assert result.status != "succeeded"
     assert "start_percent 0 and end_percent 1" in str(result.failures)
+
+
+@pytest.mark.slow
+def test_controlnet_apply_advanced_equals_qwen_image_controlnet_pipeline(
+    qwen_models: Any, run_qwen: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-inpainting InstantX ControlNet (no mask channel) through ControlNetApplyAdvanced
+    with the VAE gives QwenImageControlNetPipeline's image (its posterior sample pinned to the
+    mode, as above)."""
+    from diffusers import QwenImageControlNetModel, QwenImageControlNetPipeline
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+    from safetensors.torch import save_file
+
+    torch.manual_seed(12)
+    controlnet = QwenImageControlNetModel(
+        num_layers=2,
+        attention_head_dim=qwen_image_family.HEAD,
+        num_attention_heads=1,
+        joint_attention_dim=qwen_image_family.TEXT_WIDTH,
+    ).eval()
+    with torch.no_grad():
+        for module in (*controlnet.controlnet_blocks, controlnet.controlnet_x_embedder):
+            module.weight.normal_(0, 0.05)
+    name = "qwen_instantx_canny.safetensors"
+    folder = qwen_models.root / "models" / "controlnet"
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in controlnet.state_dict().items()}, str(folder / name))
+    path, image, _ = _images(tmp_path)
+    nodes = split_workflow()
+    nodes["img"] = {"type": "LoadImage", "inputs": {"image": str(path)}}
+    nodes["cn"] = {"type": "ControlNetLoader", "inputs": {"name": name}}
+    nodes["apply"] = {
+        "type": "ControlNetApplyAdvanced",
+        "inputs": {
+            "positive": ["pos", "conditioning"],
+            "control_net": ["cn", "control_net"],
+            "image": ["img", "image"],
+            "vae": ["vae", "vae"],
+            "strength": 0.7,
+        },
+    }
+    nodes["k"]["inputs"]["positive"] = ["apply", "positive"]
+    ours = image_of(run_qwen(nodes, ["dec"]))
+    pipe = qwen_models.pipe
+    parts = ("scheduler", "vae", "text_encoder", "tokenizer", "transformer")
+    reference_pipe = QwenImageControlNetPipeline(
+        controlnet=controlnet, **{k: getattr(pipe, k) for k in parts}
+    )
+    reference_pipe.prompt_template_encode_start_idx = pipe.prompt_template_encode_start_idx
+    monkeypatch.setattr(
+        DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mode()
+    )
+    theirs = reference(
+        reference_pipe,
+        prompt=PROMPT,
+        control_image=image,
+        controlnet_conditioning_scale=0.7,
+        num_inference_steps=3,
+        true_cfg_scale=1.0,
+    )
+    error = (ours - theirs).abs().max().item()
+    assert error <= TOLERANCE
+    plain = image_of(run_qwen(split_workflow(), ["dec"]))
+    assert (ours - plain).abs().max().item() > max(100 * error, 1e-4)
