@@ -16,9 +16,9 @@ from typing import Any
 
 from easel.models.errors import ModelError
 from easel.models.families import chroma
-from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, storage_dtype, stored_as, text_encoder
+from easel.models.flux_loading import text_encoder
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart
+from easel.models.transformer_files import family_handle, fitted, load_transformer
 
 DIFFUSERS_WIDTH = 3072  # diffusers' converter splits single blocks' linear1 at this width
 
@@ -73,7 +73,7 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
         ChromaCombinedTimestepTextProjEmbeddings,
     )
 
-    try:
+    def build() -> Any:
         config = chroma.transformer_config(state)
         converted = convert_transformer(dict(state))
         with torch.device("meta"):
@@ -91,13 +91,8 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
             out_dim=int(embed.mod_proj.shape[0]),
         )
         return module.eval().requires_grad_(False)
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like a Chroma transformer but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
+
+    return fitted(path, "a Chroma transformer", build)
 
 
 def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
@@ -108,24 +103,17 @@ def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
 def diffusion_model(
     name: str, path: Path, manager: Any, weight_dtype: str = "default"
 ) -> ModelHandle:
-    """MODEL from a Chroma diffusion-model file (ComfyUI's UNETLoader). fp8 weight dtypes keep
-    the weights in fp8 and compute in the manager's dtype."""
-    from easel.models.state_dicts import read_state_dict
-
-    storage = storage_dtype(weight_dtype)
-
-    def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
-        if not chroma.is_chroma(state):
-            raise ModelError(f"{path.name} is not a Chroma transformer ({summarise(state)})")
-        module = build_transformer(state, manager.dtype, path)
-        return stored_as(module, storage, manager.dtype)
-
-    module = manager.load_module((str(path.resolve()), f"chroma-transformer:{weight_dtype}"), load)
-    family = chroma.CHROMA
-    return ModelHandle(
-        name, module, dict(family.scheduler_config), family.latent.factor, manager, family=family
+    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader)."""
+    module = load_transformer(
+        path,
+        manager,
+        weight_dtype,
+        kind="chroma",
+        what="a Chroma transformer",
+        recognised=chroma.is_chroma,
+        build=build_transformer,
     )
+    return family_handle(chroma.CHROMA, name, module, manager)
 
 
 def chroma_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:

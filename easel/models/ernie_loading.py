@@ -24,11 +24,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from easel.models import transformer_files
 from easel.models.errors import ModelError
 from easel.models.families import ernie
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype, stored_as
+from easel.models.flux_loading import hold
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
+from easel.models.transformer_files import family_handle, fitted, load_transformer
 
 KIND = "ministral3"
 TEKKEN_KEYS = ("tekken_model", "spiece_model")
@@ -39,26 +41,9 @@ MINISTRAL_RMS_EPS = 1e-5
 
 
 def read_weights(path: Path, manager: Any) -> dict[str, Any]:
-    """A file's state dict with ComfyUI's scaled fp8 weights multiplied out; integer-quantised
-    weights are refused by name rather than read wrongly (a tokenizer stored as bytes is not a
-    weight)."""
-    import torch
-
-    from easel.models.state_dicts import read_state_dict
-
-    state = read_state_dict(path, manager.allow_unsafe_pickle)
-    quantised = [
-        k
-        for k, v in state.items()
-        if getattr(v, "dtype", None) in (torch.int8, torch.uint8)
-        and not k.endswith((".comfy_quant", *TEKKEN_KEYS))
-    ]
-    if quantised:
-        raise ModelError(
-            f"{path.name} holds integer-quantised weights (e.g. {quantised[0]}), which Easel "
-            "does not read: use the bf16, fp16 or fp8 file of the model"
-        )
-    return dequantize_scaled_fp8(state)
+    """The file's weights (easel.models.transformer_files.read_weights); its tekken tokenizer,
+    stored as bytes, is not a quantised weight."""
+    return transformer_files.read_weights(path, manager, TEKKEN_KEYS)
 
 
 # -- the transformer ----------------------------------------------------------------------------
@@ -71,7 +56,7 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
 
     from easel.models.state_dicts import load_into
 
-    try:
+    def build() -> Any:
         config = ernie.transformer_config(state)
         prefix = ernie.prefix_of(state) or ""
         sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
@@ -79,13 +64,8 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
         return load_into(
             ErnieImageTransformer2DModel, config, converted, dtype, "ERNIE-Image transformer"
         )
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError, AssertionError) as exc:
-        raise ModelError(
-            f"{path.name} looks like an ERNIE-Image transformer but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
+
+    return fitted(path, "an ERNIE-Image transformer", build)
 
 
 def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
@@ -100,34 +80,24 @@ def model_handle(
     vae: VaeHandle | None = None,
     scheduler_config: Mapping[str, Any] | None = None,
 ) -> ModelHandle:
-    family = ernie.ERNIE_IMAGE
-    return ModelHandle(
-        name,
-        module,
-        dict(scheduler_config or family.scheduler_config),
-        family.latent.factor,
-        manager,
-        vae=vae,
-        family=family,
-    )
+    return family_handle(ernie.ERNIE_IMAGE, name, module, manager, vae, scheduler_config)
 
 
 def diffusion_model(
     name: str, path: Path, manager: Any, weight_dtype: str = "default"
 ) -> ModelHandle:
-    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader); fp8 weight dtypes keep
-    the weights in fp8 and compute in the manager's dtype (diffusers' layerwise casting)."""
-    storage = storage_dtype(weight_dtype)
-
-    def load() -> Any:
-        state = read_weights(path, manager)
-        if ernie.recognise(state) is None:
-            raise ModelError(f"{path.name} is not an ERNIE-Image transformer ({summarise(state)})")
-        module = build_transformer(state, manager.dtype, path)
-        return stored_as(module, storage, manager.dtype)
-
-    module = manager.load_module((str(path.resolve()), f"ernie-transformer:{weight_dtype}"), load)
-    return model_handle(name, module, manager)
+    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader)."""
+    module = load_transformer(
+        path,
+        manager,
+        weight_dtype,
+        kind="ernie",
+        what="an ERNIE-Image transformer",
+        recognised=lambda state: ernie.recognise(state) is not None,
+        build=build_transformer,
+        read=read_weights,
+    )
+    return family_handle(ernie.ERNIE_IMAGE, name, module, manager)
 
 
 # -- the text encoder: Ministral-3-3B -----------------------------------------------------------
@@ -204,16 +174,12 @@ def build_text_encoder(path: Path, state: Mapping[str, Any], manager: Any) -> tu
             f"{path.name} is not Ministral-3-3B ({summarise(state)}): ERNIE-Image reads a "
             f"Mistral-architecture language model of width {ernie.MINISTRAL_WIDTH}"
         )
-    try:
+
+    def build() -> tuple[Any, Any]:
         tokenizer = encoders.tokenizer("mistral", path, state, manager.roots)
-        model = build_language_model(state, prefix, manager.dtype)
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like Ministral-3-3B but does not fit that architecture "
-            f"({type(exc).__name__}: {exc})"
-        ) from None
+        return tokenizer, build_language_model(state, prefix, manager.dtype)
+
+    tokenizer, model = fitted(path, "Ministral-3-3B", build)
     tokenizer.padding_side = "right"
     return model, tokenizer
 

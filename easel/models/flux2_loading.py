@@ -18,8 +18,9 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import flux2
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype, stored_as
+from easel.models.flux_loading import dequantize_scaled_fp8, hold
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
+from easel.models.transformer_files import family_handle, fitted, load_transformer
 
 
 def convert_transformer(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -42,17 +43,12 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
 
     from easel.models.state_dicts import load_into
 
-    try:
+    def build() -> Any:
         config = flux2.transformer_config(state)
         converted = convert_transformer(dict(state))
         return load_into(Flux2Transformer2DModel, config, converted, dtype, "Flux.2 transformer")
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like a Flux.2 transformer but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
+
+    return fitted(path, "a Flux.2 transformer", build)
 
 
 def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
@@ -63,38 +59,24 @@ def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
 def diffusion_model(
     name: str, path: Path, manager: Any, weight_dtype: str = "default"
 ) -> ModelHandle:
-    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader). fp8 weight dtypes keep
-    the weights in fp8 and compute in the manager's dtype (diffusers' layerwise casting)."""
-    from easel.models.state_dicts import read_state_dict
-
-    storage = storage_dtype(weight_dtype)
-
-    def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
-        if flux2.recognise(state) is None:
-            raise ModelError(
-                f"{path.name} is not a Flux.2 transformer ({summarise(state)}): Easel reads "
-                "them in the original layout (double_blocks / single_blocks)"
-            )
-        module = build_transformer(state, manager.dtype, path)
-        return stored_as(module, storage, manager.dtype)
-
-    module = manager.load_module((str(path.resolve()), f"flux2-transformer:{weight_dtype}"), load)
+    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader)."""
+    module = load_transformer(
+        path,
+        manager,
+        weight_dtype,
+        kind="flux2",
+        what="a Flux.2 transformer",
+        recognised=lambda state: flux2.recognise(state) is not None,
+        build=build_transformer,
+        hint=": Easel reads them in the original layout (double_blocks / single_blocks)",
+    )
     return model_handle(name, module, manager, flux2.family_of(module.config))
 
 
 def model_handle(
     name: str, module: Any, manager: Any, family: flux2.Flux2Family, vae: VaeHandle | None = None
 ) -> ModelHandle:
-    return ModelHandle(
-        name,
-        module,
-        dict(family.scheduler_config),
-        family.latent.factor,
-        manager,
-        vae=vae,
-        family=family,
-    )
+    return family_handle(family, name, module, manager, vae)
 
 
 # -- text encoders (CLIPLoader type flux2) -----------------------------------------------------
@@ -116,17 +98,12 @@ def text_encoder(path: Path, manager: Any) -> tuple[str, Any, Any]:
                 "(model.layers.*)"
             )
         kind, prefix = found
-        try:
+
+        def build() -> tuple[str, Any, Any]:
             tokenizer = encoders.tokenizer(kind, path, state, manager.roots)
-            model = encoders.build(kind, state, prefix, manager.dtype)
-        except ModelError as exc:
-            raise ModelError(f"{path.name}: {exc}") from None
-        except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-            raise ModelError(
-                f"{path.name} looks like a {kind} text encoder but does not fit that "
-                f"architecture ({type(exc).__name__}: {exc})"
-            ) from None
-        return kind, model, tokenizer
+            return kind, encoders.build(kind, state, prefix, manager.dtype), tokenizer
+
+        return fitted(path, f"a {kind} text encoder", build)
 
     loaded = manager.load_module((key, "flux2-text-encoder"), load)
     hold(manager, key, {f"text_encoder:{loaded[0]}": loaded[1]})

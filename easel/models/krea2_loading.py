@@ -23,9 +23,10 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import krea2
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import hold, storage_dtype, stored_as
+from easel.models.flux_loading import hold
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 from easel.models.lumina_loading import read_weights
+from easel.models.transformer_files import family_handle, fitted, load_transformer
 
 KIND = "qwen3vl"
 ROPE_THETA = 5_000_000.0  # Qwen3-VL-4B's text config (not in the weights)
@@ -52,16 +53,11 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
 
     from easel.models.state_dicts import load_into
 
-    try:
+    def build() -> Any:
         config, converted = convert_transformer(dict(state))
         return load_into(Krea2Transformer2DModel, config, converted, dtype, "Krea 2 transformer")
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError, AssertionError) as exc:
-        raise ModelError(
-            f"{path.name} looks like a Krea 2 transformer but does not fit that architecture "
-            f"({type(exc).__name__}: {exc})"
-        ) from None
+
+    return fitted(path, "a Krea 2 transformer", build)
 
 
 def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
@@ -76,34 +72,24 @@ def model_handle(
     vae: VaeHandle | None = None,
     scheduler_config: Mapping[str, Any] | None = None,
 ) -> ModelHandle:
-    family = krea2.KREA2
-    return ModelHandle(
-        name,
-        module,
-        dict(scheduler_config or family.scheduler_config),
-        family.latent.factor,
-        manager,
-        vae=vae,
-        family=family,
-    )
+    return family_handle(krea2.KREA2, name, module, manager, vae, scheduler_config)
 
 
 def diffusion_model(
     name: str, path: Path, manager: Any, weight_dtype: str = "default"
 ) -> ModelHandle:
-    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader); fp8 weight dtypes keep
-    the weights in fp8 and compute in the manager's dtype (diffusers' layerwise casting)."""
-    storage = storage_dtype(weight_dtype)
-
-    def load() -> Any:
-        state = read_weights(path, manager)
-        if krea2.recognise(state) is None:
-            raise ModelError(f"{path.name} is not a Krea 2 transformer ({summarise(state)})")
-        module = build_transformer(state, manager.dtype, path)
-        return stored_as(module, storage, manager.dtype)
-
-    module = manager.load_module((str(path.resolve()), f"krea2-transformer:{weight_dtype}"), load)
-    return model_handle(name, module, manager)
+    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader)."""
+    module = load_transformer(
+        path,
+        manager,
+        weight_dtype,
+        kind="krea2",
+        what="a Krea 2 transformer",
+        recognised=lambda state: krea2.recognise(state) is not None,
+        build=build_transformer,
+        read=read_weights,
+    )
+    return family_handle(krea2.KREA2, name, module, manager)
 
 
 # -- the text encoder: Qwen3-VL's language model ------------------------------------------------
@@ -201,15 +187,11 @@ def build_text_encoder(path: Path, state: Mapping[str, Any], manager: Any) -> tu
             f"{path.name} is not a text encoder the krea2 type takes ({summarise(state)}): it "
             "takes Qwen3-VL-4B (qwen3vl_4b) files (model.layers.N.self_attn.q_norm ...)"
         )
-    try:
-        model = build_language_model(state, prefix, manager.dtype)
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like a Qwen3-VL text encoder but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
+    model = fitted(
+        path,
+        "a Qwen3-VL text encoder",
+        lambda: build_language_model(state, prefix, manager.dtype),
+    )
     tokenizer = manager.load_module(
         ("qwen3-tokenizer", "qwen3"),
         lambda: lumina_tokenizers.tokenizer("qwen3", checkpoint=path.name, roots=manager.roots),

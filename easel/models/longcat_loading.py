@@ -20,9 +20,8 @@ from typing import Any
 
 from easel.models.errors import ModelError
 from easel.models.families import longcat
-from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
+from easel.models.transformer_files import family_handle, fitted, load_transformer
 
 TIMESTEP_OLD = "time_text_embed.timestep_embedder."
 TIMESTEP_NEW = "time_embed.timestep_embedder."
@@ -66,19 +65,14 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
 
     from easel.models.qwen_loading import build_module
 
-    try:
+    def build() -> Any:
         config = longcat.transformer_config(state)
         converted = convert_transformer(dict(state))
         return build_module(
             LongCatImageTransformer2DModel, config, converted, dtype, "LongCat-Image transformer"
         )
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like a LongCat-Image transformer but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
+
+    return fitted(path, "a LongCat-Image transformer", build)
 
 
 def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
@@ -86,37 +80,30 @@ def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
     return longcat.recognise(state) is not None
 
 
-def model_handle(name: str, module: Any, manager: Any, vae: VaeHandle | None = None) -> ModelHandle:
-    family = longcat.LONGCAT
-    return ModelHandle(
-        name,
-        module,
-        dict(family.scheduler_config),
-        family.latent.factor,
-        manager,
-        vae=vae,
-        family=family,
-    )
+def model_handle(
+    name: str,
+    module: Any,
+    manager: Any,
+    vae: VaeHandle | None = None,
+    scheduler_config: Mapping[str, Any] | None = None,
+) -> ModelHandle:
+    return family_handle(longcat.LONGCAT, name, module, manager, vae, scheduler_config)
 
 
 def diffusion_model(
     name: str, path: Path, manager: Any, weight_dtype: str = "default"
 ) -> ModelHandle:
-    """MODEL from a LongCat-Image diffusion-model file (ComfyUI's UNETLoader); fp8 weight dtypes
-    keep the weights in fp8 and compute in the manager's dtype."""
-    from easel.models.state_dicts import read_state_dict
-
-    storage = storage_dtype(weight_dtype)
-
-    def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
-        if longcat.recognise(state) is None:
-            raise ModelError(f"{path.name} is not a LongCat-Image transformer ({summarise(state)})")
-        module = build_transformer(state, manager.dtype, path)
-        return stored_as(module, storage, manager.dtype)
-
-    module = manager.load_module((str(path.resolve()), f"longcat-transformer:{weight_dtype}"), load)
-    return model_handle(name, module, manager)
+    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader)."""
+    module = load_transformer(
+        path,
+        manager,
+        weight_dtype,
+        kind="longcat",
+        what="a LongCat-Image transformer",
+        recognised=lambda state: longcat.recognise(state) is not None,
+        build=build_transformer,
+    )
+    return family_handle(longcat.LONGCAT, name, module, manager)
 
 
 def longcat_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:

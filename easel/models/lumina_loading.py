@@ -18,32 +18,17 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import lumina
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype, stored_as
+from easel.models.flux_loading import hold, storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 
 
 # -- reading files ------------------------------------------------------------------------------
 def read_weights(path: Path, manager: Any) -> dict[str, Any]:
-    """A file's state dict with ComfyUI's scaled fp8 weights multiplied out. Integer-quantised
-    weights (ComfyUI's `*_int8*` files, whose formats may also rotate the weights) are refused
-    by name rather than read wrongly."""
-    import torch
+    """The file's weights (easel.models.transformer_files.read_weights); a SentencePiece model
+    stored as bytes is not a quantised weight."""
+    from easel.models.transformer_files import read_weights as read
 
-    from easel.models.state_dicts import read_state_dict
-
-    state = read_state_dict(path, manager.allow_unsafe_pickle)
-    quantised = [
-        k
-        for k, v in state.items()
-        if getattr(v, "dtype", None) in (torch.int8, torch.uint8)
-        and not k.endswith((".comfy_quant", "spiece_model"))
-    ]
-    if quantised:
-        raise ModelError(
-            f"{path.name} holds integer-quantised weights (e.g. {quantised[0]}), which Easel "
-            "does not read: use the bf16, fp16 or fp8 file of the model"
-        )
-    return dequantize_scaled_fp8(state)
+    return read(path, manager, ("spiece_model",))
 
 
 # -- the transformer ----------------------------------------------------------------------------

@@ -23,8 +23,9 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import ovis
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype, stored_as
+from easel.models.flux_loading import hold
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
+from easel.models.transformer_files import family_handle, fitted, load_transformer
 
 
 def _swap_halves(value: Any) -> Any:
@@ -126,19 +127,14 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
 
     from easel.models.qwen_loading import build_module
 
-    try:
+    def build() -> Any:
         config = ovis.transformer_config(state)
         converted = convert_transformer(dict(state))
         return build_module(
             OvisImageTransformer2DModel, config, converted, dtype, "Ovis-Image transformer"
         )
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like an Ovis-Image transformer but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
+
+    return fitted(path, "an Ovis-Image transformer", build)
 
 
 def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
@@ -149,24 +145,17 @@ def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
 def diffusion_model(
     name: str, path: Path, manager: Any, weight_dtype: str = "default"
 ) -> ModelHandle:
-    """MODEL from an Ovis-Image diffusion-model file (ComfyUI's UNETLoader); fp8 weight dtypes
-    keep the weights in fp8 and compute in the manager's dtype."""
-    from easel.models.state_dicts import read_state_dict
-
-    storage = storage_dtype(weight_dtype)
-
-    def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
-        if ovis.recognise(state) is None:
-            raise ModelError(f"{path.name} is not an Ovis-Image transformer ({summarise(state)})")
-        module = build_transformer(state, manager.dtype, path)
-        return stored_as(module, storage, manager.dtype)
-
-    module = manager.load_module((str(path.resolve()), f"ovis-transformer:{weight_dtype}"), load)
-    family = ovis.OVIS
-    return ModelHandle(
-        name, module, dict(family.scheduler_config), family.latent.factor, manager, family=family
+    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader)."""
+    module = load_transformer(
+        path,
+        manager,
+        weight_dtype,
+        kind="ovis",
+        what="an Ovis-Image transformer",
+        recognised=lambda state: ovis.recognise(state) is not None,
+        build=build_transformer,
     )
+    return family_handle(ovis.OVIS, name, module, manager)
 
 
 # -- the text encoder (Ovis 2.5's Qwen3) ----------------------------------------------------------
@@ -198,15 +187,11 @@ def build_text_encoder(path: Path, manager: Any) -> tuple[Any, Any]:
             f"{path.name} is not a Qwen3 language model ({summarise(state)}); type ovis takes "
             "ComfyUI's ovis_2.5 file (model.layers.N.self_attn.q_norm ...)"
         )
-    try:
-        model = build_language_model("qwen3", state, prefix, manager.dtype)
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like a Qwen3 text encoder but does not fit that architecture "
-            f"({type(exc).__name__}: {exc})"
-        ) from None
+    model = fitted(
+        path,
+        "a Qwen3 text encoder",
+        lambda: build_language_model("qwen3", state, prefix, manager.dtype),
+    )
     tokenizer = manager.load_module(
         ("qwen25-tokenizer", "qwen25"),
         lambda: qwen_tokenizer(checkpoint=path.name, roots=manager.roots),

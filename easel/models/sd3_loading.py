@@ -20,11 +20,10 @@ from easel.models.families.recognise import summarise
 from easel.models.flux_loading import (
     build_t5,
     dequantize_scaled_fp8,
-    storage_dtype,
-    stored_as,
     text_encoder_kind,
 )
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
+from easel.models.transformer_files import family_handle, fitted, load_transformer
 
 CLIP_FAMILY = sd3.SD35_LARGE  # the family a CLIP built here names (every SD3 encodes alike)
 
@@ -49,17 +48,12 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
 
     from easel.models.state_dicts import load_into
 
-    try:
+    def build() -> Any:
         config = sd3.transformer_config(state)
         converted = convert_transformer(state)
         return load_into(SD3Transformer2DModel, config, converted, dtype, "SD3 transformer")
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like an SD3 transformer but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
+
+    return fitted(path, "an SD3 transformer", build)
 
 
 def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
@@ -70,37 +64,23 @@ def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
 def model_handle(
     name: str, module: Any, manager: Any, family: sd3.SD3Family, vae: VaeHandle | None = None
 ) -> ModelHandle:
-    return ModelHandle(
-        name,
-        module,
-        dict(family.scheduler_config),
-        family.latent.factor,
-        manager,
-        vae=vae,
-        family=family,
-    )
+    return family_handle(family, name, module, manager, vae)
 
 
 def diffusion_model(
     name: str, path: Path, manager: Any, weight_dtype: str = "default"
 ) -> ModelHandle:
-    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader). fp8 weight dtypes keep
-    the weights in fp8 and compute in the manager's dtype (diffusers' layerwise casting)."""
-    from easel.models.state_dicts import read_state_dict
-
-    storage = storage_dtype(weight_dtype)
-
-    def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
-        if sd3.recognise(state) is None:
-            raise ModelError(
-                f"{path.name} is not an SD3 transformer ({summarise(state)}): Easel reads "
-                "them in the original layout (joint_blocks)"
-            )
-        module = build_transformer(state, manager.dtype, path)
-        return stored_as(module, storage, manager.dtype)
-
-    module = manager.load_module((str(path.resolve()), f"sd3-transformer:{weight_dtype}"), load)
+    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader)."""
+    module = load_transformer(
+        path,
+        manager,
+        weight_dtype,
+        kind="sd3",
+        what="an SD3 transformer",
+        recognised=lambda state: sd3.recognise(state) is not None,
+        build=build_transformer,
+        hint=": Easel reads them in the original layout (joint_blocks)",
+    )
     return model_handle(name, module, manager, sd3.folder_family(module.config))
 
 
@@ -170,19 +150,15 @@ def build_encoder(
     from easel.models.single_file import build_clip_l, token_ids
 
     what = {"l": "CLIP-L", "g": "CLIP-G", "t5": "T5"}[kind]
-    try:
+
+    def build() -> Any:
         if kind == "t5":
             return build_t5(state, prefix, dtype)
         if kind == "g":
             return build_clip_g(state, prefix, dtype, token_ids(tokenizer))
         return build_clip_l(state, prefix, sd3.SD3_CLIP_L, dtype, token_ids(tokenizer))
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError, StopIteration) as exc:
-        raise ModelError(
-            f"{path.name} looks like a {what} text encoder but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
+
+    return fitted(path, f"a {what} text encoder", build)
 
 
 def part(kind: str, tokenizer: Any, model: Any) -> TextEncoderPart:

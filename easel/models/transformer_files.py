@@ -1,0 +1,111 @@
+"""What every family's diffusion-model loader does the same way (ComfyUI's UNETLoader files):
+read the file (ComfyUI's scaled fp8 multiplied out, integer-quantised weights refused by name),
+refuse a file of another architecture, build the module, report a file that does not fit it,
+keep the weights in fp8 when asked, and cache the module in the model manager.
+
+A family's loader says only what differs: how its keys are recognised and how its module is
+built (`load_transformer`), and which family a MODEL handle carries (`family_handle`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from easel.models.errors import ModelError
+from easel.models.families.recognise import summarise
+from easel.models.flux_loading import dequantize_scaled_fp8, storage_dtype, stored_as
+from easel.models.handles import ModelHandle, VaeHandle
+
+T = TypeVar("T")
+
+# Errors the model classes raise when a file's tensors do not fit the architecture its keys
+# suggest (a shape mismatch, a key the converter expects and does not find).
+_MISFIT = (RuntimeError, ValueError, KeyError, IndexError, AssertionError)
+
+
+def read_weights(path: Path, manager: Any, not_weights: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A file's state dict with ComfyUI's scaled fp8 weights multiplied out. Integer-quantised
+    weights (ComfyUI's `*_int8*` files, whose formats may also rotate the weights) are refused
+    by name rather than read wrongly; `not_weights` are key endings of integer tensors that are
+    not weights (a tokenizer stored as bytes)."""
+    import torch
+
+    from easel.models.state_dicts import read_state_dict
+
+    state = read_state_dict(path, manager.allow_unsafe_pickle)
+    quantised = [
+        k
+        for k, v in state.items()
+        if getattr(v, "dtype", None) in (torch.int8, torch.uint8)
+        and not k.endswith((".comfy_quant", *not_weights))
+    ]
+    if quantised:
+        raise ModelError(
+            f"{path.name} holds integer-quantised weights (e.g. {quantised[0]}), which Easel "
+            "does not read: use the bf16, fp16 or fp8 file of the model"
+        )
+    return dequantize_scaled_fp8(state)
+
+
+def fitted(path: Path, what: str, build: Callable[[], T]) -> T:
+    """`build()`, with the model code's errors as a ModelError naming the file: `what` ("a
+    Krea 2 transformer") is what the file's keys said it is."""
+    try:
+        return build()
+    except ModelError as exc:
+        raise ModelError(f"{path.name}: {exc}") from None
+    except _MISFIT as exc:
+        raise ModelError(
+            f"{path.name} looks like {what} but does not fit that architecture "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def load_transformer(
+    path: Path,
+    manager: Any,
+    weight_dtype: str,
+    *,
+    kind: str,
+    what: str,
+    recognised: Callable[[Mapping[str, Any]], bool],
+    build: Callable[[Mapping[str, Any], Any, Path], Any],
+    read: Callable[[Path, Any], Mapping[str, Any]] = read_weights,
+    hint: str = "",
+) -> Any:
+    """The module of a diffusion-model file, cached by the manager under (file, `kind`, weight
+    dtype). A file whose keys are not `what`'s is refused with a summary of what it holds (and
+    `hint`); fp8 weight dtypes keep the weights in fp8 and compute in the manager's dtype
+    (diffusers' layerwise casting)."""
+    storage = storage_dtype(weight_dtype)
+
+    def load() -> Any:
+        state = read(path, manager)
+        if not recognised(state):
+            raise ModelError(f"{path.name} is not {what} ({summarise(state)}){hint}")
+        return stored_as(build(state, manager.dtype, path), storage, manager.dtype)
+
+    return manager.load_module((str(path.resolve()), f"{kind}-transformer:{weight_dtype}"), load)
+
+
+def family_handle(
+    family: Any,
+    name: str,
+    module: Any,
+    manager: Any,
+    vae: VaeHandle | None = None,
+    scheduler_config: Mapping[str, Any] | None = None,
+) -> ModelHandle:
+    """A MODEL of `family`: its module, scheduler config (the family's unless given) and
+    latent factor."""
+    return ModelHandle(
+        name,
+        module,
+        dict(scheduler_config or family.scheduler_config),
+        family.latent.factor,
+        manager,
+        vae=vae,
+        family=family,
+    )
