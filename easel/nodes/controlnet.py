@@ -94,6 +94,14 @@ def ControlNetApply(
     if strength == 0:
         return conditioning
     _check_image(image)
+    from easel.models.qwen_instantx_controlnet import is_qwen_net
+
+    if is_qwen_net(control_net):
+        raise NodeError(
+            "a Qwen-Image ControlNet encodes its image with the VAE: use "
+            "ControlNetApplyAdvanced (with the VAE) or ControlNetInpaintingAliMamaApply",
+            "control_net",
+        )
     control = Control(control_net, image, float(strength))
     out = _apply(conditioning, control, {})
     out["control_apply_to_uncond"] = True
