@@ -10,7 +10,11 @@ from typing import Any
 CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})
 
 # ComfyUI's "*_gpu" samplers are the same algorithm with noise drawn on the GPU.
-SAMPLER_NAMES = {"dpmpp_2m_sde_gpu": "dpmpp_2m_sde", "dpmpp_sde_gpu": "dpmpp_sde"}
+SAMPLER_NAMES = {
+    "dpmpp_2m_sde_gpu": "dpmpp_2m_sde",
+    "dpmpp_3m_sde_gpu": "dpmpp_3m_sde",
+    "dpmpp_sde_gpu": "dpmpp_sde",
+}
 # Pixel upscaling (Upscale) names nearest-neighbour "nearest"; LatentUpscale keeps ComfyUI's.
 UPSCALE_METHODS = {
     "nearest-exact": "nearest",

@@ -37,6 +37,9 @@ SAMPLERS: dict[str, Sampler] = {
     "dpmpp_2m_sde": Sampler(
         "DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}
     ),
+    "dpmpp_3m_sde": Sampler(
+        "DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}
+    ),
     "dpmpp_sde": Sampler("DPMSolverSDEScheduler", seeded_by_config="noise_sampler_seed"),
     "ddim": Sampler("DDIMScheduler", schedules=SPACING_ONLY),
     "uni_pc": Sampler("UniPCMultistepScheduler"),
@@ -76,6 +79,16 @@ FLOW_SAMPLERS: dict[str, Sampler] = {
         {
             "algorithm_type": "sde-dpmsolver++",
             "solver_order": 2,
+            "use_flow_sigmas": True,
+            "prediction_type": "flow_prediction",
+        },
+        schedules=("normal",),
+    ),
+    "dpmpp_3m_sde": Sampler(
+        "DPMSolverMultistepScheduler",
+        {
+            "algorithm_type": "sde-dpmsolver++",
+            "solver_order": 3,
             "use_flow_sigmas": True,
             "prediction_type": "flow_prediction",
         },

@@ -738,8 +738,13 @@ def test_every_any_typed_input_of_a_mapped_node_is_declared() -> None:
     from easel.core.types import ANY
 
     registry = load_plugins(entry_points=False)
-    # Inputs that carry images or audio: no literal can stand for them.
-    media = {("ResizeImageMask", "input"), ("ResizeImageMask", "match"), ("TextGenerate", "audio")}
+    # Inputs that carry images, audio or boxes: no literal can stand for them.
+    media = {
+        ("ResizeImageMask", "input"),
+        ("ResizeImageMask", "match"),
+        ("TextGenerate", "audio"),
+        ("Flux3LayoutPrompt", "element"),
+    }
     for comfy_type, spec in NODE_MAPS.items():
         node_type = registry.nodes.get(spec.easel_type)
         if node_type is None:

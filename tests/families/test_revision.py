@@ -92,7 +92,8 @@ def test_sdxl_revision_template_runs_and_equals_sdxl_pipeline(
 ) -> None:
     """The template (two reference images through CLIPVisionEncode and two chained
     unCLIPConditioning at strength 0.75, a text prompt and a negative), made small: 64 x 64,
-    3 steps, and euler / normal (its dpmpp_3m_sde_gpu is not in Easel's sampler table)."""
+    3 steps, and euler / normal in place of its dpmpp_3m_sde_gpu, so that the pipeline's
+    EulerDiscreteScheduler is the reference."""
     import numpy as np
     from PIL import Image as PILImage
     from transformers import CLIPImageProcessor

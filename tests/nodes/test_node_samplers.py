@@ -30,7 +30,7 @@ def test_table_matches_the_scheduler_signatures() -> None:
             sampler,
             schedule,
         )
-    assert len(VALID) == 63 and len(REFUSED) == 9
+    assert len(VALID) == 69 and len(REFUSED) == 9
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_refused_pair_is_a_validation_error(run_workflow: Any, sampler: str, sch
 
 
 def test_same_seed_same_latent_other_seed_other_latent(conditioned: dict[str, Any]) -> None:
-    for sampler in ("euler_ancestral", "dpmpp_2m_sde"):  # samplers that add noise per step
+    for sampler in ("euler_ancestral", "dpmpp_2m_sde", "dpmpp_3m_sde"):  # noise per step
         first = sample(conditioned, seed=5, sampler_name=sampler)
         again = sample(conditioned, seed=5, sampler_name=sampler)
         other = sample(conditioned, seed=6, sampler_name=sampler)
