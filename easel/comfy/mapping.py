@@ -482,6 +482,28 @@ NODE_MAPS: dict[str, NodeMap] = {
     "CFGNorm": NodeMap(
         "CFGNorm", {"model": "model", "strength": "strength"}, ("model",), widgets=("strength",)
     ),
+    # Skip Layer Guidance (easel/nodes/skip_layer_guidance.py): the same names and inputs.
+    **{
+        name: NodeMap(name, {w: w for w in ("model", *widgets)}, ("model",), widgets=widgets)
+        for name, widgets in (
+            (
+                "SkipLayerGuidanceDiT",
+                (
+                    "double_layers",
+                    "single_layers",
+                    "scale",
+                    "start_percent",
+                    "end_percent",
+                    "rescaling_scale",
+                ),
+            ),
+            (
+                "SkipLayerGuidanceDiTSimple",
+                ("double_layers", "single_layers", "start_percent", "end_percent"),
+            ),
+            ("SkipLayerGuidanceSD3", ("layers", "scale", "start_percent", "end_percent")),
+        )
+    },
     "SamplerCustomAdvanced": NodeMap(
         "SamplerCustomAdvanced",
         {name: name for name in ("noise", "guider", "sampler", "sigmas", "latent_image")},

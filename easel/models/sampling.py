@@ -427,6 +427,7 @@ def denoise(
 
     from easel.models import guidance as guidance_lib
     from easel.models import marigold_sampling
+    from easel.models import skip_layer_guidance as slg
 
     param = next(unet.parameters())
     # fp8-stored weights (layerwise casting) compute in the dtype the loader recorded
@@ -499,9 +500,19 @@ def denoise(
     with torch.inference_mode():
         for i, t in enumerate(timesteps):
             network.step = i
-            if both is not None:
+            skip = None  # SkipLayerGuidanceDiTSimple: blocks the negative's pass skips
+            if slg.has_uncond(guidance.post_cfg):
+                level = _sigma_at(scheduler, levels, i, t, prediction)
+                skip = slg.uncond_skip(guidance.post_cfg, level)
+            if both is not None and skip is None:
                 x = scale_input(scheduler, torch.cat([latents] * 2), t, network)
                 preds = list(network(x, t, both).chunk(2))
+            elif skip is not None:
+                x = scale_input(scheduler, latents, t, network)
+                preds = [
+                    slg.predict(network, x, t, cond, skip if guidance.is_negative(k) else None)
+                    for k, cond in enumerate(conds)
+                ]
             else:
                 x = scale_input(scheduler, latents, t, network)
                 preds = [network(x, t, cond) for cond in conds]
@@ -517,8 +528,11 @@ def denoise(
                     cond_x0 = guidance_lib.to_denoised(
                         prediction, latents, preds[guidance.cond_index], sigma
                     )
+                    one = x[: latents.shape[0]]  # one batch of the input (SkipLayerGuidance)
+                    cond = conds[guidance.cond_index]
+                    step = slg.Step(network, one, t, cond, sigma, prediction, latents)
                     for patch in guidance.post_cfg:
-                        denoised = patch(denoised, cond_x0)
+                        denoised = slg.apply(patch, denoised, cond_x0, step)
                     noise_pred = guidance_lib.from_denoised(prediction, latents, denoised, sigma)
                 if on_denoised is not None and last:
                     on_denoised(denoised)

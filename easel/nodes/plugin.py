@@ -18,6 +18,7 @@ MODULES = (
     "easel.nodes.latent",
     "easel.nodes.sampling",
     "easel.nodes.custom_sampling",
+    "easel.nodes.skip_layer_guidance",
     "easel.nodes.inpaint",
     "easel.nodes.ip2p",
     "easel.nodes.vae",
