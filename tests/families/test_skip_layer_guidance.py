@@ -6,6 +6,9 @@
 - what diffusers has not (SkipLayerGuidanceDiTSimple's skipped negative pass, the DiT node's
   rescaling) against a loop written here on the pipeline's own components, with the
   transformer's own `skip_layers`;
+- Flux.1 (slow): SkipLayerGuidanceDiT on double and single blocks gives FluxPipeline's image
+  with its transformer returning (1 + scale) cond - scale skipped, the skipped pass made by a
+  copy of the transformer with those blocks deleted (cfg 1: no negative);
 - a family whose transformer cannot skip layers, and a layer it has not, are clear errors."""
 
 from __future__ import annotations
@@ -19,12 +22,16 @@ import torch
 from easel.core.node import NodeError
 from tests.families.test_sd3_parity import PROMPT, reference, split_workflow
 from tests.families.workflows import SIZE, as_tensor, image_of
-from tests.fixtures import sd3_family
+from tests.fixtures import flux_family, sd3_family
 
 sd3_root = sd3_family.sd3_root
 sd3_models = sd3_family.sd3_models
 sd3_manager = sd3_family.sd3_manager
 run_sd3 = sd3_family.run_sd3
+flux_root = flux_family.flux_root
+flux_models = flux_family.flux_models
+flux_manager = flux_family.flux_manager
+run_flux = flux_family.run_flux
 
 TOLERANCE = 1e-3
 STEPS = 5
@@ -161,6 +168,52 @@ def test_dit_rescaling_as_comfyui(sd3_models: Any, run_sd3: Any) -> None:
     assert (ours - theirs).abs().max().item() <= TOLERANCE
 
 
+@pytest.mark.slow
+def test_flux_dit_equals_pipeline_with_pruned_transformer(flux_models: Any, run_flux: Any) -> None:
+    import copy
+
+    from tests.families.test_flux_parity import PROMPT as FLUX_PROMPT
+    from tests.families.test_flux_parity import reference as flux_reference
+    from tests.families.test_flux_parity import split_workflow as flux_workflow
+
+    nodes = flux_workflow("dev")
+    nodes["slg"] = {
+        "type": "SkipLayerGuidanceDiT",
+        "inputs": {
+            "model": ["unet", "model"],
+            "double_layers": "0",
+            "single_layers": "1",
+            "scale": 2.0,
+            "start_percent": 0.0,
+            "end_percent": 1.0,
+            "rescaling_scale": 0.0,
+        },
+    }
+    nodes["k"]["inputs"]["model"] = ["slg", "model"]
+    ours = image_of(run_flux(nodes, ["dec"]))
+
+    pipe = flux_models["dev"].pipe
+    transformer = pipe.transformer
+    pruned = copy.deepcopy(transformer)
+    del pruned.transformer_blocks[0]
+    del pruned.single_transformer_blocks[1]
+    plain = flux_reference(pipe, prompt=FLUX_PROMPT, num_inference_steps=3, guidance_scale=3.5)
+
+    def guided(*args: Any, **kwargs: Any) -> Any:
+        kwargs["return_dict"] = False
+        cond = type(transformer).forward(transformer, *args, **kwargs)[0]
+        skipped = pruned(*args, **kwargs)[0]
+        return (cond + 2.0 * (cond - skipped),)
+
+    transformer.forward = guided
+    try:
+        theirs = flux_reference(pipe, prompt=FLUX_PROMPT, num_inference_steps=3, guidance_scale=3.5)
+    finally:
+        del transformer.forward
+    assert (theirs - plain).abs().max().item() > 0.01
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+
+
 SD3_DEFAULTS = {"scale": 3.0, "start_percent": 0.01, "end_percent": 0.15}
 
 
@@ -194,3 +247,51 @@ def test_unskippable_family_and_missing_layer_are_node_errors() -> None:
     (patch,) = patched.post_cfg
     assert patch.double == (1, 2) and patch.single == ()
     assert patch.sigma_start == pytest.approx(shifted(0.01))
+
+
+def test_comfyui_ui_nodes_convert() -> None:
+    """The three nodes in ComfyUI's UI format (MOSS-Image's Simple widgets, Stability's SD3
+    preset) become Easel's with the same inputs."""
+    from easel.comfy.convert import to_easel
+
+    def model_node(node_id: int, node_type: str, widgets: list[Any], link: int | None) -> Any:
+        inputs = [] if link is None else [{"name": "model", "type": "MODEL", "link": link}]
+        out = [{"name": "MODEL", "type": "MODEL", "links": [node_id]}]
+        return {
+            "id": node_id,
+            "type": node_type,
+            "widgets_values": widgets,
+            "inputs": inputs,
+            "outputs": out,
+        }
+
+    ui = {
+        "nodes": [
+            model_node(1, "UNETLoader", ["sd3.5_large.safetensors", "default"], None),
+            model_node(2, "SkipLayerGuidanceDiTSimple", ["", "22", 0, 0.5], 1),
+            model_node(3, "SkipLayerGuidanceSD3", ["7, 8, 9", 2.8, 0.01, 0.2], 2),
+            model_node(4, "SkipLayerGuidanceDiT", ["9,10", "9,10", 3, 0.01, 0.8, 0], 3),
+        ],
+        "links": [[1, 1, 0, 2, 0, "MODEL"], [2, 2, 0, 3, 0, "MODEL"], [3, 3, 0, 4, 0, "MODEL"]],
+    }
+    nodes = to_easel(ui)["nodes"]
+    assert nodes["2"] == {
+        "type": "SkipLayerGuidanceDiTSimple",
+        "inputs": {
+            "double_layers": "",
+            "single_layers": "22",
+            "start_percent": 0,
+            "end_percent": 0.5,
+            "model": ["1", "model"],
+        },
+    }
+    assert nodes["3"]["inputs"] == {
+        "layers": "7, 8, 9",
+        "scale": 2.8,
+        "start_percent": 0.01,
+        "end_percent": 0.2,
+        "model": ["2", "model"],
+    }
+    assert nodes["4"]["type"] == "SkipLayerGuidanceDiT"
+    assert nodes["4"]["inputs"]["rescaling_scale"] == 0
+    assert nodes["4"]["inputs"]["single_layers"] == "9,10"
