@@ -8,7 +8,6 @@ small, and gives ChromaPipeline's image for the same sigmas, prompts and seed.""
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 import torch
 
 from tests.families.test_chroma_parity import TOLERANCE
-from tests.families.workflows import as_tensor
+from tests.families.workflows import as_tensor, template
 from tests.fixtures import chroma_family
 
 PACKAGE = "comfyui_workflow_templates_json"
@@ -34,13 +33,6 @@ TEMPLATE_FILES = {
     "text_encoders/t5xxl_fp8_e4m3fn_scaled.safetensors": "t5",
     "vae/ae.safetensors": "vae",
 }
-
-
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def test_chroma_template_runs(

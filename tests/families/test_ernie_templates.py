@@ -8,7 +8,6 @@ Ministral-3-3B file comes through CLIPLoader type flux2, as the templates load i
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 import torch
 
 from tests.families.test_ernie_parity import TOLERANCE
-from tests.families.workflows import as_tensor
+from tests.families.workflows import as_tensor, only, template
 from tests.fixtures import ernie_family
 
 PACKAGE = "comfyui_workflow_templates_json"
@@ -40,13 +39,6 @@ TEMPLATE_FILES = {
 }
 
 
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 @pytest.fixture(scope="module")
 def template_root(ernie_models: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ernie-templates")
@@ -56,11 +48,6 @@ def template_root(ernie_models: Any, tmp_path_factory: pytest.TempPathFactory) -
             ernie_models.root / "models" / f"{tiny}.safetensors", root / "models" / name
         )
     return root
-
-
-def _only(nodes: dict[str, Any], kind: str) -> str:
-    [found] = [i for i, n in nodes.items() if n["type"] == kind]
-    return found
 
 
 @pytest.mark.parametrize("name,cfg", [("image_ernie_image_turbo", 1.0), ("image_ernie_image", 4.0)])
@@ -84,13 +71,13 @@ def test_ernie_template_runs_and_equals_ernie_pipeline(
     monkeypatch.setenv("EASEL_MODELS_DIR", str(template_root / "models"))
     workflow = to_easel(template(name))
     nodes = workflow["nodes"]
-    latent, sampler = _only(nodes, "EmptyFlux2LatentImage"), _only(nodes, "KSampler")
+    latent, sampler = only(nodes, "EmptyFlux2LatentImage"), only(nodes, "KSampler")
     inputs = nodes[sampler]["inputs"]
     assert (inputs["sampler_name"], inputs["scheduler"], inputs["cfg"]) == ("euler", "simple", cfg)
     set_input(workflow, f"{latent}.width", SIZE)
     set_input(workflow, f"{latent}.height", SIZE)
     set_input(workflow, f"{sampler}.steps", STEPS)
-    generate = _only(nodes, "TextGenerate")
+    generate = only(nodes, "TextGenerate")
     [switch] = [
         n for n in nodes.values() if n["inputs"].get("on_true") == [generate, "generated_text"]
     ]

@@ -7,7 +7,6 @@ steps."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 import torch
 
 from tests.families.test_flux2_parity import TOLERANCE
+from tests.families.workflows import template
 from tests.fixtures import flux2_family
 
 PACKAGE = "comfyui_workflow_templates_json"
@@ -52,13 +52,6 @@ TEMPLATE_FILES = {
     "text_encoders/qwen_3_8b_fp8mixed.safetensors": "text_encoders/qwen3-tiny.safetensors",
     "vae/flux2-vae.safetensors": "vae/flux2-vae.safetensors",
 }
-
-
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ on, the run fails naming the upsampler file Easel does not load."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 import torch
 
 from tests.families.test_flux3_parity import TOLERANCE
+from tests.families.workflows import template
 from tests.fixtures import flux3_family
 from tests.fixtures.flux3_family import FILES, SIZE, TEXT_FILE, pipeline
 
@@ -41,13 +41,6 @@ TEMPLATE_FILES = {
     "text_encoders/qwen3vl_4b_int8_convrot.safetensors": f"text_encoders/{TEXT_FILE}",
     "vae/flux2-vae.safetensors": "vae/flux2-vae.safetensors",
 }
-
-
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ FluxPipeline's image for the template's prompt, seed and sampler (sizes and step
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 import torch
 
 from tests.families.test_flux_parity import TOLERANCE
-from tests.families.workflows import as_tensor
+from tests.families.workflows import as_tensor, template
 from tests.fixtures import flux_family
 
 PACKAGE = "comfyui_workflow_templates_json"
@@ -38,13 +37,6 @@ TEMPLATE_FILES = {
     ),
     "text_encoders/t5xxl_fp8_e4m3fn_scaled.safetensors": "text_encoders/t5xxl.safetensors",
 }
-
-
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")

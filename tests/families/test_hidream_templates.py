@@ -7,7 +7,6 @@ have yet: the test samples with `euler`, the rest of the template as it is."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 import torch
 
 from tests.families.test_hidream_parity import TOLERANCE, reference
+from tests.families.workflows import template
 from tests.fixtures import hidream_family
 
 PACKAGE = "comfyui_workflow_templates_json"
@@ -36,13 +36,6 @@ TEMPLATE_FILES = {
     "text_encoders/llama_3.1_8b_instruct_fp8_scaled.safetensors": "llama",
     "vae/ae.safetensors": "vae",
 }
-
-
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ encoder's size buckets (`base` 96) and the steps."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 import torch
 
 from tests.families.test_joyimage_parity import TOLERANCE
+from tests.families.workflows import only, template
 from tests.fixtures import joyimage_family
 
 PACKAGE = "comfyui_workflow_templates_json"
@@ -40,18 +40,6 @@ TEMPLATE_FILES = {
     ],
     "vae/wan_2.1_vae.safetensors": joyimage_family.FILES["vae"],
 }
-
-
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _only(nodes: dict[str, Any], kind: str) -> str:
-    [found] = [i for i, n in nodes.items() if n["type"] == kind]
-    return found
 
 
 def _literal(nodes: dict[str, Any], value: Any) -> Any:
@@ -136,10 +124,10 @@ def test_joyimage_template_runs_with_comfyui_cfg_and_cfg_norm(
 
     workflow = to_easel(template("image_joyai_image_edit"))
     nodes = workflow["nodes"]
-    sampler = _only(nodes, "KSampler")
+    sampler = only(nodes, "KSampler")
     set_input(workflow, f"{sampler}.steps", STEPS)
-    set_input(workflow, f"{_only(nodes, 'ScaleToTotalPixels')}.megapixels", 0.01)
-    set_input(workflow, f"{_only(nodes, 'LoadImage')}.image", str(tmp_path / "input.png"))
+    set_input(workflow, f"{only(nodes, 'ScaleToTotalPixels')}.megapixels", 0.01)
+    set_input(workflow, f"{only(nodes, 'LoadImage')}.image", str(tmp_path / "input.png"))
     for node_id, node in nodes.items():
         if node["type"] == "TextEncodeJoyImageEdit":
             set_input(workflow, f"{node_id}.base", SIZE)

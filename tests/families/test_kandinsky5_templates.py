@@ -9,7 +9,6 @@ to the pipeline's scheduler. Size and steps are made small."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 import torch
 
 from tests.families.test_kandinsky5_parity import TOLERANCE
-from tests.families.workflows import as_tensor
+from tests.families.workflows import as_tensor, only, template
 from tests.fixtures import kandinsky5_family
 
 PACKAGE = "comfyui_workflow_templates_json"
@@ -36,18 +35,6 @@ TEMPLATE_FILES = {
     "text_encoders/clip_l.safetensors": kandinsky5_family.FILES["clip_l"],
     "vae/ae.safetensors": kandinsky5_family.FILES["vae"],
 }
-
-
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _only(nodes: dict[str, Any], kind: str) -> str:
-    [found] = [i for i, n in nodes.items() if n["type"] == kind]
-    return found
 
 
 def test_kandinsky5_template_runs_and_equals_kandinsky5_t2i_pipeline(
@@ -77,7 +64,7 @@ def test_kandinsky5_template_runs_and_equals_kandinsky5_t2i_pipeline(
 
     workflow = to_easel(template("image_kandinsky5_t2i"))
     nodes = workflow["nodes"]
-    latent, sampler = _only(nodes, "EmptyLatent"), _only(nodes, "KSampler")
+    latent, sampler = only(nodes, "EmptyLatent"), only(nodes, "KSampler")
     set_input(workflow, f"{latent}.width", SIZE)
     set_input(workflow, f"{latent}.height", SIZE)
     set_input(workflow, f"{sampler}.steps", STEPS)
@@ -91,7 +78,7 @@ def test_kandinsky5_template_runs_and_equals_kandinsky5_t2i_pipeline(
 
     inputs = nodes[sampler]["inputs"]
     prompt = {side: nodes[inputs[side][0]]["inputs"]["text"] for side in ("positive", "negative")}
-    shift = float(nodes[_only(nodes, "ModelSamplingSD3")]["inputs"]["shift"])
+    shift = float(nodes[only(nodes, "ModelSamplingSD3")]["inputs"]["shift"])
     cfg = float(inputs["cfg"])
     assert cfg > 1 and inputs["scheduler"] == "simple"
     pipe = kandinsky5_models.pipe

@@ -8,7 +8,6 @@ made small."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 import torch
 
 from tests.families.test_longcat_parity import TOLERANCE
+from tests.families.workflows import only, template
 from tests.fixtures import longcat_family
 
 PACKAGE = "comfyui_workflow_templates_json"
@@ -34,18 +34,6 @@ TEMPLATE_FILES = {
     "text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors": longcat_family.FILES["text_encoder"],
     "vae/ae.safetensors": longcat_family.FILES["vae"],
 }
-
-
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _only(nodes: dict[str, Any], kind: str) -> str:
-    [found] = [i for i, n in nodes.items() if n["type"] == kind]
-    return found
 
 
 def reference(pipe: Any, positive: str, negative: str, *, seed: int, cfg: float) -> Any:
@@ -127,7 +115,7 @@ def test_longcat_template_runs_with_comfyui_cfg_and_cfg_norm(
 
     workflow = to_easel(template("image_longcat_text_to_image"))
     nodes = workflow["nodes"]
-    latent, sampler = _only(nodes, "EmptyLatent"), _only(nodes, "KSampler")
+    latent, sampler = only(nodes, "EmptyLatent"), only(nodes, "KSampler")
     set_input(workflow, f"{latent}.width", SIZE)
     set_input(workflow, f"{latent}.height", SIZE)
     set_input(workflow, f"{sampler}.steps", STEPS)
@@ -145,7 +133,7 @@ def test_longcat_template_runs_with_comfyui_cfg_and_cfg_norm(
         for side in ("positive", "negative")
     }
     cfg = float(inputs["cfg"])
-    assert cfg > 1 and float(nodes[_only(nodes, "CFGNorm")]["inputs"]["strength"]) == 1.0
+    assert cfg > 1 and float(nodes[only(nodes, "CFGNorm")]["inputs"]["strength"]) == 1.0
     theirs = reference(
         longcat_models.pipe,
         prompt_of["positive"],
@@ -208,10 +196,10 @@ def test_longcat_edit_template_equals_longcat_image_edit_pipeline(
 
     workflow = to_easel(template("image_longcat_image_edit"))
     nodes = workflow["nodes"]
-    sampler = _only(nodes, "KSampler")
+    sampler = only(nodes, "KSampler")
     set_input(workflow, f"{sampler}.steps", STEPS)
-    set_input(workflow, f"{_only(nodes, 'ScaleToTotalPixels')}.megapixels", 0.01)
-    set_input(workflow, f"{_only(nodes, 'LoadImage')}.image", str(tmp_path / "input.png"))
+    set_input(workflow, f"{only(nodes, 'ScaleToTotalPixels')}.megapixels", 0.01)
+    set_input(workflow, f"{only(nodes, 'LoadImage')}.image", str(tmp_path / "input.png"))
     manager = ModelManager(roots, device="cpu", dtype=torch.float32)
     executor = Executor(load_plugins(entry_points=False), services={"models": manager})
     result = executor.run(workflow, output_dir=tmp_path / "out")

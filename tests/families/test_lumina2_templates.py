@@ -7,7 +7,6 @@ small; the template's `res_multistep` sampler swapped for `euler`)."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 import torch
 
 from tests.families.test_lumina2_parity import TOLERANCE
-from tests.families.workflows import as_tensor
+from tests.families.workflows import as_tensor, template
 from tests.fixtures import lumina_family
 
 PACKAGE = "comfyui_workflow_templates_json"
@@ -29,13 +28,6 @@ lumina_root = lumina_family.lumina_root
 lumina_models = lumina_family.lumina_models
 SIZE = 64
 SEPARATOR = " <Prompt Start> "
-
-
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def text_of(nodes: dict[str, Any], link: Any) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import pytest
 import torch
 
 from tests.families.test_qwen_image_parity import TOLERANCE
+from tests.families.workflows import template
 from tests.fixtures import qwen_image_family
 
 PACKAGE = "comfyui_workflow_templates_json"
@@ -85,13 +85,6 @@ class TinyMarigold:
     vae: Any  # diffusers AutoencoderKLQwenImage
     loras: dict[str, dict[str, tuple[Any, Any]]]  # task stem -> module -> (A, B)
     prompts: dict[str, Any]  # task stem -> embeddings [1, T, D]
-
-
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def lora_layers(transformer: Any, generator: Any) -> dict[str, tuple[Any, Any]]:

@@ -21,7 +21,6 @@ Sizes and steps are made small; the Z-Image template's `res_multistep` sampler i
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.families.workflows import SIZE, as_tensor
+from tests.families.workflows import SIZE, as_tensor, template
 from tests.fixtures import model_patch_files
 from tests.fixtures.model_patch_files import QWEN_PATCH, ZIMAGE_PATCH, executor_for
 
@@ -136,13 +135,6 @@ def with_patch(nodes: dict[str, Any], patch: str, image: Path) -> dict[str, Any]
 def run(executor: Any, nodes: dict[str, Any]) -> Any:
     workflow = {"format": "easel.workflow", "version": 1, "nodes": nodes}
     return executor.run(workflow, targets=["dec"], keep_values=True)
-
-
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _only(nodes: dict[str, Any], node_type: str) -> str:

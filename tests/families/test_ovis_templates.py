@@ -8,7 +8,6 @@ made small."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 import torch
 
 from tests.families.test_ovis_parity import TOLERANCE
-from tests.families.workflows import as_tensor
+from tests.families.workflows import as_tensor, only, template
 from tests.fixtures import ovis_family
 
 PACKAGE = "comfyui_workflow_templates_json"
@@ -34,18 +33,6 @@ TEMPLATE_FILES = {
     "text_encoders/ovis_2.5.safetensors": ovis_family.FILES["text_encoder"],
     "vae/ae.safetensors": ovis_family.FILES["vae"],
 }
-
-
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _only(nodes: dict[str, Any], kind: str) -> str:
-    [found] = [i for i, n in nodes.items() if n["type"] == kind]
-    return found
 
 
 def test_ovis_template_runs_and_equals_ovis_image_pipeline(
@@ -73,7 +60,7 @@ def test_ovis_template_runs_and_equals_ovis_image_pipeline(
 
     workflow = to_easel(template("image_ovis_text_to_image"))
     nodes = workflow["nodes"]
-    latent, sampler = _only(nodes, "EmptyLatent"), _only(nodes, "KSampler")
+    latent, sampler = only(nodes, "EmptyLatent"), only(nodes, "KSampler")
     set_input(workflow, f"{latent}.width", SIZE)
     set_input(workflow, f"{latent}.height", SIZE)
     set_input(workflow, f"{sampler}.steps", STEPS)
@@ -87,7 +74,7 @@ def test_ovis_template_runs_and_equals_ovis_image_pipeline(
 
     inputs = nodes[sampler]["inputs"]
     prompt = {side: nodes[inputs[side][0]]["inputs"]["text"] for side in ("positive", "negative")}
-    shift = float(nodes[_only(nodes, "ModelSamplingAuraFlow")]["inputs"]["shift"])
+    shift = float(nodes[only(nodes, "ModelSamplingAuraFlow")]["inputs"]["shift"])
     cfg = float(inputs["cfg"])
     assert cfg > 1
     pipe = ovis_models.pipe

@@ -10,7 +10,6 @@ small."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 import torch
 
 from tests.families.test_qwen_image21_parity import TOLERANCE
-from tests.families.workflows import as_tensor
+from tests.families.workflows import as_tensor, only, template
 from tests.fixtures import qwen_image21_family
 
 PACKAGE = "comfyui_workflow_templates_json"
@@ -42,13 +41,6 @@ TEMPLATE_FILES = {
 PROMPT_ENHANCER = "qwen3.5_9b_qwen_image_2.1_pe_t2i.int8_convrot.safetensors"
 
 
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 @pytest.fixture(scope="module")
 def template_root(qwen21_models: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("qwen21-templates")
@@ -62,11 +54,6 @@ def template_root(qwen21_models: Any, tmp_path_factory: pytest.TempPathFactory) 
 
     save_file({"unused": torch.zeros(1)}, str(root / "models" / "text_encoders" / PROMPT_ENHANCER))
     return root
-
-
-def _only(nodes: dict[str, Any], kind: str) -> str:
-    [found] = [i for i, n in nodes.items() if n["type"] == kind]
-    return found
 
 
 def test_t2i_template_runs_and_equals_qwen_image21_pipeline(
@@ -87,9 +74,9 @@ def test_t2i_template_runs_and_equals_qwen_image21_pipeline(
     monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
     workflow = to_easel(template("image_qwen_image_2_1_t2i"))
     nodes = workflow["nodes"]
-    latent, sampler = _only(nodes, "EmptyLatent"), _only(nodes, "KSampler")
-    assert nodes[_only(nodes, "QwenImage21Cache")]["inputs"]["device"] == "auto"
-    switch = nodes[_only(nodes, "Switch")]["inputs"]
+    latent, sampler = only(nodes, "EmptyLatent"), only(nodes, "KSampler")
+    assert nodes[only(nodes, "QwenImage21Cache")]["inputs"]["device"] == "auto"
+    switch = nodes[only(nodes, "Switch")]["inputs"]
     assert switch["switch"] is False, "the template's default skips the prompt enhancer"
     # The subgraph's promoted prompt widget reaches the Switch's any-typed input through the
     # constant node the converter adds.
@@ -151,8 +138,8 @@ def test_background_removal_template_runs_and_equals_the_pipeline(
     monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
     workflow = to_easel(template("image_qwen_image_2_1_background_removal"))
     nodes = workflow["nodes"]
-    load, sampler = _only(nodes, "LoadImage"), _only(nodes, "KSampler")
-    encoder = nodes[_only(nodes, "TextEncodeQwenImage21")]["inputs"]
+    load, sampler = only(nodes, "LoadImage"), only(nodes, "KSampler")
+    encoder = nodes[only(nodes, "TextEncodeQwenImage21")]["inputs"]
     assert encoder["resolution"] == 0 and encoder["image_1"][0] == load
     set_input(workflow, f"{load}.image", str(tmp_path / "angry_broccoli.png"))
     set_input(workflow, f"{sampler}.steps", STEPS)
@@ -211,15 +198,15 @@ def test_turbo_t2i_template_runs_and_equals_the_pipeline_on_its_sigmas(
     monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
     workflow = to_easel(template("image_qwen_image_2_1_turbo_t2i"))
     nodes = workflow["nodes"]
-    latent = _only(nodes, "EmptyLatent")
-    switch = nodes[_only(nodes, "Switch")]["inputs"]
+    latent = only(nodes, "EmptyLatent")
+    switch = nodes[only(nodes, "Switch")]["inputs"]
     assert switch["switch"] is False
     prompt = nodes[switch["on_false"][0]]["inputs"]["value"]  # a constant node, as in t2i
     nodes[latent]["inputs"]["width"] = SIZE
     nodes[latent]["inputs"]["height"] = SIZE
-    sigmas = [float(v) for v in nodes[_only(nodes, "ManualSigmas")]["inputs"]["sigmas"].split(",")]
+    sigmas = [float(v) for v in nodes[only(nodes, "ManualSigmas")]["inputs"]["sigmas"].split(",")]
     assert sigmas[-1] == 0.0 and len(sigmas) == 9
-    seed = int(nodes[_only(nodes, "RandomNoise")]["inputs"]["noise_seed"])
+    seed = int(nodes[only(nodes, "RandomNoise")]["inputs"]["noise_seed"])
     manager = ModelManager(roots, device="cpu", dtype=torch.float32)
     executor = Executor(load_plugins(entry_points=False), services={"models": manager})
     result = executor.run(workflow, output_dir=tmp_path)

@@ -8,7 +8,6 @@ which QwenImagePipeline's true CFG with its norm rescale is not)."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 import torch
 
 from tests.families.test_qwen_image_parity import TOLERANCE
-from tests.families.workflows import as_tensor
+from tests.families.workflows import as_tensor, only, template
 from tests.fixtures import qwen_image_family
 
 PACKAGE = "comfyui_workflow_templates_json"
@@ -42,13 +41,6 @@ TEMPLATE_FILES = {
 LIGHTNING = "Qwen-Image-Lightning-8steps-V1.0.safetensors"
 
 
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 @pytest.fixture(scope="module")
 def template_root(qwen_models: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("qwen-templates")
@@ -63,11 +55,6 @@ def template_root(qwen_models: Any, tmp_path_factory: pytest.TempPathFactory) ->
     (root / "models" / "loras").mkdir(parents=True)
     save_file({"unused": torch.zeros(1)}, str(root / "models" / "loras" / LIGHTNING))
     return root
-
-
-def _only(nodes: dict[str, Any], kind: str) -> str:
-    [found] = [i for i, n in nodes.items() if n["type"] == kind]
-    return found
 
 
 def test_qwen_image_template_runs_and_equals_qwen_image_pipeline(
@@ -89,11 +76,11 @@ def test_qwen_image_template_runs_and_equals_qwen_image_pipeline(
     monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
     workflow = to_easel(template("image_qwen_image"))
     nodes = workflow["nodes"]
-    latent, sampler = _only(nodes, "EmptyLatent"), _only(nodes, "KSampler")
+    latent, sampler = only(nodes, "EmptyLatent"), only(nodes, "KSampler")
     set_input(workflow, f"{latent}.width", SIZE)
     set_input(workflow, f"{latent}.height", SIZE)
     # steps and cfg come through Switches from the template's Int / Float (Lightning LoRA off)
-    switch = nodes[_only(nodes, "Boolean")]["inputs"]["value"]
+    switch = nodes[only(nodes, "Boolean")]["inputs"]["value"]
     assert switch is False, "the template's default is the plain model (no Lightning LoRA)"
     steps_switch = nodes[sampler]["inputs"]["steps"][0]
     cfg_switch = nodes[sampler]["inputs"]["cfg"][0]
@@ -109,7 +96,7 @@ def test_qwen_image_template_runs_and_equals_qwen_image_pipeline(
 
     inputs = nodes[sampler]["inputs"]
     prompt = nodes[inputs["positive"][0]]["inputs"]["text"]
-    shift = float(nodes[_only(nodes, "ModelSamplingAuraFlow")]["inputs"]["shift"])
+    shift = float(nodes[only(nodes, "ModelSamplingAuraFlow")]["inputs"]["shift"])
     pipe = qwen_models.pipe
     original = pipe.scheduler
     pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(
@@ -237,11 +224,11 @@ def test_qwen_image_edit_template_runs_with_comfyui_cfg_and_cfg_norm(
     monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
     workflow = to_easel(template("image_qwen_image_edit_2509"))
     nodes = workflow["nodes"]
-    set_input(workflow, f"{_only(nodes, 'Boolean')}.value", False)  # the plain model, no LoRA
-    sampler = _only(nodes, "KSampler")
+    set_input(workflow, f"{only(nodes, 'Boolean')}.value", False)  # the plain model, no LoRA
+    sampler = only(nodes, "KSampler")
     steps_switch = nodes[sampler]["inputs"]["steps"][0]
     set_input(workflow, f"{nodes[steps_switch]['inputs']['on_false'][0]}.value", STEPS)
-    set_input(workflow, f"{_only(nodes, 'LoadImage')}.image", str(tmp_path / "input.png"))
+    set_input(workflow, f"{only(nodes, 'LoadImage')}.image", str(tmp_path / "input.png"))
     manager = ModelManager(roots, device="cpu", dtype=torch.float32)
     executor = Executor(load_plugins(entry_points=False), services={"models": manager})
     result = executor.run(workflow, output_dir=tmp_path / "out")
@@ -253,8 +240,8 @@ def test_qwen_image_edit_template_runs_with_comfyui_cfg_and_cfg_norm(
     cfg_switch = nodes[sampler]["inputs"]["cfg"][0]
     cfg = float(nodes[nodes[cfg_switch]["inputs"]["on_false"][0]]["inputs"]["value"])
     positive = nodes[nodes[sampler]["inputs"]["positive"][0]]["inputs"]["prompt"]
-    shift = float(nodes[_only(nodes, "ModelSamplingAuraFlow")]["inputs"]["shift"])
-    assert cfg > 1 and float(nodes[_only(nodes, "CFGNorm")]["inputs"]["strength"]) == 1.0
+    shift = float(nodes[only(nodes, "ModelSamplingAuraFlow")]["inputs"]["shift"])
+    assert cfg > 1 and float(nodes[only(nodes, "CFGNorm")]["inputs"]["strength"]) == 1.0
     theirs = edit_reference(
         qwen_models.edit,
         image,

@@ -6,7 +6,6 @@ end and gives FluxPipeline's image for that conditioning."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.families.workflows import as_tensor
+from tests.families.workflows import as_tensor, template
 from tests.fixtures import clip_vision_files as files
 from tests.fixtures import flux_family
 
@@ -166,13 +165,6 @@ def test_style_model_apply_equals_flux_prior_redux_pipeline(
     assert float(embeds[:, 256:].std()) > 0.01  # real image tokens, not zeros
     assert (ours["embeds"] - embeds).abs().max().item() <= TOLERANCE
     assert (ours["pooled"] - pooled).abs().max().item() <= TOLERANCE
-
-
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @pytest.mark.skipif(

@@ -6,7 +6,6 @@ StableDiffusionXLPipeline's image with that embedding as the pooled input (CPU f
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.families.workflows import as_tensor
+from tests.families.workflows import as_tensor, template
 from tests.fixtures import clip_vision_files as files
 from tests.fixtures.sd_family import POOLED
 
@@ -74,13 +73,6 @@ def test_noise_augmentation_is_unclip_noising_mixed_as_comfyui() -> None:
     two = pooled_embedding(entries)
     assert (two - expected_pooled([first, second], 0.75, 0.0)).abs().max().item() < 1e-6
     assert (two - 0.75 * (first + second)).abs().max().item() < 0.1
-
-
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @pytest.mark.skipif(

@@ -6,7 +6,6 @@ prompts, seed, cfg and sampler (size and steps made small)."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.families.workflows import as_tensor
+from tests.families.workflows import as_tensor, template
 from tests.fixtures import sd3_family
 
 PACKAGE = "comfyui_workflow_templates_json"
@@ -28,13 +27,6 @@ sd3_root = sd3_family.sd3_root
 sd3_models = sd3_family.sd3_models
 SIZE, STEPS = 64, 2
 TOLERANCE = 1e-3
-
-
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def test_sd35_simple_example_runs_and_equals_sd3_pipeline(

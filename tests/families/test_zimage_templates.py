@@ -7,7 +7,6 @@ the sampler the pipeline has)."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 import torch
 
 from tests.families.test_zimage_parity import TOLERANCE
-from tests.families.workflows import as_tensor
+from tests.families.workflows import as_tensor, template
 from tests.fixtures import lumina_family
 
 PACKAGE = "comfyui_workflow_templates_json"
@@ -35,13 +34,6 @@ TEMPLATE_FILES = {
     "text_encoders/qwen_3_4b.safetensors": "text_encoders/qwen_3_4b",
     "vae/ae.safetensors": "vae/ae",
 }
-
-
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")

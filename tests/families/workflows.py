@@ -55,3 +55,24 @@ def as_tensor(images: Any) -> Any:
     import torch
 
     return torch.from_numpy(images).permute(0, 3, 1, 2)
+
+
+TEMPLATES_PACKAGE = "comfyui_workflow_templates_json"  # ComfyUI's corpus (the dev extra)
+
+
+def template(name: str) -> dict[str, Any]:
+    """ComfyUI's official template `name` from the installed corpus package."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.find_spec(TEMPLATES_PACKAGE)
+    assert spec is not None and spec.origin is not None
+    path = Path(spec.origin).parent / "templates" / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def only(nodes: dict[str, Any], kind: str) -> str:
+    """The id of the one node of type `kind` in a workflow's nodes."""
+    [found] = [node_id for node_id, node in nodes.items() if node["type"] == kind]
+    return found
