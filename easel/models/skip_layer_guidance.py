@@ -36,6 +36,7 @@ from easel.models.errors import ModelError
 BLOCKS: dict[str, tuple[str | None, str | None]] = {
     "sd3": ("transformer_blocks", None),  # SD3 / 3.5's joint_blocks
     "flux": ("transformer_blocks", "single_transformer_blocks"),  # Flux.1's double / single
+    "chroma": ("transformer_blocks", "single_transformer_blocks"),  # as Flux.1's
 }
 
 
@@ -116,14 +117,17 @@ def blocks_of(transformer: Any, network: str) -> tuple[Any, Any]:
     return double, single
 
 
-def _identity(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
-    """A skipped SD3 joint / Flux block: (encoder_hidden_states, hidden_states) unchanged."""
+def _identity(*args: Any, **kwargs: Any) -> Any:
+    """A skipped block, its input unchanged: (encoder_hidden_states, hidden_states) for a block
+    given both (SD3's joint blocks, Flux.1's double and single, Chroma's double), the
+    hidden states alone for one given them alone (Chroma's single blocks, on the joint
+    sequence)."""
     hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
     if "encoder_hidden_states" in kwargs:
-        context = kwargs["encoder_hidden_states"]
-    else:
-        context = args[1] if len(args) > 1 else None
-    return context, hidden
+        return kwargs["encoder_hidden_states"], hidden
+    if len(args) > 1:
+        return args[1], hidden
+    return hidden
 
 
 @contextmanager

@@ -33,7 +33,7 @@ def _patched(
     if kind not in slg.BLOCKS or getattr(family, "prediction_type", None) != "flow":
         raise NodeError(
             f"{node_name}: {model.name} is {label}, whose transformer Easel cannot skip "
-            "layers of (it can for SD3 / SD3.5 and Flux.1)",
+            "layers of (it can for SD3 / SD3.5, Flux.1 and Chroma)",
             "model",
         )
     double_blocks, single_blocks = slg.blocks_of(model.unet, kind)

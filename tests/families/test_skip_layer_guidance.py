@@ -8,7 +8,8 @@
   transformer's own `skip_layers`;
 - Flux.1 (slow): SkipLayerGuidanceDiT on double and single blocks gives FluxPipeline's image
   with its transformer returning (1 + scale) cond - scale skipped, the skipped pass made by a
-  copy of the transformer with those blocks deleted (cfg 1: no negative);
+  copy of the transformer with those blocks deleted (cfg 1: no negative); Chroma the same
+  with identity modules in their place;
 - a family whose transformer cannot skip layers, and a layer it has not, are clear errors."""
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from easel.core.node import NodeError
 from tests.families.test_sd3_parity import PROMPT, reference, split_workflow
 from tests.families.workflows import SIZE, as_tensor, image_of
-from tests.fixtures import flux_family, sd3_family
+from tests.fixtures import chroma_family, flux_family, sd3_family
 
 sd3_root = sd3_family.sd3_root
 sd3_models = sd3_family.sd3_models
@@ -32,6 +33,10 @@ flux_root = flux_family.flux_root
 flux_models = flux_family.flux_models
 flux_manager = flux_family.flux_manager
 run_flux = flux_family.run_flux
+chroma_root = chroma_family.chroma_root
+chroma_models = chroma_family.chroma_models
+chroma_manager = chroma_family.chroma_manager
+run_chroma = chroma_family.run_chroma
 
 TOLERANCE = 1e-3
 STEPS = 5
@@ -208,6 +213,66 @@ def test_flux_dit_equals_pipeline_with_pruned_transformer(flux_models: Any, run_
     transformer.forward = guided
     try:
         theirs = flux_reference(pipe, prompt=FLUX_PROMPT, num_inference_steps=3, guidance_scale=3.5)
+    finally:
+        del transformer.forward
+    assert (theirs - plain).abs().max().item() > 0.01
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+
+
+@pytest.mark.slow
+def test_chroma_dit_equals_pipeline_with_identity_blocks(
+    chroma_models: Any, run_chroma: Any
+) -> None:
+    """Chroma (its single blocks take the joint sequence alone): the skipped pass by a copy
+    of the transformer whose blocks are replaced by identity modules (not deleted: Chroma
+    picks each block's modulation by its index)."""
+    import copy
+
+    from tests.families.test_chroma_parity import PROMPT as CHROMA_PROMPT
+    from tests.families.test_chroma_parity import reference as chroma_reference
+    from tests.families.test_chroma_parity import workflow as chroma_workflow
+
+    class PassDouble(torch.nn.Module):
+        def forward(self, hidden_states: Any, encoder_hidden_states: Any, **_: Any) -> Any:
+            return encoder_hidden_states, hidden_states
+
+    class PassSingle(torch.nn.Module):
+        def forward(self, hidden_states: Any, **_: Any) -> Any:
+            return hidden_states
+
+    nodes = chroma_workflow(steps=2)
+    nodes["slg"] = {
+        "type": "SkipLayerGuidanceDiT",
+        "inputs": {
+            "model": ["unet", "model"],
+            "double_layers": "0",
+            "single_layers": "0",
+            "scale": 2.0,
+            "start_percent": 0.0,
+            "end_percent": 1.0,
+            "rescaling_scale": 0.0,
+        },
+    }
+    nodes["k"]["inputs"]["model"] = ["slg", "model"]
+    ours = image_of(run_chroma(nodes, ["dec"]))
+
+    pipe, _ = chroma_models
+    transformer = pipe.transformer
+    skipping = copy.deepcopy(transformer)
+    skipping.transformer_blocks[0] = PassDouble()
+    skipping.single_transformer_blocks[0] = PassSingle()
+    kwargs = {"prompt": CHROMA_PROMPT, "num_inference_steps": 2, "guidance_scale": 1.0}
+    plain = chroma_reference(pipe, **kwargs)
+
+    def guided(*args: Any, **call: Any) -> Any:
+        call["return_dict"] = False
+        cond = type(transformer).forward(transformer, *args, **call)[0]
+        skipped = skipping(*args, **call)[0]
+        return (cond + 2.0 * (cond - skipped),)
+
+    transformer.forward = guided
+    try:
+        theirs = chroma_reference(pipe, **kwargs)
     finally:
         del transformer.forward
     assert (theirs - plain).abs().max().item() > 0.01
