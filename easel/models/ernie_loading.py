@@ -14,8 +14,8 @@ from diffusers ErnieImagePipeline folders.
   folder (found as Flux.2's, easel.models.flux2_text_encoders).
 - The VAE is the Flux.2 VAE (VAELoader reads it as for Flux.2).
 
-Integer-quantised weights (ComfyUI's `*_int8*` files) are refused naming a quantised tensor;
-scaled fp8 weights are multiplied out.
+ComfyUI's quantised files (`*_int8*`, ...) are dequantised through comfy-kitchen
+(easel.models.quantized_files); scaled fp8 weights are multiplied out.
 """
 
 from __future__ import annotations

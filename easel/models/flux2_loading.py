@@ -18,7 +18,7 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import flux2
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, hold
+from easel.models.flux_loading import hold
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 from easel.models.transformer_files import family_handle, fitted, load_transformer
 
@@ -84,12 +84,12 @@ def text_encoder(path: Path, manager: Any) -> tuple[str, Any, Any]:
     """One Flux.2 text encoder file, loaded once: (kind "mistral" or "qwen3", model,
     tokenizer)."""
     from easel.models import flux2_text_encoders as encoders
-    from easel.models.state_dicts import read_state_dict
+    from easel.models.transformer_files import read_weights
 
     key = str(path.resolve())
 
     def load() -> tuple[str, Any, Any]:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        state = read_weights(path, manager, TOKENIZER_KEYS)
         found = encoders.kind_of(state)
         if found is None:
             raise ModelError(
@@ -119,6 +119,8 @@ def flux2_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
 
 
 # -- single files holding every part (ComfyUI's checkpoint layout for Flux.2) ----------------
+# Integer tensors in ComfyUI's Mistral files that are a tokenizer, not weights.
+TOKENIZER_KEYS = ("tekken_model", "spiece_model")
 CHECKPOINT_MODEL = "model.diffusion_model."
 CHECKPOINT_VAE = "vae."
 CHECKPOINT_TEXT = re.compile(r"^(text_encoders\.[^.]+\.transformer\.)")
@@ -147,10 +149,10 @@ def single_file_checkpoint(
     tekken tokenizer, if any, beside it) and the VAE (original keys) under `vae.`."""
     from easel.models import flux2_text_encoders as encoders
     from easel.models.flux2_vae import load_flux2_vae
-    from easel.models.state_dicts import read_state_dict
+    from easel.models.transformer_files import read_weights
 
     def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        state = read_weights(path, manager, TOKENIZER_KEYS)
         root = text_encoder_root(state)
         vae_state = {
             k[len(CHECKPOINT_VAE) :]: v for k, v in state.items() if k.startswith(CHECKPOINT_VAE)

@@ -10,10 +10,9 @@ easel.models.flux2_vae).
 - The text encoder is read as Qwen-Image 2.1's Qwen3-VL is (easel.models.qwen21_loading: the
   language model with its config off the shapes, the vision tower when the file has one).
 - The templates' other `flux3` file, the Qwen3.5 9B prompt upsampler (TextGenerate), is refused
-  with a clear error: ComfyUI ships it only in its w4a8 integer format, which Easel does not
-  read. int8_convrot files (the templates' quantised transformer and encoder) are refused too,
-  naming the file: their integer weights are in a ComfyUI quantisation scheme Easel does not
-  implement (the bf16 files load).
+  with a clear error: it is a Qwen3.5 language model (a TextGenerate model), which Easel does
+  not run. int8_convrot files (the templates' quantised transformer and encoder) are
+  dequantised through comfy-kitchen (easel.models.quantized_files, `easel[quantized]`).
 
 ComfyUI has no single-file Flux 3 checkpoint; diffusers' Flux 3 pipelines are modular ones
 (no model_index.json Easel could follow), so neither is read as a checkpoint.
@@ -28,9 +27,8 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import flux3
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype, stored_as
+from easel.models.flux_loading import hold, storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart
-from easel.models.qwen21_loading import refuse_integer_weights
 
 
 def convert_transformer(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -83,18 +81,17 @@ def diffusion_model(
 ) -> ModelHandle:
     """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader). fp8 weight dtypes keep
     the weights in fp8 and compute in the manager's dtype (diffusers' layerwise casting)."""
-    from easel.models.state_dicts import read_state_dict
+    from easel.models.transformer_files import read_weights
 
     storage = storage_dtype(weight_dtype)
 
     def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        state = read_weights(path, manager)
         if flux3.recognise(state) is None:
             raise ModelError(
                 f"{path.name} is not a Flux 3 transformer ({summarise(state)}): Easel reads "
                 "them in the original layout (content_mode_blocks / single_blocks)"
             )
-        refuse_integer_weights(state, path)
         module = build_transformer(state, manager.dtype, path)
         return stored_as(module, storage, manager.dtype)
 
@@ -122,25 +119,27 @@ def flux3_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
     CLIP. The tokenizer is Qwen's (easel.models.qwen_tokenizer)."""
     from easel.models.qwen21_loading import build_text_encoder, is_qwen3_vl
     from easel.models.qwen_tokenizer import qwen_tokenizer
-    from easel.models.state_dicts import read_state_dict
+    from easel.models.transformer_files import read_weights
 
     (path,) = paths
     key = str(path.resolve())
 
+    from easel.models import family_files
+
+    # told by its keys, before its (w4a8) weights are read and dequantised for nothing
+    if is_prompt_upsampler(family_files.keys_of(path, manager)):
+        raise ModelError(
+            f"{path.name} is Flux 3's Qwen3.5 prompt upsampler (a TextGenerate model), which "
+            "Easel does not run. Write the full caption yourself and set the template's switch "
+            "so that it goes to the text encoder directly"
+        )
+
     def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
-        if is_prompt_upsampler(state):
-            raise ModelError(
-                f"{path.name} is Flux 3's Qwen3.5 prompt upsampler (a TextGenerate model), which "
-                "Easel does not load: ComfyUI ships it in its w4a8 integer format only. Write "
-                "the full caption yourself and set the template's switch so that it goes to "
-                "the text encoder directly"
-            )
+        state = read_weights(path, manager)
         if not is_qwen3_vl(state):
             raise ModelError(
                 f"{path.name} is not Flux 3's Qwen3-VL text encoder ({summarise(state)})"
             )
-        refuse_integer_weights(state, path)
         tokenizer = manager.load_module(
             ("qwen25-tokenizer", "qwen25"),
             lambda: qwen_tokenizer(checkpoint=path.name, roots=manager.roots),

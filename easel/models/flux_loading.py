@@ -139,12 +139,12 @@ def diffusion_model(
 ) -> ModelHandle:
     """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader). fp8 weight dtypes keep
     the weights in fp8 and compute in the manager's dtype (diffusers' layerwise casting)."""
-    from easel.models.state_dicts import read_state_dict
+    from easel.models.transformer_files import read_weights
 
     storage = storage_dtype(weight_dtype)
 
     def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        state = read_weights(path, manager)
         if flux.recognise(state) is None:
             raise ModelError(
                 f"{path.name} is not a Flux.1 transformer ({summarise(state)}): "
@@ -263,13 +263,13 @@ def build_text_encoder(
 
 def text_encoder(path: Path, manager: Any) -> tuple[str, Any, Any]:
     """One text encoder file, loaded once: (kind, model, tokenizer)."""
-    from easel.models.state_dicts import read_state_dict
+    from easel.models.transformer_files import read_weights
 
     key = str(path.resolve())
     loaded = manager.load_module(
         (key, "text_encoder"),
         lambda: build_text_encoder(
-            path, dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle)), manager
+            path, read_weights(path, manager), manager
         ),
     )
     hold(manager, key, {f"text_encoder:{loaded[0]}": loaded[1]})
@@ -334,11 +334,11 @@ def single_file_checkpoint(
     """A Flux checkpoint as ComfyUI saves one: the transformer under `model.diffusion_model.`,
     CLIP-L under `text_encoders.clip_l.transformer.`, T5 under `text_encoders.t5xxl.transformer.`
     and the VAE (original keys) under `vae.`."""
-    from easel.models.state_dicts import read_state_dict
+    from easel.models.transformer_files import read_weights
     from easel.models.vae_files import load_vae_file
 
     def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        state = read_weights(path, manager)
         missing = [
             what
             for what, prefix in (

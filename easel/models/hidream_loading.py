@@ -23,7 +23,6 @@ from easel.models.families import hidream
 from easel.models.families.base import TextPart
 from easel.models.families.recognise import summarise
 from easel.models.flux_loading import (
-    dequantize_scaled_fp8,
     hold,
     storage_dtype,
     stored_as,
@@ -65,12 +64,12 @@ def diffusion_model(
 ) -> ModelHandle:
     """MODEL from `hidream_i1_*.safetensors` (ComfyUI's UNETLoader); the variant (its shift)
     from the file name. fp8 weight dtypes store in fp8 and compute in the manager's dtype."""
-    from easel.models.state_dicts import read_state_dict
+    from easel.models.transformer_files import read_weights
 
     storage = storage_dtype(weight_dtype)
 
     def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        state = read_weights(path, manager)
         if hidream.prefix_of(state) is None:
             raise ModelError(f"{path.name} is not a HiDream-I1 transformer ({summarise(state)})")
         module = build_transformer(state, manager.dtype, path)
@@ -316,12 +315,12 @@ def _load_encoder(path: Path, manager: Any, role: str) -> tuple[Any, Any]:
     """(model, tokenizer) of one HiDream text encoder file of `role` ("clip_l", "clip_g",
     "t5" or "llama"), loaded once."""
     from easel.models import flux_loading, tokenizers
-    from easel.models.state_dicts import read_state_dict
+    from easel.models.transformer_files import read_weights
 
     key = str(path.resolve())
 
     def load() -> tuple[Any, Any]:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        state = read_weights(path, manager)
         found = encoder_kind(state)
         if found is None:
             raise ModelError(f"{path.name} is not a text encoder ({summarise(state)})")

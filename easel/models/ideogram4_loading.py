@@ -12,7 +12,7 @@
   the same Qwen3-VL files; Ideogram 4 needs its 36 layers (it reads hidden states 1 ... 36).
 - The VAE is the Flux.2 VAE (VAELoader reads `flux2-vae.safetensors`).
 
-Integer-quantised files (the `_int8` template's) are refused naming a quantised tensor
+Quantised files (the `_int8` template's) are dequantised through comfy-kitchen
 (easel.models.lumina_loading.read_weights); scaled fp8 files are multiplied out.
 """
 

@@ -7,8 +7,8 @@
   (loaded by easel.models.qwen21_loading, shared with Qwen-Image 2.1).
 - The VAE is the Wan 2.1 VAE (`wan_2.1_vae.safetensors`, VAELoader: easel.models.qwen_vae).
 
-ComfyUI's template ships int8_convrot files (integer weights with a rotation Easel does not
-implement): they are refused naming the file and the tensor; the bf16 files load.
+ComfyUI's template ships int8_convrot files: their weights are dequantised through
+comfy-kitchen (easel.models.quantized_files, the `easel[quantized]` extra) like every family's.
 """
 
 from __future__ import annotations
@@ -20,21 +20,8 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import joyimage
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, storage_dtype, stored_as
+from easel.models.flux_loading import storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle
-from easel.models.qwen21_loading import INTEGER_DTYPES
-
-
-def refuse_integer_weights(state: Mapping[str, Any], path: Path) -> None:
-    """ComfyUI's int8_convrot files: refused, naming the file and a quantised tensor."""
-    for key, value in state.items():
-        dtype = str(getattr(value, "dtype", ""))
-        if key.endswith(".weight") and dtype in INTEGER_DTYPES:
-            raise ModelError(
-                f"{path.name} holds integer-quantised weights ({key}: {dtype}, ComfyUI's "
-                "int8_convrot format), which Easel does not read; use JoyImage Edit's bf16 "
-                "files"
-            )
 
 
 def transformer_state(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -78,15 +65,14 @@ def diffusion_model(
 ) -> ModelHandle:
     """MODEL from a JoyImage diffusion-model file (ComfyUI's UNETLoader); fp8 weight dtypes keep
     the weights in fp8 and compute in the manager's dtype."""
-    from easel.models.state_dicts import read_state_dict
+    from easel.models.transformer_files import read_weights
 
     storage = storage_dtype(weight_dtype)
 
     def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        state = read_weights(path, manager)
         if joyimage.recognise(state) is None:
             raise ModelError(f"{path.name} is not a JoyImage transformer ({summarise(state)})")
-        refuse_integer_weights(state, path)
         module = build_transformer(state, manager.dtype, path)
         return stored_as(module, storage, manager.dtype)
 
@@ -112,6 +98,5 @@ def joyimage_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
             f"{path.name} is not a Qwen3-VL text encoder ({summarise(state)}); type joyimage "
             "takes JoyImage Edit's qwen3vl_8b file"
         )
-    refuse_integer_weights(state, path)
     loaded = qwen21_clip(name, paths, manager)
     return ClipHandle(name, loaded.parts, manager, family=joyimage.JOYIMAGE)

@@ -19,7 +19,7 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import kandinsky5
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, storage_dtype, stored_as
+from easel.models.flux_loading import storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 
 
@@ -91,12 +91,12 @@ def diffusion_model(
 ) -> ModelHandle:
     """MODEL from a Kandinsky 5 diffusion-model file (ComfyUI's UNETLoader); fp8 weight dtypes
     keep the weights in fp8 and compute in the manager's dtype."""
-    from easel.models.state_dicts import read_state_dict
+    from easel.models.transformer_files import read_weights
 
     storage = storage_dtype(weight_dtype)
 
     def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        state = read_weights(path, manager)
         if kandinsky5.recognise(state) is None:
             raise ModelError(f"{path.name} is not a Kandinsky 5 transformer ({summarise(state)})")
         module = build_transformer(state, manager.dtype, path)

@@ -10,8 +10,8 @@ diffusers Krea2Pipeline folders.
   read off the shapes; Qwen3-VL's rope base (5e6) is not in the file and is Qwen3-VL-4B's.
 - The VAE is the Qwen-Image VAE (VAELoader reads it as for Qwen-Image).
 
-Integer-quantised files (ComfyUI's `*_int8*`) are refused naming a quantised tensor, as for
-Z-Image (easel.models.lumina_loading.read_weights); scaled fp8 files are multiplied out.
+Quantised files (ComfyUI's `*_int8*`) are dequantised through comfy-kitchen, as for Z-Image
+(easel.models.lumina_loading.read_weights); scaled fp8 files are multiplied out.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import lotus
 from easel.models.families.recognise import UNET_PREFIX, summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, storage_dtype, stored_as
+from easel.models.flux_loading import storage_dtype, stored_as
 from easel.models.handles import ModelHandle
 
 
@@ -58,12 +58,12 @@ def diffusion_model(
 ) -> ModelHandle:
     """MODEL from ComfyUI's Lotus file (UNETLoader). fp8 weight dtypes keep the weights in
     fp8 and compute in the manager's dtype."""
-    from easel.models.state_dicts import read_state_dict
+    from easel.models.transformer_files import read_weights
 
     storage = storage_dtype(weight_dtype)
 
     def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        state = read_weights(path, manager)
         try:
             unet = build_unet(state, manager.dtype)
         except ModelError as exc:

@@ -23,29 +23,13 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import qwen_image21
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype, stored_as
+from easel.models.flux_loading import hold, storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 from easel.models.qwen_loading import build_module
 
 # Qwen3-VL-8B's language model: rope theta and interleaved multimodal sections (head_dim / 2)
 ROPE_THETA = 5000000.0
 MROPE_SECTION = (24, 20, 20)
-
-
-INTEGER_DTYPES = ("I8", "U8", "int8", "uint8", "torch.int8", "torch.uint8")
-
-
-def refuse_integer_weights(state: Mapping[str, Any], path: Path) -> None:
-    """ComfyUI's int8_convrot / w4a8 files hold integer weights in a quantisation scheme Easel
-    does not implement: refused, naming the file (scaled fp8 files are dequantised)."""
-    for key, value in state.items():
-        dtype = str(getattr(value, "dtype", ""))
-        if key.endswith(".weight") and dtype in INTEGER_DTYPES:
-            raise ModelError(
-                f"{path.name} holds integer-quantised weights ({key}: {dtype}, ComfyUI's "
-                "int8_convrot or w4a8 format), which Easel does not read; use the bf16 file "
-                "(qwen_image_2.1_bf16, qwen3vl_8b_bf16)"
-            )
 
 
 # -- the transformer ----------------------------------------------------------------------------
@@ -99,17 +83,16 @@ def diffusion_model(
 ) -> ModelHandle:
     """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader); fp8 weight dtypes keep
     the weights in fp8 and compute in the manager's dtype (diffusers' layerwise casting)."""
-    from easel.models.state_dicts import read_state_dict
+    from easel.models.transformer_files import read_weights
 
     storage = storage_dtype(weight_dtype)
 
     def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        state = read_weights(path, manager)
         if qwen_image21.recognise(state) is None:
             raise ModelError(
                 f"{path.name} is not a Qwen-Image 2.1 transformer ({summarise(state)})"
             )
-        refuse_integer_weights(state, path)
         module = build_transformer(state, manager.dtype, path)
         return stored_as(module, storage, manager.dtype)
 
@@ -300,16 +283,15 @@ def qwen21_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
     """CLIPLoader type qwen_image with a Qwen3-VL file (ComfyUI's qwen3vl_8b*): Qwen-Image
     2.1's text encoder. The tokenizer is Qwen's (easel.models.qwen_tokenizer)."""
     from easel.models.qwen_tokenizer import qwen_tokenizer
-    from easel.models.state_dicts import read_state_dict
+    from easel.models.transformer_files import read_weights
 
     (path,) = paths
     key = str(path.resolve())
 
     def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        state = read_weights(path, manager)
         if not is_qwen3_vl(state):
             raise ModelError(f"{path.name} is not a Qwen3-VL text encoder ({summarise(state)})")
-        refuse_integer_weights(state, path)
         tokenizer = manager.load_module(
             ("qwen25-tokenizer", "qwen25"),
             lambda: qwen_tokenizer(checkpoint=path.name, roots=manager.roots),

@@ -14,7 +14,7 @@ from typing import Any
 from easel.models import qwen_layered
 from easel.models.errors import ModelError
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, storage_dtype, stored_as
+from easel.models.flux_loading import storage_dtype, stored_as
 from easel.models.handles import ModelHandle
 
 
@@ -52,12 +52,12 @@ def diffusion_model(
 ) -> ModelHandle:
     """MODEL from the diffusion-model file (UNETLoader); fp8 weight dtypes store the weights in
     fp8 and compute in the manager's dtype, as for Qwen-Image."""
-    from easel.models.state_dicts import read_state_dict
+    from easel.models.transformer_files import read_weights
 
     storage = storage_dtype(weight_dtype)
 
     def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        state = read_weights(path, manager)
         if qwen_layered.recognise(state) is None:
             raise ModelError(
                 f"{path.name} is not a Qwen-Image-Layered transformer ({summarise(state)})"

@@ -24,7 +24,7 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import qwen_image
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import dequantize_scaled_fp8, hold, storage_dtype, stored_as
+from easel.models.flux_loading import hold, storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 
 VISION_HEAD_DIM = 80  # Qwen2.5-VL's vision tower: heads of 80 channels (1280 = 16 x 80)
@@ -109,8 +109,8 @@ def diffusion_model(
 ) -> ModelHandle:
     """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader); fp8 weight dtypes keep
     the weights in fp8 and compute in the manager's dtype (diffusers' layerwise casting).
-    Integer-quantised files (ComfyUI's `*_int8*`, e.g. Marigold v2's int8 ConvRot
-    Qwen-Image-Edit) are refused naming a quantised tensor, as for Z-Image."""
+    Quantised files (ComfyUI's `*_int8*`, e.g. Marigold v2's int8 ConvRot Qwen-Image-Edit)
+    are dequantised through comfy-kitchen, as for Z-Image."""
     from easel.models.lumina_loading import read_weights
 
     storage = storage_dtype(weight_dtype)
@@ -268,7 +268,7 @@ def build_text_encoder(path: Path, state: Mapping[str, Any], tokenizer: Any, dty
 def qwen_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
     """CLIPLoader type qwen_image: one Qwen2.5-VL file (ComfyUI's qwen_2.5_vl_7b*)."""
     from easel.models.qwen_tokenizer import qwen_tokenizer
-    from easel.models.state_dicts import read_state_dict
+    from easel.models.transformer_files import read_weights
 
     (path,) = paths
     key = str(path.resolve())
@@ -278,7 +278,7 @@ def qwen_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
         return qwen21_loading.qwen21_clip(name, paths, manager)
 
     def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        state = read_weights(path, manager)
         if not is_qwen25_vl(state):
             raise ModelError(
                 f"{path.name} is not a Qwen2.5-VL text encoder ({summarise(state)}); type "

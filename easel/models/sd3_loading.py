@@ -19,7 +19,6 @@ from easel.models.families import sd3
 from easel.models.families.recognise import summarise
 from easel.models.flux_loading import (
     build_t5,
-    dequantize_scaled_fp8,
     text_encoder_kind,
 )
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
@@ -212,7 +211,7 @@ def sd3_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
     """CLIP (parts "l", "g", "t5") from ComfyUI's SD3 text encoder files, in any order:
     TripleCLIPLoader (clip_l, clip_g, t5xxl), DualCLIPLoader (clip_l, clip_g: no T5) or
     CLIPLoader (t5xxl alone), type sd3."""
-    from easel.models.state_dicts import read_state_dict
+    from easel.models.transformer_files import read_weights
 
     parts = []
     for path, (kind, prefix) in zip(paths, _kinds(paths, manager), strict=True):
@@ -221,7 +220,7 @@ def sd3_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
         def load(
             path: Path = path, kind: str = kind, prefix: str = prefix, tokenizer: Any = tokenizer
         ) -> Any:
-            state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+            state = read_weights(path, manager)
             return build_encoder(kind, state, prefix, tokenizer, manager.dtype, path)
 
         model = manager.load_module((str(path.resolve()), f"sd3-text-encoder:{kind}"), load)
@@ -261,10 +260,10 @@ def single_file_checkpoint(
     encoders under `text_encoders.clip_l/clip_g/t5xxl.transformer.`. Text encoders the file
     lacks are left out: without T5 the model runs on the two CLIPs (as the pipeline without
     text_encoder_3); with none, prompts need TripleTextEncoderLoader."""
-    from easel.models.state_dicts import read_state_dict
+    from easel.models.transformer_files import read_weights
 
     def load() -> Any:
-        state = dequantize_scaled_fp8(read_state_dict(path, manager.allow_unsafe_pickle))
+        state = read_weights(path, manager)
         if not any(k.startswith(CHECKPOINT_VAE) for k in state):
             raise ModelError(
                 f"{path.name} holds an SD3 transformer but no VAE (looked under "

@@ -1,5 +1,6 @@
 """What every family's diffusion-model loader does the same way (ComfyUI's UNETLoader files):
-read the file (ComfyUI's scaled fp8 multiplied out, integer-quantised weights refused by name),
+read the file (ComfyUI's scaled fp8 multiplied out, its comfy-kitchen-quantised weights
+dequantised by easel.models.quantized_files, other integer weights refused by name),
 refuse a file of another architecture, build the module, report a file that does not fit it,
 keep the weights in fp8 when asked, and cache the module in the model manager.
 
@@ -26,15 +27,18 @@ _MISFIT = (RuntimeError, ValueError, KeyError, IndexError, AssertionError)
 
 
 def read_weights(path: Path, manager: Any, not_weights: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A file's state dict with ComfyUI's scaled fp8 weights multiplied out. Integer-quantised
-    weights (ComfyUI's `*_int8*` files, whose formats may also rotate the weights) are refused
-    by name rather than read wrongly; `not_weights` are key endings of integer tensors that are
-    not weights (a tokenizer stored as bytes)."""
+    """A file's state dict as plain float weights: ComfyUI's quantised layers (int8, int8
+    ConvRot, W4A8, NVFP4, ... marked `.comfy_quant`) dequantised through comfy-kitchen into the
+    manager's dtype (easel.models.quantized_files), scaled fp8 weights multiplied out. Integer
+    weights without a marker are refused by name rather than read wrongly; `not_weights` are
+    key endings of integer tensors that are not weights (a tokenizer stored as bytes)."""
     import torch
 
+    from easel.models.quantized_files import dequantize
     from easel.models.state_dicts import read_state_dict
 
-    state = read_state_dict(path, manager.allow_unsafe_pickle)
+    dtype = getattr(manager, "dtype", None) or torch.float32
+    state = dequantize(read_state_dict(path, manager.allow_unsafe_pickle), path, dtype)
     quantised = [
         k
         for k, v in state.items()
@@ -43,8 +47,9 @@ def read_weights(path: Path, manager: Any, not_weights: tuple[str, ...] = ()) ->
     ]
     if quantised:
         raise ModelError(
-            f"{path.name} holds integer-quantised weights (e.g. {quantised[0]}), which Easel "
-            "does not read: use the bf16, fp16 or fp8 file of the model"
+            f"{path.name} holds integer-quantised weights (e.g. {quantised[0]}) with no "
+            "ComfyUI quantisation marker (.comfy_quant), which Easel does not read: use the "
+            "bf16, fp16 or fp8 file of the model, or ComfyUI's quantised one"
         )
     return dequantize_scaled_fp8(state)
 

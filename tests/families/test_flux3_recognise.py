@@ -1,6 +1,7 @@
 """Flux 3 files are told apart from the other families by their keys, sized off their shapes,
-and the files Easel does not read (int8_convrot integer weights, the Qwen3.5 prompt upsampler)
-are refused with errors naming them."""
+and the files Easel does not read (integer weights without ComfyUI's quantisation marker, a
+quantised file without the `quantized` extra, the Qwen3.5 prompt upsampler) are refused with
+errors naming them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+from tests.fixtures import quantized_files
 from tests.fixtures.flux3_family import _transformer, transformer_file
 
 
@@ -38,10 +40,11 @@ def test_recognised_and_sized_from_the_file(distilled_state: dict[str, Any]) -> 
 
 
 def test_integer_weights_are_refused_naming_the_file(
-    distilled_state: dict[str, Any], tmp_path: Path
+    distilled_state: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An int8_convrot transformer (integer weights) fails at DiffusionModelLoader's load with
-    the file's name, not a traceback from inside the model."""
+    """Integer weights with no `.comfy_quant` marker (no format Easel could read them by) fail
+    at DiffusionModelLoader's load with the file's name, not a traceback from inside the model;
+    ComfyUI's marked int8 file without comfy-kitchen names the format and the extra."""
     from safetensors.torch import save_file
 
     from easel.models import family_files
@@ -56,7 +59,16 @@ def test_integer_weights_are_refused_naming_the_file(
     manager = ModelManager([tmp_path], device="cpu", dtype=torch.float32)
     with pytest.raises(ModelError) as caught:
         family_files.diffusion_model(path.name, path, manager).unet  # noqa: B018
-    assert path.name in str(caught.value) and "int8_convrot" in str(caught.value)
+    assert path.name in str(caught.value) and "integer-quantised" in str(caught.value)
+
+    marked = tmp_path / "flux3-image-klein-int8.safetensors"
+    save_file(quantized_files.int8_by_hand(distilled_state, key), str(marked))
+    quantized_files.without_comfy_kitchen(monkeypatch)
+    with pytest.raises(ModelError) as caught:
+        family_files.diffusion_model(marked.name, marked, manager).unet  # noqa: B018
+    message = str(caught.value)
+    assert marked.name in message and "int8_tensorwise" in message
+    assert "pip install 'easel[quantized]'" in message
 
 
 def test_the_prompt_upsampler_is_refused_naming_the_file(tmp_path: Path) -> None:

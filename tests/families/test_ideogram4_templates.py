@@ -6,7 +6,8 @@ prompt, seed, schedule (its Default preset), DualModelGuider cfg 7 and CFGOverri
 applies). In the default run the prompt is one line of the template's JSON (its `"medium"`):
 the tiny byte-level tokenizer makes the whole 3,000-character prompt 3,000 tokens, which
 `--slow` runs.
-The int8 template's transformer files are refused naming them and a quantised tensor."""
+The int8 template's transformer files (ComfyUI's int8 layout) need the `quantized` extra:
+without comfy-kitchen the error names the files, the format and the extra."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import torch
 
 from tests.families.test_ideogram4_parity import TOLERANCE
 from tests.families.workflows import as_tensor
-from tests.fixtures import ideogram4_family
+from tests.fixtures import ideogram4_family, quantized_files
 from tests.fixtures.ideogram4_family import FILES, SIZE
 
 PACKAGE = "comfyui_workflow_templates_json"
@@ -65,15 +66,11 @@ def template_root(ideogram4_models: Any, tmp_path_factory: pytest.TempPathFactor
         kind = name.split("/")[0]
         shutil.copyfile(source / "models" / kind / tiny, root / "models" / name)
     shutil.copytree(source / "ComfyUI", root / "ComfyUI")
-    # int8 transformers: one weight stored as int8 with its scale, as quantised files are
+    # int8 transformers in ComfyUI's layout (one layer int8 with its scale and marker)
     for int8, tiny in zip(INT8_FILES, (FILES["transformer"], FILES["unconditional"]), strict=True):
         state = load_file(str(source / "models" / "diffusion_models" / tiny))
         key = "model.diffusion_model.layers.0.attention.qkv.weight"
-        weight = state[key]
-        scale = weight.abs().amax(dim=1, keepdim=True) / 127
-        state[key] = torch.round(weight / scale).to(torch.int8)
-        state[key.replace(".weight", ".weight_scale")] = scale
-        save_file(state, str(root / "models" / int8))
+        save_file(quantized_files.int8_by_hand(state, key), str(root / "models" / int8))
     return root
 
 
@@ -178,9 +175,10 @@ def test_ideogram4_template_runs_and_equals_ideogram4_pipeline(
 
 
 @pytest.mark.slow
-def test_ideogram4_int8_template_refuses_its_transformers_naming_them(
+def test_ideogram4_int8_template_without_comfy_kitchen_names_files_and_extra(
     template_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    quantized_files.without_comfy_kitchen(monkeypatch)
     roots = [template_root / "models", template_root / "ComfyUI"]
     monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
     result = run(prepared("image_ideogram4_t2i_int8"), template_root, tmp_path)
@@ -189,6 +187,6 @@ def test_ideogram4_int8_template_refuses_its_transformers_naming_them(
     assert failures
     for failure in failures:
         assert "_int8_convrot.safetensors" in failure.message
-        assert "integer-quantised" in failure.message
-        assert "layers.0.attention.qkv.weight" in failure.message
+        assert "int8_tensorwise" in failure.message and "layers.0.attention.qkv" in failure.message
+        assert "pip install 'easel[quantized]'" in failure.message
         assert failure.input == "name"  # a clear error on the file input, not a crash

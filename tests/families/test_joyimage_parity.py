@@ -119,8 +119,9 @@ def test_joyimage_split_files_equal_joyimage_edit_pipeline(
 def test_int8_files_are_refused_naming_file_and_tensor(
     joyimage_models: Any, run_joyimage: Any, picture: Path
 ) -> None:
-    """ComfyUI's int8_convrot files (the template's) hold integer weights Easel does not read:
-    the loaders say so, naming the file and a quantised tensor."""
+    """Integer weights without ComfyUI's `.comfy_quant` marker (no format to read them by) are
+    refused by both loaders, naming the file and a quantised tensor (ComfyUI's marked int8
+    files are dequantised: tests/models/test_quantized_files.py)."""
     from safetensors.torch import load_file, save_file
 
     models = joyimage_models.root / "models"

@@ -3,8 +3,9 @@ extra): `image_krea2_turbo_t2i` runs end to end on the tiny Krea 2 models, saved
 names the template loads, and gives Krea2Pipeline's image for the template's prompt, seed,
 sampler and cfg (size and steps made small; the template's prompt enhancement, a TextGenerate
 on the Qwen3-VL encoder, switched off with its own Boolean so that the prompt is the
-template's). The int8 templates' transformer file is refused naming it and a quantised
-tensor."""
+template's). The int8 templates' transformer file (ComfyUI's int8 layout) needs the
+`quantized` extra: without comfy-kitchen the error names the file, the format and the extra
+(tests/models/test_quantized_files.py runs the int8 template with it)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import torch
 
 from tests.families.test_krea2_parity import TOLERANCE
 from tests.families.workflows import as_tensor
-from tests.fixtures import krea2_family
+from tests.fixtures import krea2_family, quantized_files
 
 PACKAGE = "comfyui_workflow_templates_json"
 pytestmark = pytest.mark.skipif(
@@ -57,14 +58,10 @@ def template_root(krea2_models: Any, tmp_path_factory: pytest.TempPathFactory) -
         (root / "models" / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source / "models" / f"{tiny}.safetensors", root / "models" / name)
     shutil.copytree(source / "ComfyUI", root / "ComfyUI")
-    # an int8 transformer: one weight stored as int8 with its scale, as quantised files are
+    # an int8 transformer in ComfyUI's layout (one layer int8 with its scale and marker)
     state = load_file(str(source / "models" / "diffusion_models" / "krea2_turbo.safetensors"))
     key = "model.diffusion_model.blocks.0.attn.wq.weight"
-    weight = state[key]
-    scale = weight.abs().amax(dim=1, keepdim=True) / 127
-    state[key] = torch.round(weight / scale).to(torch.int8)
-    state[key.replace(".weight", ".weight_scale")] = scale
-    save_file(state, str(root / "models" / INT8_FILE))
+    save_file(quantized_files.int8_by_hand(state, key), str(root / "models" / INT8_FILE))
     # the style LoRA the template's switch leaves off: present, so the workflow validates,
     # never read (a Switch runs only the branch it picks)
     (root / "models" / "loras").mkdir(parents=True)
@@ -157,9 +154,10 @@ def test_krea2_turbo_template_runs_and_equals_krea2_pipeline(
     assert (ours - theirs).abs().max().item() <= TOLERANCE + 0.5 / 255
 
 
-def test_krea2_int8_template_refuses_its_transformer_naming_it(
+def test_krea2_int8_template_without_comfy_kitchen_names_file_and_extra(
     template_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    quantized_files.without_comfy_kitchen(monkeypatch)
     roots = [template_root / "models", template_root / "ComfyUI"]
     monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
     workflow = prepared("image_krea2_turbo_t2i_int8")
@@ -167,5 +165,6 @@ def test_krea2_int8_template_refuses_its_transformer_naming_it(
     assert not result.ok
     [failure] = [f for f in result.failures if f.node_type == "DiffusionModelLoader"]
     assert "krea2_turbo_int8_convrot.safetensors" in failure.message
-    assert "integer-quantised" in failure.message and "blocks.0.attn.wq.weight" in failure.message
+    assert "int8_tensorwise" in failure.message and "blocks.0.attn.wq" in failure.message
+    assert "pip install 'easel[quantized]'" in failure.message
     assert failure.input == "name"  # a clear error on the file input, not a crash
