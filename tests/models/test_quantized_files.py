@@ -272,3 +272,25 @@ def test_markers_in_the_files_metadata(krea2_models: Any, tmp_path: Path) -> Non
     assert read.keys() == state.keys()
     for key, value in expected.items():
         assert torch.equal(read[key], value), key
+
+
+@pytest.mark.slow
+def test_a_flux3_int8_convrot_transformer_loads_comfy_kitchens_dequantisation(
+    tmp_path: Path,
+) -> None:
+    """Another family through the same reader: Flux 3's transformer (the Klein templates'
+    `*_int8_convrot` file) in int8 ConvRot."""
+    from easel.models import family_files
+    from tests.fixtures.flux3_family import _transformer, transformer_file
+
+    torch.manual_seed(0)
+    state = transformer_file(_transformer(True))
+    packed, expected = qf.quantize(state, "int8_convrot")
+    assert expected
+    quantised = write(packed, tmp_path / "flux3-image-klein-int8_convrot.safetensors")
+    reference = write({**state, **expected}, tmp_path / "flux3-image-klein.safetensors")
+    manager = manager_for(tmp_path)
+    assert_same_weights(
+        family_files.diffusion_model("q", quantised, manager).unet,
+        family_files.diffusion_model("f", reference, manager).unet,
+    )
