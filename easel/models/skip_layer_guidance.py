@@ -16,7 +16,8 @@ network adapter, its input, the positive's conditioning, the noise level):
 A block is skipped by replacing its `forward`, for the one call, with the identity on the
 hidden states (what diffusers' SD3 transformer does for `skip_layers`, and what ComfyUI's
 "dit" block replacements returning their arguments do). The transformer is shared, so the
-replacement is undone when the call returns, also on error.
+replacement is undone when the call returns, also on error (Easel's executor runs one job at
+a time: no other call sees it).
 """
 
 from __future__ import annotations
@@ -142,13 +143,17 @@ def skipping(network: Any, double: Sequence[int], single: Sequence[int]) -> Iter
     for blocks, indices in ((double_blocks, double), (single_blocks, single)):
         if blocks is not None:
             chosen += [blocks[i] for i in indices if i < len(blocks)]
+    # a block's own `forward` attribute (a hook wrapping it) is put back as it was
+    saved = [vars(block).get("forward") for block in chosen]
     for block in chosen:
         block.forward = _identity
     try:
         yield
     finally:
-        for block in chosen:
-            if "forward" in vars(block):
+        for block, forward in zip(chosen, saved, strict=True):
+            if forward is not None:
+                block.forward = forward
+            elif "forward" in vars(block):
                 del block.forward
 
 

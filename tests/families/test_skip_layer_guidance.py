@@ -360,3 +360,31 @@ def test_comfyui_ui_nodes_convert() -> None:
     assert nodes["4"]["type"] == "SkipLayerGuidanceDiT"
     assert nodes["4"]["inputs"]["rescaling_scale"] == 0
     assert nodes["4"]["inputs"]["single_layers"] == "9,10"
+
+
+def test_skipped_blocks_come_back_as_they_were() -> None:
+    """Inside `skipping` the listed blocks pass their input on; after it (also after an
+    error) every block is as before, a forward hook set on the block itself included."""
+    from types import SimpleNamespace
+
+    from easel.models.skip_layer_guidance import skipping
+
+    class Block(torch.nn.Module):
+        def forward(self, hidden_states: Any, encoder_hidden_states: Any = None) -> Any:
+            return encoder_hidden_states, hidden_states * 2
+
+    def hooked(*args: Any, **kwargs: Any) -> Any:
+        return "hooked"
+
+    double, single = [Block(), Block()], [Block()]
+    double[1].forward = hooked
+    transformer = SimpleNamespace(transformer_blocks=double, single_transformer_blocks=single)
+    network = SimpleNamespace(transformer=transformer, family=SimpleNamespace(network="flux"))
+    x = torch.ones(2)
+    with pytest.raises(RuntimeError), skipping(network, [0, 1], [0]):
+        assert double[0](hidden_states=x, encoder_hidden_states="txt") == ("txt", x)
+        assert double[1](hidden_states=x, encoder_hidden_states="txt") == ("txt", x)
+        raise RuntimeError("a failing call")
+    assert torch.equal(double[0](hidden_states=x)[1], x * 2)
+    assert double[1](hidden_states=x) == "hooked"
+    assert "forward" not in vars(double[0]) and "forward" not in vars(single[0])
