@@ -12,7 +12,6 @@ without comfy-kitchen the error names the files, the format and the extra."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 import os
 import shutil
@@ -23,7 +22,7 @@ import pytest
 import torch
 
 from tests.families.test_ideogram4_parity import TOLERANCE
-from tests.families.workflows import as_tensor
+from tests.families.workflows import as_tensor, only, template
 from tests.fixtures import ideogram4_family, quantized_files
 from tests.fixtures.ideogram4_family import FILES, SIZE
 
@@ -48,13 +47,6 @@ INT8_FILES = (
 )
 
 
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 @pytest.fixture(scope="module")
 def template_root(ideogram4_models: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from safetensors.torch import load_file, save_file
@@ -74,12 +66,6 @@ def template_root(ideogram4_models: Any, tmp_path_factory: pytest.TempPathFactor
     return root
 
 
-def _only(nodes: dict[str, Any], kind: str) -> str:
-    found = [i for i, n in nodes.items() if n["type"] == kind]
-    assert len(found) == 1, (kind, found)
-    return found[0]
-
-
 def prepared(name: str) -> dict[str, Any]:
     """The template converted, its latent made small and its steps few."""
     from easel.comfy.convert import to_easel
@@ -87,10 +73,10 @@ def prepared(name: str) -> dict[str, Any]:
 
     workflow = to_easel(template(name))
     nodes = workflow["nodes"]
-    latent = _only(nodes, "EmptyFlux2LatentImage")
+    latent = only(nodes, "EmptyFlux2LatentImage")
     set_input(workflow, f"{latent}.width", SIZE)
     set_input(workflow, f"{latent}.height", SIZE)
-    set_input(workflow, f"{_only(nodes, 'Ideogram4Scheduler')}.steps", STEPS)
+    set_input(workflow, f"{only(nodes, 'Ideogram4Scheduler')}.steps", STEPS)
     return workflow
 
 
@@ -120,7 +106,7 @@ def test_ideogram4_template_runs_and_equals_ideogram4_pipeline(
     monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
     workflow = prepared("image_ideogram4_t2i")
     nodes = workflow["nodes"]
-    encode = _only(nodes, "TextEncode")
+    encode = only(nodes, "TextEncode")
     if not whole_prompt:
         from easel.workflow_edit import set_input
 
@@ -130,8 +116,8 @@ def test_ideogram4_template_runs_and_equals_ideogram4_pipeline(
             if line.strip().startswith('"medium"')
         ]
         set_input(workflow, f"{encode}.text", medium)
-    guider = nodes[_only(nodes, "DualModelGuider")]["inputs"]
-    override = nodes[_only(nodes, "CFGOverride")]["inputs"]
+    guider = nodes[only(nodes, "DualModelGuider")]["inputs"]
+    override = nodes[only(nodes, "CFGOverride")]["inputs"]
     assert guider["cfg"] == 7
     assert (override["cfg"], override["start_percent"], override["end_percent"]) == (3, 0.7, 1)
     result = run(workflow, template_root, tmp_path)
@@ -141,16 +127,16 @@ def test_ideogram4_template_runs_and_equals_ideogram4_pipeline(
     ours = torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float() / 255
 
     # the schedule the template computed: its size (ResolutionSelector) and Default preset
-    scheduler = nodes[_only(nodes, "Ideogram4Scheduler")]["inputs"]
+    scheduler = nodes[only(nodes, "Ideogram4Scheduler")]["inputs"]
     width, height, mu, std = (
         result.values[scheduler[name][0]][scheduler[name][1]]
         for name in ("width", "height", "mu", "std")
     )
     assert (mu, std) == (0.0, 1.75)
-    levels = result.values[_only(nodes, "Ideogram4Scheduler")]["sigmas"]
+    levels = result.values[only(nodes, "Ideogram4Scheduler")]["sigmas"]
     assert float(levels[STEPS - 1]) <= 0.3 < float(levels[STEPS - 2])  # CFGOverride: last step
     prompt = nodes[encode]["inputs"]["text"]
-    seed = int(nodes[_only(nodes, "RandomNoise")]["inputs"]["noise_seed"])
+    seed = int(nodes[only(nodes, "RandomNoise")]["inputs"]["noise_seed"])
 
     pipe = ideogram4_models.pipe
     pipe.set_progress_bar_config(disable=True)

@@ -10,7 +10,6 @@ template's). The int8 templates' transformer file (ComfyUI's int8 layout) needs 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 import torch
 
 from tests.families.test_krea2_parity import TOLERANCE
-from tests.families.workflows import as_tensor
+from tests.families.workflows import as_tensor, template
 from tests.fixtures import krea2_family, quantized_files
 
 PACKAGE = "comfyui_workflow_templates_json"
@@ -39,13 +38,6 @@ TEMPLATE_FILES = {
     "vae/qwen_image_vae.safetensors": "vae/qwen_image_vae",
 }
 INT8_FILE = "diffusion_models/krea2_turbo_int8_convrot.safetensors"
-
-
-def template(name: str) -> dict[str, Any]:
-    spec = importlib.util.find_spec(PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / "templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
