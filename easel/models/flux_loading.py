@@ -268,9 +268,7 @@ def text_encoder(path: Path, manager: Any) -> tuple[str, Any, Any]:
     key = str(path.resolve())
     loaded = manager.load_module(
         (key, "text_encoder"),
-        lambda: build_text_encoder(
-            path, read_weights(path, manager), manager
-        ),
+        lambda: build_text_encoder(path, read_weights(path, manager), manager),
     )
     hold(manager, key, {f"text_encoder:{loaded[0]}": loaded[1]})
     return loaded  # type: ignore[no-any-return]

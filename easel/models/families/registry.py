@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from easel.models import qwen_layered
 from easel.models.families import (
     chroma,
     ernie,
@@ -14,8 +15,8 @@ from easel.models.families import (
     flux2,
     flux3,
     hidream,
-    joyimage,
     ideogram4,
+    joyimage,
     kandinsky5,
     krea2,
     longcat,
@@ -27,7 +28,6 @@ from easel.models.families import (
     sd,
     sd3,
 )
-from easel.models import qwen_layered
 from easel.models.families.base import Family, LatentFormat, TextPart
 
 # Diffusers folders that are not Stable Diffusion checkpoints proper: the demo model family
