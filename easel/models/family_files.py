@@ -40,6 +40,7 @@ DIFFUSION_MODELS: tuple[str, ...] = (
     "easel.models.qwen_loading",
     "easel.models.qwen21_loading",
     "easel.models.ideogram4_loading",  # before Lumina's: layers.N.attention.qkv too
+    "easel.models.fibo2_loading",  # before Lumina's: noise_refiner too
     "easel.models.lumina_loading",
     "easel.models.hidream_loading",
     "easel.models.chroma_loading",
@@ -80,6 +81,7 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
         "joyimage": "easel.models.joyimage_loading:joyimage_clip",
         "ideogram4": "easel.models.ideogram4_loading:ideogram4_clip",
         "flux3": "easel.models.flux3_loading:flux3_clip",
+        "fibo2": "easel.models.fibo2_loading:fibo2_clip",
     },
     2: {
         "flux": "easel.models.flux_loading:flux_clip",
@@ -92,7 +94,8 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
 # what DiffusionModelLoader reads, for its error message
 FAMILY_NAMES = (
     "Flux.1, Flux.2, Qwen-Image, Z-Image, Lumina 2, HiDream-I1, Chroma, SD3 / 3.5, Krea 2, Lotus, "
-    "LongCat-Image, ERNIE-Image, Ovis-Image, Kandinsky 5, JoyImage Edit, Flux 3"
+    "LongCat-Image, ERNIE-Image, Ovis-Image, Kandinsky 5, JoyImage Edit, Flux 3, "
+    "Fibo 2.0"
 )
 
 

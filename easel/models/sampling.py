@@ -159,6 +159,7 @@ NETWORKS: dict[str, str] = {
     "lotus": "easel.models.lotus_denoiser:LotusNetwork",
     "kandinsky5": "easel.models.kandinsky5_denoiser:Kandinsky5Network",
     "joyimage": "easel.models.joyimage_denoiser:JoyImageNetwork",
+    "fibo2": "easel.models.fibo2_denoiser:Fibo2Network",
 }
 
 

@@ -11,6 +11,7 @@ from easel.models import qwen_layered
 from easel.models.families import (
     chroma,
     ernie,
+    fibo2,
     flux,
     flux2,
     flux3,
@@ -48,6 +49,7 @@ FAMILIES: tuple[Family, ...] = (
     *chroma.FAMILIES,
     *krea2.FAMILIES,
     *ideogram4.FAMILIES,
+    *fibo2.FAMILIES,
     *ernie.FAMILIES,
     *sd3.FAMILIES,
     *longcat.FAMILIES,

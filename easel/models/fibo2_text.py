@@ -1,0 +1,102 @@
+"""Text conditioning for Fibo 2.0, as BriaFibo2Pipeline's `encode_prompt` makes it for a prompt
+without images: the prompt in Qwen3-VL's chat template for one user turn, the language model's
+hidden states 5 ... 35 each scaled to unit RMS per token (in float32, eps 1e-6), and six
+bundles of three layers side by side (the Perceiver's first, then one per injection block).
+
+- A prompt that is a JSON caption is cleaned and serialised compactly as the pipeline does for
+  the prompt it generates from (its `_parse_prompt`, called here rather than rewritten: empty
+  values and the score fields dropped); other text is taken as it is. A negative prompt is
+  encoded as given (`clean=False`), as the pipeline encodes its negative prompt.
+- Images are not read: Easel builds Qwen3-VL's language model only, so a caption whose
+  `text_render` entries have text (the pipeline shows Qwen3-VL images of that text) is refused
+  rather than encoded differently.
+- The conditioning's `embeds` are [1, T, 6 * 3 * D]: bundle k at features [k * 3D, (k+1) * 3D);
+  the network adapter (easel.models.fibo2_denoiser) stacks them back to [B, 6, T, 3D].
+- The pipeline truncates at 4096 tokens; Easel too. Nothing is padded (one prompt per call).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from easel.models.families.fibo2 import OUT_LAYERS, PROMPT_TEMPLATE
+
+MAX_TOKENS = 4096
+
+
+def prepared(text: str, clean: bool = True) -> str:
+    """The prompt as the pipeline encodes it: a JSON caption cleaned and compact."""
+    from diffusers.pipelines.bria_fibo2.pipeline_bria_fibo2 import BriaFibo2Pipeline
+
+    caption = text
+    if clean:
+        parsed, _ = BriaFibo2Pipeline._parse_prompt(text)
+        if not isinstance(parsed, str):
+            caption = json.dumps(parsed or {}, separators=(",", ":"), ensure_ascii=False)
+            entries = (parsed or {}).get("text_render") or []
+            if any(
+                isinstance(e, dict) and isinstance(e.get("text"), str) and e["text"]
+                for e in entries
+            ):
+                raise ValueError(
+                    "the caption's text_render entries have text: Fibo 2.0 shows Qwen3-VL "
+                    "images of that text, which Easel's text encoder (the language model "
+                    "alone) does not read; remove the text entries"
+                )
+    return caption
+
+
+def token_ids(tokenizer: Any, text: str) -> list[int]:
+    """The prompt in the chat template, tokenised (truncated as the pipeline's processor)."""
+    ids = tokenizer(PROMPT_TEMPLATE.format(text), add_special_tokens=False).input_ids
+    return [int(i) for i in ids[:MAX_TOKENS]]
+
+
+def bundles(clip: Any, part: Any, ids: list[int]) -> Any:
+    """The six bundles side by side, [1, T, 6 * 3 * D], in the model's dtype on the CPU."""
+    import torch
+
+    model = part.model
+    device = next(model.parameters()).device
+    input_ids = torch.tensor([ids], device=device)
+    with torch.inference_mode():
+        out = clip.forward(part)(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            output_hidden_states=True,
+        )
+    hidden = out.hidden_states
+    dtype = next(model.parameters()).dtype
+    normalised = {}
+    for layer in sorted({layer for bundle in OUT_LAYERS for layer in bundle}):
+        states = hidden[layer].float()
+        scale = torch.rsqrt(states.pow(2).mean(dim=-1, keepdim=True) + 1e-6)
+        normalised[layer] = (states * scale).to(dtype)
+    joined = [torch.cat([normalised[layer] for layer in bundle], dim=-1) for bundle in OUT_LAYERS]
+    return torch.cat(joined, dim=-1).cpu()
+
+
+def encode(clip: Any, text: str, clean: bool = True) -> Any:
+    """A CONDITIONING for a Fibo 2.0 CLIP: `embeds` [1, T, 18 * D], `attention_mask` [1, T]."""
+    import torch
+
+    from easel.models.text import Encoded
+
+    (part,) = clip.parts
+    manager = clip.manager
+    if manager is not None and hasattr(manager, "place"):
+        manager.place(part.model)
+    ids = token_ids(part.tokenizer, prepared(text, clean))
+    embeds = bundles(clip, part, ids)
+    if manager is not None and hasattr(manager, "offload_text_encoders"):
+        manager.offload_text_encoders([part.model])
+    mask = torch.ones(1, embeds.shape[1], dtype=torch.bool)
+    return Encoded({"embeds": embeds, "pooled": None, "attention_mask": mask}, [])
+
+
+def encode_prompts(clip: Any, texts: Mapping[str, str]) -> Any:
+    """TextEncode's entry point: the text of the CLIP's one part, cleaned as a caption."""
+    (part,) = clip.parts
+    return encode(clip, texts.get(part.key, ""), clean=True)
