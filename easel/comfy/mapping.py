@@ -26,8 +26,6 @@ UPSCALE_METHODS = {
 LATENT_METHODS = {name: name for name in ("nearest-exact", "bilinear", "area", "bicubic")}
 # ComfyUI's on/off combo widgets ("enable"/"disable") are Easel booleans.
 SWITCH = {"enable": True, "disable": False}
-# VAEDecodeTiled / VAEEncodeTiled's widgets, in ComfyUI's order.
-TILED_WIDGETS = ("tile_size", "overlap", "temporal_size", "temporal_overlap")
 # The prediction types Easel's samplers implement (ComfyUI also has lcm, x0, img_to_img).
 PREDICTIONS = {"eps": "eps", "v_prediction": "v_prediction"}
 
@@ -860,24 +858,6 @@ NODE_MAPS: dict[str, NodeMap] = {
     ),
     "VAEDecode": NodeMap("VAEDecode", {"samples": "latent", "vae": "vae"}, ("image",)),
     "VAEEncode": NodeMap("VAEEncode", {"pixels": "image", "vae": "vae"}, ("latent",)),
-    "VAEDecodeTiled": NodeMap(
-        "VAEDecodeTiled",
-        {"samples": "latent", "vae": "vae", **{name: name for name in TILED_WIDGETS}},
-        ("image",),
-        widgets=TILED_WIDGETS,
-    ),
-    "VAEEncodeTiled": NodeMap(
-        "VAEEncodeTiled",
-        {"pixels": "image", "vae": "vae", **{name: name for name in TILED_WIDGETS}},
-        ("latent",),
-        widgets=TILED_WIDGETS,
-    ),
-    "ModelAttentionBackend": NodeMap(
-        "ModelAttentionBackend",
-        {"model": "model", "attention": "attention"},
-        ("model",),
-        widgets=("attention",),
-    ),
     "VAEEncodeForInpaint": NodeMap(
         "VAEEncodeForInpaint",
         {"pixels": "image", "vae": "vae", "mask": "mask", "grow_mask_by": "grow_mask_by"},
@@ -1355,6 +1335,44 @@ NODE_MAPS: dict[str, NodeMap] = {
         optional=frozenset({"image"}),
     ),
 }
+
+# ComfyUI-GGUF's loaders (city96's custom nodes): GGUF files load through the same Easel loaders
+# (the file's extension picks the reader: easel/models/gguf_files.py). They have no device
+# widget; UnetLoaderGGUFAdvanced's dequantisation options have no effect (Easel dequantises
+# on load); the Triple and Quadruple loaders take the inputs of ComfyUI's own.
+_GGUF_ADVANCED = ("dequant_dtype", "patch_dtype", "patch_on_device")
+NODE_MAPS.update(
+    {
+        "UnetLoaderGGUF": NodeMap(
+            "DiffusionModelLoader", {"unet_name": "name"}, ("model",), widgets=("unet_name",)
+        ),
+        "UnetLoaderGGUFAdvanced": NodeMap(
+            "DiffusionModelLoader",
+            {"unet_name": "name", **{name: name for name in _GGUF_ADVANCED}},
+            ("model",),
+            widgets=("unet_name", *_GGUF_ADVANCED),
+            ignored=frozenset(_GGUF_ADVANCED),
+        ),
+        "CLIPLoaderGGUF": NodeMap(
+            "TextEncoderLoader",
+            {"clip_name": "name", "type": "type"},
+            ("clip",),
+            widgets=("clip_name", "type"),
+            values=NODE_MAPS["CLIPLoader"].values,
+            strict_values=frozenset({"type"}),
+        ),
+        "DualCLIPLoaderGGUF": NodeMap(
+            "DualTextEncoderLoader",
+            {"clip_name1": "name1", "clip_name2": "name2", "type": "type"},
+            ("clip",),
+            widgets=("clip_name1", "clip_name2", "type"),
+            values=NODE_MAPS["DualCLIPLoader"].values,
+            strict_values=frozenset({"type"}),
+        ),
+        "TripleCLIPLoaderGGUF": NODE_MAPS["TripleCLIPLoader"],
+        "QuadrupleCLIPLoaderGGUF": NODE_MAPS["QuadrupleCLIPLoader"],
+    }
+)
 
 # Editor-only ComfyUI node types: they never run (the UI format resolves them away).
 NOTE_TYPES = frozenset({"Note", "MarkdownNote"})

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 SAFE_SUFFIXES = (".safetensors", ".sft")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 GGUF_SUFFIXES = (".gguf",)
-GGUF_KINDS = ("diffusion_models",)
+GGUF_KINDS = ("diffusion_models", "text_encoders")  # ComfyUI-GGUF's files
 CONFIG_SUFFIX = ".config"  # `model.safetensors` takes its diffusers config from `model.config/`
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "zoo" / "weights"
 

@@ -138,6 +138,10 @@ def keys_of(path: Path, manager: Any) -> Mapping[str, Any]:
     found = header(path)
     if found is not None:
         return found
+    from easel.models import gguf_files
+
+    if gguf_files.is_gguf(path):
+        return gguf_files.shapes(path)
     from easel.models.state_dicts import read_state_dict
 
     return read_state_dict(path, getattr(manager, "allow_unsafe_pickle", False))

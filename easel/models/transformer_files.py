@@ -1,6 +1,7 @@
 """What every family's diffusion-model loader does the same way (ComfyUI's UNETLoader files):
 read the file (ComfyUI's scaled fp8 multiplied out, its comfy-kitchen-quantised weights
-dequantised by easel.models.quantized_files, other integer weights refused by name),
+dequantised by easel.models.quantized_files, GGUF files by easel.models.gguf_files, other
+integer weights refused by name),
 refuse a file of another architecture, build the module, report a file that does not fit it,
 keep the weights in fp8 when asked, and cache the module in the model manager.
 
@@ -34,10 +35,13 @@ def read_weights(path: Path, manager: Any, not_weights: tuple[str, ...] = ()) ->
     key endings of integer tensors that are not weights (a tokenizer stored as bytes)."""
     import torch
 
+    from easel.models.gguf_files import is_gguf, read_gguf
     from easel.models.quantized_files import dequantize
     from easel.models.state_dicts import read_state_dict
 
     dtype = getattr(manager, "dtype", None) or torch.float32
+    if is_gguf(path):  # ComfyUI-GGUF's files, dequantised through diffusers
+        return read_gguf(path, dtype)
     state = dequantize(read_state_dict(path, manager.allow_unsafe_pickle), path, dtype)
     quantised = [
         k
