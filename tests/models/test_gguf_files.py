@@ -75,16 +75,22 @@ def assert_same_weights(ours: Any, theirs: Any) -> None:
         assert torch.equal(value, other[key]), key
 
 
+def assert_every_type_written(root: Path) -> None:
+    models = root / "models"
+    for folder, name in (("diffusion_models", TRANSFORMER), ("text_encoders", T5)):
+        types = set(gf.types_of(models / folder / name).values())
+        assert {"Q8_0", "Q4_0", "F16", "BF16", "F32"} <= types, (name, types)
+
+
+# (the default run's parity test below checks the same weights through the images)
+@pytest.mark.slow
 def test_gguf_files_load_the_gguf_packages_dequantisation_exactly(gguf_root: Path) -> None:
     """The transformer and T5 encoder from the GGUF files hold exactly the weights of the float
     files of the gguf package's dequantisation; the files hold each type written."""
     from easel.models import family_files
 
     models = gguf_root / "models"
-    for folder, name in (("diffusion_models", TRANSFORMER), ("text_encoders", T5)):
-        types = set(gf.types_of(models / folder / name).values())
-        assert {"Q8_0", "Q4_0", "F16", "BF16", "F32"} <= types, (name, types)
-
+    assert_every_type_written(gguf_root)
     manager = manager_for(gguf_root)
     unet = family_files.diffusion_model("q", models / "diffusion_models" / TRANSFORMER, manager)
     reference_unet = family_files.diffusion_model(
@@ -190,10 +196,11 @@ def test_comfy_api_prompt_with_gguf_loaders_equals_flux_pipeline(
     gguf_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """UnetLoaderGGUF and DualCLIPLoaderGGUF convert to Easel's loaders; the prompt runs on the
-    GGUF files and gives FluxPipeline's image with the gguf package's dequantisation of those
-    files (parity, 1e-3)."""
+    GGUF files (each of Q8_0, Q4_0, F16, BF16 and F32 in both) and gives FluxPipeline's image
+    with the gguf package's dequantisation of those files (parity, 1e-3)."""
     from easel.comfy.api_format import convert_prompt
 
+    assert_every_type_written(gguf_root)
     workflow = convert_prompt(gguf_prompt(TRANSFORMER, T5))
     assert workflow["nodes"]["1"] == {
         "type": "DiffusionModelLoader",
@@ -305,3 +312,39 @@ def test_flattened_tensors_get_their_shape_back(tmp_path: Path) -> None:
     writer.close()
     assert shapes(path)["patch.weight"].shape == (2, 3, 4, 5, 6)
     assert torch.equal(read_gguf(path, torch.float32)["patch.weight"], value)
+
+
+def test_ui_format_gguf_loaders_convert() -> None:
+    """ComfyUI-GGUF's nodes in a saved (UI-format) workflow: their widgets become the Easel
+    loaders' inputs; UnetLoaderGGUFAdvanced's dequantisation widgets are dropped."""
+    from easel.comfy.convert import to_easel
+
+    def node(number: int, kind: str, output: str, widgets: list[Any]) -> dict[str, Any]:
+        outputs = [{"name": output, "type": output, "links": []}]
+        return {
+            "id": number,
+            "type": kind,
+            "inputs": [],
+            "outputs": outputs,
+            "widgets_values": widgets,
+        }
+
+    workflow = {
+        "last_node_id": 3,
+        "last_link_id": 0,
+        "links": [],
+        "version": 0.4,
+        "nodes": [
+            node(1, "UnetLoaderGGUFAdvanced", "MODEL", [TRANSFORMER, "default", "target", True]),
+            node(2, "CLIPLoaderGGUF", "CLIP", [T5, "sd3"]),
+            node(3, "DualCLIPLoaderGGUF", "CLIP", ["clip_l.safetensors", T5, "flux"]),
+        ],
+    }
+    assert to_easel(workflow)["nodes"] == {
+        "1": {"type": "DiffusionModelLoader", "inputs": {"name": TRANSFORMER}},
+        "2": {"type": "TextEncoderLoader", "inputs": {"name": T5, "type": "sd3"}},
+        "3": {
+            "type": "DualTextEncoderLoader",
+            "inputs": {"name1": "clip_l.safetensors", "name2": T5, "type": "flux"},
+        },
+    }
