@@ -10,10 +10,11 @@ and F32 tensors are kept as they are (the family's loader casts them). Keys stay
 so the families' recognisers and key converters see what they see in a safetensors file. The
 block formats are not re-implemented here.
 
-Refused by name: llama.cpp-named text encoders (`blk.N.attn_q`, `token_embd`, the names llama.cpp
-gives T5 / Llama / Qwen files: they need a key map, a tokenizer taken from the file, and
-Llama's rotary permutation undone), GGML types diffusers cannot dequantise, files the gguf
-package cannot read.
+T5 encoders in llama.cpp's tensor names (`enc.blk.N.attn_q`, `token_embd`: city96's
+t5-v1_1-xxl-encoder files) get transformers' names back through the gguf package's own
+tensor-name map. Refused by name: other llama.cpp-named text encoders (Llama / Qwen files: they
+need a tokenizer taken from the file and Llama's rotary permutation undone), GGML types
+diffusers cannot dequantise, files the gguf package cannot read.
 """
 
 from __future__ import annotations
@@ -66,15 +67,63 @@ def _orig_shapes(reader: Any) -> dict[str, tuple[int, ...]]:
     }
 
 
-def _refuse_llama_cpp_names(path: Path, reader: Any, names: list[str]) -> None:
+# A T5 encoder's tensors as transformers (and ComfyUI's t5xxl files) name them, per block:
+# inverted through the gguf package's own tensor-name map to read llama.cpp-named T5 files.
+T5_ARCHS = ("t5", "t5encoder")
+_T5_BLOCK = (
+    "layer.0.SelfAttention.q",
+    "layer.0.SelfAttention.k",
+    "layer.0.SelfAttention.v",
+    "layer.0.SelfAttention.o",
+    "layer.0.SelfAttention.relative_attention_bias",
+    "layer.0.layer_norm",
+    "layer.1.DenseReluDense.wi_0",
+    "layer.1.DenseReluDense.wi_1",
+    "layer.1.DenseReluDense.wi",
+    "layer.1.DenseReluDense.wo",
+    "layer.1.layer_norm",
+)
+
+
+def _t5_names(names: list[str]) -> dict[str, str]:
+    """llama.cpp name -> transformers name of a T5 encoder's tensors, from gguf's map."""
+    import gguf
+
+    blocks = 1 + max((int(n.split(".")[2]) for n in names if n.startswith("enc.blk.")), default=0)
+    table = gguf.get_tensor_name_map(gguf.MODEL_ARCH.T5ENCODER, blocks)
+    # gated feed-forwards (T5 v1.1, UMT5) have wi_0 (ffn_gate) and wi_1 (ffn_up), others wi
+    gated = any(".ffn_gate." in n for n in names)
+    parts = [p for p in _T5_BLOCK if not p.endswith(".wi" if gated else ("wi_0", "wi_1"))]
+    ours = ["shared", "encoder.final_layer_norm"] + [
+        f"encoder.block.{i}.{part}" for i in range(blocks) for part in parts
+    ]
+    renames: dict[str, str] = {}
+    for name in ours:
+        theirs = table.get_name(name)
+        if theirs is not None:
+            for suffix in (".weight", ".bias"):
+                renames[theirs + suffix] = name + suffix
+    return renames
+
+
+def _renames(path: Path, reader: Any, names: list[str]) -> dict[str, str]:
+    """Tensor renames of a llama.cpp-named file (a T5 encoder's, back to transformers' names);
+    other llama.cpp-named files are refused naming the architecture."""
     named = [n for n in names if n.startswith(LLAMA_CPP_NAMES)]
-    if named:
-        arch = _field(reader, "general.architecture") or "unknown"
-        raise ModelError(
-            f"{path.name} is a GGUF file in llama.cpp's tensor names (architecture {arch!r}, "
-            f"e.g. {named[0]}), which Easel does not read: use a GGUF file in the model's "
-            "original key names, or its safetensors file"
-        )
+    if not named:
+        return {}
+    arch = _field(reader, "general.architecture") or "unknown"
+    if arch in T5_ARCHS:
+        renames = _t5_names(names)
+        unknown = [n for n in names if n not in renames]
+        if not unknown:
+            return renames
+        named = unknown
+    raise ModelError(
+        f"{path.name} is a GGUF file in llama.cpp's tensor names (architecture {arch!r}, "
+        f"e.g. {named[0]}), which Easel does not read (T5 encoders excepted): use a GGUF file "
+        "in the model's original key names, or its safetensors file"
+    )
 
 
 def shapes(path: Path) -> dict[str, Any]:
@@ -84,10 +133,10 @@ def shapes(path: Path) -> dict[str, Any]:
 
     reader = _reader(path)
     names = [t.name for t in reader.tensors]
-    _refuse_llama_cpp_names(path, reader, names)
+    renames = _renames(path, reader, names)
     orig = _orig_shapes(reader)
     return {
-        t.name: Shape(
+        renames.get(t.name, t.name): Shape(
             orig.get(t.name, tuple(int(n) for n in reversed(t.shape.tolist()))),
             t.tensor_type.name,
         )
@@ -102,7 +151,7 @@ def read_gguf(path: Path, dtype: Any) -> dict[str, Any]:
 
     reader = _reader(path)  # the gguf package's absence named first
     names = [t.name for t in reader.tensors]
-    _refuse_llama_cpp_names(path, reader, names)
+    renames = _renames(path, reader, names)
     orig = _orig_shapes(reader)
     from diffusers.models.model_loading_utils import load_gguf_checkpoint
 
@@ -120,7 +169,7 @@ def read_gguf(path: Path, dtype: Any) -> dict[str, Any]:
             value = plain.to(torch.bfloat16 if types[name] == "BF16" else dtype)
         if name in orig:
             value = value.reshape(orig[name])
-        state[name] = value
+        state[renames.get(name, name)] = value
     return state
 
 

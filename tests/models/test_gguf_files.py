@@ -115,6 +115,26 @@ def test_gguf_files_load_the_gguf_packages_dequantisation_exactly(gguf_root: Pat
         assert_same_weights(part.model, other.model)
 
 
+def test_a_llama_cpp_named_t5_loads_with_transformers_names(gguf_root: Path) -> None:
+    """city96's T5 GGUF layout (llama.cpp's names, `enc.blk.0.attn_q.weight`, architecture
+    t5encoder) loads through DualTextEncoderLoader's files exactly as the same quantised tensors
+    in ComfyUI's t5xxl names."""
+    from safetensors.torch import load_file
+
+    from easel.models import family_files
+
+    text = gguf_root / "models" / "text_encoders"
+    state = load_file(str(text / "t5xxl.safetensors"))
+    llama_cpp = text / "t5-v1_1-xxl-encoder-Q8_0.gguf"
+    gf.write_gguf(gf.llama_cpp_t5(state), llama_cpp, "t5encoder")
+    assert "enc.blk.0.attn_q.weight" in gf.types_of(llama_cpp)
+    manager = manager_for(gguf_root)
+    clip = family_files.load_clip("flux", "l", [text / "clip_l.safetensors", llama_cpp], manager)
+    same = family_files.load_clip("flux", "t", [text / "clip_l.safetensors", text / T5], manager)
+    for part, other in zip(clip.parts, same.parts, strict=True):
+        assert_same_weights(part.model, other.model)
+
+
 def gguf_prompt(unet: str, t5: str) -> dict[str, Any]:
     """A ComfyUI API prompt of the Flux templates' shape with ComfyUI-GGUF's loaders."""
     return {
@@ -252,22 +272,23 @@ def test_without_the_gguf_package_the_error_names_file_and_extra(
 
 
 def test_llama_cpp_names_and_unknown_types_are_refused(tmp_path: Path) -> None:
-    """A text encoder in llama.cpp's tensor names is refused naming the architecture and a
-    tensor; a GGML type diffusers does not dequantise is refused naming the file."""
+    """A text encoder in llama.cpp's tensor names (other than T5) is refused naming the
+    architecture and a tensor; a GGML type diffusers does not dequantise is refused naming the
+    file."""
     import numpy as np
     from gguf import GGMLQuantizationType, GGUFWriter
 
     from easel.models.errors import ModelError
     from easel.models.gguf_files import read_gguf, shapes
 
-    llama = tmp_path / "t5-llama-cpp.gguf"
-    gf.write_gguf({"enc.blk.0.attn_q.weight": torch.randn(32, 32)}, llama, "t5encoder")
+    llama = tmp_path / "llama-3.1-8b-Q8_0.gguf"
+    gf.write_gguf({"blk.0.attn_q.weight": torch.randn(32, 32)}, llama, "llama")
     for read in (shapes, lambda p: read_gguf(p, torch.float32)):
         with pytest.raises(ModelError) as caught:
             read(llama)
         message = str(caught.value)
-        assert llama.name in message and "t5encoder" in message
-        assert "enc.blk.0.attn_q.weight" in message
+        assert llama.name in message and "'llama'" in message
+        assert "blk.0.attn_q.weight" in message
 
     odd = tmp_path / "odd.gguf"
     writer = GGUFWriter(str(odd), "flux")
