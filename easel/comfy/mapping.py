@@ -555,6 +555,7 @@ NODE_MAPS: dict[str, NodeMap] = {
                 "joyimage": "joyimage",
                 "ideogram4": "ideogram4",
                 "flux3": "flux3",
+                "fibo2": "fibo2",
             }
         },
         strict_values=frozenset({"type"}),
@@ -651,6 +652,18 @@ NODE_MAPS: dict[str, NodeMap] = {
         ("positive", "negative", "latent"),
         widgets=("prompt", "negative_prompt", "resolution"),
         optional=frozenset({"vae", *(f"image_{i}" for i in range(1, 17))}),
+    ),
+    # Fibo 2.0 (easel/nodes/fibo2.py): its prompts, images to edit and result size.
+    "TextEncodeFibo2": NodeMap(
+        "TextEncodeFibo2",
+        {
+            **{name: name for name in ("clip", "prompt", "negative_prompt", "vae")},
+            **{name: name for name in ("width", "height", "batch_size")},
+            **{f"images.image_{i}": f"image_{i}" for i in range(1, 5)},
+        },
+        ("positive", "negative", "latent"),
+        widgets=("prompt", "negative_prompt", "width", "height", "batch_size"),
+        optional=frozenset({"vae", *(f"image_{i}" for i in range(1, 5))}),
     ),
     "QwenImage21Cache": NodeMap(
         "QwenImage21Cache",

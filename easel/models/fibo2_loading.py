@@ -4,10 +4,11 @@
   `model.diffusion_model.`). diffusers 0.42 has no single-file converter for Fibo 2.0 and
   ComfyUI's own Fibo 2 code could not be read, so files are taken in diffusers' layout; the
   config is read off the shapes (easel.models.families.fibo2.transformer_config).
-- The text encoder (CLIPLoader type `fibo2`): Qwen3-VL's language model as ComfyUI's
-  `qwen3vl_4b` / `qwen3vl_8b` files hold it (`model.layers.N`, ...; the vision tower is not
-  read), built as transformers' Qwen3VLTextModel by the Krea 2 loader, which reads the same
-  Qwen3-VL files. Fibo 2.0 reads hidden states up to 35, so the model needs 35 layers or more.
+- The text encoder (CLIPLoader type `fibo2`): Qwen3-VL as ComfyUI's `qwen3vl_4b` /
+  `qwen3vl_8b` files hold it (`model.layers.N`, `visual.*`), built by Qwen-Image 2.1's loader
+  as transformers' Qwen3VLForConditionalGeneration (vision tower included: the images to edit,
+  and TextGenerate's image, are seen by it) or, without `visual.*`, the language model alone.
+  Fibo 2.0 reads hidden states up to 35, so the model needs 35 layers or more.
 - The VAE is the Flux.2 VAE (VAELoader reads `flux2-vae.safetensors`).
 
 Quantised files (the templates' int8 ConvRot) are dequantised through comfy-kitchen
@@ -76,12 +77,15 @@ def diffusion_model(
 
 # -- the text encoder: Qwen3-VL's language model ------------------------------------------------
 def build_text_encoder(path: Path, state: Mapping[str, Any], manager: Any) -> tuple[Any, Any]:
-    """(model, tokenizer) of a Qwen3-VL file with the layers Fibo 2.0 reads."""
-    from easel.models import krea2_loading, lumina_tokenizers
+    """(model, tokenizer) of a Qwen3-VL file with the layers Fibo 2.0 reads: transformers'
+    Qwen3VLForConditionalGeneration when the file has the vision tower (the images to edit are
+    seen by it), else the language model alone (Qwen-Image 2.1's loader builds both)."""
+    from easel.models import qwen21_loading
     from easel.models.families.recognise import summarise
+    from easel.models.qwen_tokenizer import qwen_tokenizer
 
-    prefix = krea2_loading.text_prefix(state)
-    if prefix is None:
+    prefix = qwen21_loading.text_prefix(state)
+    if prefix is None or not qwen21_loading.is_qwen3_vl(state):
         raise ModelError(
             f"{path.name} is not a text encoder the fibo2 type takes ({summarise(state)}): it "
             "takes Qwen3-VL (qwen3vl_4b) files (model.layers.N.self_attn.q_norm ...)"
@@ -93,15 +97,11 @@ def build_text_encoder(path: Path, state: Mapping[str, Any], manager: Any) -> tu
             f"{path.name}: a Qwen3-VL text encoder of {layers} layers; Fibo 2.0 reads hidden "
             f"states up to {deepest} (Qwen3-VL-4B has 36 layers)"
         )
-    model = fitted(
-        path,
-        "a Qwen3-VL text encoder",
-        lambda: krea2_loading.build_language_model(state, prefix, manager.dtype),
-    )
     tokenizer = manager.load_module(
-        ("qwen3-tokenizer", "qwen3"),
-        lambda: lumina_tokenizers.tokenizer("qwen3", checkpoint=path.name, roots=manager.roots),
+        ("qwen25-tokenizer", "qwen25"),
+        lambda: qwen_tokenizer(checkpoint=path.name, roots=manager.roots),
     )
+    model = qwen21_loading.build_text_encoder(path, state, manager.dtype, tokenizer)
     return model, tokenizer
 
 

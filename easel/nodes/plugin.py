@@ -49,6 +49,7 @@ MODULES = (
     "easel.nodes.flux3",
     "easel.nodes.bounding_boxes",
     "easel.nodes.ideogram4",
+    "easel.nodes.fibo2",
     "easel.nodes.lumina",
     "easel.nodes.latent_cut",
     "easel.nodes.qwen_layered",
