@@ -11,7 +11,6 @@ encoder's size buckets (`base` 96) and the steps."""
 from __future__ import annotations
 
 import importlib.util
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 import torch
 
 from tests.families.test_joyimage_parity import TOLERANCE
-from tests.families.workflows import only, template
+from tests.families.workflows import only, stage_template_files, template
 from tests.fixtures import joyimage_family
 
 PACKAGE = "comfyui_workflow_templates_json"
@@ -99,7 +98,6 @@ def reference(pipe: Any, picture: Any, prompts: dict[str, str], *, seed: int, cf
 def test_joyimage_template_runs_with_comfyui_cfg_and_cfg_norm(
     joyimage_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import os
 
     import numpy as np
     from PIL import Image as PILImage
@@ -110,13 +108,9 @@ def test_joyimage_template_runs_with_comfyui_cfg_and_cfg_norm(
     from easel.models.manager import ModelManager
     from easel.workflow_edit import set_input
 
-    root = tmp_path / "root"
-    for name, source in TEMPLATE_FILES.items():
-        (root / "models" / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(joyimage_models.root / "models" / source, root / "models" / name)
-    shutil.copytree(joyimage_models.root / "ComfyUI", root / "ComfyUI")
-    roots = [root / "models", root / "ComfyUI"]
-    monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
+    roots = stage_template_files(
+        joyimage_models.root, TEMPLATE_FILES, tmp_path / "root", monkeypatch
+    )
     generator = torch.Generator().manual_seed(7)
     pixels = (torch.rand(SIZE, SIZE, 3, generator=generator) * 255).to(torch.uint8)
     picture = PILImage.fromarray(pixels.numpy(), "RGB")

@@ -8,7 +8,6 @@ made small."""
 from __future__ import annotations
 
 import importlib.util
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 import torch
 
 from tests.families.test_ovis_parity import TOLERANCE
-from tests.families.workflows import as_tensor, only, template
+from tests.families.workflows import as_tensor, only, run_for_image, stage_template_files, template
 from tests.fixtures import ovis_family
 
 PACKAGE = "comfyui_workflow_templates_json"
@@ -38,25 +37,13 @@ TEMPLATE_FILES = {
 def test_ovis_template_runs_and_equals_ovis_image_pipeline(
     ovis_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import os
 
-    import numpy as np
     from diffusers import FlowMatchEulerDiscreteScheduler
-    from PIL import Image as PILImage
 
     from easel.comfy.convert import to_easel
-    from easel.core.executor import Executor
-    from easel.core.plugins import load_plugins
-    from easel.models.manager import ModelManager
     from easel.workflow_edit import set_input
 
-    root = tmp_path / "root"
-    for name, source in TEMPLATE_FILES.items():
-        (root / "models" / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ovis_models.root / "models" / source, root / "models" / name)
-    shutil.copytree(ovis_models.root / "ComfyUI", root / "ComfyUI")
-    roots = [root / "models", root / "ComfyUI"]
-    monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
+    roots = stage_template_files(ovis_models.root, TEMPLATE_FILES, tmp_path / "root", monkeypatch)
 
     workflow = to_easel(template("image_ovis_text_to_image"))
     nodes = workflow["nodes"]
@@ -64,13 +51,7 @@ def test_ovis_template_runs_and_equals_ovis_image_pipeline(
     set_input(workflow, f"{latent}.width", SIZE)
     set_input(workflow, f"{latent}.height", SIZE)
     set_input(workflow, f"{sampler}.steps", STEPS)
-    manager = ModelManager(roots, device="cpu", dtype=torch.float32)
-    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
-    result = executor.run(workflow, output_dir=tmp_path / "out")
-    assert result.ok, result.failures
-    [saved] = [f for entry in result.ui.values() for f in entry.get("files", [])]
-    pixels = np.asarray(PILImage.open(tmp_path / "out" / saved).convert("RGB"))
-    ours = torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float() / 255
+    ours = run_for_image(workflow, roots, tmp_path / "out")
 
     inputs = nodes[sampler]["inputs"]
     prompt = {side: nodes[inputs[side][0]]["inputs"]["text"] for side in ("positive", "negative")}

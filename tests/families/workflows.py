@@ -76,3 +76,44 @@ def only(nodes: dict[str, Any], kind: str) -> str:
     """The id of the one node of type `kind` in a workflow's nodes."""
     [found] = [node_id for node_id, node in nodes.items() if node["type"] == kind]
     return found
+
+
+def stage_template_files(
+    source: Any, files: dict[str, str], root: Any, monkeypatch: Any = None
+) -> list[Any]:
+    """A ComfyUI install at `root` holding a family fixture's tiny models (`source`: its root)
+    under the file names a template loads (`files`: "<kind>/<name>" -> the fixture's file),
+    with the fixture's ComfyUI tokenizer folders; returns the model roots (and points
+    EASEL_MODELS_DIR at them when given `monkeypatch`)."""
+    import os
+    import shutil
+
+    for name, file in files.items():
+        target = root / "models" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / "models" / file, target)
+    shutil.copytree(source / "ComfyUI", root / "ComfyUI")
+    roots = [root / "models", root / "ComfyUI"]
+    if monkeypatch is not None:
+        monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
+    return roots
+
+
+def run_for_image(workflow: dict[str, Any], roots: list[Any], out_dir: Any) -> Any:
+    """Run `workflow` on the CPU in fp32 with its models under `roots`: the one image it saves,
+    read back as a [1, 3, H, W] tensor in [0, 1]."""
+    import numpy as np
+    import torch
+    from PIL import Image as PILImage
+
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+
+    manager = ModelManager(roots, device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    result = executor.run(workflow, output_dir=out_dir)
+    assert result.ok, result.failures
+    [saved] = [f for entry in result.ui.values() for f in entry.get("files", [])]
+    pixels = np.asarray(PILImage.open(out_dir / saved).convert("RGB"))
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float() / 255
