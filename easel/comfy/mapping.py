@@ -26,6 +26,8 @@ UPSCALE_METHODS = {
 LATENT_METHODS = {name: name for name in ("nearest-exact", "bilinear", "area", "bicubic")}
 # ComfyUI's on/off combo widgets ("enable"/"disable") are Easel booleans.
 SWITCH = {"enable": True, "disable": False}
+# VAEDecodeTiled / VAEEncodeTiled's widgets, in ComfyUI's order.
+TILED_WIDGETS = ("tile_size", "overlap", "temporal_size", "temporal_overlap")
 # The prediction types Easel's samplers implement (ComfyUI also has lcm, x0, img_to_img).
 PREDICTIONS = {"eps": "eps", "v_prediction": "v_prediction"}
 
@@ -871,6 +873,24 @@ NODE_MAPS: dict[str, NodeMap] = {
     ),
     "VAEDecode": NodeMap("VAEDecode", {"samples": "latent", "vae": "vae"}, ("image",)),
     "VAEEncode": NodeMap("VAEEncode", {"pixels": "image", "vae": "vae"}, ("latent",)),
+    "VAEDecodeTiled": NodeMap(
+        "VAEDecodeTiled",
+        {"samples": "latent", "vae": "vae", **{name: name for name in TILED_WIDGETS}},
+        ("image",),
+        widgets=TILED_WIDGETS,
+    ),
+    "VAEEncodeTiled": NodeMap(
+        "VAEEncodeTiled",
+        {"pixels": "image", "vae": "vae", **{name: name for name in TILED_WIDGETS}},
+        ("latent",),
+        widgets=TILED_WIDGETS,
+    ),
+    "ModelAttentionBackend": NodeMap(
+        "ModelAttentionBackend",
+        {"model": "model", "attention": "attention"},
+        ("model",),
+        widgets=("attention",),
+    ),
     "VAEEncodeForInpaint": NodeMap(
         "VAEEncodeForInpaint",
         {"pixels": "image", "vae": "vae", "mask": "mask", "grow_mask_by": "grow_mask_by"},

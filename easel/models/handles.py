@@ -38,6 +38,9 @@ class ModelHandle:
     # Model patches applied to the call (QwenImageDiffsynthControlnet): each has
     # `wrap(unet, call) -> call`; easel.models.model_patches
     model_patches: tuple[Any, ...] = ()
+    # diffusers' attention backend the network runs under (ModelAttentionBackend): an
+    # AttentionBackendName value ("native", "sage", ...), None for diffusers' default
+    attention: str | None = None
 
     @property
     def latent_channels(self) -> int:
@@ -62,9 +65,14 @@ class ModelHandle:
         """A handle on the same UNet with one more model patch (a ControlNet patch)."""
         return replace(self, model_patches=(*self.model_patches, patch))
 
+    def with_attention(self, backend: str) -> ModelHandle:
+        """A handle on the same UNet whose calls run under diffusers' attention `backend`."""
+        return replace(self, attention=backend)
+
     def forward(self) -> Any:
         """The callable a sampler uses in place of `unet` (LoRA patches bound, if any; model
-        patches wrapped around it, the first applied innermost)."""
+        patches wrapped around it, the first applied innermost; all of it inside diffusers'
+        `attention_backend(attention)` when one is set, restored after each call)."""
         call = self.unet
         if self.patches:
             from easel.models.lora import bind
@@ -72,7 +80,21 @@ class ModelHandle:
             call = bind(self.unet, "unet", self.patches)
         for patch in self.model_patches:
             call = patch.wrap(self.unet, call)
+        if self.attention is not None:
+            call = _under_attention_backend(call, self.attention)
         return call
+
+
+def _under_attention_backend(call: Any, backend: str) -> Any:
+    """`call` run inside diffusers' attention_backend(backend) context (the dispatcher's
+    active backend, which transformers calling dispatch_attention_fn read)."""
+    from diffusers.models.attention_dispatch import attention_backend
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with attention_backend(backend):
+            return call(*args, **kwargs)
+
+    return run
 
 
 @dataclass(eq=False)

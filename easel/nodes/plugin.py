@@ -22,6 +22,8 @@ MODULES = (
     "easel.nodes.inpaint",
     "easel.nodes.ip2p",
     "easel.nodes.vae",
+    "easel.nodes.vae_tiled",
+    "easel.nodes.attention_backend",
     "easel.nodes.prior",
     "easel.nodes.upscale",
     "easel.nodes.upscale_models",
