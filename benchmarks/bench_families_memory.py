@@ -105,6 +105,9 @@ elif family == "krea2":
 elif family == "ideogram4":
     from tests.families.test_ideogram4_parity import workflow
     nodes = workflow(steps=4, cfg=4.0, override=(2.0, 0.7, 1.0))
+elif family == "fibo2":
+    from tests.families.test_fibo2_parity import workflow
+    nodes = workflow(steps=4)
 elif family == "ernie-image":
     from tests.families.test_ernie_parity import split_workflow
     nodes = split_workflow(steps=4)
@@ -233,6 +236,11 @@ def build(families: list[str], root: Path) -> None:
             from tests.fixtures import ideogram4_family
 
             ideogram4_family.build(root)
+            continue
+        if family == "fibo2":  # its files, and the Qwen2 tokenizer in the install
+            from tests.fixtures import fibo2_family
+
+            fibo2_family.build(root)
             continue
         if family == "ernie-image":  # its files (the tekken tokenizer inside Ministral's)
             from tests.fixtures import ernie_family

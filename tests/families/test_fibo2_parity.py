@@ -29,7 +29,7 @@ STEPS = 3
 CFG = 3.0
 
 
-def workflow() -> dict[str, Any]:
+def workflow(steps: int = STEPS) -> dict[str, Any]:
     return {
         "unet": {"type": "DiffusionModelLoader", "inputs": {"name": FILES["transformer"]}},
         "clip": {
@@ -48,7 +48,7 @@ def workflow() -> dict[str, Any]:
                 "negative": ["neg", "conditioning"],
                 "latent": ["lat", "latent"],
                 "seed": SEED,
-                "steps": STEPS,
+                "steps": steps,
                 "cfg": CFG,
                 "sampler_name": "euler",
                 "scheduler": "simple",
