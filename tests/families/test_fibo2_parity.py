@@ -81,3 +81,28 @@ def test_ksampler_graph_equals_bria_fibo2_pipeline(fibo2_models: Any, run_fibo2:
     print(f"Fibo 2.0 parity: max abs pixel difference {diff:.2e}")
     assert diff <= TOLERANCE
     assert not torch.isnan(ours).any()
+
+
+def test_text_encode_fibo2_refuses_what_it_cannot_do(run_fibo2: Any, tmp_path: Any) -> None:
+    """Images to edit without the VAE are refused naming `vae`; a caption whose text_render
+    entries have text (the pipeline shows Qwen3-VL drawn images of it) naming `prompt`."""
+    from PIL import Image as PILImage
+
+    PILImage.new("RGB", (32, 32), (200, 30, 40)).save(tmp_path / "in.png")
+    clip = workflow()["clip"]
+    encode = {"clip": ["clip", "clip"], "prompt": "make it blue", "width": SIZE, "height": SIZE}
+    nodes = {
+        "clip": clip,
+        "load": {"type": "LoadImage", "inputs": {"image": str(tmp_path / "in.png")}},
+        "enc": {"type": "TextEncodeFibo2", "inputs": {**encode, "image_1": ["load", "image"]}},
+    }
+    [failure] = run_fibo2(nodes, ["enc"]).failures
+    assert (failure.node, failure.input) == ("enc", "vae")
+    caption = {"short_description": "a sign", "text_render": [{"text": "OPEN"}]}
+    nodes = {
+        "clip": clip,
+        "enc": {"type": "TextEncodeFibo2", "inputs": {**encode, "prompt": json.dumps(caption)}},
+    }
+    [failure] = run_fibo2(nodes, ["enc"]).failures
+    assert (failure.node, failure.input) == ("enc", "prompt")
+    assert "text_render" in failure.message
