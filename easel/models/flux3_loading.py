@@ -27,8 +27,9 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import flux3
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import hold, storage_dtype, stored_as
+from easel.models.flux_loading import hold
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart
+from easel.models.transformer_files import family_handle, fitted, load_transformer
 
 
 def convert_transformer(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -54,17 +55,12 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
 
     from easel.models.state_dicts import load_into
 
-    try:
+    def build() -> Any:
         config = flux3.transformer_config(state)
         converted = convert_transformer(dict(state))
-        module = load_into(Flux3Transformer2DModel, config, converted, dtype, "Flux 3 transformer")
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like a Flux 3 transformer but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
+        return load_into(Flux3Transformer2DModel, config, converted, dtype, "Flux 3 transformer")
+
+    module = fitted(path, "a Flux 3 transformer", build)
     for name, sub in module.named_modules():
         if name.endswith(("norm_q", "norm_k")):
             sub.to(torch.float32)
@@ -79,32 +75,18 @@ def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
 def diffusion_model(
     name: str, path: Path, manager: Any, weight_dtype: str = "default"
 ) -> ModelHandle:
-    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader). fp8 weight dtypes keep
-    the weights in fp8 and compute in the manager's dtype (diffusers' layerwise casting)."""
-    from easel.models.transformer_files import read_weights
-
-    storage = storage_dtype(weight_dtype)
-
-    def load() -> Any:
-        state = read_weights(path, manager)
-        if flux3.recognise(state) is None:
-            raise ModelError(
-                f"{path.name} is not a Flux 3 transformer ({summarise(state)}): Easel reads "
-                "them in the original layout (content_mode_blocks / single_blocks)"
-            )
-        module = build_transformer(state, manager.dtype, path)
-        return stored_as(module, storage, manager.dtype)
-
-    module = manager.load_module((str(path.resolve()), f"flux3-transformer:{weight_dtype}"), load)
-    family = flux3.family_of(module.config)
-    return ModelHandle(
-        name,
-        module,
-        dict(family.scheduler_config),
-        family.latent.factor,
+    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader)."""
+    module = load_transformer(
+        path,
         manager,
-        family=family,
+        weight_dtype,
+        kind="flux3",
+        what="a Flux 3 transformer",
+        recognised=lambda state: flux3.recognise(state) is not None,
+        build=build_transformer,
+        hint=": Easel reads them in the original layout (content_mode_blocks / single_blocks)",
     )
+    return family_handle(flux3.family_of(module.config), name, module, manager)
 
 
 # -- the text encoder (CLIPLoader type flux3) ----------------------------------------------------

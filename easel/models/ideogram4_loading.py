@@ -25,9 +25,10 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import ideogram4
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import hold, storage_dtype, stored_as
+from easel.models.flux_loading import hold
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 from easel.models.lumina_loading import read_weights
+from easel.models.transformer_files import family_handle, fitted, load_transformer
 
 KIND = "qwen3vl"
 
@@ -86,21 +87,16 @@ def _load(config: Mapping[str, Any], state: dict[str, Any], dtype: Any) -> Any:
 def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
     """An Ideogram4Transformer2DModel from a ComfyUI-layout file; `easel_text_free` marks one
     without a text projection (it runs on image tokens alone)."""
-    try:
+
+    def build() -> Any:
         config = ideogram4.transformer_config(state)
         prefix = ideogram4.prefix_of(state) or ""
         sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        text_free = "llm_cond_proj.weight" not in sub
         module = _load(config, to_diffusers(sub, config), dtype)
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like an Ideogram 4 transformer but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
-    module.easel_text_free = text_free
-    return module
+        module.easel_text_free = "llm_cond_proj.weight" not in sub
+        return module
+
+    return fitted(path, "an Ideogram 4 transformer", build)
 
 
 def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
@@ -109,34 +105,22 @@ def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
 
 
 def model_handle(name: str, module: Any, manager: Any, vae: VaeHandle | None = None) -> ModelHandle:
-    family = ideogram4.IDEOGRAM4
-    return ModelHandle(
-        name,
-        module,
-        dict(family.scheduler_config),
-        family.latent.factor,
-        manager,
-        vae=vae,
-        family=family,
-    )
+    return family_handle(ideogram4.IDEOGRAM4, name, module, manager, vae)
 
 
 def diffusion_model(
     name: str, path: Path, manager: Any, weight_dtype: str = "default"
 ) -> ModelHandle:
-    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader); fp8 weight dtypes keep
-    the weights in fp8 and compute in the manager's dtype."""
-    storage = storage_dtype(weight_dtype)
-
-    def load() -> Any:
-        state = read_weights(path, manager)
-        if ideogram4.recognise(state) is None:
-            raise ModelError(f"{path.name} is not an Ideogram 4 transformer ({summarise(state)})")
-        module = build_transformer(state, manager.dtype, path)
-        return stored_as(module, storage, manager.dtype)
-
-    module = manager.load_module(
-        (str(path.resolve()), f"ideogram4-transformer:{weight_dtype}"), load
+    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader)."""
+    module = load_transformer(
+        path,
+        manager,
+        weight_dtype,
+        kind="ideogram4",
+        what="an Ideogram 4 transformer",
+        recognised=lambda state: ideogram4.recognise(state) is not None,
+        build=build_transformer,
+        read=read_weights,
     )
     return model_handle(name, module, manager)
 

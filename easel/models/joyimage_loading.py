@@ -20,8 +20,8 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import joyimage
 from easel.models.families.recognise import summarise
-from easel.models.flux_loading import storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle
+from easel.models.transformer_files import family_handle, fitted, load_transformer
 
 
 def transformer_state(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -37,22 +37,17 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
 
     from easel.models.qwen_loading import build_module
 
-    try:
-        config = joyimage.transformer_config(state)
-        return build_module(
+    return fitted(
+        path,
+        "a JoyImage transformer",
+        lambda: build_module(
             JoyImageEditTransformer3DModel,
-            config,
+            joyimage.transformer_config(state),
             transformer_state(state),
             dtype,
             "JoyImage transformer",
-        )
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like a JoyImage transformer but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
+        ),
+    )
 
 
 def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
@@ -63,26 +58,17 @@ def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
 def diffusion_model(
     name: str, path: Path, manager: Any, weight_dtype: str = "default"
 ) -> ModelHandle:
-    """MODEL from a JoyImage diffusion-model file (ComfyUI's UNETLoader); fp8 weight dtypes keep
-    the weights in fp8 and compute in the manager's dtype."""
-    from easel.models.transformer_files import read_weights
-
-    storage = storage_dtype(weight_dtype)
-
-    def load() -> Any:
-        state = read_weights(path, manager)
-        if joyimage.recognise(state) is None:
-            raise ModelError(f"{path.name} is not a JoyImage transformer ({summarise(state)})")
-        module = build_transformer(state, manager.dtype, path)
-        return stored_as(module, storage, manager.dtype)
-
-    module = manager.load_module(
-        (str(path.resolve()), f"joyimage-transformer:{weight_dtype}"), load
+    """MODEL from a JoyImage diffusion-model file (ComfyUI's UNETLoader)."""
+    module = load_transformer(
+        path,
+        manager,
+        weight_dtype,
+        kind="joyimage",
+        what="a JoyImage transformer",
+        recognised=lambda state: joyimage.recognise(state) is not None,
+        build=build_transformer,
     )
-    family = joyimage.JOYIMAGE
-    return ModelHandle(
-        name, module, dict(family.scheduler_config), family.latent.factor, manager, family=family
-    )
+    return family_handle(joyimage.JOYIMAGE, name, module, manager)
 
 
 def joyimage_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:

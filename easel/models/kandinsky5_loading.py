@@ -18,9 +18,8 @@ from typing import Any
 
 from easel.models.errors import ModelError
 from easel.models.families import kandinsky5
-from easel.models.families.recognise import summarise
-from easel.models.flux_loading import storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
+from easel.models.transformer_files import family_handle, fitted, load_transformer
 
 
 def transformer_state(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -49,7 +48,7 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
 
     from easel.models.qwen_loading import build_module
 
-    try:
+    def build() -> Any:
         config = kandinsky5.transformer_config(state)
         module = build_module(
             Kandinsky5Transformer3DModel,
@@ -59,13 +58,8 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
             "Kandinsky 5 transformer",
         )
         return with_in_channels(module)
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like a Kandinsky 5 transformer but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
+
+    return fitted(path, "a Kandinsky 5 transformer", build)
 
 
 def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
@@ -74,36 +68,21 @@ def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
 
 
 def model_handle(name: str, module: Any, manager: Any, vae: VaeHandle | None = None) -> ModelHandle:
-    family = kandinsky5.KANDINSKY5
-    return ModelHandle(
-        name,
-        module,
-        dict(family.scheduler_config),
-        family.latent.factor,
-        manager,
-        vae=vae,
-        family=family,
-    )
+    return family_handle(kandinsky5.KANDINSKY5, name, module, manager, vae)
 
 
 def diffusion_model(
     name: str, path: Path, manager: Any, weight_dtype: str = "default"
 ) -> ModelHandle:
-    """MODEL from a Kandinsky 5 diffusion-model file (ComfyUI's UNETLoader); fp8 weight dtypes
-    keep the weights in fp8 and compute in the manager's dtype."""
-    from easel.models.transformer_files import read_weights
-
-    storage = storage_dtype(weight_dtype)
-
-    def load() -> Any:
-        state = read_weights(path, manager)
-        if kandinsky5.recognise(state) is None:
-            raise ModelError(f"{path.name} is not a Kandinsky 5 transformer ({summarise(state)})")
-        module = build_transformer(state, manager.dtype, path)
-        return stored_as(module, storage, manager.dtype)
-
-    module = manager.load_module(
-        (str(path.resolve()), f"kandinsky5-transformer:{weight_dtype}"), load
+    """MODEL from a Kandinsky 5 diffusion-model file (ComfyUI's UNETLoader)."""
+    module = load_transformer(
+        path,
+        manager,
+        weight_dtype,
+        kind="kandinsky5",
+        what="a Kandinsky 5 transformer",
+        recognised=lambda state: kandinsky5.recognise(state) is not None,
+        build=build_transformer,
     )
     return model_handle(name, module, manager)
 
