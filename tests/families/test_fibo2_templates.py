@@ -62,9 +62,24 @@ def template_root(fibo2_models: Any, tmp_path_factory: pytest.TempPathFactory) -
     return root
 
 
-def test_edit_turbo_template_runs_and_equals_bria_fibo2_pipeline(
-    template_root: Path, fibo2_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("name", "steps", "cfg"),
+    [
+        ("image_fibo2_edit_turbo_pe", 4, 1),
+        pytest.param("image_fibo2_edit_dev_pe", 50, 5, marks=pytest.mark.slow),
+    ],
+)
+def test_edit_template_runs_and_equals_bria_fibo2_pipeline(
+    template_root: Path,
+    fibo2_models: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    steps: int,
+    cfg: float,
 ) -> None:
+    """Turbo as the template has it; Dev (cfg 5 with Bria's structured negative, encoded as
+    given) with its 50 steps cut to 3."""
     import numpy as np
     from PIL import Image as PILImage
 
@@ -80,14 +95,21 @@ def test_edit_turbo_template_runs_and_equals_bria_fibo2_pipeline(
     picture.save(tmp_path / "portrait.png")
     roots = [template_root / "models", template_root / "ComfyUI"]
     monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
-    workflow = to_easel(template("image_fibo2_edit_turbo_pe"))
+    workflow = to_easel(template(name))
     nodes = workflow["nodes"]
     load, sampler = only(nodes, "LoadImage"), only(nodes, "KSampler")
     encode, generate = only(nodes, "TextEncodeFibo2"), only(nodes, "TextGenerate")
     inputs = nodes[encode]["inputs"]
     assert inputs["image_1"][0] == load and inputs["width"] == 0 and inputs["height"] == 0
     k = nodes[sampler]["inputs"]
-    assert (k["steps"], k["cfg"], k["sampler_name"], k["scheduler"]) == (4, 1, "euler", "simple")
+    assert (k["steps"], k["cfg"], k["sampler_name"], k["scheduler"]) == (
+        steps,
+        cfg,
+        "euler",
+        "simple",
+    )
+    run_steps = min(steps, 4) if cfg == 1 else 3
+    set_input(workflow, f"{sampler}.steps", run_steps)
     set_input(workflow, f"{load}.image", str(tmp_path / "portrait.png"))
     set_input(workflow, f"{encode}.width", SIZE)
     set_input(workflow, f"{encode}.height", SIZE)
@@ -115,14 +137,15 @@ def test_edit_turbo_template_runs_and_equals_bria_fibo2_pipeline(
             image=[picture],
             height=SIZE,
             width=SIZE,
-            num_inference_steps=4,
-            guidance_scale=1.0,
+            negative_prompt=inputs["negative_prompt"] or None,
+            num_inference_steps=run_steps,
+            guidance_scale=float(cfg),
             latents=noise_latents(int(k["seed"])),
             output_type="np",
         ).images
     finally:
         pipe.processor = fibo2_family.TextOnlyProcessor(pipe.processor.tokenizer)
     diff = (ours - as_tensor(theirs)).abs().max().item()
-    print(f"Fibo 2.0 edit template: max abs pixel difference {diff:.2e}")
+    print(f"Fibo 2.0 {name}: max abs pixel difference {diff:.2e}")
     assert float(ours.std()) > 0.01
     assert diff <= TOLERANCE
