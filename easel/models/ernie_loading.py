@@ -223,12 +223,9 @@ def flux2_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
 # -- diffusers folders (ErnieImagePipeline) -----------------------------------------------------
 def is_folder(folder: Path) -> bool:
     """Whether a diffusers folder is an ErnieImagePipeline's."""
-    index = folder / "model_index.json"
-    if not index.is_file():
-        return False
     from easel.models import loading
 
-    return str(loading.read_json(index).get("_class_name", "")) == "ErnieImagePipeline"
+    return loading.pipeline_class(folder) == "ErnieImagePipeline"
 
 
 def is_checkpoint(state: Mapping[str, Any]) -> bool:

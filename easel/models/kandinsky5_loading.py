@@ -133,10 +133,7 @@ def is_folder(folder: Path) -> bool:
     """Whether a diffusers folder is a Kandinsky 5 image pipeline's."""
     from easel.models import loading
 
-    config = folder / "model_index.json"
-    if not config.is_file():
-        return False
-    return str(loading.read_json(config).get("_class_name", "")) == "Kandinsky5T2IPipeline"
+    return loading.pipeline_class(folder) == "Kandinsky5T2IPipeline"
 
 
 def folder_checkpoint(

@@ -225,12 +225,9 @@ def krea2_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
 # -- diffusers folders (Krea2Pipeline) ----------------------------------------------------------
 def is_folder(folder: Path) -> bool:
     """Whether a diffusers folder is a Krea2Pipeline's."""
-    index = folder / "model_index.json"
-    if not index.is_file():
-        return False
     from easel.models import loading
 
-    return str(loading.read_json(index).get("_class_name", "")) == "Krea2Pipeline"
+    return loading.pipeline_class(folder) == "Krea2Pipeline"
 
 
 def is_checkpoint(state: Mapping[str, Any]) -> bool:

@@ -22,6 +22,12 @@ def read_json(path: Path) -> dict[str, Any]:
         raise ModelError(f"cannot read {path}: {exc}") from None
 
 
+def pipeline_class(folder: Path) -> str:
+    """The `_class_name` of a diffusers folder's `model_index.json` ("" without one)."""
+    index = folder / "model_index.json"
+    return str(read_json(index).get("_class_name", "")) if index.is_file() else ""
+
+
 def model_index(folder: Path) -> dict[str, tuple[str, str]]:
     """Component name -> (library, class) from a diffusers `model_index.json`."""
     index = read_json(folder / "model_index.json")

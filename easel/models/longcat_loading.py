@@ -133,10 +133,7 @@ def is_folder(folder: Path) -> bool:
     """Whether a diffusers folder is a LongCat-Image pipeline's."""
     from easel.models import loading
 
-    config = folder / "model_index.json"
-    if not config.is_file():
-        return False
-    return str(loading.read_json(config).get("_class_name", "")).startswith("LongCatImage")
+    return loading.pipeline_class(folder).startswith("LongCatImage")
 
 
 def folder_checkpoint(

@@ -228,10 +228,7 @@ def is_folder(folder: Path) -> bool:
     """Whether a diffusers folder is an OvisImagePipeline's."""
     from easel.models import loading
 
-    config = folder / "model_index.json"
-    if not config.is_file():
-        return False
-    return str(loading.read_json(config).get("_class_name", "")).startswith("OvisImage")
+    return loading.pipeline_class(folder).startswith("OvisImage")
 
 
 def folder_checkpoint(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.families.workflows import SIZE, as_tensor, image_of
+from tests.families.workflows import SIZE, as_tensor, custom_sampling, image_of
 from tests.fixtures import krea2_family
 
 krea2_models = krea2_family.krea2_models
@@ -124,38 +124,7 @@ def test_custom_sampling_with_cfg_guider_equals_ksampler(run_krea2: Any) -> None
     euler, BasicScheduler simple: the family's shifted sigmas) gives KSampler's image."""
     nodes = split_workflow(steps=3, cfg=2.5, negative=NEGATIVE)
     ksampler = image_of(run_krea2(nodes, ["dec"]))
-    custom = {name: spec for name, spec in nodes.items() if name != "k"}
-    custom.update(
-        noise={"type": "RandomNoise", "inputs": {"noise_seed": 42}},
-        guider={
-            "type": "CFGGuider",
-            "inputs": {
-                "model": ["unet", "model"],
-                "positive": ["pos", "conditioning"],
-                "negative": ["neg", "conditioning"],
-                "cfg": 2.5,
-            },
-        },
-        sampler={"type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
-        sigmas={
-            "type": "BasicScheduler",
-            "inputs": {"model": ["unet", "model"], "scheduler": "simple", "steps": 3},
-        },
-        k={
-            "type": "SamplerCustomAdvanced",
-            "inputs": {
-                "noise": ["noise", "noise"],
-                "guider": ["guider", "guider"],
-                "sampler": ["sampler", "sampler"],
-                "sigmas": ["sigmas", "sigmas"],
-                "latent_image": ["lat", "latent"],
-            },
-        },
-    )
-    custom["dec"] = {
-        "type": "VAEDecode",
-        "inputs": {"vae": ["vae", "vae"], "latent": ["k", "output"]},
-    }
+    custom = custom_sampling(nodes, cfg=2.5)
     ours = image_of(run_krea2(custom, ["dec"]))
     assert float(ours.std()) > 0.01
     assert (ours - ksampler).abs().max().item() <= 1e-4

@@ -11,7 +11,7 @@ import pytest
 
 from easel.models.family_files import Shape
 from tests.families.test_sd3_parity import TOLERANCE, reference, split_workflow
-from tests.families.workflows import image_of
+from tests.families.workflows import custom_sampling, image_of
 from tests.fixtures import sd3_family
 
 # Variants of the family's behaviour (samplers, layouts, edge cases): run with --slow.
@@ -129,38 +129,7 @@ def test_custom_sampling_with_cfg_guider_equals_ksampler(sd3_models: Any, run_sd
     nodes["neg"] = {"type": "TextEncode", "inputs": {"clip": ["clip", "clip"], "text": ""}}
     nodes["k"]["inputs"]["negative"] = ["neg", "conditioning"]
     ksampler = image_of(run_sd3(nodes, ["dec"]))
-    custom = {name: spec for name, spec in nodes.items() if name != "k"}
-    custom.update(
-        noise={"type": "RandomNoise", "inputs": {"noise_seed": 42}},
-        guider={
-            "type": "CFGGuider",
-            "inputs": {
-                "model": ["unet", "model"],
-                "positive": ["pos", "conditioning"],
-                "negative": ["neg", "conditioning"],
-                "cfg": 4.5,
-            },
-        },
-        sampler={"type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
-        sigmas={
-            "type": "BasicScheduler",
-            "inputs": {"model": ["unet", "model"], "scheduler": "simple", "steps": 3},
-        },
-        k={
-            "type": "SamplerCustomAdvanced",
-            "inputs": {
-                "noise": ["noise", "noise"],
-                "guider": ["guider", "guider"],
-                "sampler": ["sampler", "sampler"],
-                "sigmas": ["sigmas", "sigmas"],
-                "latent_image": ["lat", "latent"],
-            },
-        },
-    )
-    custom["dec"] = {
-        "type": "VAEDecode",
-        "inputs": {"vae": ["vae", "vae"], "latent": ["k", "output"]},
-    }
+    custom = custom_sampling(nodes, cfg=4.5)
     ours = image_of(run_sd3(custom, ["dec"]))
     assert float(ours.std()) > 0.01
     assert (ours - ksampler).abs().max().item() <= 1e-4

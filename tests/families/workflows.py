@@ -117,3 +117,42 @@ def run_for_image(workflow: dict[str, Any], roots: list[Any], out_dir: Any) -> A
     [saved] = [f for entry in result.ui.values() for f in entry.get("files", [])]
     pixels = np.asarray(PILImage.open(out_dir / saved).convert("RGB"))
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float() / 255
+
+
+def custom_sampling(nodes: dict[str, Any], cfg: float, steps: int = 3) -> dict[str, Any]:
+    """A split-file workflow's KSampler `k` (euler / simple, seed 42) redone with ComfyUI's
+    custom sampling: RandomNoise, CFGGuider, KSamplerSelect, BasicScheduler and
+    SamplerCustomAdvanced, decoded by `dec` as before."""
+    custom = {name: spec for name, spec in nodes.items() if name != "k"}
+    custom.update(
+        noise={"type": "RandomNoise", "inputs": {"noise_seed": 42}},
+        guider={
+            "type": "CFGGuider",
+            "inputs": {
+                "model": ["unet", "model"],
+                "positive": ["pos", "conditioning"],
+                "negative": ["neg", "conditioning"],
+                "cfg": cfg,
+            },
+        },
+        sampler={"type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        sigmas={
+            "type": "BasicScheduler",
+            "inputs": {"model": ["unet", "model"], "scheduler": "simple", "steps": steps},
+        },
+        k={
+            "type": "SamplerCustomAdvanced",
+            "inputs": {
+                "noise": ["noise", "noise"],
+                "guider": ["guider", "guider"],
+                "sampler": ["sampler", "sampler"],
+                "sigmas": ["sigmas", "sigmas"],
+                "latent_image": ["lat", "latent"],
+            },
+        },
+    )
+    custom["dec"] = {
+        "type": "VAEDecode",
+        "inputs": {"vae": ["vae", "vae"], "latent": ["k", "output"]},
+    }
+    return custom
