@@ -8,15 +8,14 @@ import importlib.util
 from typing import Any
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from easel.core.context import Context  # noqa: E402
-from easel.core.node import NodeError  # noqa: E402
-from easel.models.handles import ModelHandle  # noqa: E402
-from easel.nodes.attention_backend import ModelAttentionBackend  # noqa: E402
-from tests.families.test_flux_parity import split_workflow  # noqa: E402
-from tests.fixtures import flux_family  # noqa: E402
+from easel.core.context import Context
+from easel.core.node import NodeError
+from easel.models.handles import ModelHandle
+from easel.nodes.attention_backend import ModelAttentionBackend
+from tests.families.test_flux_parity import split_workflow
+from tests.fixtures import flux_family
 
 
 def _active() -> Any:

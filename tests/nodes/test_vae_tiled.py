@@ -6,13 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from easel.core.context import Context  # noqa: E402
-from easel.models.handles import VaeHandle  # noqa: E402
-from easel.nodes.vae import VAEDecode, VAEEncode  # noqa: E402
-from easel.nodes.vae_tiled import VAEDecodeTiled, VAEEncodeTiled  # noqa: E402
+from easel.core.context import Context
+from easel.models.handles import VaeHandle
+from easel.nodes.vae import VAEDecode, VAEEncode
+from easel.nodes.vae_tiled import VAEDecodeTiled, VAEEncodeTiled
 
 TILE, OVERLAP = 64, 16  # pixels; the tiny VAE's factor is 2: latent tiles of 32
 
