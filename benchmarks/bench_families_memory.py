@@ -306,15 +306,17 @@ def main() -> None:
     parser.add_argument("--families", default="flux-dev,flux-schnell,sd1")
     args = parser.parse_args()
     families = [f for f in args.families.split(",") if f]
-    with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
-        build(families, root)
-        print(
-            f"Easel peak RSS per family on {platform.node()} ({platform.machine()}, "
-            f"Python {platform.python_version()}), tiny random models, CPU fp32, "
-            "64x64, 4 steps"
-        )
-        for family in families:
+    print(
+        f"Easel peak RSS per family on {platform.node()} ({platform.machine()}, "
+        f"Python {platform.python_version()}), tiny random models, CPU fp32, "
+        "64x64, 4 steps"
+    )
+    for family in families:
+        # Each family in a folder of its own: the families' tiny tokenizers share ComfyUI's
+        # folder names (a Qwen tokenizer of one fixture is not another's).
+        with tempfile.TemporaryDirectory() as folder:
+            root = Path(folder)
+            build([family], root)
             out = subprocess.run(
                 [sys.executable, "-c", CHILD.format(root=str(ROOT)), family, str(root)],
                 capture_output=True,
