@@ -30,12 +30,14 @@ from typing import Any
 from easel.models.errors import ModelError
 
 DIFFUSION_MODELS: tuple[str, ...] = (
+    "easel.models.hunyuan15_loading",  # before LongCat's and Flux.1's: double_blocks too
     "easel.models.lotus_loading",  # an SD 2 UNet (LDM keys) with Lotus's task embedding
     "easel.models.flux3_loading",
     "easel.models.flux2_loading",
     "easel.models.ovis_loading",  # before LongCat's and Flux.1's: double_blocks, txt_norm
     "easel.models.longcat_loading",  # before Flux.1's: double_blocks without vector_in
     "easel.models.flux_loading",
+    "easel.models.mage_loading",  # before Qwen-Image's: its keys, on 128 latent channels
     "easel.models.qwen_layered_loading",  # before Qwen-Image's: the same keys and one more
     "easel.models.qwen_loading",
     "easel.models.qwen21_loading",
@@ -49,6 +51,8 @@ DIFFUSION_MODELS: tuple[str, ...] = (
     "easel.models.ernie_loading",
     "easel.models.kandinsky5_loading",
     "easel.models.joyimage_loading",
+    "easel.models.wan_loading",
+    "easel.models.anima_loading",
 )
 # SD3 first: its diffusers folders also have the transformer/ and text_encoder_2/ of Flux's
 CHECKPOINTS: tuple[str, ...] = (
@@ -66,10 +70,12 @@ CHECKPOINTS: tuple[str, ...] = (
     "easel.models.ovis_loading",
     "easel.models.ernie_loading",
     "easel.models.flux3_loading",
+    "easel.models.hunyuan15_loading",
+    "easel.models.wan_loading",
 )
 CLIP_TYPES: dict[int, dict[str, str]] = {
     1: {
-        "stable_diffusion": "easel.models.flux_loading:sd_clip",
+        "stable_diffusion": "easel.models.anima_loading:sd_clip",  # CLIP-L, or Anima's Qwen3
         "flux2": "easel.models.ernie_loading:flux2_clip",  # Flux.2, or ERNIE-Image's Ministral
         "chroma": "easel.models.chroma_loading:chroma_clip",
         "qwen_image": "easel.models.qwen_loading:qwen_clip",
@@ -82,11 +88,14 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
         "ideogram4": "easel.models.ideogram4_loading:ideogram4_clip",
         "flux3": "easel.models.flux3_loading:flux3_clip",
         "fibo2": "easel.models.fibo2_loading:fibo2_clip",
+        "mage": "easel.models.mage_loading:mage_clip",
+        "wan": "easel.models.wan_loading:wan_clip",
     },
     2: {
         "flux": "easel.models.flux_loading:flux_clip",
         "sd3": "easel.models.sd3_loading:sd3_clip",
         "kandinsky5_image": "easel.models.kandinsky5_loading:kandinsky5_clip",
+        "hunyuan_video_15": "easel.models.hunyuan15_loading:hunyuan15_clip",
     },
     3: {"sd3": "easel.models.sd3_loading:sd3_clip"},
     4: {"hidream": "easel.models.hidream_loading:hidream_clip"},
@@ -95,7 +104,7 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
 FAMILY_NAMES = (
     "Flux.1, Flux.2, Qwen-Image, Z-Image, Lumina 2, HiDream-I1, Chroma, SD3 / 3.5, Krea 2, Lotus, "
     "LongCat-Image, ERNIE-Image, Ovis-Image, Kandinsky 5, JoyImage Edit, Flux 3, "
-    "Fibo 2.0"
+    "Fibo 2.0, Anima, HunyuanVideo 1.5 / Capybara, Wan 2.1 / ChronoEdit, Mage-Flow"
 )
 
 

@@ -160,6 +160,10 @@ NETWORKS: dict[str, str] = {
     "kandinsky5": "easel.models.kandinsky5_denoiser:Kandinsky5Network",
     "joyimage": "easel.models.joyimage_denoiser:JoyImageNetwork",
     "fibo2": "easel.models.fibo2_denoiser:Fibo2Network",
+    "mage_flow": "easel.models.mage_denoiser:MageFlowNetwork",
+    "wan": "easel.models.wan_denoiser:WanNetwork",
+    "hunyuan15": "easel.models.hunyuan15_denoiser:Hunyuan15Network",
+    "anima": "easel.models.anima_denoiser:AnimaNetwork",
 }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from easel.models import qwen_layered
 from easel.models.families import (
+    anima,
     chroma,
     ernie,
     fibo2,
@@ -16,6 +17,7 @@ from easel.models.families import (
     flux2,
     flux3,
     hidream,
+    hunyuan15,
     ideogram4,
     joyimage,
     kandinsky5,
@@ -23,11 +25,13 @@ from easel.models.families import (
     longcat,
     lotus,
     lumina,
+    mage_flow,
     ovis,
     qwen_image,
     qwen_image21,
     sd,
     sd3,
+    wan,
 )
 from easel.models.families.base import Family, LatentFormat, TextPart
 
@@ -50,6 +54,7 @@ FAMILIES: tuple[Family, ...] = (
     *krea2.FAMILIES,
     *ideogram4.FAMILIES,
     *fibo2.FAMILIES,
+    *mage_flow.FAMILIES,
     *ernie.FAMILIES,
     *sd3.FAMILIES,
     *longcat.FAMILIES,
@@ -57,6 +62,9 @@ FAMILIES: tuple[Family, ...] = (
     *lotus.FAMILIES,
     *kandinsky5.FAMILIES,
     *joyimage.FAMILIES,
+    *wan.FAMILIES,
+    *hunyuan15.FAMILIES,
+    *anima.FAMILIES,
     UNCLIP,
 )
 

@@ -1,0 +1,154 @@
+"""Anima from ComfyUI's split files (Cosmos-Predict2's DiT in its original keys with the LLM
+adapter, a Qwen3 text encoder under CLIPLoader type stable_diffusion, the Qwen-Image VAE)
+through Easel's nodes gives diffusers' Anima modular pipeline image (CPU fp32, tiny random
+weights, max abs pixel diff 1e-3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.families.workflows import SIZE, as_tensor, image_of
+from tests.fixtures import anima_family
+
+anima_models = anima_family.anima_models
+anima_manager = anima_family.anima_manager
+run_anima = anima_family.run_anima
+
+TOLERANCE = 1e-3
+PROMPT = "a red circle on a blue square"
+NEGATIVE = "blurry, low quality"
+
+
+def split_workflow(*, steps: int = 3, cfg: float = 4.0, negative: str = NEGATIVE) -> dict[str, Any]:
+    """ComfyUI's Anima template shape: UNETLoader, CLIPLoader type stable_diffusion,
+    VAELoader, CLIPTextEncode (both sides), EmptyLatentImage, KSampler, VAEDecode."""
+    return {
+        "unet": {
+            "type": "DiffusionModelLoader",
+            "inputs": {"name": "anima-tiny.safetensors", "weight_dtype": "default"},
+        },
+        "clip": {
+            "type": "TextEncoderLoader",
+            "inputs": {"name": "qwen_3_06b_base.safetensors", "type": "stable_diffusion"},
+        },
+        "vae": {"type": "VAELoader", "inputs": {"name": "qwen_image_vae.safetensors"}},
+        "pos": {"type": "TextEncode", "inputs": {"clip": ["clip", "clip"], "text": PROMPT}},
+        "neg": {"type": "TextEncode", "inputs": {"clip": ["clip", "clip"], "text": negative}},
+        "lat": {"type": "EmptyLatent", "inputs": {"width": SIZE, "height": SIZE}},
+        "k": {
+            "type": "KSampler",
+            "inputs": {
+                "model": ["unet", "model"],
+                "positive": ["pos", "conditioning"],
+                "negative": ["neg", "conditioning"],
+                "latent": ["lat", "latent"],
+                "seed": 42,
+                "steps": steps,
+                "cfg": cfg,
+                "sampler_name": "euler",
+                "scheduler": "simple",
+            },
+        },
+        "dec": {"type": "VAEDecode", "inputs": {"vae": ["vae", "vae"], "latent": ["k", "latent"]}},
+    }
+
+
+def reference(built: Any, *, guidance_scale: float = 4.0, **kwargs: Any) -> Any:
+    pipe = anima_family.pipeline(built, guidance_scale)
+    with torch.no_grad():
+        state = pipe(
+            height=SIZE,
+            width=SIZE,
+            num_inference_steps=3,
+            generator=torch.Generator("cpu").manual_seed(42),
+            output_type="np",
+            **kwargs,
+        )
+    return as_tensor(state.values["images"])
+
+
+def test_anima_split_files_equal_the_anima_pipeline(anima_models: Any, run_anima: Any) -> None:
+    ours = image_of(run_anima(split_workflow(), ["dec"]))
+    theirs = reference(anima_models, prompt=PROMPT, negative_prompt=NEGATIVE)
+    assert ours.shape == theirs.shape == (1, 3, SIZE, SIZE)
+    assert float(ours.std()) > 0.01
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+
+
+@pytest.mark.slow
+def test_the_prompt_reaches_the_model(anima_models: Any, run_anima: Any) -> None:
+    nodes = split_workflow(cfg=1.0)
+    nodes["pos"]["inputs"]["text"] = "a green triangle"
+    ours = image_of(run_anima(nodes, ["dec"]))
+    theirs = reference(anima_models, guidance_scale=1.0, prompt="a green triangle")
+    first = image_of(run_anima(split_workflow(cfg=1.0), ["dec"]))
+    error = (ours - theirs).abs().max().item()
+    assert error <= TOLERANCE
+    assert (ours - first).abs().max().item() > max(100 * error, 1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prefix", ["net.", "model.diffusion_model.", ""])
+def test_either_key_layout_builds_the_pipeline_modules(
+    anima_models: Any, prefix: str, tmp_path: Path
+) -> None:
+    from easel.models.anima_loading import build_transformer, conditioner_of
+
+    transformer, conditioner = anima_models.transformer, anima_models.conditioner
+    diffusers_keys = {"transformer." + k: v for k, v in transformer.state_dict().items()}
+    diffusers_keys.update(
+        {"transformer.text_conditioner." + k: v for k, v in conditioner.state_dict().items()}
+    )
+    for state in (
+        anima_family.transformer_file(transformer, conditioner, prefix),
+        diffusers_keys if not prefix else {},
+    ):
+        if not state:
+            continue
+        built = build_transformer(state, torch.float32, tmp_path / "x.safetensors")
+        for module, expected in ((built, transformer), (conditioner_of(built), conditioner)):
+            got = {
+                k: v
+                for k, v in module.state_dict().items()
+                if not k.startswith("anima_text_conditioner.")
+            }
+            assert set(got) == set(expected.state_dict())
+            for key, value in expected.state_dict().items():
+                assert torch.equal(got[key], value), key
+
+
+@pytest.mark.slow
+def test_a_plain_cosmos_file_is_not_anima(anima_models: Any) -> None:
+    from easel.models import family_files
+    from easel.models.families import anima
+
+    path = anima_models.root / "models" / anima_family.FILES["transformer"]
+    keys = family_files.header(path)
+    assert keys is not None
+    assert anima.recognise(keys) is not None
+    cosmos = {k: v for k, v in keys.items() if ".llm_adapter." not in k}
+    assert anima.recognise(cosmos) is None
+    for module_name in family_files.DIFFUSION_MODELS:  # no other family claims Anima's file
+        if module_name == "easel.models.anima_loading":
+            continue
+        module = family_files._module(module_name)
+        assert not module.recognise_diffusion_model(keys), module_name
+
+
+@pytest.mark.slow
+def test_a_vae_file_is_not_a_text_encoder(run_anima: Any, anima_models: Any) -> None:
+    import shutil
+
+    models = anima_models.root / "models"
+    target = models / "text_encoders" / "not_qwen.safetensors"
+    shutil.copyfile(models / anima_family.FILES["vae"], target)
+    nodes = split_workflow()
+    nodes["clip"]["inputs"]["name"] = "not_qwen.safetensors"
+    result = run_anima(nodes, ["pos"])
+    target.unlink()
+    assert result.status != "succeeded"
+    assert "not_qwen.safetensors" in str(result.failures)
