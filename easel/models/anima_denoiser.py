@@ -14,6 +14,21 @@ from typing import Any
 from easel.models.conditioning import Cond, to_batch
 
 
+def lora_scope(call: Any) -> Any:
+    """The LoRA patches bound to `call` (under any model patches wrapped around it) made
+    active, so that a LoRA's layers of the LLM adapter (diffusers' `text_conditioner.`) apply
+    to the adapter too; a no-op scope without LoRA."""
+    from contextlib import nullcontext
+
+    from easel.models import lora
+
+    while call is not None and not isinstance(call, lora.PatchedModule):
+        call = getattr(call, "inner", None)
+    if call is None:
+        return nullcontext()
+    return lora.patched(call.module, call.component, call.patches)
+
+
 class AnimaNetwork:
     """Calls a CosmosTransformer3DModel (`call`: the module, or it with LoRA or model patches
     bound) with the context its LLM adapter makes."""
@@ -59,7 +74,7 @@ class AnimaNetwork:
         source_mask = None
         if mask is not None and bool(mask.any()) and not bool(mask.all()):
             source_mask = mask.to(device=param.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), lora_scope(self.call):
             context = conditioner(
                 source_hidden_states=embeds.to(device=param.device, dtype=param.dtype),
                 target_input_ids=ids.to(device=param.device),

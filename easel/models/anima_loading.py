@@ -6,7 +6,7 @@ and the Qwen-Image VAE (VAELoader, easel.models.qwen_vae).
   converted by diffusers' convert_cosmos_transformer_checkpoint_to_diffusers into
   CosmosTransformer3DModel's) and the LLM adapter (`llm_adapter.`), whose keys are already
   diffusers' AnimaTextConditioner's. Both are built from the one file; the adapter is held on
-  the transformer as its `anima_text_conditioner` submodule, so the model manager places,
+  the transformer as its `text_conditioner` submodule, so the model manager places,
   offloads and casts them together (ComfyUI runs the adapter as part of the model too).
 - The text encoder is a Qwen3 (transformers' Qwen3Model, built by easel.models.lumina_loading's
   shape reader); its tokenizer is Qwen's (ComfyUI's qwen25_tokenizer), and Anima reads the
@@ -26,7 +26,8 @@ from easel.models.flux_loading import hold
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart
 from easel.models.transformer_files import family_handle, fitted, load_transformer
 
-ADAPTER_ATTRIBUTE = "anima_text_conditioner"
+# the adapter's name on the transformer: diffusers' Anima LoRA keys name its layers so
+ADAPTER_ATTRIBUTE = "text_conditioner"
 
 
 def split_state(state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

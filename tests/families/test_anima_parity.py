@@ -114,7 +114,7 @@ def test_either_key_layout_builds_the_pipeline_modules(
             got = {
                 k: v
                 for k, v in module.state_dict().items()
-                if not k.startswith("anima_text_conditioner.")
+                if not k.startswith("text_conditioner.")
             }
             assert set(got) == set(expected.state_dict())
             for key, value in expected.state_dict().items():
@@ -152,3 +152,41 @@ def test_a_vae_file_is_not_a_text_encoder(run_anima: Any, anima_models: Any) -> 
     target.unlink()
     assert result.status != "succeeded"
     assert "not_qwen.safetensors" in str(result.failures)
+
+
+@pytest.mark.slow
+def test_a_comfyui_lora_equals_the_pipeline_with_it_loaded(anima_models: Any, run_anima: Any) -> None:
+    """A LoRA in ComfyUI's layout (DiT and LLM-adapter layers) through LoraLoaderModelOnly gives
+    the pipeline's image with diffusers' load_lora_weights of the same file."""
+    nodes = split_workflow()
+    nodes["lora"] = {
+        "type": "LoraLoaderModelOnly",
+        "inputs": {
+            "model": ["unet", "model"],
+            "name": Path(anima_family.FILES["lora"]).name,
+            "strength_model": 1.0,
+        },
+    }
+    nodes["k"]["inputs"]["model"] = ["lora", "model"]
+    ours = image_of(run_anima(nodes, ["dec"]))
+    plain = image_of(run_anima(split_workflow(), ["dec"]))
+    pipe = anima_family.pipeline(anima_models, 4.0)
+    path = anima_models.root / "models" / anima_family.FILES["lora"]
+    pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name="tiny")
+    try:
+        with torch.no_grad():
+            state = pipe(
+                prompt=PROMPT,
+                negative_prompt=NEGATIVE,
+                height=SIZE,
+                width=SIZE,
+                num_inference_steps=3,
+                generator=torch.Generator("cpu").manual_seed(42),
+                output_type="np",
+            )
+    finally:
+        pipe.unload_lora_weights()
+    theirs = as_tensor(state.values["images"])
+    error = (ours - theirs).abs().max().item()
+    assert error <= TOLERANCE
+    assert (ours - plain).abs().max().item() > max(100 * error, 1e-3)
