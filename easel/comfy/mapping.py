@@ -357,6 +357,31 @@ NODE_MAPS: dict[str, NodeMap] = {
         widgets=("strength",),
         optional=frozenset({"mask"}),
     ),
+    "AnimaLLLiteApply": NodeMap(
+        "AnimaLLLiteApply",
+        {
+            name: name
+            for name in (
+                "model",
+                "model_patch",
+                "image",
+                "mask",
+                "strength",
+                "start_percent",
+                "end_percent",
+            )
+        },
+        ("model",),
+        widgets=("strength", "start_percent", "end_percent"),
+        optional=frozenset({"mask"}),
+    ),
+    "Painter": NodeMap(
+        "Painter",
+        {name: name for name in ("image", "mask", "width", "height", "bg_color")},
+        ("image", "mask"),
+        widgets=("mask", "width", "height", "bg_color"),
+        optional=frozenset({"image"}),
+    ),
     "UpscaleModelLoader": NodeMap(
         "UpscaleModelLoader", {"model_name": "name"}, ("upscale_model",), widgets=("model_name",)
     ),
@@ -558,6 +583,10 @@ NODE_MAPS: dict[str, NodeMap] = {
                 "ideogram4": "ideogram4",
                 "flux3": "flux3",
                 "fibo2": "fibo2",
+                "omnigen2": "omnigen2",
+                "minimax": "minimax",
+                "mage": "mage",
+                "wan": "wan",
             }
         },
         strict_values=frozenset({"type"}),
@@ -626,6 +655,36 @@ NODE_MAPS: dict[str, NodeMap] = {
         widgets=("prompt",),
         optional=frozenset({"vae", "image"}),
     ),
+    # Wan 2.1 / ChronoEdit (easel/nodes/wan.py)
+    "WanImageToVideo": NodeMap(
+        "WanImageToVideo",
+        {
+            name: name
+            for name in (
+                "positive",
+                "negative",
+                "vae",
+                "width",
+                "height",
+                "length",
+                "batch_size",
+                "clip_vision_output",
+                "start_image",
+            )
+        },
+        ("positive", "negative", "latent"),
+        widgets=("width", "height", "length", "batch_size"),
+        optional=frozenset({"clip_vision_output", "start_image"}),
+    ),
+    "ScaleROPE": NodeMap(
+        "ScaleROPE",
+        {
+            name: name
+            for name in ("model", "scale_x", "shift_x", "scale_y", "shift_y", "scale_t", "shift_t")
+        },
+        ("model",),
+        widgets=("scale_x", "shift_x", "scale_y", "shift_y", "scale_t", "shift_t"),
+    ),
     # JoyImage Edit (easel/nodes/joyimage.py): its reference images are the "images" group
     "TextEncodeJoyImageEdit": NodeMap(
         "TextEncodeJoyImageEdit",
@@ -666,6 +725,18 @@ NODE_MAPS: dict[str, NodeMap] = {
         ("positive", "negative", "latent"),
         widgets=("prompt", "negative_prompt", "width", "height", "batch_size"),
         optional=frozenset({"vae", *(f"image_{i}" for i in range(1, 5))}),
+    ),
+    # Mage-Flow (easel/nodes/mage_flow.py): its prompts, images to edit and result size.
+    "TextEncodeMageFlowEdit": NodeMap(
+        "TextEncodeMageFlowEdit",
+        {
+            **{name: name for name in ("clip", "prompt", "negative_prompt", "vae")},
+            **{name: name for name in ("width", "height", "batch_size")},
+            **{f"images.image_{i}": f"image_{i}" for i in range(1, 17)},
+        },
+        ("positive", "negative", "latent"),
+        widgets=("prompt", "negative_prompt", "width", "height", "batch_size"),
+        optional=frozenset({"vae", *(f"image_{i}" for i in range(1, 17))}),
     ),
     "QwenImage21Cache": NodeMap(
         "QwenImage21Cache",
@@ -872,6 +943,9 @@ NODE_MAPS: dict[str, NodeMap] = {
         adapt=_ksampler_advanced,
     ),
     "VAEDecode": NodeMap("VAEDecode", {"samples": "latent", "vae": "vae"}, ("image",)),
+    "LTXVSeparateAVLatent": NodeMap(
+        "SeparateAVLatent", {"av_latent": "av_latent"}, ("video_latent", "audio_latent")
+    ),
     "VAEEncode": NodeMap("VAEEncode", {"pixels": "image", "vae": "vae"}, ("latent",)),
     "VAEDecodeTiled": NodeMap(
         "VAEDecodeTiled",
@@ -1281,6 +1355,23 @@ NODE_MAPS: dict[str, NodeMap] = {
         "JoinImageWithAlpha", {"image": "image", "alpha": "alpha"}, ("image",)
     ),
     "MaskPreview": NodeMap("PreviewMask", {"mask": "mask"}, ("mask",), output_node=True),
+    # SAM 3 / 3.1 (easel.nodes.sam3); box and point prompts have no Easel input yet
+    "SAM3_Detect": NodeMap(
+        "SAM3Detect",
+        {
+            name: name
+            for name in (
+                "model",
+                "image",
+                "conditioning",
+                "threshold",
+                "refine_iterations",
+                "individual_masks",
+            )
+        },
+        ("masks", "bboxes"),
+        widgets=("threshold", "refine_iterations", "individual_masks"),
+    ),
     "ComfyNumberConvert": NodeMap(
         "ConvertNumber", {"value": "value"}, ("float", "int"), any_inputs=frozenset({"value"})
     ),

@@ -41,6 +41,7 @@ DIFFUSION_MODELS: tuple[str, ...] = (
     "easel.models.qwen_layered_loading",  # before Qwen-Image's: the same keys and one more
     "easel.models.qwen_loading",
     "easel.models.qwen21_loading",
+    "easel.models.omnigen2_loading",  # time_caption_embed + ref_image_patch_embedder
     "easel.models.ideogram4_loading",  # before Lumina's: layers.N.attention.qkv too
     "easel.models.fibo2_loading",  # before Lumina's: noise_refiner too
     "easel.models.lumina_loading",
@@ -51,6 +52,7 @@ DIFFUSION_MODELS: tuple[str, ...] = (
     "easel.models.ernie_loading",
     "easel.models.kandinsky5_loading",
     "easel.models.joyimage_loading",
+    "easel.models.minimax_loading",
     "easel.models.wan_loading",
     "easel.models.anima_loading",
 )
@@ -72,6 +74,7 @@ CHECKPOINTS: tuple[str, ...] = (
     "easel.models.flux3_loading",
     "easel.models.hunyuan15_loading",
     "easel.models.wan_loading",
+    "easel.models.sam3",  # SAM 3 segmentation: CheckpointLoader gives its MODEL and CLIP
 )
 CLIP_TYPES: dict[int, dict[str, str]] = {
     1: {
@@ -88,6 +91,8 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
         "ideogram4": "easel.models.ideogram4_loading:ideogram4_clip",
         "flux3": "easel.models.flux3_loading:flux3_clip",
         "fibo2": "easel.models.fibo2_loading:fibo2_clip",
+        "omnigen2": "easel.models.omnigen2_loading:omnigen2_clip",
+        "minimax": "easel.models.minimax_loading:minimax_clip",
         "mage": "easel.models.mage_loading:mage_clip",
         "wan": "easel.models.wan_loading:wan_clip",
     },
@@ -104,7 +109,8 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
 FAMILY_NAMES = (
     "Flux.1, Flux.2, Qwen-Image, Z-Image, Lumina 2, HiDream-I1, Chroma, SD3 / 3.5, Krea 2, Lotus, "
     "LongCat-Image, ERNIE-Image, Ovis-Image, Kandinsky 5, JoyImage Edit, Flux 3, "
-    "Fibo 2.0, Anima, HunyuanVideo 1.5 / Capybara, Wan 2.1 / ChronoEdit, Mage-Flow"
+    "Fibo 2.0, Anima, HunyuanVideo 1.5 / Capybara, Wan 2.1 / ChronoEdit, Mage-Flow, "
+    "MiniMax H3, OmniGen2"
 )
 
 

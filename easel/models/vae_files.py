@@ -58,10 +58,17 @@ def load_vae_file(path: Path, state: dict[str, Any], dtype: Any, latent: Any = N
     )
 
     from easel.models.families.sd import SD1
+    from easel.models.hunyuan15_vae import is_hunyuan15_vae, load_hunyuan15_vae
     from easel.models.qwen21_vae import is_qwen21_vae, load_qwen21_vae
     from easel.models.qwen_vae import is_qwen_vae, load_qwen_vae
     from easel.models.state_dicts import load_into
 
+    if is_hunyuan15_vae(state):  # HunyuanVideo 1.5's 16x video VAE (one frame)
+        return load_hunyuan15_vae(path, state, dtype)
+    from easel.models.minimax_vae import is_minimax_vae, load_minimax_vae
+
+    if is_minimax_vae(state):  # MiniMax H3's video VAE (one frame)
+        return load_minimax_vae(path, state, dtype)
     if is_qwen21_vae(state):  # Qwen-Image 2.1's RGBA 16x VAE (before Wan 2.1's: same keys)
         return load_qwen21_vae(path, state, dtype)
     if is_qwen_vae(state):  # the Wan 2.1 / Qwen-Image video VAE (one frame)
@@ -70,6 +77,10 @@ def load_vae_file(path: Path, state: dict[str, Any], dtype: Any, latent: Any = N
 
     if is_flux2_vae(state):  # Flux.2's: batch-norm statistics of its patchified latents
         return load_flux2_vae(path, state, dtype)
+    from easel.models.mage_vae import is_mage_vae, load_mage_vae
+
+    if is_mage_vae(state):  # Mage-Flow's one-step diffusion codec (128 channels at 1/16)
+        return load_mage_vae(path, state, dtype)
     try:
         if "encoder.down_blocks.0.resnets.0.conv1.weight" in state:
             config = _diffusers_config(state)

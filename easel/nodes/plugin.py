@@ -52,6 +52,9 @@ MODULES = (
     "easel.nodes.bounding_boxes",
     "easel.nodes.ideogram4",
     "easel.nodes.fibo2",
+    "easel.nodes.minimax_h3",
+    "easel.nodes.hunyuan15",
+    "easel.nodes.mage_flow",
     "easel.nodes.lumina",
     "easel.nodes.latent_cut",
     "easel.nodes.qwen_layered",
@@ -62,9 +65,13 @@ MODULES = (
     "easel.nodes.clip_vision",
     "easel.nodes.style_model",
     "easel.nodes.marigold",
+    "easel.nodes.sam3",
     "easel.nodes.conditioning_files",
     "easel.nodes.reroute",
     "easel.nodes.model_patches",
+    "easel.nodes.anima",
+    "easel.nodes.painter",
+    "easel.nodes.wan",
 )
 
 

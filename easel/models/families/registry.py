@@ -26,6 +26,8 @@ from easel.models.families import (
     lotus,
     lumina,
     mage_flow,
+    minimax_h3,
+    omnigen2,
     ovis,
     qwen_image,
     qwen_image21,
@@ -65,6 +67,8 @@ FAMILIES: tuple[Family, ...] = (
     *wan.FAMILIES,
     *hunyuan15.FAMILIES,
     *anima.FAMILIES,
+    *minimax_h3.FAMILIES,
+    *omnigen2.FAMILIES,
     UNCLIP,
 )
 

@@ -1,0 +1,170 @@
+"""MiniMax H3 on tiny random weights, CPU fp32: Easel's nodes, loading ComfyUI's split files
+(the DiT, the Qwen3-VL text encoder, the video VAE), against diffusers' MiniMax H3 components
+called as MiniMaxH3ModularPipeline calls them for one latent frame (the pipeline itself
+generates 5 to 15 seconds of video only): the prompt's `hidden_states[50]`, the packed
+`[text | audio | video]` layout and per-row timesteps of its layout and timestep steps, the
+transformer, MiniMaxH3Scheduler stepping video (shift 12) and audio (shift 3) with Euler, and
+the VAE's decoder on the one latent frame (its last decoded frame, ImageNet-normalised).
+
+Easel's run is TextEncode + RandomNoise + BasicGuider + KSamplerSelect euler + ManualSigmas
+(the video scheduler's levels) + SamplerCustomAdvanced + SeparateAVLatent + VAEDecode. The audio
+stream starts from the noise Easel's adapter draws (easel.models.minimax_denoiser.audio_noise),
+given to the reference as the pipeline takes caller-given latents.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from tests.fixtures import minimax_family
+from tests.fixtures.minimax_family import FILES, SIZE
+
+minimax_models = minimax_family.minimax_models
+run_minimax = minimax_family.run_minimax
+
+TOLERANCE = 1e-3
+PROMPT = "a red circle on a blue square"
+SEED = 5
+STEPS = 4  # the scheduler's grid points, the terminal 0 included: 3 transformer calls
+
+
+def video_sigmas(points: int) -> Any:
+    from diffusers import MiniMaxH3Scheduler
+
+    scheduler = MiniMaxH3Scheduler(shift=12.0)
+    scheduler.set_timesteps(points)
+    return scheduler.sigmas
+
+
+def workflow(transformer: str, sigmas: Any, lora: float | None = None) -> dict[str, Any]:
+    levels = ", ".join(repr(float(v)) for v in sigmas)
+    model: list[Any] = ["unet", "model"]
+    nodes: dict[str, Any] = {
+        "unet": {"type": "DiffusionModelLoader", "inputs": {"name": transformer}},
+        "clip": {
+            "type": "TextEncoderLoader",
+            "inputs": {"name": FILES["text_encoder"], "type": "minimax"},
+        },
+        "vae": {"type": "VAELoader", "inputs": {"name": FILES["vae"]}},
+        "pos": {"type": "TextEncode", "inputs": {"clip": ["clip", "clip"], "text": PROMPT}},
+        "lat": {"type": "EmptyLatent", "inputs": {"width": SIZE, "height": SIZE}},
+        "noise": {"type": "RandomNoise", "inputs": {"noise_seed": SEED}},
+        "sampler": {"type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "sigmas": {"type": "ManualSigmas", "inputs": {"sigmas": levels}},
+        "k": {
+            "type": "SamplerCustomAdvanced",
+            "inputs": {
+                "noise": ["noise", "noise"],
+                "guider": ["guider", "guider"],
+                "sampler": ["sampler", "sampler"],
+                "sigmas": ["sigmas", "sigmas"],
+                "latent_image": ["lat", "latent"],
+            },
+        },
+        "split": {"type": "SeparateAVLatent", "inputs": {"av_latent": ["k", "output"]}},
+        "dec": {
+            "type": "VAEDecode",
+            "inputs": {"vae": ["vae", "vae"], "latent": ["split", "video_latent"]},
+        },
+    }
+    if lora is not None:
+        nodes["lora"] = {
+            "type": "LoraLoaderModelOnly",
+            "inputs": {"model": model, "name": FILES["lora"], "strength_model": lora},
+        }
+        model = ["lora", "model"]
+    nodes["guider"] = {
+        "type": "BasicGuider",
+        "inputs": {"model": model, "conditioning": ["pos", "conditioning"]},
+    }
+    return nodes
+
+
+def reference(built: Any, points: int, seed: int = SEED, transformer: Any = None) -> Any:
+    """The image diffusers' components make, called as the pipeline calls them."""
+    from diffusers import MiniMaxH3Scheduler
+    from diffusers.modular_pipelines.minimax_h3.before_denoise import (
+        MiniMaxH3PrepareLayoutStep,
+        MiniMaxH3SetTimestepsStep,
+        patchify_video_latents,
+    )
+
+    from easel.models.minimax_denoiser import audio_noise
+
+    model = transformer or built.transformer
+    ids = built.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
+    input_ids = torch.tensor([ids])
+    with torch.no_grad():
+        out = built.text_encoder.model(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            mm_token_type_ids=torch.zeros_like(input_ids),
+            use_cache=False,
+            output_hidden_states=True,
+        )
+    prompt_embeds = out.hidden_states[50]
+    side = SIZE // 16
+    noise = torch.randn(
+        (1, 24, side, side), generator=torch.Generator("cpu").manual_seed(seed)
+    )
+    audio_latents = 2  # the pipeline's count for one frame at 24 fps
+    layout = MiniMaxH3PrepareLayoutStep.build_packed_sequence(
+        torch.full((len(ids),), 1, dtype=torch.long), 1, side, side, audio_latents,
+        (1, 2, 2), 2, 2, 0,
+    )
+    position_ids, token_tags, video_idx, audio_idx, text_idx, _, _ = layout
+    latents = patchify_video_latents(noise[:, :, None], (1, 2, 2))
+    audio = audio_noise(noise, 2 * audio_latents, 32)[0]
+    video_scheduler, audio_scheduler = MiniMaxH3Scheduler(12.0), MiniMaxH3Scheduler(3.0)
+    video_scheduler.set_timesteps(points)
+    audio_scheduler.set_timesteps(points)
+    with torch.no_grad():
+        for t, t_audio in zip(video_scheduler.timesteps, audio_scheduler.timesteps, strict=True):
+            unique, indices = MiniMaxH3SetTimestepsStep.build_row_timesteps(
+                video_idx, audio_idx, 0, 0, len(ids), float(t), float(t_audio),
+                max(float(t), 0.999), 1.0,
+            )
+            video_pred, audio_pred = model(
+                hidden_states=latents[None],
+                audio_hidden_states=audio[None],
+                encoder_hidden_states=prompt_embeds,
+                timestep=unique,
+                timestep_indices=indices,
+                token_tags=token_tags,
+                position_ids=position_ids,
+                video_indices=video_idx,
+                audio_indices=audio_idx,
+                text_indices=text_idx,
+                return_dict=False,
+            )
+            latents = video_scheduler.step(video_pred[0].float(), t, latents, return_dict=False)[0]
+            stepped = audio_scheduler.step(audio_pred[0].float(), t_audio, audio, return_dict=False)
+            audio = stepped[0]
+        # rows -> [1, 24, 1, h, w] (the layout step's patch order), then the VAE's one frame
+        z = latents.reshape(1, side // 2, side // 2, 24, 2, 2).permute(0, 3, 1, 4, 2, 5)
+        z = z.reshape(1, 24, side, side)[:, :, None]
+        vae = built.vae
+        mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+        std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+        frames = vae.decoder(vae.post_quant_conv(z * std + mean))
+    pixels = frames[:, :, -1]
+    imagenet_mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
+    imagenet_std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+    return (pixels * imagenet_std + imagenet_mean).clamp(0, 1)
+
+
+def test_split_files_equal_minimax_h3_components(minimax_models: Any, run_minimax: Any) -> None:
+    sigmas = video_sigmas(STEPS)
+    result = run_minimax(workflow(FILES["transformer"], sigmas), ["dec"])
+    assert result.ok, result.failures
+    ours = result.values["dec"]["image"]
+    theirs = reference(minimax_models, STEPS)
+    assert ours.shape == (1, 3, SIZE, SIZE)
+    diff = (ours - theirs).abs().max().item()
+    print(f"MiniMax H3: max abs pixel difference {diff:.2e}")
+    assert float(theirs.std()) > 0.01
+    assert diff <= TOLERANCE
+    audio = result.values["split"]["audio_latent"]["samples"]
+    assert tuple(audio.shape) == (1, 32, 2, 0)  # an image keeps no soundtrack
