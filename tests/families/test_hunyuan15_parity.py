@@ -1,0 +1,131 @@
+"""HunyuanVideo 1.5 (Capybara's architecture) from ComfyUI's split files (the transformer and
+the VAE in Tencent's original keys, Qwen2.5-VL in its original keys, byT5 in T5 keys) through
+Easel's nodes gives diffusers' HunyuanVideo15Pipeline image, one frame (CPU fp32, tiny random
+weights, max abs pixel diff 1e-3).
+
+Two settings of the pipeline are made to fit the tiny models: its count of template tokens to
+drop (108 with Qwen's real tokenizer) is the tiny tokenizer's; its padding (prompts to 1000 and
+256 tokens, 729 zero image tokens, all masked out) is shorter, for speed. The pipeline's sigmas
+(linspace(1, 0, n + 1) without the last, then the shift) are ComfyUI's "simple" schedule, so
+Easel samples with the template's custom-sampling nodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from tests.families.workflows import as_tensor, custom_sampling, image_of
+from tests.fixtures import hunyuan15_family
+
+hunyuan15_models = hunyuan15_family.hunyuan15_models
+hunyuan15_manager = hunyuan15_family.hunyuan15_manager
+run_hunyuan15 = hunyuan15_family.run_hunyuan15
+
+TOLERANCE = 1e-3
+WIDTH, HEIGHT = 64, 48
+PROMPT = 'a sign that says "HELLO" on a red wall'
+NEGATIVE = "blurry, low quality"
+
+
+def split_workflow(prompt: str = PROMPT, negative: str = NEGATIVE) -> dict[str, Any]:
+    """ComfyUI's Capybara template shape: UNETLoader, DualCLIPLoader type hunyuan_video_15,
+    VAELoader, CLIPTextEncode x2, EmptyHunyuanVideo15Latent (one frame); the sampler and
+    VAEDecode come from tests.families.workflows.custom_sampling."""
+    return {
+        "unet": {
+            "type": "DiffusionModelLoader",
+            "inputs": {"name": "capybara_v0.1.safetensors", "weight_dtype": "default"},
+        },
+        "clip": {
+            "type": "DualTextEncoderLoader",
+            "inputs": {
+                "name1": "qwen_2.5_vl_7b.safetensors",
+                "name2": "byt5_small_glyphxl_fp16.safetensors",
+                "type": "hunyuan_video_15",
+            },
+        },
+        "vae": {"type": "VAELoader", "inputs": {"name": "hunyuanvideo15_vae_fp16.safetensors"}},
+        "pos": {"type": "TextEncode", "inputs": {"clip": ["clip", "clip"], "text": prompt}},
+        "neg": {"type": "TextEncode", "inputs": {"clip": ["clip", "clip"], "text": negative}},
+        "lat": {
+            "type": "EmptyHunyuanVideo15Latent",
+            "inputs": {"width": WIDTH, "height": HEIGHT, "length": 1, "batch_size": 1},
+        },
+    }
+
+
+def fit(pipe: Any) -> None:
+    """The pipeline's template-token count set to the tiny tokenizer's."""
+    from easel.models.families.hunyuan15 import PROMPT_TEMPLATE
+    from easel.models.qwen_text import template_tokens
+
+    pipe.set_progress_bar_config(disable=True)
+    pipe.prompt_template_encode_start_idx = template_tokens(pipe.tokenizer, PROMPT_TEMPLATE)
+    # padding only (the transformer gives padded and zero tokens no weight), made short
+    pipe.tokenizer_max_length = pipe.tokenizer_2_max_length = pipe.vision_num_semantic_tokens = 64
+
+
+def reference(pipe: Any, *, seed: int = 42, **kwargs: Any) -> Any:
+    """The pipeline's image for Easel's noise of `seed` (one frame)."""
+    fit(pipe)
+    noise = torch.randn(
+        (1, 32, HEIGHT // 16, WIDTH // 16), generator=torch.Generator("cpu").manual_seed(seed)
+    )
+    with torch.no_grad():
+        out = pipe(
+            height=HEIGHT,
+            width=WIDTH,
+            num_frames=1,
+            latents=noise.unsqueeze(2),
+            output_type="np",
+            **kwargs,
+        ).frames
+    return as_tensor(out[:, 0])
+
+
+def test_hunyuan15_split_files_equal_hunyuan_video15_pipeline(
+    hunyuan15_models: Any, run_hunyuan15: Any
+) -> None:
+    """CFG 6 (the template's), a negative prompt, quoted text for byT5 in the prompt."""
+    ours = image_of(run_hunyuan15(custom_sampling(split_workflow(), cfg=6.0), ["dec"]))
+    theirs = reference(
+        hunyuan15_models.pipe, prompt=PROMPT, negative_prompt=NEGATIVE, num_inference_steps=3)
+    assert ours.shape == theirs.shape == (1, 3, HEIGHT, WIDTH)
+    assert float(ours.std()) > 0.01
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+
+
+def test_template_and_system_message_are_the_pipeline_s(hunyuan15_models: Any) -> None:
+    """Easel's prompt template is the pipeline's system message in Qwen2's chat template."""
+    from easel.models.families.hunyuan15 import PROMPT_TEMPLATE, SYSTEM_MESSAGE
+
+    pipe = hunyuan15_models.pipe
+    assert pipe.system_message == SYSTEM_MESSAGE
+    rendered = pipe.tokenizer.apply_chat_template(
+        [[{"role": "system", "content": SYSTEM_MESSAGE}, {"role": "user", "content": "x"}]],
+        add_generation_prompt=True,
+        tokenize=False,
+    )
+    assert rendered == [PROMPT_TEMPLATE.format("x")]
+
+
+def test_byt5_and_qwen_files_are_needed_together(run_hunyuan15: Any) -> None:
+    """DualCLIPLoader type hunyuan_video_15 with two Qwen files: the error names both files
+    and what is expected."""
+    nodes = split_workflow()
+    nodes["clip"]["inputs"]["name2"] = "qwen_2.5_vl_7b.safetensors"
+    result = run_hunyuan15(nodes, ["pos"])
+    assert result.status != "succeeded"
+    message = str(result.failures)
+    assert "qwen_2.5_vl_7b.safetensors" in message and "byT5" in message
+
+
+@pytest.mark.parametrize("length", [5])
+def test_more_than_one_frame_is_refused(run_hunyuan15: Any, length: int) -> None:
+    nodes = split_workflow()
+    nodes["lat"]["inputs"]["length"] = length
+    result = run_hunyuan15(nodes, ["lat"])
+    assert result.status != "succeeded"
+    assert "length must be 1" in str(result.failures)
