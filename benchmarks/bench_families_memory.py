@@ -108,6 +108,9 @@ elif family == "ideogram4":
 elif family == "fibo2":
     from tests.families.test_fibo2_parity import workflow
     nodes = workflow(steps=4)
+elif family == "mage-flow":
+    from tests.fixtures.mage_family import workflow
+    nodes = workflow(steps=4)
 elif family == "ernie-image":
     from tests.families.test_ernie_parity import split_workflow
     nodes = split_workflow(steps=4)
@@ -241,6 +244,11 @@ def build(families: list[str], root: Path) -> None:
             from tests.fixtures import fibo2_family
 
             fibo2_family.build(root)
+            continue
+        if family == "mage-flow":  # its files (the Mage-VAE's too), the Qwen2 tokenizer
+            from tests.fixtures import mage_family
+
+            mage_family.build(root)
             continue
         if family == "ernie-image":  # its files (the tekken tokenizer inside Ministral's)
             from tests.fixtures import ernie_family

@@ -597,7 +597,14 @@ NODE_MAPS: dict[str, NodeMap] = {
         ("clip",),
         widgets=("clip_name1", "clip_name2", "type", "device"),
         ignored=frozenset({"device"}),
-        values={"type": {"flux": "flux", "sd3": "sd3", "kandinsky5_image": "kandinsky5_image"}},
+        values={
+            "type": {
+                "flux": "flux",
+                "sd3": "sd3",
+                "kandinsky5_image": "kandinsky5_image",
+                "hunyuan_video_15": "hunyuan_video_15",
+            }
+        },
         strict_values=frozenset({"type"}),
     ),
     # ComfyUI's TripleCLIPLoader has no type: it loads SD3's clip_l, clip_g and t5xxl
@@ -793,6 +800,33 @@ NODE_MAPS: dict[str, NodeMap] = {
         adapt=_bounding_boxes,
     ),
     # Flux.2 (easel/nodes/flux2.py): its latents are 128 channels at 1/16, as ComfyUI's.
+    # HunyuanVideo 1.5 / Capybara (easel/nodes/hunyuan15.py): one frame
+    "EmptyHunyuanVideo15Latent": NodeMap(
+        "EmptyHunyuanVideo15Latent",
+        {name: name for name in ("width", "height", "length", "batch_size")},
+        ("latent",),
+        widgets=("width", "height", "length", "batch_size"),
+    ),
+    "HunyuanVideo15ImageToVideo": NodeMap(
+        "HunyuanVideo15ImageToVideo",
+        {
+            name: name
+            for name in (
+                "positive",
+                "negative",
+                "vae",
+                "width",
+                "height",
+                "length",
+                "batch_size",
+                "start_image",
+                "clip_vision_output",
+            )
+        },
+        ("positive", "negative", "latent"),
+        widgets=("width", "height", "length", "batch_size"),
+        optional=frozenset({"start_image", "clip_vision_output"}),
+    ),
     "EmptyFlux2LatentImage": NodeMap(
         "EmptyFlux2LatentImage",
         {"width": "width", "height": "height", "batch_size": "batch_size"},
