@@ -8,8 +8,9 @@ Easel loads the two ControlNets ComfyUI applies with QwenImageDiffsynthControlne
 - Qwen-Image's DiffSynth blockwise ControlNets (canny, depth, inpaint;
   `controlnet_blocks.0.y_rms.weight`): easel.models.qwen_blockwise_controlnet.
 
-Other model patches ComfyUI knows (USO's style projector, MultiTalk's audio layers, Anima's
-LLLite) are named in a clear error. A patch applied to a model is kept on its ModelHandle
+Anima's ControlNet-LLLite patches load too (easel.models.anima_lllite; AnimaLLLiteApply).
+Other model patches ComfyUI knows (USO's style projector, MultiTalk's audio layers) are named in
+a clear error. A patch applied to a model is kept on its ModelHandle
 (`model_patches`): `ModelHandle.forward()` wraps the transformer's call with each patch's
 `wrap(transformer, call)`, so the shared transformer is never changed.
 """
@@ -26,13 +27,15 @@ from easel.models.errors import ModelError
 
 ZIMAGE_CONTROLNET = "zimage_fun_controlnet"
 QWEN_BLOCKWISE = "qwen_diffsynth_controlnet"
+ANIMA_LLLITE = "anima_lllite"  # easel.models.anima_lllite (AnimaLLLiteApply)
 LABELS = {
     ZIMAGE_CONTROLNET: "a Z-Image Fun ControlNet",
     QWEN_BLOCKWISE: "a Qwen-Image DiffSynth ControlNet",
+    ANIMA_LLLITE: "an Anima ControlNet-LLLite",
 }
 # The network (a family's `network`: its sampler adapter) each kind of patch is made for.
-NETWORKS = {ZIMAGE_CONTROLNET: "z-image", QWEN_BLOCKWISE: "qwen_image"}
-NETWORK_LABELS = {"z-image": "Z-Image", "qwen_image": "Qwen-Image"}
+NETWORKS = {ZIMAGE_CONTROLNET: "z-image", QWEN_BLOCKWISE: "qwen_image", ANIMA_LLLITE: "anima"}
+NETWORK_LABELS = {"z-image": "Z-Image", "qwen_image": "Qwen-Image", "anima": "Anima"}
 # Model patches ComfyUI loads that Easel does not: a key each has, and what it is.
 KNOWN_UNSUPPORTED = {
     "feature_embedder.mid_layer_norm.bias": "USO's style projector (USOStyleReference)",
@@ -65,6 +68,10 @@ def kind_of(state: Mapping[str, Any], name: str) -> str:
         return ZIMAGE_CONTROLNET
     if qwen_blockwise_controlnet.is_qwen_blockwise(state):
         return QWEN_BLOCKWISE
+    from easel.models.anima_lllite import is_anima_lllite
+
+    if is_anima_lllite(state):
+        return ANIMA_LLLITE
     for key, what in KNOWN_UNSUPPORTED.items():
         if key in state:
             raise ModelError(f"{name} is {what}: Easel does not load this model patch")
@@ -85,6 +92,10 @@ def load_model_patch(path: Path, dtype: Any, allow_pickle: bool = False) -> tupl
 
     state = read_state_dict(path, allow_pickle)
     kind = kind_of(state, path.name)
+    if kind == ANIMA_LLLITE:
+        from easel.models import anima_lllite
+
+        return kind, anima_lllite.load(state, dtype, path)
     loader = zimage_controlnet.load if kind == ZIMAGE_CONTROLNET else qwen_blockwise_controlnet.load
     return kind, loader(state, dtype)
 
@@ -167,6 +178,8 @@ def apply(
     ModelError when the patch does not fit the model."""
     from easel.models import qwen_blockwise_controlnet, zimage_controlnet
 
+    if patch.kind == ANIMA_LLLITE:
+        raise ModelError(f"{patch.label} is applied with AnimaLLLiteApply")
     family = getattr(model, "family", None)
     wanted = NETWORKS[patch.kind]
     if getattr(family, "network", None) != wanted:

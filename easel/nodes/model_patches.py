@@ -42,7 +42,8 @@ def _fingerprint(ctx: Context, inputs: dict[str, Any]) -> str:
 def ModelPatchLoader(ctx: Context, name: str = Input(choices=discovered(KIND))) -> Any:
     """Load a model patch from the models folder's model_patches/, recognised by its keys: a
     Z-Image Fun ControlNet (Union) or a Qwen-Image DiffSynth ControlNet (canny, depth,
-    inpaint). Apply it with QwenImageDiffsynthControlnet."""
+    inpaint), applied with QwenImageDiffsynthControlnet; or an Anima ControlNet-LLLite,
+    applied with AnimaLLLiteApply."""
     from easel.models.model_patches import model_patch_handle
 
     models = manager(ctx)

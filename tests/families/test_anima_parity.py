@@ -155,7 +155,9 @@ def test_a_vae_file_is_not_a_text_encoder(run_anima: Any, anima_models: Any) -> 
 
 
 @pytest.mark.slow
-def test_a_comfyui_lora_equals_the_pipeline_with_it_loaded(anima_models: Any, run_anima: Any) -> None:
+def test_a_comfyui_lora_equals_the_pipeline_with_it_loaded(
+    anima_models: Any, run_anima: Any
+) -> None:
     """A LoRA in ComfyUI's layout (DiT and LLM-adapter layers) through LoraLoaderModelOnly gives
     the pipeline's image with diffusers' load_lora_weights of the same file."""
     nodes = split_workflow()
