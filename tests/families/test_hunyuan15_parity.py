@@ -56,20 +56,24 @@ def split_workflow(prompt: str = PROMPT, negative: str = NEGATIVE) -> dict[str, 
     }
 
 
-def fit(pipe: Any) -> None:
-    """The pipeline's template-token count set to the tiny tokenizer's."""
+def fit(pipe: Any, *prompts: str) -> None:
+    """The pipeline's template-token count set to the tiny tokenizer's, its padding to the
+    longest of `prompts` (padding only: the transformer gives padded and zero tokens no
+    weight)."""
     from easel.models.families.hunyuan15 import PROMPT_TEMPLATE
     from easel.models.qwen_text import template_tokens
 
     pipe.set_progress_bar_config(disable=True)
-    pipe.prompt_template_encode_start_idx = template_tokens(pipe.tokenizer, PROMPT_TEMPLATE)
-    # padding only (the transformer gives padded and zero tokens no weight), made short
-    pipe.tokenizer_max_length = pipe.tokenizer_2_max_length = pipe.vision_num_semantic_tokens = 64
+    drop = template_tokens(pipe.tokenizer, PROMPT_TEMPLATE)
+    pipe.prompt_template_encode_start_idx = drop
+    longest = max(len(pipe.tokenizer(PROMPT_TEMPLATE.format(p)).input_ids) for p in prompts)
+    pipe.tokenizer_max_length = longest - drop
+    pipe.tokenizer_2_max_length = pipe.vision_num_semantic_tokens = 64
 
 
 def reference(pipe: Any, *, seed: int = 42, **kwargs: Any) -> Any:
     """The pipeline's image for Easel's noise of `seed` (one frame)."""
-    fit(pipe)
+    fit(pipe, kwargs["prompt"], kwargs.get("negative_prompt") or " ")
     noise = torch.randn(
         (1, 32, HEIGHT // 16, WIDTH // 16), generator=torch.Generator("cpu").manual_seed(seed)
     )
