@@ -1,0 +1,65 @@
+"""Mage-Flow's files: which loader takes a diffusion-model file (Mage-Flow's keys are
+Qwen-Image's), the Mage-VAE file read into Easel's module exactly (its training-only anchor VAE
+left out), and TextEncodeMageFlowEdit's result size."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from easel.models.family_files import DIFFUSION_MODELS, Shape, header
+from tests.fixtures import mage_family
+from tests.fixtures.mage_family import FILES
+
+mage_models = mage_family.mage_models
+
+
+def first_loader(state: dict[str, Any]) -> str:
+    import importlib
+
+    for name in DIFFUSION_MODELS:
+        if importlib.import_module(name).recognise_diffusion_model(state):
+            return name
+    return "none"
+
+
+def test_a_mage_flow_file_goes_to_its_loader_and_a_qwen_image_file_does_not(
+    mage_models: Any,
+) -> None:
+    path = mage_models.root / "models" / "diffusion_models" / FILES["transformer"]
+    state = header(path)
+    assert state is not None
+    assert first_loader(state) == "easel.models.mage_loading"
+    # the same keys on Qwen-Image's 64 input channels (16 channels in 2x2 patches)
+    qwen = dict(state)
+    key = "model.diffusion_model.img_in.weight"
+    qwen[key] = Shape((state[key].shape[0], 64))
+    assert first_loader(qwen) == "easel.models.qwen_loading"
+
+
+def test_the_mage_vae_file_loads_exactly_without_its_anchor_vae(mage_models: Any) -> None:
+    from safetensors.torch import load_file
+
+    from easel.models.mage_vae import MageVae
+    from easel.models.vae_files import load_vae_file
+
+    path = mage_models.root / "models" / "vae" / FILES["vae"]
+    state = load_file(str(path))
+    assert any(k.startswith("pipeline.y_embedder.encoder.") for k in state)
+    vae = load_vae_file(path, state, torch.float32)
+    assert isinstance(vae, MageVae)
+    ours, theirs = vae.state_dict(), mage_models.vae.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert (vae.config.latent_channels, 2 ** (len(vae.config.block_out_channels) - 1)) == (128, 16)
+
+
+def test_result_size_takes_the_first_image_per_axis_and_floors_to_16() -> None:
+    from easel.nodes.mage_flow import result_size
+
+    image = torch.zeros(1, 3, 100, 75)
+    assert result_size(0, 0, image) == (64, 96)
+    assert result_size(200, 0, image) == (192, 96)
+    assert result_size(0, 0, None) == (1024, 1024)
+    assert result_size(8, 8, None) == (16, 16)
