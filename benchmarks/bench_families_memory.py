@@ -111,6 +111,9 @@ elif family == "fibo2":
 elif family == "mage-flow":
     from tests.fixtures.mage_family import workflow
     nodes = workflow(steps=4)
+elif family == "anima":  # cfg 4 with a negative, as its templates
+    from tests.families.test_anima_parity import split_workflow
+    nodes = split_workflow(steps=4)
 elif family == "ernie-image":
     from tests.families.test_ernie_parity import split_workflow
     nodes = split_workflow(steps=4)
@@ -249,6 +252,11 @@ def build(families: list[str], root: Path) -> None:
             from tests.fixtures import mage_family
 
             mage_family.build(root)
+            continue
+        if family == "anima":  # its files, the Qwen2 and T5 tokenizers in the install
+            from tests.fixtures import anima_family
+
+            anima_family.build(root)
             continue
         if family == "ernie-image":  # its files (the tekken tokenizer inside Ministral's)
             from tests.fixtures import ernie_family
