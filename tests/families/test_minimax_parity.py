@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import torch
 
 from tests.fixtures import minimax_family
@@ -82,8 +83,10 @@ def workflow(transformer: str, sigmas: Any, lora: float | None = None) -> dict[s
     return nodes
 
 
-def reference(built: Any, points: int, seed: int = SEED, transformer: Any = None) -> Any:
-    """The image diffusers' components make, called as the pipeline calls them."""
+def reference(built: Any, schedule: Any, seed: int = SEED, transformer: Any = None) -> Any:
+    """The image diffusers' components make, called as the pipeline calls them: `schedule`
+    is the number of grid points both schedulers make (the pipeline's way), or explicit video
+    levels (the audio's then the same base points under shift 3)."""
     from diffusers import MiniMaxH3Scheduler
     from diffusers.modular_pipelines.minimax_h3.before_denoise import (
         MiniMaxH3PrepareLayoutStep,
@@ -118,8 +121,13 @@ def reference(built: Any, points: int, seed: int = SEED, transformer: Any = None
     latents = patchify_video_latents(noise[:, :, None], (1, 2, 2))
     audio = audio_noise(noise, 2 * audio_latents, 32)[0]
     video_scheduler, audio_scheduler = MiniMaxH3Scheduler(12.0), MiniMaxH3Scheduler(3.0)
-    video_scheduler.set_timesteps(points)
-    audio_scheduler.set_timesteps(points)
+    if isinstance(schedule, int):
+        video_scheduler.set_timesteps(schedule)
+        audio_scheduler.set_timesteps(schedule)
+    else:
+        video_scheduler.set_timesteps(sigmas=schedule)
+        base = schedule.double() / (12.0 + schedule.double() * (1.0 - 12.0))
+        audio_scheduler.set_timesteps(sigmas=(3.0 * base / (1.0 + 2.0 * base)).float())
     with torch.no_grad():
         for t, t_audio in zip(video_scheduler.timesteps, audio_scheduler.timesteps, strict=True):
             unique, indices = MiniMaxH3SetTimestepsStep.build_row_timesteps(
@@ -168,3 +176,88 @@ def test_split_files_equal_minimax_h3_components(minimax_models: Any, run_minima
     assert diff <= TOLERANCE
     audio = result.values["split"]["audio_latent"]["samples"]
     assert tuple(audio.shape) == (1, 32, 2, 0)  # an image keeps no soundtrack
+
+
+@pytest.mark.slow
+def test_turbo_lora_in_comfyui_keys_reaches_the_dit(minimax_models: Any, run_minimax: Any) -> None:
+    """LoraLoaderModelOnly with a LoRA in ComfyUI's keys (`diffusion_model.blocks.N.attn.
+    out_proj`, converted by diffusers' MiniMax H3 LoRA converter): the image is the one of the
+    DiT with the LoRA merged into its weights (strength 0.5, no alpha: scale 1)."""
+    import copy
+
+    from safetensors.torch import load_file
+
+    lora = load_file(str(minimax_models.root / "models" / "loras" / FILES["lora"]))
+    merged = copy.deepcopy(minimax_models.transformer)
+    for index, block in enumerate(merged.transformer_blocks):
+        stem = f"diffusion_model.blocks.{index}.attn.out_proj"
+        delta = lora[stem + ".lora_B.weight"] @ lora[stem + ".lora_A.weight"]
+        block.attn.to_out[0].weight.data += 0.5 * delta
+    sigmas = video_sigmas(STEPS)
+    result = run_minimax(workflow(FILES["transformer"], sigmas, lora=0.5), ["dec"])
+    assert result.ok, result.failures
+    ours = result.values["dec"]["image"]
+    theirs = reference(minimax_models, STEPS, transformer=merged)
+    plain = reference(minimax_models, STEPS)
+    diff = (ours - theirs).abs().max().item()
+    print(f"MiniMax H3 LoRA: max abs pixel difference {diff:.2e}")
+    assert (theirs - plain).abs().max().item() > 10 * TOLERANCE  # the LoRA changes the image
+    assert diff <= TOLERANCE
+
+
+def test_vae_encode_gives_the_vaes_normalised_latent(minimax_models: Any) -> None:
+    """The VAE file's wrapper encodes as VAEEncode calls it ([-1, 1] in): the posterior mean of
+    the one frame (the VAE's own encode, ImageNet-normalised pixels in), normalised with the
+    file's latents_mean / std."""
+    from safetensors.torch import load_file
+
+    from easel.models.vae_files import load_vae_file
+
+    path = minimax_models.root / "models" / "vae" / FILES["vae"]
+    wrapper = load_vae_file(path, load_file(str(path)), torch.float32)
+    image = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ours = wrapper.encode(image * 2 - 1).latent_dist.mode()
+    vae = minimax_models.vae
+    mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
+    std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+    with torch.no_grad():
+        moments = vae.encode(((image - mean) / std)[:, :, None]).latent_dist.mode()[:, :, -1]
+    lmean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1)
+    lstd = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1)
+    theirs = (moments - lmean) / lstd
+    assert ours.shape == (1, 24, SIZE // 16, SIZE // 16)
+    assert (ours - theirs).abs().max().item() <= 1e-5
+
+
+def test_awq_text_encoder_is_refused_naming_the_file(tmp_path: Any, monkeypatch: Any) -> None:
+    """The template's qwen3vl_32b_minimax_h3_nvfp4_awq file: refused, naming it and the
+    drop-in int8 ConvRot file, before anything is read."""
+    import os
+
+    from safetensors.torch import save_file
+
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+
+    folder = tmp_path / "models" / "text_encoders"
+    folder.mkdir(parents=True)
+    name = "qwen3vl_32b_minimax_h3_nvfp4_awq.safetensors"
+    save_file(
+        {
+            "model.layers.0.self_attn.q_proj.weight": torch.zeros(4, 4),
+            "model.layers.0.self_attn.q_proj.awq_scale": torch.ones(4),
+        },
+        str(folder / name),
+    )
+    monkeypatch.setenv("EASEL_MODELS_DIR", str(tmp_path / "models"))
+    manager = ModelManager([tmp_path / "models"], device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    nodes = {"clip": {"type": "TextEncoderLoader", "inputs": {"name": name, "type": "minimax"}}}
+    workflow = {"format": "easel.workflow", "version": 1, "nodes": nodes}
+    result = executor.run(workflow, targets=["clip"])
+    assert not result.ok
+    message = str(result.failures)
+    assert name in message and "AWQ" in message and "int8_convrot" in message
+    assert os.environ["EASEL_MODELS_DIR"]
