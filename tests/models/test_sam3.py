@@ -1,0 +1,304 @@
+"""SAM 3 / SAM 3.1 from ComfyUI's checkpoint file against transformers' models run directly.
+
+The reference restates ComfyUI's SAM3_Detect on transformers' own models built from the
+fixture's modules: Sam3Model's forward (text by the CLIP tokenizer, a padding box so that the
+geometry encoder's CLS token joins the prompt as in Meta's SAM 3) and a Sam3TrackerModel with a
+vision encoder of its own (the detector's ViT with the tracker's FPN), whose forward projects
+the high-resolution levels and adds the no-memory embedding itself. Easel's side loads the
+file in ComfyUI's layout and runs easel.models.sam3_detect, whose SAM-head glue shares the ViT.
+
+The default run compares on 336-pixel images (one attention window), the slow run on 672 (2 x 2
+windows) and on a SAM 3.1 file too; the template test runs SAM 3's real 1008 end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.fixtures import sam3_files
+from tests.fixtures.sd_family import SHARED_CLIP, write_comfy_tokenizer
+
+SIZE = 336
+WINDOWED = 672
+TOLERANCE = 1e-4
+PROMPT = "guitar"
+
+
+@pytest.fixture(scope="module")
+def sam3_built(tmp_path_factory: pytest.TempPathFactory) -> sam3_files.TinySam3:
+    return sam3_files.build(tmp_path_factory.mktemp("sam3"))
+
+
+@pytest.fixture(scope="module")
+def sam31_built(tmp_path_factory: pytest.TempPathFactory) -> sam3_files.TinySam3:
+    return sam3_files.build(tmp_path_factory.mktemp("sam31"), "sam31_tiny.safetensors", sam31=True)
+
+
+def _tokens(text: str) -> tuple[Any, Any]:
+    from transformers import CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(str(SHARED_CLIP), pad_token="!")
+    out = tokenizer(text, padding="max_length", max_length=32, return_tensors="pt")
+    return out.input_ids, out.attention_mask
+
+
+def _pixels(image: Any, size: int) -> Any:
+    return (F.interpolate(image[:, :3], size=(size, size), mode="bilinear") - 0.5) / 0.5
+
+
+def reference_models(built: sam3_files.TinySam3, size: int) -> tuple[Any, Any]:
+    """transformers' Sam3Model and a complete Sam3TrackerModel (its own ViT and FPN)."""
+    from transformers import Sam3Model, Sam3TrackerConfig, Sam3TrackerModel
+
+    config = sam3_files.detector_config(size)
+    detector = Sam3Model(config).eval()
+    detector.load_state_dict(built.detector.state_dict())
+    vision = config.vision_config.to_dict()
+    vision["scale_factors"] = [4.0, 2.0, 1.0]
+    heads_config = built.heads.config
+    prompt = heads_config.prompt_encoder_config.to_dict()
+    prompt["image_size"] = size
+    tracker = Sam3TrackerModel(
+        Sam3TrackerConfig(
+            vision_config=vision,
+            prompt_encoder_config=prompt,
+            mask_decoder_config=heads_config.mask_decoder_config.to_dict(),
+        )
+    ).eval()
+    heads = built.heads.state_dict()
+    state = {k: v for k, v in heads.items() if not k.startswith("vision_encoder.")}
+    backbone = detector.vision_encoder.backbone.state_dict()
+    state.update({f"vision_encoder.backbone.{k}": v for k, v in backbone.items()})
+    state.update({f"vision_encoder.neck.{k}": v for k, v in built.neck_state.items()})
+    tracker.load_state_dict(state)
+    return detector, tracker
+
+
+def reference(
+    built: sam3_files.TinySam3,
+    image: Any,
+    threshold: float,
+    iterations: int,
+    max_detections: int,
+    size: int,
+) -> tuple[Any, list[dict[str, float]]]:
+    """(union mask [H, W], boxes) for PROMPT on `image`, at `size` pixels."""
+    detector, tracker = reference_models(built, size)
+    _, _, height, width = image.shape
+    ids, attention = _tokens(PROMPT)
+    with torch.no_grad():
+        out = detector(
+            pixel_values=_pixels(image, size),
+            input_ids=ids,
+            attention_mask=attention,
+            input_boxes=torch.zeros(1, 1, 4),
+            input_boxes_labels=torch.full((1, 1), -10),
+        )
+    probs = out.pred_logits[0].sigmoid()
+    keep = probs > threshold
+    boxes_px = out.pred_boxes[0][keep] * torch.tensor([width, height, width, height])
+    kept = probs[keep]
+    masks = F.interpolate(out.pred_masks, size=(height, width), mode="bilinear")[0][keep]
+    order = kept.argsort(descending=True)[:max_detections]
+    boxes, objects = [], []
+    for index in order.tolist():
+        x1, y1, x2, y2 = boxes_px[index].tolist()
+        score = float(kept[index])
+        boxes.append({"x": x1, "y": y1, "width": x2 - x1, "height": y2 - y1, "score": score})
+        coarse = masks[index]
+        bw, bh = x2 - x1, y2 - y1
+        cx1, cy1 = max(0, int(x1 - bw * 0.1)), max(0, int(y1 - bh * 0.1))
+        cx2, cy2 = min(width, int(x2 + bw * 0.1)), min(height, int(y2 + bh * 0.1))
+        crop = _pixels(image[:, :, cy1:cy2, cx1:cx2], size)
+        logits = coarse[cy1:cy2, cx1:cx2][None, None]
+        for _ in range(iterations):
+            prompt = F.interpolate(logits, size=(size, size), mode="bilinear")
+            with torch.no_grad():
+                result = tracker(pixel_values=crop, input_masks=prompt, multimask_output=False)
+            low = result.pred_masks[:, 0]
+            present = result.object_score_logits[:, 0] > 0
+            low = torch.where(present[:, :, None, None], low, torch.full_like(low, -1024.0))
+            logits = F.interpolate(low, size=(size, size), mode="bilinear")
+        full = torch.zeros(1, height, width)
+        refined = F.interpolate(logits, size=(cy2 - cy1, cx2 - cx1), mode="bilinear")
+        full[:, cy1:cy2, cx1:cx2] = refined[0]
+        objects.append(((full > 0) | (coarse[None] > 0)).float())
+    union = torch.cat(objects).amax(0) if objects else torch.zeros(height, width)
+    return union, boxes
+
+
+def easel_handle(built: sam3_files.TinySam3, size: int) -> Any:
+    from safetensors.torch import load_file
+
+    from easel.models import sam3
+
+    detector, heads, neck, version = sam3.build(load_file(str(built.path)), built.path.name, size)
+    return sam3.Sam3Handle(built.path.name, detector, heads, neck, None, version, size)
+
+
+def easel_prompts(built: sam3_files.TinySam3, text: str) -> Any:
+    """sam3_text's prompts, from the handle's CLIP tower and the CLIP tokenizer ("!" pads)."""
+    from transformers import CLIPTokenizer
+
+    from easel.models import sam3, sam3_text
+    from easel.models.handles import ClipHandle, TextEncoderPart
+
+    tokenizer = CLIPTokenizer.from_pretrained(str(SHARED_CLIP), pad_token="!")
+    part = TextEncoderPart("l", tokenizer, built.detector.text_encoder, kind="sam3")
+    clip = ClipHandle("tiny", (part,), None, family=sam3.SAM3_TEXT)
+    return sam3_text.encode_prompts(clip, {"l": text}).conditioning["sam3_prompts"]
+
+
+def check_detection(built: sam3_files.TinySam3, size: int) -> None:
+    from easel.models import sam3_detect
+
+    generator = torch.Generator().manual_seed(1)
+    image = torch.rand(1, 3, 40, 56, generator=generator)
+    theirs, their_boxes = reference(built, image, 0.0, 2, 2, size)
+    handle = easel_handle(built, size)
+    prompts = easel_prompts(built, f"{PROMPT}:2")
+    masks, boxes = sam3_detect.detect(handle, image, prompts, threshold=0.0, refine_iterations=2)
+    assert masks.shape == (1, 40, 56)
+    assert len(boxes[0]) == len(their_boxes) == 2
+    for ours, ref in zip(boxes[0], their_boxes, strict=True):
+        assert max(abs(ours[k] - ref[k]) for k in ours) <= TOLERANCE
+    assert 0 < float(theirs.mean()) < 1  # something found, not everything
+    assert torch.equal(masks[0], theirs)
+
+
+def test_detection_and_refinement_equal_transformers_models_run_directly(
+    sam3_built: sam3_files.TinySam3,
+) -> None:
+    check_detection(sam3_built, SIZE)
+
+
+@pytest.mark.slow
+def test_detection_with_attention_windows_and_on_a_sam31_file(
+    sam3_built: sam3_files.TinySam3, sam31_built: sam3_files.TinySam3
+) -> None:
+    check_detection(sam3_built, WINDOWED)
+    check_detection(sam31_built, SIZE)
+
+
+@pytest.mark.slow
+def test_refined_logits_equal_the_tracker_models_forward(sam3_built: sam3_files.TinySam3) -> None:
+    """The SAM heads on the shared ViT give the complete Sam3TrackerModel's logits."""
+    from easel.models import sam3_detect
+
+    generator = torch.Generator().manual_seed(2)
+    crop = torch.rand(1, 3, 30, 20, generator=generator)
+    coarse = torch.randn(1, 1, 30, 20, generator=generator)
+    _, tracker = reference_models(sam3_built, SIZE)
+    handle = easel_handle(sam3_built, SIZE)
+    prompt = F.interpolate(coarse, size=(SIZE, SIZE), mode="bilinear")
+    with torch.no_grad():
+        pixels = _pixels(crop, SIZE)
+        result = tracker(pixel_values=pixels, input_masks=prompt, multimask_output=False)
+    features = sam3_detect.tracker_features(handle, sam3_detect.preprocess(crop, SIZE))
+    ours = sam3_detect.segment(handle, features, prompt)
+    low = result.pred_masks[:, 0]
+    present = result.object_score_logits[:, 0] > 0
+    low = torch.where(present[:, :, None, None], low, torch.full_like(low, -1024.0))
+    theirs = F.interpolate(low, size=(SIZE, SIZE), mode="bilinear")
+    assert float((ours - theirs).abs().max()) <= TOLERANCE
+
+
+def test_the_padding_box_leaves_only_the_geometry_cls_token(
+    sam3_built: sam3_files.TinySam3,
+) -> None:
+    """Meta's SAM 3 runs its geometry encoder on an empty prompt: the result is the CLS token.
+    A padding box (label -10) gives the same token, masked padding beside it."""
+    detector = sam3_built.detector
+    generator = torch.Generator().manual_seed(3)
+    feats = (torch.randn(1, sam3_files.D_MODEL, 6, 6, generator=generator),)
+    pos = (torch.randn(1, sam3_files.D_MODEL, 6, 6, generator=generator),)
+    with torch.no_grad():
+        empty = detector.geometry_encoder(
+            box_embeddings=torch.zeros(1, 0, 4),
+            box_mask=torch.zeros(1, 0, dtype=torch.bool),
+            box_labels=torch.zeros(1, 0, dtype=torch.long),
+            img_feats=feats,
+            img_pos_embeds=pos,
+        )
+        padded = detector.geometry_encoder(
+            box_embeddings=torch.zeros(1, 1, 4),
+            box_mask=torch.zeros(1, 1, dtype=torch.bool),
+            box_labels=torch.zeros(1, 1, dtype=torch.long),
+            img_feats=feats,
+            img_pos_embeds=pos,
+        )
+    assert empty.last_hidden_state.shape[1] == 1
+    valid = padded.attention_mask[0].bool()
+    assert int(valid.sum()) == 1
+    difference = padded.last_hidden_state[0][valid] - empty.last_hidden_state[0]
+    assert float(difference.abs().max()) <= TOLERANCE
+
+
+def test_prompt_syntax_splits_commas_and_counts(sam3_built: sam3_files.TinySam3) -> None:
+    from easel.models.sam3_text import parse_prompts
+
+    assert parse_prompts("(guitar), eye:2, window panels : 4") == [
+        ("guitar", 1), ("eye", 2), ("window panels", 4)
+    ]
+    prompts = easel_prompts(sam3_built, "guitar, eye:2")
+    assert [p[2] for p in prompts] == [1, 2]
+    ids, attention = _tokens("eye")
+    with torch.no_grad():
+        theirs = sam3_built.detector.text_encoder(input_ids=ids, attention_mask=attention)
+    assert torch.equal(prompts[1][1], attention)
+    assert float((prompts[1][0] - theirs.last_hidden_state).abs().max()) <= TOLERANCE
+
+
+# -- the ComfyUI template -------------------------------------------------------------------
+TEMPLATE = "utility_image_segment_sam3"
+TEMPLATE_FILE = "sam3.1_multiplex_fp16.safetensors"
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("comfyui_workflow_templates_json") is None,
+    reason="the templates corpus is in the dev extra (in CI)",
+)
+def test_sam3_template_runs_end_to_end_on_a_tiny_sam31_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ComfyUI's image segmentation template, as shipped: CheckpointLoaderSimple on the SAM 3.1
+    file it names (a tiny one), SAM3_Detect at 1008 pixels with two refinements, InvertMask,
+    JoinImageWithAlpha, the previews."""
+    from PIL import Image as PILImage
+
+    from easel.comfy.convert import to_easel
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+    from easel.workflow_edit import set_input
+    from tests.families.workflows import only, template
+
+    sam3_files.build(tmp_path, TEMPLATE_FILE, sam31=True)
+    write_comfy_tokenizer(tmp_path / "ComfyUI")
+    roots = [tmp_path / "models", tmp_path / "ComfyUI"]
+    monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
+    generator = torch.Generator().manual_seed(4)
+    pixels = (torch.rand(48, 64, 3, generator=generator) * 255).to(torch.uint8)
+    PILImage.fromarray(pixels.numpy(), "RGB").save(tmp_path / "input.png")
+    workflow = to_easel(template(TEMPLATE))
+    nodes = workflow["nodes"]
+    set_input(workflow, f"{only(nodes, 'LoadImage')}.image", str(tmp_path / "input.png"))
+    manager = ModelManager(roots, device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    result = executor.run(workflow, output_dir=tmp_path / "out", keep_values=True)
+    assert result.ok, result.failures
+    detect = result.values[only(nodes, "SAM3Detect")]
+    mask = detect["masks"]
+    assert mask.shape == (1, 48, 64)
+    assert set(torch.unique(mask).tolist()) <= {0.0, 1.0}
+    assert isinstance(detect["bboxes"], list) and len(detect["bboxes"]) == 1
+    joined = result.values[only(nodes, "JoinImageWithAlpha")]["image"]
+    assert joined.shape == (1, 4, 48, 64)
+    assert torch.equal(joined[0, 3], mask[0])  # alpha = 1 - inverted mask
+    assert result.ui  # the previews wrote their images
