@@ -58,6 +58,7 @@ DIFFUSION_MODELS: tuple[str, ...] = (
 )
 # SD3 first: its diffusers folders also have the transformer/ and text_encoder_2/ of Flux's
 CHECKPOINTS: tuple[str, ...] = (
+    "easel.models.hunyuan15_loading",  # before Flux: its folders have text_encoder_2/ too
     "easel.models.hidream_loading",  # before Flux: its folders also have text_encoder_2/
     "easel.models.kandinsky5_loading",  # before Flux: its folders have text_encoder_2/ too
     "easel.models.chroma_loading",
@@ -72,7 +73,6 @@ CHECKPOINTS: tuple[str, ...] = (
     "easel.models.ovis_loading",
     "easel.models.ernie_loading",
     "easel.models.flux3_loading",
-    "easel.models.hunyuan15_loading",
     "easel.models.wan_loading",
     "easel.models.sam3",  # SAM 3 segmentation: CheckpointLoader gives its MODEL and CLIP
 )

@@ -11,6 +11,7 @@ Easel samples with the template's custom-sampling nodes."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -133,3 +134,38 @@ def test_more_than_one_frame_is_refused(run_hunyuan15: Any, length: int) -> None
     result = run_hunyuan15(nodes, ["lat"])
     assert result.status != "succeeded"
     assert "length must be 1" in str(result.failures)
+
+
+@pytest.mark.slow
+def test_diffusers_folder_gives_the_pipeline_image(
+    hunyuan15_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A saved HunyuanVideo15Pipeline folder loads with CheckpointLoader (Qwen2.5-VL's language
+    model, byT5, the VAE) and gives its image."""
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+
+    hunyuan15_models.pipe.save_pretrained(str(tmp_path / "hunyuan15"), safe_serialization=True)
+    monkeypatch.setenv("EASEL_MODELS_DIR", str(tmp_path))
+    manager = ModelManager([tmp_path], device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    split = split_workflow()
+    nodes = custom_sampling(
+        {
+            "ckpt": {"type": "CheckpointLoader", "inputs": {"name": "hunyuan15"}},
+            "pos": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": PROMPT}},
+            "neg": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": NEGATIVE}},
+            "lat": split["lat"],
+        },
+        cfg=6.0,
+    )
+    for name in ("guider", "sigmas"):
+        nodes[name]["inputs"]["model"] = ["ckpt", "model"]
+    nodes["dec"]["inputs"]["vae"] = ["ckpt", "vae"]
+    workflow = {"format": "easel.workflow", "version": 1, "nodes": nodes}
+    ours = image_of(executor.run(workflow, targets=["dec"], keep_values=True))
+    theirs = reference(
+        hunyuan15_models.pipe, prompt=PROMPT, negative_prompt=NEGATIVE, num_inference_steps=3
+    )
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
