@@ -102,13 +102,25 @@ class QwenVae(_module_base()):  # type: ignore[misc]
     def decode(self, latents: Any, return_dict: bool = True, **_: Any) -> Any:
         """Normalised latents [B, 16, h, w] -> images [B, 3, 8h, 8w] in [-1, 1] (RGBA, 4
         channels, from Qwen-Image-Layered's VAE). A 5-D latent [B, 16, F, h, w] decodes frame
-        by frame into B * F images, batch-major (as ComfyUI's VAEDecode gives a video's)."""
+        by frame into B * F images, batch-major (as ComfyUI's VAEDecode gives a video's); with
+        F > 1 on the Wan 2.1 VAE (3 channels) as one video, its causal decoder making
+        1 + 4 (F - 1) frames (Wan 2.1 / ChronoEdit latents, as ComfyUI decodes them)."""
+        if latents.dim() == 5 and latents.shape[2] > 1 and self._is_video_vae():
+            mean, std = self._stats(latents)
+            raw = latents * std.unsqueeze(2) + mean.unsqueeze(2)
+            video = self.vae.decode(raw, return_dict=False)[0]  # [B, 3, frames, H, W]
+            image = video.movedim(2, 1).reshape(-1, *video.shape[1:2], *video.shape[3:])
+            return (image,) if not return_dict else _Decoded(image)
         if latents.dim() == 5:
             latents = latents.movedim(2, 1).reshape(-1, *latents.shape[1:2], *latents.shape[3:])
         mean, std = self._stats(latents)
         raw = (latents * std + mean).unsqueeze(2)
         image = self.vae.decode(raw, return_dict=False)[0][:, :, 0]
         return (image,) if not return_dict else _Decoded(image)
+
+    def _is_video_vae(self) -> bool:
+        """The Wan 2.1 VAE (RGB; Qwen-Image-Layered's RGBA one decodes layers, not frames)."""
+        return int(getattr(self.vae.config, "input_channels", 3)) == 3
 
     def forward(self, images: Any) -> Any:
         return self.decode(self.encode(images).latent_dist.mode(), return_dict=False)[0]

@@ -1,0 +1,163 @@
+"""ChronoEdit (a Wan 2.1 image-to-video transformer) from ComfyUI's split files (the transformer
+in the original Wan layout, UMT5, the Wan 2.1 VAE, a CLIP vision tower) through Easel's nodes in
+the shape of ComfyUI's image_chrono_edit_14B template (CLIPVisionEncode, WanImageToVideo of 5
+frames, ModelSamplingSD3, ScaleROPE with scale_t 7, KSampler, VAEDecode, ImageFromBatch of the
+last frame) gives diffusers' ChronoEditPipeline image with temporal reasoning off (CPU fp32,
+tiny random weights, max abs pixel difference 1e-3).
+
+Fitted to the tiny models: the pipeline is handed Easel's noise; both sample with flow Euler at
+shift 5 (the template's uni_pc has no FlowMatch twin in diffusers with the same steps)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.families.workflows import as_tensor, image_of
+from tests.fixtures import wan_family
+
+wan_models = wan_family.wan_models
+wan_manager = wan_family.wan_manager
+run_wan = wan_family.run_wan
+SIZE = wan_family.SIZE
+
+TOLERANCE = 1e-3
+PROMPT = "make the circle red"
+NEGATIVE = "blurry"
+LENGTH = 5  # ChronoEdit without temporal reasoning: the input and the edit, 5 frames
+STEPS = 3
+CFG = 4.0
+
+
+@pytest.fixture(scope="module")
+def picture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from PIL import Image
+
+    generator = torch.Generator().manual_seed(11)
+    pixels = (torch.rand(SIZE, SIZE, 3, generator=generator) * 255).to(torch.uint8).numpy()
+    path = tmp_path_factory.mktemp("wan-input") / "input.png"
+    Image.fromarray(pixels, "RGB").save(path)
+    return path
+
+
+def workflow(picture: Path, *, scale_t: float = 7.0) -> dict[str, Any]:
+    """The template's graph at the test's size: UNETLoader, CLIPLoader type wan, VAELoader,
+    CLIPVisionLoader, LoadImage, CLIPVisionEncode (crop none), CLIPTextEncode x2,
+    WanImageToVideo, ModelSamplingSD3, ScaleROPE, KSampler, VAEDecode, ImageFromBatch."""
+    names = {kind: Path(name).name for kind, name in wan_family.FILES.items()}
+    return {
+        "unet": {
+            "type": "DiffusionModelLoader",
+            "inputs": {"name": names["transformer"], "weight_dtype": "default"},
+        },
+        "clip": {
+            "type": "TextEncoderLoader",
+            "inputs": {"name": names["text_encoder"], "type": "wan"},
+        },
+        "vae": {"type": "VAELoader", "inputs": {"name": names["vae"]}},
+        "cv": {"type": "CLIPVisionLoader", "inputs": {"name": names["clip_vision"]}},
+        "img": {"type": "LoadImage", "inputs": {"image": str(picture)}},
+        "cve": {
+            "type": "CLIPVisionEncode",
+            "inputs": {
+                "clip_vision": ["cv", "clip_vision"],
+                "image": ["img", "image"],
+                "crop": "none",
+            },
+        },
+        "pos": {"type": "TextEncode", "inputs": {"clip": ["clip", "clip"], "text": PROMPT}},
+        "neg": {"type": "TextEncode", "inputs": {"clip": ["clip", "clip"], "text": NEGATIVE}},
+        "i2v": {
+            "type": "WanImageToVideo",
+            "inputs": {
+                "positive": ["pos", "conditioning"],
+                "negative": ["neg", "conditioning"],
+                "vae": ["vae", "vae"],
+                "width": SIZE,
+                "height": SIZE,
+                "length": LENGTH,
+                "batch_size": 1,
+                "clip_vision_output": ["cve", "clip_vision_output"],
+                "start_image": ["img", "image"],
+            },
+        },
+        "shift": {"type": "ModelSamplingSD3", "inputs": {"model": ["unet", "model"], "shift": 5.0}},
+        "rope": {
+            "type": "ScaleROPE",
+            "inputs": {"model": ["shift", "model"], "scale_t": scale_t},
+        },
+        "k": {
+            "type": "KSampler",
+            "inputs": {
+                "model": ["rope", "model"],
+                "positive": ["i2v", "positive"],
+                "negative": ["i2v", "negative"],
+                "latent": ["i2v", "latent"],
+                "seed": 42,
+                "steps": STEPS,
+                "cfg": CFG,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+            },
+        },
+        "dec": {"type": "VAEDecode", "inputs": {"vae": ["vae", "vae"], "latent": ["k", "latent"]}},
+        "last": {
+            "type": "ImageFromBatch",
+            "inputs": {"image": ["dec", "image"], "index": LENGTH - 1, "length": 1},
+        },
+    }
+
+
+def reference(pipe: Any, picture: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """ChronoEditPipeline's edited image (the last of its 5 frames) from Easel's noise. Its
+    prompt cleaning runs ftfy (not installed here), a no-op on the tests' plain ASCII prompts."""
+    from diffusers.pipelines.chronoedit import pipeline_chronoedit
+    from PIL import Image
+
+    monkeypatch.setattr(pipeline_chronoedit, "basic_clean", lambda text: text.strip())
+
+    pipe.set_progress_bar_config(disable=True)
+    frames = 1 + (LENGTH - 1) // 4
+    noise = torch.randn(
+        (1, 16, frames, SIZE // 8, SIZE // 8), generator=torch.Generator("cpu").manual_seed(42)
+    )
+    with torch.no_grad():
+        video = pipe(
+            image=Image.open(picture).convert("RGB"),
+            prompt=PROMPT,
+            negative_prompt=NEGATIVE,
+            height=SIZE,
+            width=SIZE,
+            num_inference_steps=STEPS,
+            guidance_scale=CFG,
+            latents=noise,
+            enable_temporal_reasoning=False,
+            output_type="np",
+        ).frames
+    return as_tensor(video[0][-1:])
+
+
+def test_chrono_edit_split_files_equal_chrono_edit_pipeline(
+    wan_models: Any, run_wan: Any, picture: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = run_wan(workflow(picture), ["last", "dec"])
+    ours = image_of(result, "last")
+    assert image_of(result, "dec").shape == (LENGTH, 3, SIZE, SIZE)  # the whole video decoded
+    theirs = reference(wan_models.pipe, picture, monkeypatch)
+    assert ours.shape == theirs.shape == (1, 3, SIZE, SIZE)
+    assert float(ours.std()) > 0.01
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+
+
+@pytest.mark.slow
+def test_without_scale_rope_the_frames_are_neighbours(
+    wan_models: Any, run_wan: Any, picture: Path
+) -> None:
+    """Without ScaleROPE's temporal spacing the model is plain Wan 2.1 image-to-video (frames
+    at rope positions 0 and 1): a different image from ChronoEdit's (positions 0 and 7)."""
+    spaced = image_of(run_wan(workflow(picture), ["last"]), "last")
+    plain = image_of(run_wan(workflow(picture, scale_t=1.0), ["last"]), "last")
+    assert (spaced - plain).abs().max().item() > 1e-3
