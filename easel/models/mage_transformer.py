@@ -12,8 +12,11 @@ comfy/ldm/mage_flow/model.py):
 - image positions (frame, row, column): the frame is the image's index (0 the image made,
   1..N the reference images, their tokens after the image's), rows and columns centred as
   [-ceil(n/2), floor(n/2));
-- the timestep frequency table is rounded to the model's dtype before use (Mage runs in bf16;
-  in float32 the table is diffusers' own).
+- the timestep frequency table and the noise level are rounded to bf16 before use, whatever
+  the model's dtype (`timestep_dtype`): Mage was trained in bf16 and ComfyUI's Mage-Flow
+  model keeps that rounding (its model_base casts the timestep to bf16; an earlier version of
+  its model.py rounded to the model's dtype instead). The products are float32; with
+  `timestep_dtype` "float32" the table is diffusers' own.
 """
 
 from __future__ import annotations
@@ -49,12 +52,13 @@ class MageTimestepEmbedding(nn.Module):
     """`timestep_embedder` (diffusers' TimestepEmbedding: linear, SiLU, linear) over Mage's
     frequency table; named as Qwen-Image's `time_text_embed`."""
 
-    def __init__(self, embedding_dim: int) -> None:
+    def __init__(self, embedding_dim: int, rounding: torch.dtype = torch.bfloat16) -> None:
         super().__init__()
         self.timestep_embedder = TimestepEmbedding(FREQUENCIES, embedding_dim)
+        self.rounding = rounding
 
     def forward(self, sigma: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        return self.timestep_embedder(timestep_frequencies(sigma, dtype).to(dtype))
+        return self.timestep_embedder(timestep_frequencies(sigma, self.rounding).to(dtype))
 
 
 def axis_positions(size: int) -> torch.Tensor:
@@ -103,6 +107,7 @@ class MageFlowTransformer2DModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
         joint_attention_dim: int = 2560,
         axes_dims_rope: tuple[int, int, int] = (16, 56, 56),
         rope_theta: int = 10000,
+        timestep_dtype: str = "bfloat16",
     ) -> None:
         super().__init__()
         inner = num_attention_heads * attention_head_dim
@@ -110,7 +115,10 @@ class MageFlowTransformer2DModel(ModelMixin, ConfigMixin):  # type: ignore[misc]
             raise ValueError(
                 f"rope axes {axes_dims_rope} do not sum to the head {attention_head_dim}"
             )
-        self.time_text_embed = MageTimestepEmbedding(inner)
+        rounding = getattr(torch, timestep_dtype, None)
+        if not isinstance(rounding, torch.dtype) or not rounding.is_floating_point:
+            raise ValueError(f"timestep_dtype {timestep_dtype!r} is not a torch float dtype")
+        self.time_text_embed = MageTimestepEmbedding(inner, rounding)
         self.txt_norm = RMSNorm(joint_attention_dim, eps=1e-6)
         self.img_in = nn.Linear(in_channels, inner)
         self.txt_in = nn.Linear(joint_attention_dim, inner)

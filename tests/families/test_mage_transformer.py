@@ -1,8 +1,9 @@
 """Mage-Flow's transformer. No library has Mage-Flow, so there is no pipeline to compare with:
 
-- with its RoPE given to both, Easel's MageFlowTransformer2DModel equals diffusers'
-  QwenImageTransformer2DModel (patch size 1, the same weights and tokens): the blocks, the
-  input and output layers and the timestep embedding (in float32) are diffusers' own;
+- with its RoPE and its (bf16-rounded) timestep frequency table given to both, Easel's
+  MageFlowTransformer2DModel equals diffusers' QwenImageTransformer2DModel (patch size 1, the
+  same weights and tokens): the blocks, the input and output layers and the timestep MLP are
+  diffusers' own;
 - the RoPE positions and rotations, and the timestep embedding with its table rounded to
   bf16, equal direct computations of Mage's formulas.
 """
@@ -28,6 +29,15 @@ def model() -> Any:
     return mage_family.transformer()
 
 
+class MageTable(torch.nn.Module):
+    """Stands in for diffusers' sinusoidal timestep projection: Mage's rounded table."""
+
+    def forward(self, sigma: torch.Tensor) -> torch.Tensor:
+        from easel.models.mage_transformer import timestep_frequencies
+
+        return timestep_frequencies(sigma, torch.bfloat16)
+
+
 class FixedRope(torch.nn.Module):
     """Stands in for diffusers' QwenEmbedRope: returns the given rotations."""
 
@@ -39,7 +49,9 @@ class FixedRope(torch.nn.Module):
         return self.rotary
 
 
-def test_transformer_equals_diffusers_qwen_image_with_the_same_rope(model: Any) -> None:
+def test_transformer_equals_diffusers_qwen_image_with_the_same_rope_and_table(
+    model: Any,
+) -> None:
     from diffusers import QwenImageTransformer2DModel
 
     config = model.config
@@ -64,6 +76,7 @@ def test_transformer_equals_diffusers_qwen_image_with_the_same_rope(model: Any) 
     with torch.no_grad():
         ours = model(latents, text, sigma, [reference])
         qwen.pos_embed = FixedRope(model.rope([SIZE, REFERENCE], text.shape[1], "cpu"))
+        qwen.time_text_embed.time_proj = MageTable()
         tokens = torch.cat(
             [latents.flatten(2).transpose(1, 2), reference.flatten(2).transpose(1, 2)], dim=1
         )
