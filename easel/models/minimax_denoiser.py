@@ -17,7 +17,9 @@ sequence `[text | audio | video]` built by the pipeline's own layout helpers
   sampler; with euler both are the pipeline's steps.
 - With classifier-free guidance the audio follows the conditional prediction (MiniMax H3 is
   guidance-distilled: BasicGuider / cfg 1 makes one call per step, as the pipeline).
-- Width and height must be multiples of 32 (2x2 patches of 16-pixel latents).
+- A latent of odd width or height (an image a multiple of 16 pixels but not of 32) is padded
+  to whole 2x2 patches, circularly, and the prediction cropped back, as ComfyUI's MiniMax H3
+  model pads (`pad_to_patch_size`); the pipeline itself takes multiples of 32 only.
 """
 
 from __future__ import annotations
@@ -105,6 +107,18 @@ def unpatchify(rows: Any, channels: int, height: int, width: int) -> Any:
     return x.permute(0, 3, 1, 4, 2, 5).reshape(batch, channels, height, width)
 
 
+def pad_to_patches(latents: Any) -> Any:
+    """[B, C, h, w] padded at the bottom and right to even h and w, circularly (ComfyUI's
+    `pad_to_patch_size`)."""
+    import torch
+
+    p = minimax_h3.PATCH
+    pad_h, pad_w = (-latents.shape[-2]) % p, (-latents.shape[-1]) % p
+    if not pad_h and not pad_w:
+        return latents
+    return torch.nn.functional.pad(latents, (0, pad_w, 0, pad_h), mode="circular")
+
+
 def audio_noise(first_input: Any, rows: int, channels: int) -> Any:
     """The audio stream's starting noise [B, rows, channels]: Gaussian from a CPU generator
     seeded by the bytes of the loop's first input (so one seed gives one image)."""
@@ -184,12 +198,9 @@ class MiniMaxH3Network:
         import torch
 
         assert cond.added is not None
-        _, channels, height, width = x.shape
-        if height % minimax_h3.PATCH or width % minimax_h3.PATCH:
-            raise ValueError(
-                f"MiniMax H3 packs 2x2 patches of its 16-pixel latents: width and height must "
-                f"be multiples of 32 (the latent is {width}x{height})"
-            )
+        _, channels, rows, columns = x.shape
+        x = pad_to_patches(x)
+        height, width = x.shape[-2:]
         sigma = float(t.float().reshape(-1)[0]) / 1000.0
         sigma_audio = minimax_h3.time_shift_sigma(
             sigma, minimax_h3.VIDEO_SHIFT, minimax_h3.AUDIO_SHIFT
@@ -217,4 +228,5 @@ class MiniMaxH3Network:
         )
         if not cond.added.get("negative"):
             self.pending = (self.step, sigma_audio, -audio_out.float())
-        return -unpatchify(video_out, channels, height, width).to(x.dtype)
+        velocity = -unpatchify(video_out, channels, height, width).to(x.dtype)
+        return velocity[:, :, :rows, :columns]

@@ -39,7 +39,9 @@ def video_sigmas(points: int) -> Any:
     return scheduler.sigmas
 
 
-def workflow(transformer: str, sigmas: Any, lora: float | None = None) -> dict[str, Any]:
+def workflow(
+    transformer: str, sigmas: Any, lora: float | None = None, size: tuple[int, int] = (SIZE, SIZE)
+) -> dict[str, Any]:
     levels = ", ".join(repr(float(v)) for v in sigmas)
     model: list[Any] = ["unet", "model"]
     nodes: dict[str, Any] = {
@@ -50,7 +52,7 @@ def workflow(transformer: str, sigmas: Any, lora: float | None = None) -> dict[s
         },
         "vae": {"type": "VAELoader", "inputs": {"name": FILES["vae"]}},
         "pos": {"type": "TextEncode", "inputs": {"clip": ["clip", "clip"], "text": PROMPT}},
-        "lat": {"type": "EmptyLatent", "inputs": {"width": SIZE, "height": SIZE}},
+        "lat": {"type": "EmptyLatent", "inputs": {"width": size[0], "height": size[1]}},
         "noise": {"type": "RandomNoise", "inputs": {"noise_seed": SEED}},
         "sampler": {"type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
         "sigmas": {"type": "ManualSigmas", "inputs": {"sigmas": levels}},
@@ -261,3 +263,15 @@ def test_awq_text_encoder_is_refused_naming_the_file(tmp_path: Any, monkeypatch:
     message = str(result.failures)
     assert name in message and "AWQ" in message and "int8_convrot" in message
     assert os.environ["EASEL_MODELS_DIR"]
+
+
+@pytest.mark.slow
+def test_odd_latent_sizes_are_padded_to_whole_patches(run_minimax: Any) -> None:
+    """80 x 48 pixels: a 5 x 3 latent, padded to 2x2 patches as ComfyUI pads it and cropped
+    back (the pipeline takes multiples of 32 only: no reference)."""
+    nodes = workflow(FILES["transformer"], video_sigmas(STEPS), size=(80, 48))
+    result = run_minimax(nodes, ["dec"])
+    assert result.ok, result.failures
+    image = result.values["dec"]["image"]
+    assert image.shape == (1, 3, 48, 80)
+    assert bool(torch.isfinite(image).all()) and float(image.std()) > 0.01
