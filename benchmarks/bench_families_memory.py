@@ -87,11 +87,22 @@ elif family == "ovis-image":
 elif family == "kandinsky5-image":
     from tests.families.test_kandinsky5_parity import split_workflow
     nodes = split_workflow(steps=4)
+elif family == "hunyuan-video-1.5":  # Capybara's shape: one frame, cfg 6 with a negative
+    from tests.families.test_hunyuan15_parity import split_workflow
+    from tests.families.workflows import custom_sampling
+    nodes = custom_sampling(split_workflow(), cfg=6.0, steps=4)
 elif family == "joyimage-edit":  # with a 64x64 reference image
     from PIL import Image
     from tests.families.test_joyimage_parity import workflow
     picture = os.path.join(root, "input.png")
     Image.new("RGB", (64, 64), (120, 30, 200)).save(picture)
+    nodes = workflow(__import__("pathlib").Path(picture), steps=4)
+elif family == "chrono-edit":  # a 32x32 image edited as the last of 5 frames (Wan 2.1)
+    from PIL import Image
+    from tests.families.test_wan_parity import workflow
+    picture = os.path.join(root, "input.png")
+    Image.new("RGB", (32, 32), (120, 30, 200)).save(picture)
+    os.environ["EASEL_UMT5_TOKENIZER"] = os.path.join(root, "umt5_tokenizer")
     nodes = workflow(__import__("pathlib").Path(picture), steps=4)
 elif family == "qwen-image-layered":  # a 64x64 image into 2 layers, true CFG
     from tests.families.test_qwen_layered_parity import layered_workflow
@@ -108,8 +119,14 @@ elif family == "ideogram4":
 elif family == "fibo2":
     from tests.families.test_fibo2_parity import workflow
     nodes = workflow(steps=4)
+elif family == "minimax-h3":  # one latent frame, euler on the video scheduler's 4 steps
+    from tests.families.test_minimax_parity import FILES, video_sigmas, workflow
+    nodes = workflow(FILES["transformer"], video_sigmas(5))
 elif family == "mage-flow":
     from tests.fixtures.mage_family import workflow
+    nodes = workflow(steps=4)
+elif family == "omnigen2":
+    from tests.fixtures.omnigen2_family import workflow
     nodes = workflow(steps=4)
 elif family == "anima":  # cfg 4 with a negative, as its templates
     from tests.families.test_anima_parity import split_workflow
@@ -228,10 +245,20 @@ def build(families: list[str], root: Path) -> None:
 
             kandinsky5_family.build(root)
             continue
+        if family == "hunyuan-video-1.5":  # its files, and the Qwen2 tokenizer in the install
+            from tests.fixtures import hunyuan15_family
+
+            hunyuan15_family.build(root)
+            continue
         if family == "joyimage-edit":  # its files, and the Qwen2 tokenizer in the install
             from tests.fixtures import joyimage_family
 
             joyimage_family.build(root)
+            continue
+        if family == "chrono-edit":  # its files, the T5 tokenizer standing for UMT5's
+            from tests.fixtures import wan_family
+
+            wan_family.build(root)
             continue
         if family == "krea2":  # its files, and the Qwen2 tokenizer in the install
             from tests.fixtures import krea2_family
@@ -248,10 +275,20 @@ def build(families: list[str], root: Path) -> None:
 
             fibo2_family.build(root)
             continue
+        if family == "minimax-h3":  # its files, and the Qwen2 tokenizer in the install
+            from tests.fixtures import minimax_family
+
+            minimax_family.build(root)
+            continue
         if family == "mage-flow":  # its files (the Mage-VAE's too), the Qwen2 tokenizer
             from tests.fixtures import mage_family
 
             mage_family.build(root)
+            continue
+        if family == "omnigen2":  # its files, and the Qwen2 tokenizer in the install
+            from tests.fixtures import omnigen2_family
+
+            omnigen2_family.build(root)
             continue
         if family == "anima":  # its files, the Qwen2 and T5 tokenizers in the install
             from tests.fixtures import anima_family

@@ -207,6 +207,7 @@ def test_turbo_lora_in_comfyui_keys_reaches_the_dit(minimax_models: Any, run_min
     assert diff <= TOLERANCE
 
 
+@pytest.mark.slow
 def test_vae_encode_gives_the_vaes_normalised_latent(minimax_models: Any) -> None:
     """The VAE file's wrapper encodes as VAEEncode calls it ([-1, 1] in): the posterior mean of
     the one frame (the VAE's own encode, ImageNet-normalised pixels in), normalised with the
