@@ -81,6 +81,11 @@ class AnimaNetwork:
                 target_attention_mask=None,  # one prompt: every T5 id is a token
                 source_attention_mask=source_mask,
             )
+        weights = cond.get("t5_weights")
+        if weights is not None:  # ComfyUI's t5xxl_weights: per T5 token, before the padding
+            count = weights.shape[1]
+            scale = weights.to(device=context.device, dtype=context.dtype)[..., None]
+            context = torch.cat([context[:, :count] * scale, context[:, count:]], dim=1)
         return Cond(to_batch(context, batch, device, dtype), None, None)
 
     def stack(self, a: Cond, b: Cond) -> Cond | None:

@@ -192,3 +192,40 @@ def test_a_comfyui_lora_equals_the_pipeline_with_it_loaded(
     error = (ours - theirs).abs().max().item()
     assert error <= TOLERANCE
     assert (ours - plain).abs().max().item() > max(100 * error, 1e-3)
+
+
+@pytest.mark.slow
+def test_prompt_weights_scale_the_adapters_t5_tokens(anima_models: Any, run_anima: Any) -> None:
+    """ComfyUI's syntax as ComfyUI reads it for Anima: the Qwen3 sees the plain text, the
+    weights multiply the LLM adapter's output at the weighted piece's T5 tokens."""
+    from easel.models.anima_denoiser import AnimaNetwork
+    from easel.models.families.anima import ANIMA
+
+    nodes = split_workflow()
+    nodes["pos"]["inputs"]["text"] = "a red circle on a (blue square:1.5)"
+    nodes["neg"]["inputs"]["text"] = PROMPT
+    result = run_anima(nodes, ["pos", "neg"])
+    weighted = result.values["pos"]["conditioning"]
+    plain = result.values["neg"]["conditioning"]
+    assert torch.equal(weighted["embeds"], plain["embeds"])
+    t5 = anima_models.t5_tokenizer
+    weights = weighted["t5_weights"][0]
+    ids = weighted["t5_ids"][0].tolist()
+    square = t5("blue square", add_special_tokens=False)["input_ids"]
+    assert ids[-1 - len(square) : -1] == square and ids[-1] == t5.eos_token_id
+    assert weights.tolist() == [1.0] * (len(ids) - 1 - len(square)) + [1.5] * len(square) + [1.0]
+    transformer = anima_models.transformer
+    transformer.add_module("text_conditioner", anima_models.conditioner)
+    try:
+        network = AnimaNetwork(transformer, transformer, ANIMA)
+        ours = network.condition(weighted, 1, "cpu", torch.float32, pixel_size=(SIZE, SIZE))
+    finally:
+        del transformer.text_conditioner
+    with torch.no_grad():
+        adapter = anima_models.conditioner(
+            source_hidden_states=weighted["embeds"], target_input_ids=weighted["t5_ids"]
+        )
+    expected = adapter.clone()
+    expected[:, : len(ids)] *= weights[None, :, None]
+    assert ours.encoder_hidden_states.shape == (1, 512, anima_family.CONTEXT)
+    assert torch.allclose(ours.encoder_hidden_states, expected, atol=1e-6)
