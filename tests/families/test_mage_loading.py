@@ -63,3 +63,27 @@ def test_result_size_takes_the_first_image_per_axis_and_floors_to_16() -> None:
     assert result_size(200, 0, image) == (192, 96)
     assert result_size(0, 0, None) == (1024, 1024)
     assert result_size(8, 8, None) == (16, 16)
+
+
+def test_text_encode_mage_flow_edit_refuses_another_familys_clip_naming_it(
+    mage_models: Any, monkeypatch: Any
+) -> None:
+    """The same Qwen3-VL file loaded as Flux 3's text encoder (type flux3) is not a Mage-Flow
+    CLIP: the node says so, naming `clip`, before encoding anything."""
+    import os
+
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+
+    roots = [mage_models.root / "models", mage_models.root / "ComfyUI"]
+    monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
+    manager = ModelManager(roots, device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    nodes = mage_family.workflow()
+    nodes["clip"]["inputs"]["type"] = "flux3"
+    workflow = {"format": "easel.workflow", "version": 1, "nodes": nodes}
+    result = executor.run(workflow, targets=["text"], keep_values=True)
+    [failure] = result.failures
+    assert failure.node == "text" and failure.input == "clip", failure
+    assert "type mage" in failure.message and "Flux 3" in failure.message
