@@ -70,6 +70,11 @@ class CurveNormOut(nn.Module):
         )
 
 
+# The checkpoint's float32 island: the patch projections, the timestep MLP (its table in the
+# pruned form) and the output heads; the rest runs in the compute dtype.
+KEEP_FP32 = ("proj_in", "audio_proj_in", "time_embedder", "proj_out", "audio_proj_out")
+
+
 def _as_curve_form(model: Any, table: torch.Tensor) -> None:
     """Swap the timestep MLP and the AdaLN modules for the pruned form's (weights kept)."""
     model.time_proj = nn.Identity()
@@ -83,7 +88,9 @@ def _as_curve_form(model: Any, table: torch.Tensor) -> None:
 
 def build(state: Mapping[str, Any], dtype: Any) -> Any:
     """MiniMaxH3Transformer3DModel from ComfyUI-layout weights (keys without prefix), either
-    form. Built on the meta device, filled, its rotary buffer computed from the config."""
+    form. Built on the meta device, filled, its rotary buffer computed from the config; in a
+    half dtype the patch projections, the timestep MLP and the output heads stay float32, as
+    the released checkpoint keeps them."""
     from diffusers import MiniMaxH3Transformer3DModel
     from diffusers.loaders.single_file_utils import (
         convert_minimax_h3_transformer_checkpoint_to_diffusers,
@@ -116,4 +123,7 @@ def build(state: Mapping[str, Any], dtype: Any) -> Any:
     )
     if table is not None:
         _as_curve_form(model, table)
+    if dtype != torch.float32:  # the released mixed precision (diffusers' and ComfyUI's)
+        for name in KEEP_FP32:
+            getattr(model, name).float()
     return model.eval().requires_grad_(False)
