@@ -7,7 +7,7 @@ The encoder is transformers' UMT5EncoderModel (a relative attention bias in ever
 config read off the file's shapes. Its tokenizer, in this order:
 
 1. the SentencePiece model ComfyUI stores in the file (`spiece_model`), read by transformers'
-   T5Tokenizer when the `sentencepiece` package is installed;
+   T5Tokenizer when the `sentencepiece` and `protobuf` packages are installed;
 2. a tokenizer folder the user configured ($EASEL_UMT5_TOKENIZER);
 3. the `tokenizer/` of a diffusers Wan / ChronoEdit folder in the models roots;
 4. the Hugging Face cache (google/umt5-xxl, the Wan 2.1 and ChronoEdit diffusers repositories).
@@ -89,17 +89,22 @@ def build_umt5(state: Mapping[str, Any], prefix: str, dtype: Any) -> Any:
 # -- the tokenizer ------------------------------------------------------------------------------
 def _from_file(spiece: Any) -> Any | None:
     """transformers' T5Tokenizer over the file's SentencePiece model (None without the
-    sentencepiece package, which reads it)."""
+    sentencepiece and protobuf packages, through which transformers reads it)."""
     import importlib.util
 
-    if importlib.util.find_spec("sentencepiece") is None:
+    try:
+        missing = any(
+            importlib.util.find_spec(name) is None for name in ("sentencepiece", "google.protobuf")
+        )
+    except ModuleNotFoundError:  # no `google` package at all
+        missing = True
+    if missing:
         return None
     from transformers import T5Tokenizer
 
-    folder = Path(tempfile.mkdtemp(prefix="easel-umt5-"))
-    model_file = folder / "spiece.model"
-    model_file.write_bytes(bytes(spiece.cpu().numpy().tobytes()))
-    return T5Tokenizer(vocab_file=str(model_file), extra_ids=0, legacy=False)
+    with tempfile.TemporaryDirectory(prefix="easel-umt5-") as folder:
+        (Path(folder) / "spiece.model").write_bytes(bytes(spiece.cpu().numpy().tobytes()))
+        return T5Tokenizer.from_pretrained(folder, extra_ids=0, legacy=False)
 
 
 def _folders(roots: list[Path]) -> Iterator[tuple[str, Path]]:
@@ -131,7 +136,9 @@ def umt5_tokenizer(path: Path, spiece: Any, roots: list[Path], vocab_size: int) 
     looked = []
     if tokenizer is None:
         if spiece is not None:
-            looked.append("the file's SentencePiece model (needs: pip install sentencepiece)")
+            looked.append(
+                "the file's SentencePiece model (read with: pip install sentencepiece protobuf)"
+            )
         else:
             looked.append("the file (it holds no spiece_model)")
         from transformers import AutoTokenizer
@@ -146,7 +153,8 @@ def umt5_tokenizer(path: Path, spiece: Any, roots: list[Path], vocab_size: int) 
     if tokenizer is None:
         raise ModelError(
             f"{path.name}: no UMT5 tokenizer found. Looked in " + "; ".join(looked) + f". "
-            f"Install sentencepiece, or set ${ENV} to a folder with google/umt5-xxl's tokenizer"
+            f"Install sentencepiece and protobuf, or set ${ENV} to a folder with "
+            "google/umt5-xxl's tokenizer"
         )
     if len(tokenizer) > vocab_size:
         raise ModelError(

@@ -43,7 +43,7 @@ def picture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def workflow(picture: Path, *, scale_t: float = 7.0) -> dict[str, Any]:
+def workflow(picture: Path, *, scale_t: float = 7.0, steps: int = STEPS) -> dict[str, Any]:
     """The template's graph at the test's size: UNETLoader, CLIPLoader type wan, VAELoader,
     CLIPVisionLoader, LoadImage, CLIPVisionEncode (crop none), CLIPTextEncode x2,
     WanImageToVideo, ModelSamplingSD3, ScaleROPE, KSampler, VAEDecode, ImageFromBatch."""
@@ -97,7 +97,7 @@ def workflow(picture: Path, *, scale_t: float = 7.0) -> dict[str, Any]:
                 "negative": ["i2v", "negative"],
                 "latent": ["i2v", "latent"],
                 "seed": 42,
-                "steps": STEPS,
+                "steps": steps,
                 "cfg": CFG,
                 "sampler_name": "euler",
                 "scheduler": "normal",
@@ -161,3 +161,66 @@ def test_without_scale_rope_the_frames_are_neighbours(
     spaced = image_of(run_wan(workflow(picture), ["last"]), "last")
     plain = image_of(run_wan(workflow(picture, scale_t=1.0), ["last"]), "last")
     assert (spaced - plain).abs().max().item() > 1e-3
+
+
+@pytest.mark.slow
+def test_diffusers_folder_gives_the_pipeline_image(
+    wan_models: Any, picture: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A saved ChronoEditPipeline folder loads with CheckpointLoader (its transformer class,
+    UMT5 and tokenizer, the Wan VAE) and, with the CLIP vision file beside it, gives its
+    image."""
+    import shutil
+
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+
+    wan_models.pipe.save_pretrained(str(tmp_path / "chronoedit"), safe_serialization=True)
+    vision = wan_family.FILES["clip_vision"]
+    (tmp_path / vision).parent.mkdir(parents=True)
+    shutil.copyfile(wan_models.root / "models" / vision, tmp_path / vision)
+    monkeypatch.setenv("EASEL_MODELS_DIR", str(tmp_path))
+    manager = ModelManager([tmp_path], device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    nodes = workflow(picture)
+    for name in ("unet", "clip", "vae"):
+        del nodes[name]
+    nodes["ckpt"] = {"type": "CheckpointLoader", "inputs": {"name": "chronoedit"}}
+    nodes["pos"]["inputs"]["clip"] = nodes["neg"]["inputs"]["clip"] = ["ckpt", "clip"]
+    nodes["shift"]["inputs"]["model"] = ["ckpt", "model"]
+    for name in ("i2v", "dec"):
+        nodes[name]["inputs"]["vae"] = ["ckpt", "vae"]
+    result = executor.run(
+        {"format": "easel.workflow", "version": 1, "nodes": nodes},
+        targets=["last"],
+        keep_values=True,
+    )
+    ours = image_of(result, "last")
+    theirs = reference(wan_models.pipe, picture, monkeypatch)
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+
+
+def test_wan_text_encoder_refusals_name_the_file(
+    wan_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CLIPLoader type wan refuses a file that is not UMT5, and a UMT5 file whose tokenizer is
+    nowhere (no spiece_model read, no folder configured, an empty Hugging Face cache), naming
+    the file and where it looked."""
+    from easel.models import family_files
+    from easel.models.errors import ModelError
+    from easel.models.manager import ModelManager
+
+    models = wan_models.root / "models"
+    manager = ModelManager([models], device="cpu", dtype=torch.float32)
+    vae = models / wan_family.FILES["vae"]
+    with pytest.raises(ModelError, match=r"wan_2\.1_vae\.safetensors is not a UMT5 text encoder"):
+        family_files.load_clip("wan", "vae", [vae], manager)
+    monkeypatch.delenv("EASEL_UMT5_TOKENIZER", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    text = models / wan_family.FILES["text_encoder"]
+    with pytest.raises(ModelError) as failure:
+        family_files.load_clip("wan", "umt5", [text], manager)
+    message = str(failure.value)
+    assert text.name in message and "no UMT5 tokenizer" in message
+    assert "EASEL_UMT5_TOKENIZER" in message and "spiece_model" in message
