@@ -224,3 +224,37 @@ def test_wan_text_encoder_refusals_name_the_file(
     message = str(failure.value)
     assert text.name in message and "no UMT5 tokenizer" in message
     assert "EASEL_UMT5_TOKENIZER" in message and "spiece_model" in message
+
+
+@pytest.mark.slow
+def test_scaled_fp8_umt5_file_encodes_with_its_scaled_weights(
+    wan_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ComfyUI's umt5_xxl_fp8_e4m3fn_scaled layout (fp8 weights, `.scale_weight` per layer, a
+    `scaled_fp8` marker) encodes as the same encoder with its weights multiplied out."""
+    from safetensors.torch import load_file, save_file
+
+    from easel.models import family_files, wan_text
+    from easel.models.manager import ModelManager
+
+    monkeypatch.setenv("EASEL_UMT5_TOKENIZER", str(wan_models.tokenizer_folder))
+    state = load_file(str(wan_models.root / "models" / wan_family.FILES["text_encoder"]))
+    scaled, plain = {"scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn)}, {}
+    for key, value in state.items():
+        if key.endswith(".weight") and value.dim() == 2 and "relative_attention_bias" not in key:
+            scale = value.abs().max() / 448.0
+            stored = (value / scale).to(torch.float8_e4m3fn)
+            scaled[key], scaled[key[: -len("weight")] + "scale_weight"] = stored, scale.reshape(1)
+            plain[key] = stored.float() * scale
+        else:
+            scaled[key] = plain[key] = value
+    path = tmp_path / "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+    save_file(scaled, str(path))
+    save_file(plain, str(tmp_path / "umt5_plain.safetensors"))
+    manager = ModelManager([tmp_path], device="cpu", dtype=torch.float32)
+    encoded = [
+        wan_text.encode(family_files.load_clip("wan", name, [tmp_path / name], manager), PROMPT)[0]
+        for name in (path.name, "umt5_plain.safetensors")
+    ]
+    assert torch.equal(encoded[0]["embeds"], encoded[1]["embeds"])
+    assert float(encoded[0]["embeds"].abs().max()) > 0
