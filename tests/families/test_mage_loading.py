@@ -4,6 +4,7 @@ left out), and TextEncodeMageFlowEdit's result size."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import torch
@@ -87,3 +88,60 @@ def test_text_encode_mage_flow_edit_refuses_another_familys_clip_naming_it(
     [failure] = result.failures
     assert failure.node == "text" and failure.input == "clip", failure
     assert "type mage" in failure.message and "Flux 3" in failure.message
+
+
+def test_a_lora_in_comfyuis_layout_patches_the_transformer_through_the_node(
+    mage_models: Any, monkeypatch: Any
+) -> None:
+    """A LoRA on every block Linear (`diffusion_model.<layer>.lora_A/B`, read by Qwen-Image's
+    converters: the same layer names) through LoraLoaderModelOnly: the sampled latent equals
+    the same sampling with W + B A in place of every patched weight."""
+    import copy
+    import os
+
+    from safetensors.torch import save_file
+
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+
+    model = mage_models.transformer
+    generator = torch.Generator().manual_seed(4)
+    lora, patched = {}, copy.deepcopy(model)
+    for name, sub in patched.named_modules():
+        if isinstance(sub, torch.nn.Linear) and name.startswith("transformer_blocks."):
+            down = torch.randn(2, sub.in_features, generator=generator) * 0.2
+            up = torch.randn(sub.out_features, 2, generator=generator) * 0.2
+            lora[f"diffusion_model.{name}.lora_A.weight"] = down
+            lora[f"diffusion_model.{name}.lora_B.weight"] = up
+            with torch.no_grad():
+                sub.weight += up @ down
+    root = mage_models.root
+    (root / "models" / "loras").mkdir(exist_ok=True)
+    save_file(lora, str(root / "models" / "loras" / "mage_lora.safetensors"))
+    roots = [root / "models", root / "ComfyUI"]
+    monkeypatch.setenv("EASEL_MODELS_DIR", os.pathsep.join(str(r) for r in roots))
+    manager = ModelManager(roots, device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    nodes = mage_family.workflow(steps=2, cfg=1.0)
+    nodes["lora"] = {
+        "type": "LoraLoaderModelOnly",
+        "inputs": {"model": ["unet", "model"], "name": "mage_lora.safetensors"},
+    }
+    nodes["k"]["inputs"]["model"] = ["lora", "model"]
+    workflow = {"format": "easel.workflow", "version": 1, "nodes": nodes}
+    result = executor.run(workflow, targets=["k"], keep_values=True)
+    assert result.ok, result.failures
+    ours = result.values["k"]["latent"]["samples"]
+
+    embeds = result.values["text"]["positive"]["embeds"]
+    generator = torch.Generator("cpu").manual_seed(nodes["k"]["inputs"]["seed"])
+    x = torch.randn(ours.shape, generator=generator)
+    levels = [1.0, 6 * 0.5 / (1 + 5 * 0.5), 0.0]  # 2 steps, shift 6
+    with torch.no_grad():
+        for now, after in itertools.pairwise(levels):
+            x = x + (after - now) * patched(x, embeds, torch.tensor([now]))
+    assert (ours - x).abs().max().item() <= 1e-5 * x.abs().max().item()  # float rounding
+    with torch.no_grad():  # and the LoRA changed the result
+        plain = model(ours, embeds, torch.tensor([0.5]))
+        assert (patched(ours, embeds, torch.tensor([0.5])) - plain).abs().max().item() > 1e-2

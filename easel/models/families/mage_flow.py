@@ -91,7 +91,9 @@ MAGE_FLOW = MageFlowFamily(
     MAGE_LATENT,
     "flow",
     (QWEN3VL_4B,),
-    pipeline_class="",  # no library pipeline exists
+    # No library pipeline exists. LoRAs are read by Qwen-Image's pipeline: Mage-Flow's layers
+    # have Qwen-Image's names, so its LoRA key converters fit (easel.models.lora_flow).
+    pipeline_class="QwenImagePipeline",
     scheduler_config=SCHEDULER,
     network="mage_flow",
     patch=1,
