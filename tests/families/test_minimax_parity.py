@@ -276,3 +276,37 @@ def test_odd_latent_sizes_are_padded_to_whole_patches(run_minimax: Any) -> None:
     image = result.values["dec"]["image"]
     assert image.shape == (1, 3, 48, 80)
     assert bool(torch.isfinite(image).all()) and float(image.std()) > 0.01
+
+
+@pytest.mark.slow
+def test_text_encoder_cut_after_layer_50_encodes_as_the_full_one(
+    minimax_models: Any, tmp_path: Any
+) -> None:
+    """ComfyUI's MiniMax H3 text encoder files stop after decoder layer 50, without the final
+    norm: the same conditioning as the full model's."""
+    from safetensors.torch import load_file, save_file
+
+    from easel.models import minimax_loading, minimax_text
+    from easel.models.manager import ModelManager
+
+    models = minimax_models.root / "models"
+    full = load_file(str(models / "text_encoders" / FILES["text_encoder"]))
+    cut = {
+        k: v
+        for k, v in full.items()
+        if not k.startswith("model.layers.50.") and k != "model.norm.weight"
+    }
+    folder = tmp_path / "text_encoders"
+    folder.mkdir()
+    save_file(cut, str(folder / "qwen3vl_32b_minimax_h3_cut.safetensors"))
+    roots = [models, tmp_path, minimax_models.root / "ComfyUI"]
+    manager = ModelManager(roots, device="cpu", dtype=torch.float32)
+    encoded = []
+    paths = (
+        models / "text_encoders" / FILES["text_encoder"],
+        folder / "qwen3vl_32b_minimax_h3_cut.safetensors",
+    )
+    for path in paths:
+        clip = minimax_loading.minimax_clip("c", [path], manager)
+        encoded.append(minimax_text.encode_prompts(clip, {"qwen3vl": PROMPT}).conditioning)
+    assert torch.equal(encoded[0]["embeds"], encoded[1]["embeds"])
