@@ -181,3 +181,66 @@ def sd_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
     if len(paths) == 1 and is_qwen3_file(paths[0], manager):
         return anima_clip(name, paths, manager)
     return clip_l(name, paths, manager)
+
+
+# -- diffusers folders (family_files.CHECKPOINTS) ---------------------------------------------
+MODULAR_INDEX = "modular_model_index.json"
+
+
+def is_checkpoint(state: Mapping[str, Any]) -> bool:
+    """Anima comes as split files in ComfyUI: no single file is read as a whole checkpoint."""
+    return False
+
+
+def single_file_checkpoint(name: str, path: Path, manager: Any) -> Any:
+    raise ModelError(
+        f"{path.name}: Anima comes as split files: DiffusionModelLoader, TextEncoderLoader type "
+        "stable_diffusion and VAELoader"
+    )
+
+
+def _index(folder: Path) -> dict[str, Any]:
+    from easel.models import loading
+
+    for name in (MODULAR_INDEX, "model_index.json"):
+        if (folder / name).is_file():
+            return dict(loading.read_json(folder / name))
+    return {}
+
+
+def is_folder(folder: Path) -> bool:
+    """Whether a diffusers folder is Anima's (diffusers' AnimaModularPipeline, saved with its
+    modular_model_index.json: transformer/, text_conditioner/, text_encoder/, tokenizer/,
+    t5_tokenizer/, vae/, scheduler/)."""
+    return str(_index(folder).get("_class_name", "")).startswith("Anima")
+
+
+def folder_checkpoint(name: str, folder: Path, manager: Any) -> tuple[ModelHandle, ClipHandle, Any]:
+    """An Anima diffusers folder: the transformer carrying its text conditioner, the Qwen3 text
+    encoder with both tokenizers, the Qwen-Image VAE."""
+    from easel.models import loading
+    from easel.models.handles import VaeHandle
+    from easel.models.qwen_vae import QwenVae
+
+    def part(sub: str, library: str, cls: str) -> Any:
+        if not (folder / sub).is_dir():
+            raise ModelError(f"{folder.name} is an Anima folder without {sub}/")
+        return manager.module(folder / sub, library, cls)
+
+    transformer = part("transformer", "diffusers", "CosmosTransformer3DModel")
+    conditioner = part("text_conditioner", "diffusers", "AnimaTextConditioner")
+    if getattr(transformer, ADAPTER_ATTRIBUTE, None) is not conditioner:
+        transformer.add_module(ADAPTER_ATTRIBUTE, conditioner)
+    raw_vae = part("vae", "diffusers", "AutoencoderKLQwenImage")
+    vae = manager.load_module((str(folder.resolve()), "qwen-vae"), lambda: QwenVae(raw_vae))
+    text_encoder = part("text_encoder", "transformers", "Qwen3Model")
+    tokenizer = AnimaTokenizer(
+        part("tokenizer", "transformers", "Qwen2Tokenizer"),
+        part("t5_tokenizer", "transformers", "T5TokenizerFast"),
+    )
+    family = anima.ANIMA
+    scheduler = loading.scheduler_config(folder / "scheduler") or dict(family.scheduler_config)
+    vae_handle = VaeHandle(name, vae, manager)
+    model = family_handle(family, name, transformer, manager, vae_handle, scheduler)
+    clip_part = TextEncoderPart("qwen3", tokenizer, text_encoder, kind="qwen3")
+    return model, ClipHandle(name, (clip_part,), manager, family=family), vae_handle

@@ -73,6 +73,7 @@ CHECKPOINTS: tuple[str, ...] = (
     "easel.models.ovis_loading",
     "easel.models.ernie_loading",
     "easel.models.flux3_loading",
+    "easel.models.anima_loading",  # AnimaModularPipeline folders (modular_model_index.json)
     "easel.models.wan_loading",
     "easel.models.sam3",  # SAM 3 segmentation: CheckpointLoader gives its MODEL and CLIP
 )

@@ -229,3 +229,41 @@ def test_prompt_weights_scale_the_adapters_t5_tokens(anima_models: Any, run_anim
     expected[:, : len(ids)] *= weights[None, :, None]
     assert ours.encoder_hidden_states.shape == (1, 512, anima_family.CONTEXT)
     assert torch.allclose(ours.encoder_hidden_states, expected, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_diffusers_folder_gives_the_pipeline_image(
+    anima_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Anima modular pipeline saved as diffusers saves it (modular_model_index.json,
+    transformer/, text_conditioner/, text_encoder/, tokenizer/, t5_tokenizer/, vae/,
+    scheduler/), with a model_index.json of the same components beside it (Easel's model
+    discovery lists diffusers folders by that file), loads with CheckpointLoader and gives the
+    pipeline's image."""
+    import json
+
+    from easel.core.executor import Executor
+    from easel.core.plugins import load_plugins
+    from easel.models.manager import ModelManager
+
+    folder = tmp_path / "anima"
+    anima_family.pipeline(anima_models).save_pretrained(str(folder), overwrite_modular_index=True)
+    modular = json.loads((folder / "modular_model_index.json").read_text())
+    index = {k: v[:2] if isinstance(v, list) else v for k, v in modular.items()}
+    (folder / "model_index.json").write_text(json.dumps(index))
+    monkeypatch.setenv("EASEL_MODELS_DIR", str(tmp_path))
+    manager = ModelManager([tmp_path], device="cpu", dtype=torch.float32)
+    executor = Executor(load_plugins(entry_points=False), services={"models": manager})
+    split = split_workflow()
+    nodes = {
+        "ckpt": {"type": "CheckpointLoader", "inputs": {"name": "anima"}},
+        "pos": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": PROMPT}},
+        "neg": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": NEGATIVE}},
+        "lat": split["lat"],
+        "k": {"type": "KSampler", "inputs": {**split["k"]["inputs"], "model": ["ckpt", "model"]}},
+        "dec": {"type": "VAEDecode", "inputs": {"vae": ["ckpt", "vae"], "latent": ["k", "latent"]}},
+    }
+    workflow = {"format": "easel.workflow", "version": 1, "nodes": nodes}
+    ours = image_of(executor.run(workflow, targets=["dec"], keep_values=True))
+    theirs = reference(anima_models, prompt=PROMPT, negative_prompt=NEGATIVE)
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
