@@ -68,6 +68,41 @@ TOP = (
     ("final_layer.adaLN_modulation.1.", "norm_out.linear."),
 )
 FUSED = {"img_attn_qkv.": "attn.to_{}.", "txt_attn_qkv.": "attn.add_{}_proj."}
+# ComfyUI's own module names (its HunyuanVideo model, Flux's blocks), should a file hold them:
+# the reverse of the renames ComfyUI applies to Tencent's keys when it loads them
+COMFY_NAMES = (
+    ("_mod.lin.", "_mod.linear."),
+    ("_attn.qkv.", "_attn_qkv."),
+    ("_attn.norm.query_norm.scale", "_attn_q_norm.weight"),
+    ("_attn.norm.key_norm.scale", "_attn_k_norm.weight"),
+    ("_attn.proj.", "_attn_proj."),
+    ("_mlp.0.", "_mlp.fc1."),
+    ("_mlp.2.", "_mlp.fc2."),
+    ("self_attn.qkv.", "self_attn_qkv."),
+    ("self_attn.proj.", "self_attn_proj."),
+    (".mlp.0.", ".mlp.fc1."),
+    (".mlp.2.", ".mlp.fc2."),
+    ("_in.in_layer.", "_in.mlp.0."),
+    ("_in.out_layer.", "_in.mlp.2."),
+    ("t_embedder.in_layer.", "t_embedder.mlp.0."),
+    ("t_embedder.out_layer.", "t_embedder.mlp.2."),
+    ("c_embedder.in_layer.", "c_embedder.linear_1."),
+    ("c_embedder.out_layer.", "c_embedder.linear_2."),
+)
+
+
+def original_names(state: Mapping[str, Any]) -> dict[str, Any]:
+    """`state` with ComfyUI's module names (`img_mod.lin`, `img_attn.qkv`, `img_mlp.0`,
+    `time_in.in_layer`) turned back into Tencent's; Tencent's names pass unchanged."""
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        new = key
+        for old, original in COMFY_NAMES:
+            if old.startswith(".mlp.") and "individual_token_refiner" not in new:
+                continue  # the refiner's MLP only; the double blocks' are img_mlp / txt_mlp
+            new = new.replace(old, original)
+        out[new] = value
+    return out
 
 
 def _rename(rest: str, table: tuple[tuple[str, str], ...]) -> str | None:
@@ -83,10 +118,9 @@ def transformer_to_diffusers(state: Mapping[str, Any], prefix: str = "") -> dict
     import torch
 
     out: dict[str, Any] = {}
-    for key, value in state.items():
-        if not key.startswith(prefix):
-            continue
-        name = key[len(prefix) :]
+    unprefixed = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    for name, value in original_names(unprefixed).items():
+        key = prefix + name
         refiner = re.match(r"txt_in\.individual_token_refiner\.blocks\.(\d+)\.(.*)", name)
         double = re.match(r"double_blocks\.(\d+)\.(.*)", name)
         if refiner:

@@ -169,3 +169,52 @@ def test_diffusers_folder_gives_the_pipeline_image(
         hunyuan15_models.pipe, prompt=PROMPT, negative_prompt=NEGATIVE, num_inference_steps=3
     )
     assert (ours - theirs).abs().max().item() <= TOLERANCE
+
+
+def comfy_names(original: dict[str, Any]) -> dict[str, Any]:
+    """Tencent's keys -> ComfyUI's own module names (q/k/v fused, `img_mod.lin`, `img_mlp.0`,
+    `time_in.in_layer`): what ComfyUI's model holds after its load-time renames."""
+    import re
+
+    from easel.models.hunyuan15_keys import COMFY_NAMES
+
+    out: dict[str, Any] = {}
+    fused: dict[str, dict[str, Any]] = {}
+    for key, value in original.items():
+        qkv = re.match(r"(double_blocks\.\d+\.(?:img|txt)_attn)_([qkv])\.(weight|bias)$", key)
+        if qkv:
+            fused.setdefault(f"{qkv.group(1)}.qkv.{qkv.group(3)}", {})[qkv.group(2)] = value
+            continue
+        new = key
+        for comfy, tencent in COMFY_NAMES:
+            if comfy.startswith(".mlp.") and "individual_token_refiner" not in new:
+                continue
+            new = new.replace(tencent, comfy)
+        out[new] = value
+    for key, parts in fused.items():
+        out[key] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+    return out
+
+
+def test_comfy_module_names_and_prefix_load_the_same_transformer(hunyuan15_models: Any) -> None:
+    """A transformer file in ComfyUI's own module names under `model.diffusion_model.` is
+    recognised, sized and renamed to exactly diffusers' weights, as Tencent's layout is."""
+    from easel.models.families import hunyuan15
+    from easel.models.hunyuan15_keys import transformer_to_diffusers
+
+    transformer = hunyuan15_models.pipe.transformer
+    original = hunyuan15_family.transformer_original(transformer)
+    comfy = {f"model.diffusion_model.{k}": v for k, v in comfy_names(original).items()}
+    assert "model.diffusion_model.double_blocks.0.img_attn.qkv.weight" in comfy
+    assert hunyuan15.recognise(comfy) is not None
+    config = hunyuan15.transformer_config(comfy)
+    assert config == hunyuan15.transformer_config(original)
+
+    def same(a: Any, b: Any) -> bool:
+        return tuple(a) == tuple(b) if isinstance(a, (list, tuple)) else bool(a == b)
+
+    assert all(same(value, transformer.config[key]) for key, value in config.items())
+    converted = transformer_to_diffusers(comfy, "model.diffusion_model.")
+    state = transformer.state_dict()
+    assert set(converted) == set(state)
+    assert all(torch.equal(converted[k], state[k]) for k in state)

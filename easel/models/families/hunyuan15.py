@@ -56,7 +56,7 @@ PREFIXES = ("model.diffusion_model.", "model.", "")
 PROBES = (
     "byt5_in.fc1.weight",
     "cond_type_embedding.weight",
-    "double_blocks.0.img_mod.linear.weight",
+    "txt_in.individual_token_refiner.blocks.0.norm1.weight",
 )
 
 
@@ -113,18 +113,18 @@ def rope_axes(head_dim: int) -> tuple[int, int, int]:
 
 def transformer_config(state: Mapping[str, Any]) -> dict[str, Any]:
     """HunyuanVideo15Transformer3DModel's config read off the (original) shapes."""
+    from easel.models.hunyuan15_keys import original_names
+
     prefix = prefix_of(state)
     if prefix is None:
         raise ValueError("no HunyuanVideo 1.5 transformer (double_blocks, byt5_in) in the file")
+    named = original_names({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
 
     def dims(key: str) -> tuple[int, ...]:
-        return tuple(int(n) for n in state[prefix + key].shape)
+        return tuple(int(n) for n in named[key].shape)
 
     hidden, in_channels, patch_t, patch, _ = dims("img_in.proj.weight")
-    norm = "double_blocks.0.img_attn_q_norm.weight"
-    head_dim = dims(norm)[0] if prefix + norm in state else dims(
-        "double_blocks.0.img_attn.norm.query_norm.scale"
-    )[0]
+    head_dim = dims("double_blocks.0.img_attn_q_norm.weight")[0]
     if hidden % head_dim:
         raise ValueError(f"width {hidden} is not heads of {head_dim}")
     mlp = dims("double_blocks.0.img_mlp.fc1.weight")[0]
@@ -135,8 +135,8 @@ def transformer_config(state: Mapping[str, Any]) -> dict[str, Any]:
         "out_channels": dims("final_layer.linear.weight")[0] // (patch_t * patch * patch),
         "num_attention_heads": hidden // head_dim,
         "attention_head_dim": head_dim,
-        "num_layers": _count(state, prefix + "double_blocks."),
-        "num_refiner_layers": _count(state, prefix + "txt_in.individual_token_refiner.blocks."),
+        "num_layers": _count(named, "double_blocks."),
+        "num_refiner_layers": _count(named, "txt_in.individual_token_refiner.blocks."),
         "mlp_ratio": mlp / hidden,
         "patch_size": patch,
         "patch_size_t": patch_t,
@@ -144,5 +144,5 @@ def transformer_config(state: Mapping[str, Any]) -> dict[str, Any]:
         "text_embed_2_dim": dims("byt5_in.fc1.weight")[1],
         "image_embed_dim": dims("vision_in.proj.1.weight")[1],
         "rope_axes_dim": rope_axes(head_dim),
-        "use_meanflow": prefix + "time_r_in.mlp.0.weight" in state,
+        "use_meanflow": "time_r_in.mlp.0.weight" in named,
     }
