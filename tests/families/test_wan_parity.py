@@ -258,3 +258,51 @@ def test_scaled_fp8_umt5_file_encodes_with_its_scaled_weights(
     ]
     assert torch.equal(encoded[0]["embeds"], encoded[1]["embeds"])
     assert float(encoded[0]["embeds"].abs().max()) > 0
+
+
+@pytest.mark.slow
+def test_lora_in_comfyui_wan_keys_equals_merged_weights(
+    wan_models: Any, run_wan: Any, picture: Path, tmp_path: Path
+) -> None:
+    """The template's LoraLoaderModelOnly (its distill LoRA, switched on): a LoRA in the original
+    Wan keys (`diffusion_model.blocks.N.self_attn.q.lora_down / lora_up`, read by diffusers'
+    Wan LoRA conversion) gives the image of the same run on the file with the LoRA merged."""
+    from safetensors.torch import load_file, save_file
+
+    generator = torch.Generator().manual_seed(5)
+    models = wan_models.root / "models"
+    state = load_file(str(models / wan_family.FILES["transformer"]))
+    lora, rank = {}, 4
+    for target in ("self_attn.q", "cross_attn.k", "ffn.0"):
+        key = f"model.diffusion_model.blocks.0.{target}.weight"
+        out, width = state[key].shape
+        down = torch.randn(rank, width, generator=generator) * 0.1
+        up = torch.randn(out, rank, generator=generator) * 0.1
+        lora[f"diffusion_model.blocks.0.{target}.lora_down.weight"] = down
+        lora[f"diffusion_model.blocks.0.{target}.lora_up.weight"] = up
+        state[key] = state[key] + 0.5 * up @ down  # strength 0.5, alpha = rank
+    (models / "loras").mkdir(exist_ok=True)
+    save_file(lora, str(models / "loras" / "wan_test_lora.safetensors"))
+    merged = "chrono_edit_merged.safetensors"
+    save_file(state, str(models / "diffusion_models" / merged))
+    try:
+        nodes = workflow(picture)
+        nodes["lora"] = {
+            "type": "LoraLoaderModelOnly",
+            "inputs": {
+                "model": ["rope", "model"],
+                "name": "wan_test_lora.safetensors",
+                "strength_model": 0.5,
+            },
+        }
+        nodes["k"]["inputs"]["model"] = ["lora", "model"]
+        with_lora = image_of(run_wan(nodes, ["last"]), "last")
+        nodes = workflow(picture)
+        nodes["unet"]["inputs"]["name"] = merged
+        merged_image = image_of(run_wan(nodes, ["last"]), "last")
+        plain = image_of(run_wan(workflow(picture), ["last"]), "last")
+    finally:
+        (models / "loras" / "wan_test_lora.safetensors").unlink()
+        (models / "diffusion_models" / merged).unlink()
+    assert (with_lora - plain).abs().max().item() > 1e-3
+    assert (with_lora - merged_image).abs().max().item() <= 1e-4
