@@ -187,16 +187,75 @@ def sd_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
 MODULAR_INDEX = "modular_model_index.json"
 
 
+# ComfyUI's checkpoint layout (CheckpointSave of an Anima model): the diffusion model under
+# `model.diffusion_model.`, the Qwen3 under `text_encoders.qwen3_06b.transformer.`, the VAE
+# (Wan's keys) under `vae.`
+CHECKPOINT_TEXT = "text_encoders.qwen3_06b.transformer."
+CHECKPOINT_VAE = "vae."
+
+
 def is_checkpoint(state: Mapping[str, Any]) -> bool:
-    """Anima comes as split files in ComfyUI: no single file is read as a whole checkpoint."""
-    return False
+    """Whether a file in checkpoints/ holds an Anima diffusion model (family_files): a whole
+    ComfyUI checkpoint loads, a diffusion model alone is refused naming its loader."""
+    return anima.recognise(state) is not None
 
 
-def single_file_checkpoint(name: str, path: Path, manager: Any) -> Any:
-    raise ModelError(
-        f"{path.name}: Anima comes as split files: DiffusionModelLoader, TextEncoderLoader type "
-        "stable_diffusion and VAELoader"
+def single_file_checkpoint(
+    name: str, path: Path, manager: Any
+) -> tuple[ModelHandle, ClipHandle, Any]:
+    """An Anima checkpoint as ComfyUI saves one (see CHECKPOINT_TEXT, CHECKPOINT_VAE)."""
+    from easel.models.handles import VaeHandle
+    from easel.models.lumina_loading import build_language_model
+    from easel.models.ovis_loading import qwen3_prefix
+    from easel.models.qwen_tokenizer import qwen_tokenizer
+    from easel.models.qwen_vae import load_qwen_vae
+    from easel.models.tokenizers import t5_tokenizer
+    from easel.models.transformer_files import read_weights
+
+    def load() -> tuple[Any, Any, Any]:
+        state = read_weights(path, manager)
+        text = {
+            k[len(CHECKPOINT_TEXT) :]: v for k, v in state.items() if k.startswith(CHECKPOINT_TEXT)
+        }
+        vae = {
+            k[len(CHECKPOINT_VAE) :]: v for k, v in state.items() if k.startswith(CHECKPOINT_VAE)
+        }
+        prefix = qwen3_prefix(text)
+        if prefix is None or not vae:
+            raise ModelError(
+                f"{path.name} holds an Anima diffusion model but no Qwen3 text encoder (under "
+                f"{CHECKPOINT_TEXT}) or no VAE (under {CHECKPOINT_VAE}): put it in "
+                "diffusion_models/ and load it with DiffusionModelLoader, TextEncoderLoader "
+                "type stable_diffusion and VAELoader"
+            )
+        dit = {
+            k: v for k, v in state.items() if not k.startswith((CHECKPOINT_TEXT, CHECKPOINT_VAE))
+        }
+        transformer = build_transformer(dit, manager.dtype, path)
+        encoder = fitted(
+            path,
+            "a Qwen3 text encoder",
+            lambda: build_language_model("qwen3", text, prefix, manager.dtype),
+        )
+        return transformer, encoder, load_qwen_vae(path, vae, manager.dtype)
+
+    key = str(path.resolve())
+    transformer, encoder, vae = manager.load_module((key, "anima-checkpoint"), load)
+    hold(manager, key, {"unet": transformer, "text_encoder:qwen3": encoder, "vae": vae})
+    tokenizer = AnimaTokenizer(
+        manager.load_module(
+            ("qwen25-tokenizer", "qwen25"),
+            lambda: qwen_tokenizer(checkpoint=path.name, roots=manager.roots),
+        ),
+        manager.load_module(
+            ("t5-tokenizer", "anima"),
+            lambda: t5_tokenizer(checkpoint=path.name, contents="Anima", roots=manager.roots),
+        ),
     )
+    vae_handle = VaeHandle(name, vae, manager)
+    model = family_handle(anima.ANIMA, name, transformer, manager, vae_handle)
+    part = TextEncoderPart("qwen3", tokenizer, encoder, kind="qwen3")
+    return model, ClipHandle(name, (part,), manager, family=anima.ANIMA), vae_handle
 
 
 def _index(folder: Path) -> dict[str, Any]:

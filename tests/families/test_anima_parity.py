@@ -267,3 +267,42 @@ def test_a_diffusers_folder_gives_the_pipeline_image(
     ours = image_of(executor.run(workflow, targets=["dec"], keep_values=True))
     theirs = reference(anima_models, prompt=PROMPT, negative_prompt=NEGATIVE)
     assert (ours - theirs).abs().max().item() <= TOLERANCE
+
+
+@pytest.mark.slow
+def test_a_comfyui_checkpoint_gives_the_pipeline_image(
+    anima_models: Any, run_anima: Any, anima_manager: Any
+) -> None:
+    """A checkpoint as ComfyUI saves an Anima model (the diffusion model under
+    `model.diffusion_model.`, the Qwen3 under `text_encoders.qwen3_06b.transformer.`, the VAE
+    under `vae.`) loads with CheckpointLoader and gives the pipeline's image; the diffusion
+    model alone in checkpoints/ is refused naming its loader."""
+    from safetensors.torch import load_file, save_file
+
+    models = anima_models.root / "models"
+    (models / "checkpoints").mkdir(exist_ok=True)
+    dit = anima_family.transformer_file(
+        anima_models.transformer, anima_models.conditioner, "model.diffusion_model."
+    )
+    text = load_file(str(models / anima_family.FILES["text_encoder"]))
+    vae = load_file(str(models / anima_family.FILES["vae"]))
+    state = {**dit, **{"text_encoders.qwen3_06b.transformer." + k: v for k, v in text.items()}}
+    state.update({"vae." + k: v for k, v in vae.items()})
+    save_file(state, str(models / "checkpoints" / "anima-all.safetensors"))
+    save_file(dit, str(models / "checkpoints" / "anima-dit-only.safetensors"))
+    split = split_workflow()
+    nodes = {
+        "ckpt": {"type": "CheckpointLoader", "inputs": {"name": "anima-all.safetensors"}},
+        "pos": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": PROMPT}},
+        "neg": {"type": "TextEncode", "inputs": {"clip": ["ckpt", "clip"], "text": NEGATIVE}},
+        "lat": split["lat"],
+        "k": {"type": "KSampler", "inputs": {**split["k"]["inputs"], "model": ["ckpt", "model"]}},
+        "dec": {"type": "VAEDecode", "inputs": {"vae": ["ckpt", "vae"], "latent": ["k", "latent"]}},
+    }
+    ours = image_of(run_anima(nodes, ["dec"]))
+    theirs = reference(anima_models, prompt=PROMPT, negative_prompt=NEGATIVE)
+    assert (ours - theirs).abs().max().item() <= TOLERANCE
+    nodes["ckpt"]["inputs"]["name"] = "anima-dit-only.safetensors"
+    result = run_anima(nodes, ["ckpt"])
+    assert result.status != "succeeded"
+    assert "DiffusionModelLoader" in str(result.failures)
