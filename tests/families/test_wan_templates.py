@@ -3,11 +3,12 @@
 type wan, VAELoader, CLIPVisionLoader, CLIPVisionEncode, WanImageToVideo of 5 frames,
 ModelSamplingSD3 5, ScaleROPE with scale_t 7, a switch that leaves the distill LoRA off,
 KSampler uni_pc / simple at cfg 4, VAEDecode and ImageFromBatch of the last frame) runs end to
-end on the tiny Wan models, saved under the file names the template loads, and gives what
-ComfyUI computes on diffusers' components: ChronoEditPipeline's transformer with its weights
-stored in fp8 (diffusers' layerwise casting, as UNETLoader's fp8_e4m3fn keeps them), stepped by
-diffusers' UniPC through ComfyUI's "simple" noise levels (shift 5 of linspace(1, 1/n, n), then
-0), from the same noise. Made small: the image and size (64), the steps (2)."""
+end on the tiny Wan models, saved under the file names the template loads, and gives
+ChronoEditPipeline's image with its transformer's weights stored in fp8 (diffusers' layerwise
+casting, as UNETLoader's fp8_e4m3fn keeps them), stepped by diffusers' UniPC (Easel's uni_pc:
+flow prediction, diffusers' default bh2 solver) through ComfyUI's "simple" noise levels (shift 5
+of linspace(1, 1/n, n), then 0), from the same noise. Made small: the image and size (32), the
+steps (2)."""
 
 from __future__ import annotations
 
