@@ -1406,6 +1406,36 @@ NODE_MAPS: dict[str, NodeMap] = {
         ("masks", "bboxes"),
         widgets=("threshold", "refine_iterations", "individual_masks"),
     ),
+    # Depth Anything 3 Mono/Metric-Large (easel.nodes.depth_anything3)
+    "LoadDA3Model": NodeMap(
+        "LoadDA3Model",
+        {"model_name": "model_name", "weight_dtype": "weight_dtype"},
+        ("da3_model",),
+        widgets=("model_name", "weight_dtype"),
+    ),
+    "DA3Inference": NodeMap(
+        "DA3Inference",
+        {
+            name: name
+            for name in ("da3_model", "image", "resolution", "resize_method", "mode")
+        },
+        ("da3_geometry",),
+        widgets=("resolution", "resize_method", "mode"),
+        values={"mode": {"mono": "mono"}},
+        strict_values=frozenset({"mode"}),
+    ),
+    "DA3Render": NodeMap(
+        "DA3Render",
+        {
+            "da3_geometry": "da3_geometry",
+            "output": "output",
+            "output.normalization": "normalization",
+            "output.apply_sky_clip": "apply_sky_clip",
+            "output.colored": "colored",
+        },
+        ("image",),
+        widgets=("output", "output.normalization", "output.apply_sky_clip"),
+    ),
     "ComfyNumberConvert": NodeMap(
         "ConvertNumber", {"value": "value"}, ("float", "int"), any_inputs=frozenset({"value"})
     ),

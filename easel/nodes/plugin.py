@@ -66,6 +66,7 @@ MODULES = (
     "easel.nodes.style_model",
     "easel.nodes.marigold",
     "easel.nodes.sam3",
+    "easel.nodes.depth_anything3",
     "easel.nodes.conditioning_files",
     "easel.nodes.reroute",
     "easel.nodes.model_patches",
@@ -77,9 +78,10 @@ MODULES = (
 
 @hookimpl
 def register_socket_types(register: Callable[..., None]) -> None:
+    from easel.nodes.depth_anything3 import SOCKET_TYPES
     from easel.nodes.socket_checks import CHECKS
 
-    for name, (description, check) in CHECKS.items():
+    for name, (description, check) in {**CHECKS, **SOCKET_TYPES}.items():
         register(name, description, check=check)
 
 
@@ -89,6 +91,12 @@ def register_cache_codecs(register: Callable[[Any], None]) -> None:
 
     for codec in CODECS:
         register(codec)
+
+
+@hookimpl
+def register_model_kinds(register: Callable[[str, Any], None]) -> None:
+    # Depth Anything 3 (and ComfyUI's other geometry estimators) files
+    register("geometry_estimation", ("geometry_estimation",))
 
 
 @hookimpl
