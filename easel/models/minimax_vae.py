@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from easel.models.errors import ModelError
-from easel.models.qwen_vae import _Decoded, _Encoded, _module_base, _Posterior
 
 COMFY_PROBE = "decoder.x_embedder.weight"
 DIFFUSERS_PROBE = "decoder.proj_in.weight"
@@ -40,6 +39,35 @@ def is_minimax_vae(state: Mapping[str, Any]) -> bool:
     return "decoder.register_tokens" in state and (
         COMFY_PROBE in state or DIFFUSERS_PROBE in state
     )
+
+
+@dataclass
+class _Posterior:
+    """The encoded latents as diffusers' posterior is read (mode / sample)."""
+
+    latents: Any
+
+    def mode(self) -> Any:
+        return self.latents
+
+    def sample(self, generator: Any = None) -> Any:
+        return self.latents
+
+
+@dataclass
+class _Encoded:
+    latent_dist: _Posterior
+
+
+@dataclass
+class _Decoded:
+    sample: Any
+
+
+def _module_base() -> Any:
+    import torch
+
+    return torch.nn.Module
 
 
 @dataclass
