@@ -90,6 +90,7 @@ def reference(pipe: Any, *, seed: int = 42, **kwargs: Any) -> Any:
     return as_tensor(out[:, 0])
 
 
+@pytest.mark.slow  # the CI budget: the text-to-image template test makes the same comparison
 def test_hunyuan15_split_files_equal_hunyuan_video15_pipeline(
     hunyuan15_models: Any, run_hunyuan15: Any
 ) -> None:
