@@ -27,17 +27,29 @@ def noise_for(shape: tuple[int, ...], seed: int) -> tuple[Any, Any]:
     return torch.randn(shape, generator=generator, dtype=torch.float32), generator
 
 
+def empty_latent_size(pixels: int, factor: int) -> int:
+    """Latent cells along one side for `pixels` at VAE `factor`, as ComfyUI sizes them."""
+    base = min(factor, 8)
+    return max(1, round((pixels // base) * base / factor))
+
+
 def latent_shape(model: Any, latent: dict[str, Any], full: bool) -> tuple[int, ...]:
-    """The shape to sample: an empty latent takes the model's channels and VAE factor."""
+    """The shape to sample: an empty latent takes the model's channels and VAE factor.
+
+    A size that is not a multiple of the factor is rounded as ComfyUI rounds an empty latent
+    for the model (an 8x latent, floored, rescaled to the model's factor and rounded), so a
+    1296x728 template on a 16x model samples 81x46 latents.
+    """
     samples = latent["samples"]
     if full and "width" in latent and "height" in latent:
         factor = model.vae_scale_factor
         width, height = int(latent["width"]), int(latent["height"])
-        if width % factor or height % factor:
-            raise NodeError(
-                f"{width}x{height} is not a multiple of this model's VAE factor {factor}", "latent"
-            )
-        return (samples.shape[0], model.latent_channels, height // factor, width // factor)
+        return (
+            samples.shape[0],
+            model.latent_channels,
+            empty_latent_size(height, factor),
+            empty_latent_size(width, factor),
+        )
     if samples.shape[1] != model.latent_channels:
         raise NodeError(
             f"the latent has {samples.shape[1]} channels but the model expects "
