@@ -76,7 +76,10 @@ def kind_of(state: Mapping[str, Any], name: str) -> str:
         if key in state:
             raise ModelError(f"{name} is {what}: Easel does not load this model patch")
     if any(".lllite" in key or key.startswith("lllite") for key in state):
-        raise ModelError(f"{name} is an LLLite control patch (AnimaLLLiteApply): not supported")
+        raise ModelError(
+            f"{name} is an LLLite control patch Easel does not read: AnimaLLLiteApply takes "
+            "Anima's v2 files (lllite_conditioning1.*, lllite_dit_blocks_N_*)"
+        )
     sample = ", ".join(sorted(state)[:3])
     raise ModelError(
         f"{name} is not a model patch Easel knows (keys such as {sample}): ModelPatchLoader "
