@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from easel.core.context import Context
 from easel.core.node import Input, NodeError, node
 from easel.core.types import ClipVisionOutput, Conditioning, Image, Latent, Model, Vae
 from easel.nodes.model_access import model_errors
@@ -36,6 +37,7 @@ def _start_frames(image: Any, width: int, height: int, length: int) -> Any:
     outputs={"positive": Conditioning, "negative": Conditioning, "latent": Latent},
 )
 def WanImageToVideo(
+    ctx: Context,
     positive: Conditioning,
     negative: Conditioning,
     vae: Vae,
@@ -53,12 +55,16 @@ def WanImageToVideo(
     length 5, the edited image is the last decoded frame."""
     import torch
 
+    from easel.core.budget import budget_of
     from easel.models import wan_video
 
     if width % 16 or height % 16:
         raise NodeError(
             f"{width}x{height}: Wan's width and height are multiples of 16", "width"
         )
+    problem = budget_of(ctx.services).problem(width, height, frames=length, batch=batch_size)
+    if problem:
+        raise NodeError(problem, "length" if length > 1 else "width")
     frames = 1 + (length - 1) // TEMPORAL
     latent = torch.zeros(batch_size, 16, frames, height // 8, width // 8)
     extra: dict[str, Any] = {}

@@ -306,3 +306,35 @@ def test_lora_in_comfyui_wan_keys_equals_merged_weights(
         (models / "diffusion_models" / merged).unlink()
     assert (with_lora - plain).abs().max().item() > 1e-3
     assert (with_lora - merged_image).abs().max().item() <= 1e-4
+
+
+def test_wan_image_to_video_refuses_sizes_naming_the_input(run_wan: Any) -> None:
+    """A side that is no multiple of 16 names width; a video over the resource budget names
+    length."""
+    base = {
+        "clip": {
+            "type": "TextEncoderLoader",
+            "inputs": {"name": Path(wan_family.FILES["text_encoder"]).name, "type": "wan"},
+        },
+        "pos": {"type": "TextEncode", "inputs": {"clip": ["clip", "clip"], "text": PROMPT}},
+        "vae": {"type": "VAELoader", "inputs": {"name": Path(wan_family.FILES["vae"]).name}},
+    }
+    for size, length, named in ((40, 5, "width"), (4096, 1025, "length")):
+        nodes = {
+            **base,
+            "i2v": {
+                "type": "WanImageToVideo",
+                "inputs": {
+                    "positive": ["pos", "conditioning"],
+                    "negative": ["pos", "conditioning"],
+                    "vae": ["vae", "vae"],
+                    "width": size,
+                    "height": size,
+                    "length": length,
+                },
+            },
+        }
+        result = run_wan(nodes, ["i2v"])
+        assert result.status != "succeeded"
+        [failure] = [f for f in result.failures if f.node == "i2v"]
+        assert failure.input == named, failure
