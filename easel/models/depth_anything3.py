@@ -298,13 +298,16 @@ def build(state: Mapping[str, Any], source: str) -> tuple[Any, bool]:
     except KeyError as exc:
         raise ModelError(f"{source}: not a complete DA3 model (no tensor for {exc})") from exc
     sky = any(k.startswith("head.sky_output_conv2.") for k in converted)
+    from accelerate import init_empty_weights
+
     _, network_class = _torch_modules()
-    network = network_class(config, sky)
+    with init_empty_weights(include_buffers=False):  # assigned from the file below
+        network = network_class(config, sky)
     expected = network.state_dict()
     # parameters DA3 has no use for: DINOv2's mask token, the first fusion block's residual
     # unit (it has no skip input)
     for key in ("backbone.embeddings.mask_token", *_unused_residual(expected)):
-        converted.setdefault(key, torch.zeros_like(expected[key]))
+        converted.setdefault(key, torch.zeros(expected[key].shape))
     missing = [k for k in expected if k not in converted]
     unexpected = [k for k in converted if k not in expected]
     if missing or unexpected:
@@ -318,7 +321,10 @@ def build(state: Mapping[str, Any], source: str) -> tuple[Any, bool]:
                 f"{source}: {key} has shape {tuple(value.shape)}, expected "
                 f"{tuple(expected[key].shape)}"
             )
-    network.load_state_dict({k: v.float() for k, v in converted.items()})
+    network.load_state_dict({k: v.float() for k, v in converted.items()}, assign=True)
+    for name, param in network.named_parameters():
+        if param.is_meta:
+            raise ModelError(f"{source}: no value for {name}")
     return network.eval(), sky
 
 

@@ -244,7 +244,12 @@ def build(
         config = detector_config(detector_state, image_size)
     except KeyError as exc:
         raise ModelError(f"{source}: not a complete SAM 3 detector (no tensor for {exc})") from exc
-    detector = Sam3Model(config)
+    from accelerate import init_empty_weights
+
+    # parameters on the meta device (no random initialisation of 0.85 B weights), then
+    # assigned from the file; buffers the constructor computes stay real
+    with init_empty_weights(include_buffers=False):
+        detector = Sam3Model(config)
     _load(detector, detector_state, source, "detector")
     heads = neck = None
     prefixes = sam3_keys.head_prefixes(state, sam31)
@@ -292,7 +297,10 @@ def _load(module: Any, state: dict[str, Any], source: str, what: str) -> None:
                 f"{source}: {key} has shape {tuple(value.shape)}, expected "
                 f"{tuple(expected[key].shape)}"
             )
-    module.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
+    module.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, assign=True)
+    for name, param in module.named_parameters():
+        if param.is_meta:
+            raise ModelError(f"{source}: the {what} has no value for {name}")
 
 
 def single_file_checkpoint(name: str, path: Path, manager: Any) -> tuple[Sam3Handle, Any, NoVae]:

@@ -155,15 +155,17 @@ def easel_prompts(built: sam3_files.TinySam3, text: str) -> Any:
     return sam3_text.encode_prompts(clip, {"l": text}).conditioning["sam3_prompts"]
 
 
-def check_detection(built: sam3_files.TinySam3, size: int) -> None:
+def check_detection(built: sam3_files.TinySam3, size: int, iterations: int) -> None:
     from easel.models import sam3_detect
 
     generator = torch.Generator().manual_seed(1)
     image = torch.rand(1, 3, 40, 56, generator=generator)
-    theirs, their_boxes = reference(built, image, 0.0, 2, 2, size)
+    theirs, their_boxes = reference(built, image, 0.0, iterations, 2, size)
     handle = easel_handle(built, size)
     prompts = easel_prompts(built, f"{PROMPT}:2")
-    masks, boxes = sam3_detect.detect(handle, image, prompts, threshold=0.0, refine_iterations=2)
+    masks, boxes = sam3_detect.detect(
+        handle, image, prompts, threshold=0.0, refine_iterations=iterations
+    )
     assert masks.shape == (1, 40, 56)
     assert len(boxes[0]) == len(their_boxes) == 2
     for ours, ref in zip(boxes[0], their_boxes, strict=True):
@@ -175,15 +177,16 @@ def check_detection(built: sam3_files.TinySam3, size: int) -> None:
 def test_detection_and_refinement_equal_transformers_models_run_directly(
     sam3_built: sam3_files.TinySam3,
 ) -> None:
-    check_detection(sam3_built, SIZE)
+    check_detection(sam3_built, SIZE, 1)
 
 
 @pytest.mark.slow
 def test_detection_with_attention_windows_and_on_a_sam31_file(
     sam3_built: sam3_files.TinySam3, sam31_built: sam3_files.TinySam3
 ) -> None:
-    check_detection(sam3_built, WINDOWED)
-    check_detection(sam31_built, SIZE)
+    """Two refinement passes (the second takes the first's logits), 2 x 2 attention windows."""
+    check_detection(sam3_built, WINDOWED, 2)
+    check_detection(sam31_built, SIZE, 2)
 
 
 @pytest.mark.slow
