@@ -160,6 +160,30 @@ elif family == "lotus-d":  # depth from a 64x64 image in one step (the template'
     picture = os.path.join(root, "lotus.png")
     Image.new("RGB", (64, 64), (90, 140, 200)).save(picture)
     nodes = lotus_nodes(__import__("pathlib").Path(picture))["nodes"]
+elif family == "sam3":  # SAM 3.1 on a 64x64 image at SAM 3's 1008, two refinements (template)
+    from PIL import Image
+    picture = os.path.join(root, "sam3.png")
+    Image.new("RGB", (64, 64), (90, 140, 200)).save(picture)
+    nodes = {{
+        "ckpt": {{"type": "CheckpointLoader",
+                  "inputs": {{"name": "sam3.1_multiplex_fp16.safetensors"}}}},
+        "text": {{"type": "TextEncode", "inputs": {{"clip": ["ckpt", "clip"], "text": "guitar"}}}},
+        "image": {{"type": "LoadImage", "inputs": {{"image": picture}}}},
+        "dec": {{"type": "SAM3Detect", "inputs": {{"model": ["ckpt", "model"],
+                 "image": ["image", "image"], "conditioning": ["text", "conditioning"]}}}},
+    }}
+elif family == "da3-mono":  # DA3 Mono on a 64x64 image at 504 (the template's)
+    from PIL import Image
+    picture = os.path.join(root, "da3.png")
+    Image.new("RGB", (64, 64), (90, 140, 200)).save(picture)
+    nodes = {{
+        "model": {{"type": "LoadDA3Model",
+                   "inputs": {{"model_name": "depth_anything_3_mono_large.safetensors"}}}},
+        "image": {{"type": "LoadImage", "inputs": {{"image": picture}}}},
+        "geometry": {{"type": "DA3Inference", "inputs": {{"da3_model": ["model", "da3_model"],
+                      "image": ["image", "image"]}}}},
+        "dec": {{"type": "DA3Render", "inputs": {{"da3_geometry": ["geometry", "da3_geometry"]}}}},
+    }}
 elif family == "lumina2":
     from tests.families.test_lumina2_parity import split_workflow
     os.environ["EASEL_GEMMA_TOKENIZER"] = os.path.join(root, "tokenizers", "gemma")
@@ -320,6 +344,20 @@ def build(families: list[str], root: Path) -> None:
                     qwen_image_family.build(root)
                 state = model_patch_files.qwen_blockwise_state(qwen_image_family._transformer())
                 save_file(state, str(patches / model_patch_files.QWEN_PATCH))
+            continue
+        if family == "sam3":  # the tiny SAM 3.1 file the template names, the CLIP tokenizer
+            from tests.fixtures import sam3_files
+            from tests.fixtures.sd_family import write_comfy_tokenizer
+
+            sam3_files.build(root, "sam3.1_multiplex_fp16.safetensors", sam31=True)
+            write_comfy_tokenizer(root / "ComfyUI")
+            continue
+        if family == "da3-mono":  # the tiny DA3 Mono file the template names
+            from tests.fixtures import da3_files
+
+            da3_files.write(
+                root, "depth_anything_3_mono_large.safetensors", da3_files.comfy_state()
+            )
             continue
         if family == "marigold-v2":  # Qwen-Image-Edit, the task LoRAs, VAEs and prompts
             from tests.families import test_marigold_templates
