@@ -19,14 +19,17 @@ TEMPORAL = 4  # the Wan 2.1 VAE's frames per latent frame (after the first)
 
 def _start_frames(image: Any, width: int, height: int, length: int) -> Any:
     """[length, 3, H, W]: the start images (at most `length`, cropped to the aspect at the
-    centre and resized bilinearly, as ComfyUI's common_upscale) then grey (0.5) frames."""
+    centre and resized bilinearly without antialiasing, as ComfyUI's common_upscale does for
+    WanImageToVideo) then grey (0.5) frames."""
     import torch
+    import torch.nn.functional as F
 
-    from easel.nodes.upscale import center_crop, resample
+    from easel.nodes.upscale import center_crop
 
-    start = image[:length, :3]
+    start = image[:length, :3].float()
     if tuple(start.shape[-2:]) != (height, width):
-        start = resample(center_crop(start, width, height), (height, width), "bilinear")
+        cropped = center_crop(start, width, height)
+        start = F.interpolate(cropped, size=(height, width), mode="bilinear", align_corners=False)
     frames = torch.full((length, 3, height, width), 0.5, dtype=torch.float32)
     frames[: start.shape[0]] = start.float()
     return frames
