@@ -128,6 +128,9 @@ elif family == "mage-flow":
 elif family == "omnigen2":
     from tests.fixtures.omnigen2_family import workflow
     nodes = workflow(steps=4)
+elif family == "boogu":
+    from tests.fixtures.boogu_family import workflow
+    nodes = workflow(steps=4)
 elif family == "anima":  # cfg 4 with a negative, as its templates
     from tests.families.test_anima_parity import split_workflow
     nodes = split_workflow(steps=4)
@@ -313,6 +316,11 @@ def build(families: list[str], root: Path) -> None:
             from tests.fixtures import omnigen2_family
 
             omnigen2_family.build(root)
+            continue
+        if family == "boogu":  # its files, and the Qwen2 tokenizer in the install
+            from tests.fixtures import boogu_family
+
+            boogu_family.build(root)
             continue
         if family == "anima":  # its files, the Qwen2 and T5 tokenizers in the install
             from tests.fixtures import anima_family

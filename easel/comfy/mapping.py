@@ -584,6 +584,7 @@ NODE_MAPS: dict[str, NodeMap] = {
                 "flux3": "flux3",
                 "fibo2": "fibo2",
                 "omnigen2": "omnigen2",
+                "boogu": "boogu",
                 "minimax": "minimax",
                 "mage": "mage",
                 "wan": "wan",
@@ -743,6 +744,17 @@ NODE_MAPS: dict[str, NodeMap] = {
         },
         ("positive", "negative", "latent"),
         widgets=("prompt", "negative_prompt", "width", "height", "batch_size"),
+        optional=frozenset({"vae", *(f"image_{i}" for i in range(1, 17))}),
+    ),
+    # Boogu-Image (easel/nodes/boogu.py): its prompts; the images to edit are the "images" group
+    "TextEncodeBooguEdit": NodeMap(
+        "TextEncodeBooguEdit",
+        {
+            **{name: name for name in ("clip", "prompt", "negative_prompt", "vae")},
+            **{f"images.image_{i}": f"image_{i}" for i in range(1, 17)},
+        },
+        ("positive", "negative"),
+        widgets=("prompt", "negative_prompt"),
         optional=frozenset({"vae", *(f"image_{i}" for i in range(1, 17))}),
     ),
     "QwenImage21Cache": NodeMap(

@@ -42,6 +42,7 @@ DIFFUSION_MODELS: tuple[str, ...] = (
     "easel.models.qwen_loading",
     "easel.models.qwen21_loading",
     "easel.models.omnigen2_loading",  # time_caption_embed + ref_image_patch_embedder
+    "easel.models.boogu_loading",  # OmniGen2's embedders + double_stream_layers
     "easel.models.ideogram4_loading",  # before Lumina's: layers.N.attention.qkv too
     "easel.models.fibo2_loading",  # before Lumina's: noise_refiner too
     "easel.models.lumina_loading",
@@ -93,6 +94,7 @@ CLIP_TYPES: dict[int, dict[str, str]] = {
         "flux3": "easel.models.flux3_loading:flux3_clip",
         "fibo2": "easel.models.fibo2_loading:fibo2_clip",
         "omnigen2": "easel.models.omnigen2_loading:omnigen2_clip",
+        "boogu": "easel.models.boogu_loading:boogu_clip",
         "minimax": "easel.models.minimax_loading:minimax_clip",
         "mage": "easel.models.mage_loading:mage_clip",
         "wan": "easel.models.wan_loading:wan_clip",
@@ -111,7 +113,7 @@ FAMILY_NAMES = (
     "Flux.1, Flux.2, Qwen-Image, Z-Image, Lumina 2, HiDream-I1, Chroma, SD3 / 3.5, Krea 2, Lotus, "
     "LongCat-Image, ERNIE-Image, Ovis-Image, Kandinsky 5, JoyImage Edit, Flux 3, "
     "Fibo 2.0, Anima, HunyuanVideo 1.5 / Capybara, Wan 2.1 / ChronoEdit, Mage-Flow, "
-    "MiniMax H3, OmniGen2"
+    "MiniMax H3, OmniGen2, Boogu-Image"
 )
 
 

@@ -1,5 +1,6 @@
 """The OmniGen2 network adapter of the sampler loop, calling easel.models.omnigen2_transformer
-as ComfyUI's Omnigen2 model does:
+(and Boogu's, easel.models.boogu_transformer, which takes the same inputs) as ComfyUI's
+Omnigen2 and Boogu models do:
 
 - time runs the other way round (0 is noise, 1 the image): the transformer sees 1 - sigma,
   and its output is the negated velocity the flow sampler steps with;
@@ -19,7 +20,8 @@ from easel.models.conditioning import Cond, to_batch
 
 
 class OmniGen2Network:
-    """Calls an OmniGen2Transformer (`call`: the module, or it with patches bound)."""
+    """Calls an OmniGen2Transformer or BooguTransformer (`call`: the module, or it with
+    patches bound)."""
 
     def __init__(self, transformer: Any, call: Any, family: Any) -> None:
         self.transformer, self.call, self.family = transformer, call, family
@@ -36,24 +38,26 @@ class OmniGen2Network:
         negative: bool = False,
     ) -> Cond:
         config = self.transformer.config
+        label = getattr(self.family, "label", "OmniGen2")
+        kind = getattr(self.family, "name", "omnigen2")
         embeds = cond.get("embeds")
         if embeds is None or embeds.dim() != 3:
             raise ValueError(
-                "OmniGen2 needs Qwen2.5-VL's text embeddings: encode the prompt with its CLIP "
-                "(TextEncoderLoader type omnigen2)"
+                f"{label} needs its language model's text embeddings: encode the prompt with "
+                f"its CLIP (TextEncoderLoader type {kind})"
             )
         if embeds.shape[-1] != config.text_feat_dim:
             raise ValueError(
-                f"text embeddings have width {embeds.shape[-1]} but this OmniGen2 model "
-                f"expects {config.text_feat_dim} (Qwen2.5-VL-3B's): was the CLIP made for "
+                f"text embeddings have width {embeds.shape[-1]} but this {label} model "
+                f"expects {config.text_feat_dim} (its text encoder's): was the CLIP made for "
                 "another model?"
             )
         if cond.get("control"):
-            raise ValueError("ControlNet conditioning is not supported for OmniGen2 models")
+            raise ValueError(f"ControlNet conditioning is not supported for {label} models")
         references = list(cond.get("reference_latents") or ())
         if len(references) > config.max_references:
             raise ValueError(
-                f"{len(references)} reference latents (ReferenceLatent); OmniGen2 takes at "
+                f"{len(references)} reference latents (ReferenceLatent); {label} takes at "
                 f"most {config.max_references}"
             )
         refs = []

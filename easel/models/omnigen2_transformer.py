@@ -25,6 +25,7 @@ Captions are never padded (each conditioning is its own call), so no attention m
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -105,30 +106,64 @@ def pad_to_patches(latent: Any, patch: int) -> Any:
     return nn.functional.pad(latent, (0, pad_w, 0, pad_h), mode="circular")
 
 
-class OmniGen2Transformer(ModelMixin, ConfigMixin):  # type: ignore[misc]
-    """OmniGen2Transformer2DModel's computation and weight names (ComfyUI's file layout)."""
+def lumina_blocks(
+    count: int,
+    dim: int,
+    heads: int,
+    kv_heads: int,
+    multiple_of: int,
+    ffn_dim_multiplier: float | None,
+    norm_eps: float,
+    modulation: bool = True,
+) -> nn.ModuleList:
+    """`count` of diffusers' Lumina2TransformerBlock (OmniGen2's block)."""
+    return nn.ModuleList(
+        Lumina2TransformerBlock(
+            dim,
+            heads,
+            kv_heads,
+            multiple_of,
+            ffn_dim_multiplier,  # type: ignore[arg-type]
+            norm_eps,
+            modulation=modulation,
+        )
+        for _ in range(count)
+    )
 
-    @register_to_config
-    def __init__(
+
+@dataclass
+class Prepared:
+    """What OmniGen2's embedders and refiners make of one call's inputs: the caption and the
+    [references; image] tokens (each refined), the RoPE factors over [caption; references;
+    image], the timestep embedding, and the sizes to unpatch the output to."""
+
+    caption: Any
+    tokens: Any
+    freqs: Any
+    temb: Any
+    height: int
+    width: int
+    padded: tuple[int, int]
+
+
+class OmniGen2Stages:
+    """OmniGen2's input stages (embedders, refiners, RoPE) and output stage, shared by OmniGen2
+    and its derivative Boogu (easel.models.boogu_transformer), which differ in their main
+    blocks only; a mixin of their torch modules (which set `config` and the module machinery)."""
+
+    def build_stages(
         self,
-        patch_size: int = 2,
-        in_channels: int = 16,
-        out_channels: int | None = None,
-        hidden_size: int = 2520,
-        num_layers: int = 32,
-        num_refiner_layers: int = 2,
-        num_attention_heads: int = 21,
-        num_kv_heads: int = 7,
-        multiple_of: int = 256,
-        ffn_dim_multiplier: float | None = None,
-        norm_eps: float = 1e-5,
-        axes_dim_rope: Sequence[int] = (40, 40, 40),
-        text_feat_dim: int = 2048,
-        timestep_scale: float = 1000.0,
-        rope_theta: float = 10000,
-        max_references: int = 5,
+        patch_size: int,
+        in_channels: int,
+        out_channels: int | None,
+        hidden_size: int,
+        num_refiner_layers: int,
+        blocks: Any,
+        norm_eps: float,
+        text_feat_dim: int,
+        timestep_scale: float,
+        max_references: int,
     ) -> None:
-        super().__init__()
         out = out_channels or in_channels
         patch_in = patch_size * patch_size * in_channels
         self.x_embedder = nn.Linear(patch_in, hidden_size)
@@ -146,25 +181,9 @@ class OmniGen2Transformer(ModelMixin, ConfigMixin):  # type: ignore[misc]
             downscale_freq_shift=0.0,
             scale=timestep_scale,  # type: ignore[arg-type]  # annotated int, used as a factor
         )
-
-        def blocks(count: int, modulation: bool = True) -> nn.ModuleList:
-            return nn.ModuleList(
-                Lumina2TransformerBlock(
-                    hidden_size,
-                    num_attention_heads,
-                    num_kv_heads,
-                    multiple_of,
-                    ffn_dim_multiplier,  # type: ignore[arg-type]
-                    norm_eps,
-                    modulation=modulation,
-                )
-                for _ in range(count)
-            )
-
         self.noise_refiner = blocks(num_refiner_layers)
         self.ref_image_refiner = blocks(num_refiner_layers)
         self.context_refiner = blocks(num_refiner_layers, modulation=False)
-        self.layers = blocks(num_layers)
         self.norm_out = LuminaLayerNormContinuous(
             embedding_dim=hidden_size,
             conditioning_embedding_dim=min(hidden_size, 1024),
@@ -175,21 +194,21 @@ class OmniGen2Transformer(ModelMixin, ConfigMixin):  # type: ignore[misc]
         )
         self.image_index_embedding = nn.Parameter(torch.zeros(max_references, hidden_size))
 
-    def forward(
+    def prepare(
         self,
         hidden_states: Any,
         timestep: Any,
         encoder_hidden_states: Any,
         ref_latents: Sequence[Any] = (),
-    ) -> Any:
-        """The prediction [B, C, H, W] for latents `hidden_states` [B, C, H, W] at OmniGen2's
-        `timestep` [B] (0 noise, 1 image), caption `encoder_hidden_states` [B, T, D] (every
-        token real) and reference latents (each [B, C, h, w], in order)."""
-        config: Any = self.config
+    ) -> Prepared:
+        """Latents `hidden_states` [B, C, H, W] at OmniGen2's `timestep` [B] (0 noise, 1
+        image), caption `encoder_hidden_states` [B, T, D] (every token real) and reference
+        latents (each [B, C, h, w], in order) through the embedders and refiners."""
+        config: Any = getattr(self, "config")  # noqa: B009  (ConfigMixin's, on the subclass)
         patch = int(config.patch_size)
         if len(ref_latents) > int(config.max_references):
             raise ValueError(
-                f"{len(ref_latents)} reference images; OmniGen2 takes at most "
+                f"{len(ref_latents)} reference images; this model takes at most "
                 f"{config.max_references}"
             )
         batch, _, height, width = hidden_states.shape
@@ -223,11 +242,82 @@ class OmniGen2Transformer(ModelMixin, ConfigMixin):  # type: ignore[misc]
             for block in self.ref_image_refiner:
                 ref_tokens = block(ref_tokens, None, freqs[:, cap_len : cap_len + ref_len], temb)
             tokens = torch.cat([ref_tokens, tokens], dim=1)
+        return Prepared(caption, tokens, freqs, temb, height, width, (padded_h, padded_w))
 
-        joint = torch.cat([caption, tokens], dim=1)
-        for block in self.layers:
-            joint = block(joint, None, freqs, temb)
-        joint = self.norm_out(joint, temb)
+    def finish(self, joint: Any, prepared: Prepared) -> Any:
+        """The output norm over [caption; references; image], the image's tokens unpatched
+        and cropped back to the latent's size."""
+        patch = int(getattr(self, "config").patch_size)  # noqa: B009
+        padded_h, padded_w = prepared.padded
+        joint = self.norm_out(joint, prepared.temb)
         image_len = (padded_h // patch) * (padded_w // patch)
         out = unpatchify(joint[:, -image_len:], padded_h, padded_w, patch)
-        return out[:, :, :height, :width]
+        return out[:, :, : prepared.height, : prepared.width]
+
+
+class OmniGen2Transformer(OmniGen2Stages, ModelMixin, ConfigMixin):  # type: ignore[misc]
+    """OmniGen2Transformer2DModel's computation and weight names (ComfyUI's file layout)."""
+
+    @register_to_config
+    def __init__(
+        self,
+        patch_size: int = 2,
+        in_channels: int = 16,
+        out_channels: int | None = None,
+        hidden_size: int = 2520,
+        num_layers: int = 32,
+        num_refiner_layers: int = 2,
+        num_attention_heads: int = 21,
+        num_kv_heads: int = 7,
+        multiple_of: int = 256,
+        ffn_dim_multiplier: float | None = None,
+        norm_eps: float = 1e-5,
+        axes_dim_rope: Sequence[int] = (40, 40, 40),
+        text_feat_dim: int = 2048,
+        timestep_scale: float = 1000.0,
+        rope_theta: float = 10000,
+        max_references: int = 5,
+    ) -> None:
+        super().__init__()
+
+        def blocks(count: int, modulation: bool = True) -> nn.ModuleList:
+            return lumina_blocks(
+                count,
+                hidden_size,
+                num_attention_heads,
+                num_kv_heads,
+                multiple_of,
+                ffn_dim_multiplier,
+                norm_eps,
+                modulation,
+            )
+
+        self.build_stages(
+            patch_size,
+            in_channels,
+            out_channels,
+            hidden_size,
+            num_refiner_layers,
+            blocks,
+            norm_eps,
+            text_feat_dim,
+            timestep_scale,
+            max_references,
+        )
+        self.layers = blocks(num_layers)
+
+    def forward(
+        self,
+        hidden_states: Any,
+        timestep: Any,
+        encoder_hidden_states: Any,
+        ref_latents: Sequence[Any] = (),
+    ) -> Any:
+        """The prediction [B, C, H, W] for latents `hidden_states` [B, C, H, W] at OmniGen2's
+        `timestep` [B] (0 noise, 1 image), caption `encoder_hidden_states` [B, T, D] (every
+        token real) and reference latents (each [B, C, h, w], in order)."""
+        prepared = self.prepare(hidden_states, timestep, encoder_hidden_states, ref_latents)
+        joint = torch.cat([prepared.caption, prepared.tokens], dim=1)
+        for block in self.layers:
+            joint = block(joint, None, prepared.freqs, prepared.temb)
+        return self.finish(joint, prepared)

@@ -160,6 +160,7 @@ NETWORKS: dict[str, str] = {
     "kandinsky5": "easel.models.kandinsky5_denoiser:Kandinsky5Network",
     "joyimage": "easel.models.joyimage_denoiser:JoyImageNetwork",
     "omnigen2": "easel.models.omnigen2_denoiser:OmniGen2Network",
+    "boogu": "easel.models.omnigen2_denoiser:OmniGen2Network",  # the same inputs
     "fibo2": "easel.models.fibo2_denoiser:Fibo2Network",
     "minimax-h3": "easel.models.minimax_denoiser:MiniMaxH3Network",
     "mage_flow": "easel.models.mage_denoiser:MageFlowNetwork",

@@ -55,6 +55,7 @@ MODULES = (
     "easel.nodes.minimax_h3",
     "easel.nodes.hunyuan15",
     "easel.nodes.mage_flow",
+    "easel.nodes.boogu",
     "easel.nodes.lumina",
     "easel.nodes.latent_cut",
     "easel.nodes.qwen_layered",

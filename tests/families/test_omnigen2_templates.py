@@ -52,10 +52,11 @@ def encode(built: Any, prompt: str) -> Any:
     return out.hidden_states[-1]
 
 
-def flow_sigmas(steps: int) -> list[float]:
-    """ComfyUI's "simple" schedule over ModelSamplingDiscreteFlow's 1000 sigmas at shift 2.6."""
+def flow_sigmas(steps: int, shift: float = SHIFT) -> list[float]:
+    """ComfyUI's "simple" schedule over ModelSamplingDiscreteFlow's 1000 sigmas (shift 2.6,
+    OmniGen2's, unless told)."""
     t = torch.arange(1, 1001, dtype=torch.float32) / 1000
-    table = SHIFT * t / (1 + (SHIFT - 1) * t)
+    table = shift * t / (1 + (shift - 1) * t)
     stride = len(table) / steps
     return [float(table[-(1 + int(i * stride))]) for i in range(steps)] + [0.0]
 

@@ -178,9 +178,11 @@ def test_file_is_recognised_and_sized_as_built(omnigen2_models: Any) -> None:
 
 
 def test_conditionings_omnigen2_cannot_read_are_refused_by_name(omnigen2_models: Any) -> None:
+    from easel.models.families.omnigen2 import OMNIGEN2
     from easel.models.omnigen2_denoiser import OmniGen2Network
 
-    network = OmniGen2Network(omnigen2_models.transformer, omnigen2_models.transformer, None)
+    model = omnigen2_models.transformer
+    network = OmniGen2Network(model, model, OMNIGEN2)
 
     def condition(cond: dict[str, Any]) -> Any:
         return network.condition(cond, 1, "cpu", torch.float32, pixel_size=(64, 64))

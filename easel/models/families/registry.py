@@ -10,6 +10,7 @@ from typing import Any
 from easel.models import qwen_layered
 from easel.models.families import (
     anima,
+    boogu,
     chroma,
     ernie,
     fibo2,
@@ -69,6 +70,7 @@ FAMILIES: tuple[Family, ...] = (
     *anima.FAMILIES,
     *minimax_h3.FAMILIES,
     *omnigen2.FAMILIES,
+    *boogu.FAMILIES,
     UNCLIP,
 )
 
