@@ -33,9 +33,9 @@ def EmptyLatent(
     batch_size: int = Input(1, ge=1, le=64),
     vae: Vae | None = None,
 ) -> Any:
-    """A blank latent for text-to-image. Its size is checked against the VAE's downscale
-    factor (the linked VAE's, else 8); the sampler re-shapes it for its model's latent
-    channels and factor."""
+    """A blank latent for text-to-image. A size that is not a multiple of the VAE's downscale
+    factor (the linked VAE's, else 8) is floored with a warning, as ComfyUI does; the sampler
+    re-shapes it for its model's latent channels and factor."""
     import torch
 
     for input_name, problem in _latent_budget(
@@ -46,10 +46,11 @@ def EmptyLatent(
     channels = vae.latent_channels if vae is not None else 4
     for name, value in (("width", width), ("height", height)):
         if value % factor:
-            raise NodeError(
-                f"{value} is not a multiple of the VAE's downscale factor {factor}; "
-                f"try {max(factor, value - value % factor)}",
-                name,
+            # As ComfyUI's empty latents: sizes computed from an image (edit templates) are
+            # rarely aligned, so the latent is floored rather than refused.
+            ctx.warn(
+                f"{name} {value} is not a multiple of the VAE's downscale factor {factor}: "
+                f"the image will be {value - value % factor} pixels"
             )
     samples = torch.zeros(batch_size, channels, height // factor, width // factor)
     return {"samples": samples, "width": width, "height": height}

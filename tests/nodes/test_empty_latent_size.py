@@ -32,3 +32,13 @@ def test_latent_shape_rounds_an_empty_latent_and_keeps_a_sampled_one() -> None:
     assert latent_shape(model, empty, full=True) == (2, 24, 46, 81)
     sampled = {"samples": torch.zeros(1, 24, 46, 81)}
     assert latent_shape(model, sampled, full=False) == (1, 24, 46, 81)
+
+
+def test_empty_latent_floors_an_unaligned_size_with_a_warning() -> None:
+    from easel.core.context import Context
+    from easel.nodes.latent import EmptyLatent
+
+    seen: list[str] = []
+    out = EmptyLatent.call(Context(on_warning=seen.append), {"width": 1365, "height": 768, "batch_size": 1, "vae": None})
+    assert tuple(out["latent"]["samples"].shape) == (1, 4, 96, 170)
+    assert len(seen) == 1 and "width 1365" in seen[0] and "1360 pixels" in seen[0]
