@@ -39,6 +39,7 @@ def test_empty_latent_floors_an_unaligned_size_with_a_warning() -> None:
     from easel.nodes.latent import EmptyLatent
 
     seen: list[str] = []
-    out = EmptyLatent.call(Context(on_warning=seen.append), {"width": 1365, "height": 768, "batch_size": 1, "vae": None})
+    inputs = {"width": 1365, "height": 768, "batch_size": 1, "vae": None}
+    out = EmptyLatent.call(Context(on_warning=seen.append), inputs)
     assert tuple(out["latent"]["samples"].shape) == (1, 4, 96, 170)
     assert len(seen) == 1 and "width 1365" in seen[0] and "1360 pixels" in seen[0]
