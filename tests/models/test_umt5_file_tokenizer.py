@@ -44,4 +44,4 @@ def test_the_files_sentencepiece_model_tokenizes_as_sentencepiece(
     processor = sentencepiece.SentencePieceProcessor(model_proto=spiece_model)
     prompt = "a velvet cat above the desert at night"
     ids = tokenizer(prompt).input_ids
-    assert ids == processor.encode(prompt) + [processor.eos_id()]
+    assert ids == [*processor.encode(prompt), processor.eos_id()]
