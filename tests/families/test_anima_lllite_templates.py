@@ -6,7 +6,9 @@ patches, saved under the file names the templates load:
   the turbo-LoRA switches (off) and KSampler;
 - `image_anima_lllite_image_inpainting` (slow run): LoadImage -> Painter (the canvas drawing,
   a PNG named "painter/... [temp]") -> its IMAGE and MASK into the inpainting LLLite patch,
-  the turbo LoRA switched on.
+  the turbo LoRA switched on;
+- `image_anima_lllite_depth_control_to_image` (slow run): the control is Depth Anything 3's
+  depth map of the loaded picture (DA3 nodes, a tiny model).
 
 There is no diffusers reference for LLLite (tests/families/test_anima_lllite.py holds it to a
 direct computation); here the control must change the image: the same template at strength 0
@@ -41,6 +43,7 @@ FILES = {
     "loras/anima-turbo-lora-v0.2.safetensors": anima_family.FILES["lora"],
     "model_patches/anima-lllite-any-test-like-v2.safetensors": anima_family.LLLITE_FILES["control"],
     "model_patches/anima-lllite-inpainting-v2.safetensors": anima_family.LLLITE_FILES["inpaint"],
+    "model_patches/anima-lllite-depth-1.safetensors": anima_family.LLLITE_FILES["control"],
 }
 
 
@@ -177,3 +180,35 @@ def test_a_missing_drawing_is_named(
         executor.run(workflow, targets=[painter])
     message = str(error.value)
     assert painter in message and "mask" in message and "painter/painter-694" in message
+
+
+@pytest.mark.slow
+def test_depth_control_template_runs_with_depth_anything_3(
+    anima_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`image_anima_lllite_depth_control_to_image`: LoadImage -> Depth Anything 3 (a tiny
+    Mono-Large, tests/fixtures/da3_files.py) -> DA3Render's depth map -> AnimaLLLiteApply."""
+    from easel.workflow_edit import set_input
+    from tests.fixtures import da3_files
+
+    workflow, roots = prepared(
+        "image_anima_lllite_depth_control_to_image", tmp_path, monkeypatch, anima_models
+    )
+    nodes = workflow["nodes"]
+    da3 = nodes[only(nodes, "LoadDA3Model")]["inputs"]["model_name"]
+    da3_files.write(tmp_path / "root", da3, da3_files.comfy_state())
+    write_picture(tmp_path / nodes[only(nodes, "LoadImage")]["inputs"]["image"], 96, 3)
+    set_input(workflow, f"{only(nodes, 'ResizeImageMask')}.megapixels", 0.01)
+    set_input(workflow, f"{only(nodes, 'DA3Inference')}.resolution", 140)  # its least
+    latent, sampler = only(nodes, "EmptyLatent"), only(nodes, "KSampler")
+    set_input(workflow, f"{latent}.width", SIZE)
+    set_input(workflow, f"{latent}.height", SIZE)
+    steps_switch = nodes[nodes[sampler]["inputs"]["steps"][0]]["inputs"]
+    set_input(workflow, f"{steps_switch['on_false'][0]}.value", STEPS)
+    executor = executor_for(roots)
+    ours = run_for_image(workflow, executor, tmp_path / "out")
+    set_input(workflow, f"{only(nodes, 'AnimaLLLiteApply')}.strength", 0.0)
+    plain = run_for_image(workflow, executor, tmp_path / "plain")
+    assert ours.shape == (1, 3, SIZE, SIZE)
+    assert float(ours.std()) > 0.01
+    assert (ours - plain).abs().max().item() > 0.02
