@@ -1401,7 +1401,7 @@ NODE_MAPS: dict[str, NodeMap] = {
         "JoinImageWithAlpha", {"image": "image", "alpha": "alpha"}, ("image",)
     ),
     "MaskPreview": NodeMap("PreviewMask", {"mask": "mask"}, ("mask",), output_node=True),
-    # SAM 3 / 3.1 (easel.nodes.sam3); box and point prompts have no Easel input yet
+    # SAM 3 / 3.1 (easel.nodes.sam3)
     "SAM3_Detect": NodeMap(
         "SAM3Detect",
         {
@@ -1410,6 +1410,9 @@ NODE_MAPS: dict[str, NodeMap] = {
                 "model",
                 "image",
                 "conditioning",
+                "bboxes",
+                "positive_coords",
+                "negative_coords",
                 "threshold",
                 "refine_iterations",
                 "individual_masks",
@@ -1417,6 +1420,7 @@ NODE_MAPS: dict[str, NodeMap] = {
         },
         ("masks", "bboxes"),
         widgets=("threshold", "refine_iterations", "individual_masks"),
+        optional=frozenset({"conditioning", "bboxes", "positive_coords", "negative_coords"}),
     ),
     # Depth Anything 3 Mono/Metric-Large (easel.nodes.depth_anything3)
     "LoadDA3Model": NodeMap(

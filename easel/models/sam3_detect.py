@@ -41,9 +41,12 @@ def preprocess(image: Any, size: int) -> Any:
     return (resized - mean) / std
 
 
-def detect_prompt(handle: Any, vision: Any, embeds: Any, mask: Any) -> tuple[Any, Any, Any]:
+def detect_prompt(
+    handle: Any, vision: Any, embeds: Any, mask: Any, boxes: Any = None
+) -> tuple[Any, Any, Any]:
     """(boxes [Q, 4] normalised xyxy, score logits [Q], mask logits [Q, h, w]) for one prompt on
-    one image's vision features."""
+    one image's vision features; `boxes` [N, 4] (normalised cx, cy, w, h) join the prompt as
+    positive box prompts."""
     import torch
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
@@ -56,12 +59,18 @@ def detect_prompt(handle: Any, vision: Any, embeds: Any, mask: Any) -> tuple[Any
         # One padding box (label -10, masked everywhere) makes Sam3Model run its geometry
         # encoder, whose CLS token Meta's SAM 3 (and ComfyUI) append to every text prompt;
         # without a box transformers' Sam3Model leaves the geometry encoder out.
+        if boxes is None:
+            input_boxes = torch.zeros(1, 1, 4, device=device, dtype=dtype)
+            labels = torch.full((1, 1), PADDING_BOX, device=device)
+        else:
+            input_boxes = boxes[None].to(device=device, dtype=dtype)
+            labels = torch.ones(1, boxes.shape[0], dtype=torch.long, device=device)
         out = detector(
             vision_embeds=vision,
             text_embeds=text,
             attention_mask=mask.to(device),
-            input_boxes=torch.zeros(1, 1, 4, device=device, dtype=dtype),
-            input_boxes_labels=torch.full((1, 1), PADDING_BOX, device=device),
+            input_boxes=input_boxes,
+            input_boxes_labels=labels,
         )
     return out.pred_boxes[0].float(), out.pred_logits[0].float(), out.pred_masks[0].float()
 
@@ -80,18 +89,62 @@ def tracker_features(handle: Any, pixels: Any) -> list[Any]:
         return [decoder.conv_s0(levels[0]), decoder.conv_s1(levels[1]), levels[2] + no_memory]
 
 
-def segment(handle: Any, features: list[Any], mask_logits: Any) -> Any:
-    """SAM's refinement of `mask_logits` [1, 1, 1008, 1008] -> [1, 1, 1008, 1008] logits."""
+def segment(
+    handle: Any,
+    features: list[Any],
+    mask_logits: Any = None,
+    points: Any = None,
+    labels: Any = None,
+    box: Any = None,
+) -> Any:
+    """SAM's mask logits [1, 1, size, size] for one prompt: `mask_logits` [1, 1, size, size]
+    (a mask prompt), `points` [N, 2] with `labels` [N] (1 positive, 0 negative) or `box` [4]
+    (xyxy), in pixels of the `size` x `size` image. With one point SAM gives three masks and
+    the best by predicted IoU is kept (SAM 3's tracker: multimask output for 1 point)."""
     import torch
     import torch.nn.functional as F
 
     heads = handle.heads
+    device = next(heads.parameters()).device
+    kwargs: dict[str, Any] = {"image_embeddings": features, "input_masks": mask_logits}
+    multimask = points is not None and len(points) == 1
+    if points is not None:
+        kwargs["input_points"] = points[None, None].to(device)
+        kwargs["input_labels"] = labels[None, None].to(device)
+    elif box is not None:
+        # SAM 3's tracker always passes a point (a "not a point" one without points) beside
+        # a box; transformers' Sam3TrackerModel leaves it out unless it is given
+        kwargs["input_points"] = torch.zeros(1, 1, 1, 2, device=device)
+        kwargs["input_labels"] = -torch.ones(1, 1, 1, dtype=torch.long, device=device)
+    if box is not None:
+        kwargs["input_boxes"] = box.reshape(1, 1, 4).to(device)
     with _no_grad():
-        out = heads(image_embeddings=features, input_masks=mask_logits, multimask_output=False)
-        low = out.pred_masks[:, 0]  # [1, 1, 288, 288]
+        out = heads(**kwargs, multimask_output=multimask)
+        low = out.pred_masks[:, 0]  # [1, M, 288, 288]
+        if multimask:
+            best = int(out.iou_scores[0, 0].argmax())
+            low = low[:, best : best + 1]
         present = out.object_score_logits[:, 0] > 0  # [1, 1]
         low = torch.where(present[:, :, None, None], low, torch.full_like(low, NO_OBJECT))
         return F.interpolate(low, size=(handle.image_size,) * 2, mode="bilinear")
+
+
+def prompted_mask(
+    handle: Any,
+    features: list[Any],
+    height: int,
+    width: int,
+    iterations: int,
+    **prompt: Any,
+) -> Any:
+    """[1, H, W] mask of a point or box prompt on the whole image, refined `iterations - 1`
+    more times with its own logits (ComfyUI's point and box paths)."""
+    import torch.nn.functional as F
+
+    logits = segment(handle, features, **prompt)
+    for _ in range(max(0, iterations - 1)):
+        logits = segment(handle, features, mask_logits=logits)
+    return (F.interpolate(logits, size=(height, width), mode="bilinear")[0] > 0).float().cpu()
 
 
 def refine(handle: Any, image: Any, coarse: Any, box: Sequence[float], iterations: int) -> Any:
@@ -130,10 +183,16 @@ def detect(
     threshold: float = 0.5,
     refine_iterations: int = 2,
     individual: bool = False,
+    box_prompts: Sequence[Sequence[Sequence[float]] | None] | None = None,
+    point_prompts: Sequence[tuple[float, float, int]] = (),
     on_image: Callable[[int, int], None] | None = None,
 ) -> tuple[Any, list[list[dict[str, float]]]]:
     """Masks and boxes of `prompts` ((embeddings, mask, max detections), from
-    easel.models.sam3_text) in `image` [B, C, H, W]; see the module docstring."""
+    easel.models.sam3_text) in `image` [B, C, H, W]; see the module docstring.
+
+    `point_prompts` ((x, y, label) in pixels, label 1 positive, 0 negative) are one object
+    segmented by the SAM heads. `box_prompts` (per image, xyxy pixel boxes) join the text
+    prompts as box prompts, or without text are each an object segmented by the SAM heads."""
     import torch
     import torch.nn.functional as F
 
@@ -146,14 +205,48 @@ def detect(
     scale = torch.tensor([width, height, width, height], dtype=torch.float32)
     masks: list[Any] = []
     boxes: list[list[dict[str, float]]] = []
+    if (point_prompts or box_prompts) and handle.heads is None:
+        raise ModelError("this SAM 3 file has no tracker heads, which point and box prompts need")
+    size = handle.image_size
     for index in range(batch):
         with _no_grad():
             frame = pixels[index : index + 1].to(_device(handle))
             vision = handle.detector.get_vision_features(frame)
         objects: list[Any] = []
         frame_boxes: list[dict[str, float]] = []
+        image_boxes = _frame_boxes(box_prompts, index)
+        whole: list[Any] = []
+        if point_prompts or (image_boxes and not prompts):
+            whole = tracker_features(handle, frame)
+        if point_prompts:
+            coords = torch.tensor(
+                [[x / width * size, y / height * size] for x, y, _ in point_prompts]
+            )
+            labels = torch.tensor([label for _, _, label in point_prompts], dtype=torch.long)
+            objects.append(
+                prompted_mask(
+                    handle, whole, height, width, refine_iterations, points=coords, labels=labels
+                )
+            )
+        if image_boxes and not prompts:
+            for x1, y1, x2, y2 in image_boxes:
+                box = torch.tensor([x1 / width, y1 / height, x2 / width, y2 / height]) * size
+                objects.append(
+                    prompted_mask(handle, whole, height, width, refine_iterations, box=box)
+                )
+        geometry = None
+        if image_boxes:
+            geometry = torch.tensor(
+                [
+                    [(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width,
+                     (y2 - y1) / height]
+                    for x1, y1, x2, y2 in image_boxes
+                ]
+            )
         for embeds, attention, max_detections in prompts:
-            pred_boxes, logits, pred_masks = detect_prompt(handle, vision, embeds, attention)
+            pred_boxes, logits, pred_masks = detect_prompt(
+                handle, vision, embeds, attention, geometry
+            )
             probs = logits.sigmoid().cpu()
             keep = probs > threshold
             kept_boxes = (pred_boxes.cpu() * scale)[keep]
@@ -183,6 +276,14 @@ def detect(
             on_image(index + 1, batch)
     out = torch.cat(masks, dim=0) if individual else torch.stack(masks)
     return out, boxes
+
+
+def _frame_boxes(boxes: Any, index: int) -> list[Sequence[float]]:
+    """The xyxy boxes of image `index`: per-image lists, the last repeated for later images."""
+    if not boxes:
+        return []
+    chosen = boxes[min(index, len(boxes) - 1)]
+    return list(chosen or [])
 
 
 def place(handle: Any) -> None:

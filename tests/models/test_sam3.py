@@ -87,18 +87,24 @@ def reference(
     iterations: int,
     max_detections: int,
     size: int,
+    geometry: Any = None,
 ) -> tuple[Any, list[dict[str, float]]]:
-    """(union mask [H, W], boxes) for PROMPT on `image`, at `size` pixels."""
+    """(union mask [H, W], boxes) for PROMPT on `image`, at `size` pixels; `geometry` [N, 4]
+    (normalised cx, cy, w, h) are positive box prompts beside the text."""
     detector, tracker = reference_models(built, size)
     _, _, height, width = image.shape
     ids, attention = _tokens(PROMPT)
+    if geometry is None:
+        boxes, labels = torch.zeros(1, 1, 4), torch.full((1, 1), -10)
+    else:
+        boxes, labels = geometry[None], torch.ones(1, len(geometry), dtype=torch.long)
     with torch.no_grad():
         out = detector(
             pixel_values=_pixels(image, size),
             input_ids=ids,
             attention_mask=attention,
-            input_boxes=torch.zeros(1, 1, 4),
-            input_boxes_labels=torch.full((1, 1), -10),
+            input_boxes=boxes,
+            input_boxes_labels=labels,
         )
     probs = out.pred_logits[0].sigmoid()
     keep = probs > threshold
@@ -187,6 +193,129 @@ def test_detection_with_attention_windows_and_on_a_sam31_file(
     """Two refinement passes (the second takes the first's logits), 2 x 2 attention windows."""
     check_detection(sam3_built, WINDOWED, 2)
     check_detection(sam31_built, SIZE, 2)
+
+
+def reference_prompted(
+    built: sam3_files.TinySam3, image: Any, iterations: int, **prompt: Any
+) -> Any:
+    """[H, W] mask of a point or box prompt by Sam3TrackerModel's own forward (ComfyUI's
+    point and box paths: best of three masks for one point, then mask-prompt passes)."""
+    import torch.nn.functional as F
+
+    _, tracker = reference_models(built, SIZE)
+    _, _, height, width = image.shape
+    pixels = _pixels(image, SIZE)
+    kwargs: dict[str, Any] = {}
+    if "points" in prompt:
+        kwargs = {"input_points": prompt["points"][None, None],
+                  "input_labels": prompt["labels"][None, None]}
+    else:  # SAM 3's tracker: a "not a point" token beside the box
+        kwargs = {"input_points": torch.zeros(1, 1, 1, 2),
+                  "input_labels": -torch.ones(1, 1, 1, dtype=torch.long),
+                  "input_boxes": prompt["box"].reshape(1, 1, 4)}
+    multimask = "points" in prompt and len(prompt["points"]) == 1
+    logits = None
+    for _ in range(max(1, iterations)):
+        with torch.no_grad():
+            if logits is None:
+                out = tracker(pixel_values=pixels, multimask_output=multimask, **kwargs)
+            else:
+                out = tracker(pixel_values=pixels, input_masks=logits, multimask_output=False)
+        low = out.pred_masks[:, 0]
+        if logits is None and multimask:
+            best = int(out.iou_scores[0, 0].argmax())
+            low = low[:, best : best + 1]
+        present = out.object_score_logits[:, 0] > 0
+        low = torch.where(present[:, :, None, None], low, torch.full_like(low, -1024.0))
+        logits = F.interpolate(low, size=(SIZE, SIZE), mode="bilinear")
+    return (F.interpolate(logits, size=(height, width), mode="bilinear")[0, 0] > 0).float()
+
+
+@pytest.mark.slow
+def test_point_and_box_logits_equal_the_tracker_models_forward(
+    sam3_built: sam3_files.TinySam3,
+) -> None:
+    """SAM's logits for two points, one point (best of three) and a box (beside SAM 3's "not a
+    point" token) on the whole image, against Sam3TrackerModel's forward."""
+    import torch.nn.functional as F
+
+    from easel.models import sam3_detect
+
+    image = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(7))
+    handle = easel_handle(sam3_built, SIZE)
+    _, tracker = reference_models(sam3_built, SIZE)
+    pixels = _pixels(image, SIZE)
+    features = sam3_detect.tracker_features(handle, pixels)
+    prompts = [
+        {"points": torch.tensor([[120.0, 60.0], [250.0, 200.0]]), "labels": torch.tensor([1, 0])},
+        {"points": torch.tensor([[180.0, 160.0]]), "labels": torch.tensor([1])},
+        {"box": torch.tensor([40.0, 50.0, 220.0, 260.0])},
+    ]
+    for prompt in prompts:
+        ours = sam3_detect.segment(handle, features, **prompt)
+        multimask = "points" in prompt and len(prompt["points"]) == 1
+        if "points" in prompt:
+            kwargs = {"input_points": prompt["points"][None, None],
+                      "input_labels": prompt["labels"][None, None]}
+        else:
+            kwargs = {"input_points": torch.zeros(1, 1, 1, 2),
+                      "input_labels": -torch.ones(1, 1, 1, dtype=torch.long),
+                      "input_boxes": prompt["box"].reshape(1, 1, 4)}
+        with torch.no_grad():
+            out = tracker(pixel_values=pixels, multimask_output=multimask, **kwargs)
+        low = out.pred_masks[:, 0]
+        if multimask:
+            best = int(out.iou_scores[0, 0].argmax())
+            low = low[:, best : best + 1]
+        assert float(out.object_score_logits[0, 0, 0]) > 0  # not gated: real logits compared
+        theirs = F.interpolate(low, size=(SIZE, SIZE), mode="bilinear")
+        assert float((ours - theirs).abs().max()) <= TOLERANCE
+        assert float(theirs.std()) > 1e-3  # logits that vary over the image
+
+
+@pytest.mark.slow
+def test_point_box_and_text_with_box_prompts_equal_transformers_models(
+    sam3_built: sam3_files.TinySam3,
+) -> None:
+    from easel.nodes.sam3 import SAM3Detect
+
+    image = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(6))
+    handle = easel_handle(sam3_built, SIZE)
+
+    class Ctx:
+        def check_cancelled(self) -> None: ...
+
+        def progress(self, *_: Any) -> None: ...
+
+    def run(conditioning: Any, bboxes: Any, positive: str, negative: str) -> Any:
+        return SAM3Detect.fn(
+            Ctx(), handle, image, conditioning, bboxes, positive, negative, 0.0, 1, True
+        )
+
+    # two points: one positive, one negative (coordinates scale to SAM's 336 x 336)
+    ours = run(None, None, '[{"x": 20, "y": 10}]', '[{"x": 40, "y": 30}]')["masks"]
+    points = torch.tensor([[20 / 56 * SIZE, 10 / 40 * SIZE], [40 / 56 * SIZE, 30 / 40 * SIZE]])
+    theirs = reference_prompted(sam3_built, image, 1, points=points, labels=torch.tensor([1, 0]))
+    assert ours.shape == (1, 40, 56) and torch.equal(ours[0], theirs)
+    # one point: the best of SAM's three masks
+    ours = run(None, None, '[{"x": 30, "y": 20}]', "")["masks"]
+    point = torch.tensor([[30 / 56 * SIZE, 20 / 40 * SIZE]])
+    theirs = reference_prompted(sam3_built, image, 1, points=point, labels=torch.tensor([1]))
+    assert torch.equal(ours[0], theirs)
+    # a box without text (ComfyUI's dict form)
+    box = {"x": 8, "y": 6, "width": 30, "height": 20}
+    ours = run(None, box, "", "")["masks"]
+    scaled = torch.tensor([8 / 56, 6 / 40, 38 / 56, 26 / 40]) * SIZE
+    theirs = reference_prompted(sam3_built, image, 1, box=scaled)
+    assert torch.equal(ours[0], theirs)
+    # text with a box prompt: the detector's geometry prompt
+    conditioning = {"sam3_prompts": easel_prompts(sam3_built, f"{PROMPT}:2")}
+    ours_out = run(conditioning, [[box]], "", "")
+    geometry = torch.tensor([[23 / 56, 16 / 40, 30 / 56, 20 / 40]])
+    theirs, their_boxes = reference(sam3_built, image, 0.0, 1, 2, SIZE, geometry)
+    assert torch.equal((ours_out["masks"] > 0).any(0).float(), theirs)
+    for found, ref in zip(ours_out["bboxes"][0], their_boxes, strict=True):
+        assert max(abs(found[k] - ref[k]) for k in found) <= TOLERANCE
 
 
 @pytest.mark.slow
