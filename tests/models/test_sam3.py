@@ -232,6 +232,23 @@ def reference_prompted(
 
 
 @pytest.mark.slow
+def test_an_absent_object_gives_no_object_logits_everywhere(
+    sam3_built: sam3_files.TinySam3,
+) -> None:
+    """SAM 3's tracker sets every logit to -1024 when the object score is not above 0."""
+    from easel.models import sam3_detect
+
+    handle = easel_handle(sam3_built, SIZE)
+    with torch.no_grad():
+        handle.heads.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(-100.0)
+    image = torch.rand(1, 3, 30, 20, generator=torch.Generator().manual_seed(8))
+    features = sam3_detect.tracker_features(handle, sam3_detect.preprocess(image, SIZE))
+    prompt = torch.randn(1, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(9))
+    logits = sam3_detect.segment(handle, features, mask_logits=prompt)
+    assert torch.equal(logits, torch.full_like(logits, -1024.0))
+
+
+@pytest.mark.slow
 def test_point_and_box_logits_equal_the_tracker_models_forward(
     sam3_built: sam3_files.TinySam3,
 ) -> None:
