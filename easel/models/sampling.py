@@ -25,6 +25,7 @@ StepCallback = Callable[[int, int, Any], None]
 EASEL_SCHEDULERS = {
     "FlowResMultistepScheduler": "easel.models.flow_samplers:FlowResMultistepScheduler",
     "FlowEulerAncestralScheduler": "easel.models.flow_samplers:FlowEulerAncestralScheduler",
+    "FlowERSDEScheduler": "easel.models.flow_samplers:FlowERSDEScheduler",
 }
 
 
@@ -374,6 +375,7 @@ CUSTOM_SIGMAS_SCHEDULERS = frozenset(
         "FlowMatchLCMScheduler",
         "FlowResMultistepScheduler",
         "FlowEulerAncestralScheduler",
+        "FlowERSDEScheduler",
     }
 )
 

@@ -103,6 +103,8 @@ FLOW_SAMPLERS: dict[str, Sampler] = {
     # through a schedule's levels, so every schedule goes that way (no schedule of its own)
     "res_multistep": Sampler("FlowResMultistepScheduler", schedules=()),
     "euler_ancestral": Sampler("FlowEulerAncestralScheduler", schedules=()),
+    # ComfyUI's er_sde (ER-SDE-Solver-3; Easel's own scheduler: diffusers has none)
+    "er_sde": Sampler("FlowERSDEScheduler", schedules=()),
     # ComfyUI's lcm on flow models: the denoised estimate, noised afresh to the next level
     "lcm": Sampler(
         "FlowMatchLCMScheduler",

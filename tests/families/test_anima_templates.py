@@ -77,3 +77,31 @@ def test_anima_template_runs_and_equals_the_anima_pipeline(
     assert float(ours.std()) > 0.01
     # the saved PNG is 8-bit: half a step of rounding on top of the parity tolerance
     assert (ours - theirs).abs().max().item() <= TOLERANCE + 0.5 / 255
+
+
+def test_anima_preview_template_runs_with_er_sde(
+    anima_models: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """image_anima_preview samples with er_sde (Easel's FlowERSDEScheduler, checked in
+    tests/models/test_flow_samplers.py): the template runs, and the same seed gives the same
+    image again."""
+    from easel.comfy.convert import to_easel
+    from easel.workflow_edit import set_input
+
+    files = {
+        **TEMPLATE_FILES,
+        "diffusion_models/anima-preview3-base.safetensors": anima_family.FILES["transformer"],
+    }
+    roots = stage_template_files(anima_models.root, files, tmp_path / "root", monkeypatch)
+    workflow = to_easel(template("image_anima_preview"))
+    nodes = workflow["nodes"]
+    latent, sampler = only(nodes, "EmptyLatent"), only(nodes, "KSampler")
+    assert nodes[sampler]["inputs"]["sampler_name"] == "er_sde"
+    set_input(workflow, f"{latent}.width", SIZE)
+    set_input(workflow, f"{latent}.height", SIZE)
+    set_input(workflow, f"{sampler}.steps", 3)
+    first = run_for_image(workflow, roots, tmp_path / "out")
+    again = run_for_image(workflow, roots, tmp_path / "again")
+    assert first.shape == (1, 3, SIZE, SIZE)
+    assert torch.isfinite(first).all() and float(first.std()) > 0.01
+    assert torch.equal(first, again)

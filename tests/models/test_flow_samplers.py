@@ -74,3 +74,71 @@ def test_euler_ancestral_keeps_the_noise_level_of_the_next_step() -> None:
     assert abs(float(out.std()) - 0.4) < 0.01
     last = scheduler.step(output_for(out, 0.4, denoised), None, out, generator, False)[0]
     assert torch.allclose(last, denoised)  # into 0: the denoised estimate
+
+
+# -- er_sde -----------------------------------------------------------------------------------
+# With y = x / alpha and lambda = sigma / alpha, a noise-free ER-SDE step integrates
+# dy/dlambda = (y - D(lambda)) phi'(lambda) / phi(lambda) (phi: its noise scaler), whose exact
+# solution is y_t = r y_s + D_t - r D_s - D' phi_t int_s^t dlambda / phi (r = phi_t / phi_s)
+# for estimates D linear in lambda: the second stage must reproduce it.
+
+
+def er_phi(lam: torch.Tensor) -> torch.Tensor:
+    return lam * (lam.pow(0.3).exp() + 10.0)
+
+
+def test_er_sde_keeps_the_noise_level_of_the_next_step() -> None:
+    """For a perfect denoiser of one point c, every step lands on the next level's marginal
+    (mean (1 - sigma) c, spread sigma), whatever the stage."""
+    from easel.models.flow_samplers import FlowERSDEScheduler
+
+    scheduler = FlowERSDEScheduler(shift=3.0)
+    scheduler.set_timesteps(4)
+    scheduler.sigmas = torch.tensor([1.0, 0.75, 0.5, 0.25, 0.0])
+    first = float(scheduler.sigmas[0])
+    assert 0.9999 < first < 1.0  # moved off 1: 3t / (1 + 2t) at t = 1 - 1e-4
+    assert math.isclose(first, 3 * 0.9999 / (1 + 2 * 0.9999), rel_tol=1e-6)
+    generator = torch.Generator().manual_seed(0)
+    c = 0.5
+    x = (1 - first) * c + first * torch.randn(1, 1, 256, 256, generator=generator)
+    denoised = torch.full_like(x, c)
+    for i, level in enumerate([0.75, 0.5, 0.25]):
+        sigma = float(scheduler.sigmas[i])
+        x = scheduler.step(output_for(x, sigma, denoised), None, x, generator, False)[0]
+        assert abs(float(x.mean()) - (1 - level) * c) < 0.01
+        assert abs(float(x.std()) - level) < 0.01
+    last = scheduler.step(output_for(x, 0.25, denoised), None, x, generator, False)[0]
+    assert torch.allclose(last, denoised)  # into 0: the denoised estimate
+
+
+def test_er_sde_second_stage_is_exact_for_estimates_linear_in_lambda() -> None:
+    from easel.models.flow_samplers import FlowERSDEScheduler
+
+    sigmas = torch.tensor([0.8, 0.6, 0.4, 0.0])
+    lams = sigmas / (1 - sigmas)
+    a, b = 0.3, -0.2
+
+    def estimate(lam: torch.Tensor) -> torch.Tensor:
+        return torch.full((1, 1, 2, 2), float(a + b * lam))
+
+    scheduler = FlowERSDEScheduler()
+    scheduler.s_noise = 0.0
+    scheduler.set_timesteps(3)
+    scheduler.sigmas = sigmas.clone()
+    scheduler._step_index = 1
+    scheduler._old_denoised = estimate(lams[0])
+    x = torch.full((1, 1, 2, 2), 0.9)
+    out = scheduler.step(output_for(x, 0.6, estimate(lams[1])), None, x, return_dict=False)[0]
+
+    lam_s, lam_t = lams[1].double(), lams[2].double()
+    grid = torch.linspace(float(lam_t), float(lam_s), 200_001, dtype=torch.float64)
+    integral = torch.trapezoid(1 / er_phi(grid), grid)  # int_t^s dlambda / phi
+    r = er_phi(lam_t) / er_phi(lam_s)
+    y_s = 0.9 / (1 - 0.6)
+    d_s, d_t = a + b * lam_s, a + b * lam_t
+    y_t = r * y_s + d_t - r * d_s + b * er_phi(lam_t) * integral
+    expected = (1 - 0.4) * y_t
+    # ER-SDE's own integral is a 200-point Riemann sum, so agreement is to its accuracy
+    assert abs(float(out.flatten()[0]) - float(expected)) < 5e-4
+    first_order = (1 - 0.4) * (r * y_s + (1 - r) * d_s)
+    assert abs(float(first_order) - float(expected)) > 1e-2  # the second stage matters
