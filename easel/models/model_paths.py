@@ -35,6 +35,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "clip_vision": ("clip_vision",),
     "style_models": ("style_models",),
     "model_patches": ("model_patches",),
+    "geometry_estimation": ("geometry_estimation",),  # Depth Anything 3 (LoadDA3Model)
 }
 # Names a user or an extra_model_paths.yaml may use for a kind.
 KIND_ALIASES: dict[str, str] = {

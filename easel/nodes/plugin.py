@@ -95,12 +95,6 @@ def register_cache_codecs(register: Callable[[Any], None]) -> None:
 
 
 @hookimpl
-def register_model_kinds(register: Callable[[str, Any], None]) -> None:
-    # Depth Anything 3 (and ComfyUI's other geometry estimators) files
-    register("geometry_estimation", ("geometry_estimation",))
-
-
-@hookimpl
 def register_nodes(register: Callable[[Any], None]) -> None:
     for name in MODULES:
         for node_type in importlib.import_module(name).NODES:
