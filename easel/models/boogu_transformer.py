@@ -33,7 +33,7 @@ from diffusers.models.normalization import LuminaRMSNormZero, RMSNorm
 from diffusers.models.transformers.transformer_lumina2 import Lumina2AttnProcessor2_0
 from torch import nn
 
-from easel.models.omnigen2_transformer import OmniGen2Stages, lumina_blocks
+from easel.models.omnigen2_transformer import OmniGen2Stages
 
 
 class StreamProjections(nn.Module):
@@ -191,31 +191,7 @@ class BooguTransformer(OmniGen2Stages, ModelMixin, ConfigMixin):  # type: ignore
         max_references: int = 5,
     ) -> None:
         super().__init__()
-
-        def blocks(count: int, modulation: bool = True) -> nn.ModuleList:
-            return lumina_blocks(
-                count,
-                hidden_size,
-                num_attention_heads,
-                num_kv_heads,
-                multiple_of,
-                ffn_dim_multiplier,
-                norm_eps,
-                modulation,
-            )
-
-        self.build_stages(
-            patch_size,
-            in_channels,
-            out_channels,
-            hidden_size,
-            num_refiner_layers,
-            blocks,
-            norm_eps,
-            text_feat_dim,
-            timestep_scale,
-            max_references,
-        )
+        blocks = self.build_stages()
         self.double_stream_layers = nn.ModuleList(
             DoubleStreamBlock(
                 hidden_size,

@@ -24,7 +24,7 @@ Captions are never padded (each conditioning is its own call), so no attention m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,26 +151,33 @@ class OmniGen2Stages:
     and its derivative Boogu (easel.models.boogu_transformer), which differ in their main
     blocks only; a mixin of their torch modules (which set `config` and the module machinery)."""
 
-    def build_stages(
-        self,
-        patch_size: int,
-        in_channels: int,
-        out_channels: int | None,
-        hidden_size: int,
-        num_refiner_layers: int,
-        blocks: Any,
-        norm_eps: float,
-        text_feat_dim: int,
-        timestep_scale: float,
-        max_references: int,
-    ) -> None:
-        out = out_channels or in_channels
+    def build_stages(self) -> Callable[..., nn.ModuleList]:
+        """The input and output stages built from the model's config (register_to_config
+        records it before `__init__`'s body runs); returns `blocks(count, modulation=True)`,
+        the builder of Lumina 2 blocks of this width, for the subclass's main blocks."""
+        config: Any = getattr(self, "config")  # noqa: B009  (ConfigMixin's, on the subclass)
+        patch_size, in_channels = int(config.patch_size), int(config.in_channels)
+        hidden_size, norm_eps = int(config.hidden_size), float(config.norm_eps)
+
+        def blocks(count: int, modulation: bool = True) -> nn.ModuleList:
+            return lumina_blocks(
+                count,
+                hidden_size,
+                config.num_attention_heads,
+                config.num_kv_heads,
+                config.multiple_of,
+                config.ffn_dim_multiplier,
+                norm_eps,
+                modulation,
+            )
+
+        out = config.out_channels or in_channels
         patch_in = patch_size * patch_size * in_channels
         self.x_embedder = nn.Linear(patch_in, hidden_size)
         self.ref_image_patch_embedder = nn.Linear(patch_in, hidden_size)
         self.time_caption_embed = Lumina2CombinedTimestepCaptionEmbedding(
             hidden_size=hidden_size,
-            cap_feat_dim=text_feat_dim,
+            cap_feat_dim=config.text_feat_dim,
             frequency_embedding_size=FREQUENCY_CHANNELS,
             norm_eps=norm_eps,
         )
@@ -179,11 +186,11 @@ class OmniGen2Stages:
             FREQUENCY_CHANNELS,
             flip_sin_to_cos=True,
             downscale_freq_shift=0.0,
-            scale=timestep_scale,  # type: ignore[arg-type]  # annotated int, used as a factor
+            scale=config.timestep_scale,  # type: ignore[arg-type]  # annotated int, used as a factor
         )
-        self.noise_refiner = blocks(num_refiner_layers)
-        self.ref_image_refiner = blocks(num_refiner_layers)
-        self.context_refiner = blocks(num_refiner_layers, modulation=False)
+        self.noise_refiner = blocks(config.num_refiner_layers)
+        self.ref_image_refiner = blocks(config.num_refiner_layers)
+        self.context_refiner = blocks(config.num_refiner_layers, modulation=False)
         self.norm_out = LuminaLayerNormContinuous(
             embedding_dim=hidden_size,
             conditioning_embedding_dim=min(hidden_size, 1024),
@@ -192,7 +199,10 @@ class OmniGen2Stages:
             bias=True,
             out_dim=patch_size * patch_size * out,
         )
-        self.image_index_embedding = nn.Parameter(torch.zeros(max_references, hidden_size))
+        self.image_index_embedding = nn.Parameter(
+            torch.zeros(config.max_references, hidden_size)
+        )
+        return blocks
 
     def prepare(
         self,
@@ -279,31 +289,7 @@ class OmniGen2Transformer(OmniGen2Stages, ModelMixin, ConfigMixin):  # type: ign
         max_references: int = 5,
     ) -> None:
         super().__init__()
-
-        def blocks(count: int, modulation: bool = True) -> nn.ModuleList:
-            return lumina_blocks(
-                count,
-                hidden_size,
-                num_attention_heads,
-                num_kv_heads,
-                multiple_of,
-                ffn_dim_multiplier,
-                norm_eps,
-                modulation,
-            )
-
-        self.build_stages(
-            patch_size,
-            in_channels,
-            out_channels,
-            hidden_size,
-            num_refiner_layers,
-            blocks,
-            norm_eps,
-            text_feat_dim,
-            timestep_scale,
-            max_references,
-        )
+        blocks = self.build_stages()
         self.layers = blocks(num_layers)
 
     def forward(

@@ -24,12 +24,7 @@ from typing import Any
 
 from easel.models.families.base import TextPart
 from easel.models.families.flux import FLUX_LATENT, FlowFamily
-from easel.models.families.omnigen2 import (
-    MAX_REFERENCES,
-    ROPE_THETA,
-    TIMESTEP_SCALE,
-    count,
-)
+from easel.models.families.omnigen2 import MAX_REFERENCES, count, flow_scheduler, stages_config
 
 SHIFT = 3.16  # ComfyUI's Boogu sampling settings, and ModelSamplingAuraFlow in its templates
 
@@ -54,12 +49,7 @@ QWEN3VL_8B = TextPart(
     "qwen3vl", layer=-1, layer_norm=True, pad_token="<|endoftext|>", hidden_act="silu"
 )
 
-SCHEDULER: Mapping[str, Any] = {
-    "_class_name": "FlowMatchEulerDiscreteScheduler",
-    "num_train_timesteps": 1000,
-    "shift": SHIFT,
-    "use_dynamic_shifting": False,
-}
+SCHEDULER = flow_scheduler(SHIFT)
 
 
 @dataclass(frozen=True)
@@ -112,48 +102,13 @@ def recognise(state: Mapping[str, Any]) -> tuple[BooguFamily, tuple[str, ...]] |
     return BOOGU, ("double_stream_layers.N.img_instruct_attn (Boogu-Image)",)
 
 
-def _shape(state: Mapping[str, Any], key: str) -> tuple[int, ...]:
-    return tuple(int(n) for n in state[key].shape)
-
-
 def transformer_config(state: Mapping[str, Any]) -> dict[str, Any]:
     """BooguTransformer's config read off the shapes, as OmniGen2's is
-    (easel.models.families.omnigen2.transformer_config), plus the dual-stream depth."""
+    (easel.models.families.omnigen2.stages_config, over the single-stream layers), plus the
+    dual-stream depth."""
     prefix = prefix_of(state)
     if prefix is None:
         raise ValueError("no Boogu transformer (double_stream_layers.N.img_instruct_attn)")
-    dim, patch_in = _shape(state, prefix + "x_embedder.weight")
-    head_dim = _shape(state, prefix + "single_stream_layers.0.attn.norm_q.weight")[0]
-    kv_rows = _shape(state, prefix + "single_stream_layers.0.attn.to_k.weight")[0]
-    if dim % head_dim or kv_rows % head_dim:
-        raise ValueError(f"width {dim} and kv width {kv_rows} are not heads of {head_dim}")
-    if head_dim % 6:
-        raise ValueError(
-            f"heads of {head_dim} channels do not split into three even RoPE axes "
-            "(Boogu's: 120 = 40 + 40 + 40)"
-        )
-    inner = _shape(state, prefix + "single_stream_layers.0.feed_forward.linear_1.weight")[0]
-    multiple_of, multiplier = 256, None
-    if 256 * -(-4 * dim // 256) != inner:
-        multiple_of, multiplier = 1, (inner + 0.5) / (4 * dim)
-    out = _shape(state, prefix + "norm_out.linear_2.weight")[0]
-    index_rows = prefix + "image_index_embedding"
-    return {
-        "patch_size": 2,
-        "in_channels": patch_in // 4,
-        "out_channels": out // 4,
-        "hidden_size": dim,
-        "num_layers": count(state, prefix + "single_stream_layers."),
-        "num_double_stream_layers": count(state, prefix + "double_stream_layers."),
-        "num_refiner_layers": count(state, prefix + "noise_refiner."),
-        "num_attention_heads": dim // head_dim,
-        "num_kv_heads": kv_rows // head_dim,
-        "multiple_of": multiple_of,
-        "ffn_dim_multiplier": multiplier,
-        "norm_eps": 1e-5,
-        "axes_dim_rope": [head_dim // 3] * 3,
-        "text_feat_dim": _shape(state, prefix + "time_caption_embed.caption_embedder.1.weight")[1],
-        "timestep_scale": TIMESTEP_SCALE,
-        "rope_theta": ROPE_THETA,
-        "max_references": _shape(state, index_rows)[0] if index_rows in state else MAX_REFERENCES,
-    }
+    config = stages_config(state, prefix, "single_stream_layers.", "Boogu", MAX_REFERENCES)
+    config["num_double_stream_layers"] = count(state, prefix + "double_stream_layers.")
+    return config

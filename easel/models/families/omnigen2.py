@@ -42,12 +42,20 @@ QWEN25_3B = TextPart(
     "qwen25_3b", layer=-1, layer_norm=True, pad_token="<|endoftext|>", hidden_act="silu"
 )
 
-SCHEDULER: Mapping[str, Any] = {
-    "_class_name": "FlowMatchEulerDiscreteScheduler",
-    "num_train_timesteps": 1000,
-    "shift": SHIFT,
-    "use_dynamic_shifting": False,
-}
+
+
+def flow_scheduler(shift: float) -> Mapping[str, Any]:
+    """The scheduler config of OmniGen2 and its derivatives (Boogu): flow matching at the
+    constant `shift`."""
+    return {
+        "_class_name": "FlowMatchEulerDiscreteScheduler",
+        "num_train_timesteps": 1000,
+        "shift": shift,
+        "use_dynamic_shifting": False,
+    }
+
+
+SCHEDULER = flow_scheduler(SHIFT)
 
 
 @dataclass(frozen=True)
@@ -101,40 +109,49 @@ def count(state: Mapping[str, Any], head: str) -> int:
     return max(found) + 1 if found else 0
 
 
-def _shape(state: Mapping[str, Any], key: str) -> tuple[int, ...]:
+def shape(state: Mapping[str, Any], key: str) -> tuple[int, ...]:
     return tuple(int(n) for n in state[key].shape)
 
 
-def transformer_config(state: Mapping[str, Any]) -> dict[str, Any]:
-    """OmniGen2Transformer's config read off the shapes: width from x_embedder, heads from the
-    per-head q norm, kv heads from to_k, caption width from the caption embedder, depths from
-    the block indices. The feed-forward width is diffusers' `multiple_of * ceil(multiplier * 4
-    * width / multiple_of)`: OmniGen2's (256, None) when that gives the file's, else a
-    multiplier giving it exactly."""
-    prefix = prefix_of(state)
-    if prefix is None:
-        raise ValueError("no OmniGen2 transformer (time_caption_embed, layers.N.attn) in the file")
-    dim, patch_in = _shape(state, prefix + "x_embedder.weight")
-    head_dim = _shape(state, prefix + "layers.0.attn.norm_q.weight")[0]
-    kv_rows = _shape(state, prefix + "layers.0.attn.to_k.weight")[0]
+def stages_config(
+    state: Mapping[str, Any],
+    prefix: str,
+    blocks: str,
+    name: str,
+    max_references: int | None = None,
+) -> dict[str, Any]:
+    """The config of OmniGen2's stages and Lumina 2 blocks read off the shapes (OmniGen2's and
+    its derivative Boogu's): width from x_embedder, heads from the per-head q norm of the main
+    blocks (`blocks`, their key head: "layers." in OmniGen2), kv heads from their to_k, caption
+    width from the caption embedder, depths from the block indices, the references from
+    image_index_embedding (`max_references` where the file has none; required where None).
+    The feed-forward width is diffusers' `multiple_of * ceil(multiplier * 4 * width /
+    multiple_of)`: OmniGen2's (256, None) when that gives the file's, else a multiplier giving
+    it exactly. `name` is the family's, for the refusal of heads RoPE cannot split."""
+    dim, patch_in = shape(state, prefix + "x_embedder.weight")
+    head_dim = shape(state, prefix + blocks + "0.attn.norm_q.weight")[0]
+    kv_rows = shape(state, prefix + blocks + "0.attn.to_k.weight")[0]
     if dim % head_dim or kv_rows % head_dim:
         raise ValueError(f"width {dim} and kv width {kv_rows} are not heads of {head_dim}")
     if head_dim % 6:
         raise ValueError(
             f"heads of {head_dim} channels do not split into three even RoPE axes "
-            "(OmniGen2's: 120 = 40 + 40 + 40)"
+            f"({name}'s: 120 = 40 + 40 + 40)"
         )
-    inner = _shape(state, prefix + "layers.0.feed_forward.linear_1.weight")[0]
+    inner = shape(state, prefix + blocks + "0.feed_forward.linear_1.weight")[0]
     multiple_of, multiplier = 256, None
     if 256 * -(-4 * dim // 256) != inner:
         multiple_of, multiplier = 1, (inner + 0.5) / (4 * dim)
-    out = _shape(state, prefix + "norm_out.linear_2.weight")[0]
+    out = shape(state, prefix + "norm_out.linear_2.weight")[0]
+    index_rows = prefix + "image_index_embedding"
+    if max_references is None or index_rows in state:
+        max_references = shape(state, index_rows)[0]
     return {
         "patch_size": 2,
         "in_channels": patch_in // 4,
         "out_channels": out // 4,
         "hidden_size": dim,
-        "num_layers": count(state, prefix + "layers."),
+        "num_layers": count(state, prefix + blocks),
         "num_refiner_layers": count(state, prefix + "noise_refiner."),
         "num_attention_heads": dim // head_dim,
         "num_kv_heads": kv_rows // head_dim,
@@ -142,8 +159,16 @@ def transformer_config(state: Mapping[str, Any]) -> dict[str, Any]:
         "ffn_dim_multiplier": multiplier,
         "norm_eps": 1e-5,
         "axes_dim_rope": [head_dim // 3] * 3,
-        "text_feat_dim": _shape(state, prefix + "time_caption_embed.caption_embedder.1.weight")[1],
+        "text_feat_dim": shape(state, prefix + "time_caption_embed.caption_embedder.1.weight")[1],
         "timestep_scale": TIMESTEP_SCALE,
         "rope_theta": ROPE_THETA,
-        "max_references": _shape(state, prefix + "image_index_embedding")[0],
+        "max_references": max_references,
     }
+
+
+def transformer_config(state: Mapping[str, Any]) -> dict[str, Any]:
+    """OmniGen2Transformer's config read off the shapes (`stages_config`)."""
+    prefix = prefix_of(state)
+    if prefix is None:
+        raise ValueError("no OmniGen2 transformer (time_caption_embed, layers.N.attn) in the file")
+    return stages_config(state, prefix, "layers.", "OmniGen2")
