@@ -15,25 +15,13 @@ import math
 from typing import Any
 
 from easel.core.context import Context
-from easel.core.node import Input, NodeError, node
+from easel.core.node import Input, node
 from easel.core.types import Clip, Conditioning, Image, Vae
-from easel.nodes.loaders import require
+from easel.nodes.edit_images import add_references, reference_latent, require_family_clip, rgb
 from easel.nodes.model_access import model_errors
 from easel.nodes.upscale import resample
 
 IMAGE_INPUTS = tuple(f"image_{i}" for i in range(1, 17))
-
-
-def reference_latent(vae: Any, image: Any) -> Any:
-    """The VAE's latent of an image [B, 3, H, W] in [0, 1], in the model's latent space."""
-    import torch
-
-    module = vae.manager.place(vae.vae)
-    param = next(module.parameters())
-    with model_errors("vae"), torch.inference_mode():
-        encoded = module.encode((image * 2 - 1).to(param.device, param.dtype))
-        latents = encoded.latent_dist.mode()
-    return ((latents.float() - vae.shift_factor) * vae.scaling_factor).cpu()
 
 
 def scaled_to_area(image: Any, pixels: int, multiple: int = 1) -> Any:
@@ -77,14 +65,7 @@ def TextEncodeBooguEdit(
     from easel.models.families.boogu import REFERENCE_PIXELS, VL_PIXELS
     from easel.models.qwen_text import to_pil
 
-    require(clip, "text encoder (CLIP)", "clip")
-    family = getattr(clip, "family", None)
-    if getattr(family, "name", None) != "boogu":
-        raise NodeError(
-            f"needs Boogu's text encoder (TextEncoderLoader type boogu); this CLIP "
-            f"({clip.name}) is {getattr(family, 'label', 'another model')}'s",
-            "clip",
-        )
+    require_family_clip(clip, "boogu", "Boogu's text encoder (TextEncoderLoader type boogu)")
     images = (
         image_1, image_2, image_3, image_4, image_5, image_6, image_7, image_8,
         image_9, image_10, image_11, image_12, image_13, image_14, image_15, image_16,
@@ -93,9 +74,7 @@ def TextEncodeBooguEdit(
     for name, image in zip(IMAGE_INPUTS, images, strict=True):
         if image is None:
             continue
-        if image.shape[1] < 3:
-            raise NodeError(f"expects an RGB image, got {image.shape[1]} channels", name)
-        picture = image[:, :3].float()
+        picture = rgb(image, name).float()
         seen.extend(to_pil(scaled_to_area(picture, VL_PIXELS)))
         if vae is not None:
             references.append(reference_latent(vae, scaled_to_area(picture, REFERENCE_PIXELS, 16)))
@@ -105,9 +84,7 @@ def TextEncodeBooguEdit(
         positive = boogu_text.encode(clip, prompt, seen).conditioning
     with model_errors("negative_prompt"):
         negative = boogu_text.encode(clip, negative_prompt).conditioning
-    if references:
-        positive["reference_latents"] = references
-        negative["reference_latents"] = list(references)
+    add_references(positive, negative, references)
     return {"positive": positive, "negative": negative}
 
 

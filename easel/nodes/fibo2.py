@@ -20,7 +20,7 @@ from typing import Any
 from easel.core.context import Context
 from easel.core.node import Input, NodeError, node
 from easel.core.types import Clip, Conditioning, Image, Latent, Vae
-from easel.nodes.loaders import require
+from easel.nodes.edit_images import add_references, first_image, latent_of, require_family_clip
 from easel.nodes.model_access import model_errors
 
 IMAGE_INPUTS = tuple(f"image_{i}" for i in range(1, 5))
@@ -43,20 +43,6 @@ def result_size(width: int, height: int, first: Any) -> tuple[int, int]:
     w = width - width % MULTIPLE if width else bucket[0]
     h = height - height % MULTIPLE if height else bucket[1]
     return w, h
-
-
-def _reference(vae: Any, pixels: Any) -> Any:
-    """A crop's latent (normalised, as VAEEncode makes it) [1, 128, h/16, w/16]; `pixels` in
-    [-1, 1] as the image processor makes them."""
-    import torch
-
-    module = vae.manager.place(vae.vae)
-    param = next(module.parameters())
-    with model_errors("vae"), torch.inference_mode():
-        encoded = module.encode(pixels.contiguous().to(param.device, param.dtype))
-        dist = getattr(encoded, "latent_dist", None)
-        latents = dist.mode() if dist is not None else encoded.latents
-    return ((latents.float() - vae.shift_factor) * vae.scaling_factor).cpu()
 
 
 @node(
@@ -87,22 +73,13 @@ def TextEncodeFibo2(
     from easel.models import fibo2_text
     from easel.models.qwen_text import to_pil
 
-    require(clip, "text encoder (CLIP)", "clip")
-    family = getattr(clip, "family", None)
-    if getattr(family, "name", None) != "fibo2":
-        raise NodeError(
-            f"needs a Fibo 2.0 text encoder (TextEncoderLoader type fibo2); this CLIP "
-            f"({clip.name}) is {getattr(family, 'label', 'another model')}'s",
-            "clip",
-        )
+    require_family_clip(clip, "fibo2", "a Fibo 2.0 text encoder (TextEncoderLoader type fibo2)")
     images = {"image_1": image_1, "image_2": image_2, "image_3": image_3, "image_4": image_4}
     pictures = []
     for name, image in images.items():
         if image is None:
             continue
-        if image.shape[0] > 1:
-            ctx.warn(f"{name}: a batch of {image.shape[0]} images; the first is used")
-        pictures.append(to_pil(image[:1, :3])[0])
+        pictures.append(to_pil(first_image(ctx, image, name)[:, :3])[0])
     if pictures and vae is None:
         raise NodeError(
             "the images to edit need the VAE: connect it (their latents condition the model)",
@@ -118,14 +95,13 @@ def TextEncodeFibo2(
         crops, seen = processor.preprocess(
             pictures, height=h, width=w, area=AREA, text_encoder_image_size=TEXT_ENCODER_SIZE
         )
-        references = [_reference(vae, crop) for crop in crops]
+        # the crops' pixels are in [-1, 1] as the image processor makes them
+        references = [latent_of(vae, crop) for crop in crops]
     with model_errors("prompt"):
         positive = fibo2_text.encode(clip, prompt, clean=True, images=seen).conditioning
     with model_errors("negative_prompt"):
         negative = fibo2_text.encode(clip, negative_prompt, clean=False).conditioning
-    if references:
-        positive["reference_latents"] = references
-        negative["reference_latents"] = list(references)
+    add_references(positive, negative, references)
     samples = torch.zeros(batch_size, LATENT_CHANNELS, h // MULTIPLE, w // MULTIPLE)
     latent = {"samples": samples, "width": w, "height": h}
     return {"positive": positive, "negative": negative, "latent": latent}

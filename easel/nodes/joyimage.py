@@ -15,6 +15,7 @@ from typing import Any
 from easel.core.context import Context
 from easel.core.node import Input, NodeError, node
 from easel.core.types import Clip, Conditioning, Image, Vae
+from easel.nodes.edit_images import reference_latent
 from easel.nodes.loaders import require
 from easel.nodes.model_access import model_errors
 
@@ -46,18 +47,6 @@ def fitted(image: Any, base: int) -> Any:
     if tuple(image.shape[-2:]) == (height, width):
         return image
     return resample(center_crop(image, width, height), (height, width), "bilinear").clamp(0, 1)
-
-
-def _reference(vae: Any, image: Any) -> Any:
-    """The image's latent in its VAE's scaling (as VAEEncode makes it)."""
-    import torch
-
-    module = vae.manager.place(vae.vae)
-    param = next(module.parameters())
-    with model_errors("vae"), torch.inference_mode():
-        encoded = module.encode((image * 2 - 1).to(param.device, param.dtype))
-        latents = encoded.latent_dist.mode()
-    return ((latents.float() - vae.shift_factor) * vae.scaling_factor).cpu()
 
 
 @node(category="conditioning", outputs={"conditioning": Conditioning})
@@ -100,7 +89,7 @@ def TextEncodeJoyImageEdit(
         picture = fitted(image, base)
         images.append(picture)
         if vae is not None:
-            references.append(_reference(vae, picture))
+            references.append(reference_latent(vae, picture))
     with model_errors("prompt"):
         pil = [to_pil(picture)[0] for picture in images]
         cond = joyimage_text.encode(clip, prompt, pil)

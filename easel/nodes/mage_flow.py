@@ -16,9 +16,15 @@ from __future__ import annotations
 from typing import Any
 
 from easel.core.context import Context
-from easel.core.node import Input, NodeError, node
+from easel.core.node import Input, node
 from easel.core.types import Clip, Conditioning, Image, Latent, Vae
-from easel.nodes.loaders import require
+from easel.nodes.edit_images import (
+    add_references,
+    first_image,
+    reference_latent,
+    require_family_clip,
+    rgb,
+)
 from easel.nodes.model_access import model_errors
 
 IMAGE_INPUTS = tuple(f"image_{i}" for i in range(1, 17))
@@ -59,19 +65,6 @@ def for_text_encoder(image: Any) -> Any:
     return to_pil(image)[0]
 
 
-def reference_latent(vae: Any, image: Any) -> Any:
-    """The Mage-VAE latent [1, 128, h/16, w/16] of an image [1, 3, H, W] in [0, 1]."""
-    import torch
-
-    module = vae.manager.place(vae.vae)
-    param = next(module.parameters())
-    with model_errors("vae"), torch.inference_mode():
-        encoded = module.encode((image * 2 - 1).to(param.device, param.dtype))
-        dist = getattr(encoded, "latent_dist", None)
-        latents = dist.mode() if dist is not None else encoded.latents
-    return ((latents.float() - vae.shift_factor) * vae.scaling_factor).cpu()
-
-
 @node(
     category="conditioning",
     outputs={"positive": Conditioning, "negative": Conditioning, "latent": Latent},
@@ -110,14 +103,7 @@ def TextEncodeMageFlowEdit(
 
     from easel.models import mage_text
 
-    require(clip, "text encoder (CLIP)", "clip")
-    family = getattr(clip, "family", None)
-    if getattr(family, "name", None) != "mage-flow":
-        raise NodeError(
-            f"needs a Mage-Flow text encoder (TextEncoderLoader type mage); this CLIP "
-            f"({clip.name}) is {getattr(family, 'label', 'another model')}'s",
-            "clip",
-        )
+    require_family_clip(clip, "mage-flow", "a Mage-Flow text encoder (TextEncoderLoader type mage)")
     given = dict(zip(IMAGE_INPUTS, (
             image_1, image_2, image_3, image_4, image_5, image_6, image_7, image_8,
             image_9, image_10, image_11, image_12, image_13, image_14, image_15, image_16,
@@ -126,11 +112,7 @@ def TextEncodeMageFlowEdit(
     for name, image in given.items():
         if image is None:
             continue
-        if image.shape[1] < 3:
-            raise NodeError(f"expects an RGB image, got {image.shape[1]} channels", name)
-        if image.shape[0] > 1:
-            ctx.warn(f"{name}: a batch of {image.shape[0]} images; the first is used")
-        pictures.append(image[:1, :3].float())
+        pictures.append(first_image(ctx, rgb(image, name), name).float())
     w, h = result_size(width, height, pictures[0] if pictures else None)
     if pictures and vae is None:
         ctx.warn("no VAE connected: the images to edit are seen by Qwen3-VL only")
@@ -144,9 +126,7 @@ def TextEncodeMageFlowEdit(
         positive = mage_text.encode(clip, prompt, seen).conditioning
     with model_errors("negative_prompt"):
         negative = mage_text.encode(clip, negative_prompt or " ", seen).conditioning
-    if references:
-        positive["reference_latents"] = references
-        negative["reference_latents"] = list(references)
+    add_references(positive, negative, references)
     samples = torch.zeros(batch_size, LATENT_CHANNELS, h // MULTIPLE, w // MULTIPLE)
     latent = {"samples": samples, "width": w, "height": h}
     return {"positive": positive, "negative": negative, "latent": latent}

@@ -19,6 +19,7 @@ from easel.core.node import Input, NodeError, node
 from easel.core.types import Clip, Conditioning, Image, Vae
 from easel.models.families.qwen_image import EDIT_TEMPLATE
 from easel.nodes.conditioning import empty_prompt
+from easel.nodes.edit_images import reference_latent
 from easel.nodes.loaders import require
 from easel.nodes.model_access import model_errors
 
@@ -48,18 +49,6 @@ def _first(ctx: Context, image: Any, input_name: str) -> Any:
     if image.shape[0] > 1:
         ctx.warn(f"{input_name}: a batch of {image.shape[0]} images; the first is used")
     return image[:1]
-
-
-def _reference(vae: Any, image: Any, input_name: str) -> Any:
-    """The image's latent in its VAE's scaling (as VAEEncode makes it)."""
-    import torch
-
-    module = vae.manager.place(vae.vae)
-    param = next(module.parameters())
-    with model_errors(input_name), torch.inference_mode():
-        encoded = module.encode((image * 2 - 1).to(param.device, param.dtype))
-        latents = encoded.latent_dist.mode()
-    return ((latents.float() - vae.shift_factor) * vae.scaling_factor).cpu()
 
 
 def _encode(
@@ -121,7 +110,7 @@ def TextEncodeQwenImageEdit(
         scaled = _scaled(_first(ctx, image, "image"), EDIT_AREA)
         images.append(scaled)
         if vae is not None:
-            references.append(_reference(vae, scaled, "vae"))
+            references.append(reference_latent(vae, scaled))
     cond = _encode(ctx, clip, prompt, images, numbered=False)
     if references:
         cond["reference_latents"] = references
@@ -150,7 +139,7 @@ def TextEncodeQwenImageEditPlus(
         images.append(_scaled(first, VISION_AREA))
         if vae is not None:
             reference = _scaled(first, REFERENCE_AREA, REFERENCE_MULTIPLE)
-            references.append(_reference(vae, reference, "vae"))
+            references.append(reference_latent(vae, reference))
     cond = _encode(ctx, clip, prompt, images, numbered=True)
     if references:
         cond["reference_latents"] = references

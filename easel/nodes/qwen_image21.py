@@ -26,6 +26,7 @@ from typing import Any
 from easel.core.context import Context
 from easel.core.node import Input, NodeError, node
 from easel.core.types import Clip, Conditioning, Image, Latent, Model, Vae
+from easel.nodes.edit_images import add_references, first_image, reference_latent
 from easel.nodes.loaders import require
 from easel.nodes.model_access import model_errors
 
@@ -74,12 +75,7 @@ def _reference(vae: Any, picture: Any) -> Any:
     import torch
 
     pixels = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)
-    module = vae.manager.place(vae.vae)
-    param = next(module.parameters())
-    images = (pixels.permute(2, 0, 1)[None] * 2 - 1).to(param.device, param.dtype)
-    with model_errors("vae"), torch.inference_mode():
-        latents = module.encode(images).latent_dist.mode()
-    return ((latents.float() - vae.shift_factor) * vae.scaling_factor).cpu()
+    return reference_latent(vae, pixels.permute(2, 0, 1)[None])
 
 
 @node(
@@ -135,8 +131,7 @@ def TextEncodeQwenImage21(
     for name, image in images.items():
         if image is None:
             continue
-        if image.shape[0] > 1:
-            ctx.warn(f"{name}: a batch of {image.shape[0]} images; the first is used")
+        image = first_image(ctx, image, name)
         size = reference_size(int(image.shape[-1]), int(image.shape[-2]), resolution)
         picture = _picture(image, size)
         pictures.append(picture)
@@ -144,11 +139,9 @@ def TextEncodeQwenImage21(
             references.append(_reference(vae, picture))
     positive = _encode(clip, prompt, pictures, "prompt")
     negative = _encode(clip, negative_prompt, pictures, "negative_prompt")
-    if references:
-        positive["reference_latents"] = references
-        negative["reference_latents"] = list(references)
-    elif pictures:  # no vae: the images' hidden states stay in the text as context (ComfyUI's
-        # keep_vision); no latents fill their slots
+    add_references(positive, negative, references)
+    if pictures and not references:  # no vae: the images' hidden states stay in the text as
+        # context (ComfyUI's keep_vision); no latents fill their slots
         for cond in (positive, negative):
             cond["image_pad"] = torch.zeros_like(cond["image_pad"])
     width = height = resolution or 1024
