@@ -297,8 +297,63 @@ def ui_to_prompt(
         if position is not None:
             editor.positions[node_id] = position
     _drop_what_needs_muted(graph, prompt, cut, node_maps, problems)
+    _drop_incomplete_dead_ends(graph, prompt, node_maps, editor)
     editor.groups = editor_groups(data, graph)
     return prompt, editor, problems
+
+
+def _drop_incomplete_dead_ends(
+    graph: UIGraph,
+    prompt: dict[str, Any],
+    node_maps: Mapping[str, NodeMap],
+    editor: EditorData,
+) -> None:
+    """Drop what no output needs and cannot run: a node with a socket left unconnected, and
+    what it feeds.
+
+    ComfyUI runs only what its output nodes need, so such nodes (a spare ResizeImageMaskNode
+    left in a template) never run there and are never checked; here they would fail
+    validation for the missing input. A complete node that no output needs stays (it never
+    runs either, and the editor keeps it); what an output needs is never dropped."""
+
+    def links(node_id: str) -> list[str]:
+        return [
+            value[0]
+            for value in prompt[node_id]["inputs"].values()
+            if isinstance(value, list)
+            and len(value) == 2
+            and isinstance(value[0], str)
+            and value[0] in prompt
+        ]
+
+    def unconnected(node_id: str) -> bool:
+        return node_id in graph.nodes and any(
+            entry.get("link") is None and not isinstance(entry.get("widget"), Mapping)
+            for entry in _input_entries(graph.nodes[node_id])
+        )
+
+    def is_output(node_id: str) -> bool:
+        spec = node_maps.get(prompt[node_id]["class_type"])
+        return spec is not None and spec.is_output
+
+    needed = {node_id for node_id in prompt if is_output(node_id)}
+    stack = list(needed)
+    while stack:
+        for source in links(stack.pop()):
+            if source not in needed:
+                needed.add(source)
+                stack.append(source)
+    broken = {node_id for node_id in prompt if node_id not in needed and unconnected(node_id)}
+    changed = bool(broken)
+    while changed:
+        changed = False
+        for node_id in prompt:
+            if node_id not in needed and node_id not in broken and set(links(node_id)) & broken:
+                broken.add(node_id)
+                changed = True
+    for node_id in broken:
+        del prompt[node_id]
+        editor.positions.pop(node_id, None)
 
 
 def _drop_what_needs_muted(

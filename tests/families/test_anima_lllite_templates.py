@@ -90,16 +90,6 @@ def run_for_image(workflow: dict[str, Any], executor: Any, out_dir: Path) -> Any
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float() / 255
 
 
-def drop_spare_resize(nodes: dict[str, Any]) -> None:
-    """The inpainting template keeps a spare ResizeImageMaskNode with nothing linked in or
-    out, which ComfyUI never runs (it runs what its outputs need); Easel validates every node
-    it is given and the importer keeps this one, so it goes here."""
-    [spare] = [
-        k for k, v in nodes.items() if v["type"] == "ResizeImageMask" and "input" not in v["inputs"]
-    ]
-    del nodes[spare]
-
-
 def prepared(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models: Any) -> Any:
     """The converted template and the model roots, its input files in the working folder."""
     from easel.comfy.convert import to_easel
@@ -146,7 +136,9 @@ def test_inpainting_template_with_the_painter_runs_and_the_mask_steers_it(
         "image_anima_lllite_image_inpainting", tmp_path, monkeypatch, anima_models
     )
     nodes = workflow["nodes"]
-    drop_spare_resize(nodes)
+    # the template's only ResizeImageMaskNode is a spare (nothing linked in or out, never run
+    # by ComfyUI): the importer leaves it out, so the template runs as it is
+    assert not [v for v in nodes.values() if v["type"] == "ResizeImageMask"]
     write_picture(tmp_path / nodes[only(nodes, "LoadImage")]["inputs"]["image"], SIZE, 2)
     painter = only(nodes, "Painter")
     drawing = drawing_name(nodes[painter]["inputs"]["mask"])
@@ -174,7 +166,6 @@ def test_a_missing_drawing_is_named(
         "image_anima_lllite_image_inpainting", tmp_path, monkeypatch, anima_models
     )
     executor = executor_for(roots)
-    drop_spare_resize(workflow["nodes"])
     painter = only(workflow["nodes"], "Painter")
     with pytest.raises(Exception) as error:
         executor.run(workflow, targets=[painter])
