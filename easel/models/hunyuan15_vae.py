@@ -19,6 +19,7 @@ from typing import Any
 
 from easel.models.errors import ModelError
 from easel.models.families.hunyuan15 import HUNYUAN15_LATENT
+from easel.models.vae_outputs import OneFrameVae, decoded, encoded, frames_as_images
 
 ORIGINAL_PROBE = "encoder.down.0.block.0.norm1.gamma"
 DIFFUSERS_PROBE = "encoder.down_blocks.0.resnets.0.norm1.gamma"
@@ -43,34 +44,7 @@ class Hunyuan15VaeConfig:
     shift_factor: float = 0.0
 
 
-@dataclass
-class _Posterior:
-    latents: Any
-
-    def mode(self) -> Any:
-        return self.latents
-
-    def sample(self, generator: Any = None) -> Any:
-        return self.latents
-
-
-@dataclass
-class _Encoded:
-    latent_dist: _Posterior
-
-
-@dataclass
-class _Decoded:
-    sample: Any
-
-
-def _module_base() -> Any:
-    import torch
-
-    return torch.nn.Module
-
-
-class Hunyuan15Vae(_module_base()):  # type: ignore[misc]
+class Hunyuan15Vae(OneFrameVae):
     """AutoencoderKLHunyuanVideo15 with 4-D images and latents (one frame)."""
 
     def __init__(self, vae: Any) -> None:
@@ -87,19 +61,14 @@ class Hunyuan15Vae(_module_base()):  # type: ignore[misc]
         """[B, 3, H, W] in [-1, 1] -> latents [B, 32, H/16, W/16] (the posterior's mode, as the
         image-to-video pipeline takes it)."""
         raw = self.vae.encode(images.unsqueeze(2)).latent_dist.mode()[:, :, 0]
-        encoded = _Encoded(_Posterior(raw))
-        return encoded if return_dict else (encoded.latent_dist,)
+        return encoded(raw, return_dict)
 
     def decode(self, latents: Any, return_dict: bool = True, **_: Any) -> Any:
         """Latents [B, 32, h, w] -> images [B, 3, 16h, 16w] in [-1, 1]; a 5-D latent
         [B, 32, F, h, w] decodes frame by frame into B * F images, batch-major."""
-        if latents.dim() == 5:
-            latents = latents.movedim(2, 1).reshape(-1, *latents.shape[1:2], *latents.shape[3:])
+        latents = frames_as_images(latents)
         image = self.vae.decode(latents.unsqueeze(2), return_dict=False)[0][:, :, 0]
-        return (image,) if not return_dict else _Decoded(image)
-
-    def forward(self, images: Any) -> Any:
-        return self.decode(self.encode(images).latent_dist.mode(), return_dict=False)[0]
+        return decoded(image, return_dict)
 
 
 def _levels(state: Mapping[str, Any], head: str) -> list[int]:

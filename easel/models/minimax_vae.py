@@ -21,11 +21,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from easel.models.errors import ModelError
+from easel.models.vae_outputs import (
+    NormalisedVaeConfig,
+    OneFrameVae,
+    decoded,
+    encoded,
+    frames_as_images,
+    per_channel,
+)
 
 COMFY_PROBE = "decoder.x_embedder.weight"
 DIFFUSERS_PROBE = "decoder.proj_in.weight"
@@ -41,55 +48,14 @@ def is_minimax_vae(state: Mapping[str, Any]) -> bool:
     )
 
 
-@dataclass
-class _Posterior:
-    """The encoded latents as diffusers' posterior is read (mode / sample)."""
-
-    latents: Any
-
-    def mode(self) -> Any:
-        return self.latents
-
-    def sample(self, generator: Any = None) -> Any:
-        return self.latents
-
-
-@dataclass
-class _Encoded:
-    latent_dist: _Posterior
-
-
-@dataclass
-class _Decoded:
-    sample: Any
-
-
-def _module_base() -> Any:
-    import torch
-
-    return torch.nn.Module
-
-
-@dataclass
-class MiniMaxVaeConfig:
-    """What Easel reads of a VAE's config (easel.models.handles.VaeHandle)."""
-
-    latent_channels: int
-    block_out_channels: tuple[int, ...] = (1, 1, 1, 1, 1)  # 2^(5 - 1) = the factor 16
-    scaling_factor: float = 1.0
-    shift_factor: float = 0.0
-    latents_mean: list[float] = field(default_factory=list)
-    latents_std: list[float] = field(default_factory=list)
-
-
-class MiniMaxVae(_module_base()):  # type: ignore[misc]
+class MiniMaxVae(OneFrameVae):
     """AutoencoderKLMiniMaxH3 with 4-D [-1, 1] images and normalised 4-D latents."""
 
     def __init__(self, vae: Any) -> None:
         super().__init__()
         self.vae = vae
         levels = int(vae.spatial_compression_ratio).bit_length()
-        self.config = MiniMaxVaeConfig(
+        self.config = NormalisedVaeConfig(
             latent_channels=int(vae.config.latent_channels),
             block_out_channels=(1,) * levels,
             latents_mean=list(vae.config.latents_mean),
@@ -97,19 +63,13 @@ class MiniMaxVae(_module_base()):  # type: ignore[misc]
         )
 
     def _stats(self, like: Any, channels: int) -> tuple[Any, Any]:
-        import torch
-
         shape = (1, channels, 1, 1, 1)
-        mean = torch.tensor(self.config.latents_mean).view(shape).to(like.device, like.dtype)
-        std = torch.tensor(self.config.latents_std).view(shape).to(like.device, like.dtype)
-        return mean, std
+        mean = per_channel(self.config.latents_mean, like, shape)
+        return mean, per_channel(self.config.latents_std, like, shape)
 
     def _pixel_stats(self, like: Any) -> tuple[Any, Any]:
-        import torch
-
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1).to(like.device, like.dtype)
-        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1, 1).to(like.device, like.dtype)
-        return mean, std
+        shape = (1, 3, 1, 1, 1)
+        return per_channel(IMAGENET_MEAN, like, shape), per_channel(IMAGENET_STD, like, shape)
 
     def encode(self, images: Any, return_dict: bool = True) -> Any:
         """[B, 3, H, W] in [-1, 1] -> normalised latents [B, 24, H/16, W/16] (the posterior's
@@ -119,28 +79,22 @@ class MiniMaxVae(_module_base()):  # type: ignore[misc]
         moments = self.vae._encode_clip(((pixels - mean) / std).to(self._dtype()))
         raw = moments[:, :, -1:].chunk(2, dim=1)[0].float()
         lmean, lstd = self._stats(raw, raw.shape[1])
-        encoded = _Encoded(_Posterior(((raw - lmean) / lstd)[:, :, 0]))
-        return encoded if return_dict else (encoded.latent_dist,)
+        return encoded(((raw - lmean) / lstd)[:, :, 0], return_dict)
 
     def decode(self, latents: Any, return_dict: bool = True, **_: Any) -> Any:
         """Normalised latents [B, 24, h, w] -> images [B, 3, 16h, 16w] in [-1, 1]. A 5-D latent
         [B, 24, F, h, w] decodes frame by frame into B * F images, batch-major."""
-        if latents.dim() == 5:
-            latents = latents.movedim(2, 1).reshape(-1, *latents.shape[1:2], *latents.shape[3:])
-        z = latents.unsqueeze(2).float()
+        z = frames_as_images(latents).unsqueeze(2).float()
         mean, std = self._stats(z, z.shape[1])
         z = (z * std + mean).to(self._dtype())
         frames = self.vae._decode_clip(z)
         pixels = frames[:, :, -1:].float()
         pmean, pstd = self._pixel_stats(pixels)
         image = ((pixels * pstd + pmean).clamp(0.0, 1.0) * 2 - 1)[:, :, 0]
-        return (image,) if not return_dict else _Decoded(image)
+        return decoded(image, return_dict)
 
     def _dtype(self) -> Any:
         return self.vae.post_quant_conv.weight.dtype
-
-    def forward(self, images: Any) -> Any:
-        return self.decode(self.encode(images).latent_dist.mode(), return_dict=False)[0]
 
 
 # -- files ----------------------------------------------------------------------------------------

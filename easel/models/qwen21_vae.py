@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from easel.models.errors import ModelError
+from easel.models.vae_outputs import NormalisedVaeConfig, OneFrameVae, decoded, encoded, per_channel
 
 ORIGINAL_PROBE = "encoder.downsamples.0.downsamples.0.residual.0.gamma"
 DIFFUSERS_PROBE = "encoder.down_blocks.0.resnets.0.norm1.gamma"
@@ -124,46 +124,7 @@ def vae_config(state: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-@dataclass
-class Qwen21VaeConfig:
-    """What Easel reads of a VAE's config (easel.models.handles.VaeHandle)."""
-
-    latent_channels: int
-    block_out_channels: tuple[int, ...] = (1, 1, 1, 1, 1)  # 2^(5 - 1) = the factor 16
-    scaling_factor: float = 1.0
-    shift_factor: float = 0.0
-    latents_mean: list[float] = field(default_factory=list)
-    latents_std: list[float] = field(default_factory=list)
-
-
-@dataclass
-class _Posterior:
-    latents: Any
-
-    def mode(self) -> Any:
-        return self.latents
-
-    def sample(self, generator: Any = None) -> Any:
-        return self.latents
-
-
-@dataclass
-class _Encoded:
-    latent_dist: _Posterior
-
-
-@dataclass
-class _Decoded:
-    sample: Any
-
-
-def _module_base() -> Any:
-    import torch
-
-    return torch.nn.Module
-
-
-class Qwen21Vae(_module_base()):  # type: ignore[misc]
+class Qwen21Vae(OneFrameVae):
     """AutoencoderKLQwenImage21 with 4-D images and normalised 4-D latents."""
 
     def __init__(self, vae: Any) -> None:
@@ -171,7 +132,7 @@ class Qwen21Vae(_module_base()):  # type: ignore[misc]
         self.vae = vae
         spatial = int(getattr(vae, "spatial_compression_ratio", 16))
         self.image_channels = int(vae.config.in_channels)
-        self.config = Qwen21VaeConfig(
+        self.config = NormalisedVaeConfig(
             latent_channels=int(vae.config.z_dim),
             block_out_channels=(1,) * spatial.bit_length(),
             latents_mean=list(vae.config.latents_mean),
@@ -179,12 +140,9 @@ class Qwen21Vae(_module_base()):  # type: ignore[misc]
         )
 
     def _stats(self, like: Any) -> tuple[Any, Any]:
-        import torch
-
         shape = (1, self.config.latent_channels, 1, 1)
-        mean = torch.tensor(self.config.latents_mean).view(shape).to(like.device, like.dtype)
-        std = torch.tensor(self.config.latents_std).view(shape).to(like.device, like.dtype)
-        return mean, std
+        mean = per_channel(self.config.latents_mean, like, shape)
+        return mean, per_channel(self.config.latents_std, like, shape)
 
     def encode(self, images: Any, return_dict: bool = True) -> Any:
         """[B, 3|4, H, W] in [-1, 1] -> normalised latents [B, 64, H/16, W/16] (the posterior's
@@ -195,18 +153,14 @@ class Qwen21Vae(_module_base()):  # type: ignore[misc]
             images = torch.cat([images, torch.ones_like(images[:, :1])], dim=1)
         raw = self.vae.encode(images.unsqueeze(2)).latent_dist.mode()[:, :, 0]
         mean, std = self._stats(raw)
-        encoded = _Encoded(_Posterior((raw - mean) / std))
-        return encoded if return_dict else (encoded.latent_dist,)
+        return encoded((raw - mean) / std, return_dict)
 
     def decode(self, latents: Any, return_dict: bool = True, **_: Any) -> Any:
         """Normalised latents [B, 64, h, w] -> images [B, 4, 16h, 16w] (RGBA) in [-1, 1]."""
         mean, std = self._stats(latents)
         raw = (latents * std + mean).unsqueeze(2)
         image = self.vae.decode(raw, return_dict=False)[0][:, :, 0]
-        return (image,) if not return_dict else _Decoded(image)
-
-    def forward(self, images: Any) -> Any:
-        return self.decode(self.encode(images).latent_dist.mode(), return_dict=False)[0]
+        return decoded(image, return_dict)
 
 
 def load_qwen21_vae(path: Path, state: Mapping[str, Any], dtype: Any) -> Qwen21Vae:

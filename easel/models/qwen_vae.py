@@ -13,12 +13,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from easel.models.errors import ModelError
 from easel.models.families.qwen_image import LATENTS_MEAN, LATENTS_STD
+from easel.models.vae_outputs import (
+    NormalisedVaeConfig,
+    OneFrameVae,
+    decoded,
+    encoded,
+    frames_as_images,
+    per_channel,
+)
 
 WAN_PROBE = "decoder.middle.0.residual.0.gamma"
 DIFFUSERS_PROBE = "decoder.mid_block.resnets.0.norm1.gamma"
@@ -29,41 +36,7 @@ def is_qwen_vae(state: Mapping[str, Any]) -> bool:
     return WAN_PROBE in state or DIFFUSERS_PROBE in state
 
 
-@dataclass
-class QwenVaeConfig:
-    """What Easel reads of a VAE's config (easel.models.handles.VaeHandle)."""
-
-    latent_channels: int
-    block_out_channels: tuple[int, ...] = (1, 1, 1, 1)  # 2^(4 - 1) = the factor 8
-    scaling_factor: float = 1.0
-    shift_factor: float = 0.0
-    latents_mean: list[float] = field(default_factory=list)
-    latents_std: list[float] = field(default_factory=list)
-
-
-@dataclass
-class _Posterior:
-    latents: Any
-
-    def mode(self) -> Any:
-        return self.latents
-
-    def sample(self, generator: Any = None) -> Any:
-        return self.latents
-
-
-@dataclass
-class _Encoded:
-    latent_dist: _Posterior
-
-
-def _module_base() -> Any:
-    import torch
-
-    return torch.nn.Module
-
-
-class QwenVae(_module_base()):  # type: ignore[misc]
+class QwenVae(OneFrameVae):
     """AutoencoderKLQwenImage with 4-D images and normalised 4-D latents."""
 
     def __init__(self, vae: Any) -> None:
@@ -71,7 +44,7 @@ class QwenVae(_module_base()):  # type: ignore[misc]
         self.vae = vae
         spatial = int(getattr(vae, "spatial_compression_ratio", 8))
         levels = spatial.bit_length()  # block_out_channels of len(levels): 2^(len-1) = spatial
-        self.config = QwenVaeConfig(
+        self.config = NormalisedVaeConfig(
             latent_channels=int(vae.config.z_dim),
             block_out_channels=(1,) * levels,
             latents_mean=list(vae.config.latents_mean),
@@ -79,12 +52,9 @@ class QwenVae(_module_base()):  # type: ignore[misc]
         )
 
     def _stats(self, like: Any) -> tuple[Any, Any]:
-        import torch
-
         shape = (1, self.config.latent_channels, 1, 1)
-        mean = torch.tensor(self.config.latents_mean).view(shape).to(like.device, like.dtype)
-        std = torch.tensor(self.config.latents_std).view(shape).to(like.device, like.dtype)
-        return mean, std
+        mean = per_channel(self.config.latents_mean, like, shape)
+        return mean, per_channel(self.config.latents_std, like, shape)
 
     def encode(self, images: Any, return_dict: bool = True) -> Any:
         """[B, 3, H, W] in [-1, 1] -> normalised latents [B, 16, H/8, W/8] (the posterior's
@@ -96,8 +66,7 @@ class QwenVae(_module_base()):  # type: ignore[misc]
             images = torch.cat([images, torch.ones_like(images[:, :1])], dim=1)
         raw = self.vae.encode(images.unsqueeze(2)).latent_dist.mode()[:, :, 0]
         mean, std = self._stats(raw)
-        encoded = _Encoded(_Posterior((raw - mean) / std))
-        return encoded if return_dict else (encoded.latent_dist,)
+        return encoded((raw - mean) / std, return_dict)
 
     def decode(self, latents: Any, return_dict: bool = True, **_: Any) -> Any:
         """Normalised latents [B, 16, h, w] -> images [B, 3, 8h, 8w] in [-1, 1] (RGBA, 4
@@ -110,25 +79,16 @@ class QwenVae(_module_base()):  # type: ignore[misc]
             raw = latents * std.unsqueeze(2) + mean.unsqueeze(2)
             video = self.vae.decode(raw, return_dict=False)[0]  # [B, 3, frames, H, W]
             image = video.movedim(2, 1).reshape(-1, *video.shape[1:2], *video.shape[3:])
-            return (image,) if not return_dict else _Decoded(image)
-        if latents.dim() == 5:
-            latents = latents.movedim(2, 1).reshape(-1, *latents.shape[1:2], *latents.shape[3:])
+            return decoded(image, return_dict)
+        latents = frames_as_images(latents)
         mean, std = self._stats(latents)
         raw = (latents * std + mean).unsqueeze(2)
         image = self.vae.decode(raw, return_dict=False)[0][:, :, 0]
-        return (image,) if not return_dict else _Decoded(image)
+        return decoded(image, return_dict)
 
     def _is_video_vae(self) -> bool:
         """The Wan 2.1 VAE (RGB; Qwen-Image-Layered's RGBA one decodes layers, not frames)."""
         return int(getattr(self.vae.config, "input_channels", 3)) == 3
-
-    def forward(self, images: Any) -> Any:
-        return self.decode(self.encode(images).latent_dist.mode(), return_dict=False)[0]
-
-
-@dataclass
-class _Decoded:
-    sample: Any
 
 
 # -- files ----------------------------------------------------------------------------------------
