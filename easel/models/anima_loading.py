@@ -24,7 +24,7 @@ from easel.models.families import anima
 from easel.models.families.recognise import summarise
 from easel.models.flux_loading import hold
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart
-from easel.models.transformer_files import family_handle, fitted, load_transformer
+from easel.models.transformer_files import diffusion_model_files, family_handle, fitted
 
 # the adapter's name on the transformer: diffusers' Anima LoRA keys name its layers so
 ADAPTER_ATTRIBUTE = "text_conditioner"
@@ -81,25 +81,13 @@ def conditioner_of(transformer: Any) -> Any:
     return conditioner
 
 
-def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
-    """Whether a diffusion-model file's keys are Anima's (family_files)."""
-    return anima.recognise(state) is not None
-
-
-def diffusion_model(
-    name: str, path: Path, manager: Any, weight_dtype: str = "default"
-) -> ModelHandle:
-    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader)."""
-    module = load_transformer(
-        path,
-        manager,
-        weight_dtype,
-        kind="anima",
-        what="an Anima diffusion model",
-        recognised=recognise_diffusion_model,
-        build=build_transformer,
-    )
-    return family_handle(anima.ANIMA, name, module, manager)
+recognise_diffusion_model, diffusion_model = diffusion_model_files(
+    anima.ANIMA,
+    anima.recognise,
+    kind="anima",
+    what="an Anima diffusion model",
+    build=build_transformer,
+)
 
 
 # -- the text encoder (Qwen3 0.6B) ---------------------------------------------------------------

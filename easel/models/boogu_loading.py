@@ -24,14 +24,12 @@ from easel.models.errors import ModelError
 from easel.models.families import boogu
 from easel.models.families.recognise import summarise
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart
-from easel.models.transformer_files import family_handle, fitted, load_transformer
+from easel.models.transformer_files import family_handle, fitted, load_transformer, unprefixed
 
 
 def transformer_state(state: Mapping[str, Any]) -> dict[str, Any]:
-    prefix = boogu.prefix_of(state)
-    if prefix is None:
-        raise ModelError("no Boogu transformer (double_stream_layers.N.img_instruct_attn)")
-    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    missing = "no Boogu transformer (double_stream_layers.N.img_instruct_attn)"
+    return unprefixed(state, boogu.prefix_of(state), missing)
 
 
 def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:

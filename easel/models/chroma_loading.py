@@ -18,7 +18,13 @@ from easel.models.errors import ModelError
 from easel.models.families import chroma
 from easel.models.flux_loading import text_encoder
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart
-from easel.models.transformer_files import family_handle, fitted, load_transformer
+from easel.models.transformer_files import (
+    family_handle,
+    fitted,
+    load_transformer,
+    no_single_file,
+    unprefixed,
+)
 
 DIFFUSERS_WIDTH = 3072  # diffusers' converter splits single blocks' linear1 at this width
 
@@ -34,10 +40,8 @@ def convert_transformer(state: Mapping[str, Any]) -> dict[str, Any]:
         convert_chroma_transformer_checkpoint_to_diffusers,
     )
 
-    prefix = chroma.prefix_of(state)
-    if prefix is None:
-        raise ModelError("no Chroma transformer (distilled_guidance_layer) in the file")
-    sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    missing = "no Chroma transformer (distilled_guidance_layer) in the file"
+    sub = unprefixed(state, chroma.prefix_of(state), missing)
     hidden = int(sub["img_in.weight"].shape[0])
     fused: dict[int, tuple[Any, Any]] = {}
     if hidden != DIFFUSERS_WIDTH:
@@ -127,13 +131,10 @@ def chroma_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
 
 
 # -- diffusers folders (family_files.CHECKPOINTS) ---------------------------------------------
-def is_checkpoint(state: Mapping[str, Any]) -> bool:
-    """Chroma has no all-in-one single files (ComfyUI ships it as split files)."""
-    return False
-
-
-def single_file_checkpoint(name: str, path: Path, manager: Any) -> Any:
-    raise ModelError(f"{path.name}: Chroma loads from split files or a diffusers folder")
+# Chroma has no all-in-one single files (ComfyUI ships it as split files).
+is_checkpoint, single_file_checkpoint = no_single_file(
+    "Chroma loads from split files or a diffusers folder"
+)
 
 
 def is_folder(folder: Path) -> bool:

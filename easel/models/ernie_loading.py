@@ -30,7 +30,12 @@ from easel.models.families import ernie
 from easel.models.families.recognise import summarise
 from easel.models.flux_loading import hold
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
-from easel.models.transformer_files import family_handle, fitted, load_transformer
+from easel.models.transformer_files import (
+    diffusion_model_files,
+    family_handle,
+    fitted,
+    no_single_file,
+)
 
 KIND = "ministral3"
 TEKKEN_KEYS = ("tekken_model", "spiece_model")
@@ -68,11 +73,6 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
     return fitted(path, "an ERNIE-Image transformer", build)
 
 
-def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
-    """Whether a diffusion-model file's keys are an ERNIE-Image transformer's."""
-    return ernie.recognise(state) is not None
-
-
 def model_handle(
     name: str,
     module: Any,
@@ -83,21 +83,14 @@ def model_handle(
     return family_handle(ernie.ERNIE_IMAGE, name, module, manager, vae, scheduler_config)
 
 
-def diffusion_model(
-    name: str, path: Path, manager: Any, weight_dtype: str = "default"
-) -> ModelHandle:
-    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader)."""
-    module = load_transformer(
-        path,
-        manager,
-        weight_dtype,
-        kind="ernie",
-        what="an ERNIE-Image transformer",
-        recognised=lambda state: ernie.recognise(state) is not None,
-        build=build_transformer,
-        read=read_weights,
-    )
-    return family_handle(ernie.ERNIE_IMAGE, name, module, manager)
+recognise_diffusion_model, diffusion_model = diffusion_model_files(
+    ernie.ERNIE_IMAGE,
+    ernie.recognise,
+    kind="ernie",
+    what="an ERNIE-Image transformer",
+    build=build_transformer,
+    read=read_weights,
+)
 
 
 # -- the text encoder: Ministral-3-3B -----------------------------------------------------------
@@ -228,18 +221,11 @@ def is_folder(folder: Path) -> bool:
     return loading.pipeline_class(folder) == "ErnieImagePipeline"
 
 
-def is_checkpoint(state: Mapping[str, Any]) -> bool:
-    """ERNIE-Image ships no single file holding every part: ComfyUI loads its split files."""
-    return False
-
-
-def single_file_checkpoint(
-    name: str, path: Path, manager: Any
-) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
-    raise ModelError(
-        f"{path.name}: ERNIE-Image has no single-file checkpoint; load its split files with "
-        "DiffusionModelLoader, TextEncoderLoader type flux2 and VAELoader"
-    )
+# ERNIE-Image ships no single file holding every part: ComfyUI loads its split files.
+is_checkpoint, single_file_checkpoint = no_single_file(
+    "ERNIE-Image has no single-file checkpoint; load its split files with DiffusionModelLoader, "
+    "TextEncoderLoader type flux2 and VAELoader"
+)
 
 
 def folder_checkpoint(

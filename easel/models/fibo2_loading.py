@@ -26,7 +26,13 @@ from easel.models.families import fibo2
 from easel.models.flux_loading import hold
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 from easel.models.lumina_loading import read_weights
-from easel.models.transformer_files import family_handle, fitted, load_transformer
+from easel.models.transformer_files import (
+    diffusion_model_files,
+    family_handle,
+    fitted,
+    split_files_only,
+    unprefixed,
+)
 
 KIND = "qwen3vl"
 
@@ -39,40 +45,26 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
     from easel.models.state_dicts import load_into
 
     def build() -> Any:
-        prefix = fibo2.prefix_of(state)
-        if prefix is None:
-            raise ModelError("no Fibo 2.0 transformer (perceiver, noise_refiner) in the file")
-        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        missing = "no Fibo 2.0 transformer (perceiver, noise_refiner) in the file"
+        sub = unprefixed(state, fibo2.prefix_of(state), missing)
         config = fibo2.transformer_config(sub)
         return load_into(BriaFibo2Transformer2DModel, config, sub, dtype, "Fibo 2.0 transformer")
 
     return fitted(path, "a Fibo 2.0 transformer", build)
 
 
-def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
-    """Whether a diffusion-model file's keys are a Fibo 2.0 transformer's."""
-    return fibo2.recognise(state) is not None
-
-
 def model_handle(name: str, module: Any, manager: Any, vae: VaeHandle | None = None) -> ModelHandle:
     return family_handle(fibo2.FIBO2, name, module, manager, vae)
 
 
-def diffusion_model(
-    name: str, path: Path, manager: Any, weight_dtype: str = "default"
-) -> ModelHandle:
-    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader)."""
-    module = load_transformer(
-        path,
-        manager,
-        weight_dtype,
-        kind="fibo2",
-        what="a Fibo 2.0 transformer",
-        recognised=recognise_diffusion_model,
-        build=build_transformer,
-        read=read_weights,
-    )
-    return model_handle(name, module, manager)
+recognise_diffusion_model, diffusion_model = diffusion_model_files(
+    fibo2.FIBO2,
+    fibo2.recognise,
+    kind="fibo2",
+    what="a Fibo 2.0 transformer",
+    build=build_transformer,
+    read=read_weights,
+)
 
 
 # -- the text encoder: Qwen3-VL's language model ------------------------------------------------
@@ -127,24 +119,7 @@ def fibo2_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
 
 
 # -- checkpoints: Fibo 2.0 is loaded from split files -------------------------------------------
-def is_folder(folder: Path) -> bool:
-    return False
-
-
-def is_checkpoint(state: Mapping[str, Any]) -> bool:
-    return False
-
-
-def single_file_checkpoint(
-    name: str, path: Path, manager: Any
-) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
-    raise ModelError(
-        f"{path.name}: Fibo 2.0 is loaded from its split files: DiffusionModelLoader, "
-        "TextEncoderLoader type fibo2 and VAELoader"
-    )
-
-
-def folder_checkpoint(
-    name: str, folder: Path, manager: Any
-) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
-    return single_file_checkpoint(name, folder, manager)
+is_folder, is_checkpoint, single_file_checkpoint, folder_checkpoint = split_files_only(
+    "Fibo 2.0 is loaded from its split files: DiffusionModelLoader, "
+    "TextEncoderLoader type fibo2 and VAELoader"
+)

@@ -28,8 +28,8 @@ from easel.models.errors import ModelError
 from easel.models.families import flux3
 from easel.models.families.recognise import summarise
 from easel.models.flux_loading import hold
-from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart
-from easel.models.transformer_files import family_handle, fitted, load_transformer
+from easel.models.handles import ClipHandle, TextEncoderPart
+from easel.models.transformer_files import diffusion_model_files, fitted, no_single_file, unprefixed
 
 
 def convert_transformer(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -39,10 +39,8 @@ def convert_transformer(state: Mapping[str, Any]) -> dict[str, Any]:
         convert_flux3_transformer_checkpoint_to_diffusers,
     )
 
-    prefix = flux3.prefix_of(state)
-    if prefix is None:
-        raise ModelError("no Flux 3 transformer (early_stream_modulations) in the file")
-    sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    missing = "no Flux 3 transformer (early_stream_modulations) in the file"
+    sub = unprefixed(state, flux3.prefix_of(state), missing)
     return dict(convert_flux3_transformer_checkpoint_to_diffusers(sub))
 
 
@@ -67,26 +65,15 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
     return module
 
 
-def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
-    """Whether a diffusion-model file's keys are a Flux 3 transformer's (family_files)."""
-    return flux3.recognise(state) is not None
-
-
-def diffusion_model(
-    name: str, path: Path, manager: Any, weight_dtype: str = "default"
-) -> ModelHandle:
-    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader)."""
-    module = load_transformer(
-        path,
-        manager,
-        weight_dtype,
-        kind="flux3",
-        what="a Flux 3 transformer",
-        recognised=lambda state: flux3.recognise(state) is not None,
-        build=build_transformer,
-        hint=": Easel reads them in the original layout (content_mode_blocks / single_blocks)",
-    )
-    return family_handle(flux3.family_of(module.config), name, module, manager)
+recognise_diffusion_model, diffusion_model = diffusion_model_files(
+    flux3.FLUX3,
+    flux3.recognise,
+    kind="flux3",
+    what="a Flux 3 transformer",
+    build=build_transformer,
+    hint=": Easel reads them in the original layout (content_mode_blocks / single_blocks)",
+    family_of=flux3.family_of,
+)
 
 
 # -- the text encoder (CLIPLoader type flux3) ----------------------------------------------------
@@ -135,16 +122,11 @@ def flux3_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
 
 
 # -- single files and diffusers folders ----------------------------------------------------------
-def is_checkpoint(state: Mapping[str, Any]) -> bool:
-    """ComfyUI has no single-file Flux 3 checkpoint layout: none is read as one."""
-    return False
-
-
-def single_file_checkpoint(name: str, path: Path, manager: Any) -> Any:
-    raise ModelError(
-        f"{path.name}: Flux 3 comes as split files: DiffusionModelLoader, TextEncoderLoader "
-        "type flux3 (the Qwen3-VL file) and VAELoader (flux2-vae)"
-    )
+# ComfyUI has no single-file Flux 3 checkpoint layout: none is read as one.
+is_checkpoint, single_file_checkpoint = no_single_file(
+    "Flux 3 comes as split files: DiffusionModelLoader, TextEncoderLoader type flux3 (the "
+    "Qwen3-VL file) and VAELoader (flux2-vae)"
+)
 
 
 def is_folder(folder: Path) -> bool:

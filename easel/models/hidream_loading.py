@@ -28,6 +28,7 @@ from easel.models.flux_loading import (
     stored_as,
 )
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart
+from easel.models.transformer_files import no_single_file
 
 # -- the transformer --------------------------------------------------------------------------
 
@@ -409,13 +410,10 @@ def hidream_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
 
 
 # -- diffusers folders (family_files.CHECKPOINTS) ---------------------------------------------
-def is_checkpoint(state: Mapping[str, Any]) -> bool:
-    """HiDream has no all-in-one single files (ComfyUI ships it as split files)."""
-    return False
-
-
-def single_file_checkpoint(name: str, path: Path, manager: Any) -> Any:
-    raise ModelError(f"{path.name}: HiDream loads from split files or a diffusers folder")
+# HiDream has no all-in-one single files (ComfyUI ships it as split files).
+is_checkpoint, single_file_checkpoint = no_single_file(
+    "HiDream loads from split files or a diffusers folder"
+)
 
 
 def is_folder(folder: Path) -> bool:

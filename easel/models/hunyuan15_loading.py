@@ -21,7 +21,12 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import hunyuan15
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
-from easel.models.transformer_files import family_handle, fitted, load_transformer
+from easel.models.transformer_files import (
+    diffusion_model_files,
+    family_handle,
+    fitted,
+    no_single_file,
+)
 
 BYT5_PROBE = "encoder.block.0.layer.0.SelfAttention.q.weight"
 BYT5_MAX_VOCAB = 4096  # byT5: 384 byte ids (Glyph-SDXL-v2 adds ~1,500 color and font tokens)
@@ -44,29 +49,17 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
     return fitted(path, "a HunyuanVideo 1.5 transformer", build)
 
 
-def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
-    """Whether a diffusion-model file's keys are HunyuanVideo 1.5's (family_files)."""
-    return hunyuan15.recognise(state) is not None
-
-
 def model_handle(name: str, module: Any, manager: Any, vae: VaeHandle | None = None) -> ModelHandle:
     return family_handle(hunyuan15.HUNYUAN15, name, module, manager, vae)
 
 
-def diffusion_model(
-    name: str, path: Path, manager: Any, weight_dtype: str = "default"
-) -> ModelHandle:
-    """MODEL from a HunyuanVideo 1.5 diffusion-model file (ComfyUI's UNETLoader)."""
-    module = load_transformer(
-        path,
-        manager,
-        weight_dtype,
-        kind="hunyuan15",
-        what="a HunyuanVideo 1.5 transformer",
-        recognised=lambda state: hunyuan15.recognise(state) is not None,
-        build=build_transformer,
-    )
-    return model_handle(name, module, manager)
+recognise_diffusion_model, diffusion_model = diffusion_model_files(
+    hunyuan15.HUNYUAN15,
+    hunyuan15.recognise,
+    kind="hunyuan15",
+    what="a HunyuanVideo 1.5 transformer",
+    build=build_transformer,
+)
 
 
 # -- text encoders ------------------------------------------------------------------------------
@@ -129,16 +122,11 @@ def hunyuan15_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
 
 
 # -- diffusers folders (family_files.CHECKPOINTS) ---------------------------------------------
-def is_checkpoint(state: Mapping[str, Any]) -> bool:
-    """ComfyUI has no single-file HunyuanVideo 1.5 checkpoint layout: none is read as one."""
-    return False
-
-
-def single_file_checkpoint(name: str, path: Path, manager: Any) -> Any:
-    raise ModelError(
-        f"{path.name}: HunyuanVideo 1.5 comes as split files: DiffusionModelLoader, "
-        "DualTextEncoderLoader type hunyuan_video_15 and VAELoader"
-    )
+# ComfyUI has no single-file HunyuanVideo 1.5 checkpoint layout: none is read as one.
+is_checkpoint, single_file_checkpoint = no_single_file(
+    "HunyuanVideo 1.5 comes as split files: DiffusionModelLoader, DualTextEncoderLoader type "
+    "hunyuan_video_15 and VAELoader"
+)
 
 
 FOLDER_CLASSES = ("HunyuanVideo15Pipeline", "HunyuanVideo15ImageToVideoPipeline")

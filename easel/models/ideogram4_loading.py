@@ -28,7 +28,12 @@ from easel.models.families.recognise import summarise
 from easel.models.flux_loading import hold
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 from easel.models.lumina_loading import read_weights
-from easel.models.transformer_files import family_handle, fitted, load_transformer
+from easel.models.transformer_files import (
+    diffusion_model_files,
+    family_handle,
+    fitted,
+    split_files_only,
+)
 
 KIND = "qwen3vl"
 
@@ -99,30 +104,18 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
     return fitted(path, "an Ideogram 4 transformer", build)
 
 
-def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
-    """Whether a diffusion-model file's keys are an Ideogram 4 transformer's."""
-    return ideogram4.recognise(state) is not None
-
-
 def model_handle(name: str, module: Any, manager: Any, vae: VaeHandle | None = None) -> ModelHandle:
     return family_handle(ideogram4.IDEOGRAM4, name, module, manager, vae)
 
 
-def diffusion_model(
-    name: str, path: Path, manager: Any, weight_dtype: str = "default"
-) -> ModelHandle:
-    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader)."""
-    module = load_transformer(
-        path,
-        manager,
-        weight_dtype,
-        kind="ideogram4",
-        what="an Ideogram 4 transformer",
-        recognised=lambda state: ideogram4.recognise(state) is not None,
-        build=build_transformer,
-        read=read_weights,
-    )
-    return model_handle(name, module, manager)
+recognise_diffusion_model, diffusion_model = diffusion_model_files(
+    ideogram4.IDEOGRAM4,
+    ideogram4.recognise,
+    kind="ideogram4",
+    what="an Ideogram 4 transformer",
+    build=build_transformer,
+    read=read_weights,
+)
 
 
 # -- the text encoder: Qwen3-VL-8B's language model ---------------------------------------------
@@ -180,27 +173,10 @@ def ideogram4_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
 
 
 # -- checkpoints: Ideogram 4 ships split files only ---------------------------------------------
-def is_folder(folder: Path) -> bool:
-    """Ideogram4Pipeline folders are not read (two transformers do not fit one MODEL output):
-    load the split files."""
-    return False
-
-
-def is_checkpoint(state: Mapping[str, Any]) -> bool:
-    return False
-
-
-def single_file_checkpoint(
-    name: str, path: Path, manager: Any
-) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
-    raise ModelError(
-        f"{path.name}: Ideogram 4 has no single-file checkpoint; load its split files with "
-        "DiffusionModelLoader (twice: ideogram4 and ideogram4_unconditional), TextEncoderLoader "
-        "type ideogram4 and VAELoader"
-    )
-
-
-def folder_checkpoint(
-    name: str, folder: Path, manager: Any
-) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
-    return single_file_checkpoint(name, folder, manager)
+# Ideogram4Pipeline folders are not read (two transformers do not fit one MODEL output): load
+# the split files.
+is_folder, is_checkpoint, single_file_checkpoint, folder_checkpoint = split_files_only(
+    "Ideogram 4 has no single-file checkpoint; load its split files with "
+    "DiffusionModelLoader (twice: ideogram4 and ideogram4_unconditional), TextEncoderLoader "
+    "type ideogram4 and VAELoader"
+)

@@ -20,15 +20,13 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import joyimage
 from easel.models.families.recognise import summarise
-from easel.models.handles import ClipHandle, ModelHandle
-from easel.models.transformer_files import family_handle, fitted, load_transformer
+from easel.models.handles import ClipHandle
+from easel.models.transformer_files import diffusion_model_files, fitted, unprefixed
 
 
 def transformer_state(state: Mapping[str, Any]) -> dict[str, Any]:
-    prefix = joyimage.prefix_of(state)
-    if prefix is None:
-        raise ModelError("no JoyImage transformer (double_blocks with modulate_table)")
-    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    missing = "no JoyImage transformer (double_blocks with modulate_table)"
+    return unprefixed(state, joyimage.prefix_of(state), missing)
 
 
 def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
@@ -50,25 +48,13 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
     )
 
 
-def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
-    """Whether a diffusion-model file's keys are JoyImage's (family_files)."""
-    return joyimage.recognise(state) is not None
-
-
-def diffusion_model(
-    name: str, path: Path, manager: Any, weight_dtype: str = "default"
-) -> ModelHandle:
-    """MODEL from a JoyImage diffusion-model file (ComfyUI's UNETLoader)."""
-    module = load_transformer(
-        path,
-        manager,
-        weight_dtype,
-        kind="joyimage",
-        what="a JoyImage transformer",
-        recognised=lambda state: joyimage.recognise(state) is not None,
-        build=build_transformer,
-    )
-    return family_handle(joyimage.JOYIMAGE, name, module, manager)
+recognise_diffusion_model, diffusion_model = diffusion_model_files(
+    joyimage.JOYIMAGE,
+    joyimage.recognise,
+    kind="joyimage",
+    what="a JoyImage transformer",
+    build=build_transformer,
+)
 
 
 def joyimage_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:

@@ -19,15 +19,19 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import kandinsky5
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
-from easel.models.transformer_files import family_handle, fitted, load_transformer
+from easel.models.transformer_files import (
+    diffusion_model_files,
+    family_handle,
+    fitted,
+    no_single_file,
+    unprefixed,
+)
 
 
 def transformer_state(state: Mapping[str, Any]) -> dict[str, Any]:
     """The transformer's keys without their prefix."""
-    prefix = kandinsky5.prefix_of(state)
-    if prefix is None:
-        raise ModelError("no Kandinsky 5 transformer (visual_transformer_blocks)")
-    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    missing = "no Kandinsky 5 transformer (visual_transformer_blocks)"
+    return unprefixed(state, kandinsky5.prefix_of(state), missing)
 
 
 def with_in_channels(module: Any) -> Any:
@@ -62,29 +66,17 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
     return fitted(path, "a Kandinsky 5 transformer", build)
 
 
-def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
-    """Whether a diffusion-model file's keys are Kandinsky 5's (family_files)."""
-    return kandinsky5.recognise(state) is not None
-
-
 def model_handle(name: str, module: Any, manager: Any, vae: VaeHandle | None = None) -> ModelHandle:
     return family_handle(kandinsky5.KANDINSKY5, name, module, manager, vae)
 
 
-def diffusion_model(
-    name: str, path: Path, manager: Any, weight_dtype: str = "default"
-) -> ModelHandle:
-    """MODEL from a Kandinsky 5 diffusion-model file (ComfyUI's UNETLoader)."""
-    module = load_transformer(
-        path,
-        manager,
-        weight_dtype,
-        kind="kandinsky5",
-        what="a Kandinsky 5 transformer",
-        recognised=lambda state: kandinsky5.recognise(state) is not None,
-        build=build_transformer,
-    )
-    return model_handle(name, module, manager)
+recognise_diffusion_model, diffusion_model = diffusion_model_files(
+    kandinsky5.KANDINSKY5,
+    kandinsky5.recognise,
+    kind="kandinsky5",
+    what="a Kandinsky 5 transformer",
+    build=build_transformer,
+)
 
 
 def kandinsky5_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
@@ -117,16 +109,11 @@ def kandinsky5_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
 
 
 # -- diffusers folders (family_files.CHECKPOINTS) ---------------------------------------------
-def is_checkpoint(state: Mapping[str, Any]) -> bool:
-    """ComfyUI has no single-file Kandinsky 5 checkpoint layout: none is read as one."""
-    return False
-
-
-def single_file_checkpoint(name: str, path: Path, manager: Any) -> Any:
-    raise ModelError(
-        f"{path.name}: Kandinsky 5 comes as split files: DiffusionModelLoader, "
-        "DualTextEncoderLoader type kandinsky5_image and VAELoader"
-    )
+# ComfyUI has no single-file Kandinsky 5 checkpoint layout: none is read as one.
+is_checkpoint, single_file_checkpoint = no_single_file(
+    "Kandinsky 5 comes as split files: DiffusionModelLoader, DualTextEncoderLoader type "
+    "kandinsky5_image and VAELoader"
+)
 
 
 def is_folder(folder: Path) -> bool:

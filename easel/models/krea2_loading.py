@@ -26,7 +26,13 @@ from easel.models.families.recognise import summarise
 from easel.models.flux_loading import hold
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 from easel.models.lumina_loading import read_weights
-from easel.models.transformer_files import family_handle, fitted, load_transformer
+from easel.models.transformer_files import (
+    diffusion_model_files,
+    family_handle,
+    fitted,
+    no_single_file,
+    unprefixed,
+)
 
 KIND = "qwen3vl"
 ROPE_THETA = 5_000_000.0  # Qwen3-VL-4B's text config (not in the weights)
@@ -39,11 +45,9 @@ def convert_transformer(state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[
         convert_krea2_transformer_checkpoint_to_diffusers,
     )
 
-    prefix = krea2.prefix_of(state)
-    if prefix is None:
-        raise ModelError("no Krea 2 transformer (txtfusion, blocks) in the file")
+    missing = "no Krea 2 transformer (txtfusion, blocks) in the file"
+    sub = unprefixed(state, krea2.prefix_of(state), missing)
     config = krea2.transformer_config(state)
-    sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     return config, convert_krea2_transformer_checkpoint_to_diffusers(sub)
 
 
@@ -60,11 +64,6 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
     return fitted(path, "a Krea 2 transformer", build)
 
 
-def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
-    """Whether a diffusion-model file's keys are a Krea 2 transformer's."""
-    return krea2.recognise(state) is not None
-
-
 def model_handle(
     name: str,
     module: Any,
@@ -75,21 +74,14 @@ def model_handle(
     return family_handle(krea2.KREA2, name, module, manager, vae, scheduler_config)
 
 
-def diffusion_model(
-    name: str, path: Path, manager: Any, weight_dtype: str = "default"
-) -> ModelHandle:
-    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader)."""
-    module = load_transformer(
-        path,
-        manager,
-        weight_dtype,
-        kind="krea2",
-        what="a Krea 2 transformer",
-        recognised=lambda state: krea2.recognise(state) is not None,
-        build=build_transformer,
-        read=read_weights,
-    )
-    return family_handle(krea2.KREA2, name, module, manager)
+recognise_diffusion_model, diffusion_model = diffusion_model_files(
+    krea2.KREA2,
+    krea2.recognise,
+    kind="krea2",
+    what="a Krea 2 transformer",
+    build=build_transformer,
+    read=read_weights,
+)
 
 
 # -- the text encoder: Qwen3-VL's language model ------------------------------------------------
@@ -230,18 +222,11 @@ def is_folder(folder: Path) -> bool:
     return loading.pipeline_class(folder) == "Krea2Pipeline"
 
 
-def is_checkpoint(state: Mapping[str, Any]) -> bool:
-    """Krea 2 ships no single file holding every part: ComfyUI loads its split files."""
-    return False
-
-
-def single_file_checkpoint(
-    name: str, path: Path, manager: Any
-) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
-    raise ModelError(
-        f"{path.name}: Krea 2 has no single-file checkpoint; load its split files with "
-        "DiffusionModelLoader, TextEncoderLoader type krea2 and VAELoader"
-    )
+# Krea 2 ships no single file holding every part: ComfyUI loads its split files.
+is_checkpoint, single_file_checkpoint = no_single_file(
+    "Krea 2 has no single-file checkpoint; load its split files with DiffusionModelLoader, "
+    "TextEncoderLoader type krea2 and VAELoader"
+)
 
 
 def folder_checkpoint(

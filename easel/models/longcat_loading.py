@@ -21,7 +21,12 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import longcat
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
-from easel.models.transformer_files import family_handle, fitted, load_transformer
+from easel.models.transformer_files import (
+    diffusion_model_files,
+    family_handle,
+    fitted,
+    no_single_file,
+)
 
 TIMESTEP_OLD = "time_text_embed.timestep_embedder."
 TIMESTEP_NEW = "time_embed.timestep_embedder."
@@ -75,11 +80,6 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
     return fitted(path, "a LongCat-Image transformer", build)
 
 
-def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
-    """Whether a diffusion-model file's keys are LongCat-Image's (family_files)."""
-    return longcat.recognise(state) is not None
-
-
 def model_handle(
     name: str,
     module: Any,
@@ -90,20 +90,13 @@ def model_handle(
     return family_handle(longcat.LONGCAT, name, module, manager, vae, scheduler_config)
 
 
-def diffusion_model(
-    name: str, path: Path, manager: Any, weight_dtype: str = "default"
-) -> ModelHandle:
-    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader)."""
-    module = load_transformer(
-        path,
-        manager,
-        weight_dtype,
-        kind="longcat",
-        what="a LongCat-Image transformer",
-        recognised=lambda state: longcat.recognise(state) is not None,
-        build=build_transformer,
-    )
-    return family_handle(longcat.LONGCAT, name, module, manager)
+recognise_diffusion_model, diffusion_model = diffusion_model_files(
+    longcat.LONGCAT,
+    longcat.recognise,
+    kind="longcat",
+    what="a LongCat-Image transformer",
+    build=build_transformer,
+)
 
 
 def longcat_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
@@ -117,16 +110,11 @@ def longcat_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
 
 
 # -- diffusers folders (family_files.CHECKPOINTS) ---------------------------------------------
-def is_checkpoint(state: Mapping[str, Any]) -> bool:
-    """ComfyUI has no single-file LongCat-Image checkpoint layout: none is read as one."""
-    return False
-
-
-def single_file_checkpoint(name: str, path: Path, manager: Any) -> Any:
-    raise ModelError(
-        f"{path.name}: LongCat-Image comes as split files: DiffusionModelLoader, "
-        "TextEncoderLoader type longcat_image and VAELoader"
-    )
+# ComfyUI has no single-file LongCat-Image checkpoint layout: none is read as one.
+is_checkpoint, single_file_checkpoint = no_single_file(
+    "LongCat-Image comes as split files: DiffusionModelLoader, TextEncoderLoader type "
+    "longcat_image and VAELoader"
+)
 
 
 def is_folder(folder: Path) -> bool:

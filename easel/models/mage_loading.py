@@ -26,8 +26,13 @@ from easel.models.errors import ModelError
 from easel.models.families import mage_flow
 from easel.models.families.recognise import summarise
 from easel.models.flux_loading import hold
-from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
-from easel.models.transformer_files import family_handle, fitted, load_transformer
+from easel.models.handles import ClipHandle, TextEncoderPart
+from easel.models.transformer_files import (
+    diffusion_model_files,
+    fitted,
+    split_files_only,
+    unprefixed,
+)
 
 KIND = "qwen3vl"
 
@@ -39,35 +44,22 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
     from easel.models.state_dicts import load_into
 
     def build() -> Any:
-        prefix = mage_flow.prefix_of(state)
-        if prefix is None:
-            raise ModelError("no Mage-Flow transformer (txt_norm, transformer_blocks) in the file")
-        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        missing = "no Mage-Flow transformer (txt_norm, transformer_blocks) in the file"
+        sub = unprefixed(state, mage_flow.prefix_of(state), missing)
         config = mage_flow.transformer_config(sub)
         return load_into(MageFlowTransformer2DModel, config, sub, dtype, "Mage-Flow transformer")
 
     return fitted(path, "a Mage-Flow transformer", build)
 
 
-def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
-    """Whether a diffusion-model file's keys are a Mage-Flow transformer's (family_files)."""
-    return mage_flow.recognise(state) is not None
-
-
-def diffusion_model(
-    name: str, path: Path, manager: Any, weight_dtype: str = "default"
-) -> ModelHandle:
-    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader)."""
-    module = load_transformer(
-        path,
-        manager,
-        weight_dtype,
-        kind="mage-flow",
-        what="a Mage-Flow transformer",
-        recognised=recognise_diffusion_model,
-        build=build_transformer,
-    )
-    return family_handle(mage_flow.family_of(module.config), name, module, manager)
+recognise_diffusion_model, diffusion_model = diffusion_model_files(
+    mage_flow.MAGE_FLOW,
+    mage_flow.recognise,
+    kind="mage-flow",
+    what="a Mage-Flow transformer",
+    build=build_transformer,
+    family_of=mage_flow.family_of,
+)
 
 
 # -- the text encoder (CLIPLoader type mage) ----------------------------------------------------
@@ -108,24 +100,7 @@ def mage_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
 
 
 # -- checkpoints: Mage-Flow is loaded from split files -------------------------------------------
-def is_folder(folder: Path) -> bool:
-    return False
-
-
-def is_checkpoint(state: Mapping[str, Any]) -> bool:
-    return False
-
-
-def single_file_checkpoint(
-    name: str, path: Path, manager: Any
-) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
-    raise ModelError(
-        f"{path.name}: Mage-Flow is loaded from its split files: DiffusionModelLoader, "
-        "TextEncoderLoader type mage and VAELoader (mage_flow_vae)"
-    )
-
-
-def folder_checkpoint(
-    name: str, folder: Path, manager: Any
-) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
-    return single_file_checkpoint(name, folder, manager)
+is_folder, is_checkpoint, single_file_checkpoint, folder_checkpoint = split_files_only(
+    "Mage-Flow is loaded from its split files: DiffusionModelLoader, "
+    "TextEncoderLoader type mage and VAELoader (mage_flow_vae)"
+)

@@ -23,7 +23,14 @@ from easel.models.errors import ModelError
 from easel.models.families import minimax_h3
 from easel.models.flux_loading import hold
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
-from easel.models.transformer_files import family_handle, fitted, load_transformer, read_weights
+from easel.models.transformer_files import (
+    diffusion_model_files,
+    family_handle,
+    fitted,
+    read_weights,
+    split_files_only,
+    unprefixed,
+)
 
 KIND = "qwen3vl"
 
@@ -34,38 +41,24 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
     from easel.models import minimax_transformer
 
     def build() -> Any:
-        prefix = minimax_h3.prefix_of(state)
-        if prefix is None:
-            raise ModelError("no MiniMax H3 DiT (video_patch_proj, blocks.N) in the file")
-        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        missing = "no MiniMax H3 DiT (video_patch_proj, blocks.N) in the file"
+        sub = unprefixed(state, minimax_h3.prefix_of(state), missing)
         return minimax_transformer.build(sub, dtype)
 
     return fitted(path, "a MiniMax H3 DiT", build)
-
-
-def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
-    """Whether a diffusion-model file's keys are a MiniMax H3 DiT's."""
-    return minimax_h3.recognise(state) is not None
 
 
 def model_handle(name: str, module: Any, manager: Any, vae: VaeHandle | None = None) -> ModelHandle:
     return family_handle(minimax_h3.MINIMAX_H3, name, module, manager, vae)
 
 
-def diffusion_model(
-    name: str, path: Path, manager: Any, weight_dtype: str = "default"
-) -> ModelHandle:
-    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader)."""
-    module = load_transformer(
-        path,
-        manager,
-        weight_dtype,
-        kind="minimax-h3",
-        what="a MiniMax H3 DiT",
-        recognised=recognise_diffusion_model,
-        build=build_transformer,
-    )
-    return model_handle(name, module, manager)
+recognise_diffusion_model, diffusion_model = diffusion_model_files(
+    minimax_h3.MINIMAX_H3,
+    minimax_h3.recognise,
+    kind="minimax-h3",
+    what="a MiniMax H3 DiT",
+    build=build_transformer,
+)
 
 
 # -- the text encoder: Qwen3-VL-32B's language model ---------------------------------------------
@@ -154,24 +147,7 @@ def minimax_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
 
 
 # -- checkpoints: MiniMax H3 is loaded from split files ------------------------------------------
-def is_folder(folder: Path) -> bool:
-    return False
-
-
-def is_checkpoint(state: Mapping[str, Any]) -> bool:
-    return False
-
-
-def single_file_checkpoint(
-    name: str, path: Path, manager: Any
-) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
-    raise ModelError(
-        f"{path.name}: MiniMax H3 is loaded from its split files: DiffusionModelLoader, "
-        "TextEncoderLoader type minimax and VAELoader"
-    )
-
-
-def folder_checkpoint(
-    name: str, folder: Path, manager: Any
-) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
-    return single_file_checkpoint(name, folder, manager)
+is_folder, is_checkpoint, single_file_checkpoint, folder_checkpoint = split_files_only(
+    "MiniMax H3 is loaded from its split files: DiffusionModelLoader, "
+    "TextEncoderLoader type minimax and VAELoader"
+)

@@ -23,14 +23,12 @@ from easel.models.errors import ModelError
 from easel.models.families import omnigen2
 from easel.models.families.recognise import summarise
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart
-from easel.models.transformer_files import family_handle, fitted, load_transformer
+from easel.models.transformer_files import family_handle, fitted, load_transformer, unprefixed
 
 
 def transformer_state(state: Mapping[str, Any]) -> dict[str, Any]:
-    prefix = omnigen2.prefix_of(state)
-    if prefix is None:
-        raise ModelError("no OmniGen2 transformer (time_caption_embed, layers.N.attn)")
-    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    missing = "no OmniGen2 transformer (time_caption_embed, layers.N.attn)"
+    return unprefixed(state, omnigen2.prefix_of(state), missing)
 
 
 def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:

@@ -25,7 +25,7 @@ from easel.models.families import ovis
 from easel.models.families.recognise import summarise
 from easel.models.flux_loading import hold
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
-from easel.models.transformer_files import family_handle, fitted, load_transformer
+from easel.models.transformer_files import diffusion_model_files, fitted, no_single_file
 
 
 def _swap_halves(value: Any) -> Any:
@@ -137,25 +137,13 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
     return fitted(path, "an Ovis-Image transformer", build)
 
 
-def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
-    """Whether a diffusion-model file's keys are Ovis-Image's (family_files)."""
-    return ovis.recognise(state) is not None
-
-
-def diffusion_model(
-    name: str, path: Path, manager: Any, weight_dtype: str = "default"
-) -> ModelHandle:
-    """MODEL from a diffusion-model-only file (ComfyUI's UNETLoader)."""
-    module = load_transformer(
-        path,
-        manager,
-        weight_dtype,
-        kind="ovis",
-        what="an Ovis-Image transformer",
-        recognised=lambda state: ovis.recognise(state) is not None,
-        build=build_transformer,
-    )
-    return family_handle(ovis.OVIS, name, module, manager)
+recognise_diffusion_model, diffusion_model = diffusion_model_files(
+    ovis.OVIS,
+    ovis.recognise,
+    kind="ovis",
+    what="an Ovis-Image transformer",
+    build=build_transformer,
+)
 
 
 # -- the text encoder (Ovis 2.5's Qwen3) ----------------------------------------------------------
@@ -212,16 +200,11 @@ def ovis_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
 
 
 # -- diffusers folders (family_files.CHECKPOINTS) ---------------------------------------------
-def is_checkpoint(state: Mapping[str, Any]) -> bool:
-    """ComfyUI has no single-file Ovis-Image checkpoint layout: none is read as one."""
-    return False
-
-
-def single_file_checkpoint(name: str, path: Path, manager: Any) -> Any:
-    raise ModelError(
-        f"{path.name}: Ovis-Image comes as split files: DiffusionModelLoader, "
-        "TextEncoderLoader type ovis and VAELoader"
-    )
+# ComfyUI has no single-file Ovis-Image checkpoint layout: none is read as one.
+is_checkpoint, single_file_checkpoint = no_single_file(
+    "Ovis-Image comes as split files: DiffusionModelLoader, TextEncoderLoader type ovis and "
+    "VAELoader"
+)
 
 
 def is_folder(folder: Path) -> bool:

@@ -26,6 +26,7 @@ from easel.models.families.recognise import summarise
 from easel.models.flux_loading import hold, storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 from easel.models.qwen_loading import build_module
+from easel.models.transformer_files import no_single_file
 
 # Qwen3-VL-8B's language model: rope theta and interleaved multimodal sections (head_dim / 2)
 ROPE_THETA = 5000000.0
@@ -305,16 +306,11 @@ def qwen21_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
 
 
 # -- single files and diffusers folders ---------------------------------------------------------
-def is_checkpoint(state: Mapping[str, Any]) -> bool:
-    """ComfyUI has no single-file Qwen-Image 2.1 checkpoint layout: none is read as one."""
-    return False
-
-
-def single_file_checkpoint(name: str, path: Path, manager: Any) -> Any:
-    raise ModelError(
-        f"{path.name}: Qwen-Image 2.1 comes as split files: DiffusionModelLoader, "
-        "TextEncoderLoader type qwen_image (a Qwen3-VL file) and VAELoader"
-    )
+# ComfyUI has no single-file Qwen-Image 2.1 checkpoint layout: none is read as one.
+is_checkpoint, single_file_checkpoint = no_single_file(
+    "Qwen-Image 2.1 comes as split files: DiffusionModelLoader, TextEncoderLoader type "
+    "qwen_image (a Qwen3-VL file) and VAELoader"
+)
 
 
 def is_folder(folder: Path) -> bool:

@@ -26,6 +26,7 @@ from easel.models.families import qwen_image
 from easel.models.families.recognise import summarise
 from easel.models.flux_loading import hold, storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
+from easel.models.transformer_files import no_single_file
 
 VISION_HEAD_DIM = 80  # Qwen2.5-VL's vision tower: heads of 80 channels (1280 = 16 x 80)
 TEXT_HEAD_DIM = 128  # Qwen2.5-VL-7B's language model: heads of 128 (3584 = 28 x 128)
@@ -297,16 +298,11 @@ def qwen_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
 
 
 # -- diffusers folders ----------------------------------------------------------------------------
-def is_checkpoint(state: Mapping[str, Any]) -> bool:
-    """ComfyUI has no single-file Qwen-Image checkpoint layout: none is read as one."""
-    return False
-
-
-def single_file_checkpoint(name: str, path: Path, manager: Any) -> Any:
-    raise ModelError(
-        f"{path.name}: Qwen-Image comes as split files: DiffusionModelLoader, "
-        "TextEncoderLoader type qwen_image and VAELoader"
-    )
+# ComfyUI has no single-file Qwen-Image checkpoint layout: none is read as one.
+is_checkpoint, single_file_checkpoint = no_single_file(
+    "Qwen-Image comes as split files: DiffusionModelLoader, TextEncoderLoader type qwen_image "
+    "and VAELoader"
+)
 
 
 def is_folder(folder: Path) -> bool:

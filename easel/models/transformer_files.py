@@ -7,6 +7,8 @@ keep the weights in fp8 when asked, and cache the module in the model manager.
 
 A family's loader says only what differs: how its keys are recognised and how its module is
 built (`load_transformer`), and which family a MODEL handle carries (`family_handle`).
+`diffusion_model_files`, `no_single_file` and `split_files_only` make the functions
+easel.models.family_files looks up on a family module out of just that.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, TypeVar
 from easel.models.errors import ModelError
 from easel.models.families.recognise import summarise
 from easel.models.flux_loading import dequantize_scaled_fp8, storage_dtype, stored_as
-from easel.models.handles import ModelHandle, VaeHandle
+from easel.models.handles import ClipHandle, ModelHandle, VaeHandle
 
 T = TypeVar("T")
 
@@ -56,6 +58,15 @@ def read_weights(path: Path, manager: Any, not_weights: tuple[str, ...] = ()) ->
             "bf16, fp16 or fp8 file of the model, or ComfyUI's quantised one"
         )
     return dequantize_scaled_fp8(state)
+
+
+def unprefixed(state: Mapping[str, Any], prefix: str | None, missing: str) -> dict[str, Any]:
+    """The keys of `state` under `prefix` (a family's `prefix_of(state)`: ComfyUI's
+    `model.diffusion_model.`, or "") without it; where the family found no transformer in the
+    file (`prefix` None), a ModelError saying `missing`."""
+    if prefix is None:
+        raise ModelError(missing)
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def fitted(path: Path, what: str, build: Callable[[], T]) -> T:
@@ -99,6 +110,47 @@ def load_transformer(
     return manager.load_module((str(path.resolve()), f"{kind}-transformer:{weight_dtype}"), load)
 
 
+def diffusion_model_files(
+    family: Any,
+    recognise: Callable[[Mapping[str, Any]], Any],
+    *,
+    kind: str,
+    what: str,
+    build: Callable[[Mapping[str, Any], Any, Path], Any],
+    read: Callable[[Path, Any], Mapping[str, Any]] = read_weights,
+    hint: str = "",
+    family_of: Callable[[Any], Any] | None = None,
+) -> tuple[Callable[[Mapping[str, Any]], bool], Callable[..., ModelHandle]]:
+    """`recognise_diffusion_model` and `diffusion_model` (easel.models.family_files
+    .DIFFUSION_MODELS) of a family whose diffusion-model file holds one transformer: a file is
+    the family's where `recognise(state)` finds one (not None); its module is `build` through
+    `load_transformer` (`kind`, `what`, `read`, `hint` as there) and its MODEL carries `family`,
+    or `family_of(module.config)` where the module's config decides. A family module binds
+    them to those names, which family_files looks up."""
+
+    def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
+        return recognise(state) is not None
+
+    def diffusion_model(
+        name: str, path: Path, manager: Any, weight_dtype: str = "default"
+    ) -> ModelHandle:
+        module = load_transformer(
+            path,
+            manager,
+            weight_dtype,
+            kind=kind,
+            what=what,
+            recognised=recognise_diffusion_model,
+            build=build,
+            read=read,
+            hint=hint,
+        )
+        chosen = family if family_of is None else family_of(module.config)
+        return family_handle(chosen, name, module, manager)
+
+    return recognise_diffusion_model, diffusion_model
+
+
 def family_handle(
     family: Any,
     name: str,
@@ -118,3 +170,45 @@ def family_handle(
         vae=vae,
         family=family,
     )
+
+
+Checkpoint = tuple[ModelHandle, ClipHandle, VaeHandle]
+
+
+def no_single_file(
+    message: str,
+) -> tuple[Callable[[Mapping[str, Any]], bool], Callable[[str, Path, Any], Checkpoint]]:
+    """`is_checkpoint` and `single_file_checkpoint` (easel.models.family_files.CHECKPOINTS) of a
+    family that has no single-file checkpoint: no file is read as one, and one given to
+    CheckpointLoaderSimple is refused with `message` (which split files to load instead)."""
+
+    def is_checkpoint(state: Mapping[str, Any]) -> bool:
+        return False
+
+    def single_file_checkpoint(name: str, path: Path, manager: Any) -> Checkpoint:
+        raise ModelError(f"{path.name}: {message}")
+
+    return is_checkpoint, single_file_checkpoint
+
+
+def split_files_only(
+    message: str,
+) -> tuple[
+    Callable[[Path], bool],
+    Callable[[Mapping[str, Any]], bool],
+    Callable[[str, Path, Any], Checkpoint],
+    Callable[[str, Path, Any], Checkpoint],
+]:
+    """`is_folder`, `is_checkpoint`, `single_file_checkpoint` and `folder_checkpoint` of a family
+    loaded from its split files only (no single-file checkpoint, no diffusers folder read): a
+    checkpoint or folder is refused with `message`. A family module binds them to those names,
+    which family_files looks up."""
+    is_checkpoint, single_file_checkpoint = no_single_file(message)
+
+    def is_folder(folder: Path) -> bool:
+        return False
+
+    def folder_checkpoint(name: str, folder: Path, manager: Any) -> Checkpoint:
+        return single_file_checkpoint(name, folder, manager)
+
+    return is_folder, is_checkpoint, single_file_checkpoint, folder_checkpoint

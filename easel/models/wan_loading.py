@@ -25,7 +25,12 @@ from easel.models.errors import ModelError
 from easel.models.families import wan
 from easel.models.families.recognise import summarise
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
-from easel.models.transformer_files import family_handle, fitted, load_transformer
+from easel.models.transformer_files import (
+    diffusion_model_files,
+    family_handle,
+    fitted,
+    no_single_file,
+)
 
 FOLDER_CLASSES = ("WanPipeline", "WanImageToVideoPipeline", "ChronoEditPipeline")
 LATENT_CHANNELS = 16  # the Wan 2.1 VAE's; Wan 2.2 5B's 48-channel latents are another VAE
@@ -64,25 +69,13 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
     return fitted(path, "a Wan 2.1 transformer", build)
 
 
-def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
-    """Whether a diffusion-model file's keys are Wan's (family_files)."""
-    return wan.recognise(state) is not None
-
-
-def diffusion_model(
-    name: str, path: Path, manager: Any, weight_dtype: str = "default"
-) -> ModelHandle:
-    """MODEL from a Wan diffusion-model file (ComfyUI's UNETLoader)."""
-    module = load_transformer(
-        path,
-        manager,
-        weight_dtype,
-        kind="wan21",
-        what="a Wan 2.1 transformer",
-        recognised=lambda state: wan.recognise(state) is not None,
-        build=build_transformer,
-    )
-    return family_handle(wan.WAN21, name, module, manager)
+recognise_diffusion_model, diffusion_model = diffusion_model_files(
+    wan.WAN21,
+    wan.recognise,
+    kind="wan21",
+    what="a Wan 2.1 transformer",
+    build=build_transformer,
+)
 
 
 # -- UMT5-XXL (CLIPLoader type wan) ------------------------------------------------------------
@@ -120,13 +113,10 @@ def clip_handle(name: str, model: Any, tokenizer: Any, manager: Any) -> ClipHand
 
 
 # -- diffusers folders ---------------------------------------------------------------------------
-def is_checkpoint(state: Mapping[str, Any]) -> bool:
-    """Wan has no single-file checkpoints (ComfyUI ships split files)."""
-    return False
-
-
-def single_file_checkpoint(name: str, path: Path, manager: Any) -> Any:
-    raise ModelError(f"{path.name}: Wan models load from split files or a diffusers folder")
+# Wan has no single-file checkpoints (ComfyUI ships split files).
+is_checkpoint, single_file_checkpoint = no_single_file(
+    "Wan models load from split files or a diffusers folder"
+)
 
 
 def is_folder(folder: Path) -> bool:
