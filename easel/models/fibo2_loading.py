@@ -30,7 +30,6 @@ from easel.models.transformer_files import (
     diffusion_model_files,
     family_handle,
     fitted,
-    split_files_only,
     unprefixed,
 )
 
@@ -116,10 +115,3 @@ def fibo2_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
         fibo2.QWEN3VL_4B.key, tokenizer, model, layer=-1, layer_norm=False, kind=KIND
     )
     return ClipHandle(name, (part,), manager, family=fibo2.FIBO2)
-
-
-# -- checkpoints: Fibo 2.0 is loaded from split files -------------------------------------------
-is_folder, is_checkpoint, single_file_checkpoint, folder_checkpoint = split_files_only(
-    "Fibo 2.0 is loaded from its split files: DiffusionModelLoader, "
-    "TextEncoderLoader type fibo2 and VAELoader"
-)

@@ -32,7 +32,6 @@ from easel.models.transformer_files import (
     diffusion_model_files,
     family_handle,
     fitted,
-    split_files_only,
 )
 
 KIND = "qwen3vl"
@@ -170,13 +169,3 @@ def ideogram4_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
         ideogram4.QWEN3VL_8B.key, tokenizer, model, layer=-1, layer_norm=False, kind=KIND
     )
     return ClipHandle(name, (part,), manager, family=ideogram4.IDEOGRAM4)
-
-
-# -- checkpoints: Ideogram 4 ships split files only ---------------------------------------------
-# Ideogram4Pipeline folders are not read (two transformers do not fit one MODEL output): load
-# the split files.
-is_folder, is_checkpoint, single_file_checkpoint, folder_checkpoint = split_files_only(
-    "Ideogram 4 has no single-file checkpoint; load its split files with "
-    "DiffusionModelLoader (twice: ideogram4 and ideogram4_unconditional), TextEncoderLoader "
-    "type ideogram4 and VAELoader"
-)

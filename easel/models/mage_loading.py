@@ -30,7 +30,6 @@ from easel.models.handles import ClipHandle, TextEncoderPart
 from easel.models.transformer_files import (
     diffusion_model_files,
     fitted,
-    split_files_only,
     unprefixed,
 )
 
@@ -97,10 +96,3 @@ def mage_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
         mage_flow.QWEN3VL_4B.key, tokenizer, model, layer=-1, layer_norm=True, kind=KIND
     )
     return ClipHandle(name, (part,), manager, family=mage_flow.MAGE_FLOW)
-
-
-# -- checkpoints: Mage-Flow is loaded from split files -------------------------------------------
-is_folder, is_checkpoint, single_file_checkpoint, folder_checkpoint = split_files_only(
-    "Mage-Flow is loaded from its split files: DiffusionModelLoader, "
-    "TextEncoderLoader type mage and VAELoader (mage_flow_vae)"
-)

@@ -28,7 +28,6 @@ from easel.models.transformer_files import (
     family_handle,
     fitted,
     read_weights,
-    split_files_only,
     unprefixed,
 )
 
@@ -144,10 +143,3 @@ def minimax_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
     spec = minimax_h3.QWEN3VL_32B
     part = TextEncoderPart(spec.key, tokenizer, model, layer=-1, layer_norm=False, kind=KIND)
     return ClipHandle(name, (part,), manager, family=minimax_h3.MINIMAX_H3)
-
-
-# -- checkpoints: MiniMax H3 is loaded from split files ------------------------------------------
-is_folder, is_checkpoint, single_file_checkpoint, folder_checkpoint = split_files_only(
-    "MiniMax H3 is loaded from its split files: DiffusionModelLoader, "
-    "TextEncoderLoader type minimax and VAELoader"
-)

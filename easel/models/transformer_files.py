@@ -7,7 +7,7 @@ keep the weights in fp8 when asked, and cache the module in the model manager.
 
 A family's loader says only what differs: how its keys are recognised and how its module is
 built (`load_transformer`), and which family a MODEL handle carries (`family_handle`).
-`diffusion_model_files`, `no_single_file` and `split_files_only` make the functions
+`diffusion_model_files` and `no_single_file` make the functions
 easel.models.family_files looks up on a family module out of just that.
 """
 
@@ -189,26 +189,3 @@ def no_single_file(
         raise ModelError(f"{path.name}: {message}")
 
     return is_checkpoint, single_file_checkpoint
-
-
-def split_files_only(
-    message: str,
-) -> tuple[
-    Callable[[Path], bool],
-    Callable[[Mapping[str, Any]], bool],
-    Callable[[str, Path, Any], Checkpoint],
-    Callable[[str, Path, Any], Checkpoint],
-]:
-    """`is_folder`, `is_checkpoint`, `single_file_checkpoint` and `folder_checkpoint` of a family
-    loaded from its split files only (no single-file checkpoint, no diffusers folder read): a
-    checkpoint or folder is refused with `message`. A family module binds them to those names,
-    which family_files looks up."""
-    is_checkpoint, single_file_checkpoint = no_single_file(message)
-
-    def is_folder(folder: Path) -> bool:
-        return False
-
-    def folder_checkpoint(name: str, folder: Path, manager: Any) -> Checkpoint:
-        return single_file_checkpoint(name, folder, manager)
-
-    return is_folder, is_checkpoint, single_file_checkpoint, folder_checkpoint

@@ -3,37 +3,14 @@ VAE outputs of easel.models.vae_outputs): what each family module gets from them
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from easel.models import family_files
 from easel.models.errors import ModelError
-from easel.models.transformer_files import split_files_only, unprefixed
+from easel.models.transformer_files import unprefixed
 from easel.models.vae_outputs import OneFrameVae, decoded, encoded, frames_as_images
-
-SPLIT_ONLY = ("minimax_loading", "fibo2_loading", "mage_loading", "ideogram4_loading")
-
-
-def test_split_files_only_refuses_checkpoints_and_folders_naming_the_file() -> None:
-    is_folder, is_checkpoint, single, folder = split_files_only("X is loaded from its split files")
-    assert is_folder(Path("/models/x")) is False
-    assert is_checkpoint({"a.weight": None}) is False
-    with pytest.raises(ModelError, match=r"^x\.safetensors: X is loaded from its split files$"):
-        single("x", Path("/models/x.safetensors"), None)
-    with pytest.raises(ModelError, match=r"^x-folder: X is loaded from its split files$"):
-        folder("x", Path("/models/x-folder"), None)
-
-
-@pytest.mark.parametrize("name", SPLIT_ONLY)
-def test_split_only_families_keep_the_names_family_files_looks_up(name: str) -> None:
-    module = family_files._module(f"easel.models.{name}")
-    assert module.is_folder(Path("/tmp")) is False
-    assert module.is_checkpoint({}) is False
-    with pytest.raises(ModelError, match="split files"):
-        module.single_file_checkpoint("x", Path("x.safetensors"), None)
 
 
 def test_unprefixed_strips_the_prefix_or_names_what_is_missing() -> None:
