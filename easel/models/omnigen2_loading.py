@@ -22,8 +22,8 @@ from typing import Any
 from easel.models.errors import ModelError
 from easel.models.families import omnigen2
 from easel.models.families.recognise import summarise
-from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart
-from easel.models.transformer_files import family_handle, fitted, load_transformer, unprefixed
+from easel.models.handles import ClipHandle, TextEncoderPart
+from easel.models.transformer_files import diffusion_model_files, fitted, unprefixed
 
 
 def transformer_state(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -49,25 +49,13 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
     )
 
 
-def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
-    """Whether a diffusion-model file's keys are OmniGen2's (family_files)."""
-    return omnigen2.recognise(state) is not None
-
-
-def diffusion_model(
-    name: str, path: Path, manager: Any, weight_dtype: str = "default"
-) -> ModelHandle:
-    """MODEL from an OmniGen2 diffusion-model file (ComfyUI's UNETLoader)."""
-    module = load_transformer(
-        path,
-        manager,
-        weight_dtype,
-        kind="omnigen2",
-        what="an OmniGen2 transformer",
-        recognised=recognise_diffusion_model,
-        build=build_transformer,
-    )
-    return family_handle(omnigen2.OMNIGEN2, name, module, manager)
+recognise_diffusion_model, diffusion_model = diffusion_model_files(
+    omnigen2.OMNIGEN2,
+    omnigen2.recognise,
+    kind="omnigen2",
+    what="an OmniGen2 transformer",
+    build=build_transformer,
+)
 
 
 def omnigen2_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:
