@@ -19,6 +19,7 @@ from typing import Any
 
 from easel.models.errors import ModelError
 from easel.models.families.hunyuan15 import HUNYUAN15_LATENT
+from easel.models.transformer_files import fitted
 from easel.models.vae_outputs import OneFrameVae, decoded, encoded, frames_as_images
 
 ORIGINAL_PROBE = "encoder.down.0.block.0.norm1.gamma"
@@ -105,7 +106,7 @@ def load_hunyuan15_vae(path: Path, state: Mapping[str, Any], dtype: Any) -> Huny
     from easel.models.hunyuan15_keys import vae_to_diffusers
     from easel.models.qwen_loading import build_module
 
-    try:
+    def build() -> Any:
         converted = vae_to_diffusers(state) if ORIGINAL_PROBE in state else dict(state)
         config = vae_config(converted)
         if not math.log2(config["spatial_compression_ratio"]).is_integer():
@@ -114,10 +115,5 @@ def load_hunyuan15_vae(path: Path, state: Mapping[str, Any], dtype: Any) -> Huny
             AutoencoderKLHunyuanVideo15, config, converted, dtype, "HunyuanVideo 1.5 VAE"
         )
         return Hunyuan15Vae(vae)
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like a HunyuanVideo 1.5 VAE but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
+
+    return fitted(path, "a HunyuanVideo 1.5 VAE", build)

@@ -134,15 +134,11 @@ def build_text_encoder(path: Path, state: Mapping[str, Any], manager: Any) -> tu
             f"{path.name}: a Qwen3-VL text encoder of {layers} layers; Ideogram 4 reads the "
             f"outputs of layers up to {max(ideogram4.TAP_LAYERS)} (Qwen3-VL-8B's 36)"
         )
-    try:
-        model = krea2_loading.build_language_model(state, prefix, manager.dtype)
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like a Qwen3-VL text encoder but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
+    model = fitted(
+        path,
+        "a Qwen3-VL text encoder",
+        lambda: krea2_loading.build_language_model(state, prefix, manager.dtype),
+    )
     tokenizer = manager.load_module(
         ("qwen3-tokenizer", "qwen3"),
         lambda: lumina_tokenizers.tokenizer("qwen3", checkpoint=path.name, roots=manager.roots),

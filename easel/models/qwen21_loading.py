@@ -26,7 +26,7 @@ from easel.models.families.recognise import summarise
 from easel.models.flux_loading import hold, storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 from easel.models.qwen_loading import build_module
-from easel.models.transformer_files import no_single_file
+from easel.models.transformer_files import fitted, no_single_file
 
 # Qwen3-VL-8B's language model: rope theta and interleaved multimodal sections (head_dim / 2)
 ROPE_THETA = 5000000.0
@@ -56,7 +56,7 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
     """A QwenImage21Transformer2DModel from a ComfyUI-layout state dict."""
     from diffusers import QwenImage21Transformer2DModel
 
-    try:
+    def build() -> Any:
         config = qwen_image21.transformer_config(state)
         return build_module(
             QwenImage21Transformer2DModel,
@@ -65,13 +65,8 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
             dtype,
             "Qwen-Image 2.1 transformer",
         )
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like a Qwen-Image 2.1 transformer but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
+
+    return fitted(path, "a Qwen-Image 2.1 transformer", build)
 
 
 def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
@@ -240,7 +235,8 @@ def build_text_encoder(
     prefix = text_prefix(state)
     if prefix is None:
         raise ModelError(f"{path.name}: no Qwen3-VL language model in the file")
-    try:
+
+    def build() -> Any:
         config = text_config(state, prefix)
         visual = vision_prefix(state)
         if visual is not None and tokenizer is not None:
@@ -271,13 +267,8 @@ def build_text_encoder(
         if head is not None:  # TextGenerate's head (Qwen3-VL-8B's is not tied)
             keep_lm_head(model, head.to(dtype))
         return model
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like a Qwen3-VL text encoder but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
+
+    return fitted(path, "a Qwen3-VL text encoder", build)
 
 
 def qwen21_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from easel.models.errors import ModelError
+from easel.models.transformer_files import fitted
 from easel.models.vae_outputs import NormalisedVaeConfig, OneFrameVae, decoded, encoded, per_channel
 
 ORIGINAL_PROBE = "encoder.downsamples.0.downsamples.0.residual.0.gamma"
@@ -169,15 +170,10 @@ def load_qwen21_vae(path: Path, state: Mapping[str, Any], dtype: Any) -> Qwen21V
 
     from easel.models.qwen_loading import build_module
 
-    try:
+    def build() -> Any:
         converted = diffusers_keys(state) if ORIGINAL_PROBE in state else dict(state)
         config = vae_config(converted)
         vae = build_module(AutoencoderKLQwenImage21, config, converted, dtype, "Qwen-Image 2.1 VAE")
         return Qwen21Vae(vae)
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like a Qwen-Image 2.1 VAE but does not fit that architecture "
-            f"({type(exc).__name__}: {exc})"
-        ) from None
+
+    return fitted(path, "a Qwen-Image 2.1 VAE", build)

@@ -25,6 +25,7 @@ from typing import Any
 
 from easel.core.cache import sizeof
 from easel.models.errors import ModelError
+from easel.models.transformer_files import fitted
 
 HEAD_DIM = 128
 PATCH = 2
@@ -67,7 +68,7 @@ def load_qwen_controlnet(path: Path, state: Mapping[str, Any], dtype: Any) -> An
 
     from easel.models.qwen_loading import build_module
 
-    try:
+    def build() -> Any:
         return build_module(
             QwenImageControlNetModel,
             controlnet_config(state),
@@ -75,13 +76,8 @@ def load_qwen_controlnet(path: Path, state: Mapping[str, Any], dtype: Any) -> An
             dtype,
             "Qwen-Image ControlNet",
         )
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like an InstantX Qwen-Image ControlNet but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
+
+    return fitted(path, "an InstantX Qwen-Image ControlNet", build)
 
 
 def is_qwen_net(handle: Any) -> bool:

@@ -16,6 +16,7 @@ from easel.models.errors import ModelError
 from easel.models.families.recognise import summarise
 from easel.models.flux_loading import storage_dtype, stored_as
 from easel.models.handles import ModelHandle
+from easel.models.transformer_files import fitted
 
 
 def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
@@ -29,7 +30,7 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
 
     from easel.models.qwen_loading import build_module, transformer_state
 
-    try:
+    def build() -> Any:
         config = qwen_layered.transformer_config(state)
         return build_module(
             QwenImageTransformer2DModel,
@@ -38,13 +39,8 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
             dtype,
             "Qwen-Image-Layered transformer",
         )
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like a Qwen-Image-Layered transformer but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
+
+    return fitted(path, "a Qwen-Image-Layered transformer", build)
 
 
 def diffusion_model(

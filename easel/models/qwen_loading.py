@@ -26,7 +26,7 @@ from easel.models.families import qwen_image
 from easel.models.families.recognise import summarise
 from easel.models.flux_loading import hold, storage_dtype, stored_as
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
-from easel.models.transformer_files import no_single_file
+from easel.models.transformer_files import fitted, no_single_file
 
 VISION_HEAD_DIM = 80  # Qwen2.5-VL's vision tower: heads of 80 channels (1280 = 16 x 80)
 TEXT_HEAD_DIM = 128  # Qwen2.5-VL-7B's language model: heads of 128 (3584 = 28 x 128)
@@ -82,7 +82,7 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
     """A QwenImageTransformer2DModel from a ComfyUI-layout state dict."""
     from diffusers import QwenImageTransformer2DModel
 
-    try:
+    def build() -> Any:
         config = qwen_image.transformer_config(state)
         return build_module(
             QwenImageTransformer2DModel,
@@ -91,13 +91,8 @@ def build_transformer(state: Mapping[str, Any], dtype: Any, path: Path) -> Any:
             dtype,
             "Qwen-Image transformer",
         )
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like a Qwen-Image transformer but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
+
+    return fitted(path, "a Qwen-Image transformer", build)
 
 
 def recognise_diffusion_model(state: Mapping[str, Any]) -> bool:
@@ -244,7 +239,7 @@ def build_text_encoder(path: Path, state: Mapping[str, Any], tokenizer: Any, dty
     language model alone, Qwen2_5_VLTextModel, when the file has no vision tower)."""
     from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLTextModel
 
-    try:
+    def build() -> Any:
         config = text_config(state, tokenizer)
         if "visual.patch_embed.proj.weight" in state:
             converted = transformers_keys(state)
@@ -257,13 +252,8 @@ def build_text_encoder(path: Path, state: Mapping[str, Any], tokenizer: Any, dty
         return build_module(
             Qwen2_5_VLTextModel, config.text_config, text_only, dtype, "Qwen2.5-VL language model"
         )
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like a Qwen2.5-VL text encoder but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
+
+    return fitted(path, "a Qwen2.5-VL text encoder", build)
 
 
 def qwen_clip(name: str, paths: list[Path], manager: Any) -> ClipHandle:

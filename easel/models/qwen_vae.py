@@ -18,6 +18,7 @@ from typing import Any
 
 from easel.models.errors import ModelError
 from easel.models.families.qwen_image import LATENTS_MEAN, LATENTS_STD
+from easel.models.transformer_files import fitted
 from easel.models.vae_outputs import (
     NormalisedVaeConfig,
     OneFrameVae,
@@ -131,7 +132,7 @@ def load_qwen_vae(path: Path, state: dict[str, Any], dtype: Any) -> QwenVae:
 
     from easel.models.qwen_loading import build_module
 
-    try:
+    def build() -> Any:
         if WAN_PROBE in state:
             config = _wan_config(state)
             converted = convert_wan_vae_to_diffusers(state)
@@ -146,10 +147,5 @@ def load_qwen_vae(path: Path, state: dict[str, Any], dtype: Any) -> QwenVae:
             )
         vae = build_module(AutoencoderKLQwenImage, config, converted, dtype, "Qwen-Image VAE")
         return QwenVae(vae)
-    except ModelError as exc:
-        raise ModelError(f"{path.name}: {exc}") from None
-    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(
-            f"{path.name} looks like a Wan / Qwen-Image VAE but does not fit that "
-            f"architecture ({type(exc).__name__}: {exc})"
-        ) from None
+
+    return fitted(path, "a Wan / Qwen-Image VAE", build)
