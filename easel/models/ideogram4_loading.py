@@ -24,7 +24,6 @@ from typing import Any
 
 from easel.models.errors import ModelError
 from easel.models.families import ideogram4
-from easel.models.families.recognise import summarise
 from easel.models.flux_loading import hold
 from easel.models.handles import ClipHandle, ModelHandle, TextEncoderPart, VaeHandle
 from easel.models.lumina_loading import read_weights
@@ -120,30 +119,16 @@ recognise_diffusion_model, diffusion_model = diffusion_model_files(
 # -- the text encoder: Qwen3-VL-8B's language model ---------------------------------------------
 def build_text_encoder(path: Path, state: Mapping[str, Any], manager: Any) -> tuple[Any, Any]:
     """(model, tokenizer) of a Qwen3-VL text encoder file with the layers Ideogram 4 reads."""
-    from easel.models import krea2_loading, lumina_tokenizers
+    from easel.models import krea2_loading
 
-    prefix = krea2_loading.text_prefix(state)
-    if prefix is None:
-        raise ModelError(
-            f"{path.name} is not a text encoder the ideogram4 type takes ({summarise(state)}): "
-            "it takes Qwen3-VL-8B (qwen3vl_8b) files (model.layers.N.self_attn.q_norm ...)"
-        )
+    prefix = krea2_loading.qwen3_text_prefix(path, state, "ideogram4", "Qwen3-VL-8B (qwen3vl_8b)")
     layers = ideogram4.count({k[len(prefix) :]: v for k, v in state.items()}, "layers.")
     if layers < max(ideogram4.TAP_LAYERS):
         raise ModelError(
             f"{path.name}: a Qwen3-VL text encoder of {layers} layers; Ideogram 4 reads the "
             f"outputs of layers up to {max(ideogram4.TAP_LAYERS)} (Qwen3-VL-8B's 36)"
         )
-    model = fitted(
-        path,
-        "a Qwen3-VL text encoder",
-        lambda: krea2_loading.build_language_model(state, prefix, manager.dtype),
-    )
-    tokenizer = manager.load_module(
-        ("qwen3-tokenizer", "qwen3"),
-        lambda: lumina_tokenizers.tokenizer("qwen3", checkpoint=path.name, roots=manager.roots),
-    )
-    return model, tokenizer
+    return krea2_loading.qwen3_text_encoder(path, state, prefix, manager)
 
 
 def text_encoder(path: Path, manager: Any) -> tuple[Any, Any]:

@@ -169,16 +169,25 @@ def build_language_model(state: Mapping[str, Any], prefix: str, dtype: Any) -> A
     return model.eval().requires_grad_(False)
 
 
-def build_text_encoder(path: Path, state: Mapping[str, Any], manager: Any) -> tuple[Any, Any]:
-    """(model, tokenizer) of a Qwen3-VL text encoder file."""
-    from easel.models import lumina_tokenizers
-
+def qwen3_text_prefix(path: Path, state: Mapping[str, Any], clip_type: str, takes: str) -> str:
+    """The key prefix of a Qwen3-VL language model in `state`, else a ModelError saying what
+    the `clip_type` type takes (`takes`: "Qwen3-VL-4B (qwen3vl_4b)")."""
     prefix = text_prefix(state)
     if prefix is None:
         raise ModelError(
-            f"{path.name} is not a text encoder the krea2 type takes ({summarise(state)}): it "
-            "takes Qwen3-VL-4B (qwen3vl_4b) files (model.layers.N.self_attn.q_norm ...)"
+            f"{path.name} is not a text encoder the {clip_type} type takes ({summarise(state)}): "
+            f"it takes {takes} files (model.layers.N.self_attn.q_norm ...)"
         )
+    return prefix
+
+
+def qwen3_text_encoder(
+    path: Path, state: Mapping[str, Any], prefix: str, manager: Any
+) -> tuple[Any, Any]:
+    """(model, tokenizer): the Qwen3-VL language model under `prefix` and the Qwen3
+    tokenizer (Krea 2, Ideogram 4 and MiniMax H3 files)."""
+    from easel.models import lumina_tokenizers
+
     model = fitted(
         path,
         "a Qwen3-VL text encoder",
@@ -189,6 +198,12 @@ def build_text_encoder(path: Path, state: Mapping[str, Any], manager: Any) -> tu
         lambda: lumina_tokenizers.tokenizer("qwen3", checkpoint=path.name, roots=manager.roots),
     )
     return model, tokenizer
+
+
+def build_text_encoder(path: Path, state: Mapping[str, Any], manager: Any) -> tuple[Any, Any]:
+    """(model, tokenizer) of a Qwen3-VL text encoder file."""
+    prefix = qwen3_text_prefix(path, state, "krea2", "Qwen3-VL-4B (qwen3vl_4b)")
+    return qwen3_text_encoder(path, state, prefix, manager)
 
 
 def text_encoder(path: Path, manager: Any) -> tuple[Any, Any]:

@@ -91,16 +91,9 @@ def build_text_encoder(path: Path, state: Mapping[str, Any], manager: Any) -> tu
     50 layers MiniMax H3 reads; a file cut after them may lack the final norm (never used)."""
     import torch
 
-    from easel.models import lumina_tokenizers
-    from easel.models.families.recognise import summarise
-    from easel.models.krea2_loading import build_language_model, text_prefix
+    from easel.models.krea2_loading import qwen3_text_encoder, qwen3_text_prefix
 
-    prefix = text_prefix(state)
-    if prefix is None:
-        raise ModelError(
-            f"{path.name} is not a text encoder the minimax type takes ({summarise(state)}): it "
-            "takes MiniMax H3's Qwen3-VL-32B files (model.layers.N.self_attn.q_norm ...)"
-        )
+    prefix = qwen3_text_prefix(path, state, "minimax", "MiniMax H3's Qwen3-VL-32B")
     layers = minimax_h3.count({k[len(prefix) :]: v for k, v in state.items()}, "layers.")
     if layers < minimax_h3.TEXT_LAYER:
         raise ModelError(
@@ -112,16 +105,7 @@ def build_text_encoder(path: Path, state: Mapping[str, Any], manager: Any) -> tu
     if norm not in weights:  # ComfyUI's files are cut after layer 50, where no norm is read
         width = int(weights[prefix + "embed_tokens.weight"].shape[1])
         weights[norm] = torch.ones(width, dtype=weights[prefix + "embed_tokens.weight"].dtype)
-    model = fitted(
-        path,
-        "a Qwen3-VL text encoder",
-        lambda: build_language_model(weights, prefix, manager.dtype),
-    )
-    tokenizer = manager.load_module(
-        ("qwen3-tokenizer", "qwen3"),
-        lambda: lumina_tokenizers.tokenizer("qwen3", checkpoint=path.name, roots=manager.roots),
-    )
-    return model, tokenizer
+    return qwen3_text_encoder(path, weights, prefix, manager)
 
 
 def text_encoder(path: Path, manager: Any) -> tuple[Any, Any]:
