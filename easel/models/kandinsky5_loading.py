@@ -145,15 +145,7 @@ def folder_checkpoint(
     family = kandinsky5.KANDINSKY5
     sched = loading.scheduler_config(folder / "scheduler") or dict(family.scheduler_config)
     vae_handle = VaeHandle(name, vae, manager)
-    model = ModelHandle(
-        name,
-        transformer,
-        dict(sched),
-        vae_handle.scale_factor,
-        manager,
-        vae=vae_handle,
-        family=family,
-    )
+    model = family_handle(family, name, transformer, manager, vae_handle, sched)
     parts = (
         TextEncoderPart("qwen", tok, qwen, kind="qwen"),
         TextEncoderPart("l", tok2, clip, pooled=True),

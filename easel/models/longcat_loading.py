@@ -143,15 +143,7 @@ def folder_checkpoint(
     family = longcat.LONGCAT
     sched = loading.scheduler_config(folder / "scheduler") or dict(family.scheduler_config)
     vae_handle = VaeHandle(name, vae, manager)
-    model = ModelHandle(
-        name,
-        transformer,
-        dict(sched),
-        vae_handle.scale_factor,
-        manager,
-        vae=vae_handle,
-        family=family,
-    )
+    model = family_handle(family, name, transformer, manager, vae_handle, sched)
     clip = ClipHandle(
         name, (TextEncoderPart("qwen", tok, te, kind="qwen"),), manager, family=family
     )
