@@ -8,6 +8,7 @@ from typing import Any
 
 from easel.core.node import Input, NodeError, node
 from easel.core.types import Image, Mask, Model
+from easel.nodes.input_checks import mask_batch, require_rgb
 from easel.nodes.model_patches import ModelPatch
 
 
@@ -36,17 +37,9 @@ def AnimaLLLiteApply(
             "applies ControlNet patches)",
             "model_patch",
         )
-    if getattr(image, "ndim", 0) != 4 or image.shape[1] < 3:
-        raise NodeError(
-            f"expects an RGB IMAGE [B, 3, H, W], got {tuple(getattr(image, 'shape', ()))}",
-            "image",
-        )
-    if mask is not None and getattr(mask, "ndim", 0) not in (2, 3):
-        raise NodeError(
-            f"expects a MASK [B, H, W], got {tuple(getattr(mask, 'shape', ()))}", "mask"
-        )
-    if mask is not None and mask.ndim == 2:
-        mask = mask[None]
+    require_rgb(image)
+    if mask is not None:
+        mask = mask_batch(mask)
     if start_percent > end_percent:
         raise NodeError(
             f"start_percent {start_percent} is after end_percent {end_percent}", "start_percent"

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from easel.core.context import Context
 from easel.core.node import Input, NodeError, node
 from easel.core.types import Image, Mask, Model, Socket, Vae
+from easel.nodes.input_checks import mask_batch, require_rgb
 from easel.nodes.model_access import discovered, manager, model_errors
 
 ModelPatch = Annotated[Any, Socket("MODEL_PATCH")]  # what socket_type("MODEL_PATCH") makes
@@ -67,17 +68,9 @@ def QwenImageDiffsynthControlnet(
     from easel.models.errors import ModelError
     from easel.models.model_patches import apply
 
-    if getattr(image, "ndim", 0) != 4 or image.shape[1] < 3:
-        raise NodeError(
-            f"expects an RGB IMAGE [B, 3, H, W], got {tuple(getattr(image, 'shape', ()))}",
-            "image",
-        )
-    if mask is not None and getattr(mask, "ndim", 0) not in (2, 3):
-        raise NodeError(
-            f"expects a MASK [B, H, W], got {tuple(getattr(mask, 'shape', ()))}", "mask"
-        )
-    if mask is not None and mask.ndim == 2:
-        mask = mask[None]
+    require_rgb(image)
+    if mask is not None:
+        mask = mask_batch(mask)
     try:
         return apply(model, model_patch, vae, image, strength, mask)
     except ModelError as exc:

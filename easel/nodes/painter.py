@@ -14,6 +14,7 @@ from typing import Any
 from easel.core.context import Context
 from easel.core.node import Input, NodeError, node
 from easel.core.types import Image, Mask
+from easel.nodes.input_checks import require_rgb
 
 ANNOTATION = re.compile(r"\s*\[(temp|input|output)\]\s*$")
 
@@ -86,11 +87,7 @@ def Painter(
     from PIL import UnidentifiedImageError
 
     if image is not None:
-        if getattr(image, "ndim", 0) != 4 or image.shape[1] < 3:
-            raise NodeError(
-                f"expects an RGB IMAGE [B, 3, H, W], got {tuple(getattr(image, 'shape', ()))}",
-                "image",
-            )
+        require_rgb(image)
         base = image[:1, :3].float().cpu()
     else:
         colour = torch.tensor(hex_colour(bg_color), dtype=torch.float32)
